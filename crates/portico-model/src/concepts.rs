@@ -1,0 +1,299 @@
+//! The suite's concepts as stored and cached: products, clients, tenants, users, grants.
+
+use crate::ids::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Whether a product demands a second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaPolicy {
+    #[default]
+    Optional,
+    Required,
+}
+
+/// A resource server of the suite.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub slug: ProductSlug,
+    pub name: String,
+    pub audience: Audience,
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: i64,
+    pub mfa: MfaPolicy,
+    pub single_session: bool,
+    pub tenant_aware: bool,
+    pub signup: bool,
+    pub handoff_to: Vec<ProductSlug>,
+    /// role → permissions
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+impl Product {
+    /// Every permission any role of this product carries.
+    pub fn all_permissions(&self) -> impl Iterator<Item = &str> {
+        self.roles.values().flatten().map(String::as_str)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    Confidential,
+    Public,
+}
+
+/// RFC 6749 grant types a client may be allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GrantType {
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+        GrantType::TokenExchange,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == value)
+    }
+    /// Short label for metrics and audit.
+    pub fn label(self) -> &'static str {
+        match self {
+            GrantType::TokenExchange => "token_exchange",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// JWS algorithms Portico signs with. EdDSA (Ed25519) is the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SigningAlg {
+    #[default]
+    EdDSA,
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == value)
+    }
+}
+
+/// How a client authenticates at the token, introspection and revocation endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// An OAuth client of one product. Its secret is kept only as a keyed hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    pub id: ClientId,
+    pub product: ProductSlug,
+    pub kind: ClientKind,
+    pub name: String,
+    pub auth_method: AuthMethod,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub web_origins: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// Other products (by slug) this client may ask tokens for with `resource`.
+    pub resources: Vec<ProductSlug>,
+    pub backchannel_logout_uri: Option<String>,
+    pub first_party: bool,
+    pub signing_alg: SigningAlg,
+}
+
+impl Client {
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+    pub fn is_public(&self) -> bool {
+        self.kind == ClientKind::Public
+    }
+    /// The exactly-registered redirect URI equal to `presented`, if any.
+    pub fn registered_redirect(&self, presented: &str) -> Option<&RedirectUri> {
+        self.redirect_uris.iter().find(|r| r.is_exactly(presented))
+    }
+}
+
+/// A customer organisation. Named outside Portico only by its opaque `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub domains: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+    pub fn parse(value: &str) -> Self {
+        if value == "active" { UserStatus::Active } else { UserStatus::Disabled }
+    }
+}
+
+/// The one identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: String,
+    pub status: UserStatus,
+    pub created_at: i64,
+}
+
+impl User {
+    pub fn is_active(&self) -> bool {
+        self.status == UserStatus::Active
+    }
+}
+
+/// Who holds a grant: a person, or an automation client (for `client_credentials`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grantee {
+    User(UserId),
+    Client(ClientId),
+}
+
+impl Grantee {
+    /// The stored form: `usr_…` ids as they are, clients as `client:<id>`.
+    pub fn key(&self) -> String {
+        match self {
+            Grantee::User(u) => u.as_str().to_owned(),
+            Grantee::Client(c) => format!("client:{c}"),
+        }
+    }
+    pub fn from_key(key: &str) -> Self {
+        match key.strip_prefix("client:") {
+            Some(c) => Grantee::Client(ClientId::new(c)),
+            None => Grantee::User(UserId::new(key)),
+        }
+    }
+}
+
+/// Which tenants a grant covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantScope {
+    /// A product without tenants.
+    NoTenant,
+    One(TenantId),
+    /// Every tenant of the product (operators); tokens still name one tenant.
+    AllTenants,
+}
+
+impl GrantScope {
+    pub fn key(&self) -> &str {
+        match self {
+            GrantScope::NoTenant => "",
+            GrantScope::One(t) => t.as_str(),
+            GrantScope::AllTenants => "*",
+        }
+    }
+    pub fn from_key(key: &str) -> Self {
+        match key {
+            "" => GrantScope::NoTenant,
+            "*" => GrantScope::AllTenants,
+            t => GrantScope::One(TenantId::new(t)),
+        }
+    }
+    pub fn covers(&self, tenant: Option<&TenantId>) -> bool {
+        match (self, tenant) {
+            (GrantScope::NoTenant, None) => true,
+            (GrantScope::One(t), Some(asked)) => t == asked,
+            (GrantScope::AllTenants, Some(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantStatus {
+    Active,
+    Revoked,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Revoked => "revoked",
+        }
+    }
+    pub fn parse(value: &str) -> Self {
+        if value == "active" { GrantStatus::Active } else { GrantStatus::Revoked }
+    }
+}
+
+/// Access is a grant, not a side effect of having an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub grantee: Grantee,
+    pub product: ProductSlug,
+    pub scope: GrantScope,
+    pub roles: Vec<String>,
+    pub status: GrantStatus,
+    pub granted_by: String,
+    pub granted_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl Grant {
+    pub fn is_active_at(&self, now: i64) -> bool {
+        self.status == GrantStatus::Active && self.expires_at.is_none_or(|e| now < e)
+    }
+}

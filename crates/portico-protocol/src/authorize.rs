@@ -1,0 +1,431 @@
+//! The authorization endpoint (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2, RFC 7636, RFC 8707,
+//! RFC 9207): validate the request, then decide — show login, show consent, answer an error at
+//! the redirect URI, or issue a code.
+
+use crate::error::{ErrorCode, OAuthError, oauth};
+use crate::provider::Provider;
+use crate::random;
+use portico_model::{Grantee, PolicyError, Product, Sid, Tenant, UserId, require_active_grant};
+use portico_store::{AuditEvent, Family, SsoSession};
+use serde::{Deserialize, Serialize};
+
+/// Scopes Portico understands at the authorization endpoint.
+pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    Query,
+    Fragment,
+    FormPost,
+}
+
+/// A validated authorization request, kept in the store while the user logs in or consents.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub scope: Vec<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Vec<String>,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub acr_values: Option<String>,
+    /// The product's audience (RFC 8707 `resource`), resolved at validation.
+    pub audience: String,
+    pub organization: Option<String>,
+    pub created_at: i64,
+    /// Set when the user has just signed in for this request: `prompt=login` and `max_age` are met.
+    #[serde(default)]
+    pub login_done: bool,
+    #[serde(default)]
+    pub consent_done: bool,
+}
+
+impl AuthRequest {
+    pub fn scope_string(&self) -> String {
+        self.scope.join(" ")
+    }
+    fn has_prompt(&self, value: &str) -> bool {
+        self.prompt.iter().any(|p| p == value)
+    }
+}
+
+/// Where an authorization response goes and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthResponse {
+    pub redirect_uri: String,
+    pub mode: ResponseMode,
+    pub params: Vec<(String, String)>,
+}
+
+/// Why validation stopped.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// The client or redirect URI cannot be trusted: show an error page, never redirect
+    /// (RFC 6749 §4.1.2.1).
+    Page(&'static str),
+    /// An error for the client, sent to its verified redirect URI.
+    Redirect(AuthResponse, OAuthError),
+}
+
+/// What to do with a valid request.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    ShowLogin(AuthRequest),
+    ShowConsent(AuthRequest, String),
+    /// The user holds grants in several tenants and named none.
+    ShowTenantPicker(AuthRequest, Vec<Tenant>),
+    Respond(AuthResponse),
+}
+
+fn error_response(p: &Provider, redirect_uri: &str, mode: ResponseMode, state: Option<&str>, err: &OAuthError) -> AuthResponse {
+    let mut params = vec![
+        ("error".to_owned(), err.code.as_str().to_owned()),
+        ("error_description".to_owned(), err.description.to_owned()),
+    ];
+    if let Some(s) = state {
+        params.push(("state".into(), s.to_owned()));
+    }
+    params.push(("iss".into(), p.issuer.clone()));
+    AuthResponse {
+        redirect_uri: redirect_uri.to_owned(),
+        mode,
+        params,
+    }
+}
+
+/// Validates raw request parameters (query or form, in order, duplicates kept).
+pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<AuthRequest, AuthorizeError> {
+    let count = |k: &str| params.iter().filter(|(n, _)| n == k).count();
+    let get = |k: &str| params.iter().find(|(n, v)| n == k && !v.is_empty()).map(|(_, v)| v.clone());
+    // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."
+    if count("client_id") > 1 || count("redirect_uri") > 1 {
+        return Err(AuthorizeError::Page("The request names its client or redirect URI more than once."));
+    }
+    let config = p.config();
+    let Some(entry) = get("client_id").and_then(|id| config.client(&id).cloned()) else {
+        return Err(AuthorizeError::Page("The application that sent you here is not registered."));
+    };
+    let client = entry.client;
+    let Some(redirect_uri) = get("redirect_uri") else {
+        return Err(AuthorizeError::Page("The request has no redirect_uri."));
+    };
+    if client.registered_redirect(&redirect_uri).is_none() {
+        return Err(AuthorizeError::Page("The redirect URI is not registered for this application."));
+    }
+    let state = get("state");
+    let mode = match get("response_mode").as_deref() {
+        None | Some("query") => ResponseMode::Query,
+        Some("fragment") => ResponseMode::Fragment,
+        Some("form_post") => ResponseMode::FormPost,
+        Some(_) => {
+            let e = oauth!(InvalidRequest, "unsupported response_mode");
+            return Err(AuthorizeError::Redirect(
+                error_response(p, &redirect_uri, ResponseMode::Query, state.as_deref(), &e),
+                e,
+            ));
+        }
+    };
+    let fail = |e: OAuthError| AuthorizeError::Redirect(error_response(p, &redirect_uri, mode, state.as_deref(), &e), e);
+
+    if let Some((dup, _)) = params.iter().find(|(k, _)| count(k) > 1 && k != "resource") {
+        return Err(fail(oauth!(InvalidRequest, "a parameter is repeated").detail(dup.clone())));
+    }
+    match get("response_type").as_deref() {
+        None => return Err(fail(oauth!(InvalidRequest, "response_type is required"))),
+        Some("code") => {}
+        Some(_) => return Err(fail(oauth!(UnsupportedResponseType, "only response_type=code is supported"))),
+    }
+    if get("request").is_some() {
+        return Err(fail(oauth!(RequestNotSupported, "request objects are not supported")));
+    }
+    if get("request_uri").is_some() {
+        return Err(fail(oauth!(RequestUriNotSupported, "request_uri is not supported")));
+    }
+    if !client.allows(portico_model::GrantType::AuthorizationCode) {
+        return Err(fail(oauth!(UnauthorizedClient, "this client may not use the authorization code grant")));
+    }
+    let scope: Vec<String> = get("scope")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if scope.iter().any(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(fail(oauth!(InvalidScope, "unknown scope")));
+    }
+    // RFC 7636 §4.3 and RFC 9700 §2.1.1: S256 only; required for public clients.
+    let code_challenge = get("code_challenge");
+    match (get("code_challenge_method").as_deref(), &code_challenge) {
+        (Some("S256"), Some(_)) => {}
+        (None, Some(_)) => return Err(fail(oauth!(InvalidRequest, "code_challenge_method must be S256"))),
+        (Some(_), Some(_)) => return Err(fail(oauth!(InvalidRequest, "only the S256 code_challenge_method is supported"))),
+        (Some(_), None) => return Err(fail(oauth!(InvalidRequest, "code_challenge_method without code_challenge"))),
+        (None, None) if client.is_public() => return Err(fail(oauth!(InvalidRequest, "PKCE (code_challenge with S256) is required for public clients"))),
+        (None, None) => {}
+    }
+    if let Some(c) = &code_challenge {
+        // RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters.
+        if c.len() != 43 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(fail(oauth!(InvalidRequest, "code_challenge is not an S256 challenge")));
+        }
+    }
+    let prompt: Vec<String> = get("prompt")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if prompt.iter().any(|v| !["none", "login", "consent", "select_account"].contains(&v.as_str())) {
+        return Err(fail(oauth!(InvalidRequest, "unsupported prompt value")));
+    }
+    // OIDC Core §3.1.2.1: "If this parameter contains none with any other value, an error is returned."
+    if prompt.len() > 1 && prompt.iter().any(|v| v == "none") {
+        return Err(fail(oauth!(InvalidRequest, "prompt=none cannot be combined with other values")));
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|m| *m >= 0)
+                .ok_or_else(|| fail(oauth!(InvalidRequest, "max_age must be a non-negative integer")))?,
+        ),
+    };
+    // RFC 8707: one product per token, so at most one resource.
+    let resources: Vec<&String> = params.iter().filter(|(k, v)| k == "resource" && !v.is_empty()).map(|(_, v)| v).collect();
+    if resources.len() > 1 {
+        return Err(fail(oauth!(InvalidTarget, "a token is for exactly one resource")));
+    }
+    let product = config
+        .resolve_audience(&client, resources.first().map(|s| s.as_str()))
+        .map_err(|_| fail(oauth!(InvalidTarget, "the resource is not a product this client may ask tokens for")))?;
+    Ok(AuthRequest {
+        id: random::token(),
+        client_id: client.id.as_str().to_owned(),
+        redirect_uri,
+        response_mode: mode,
+        state,
+        nonce: get("nonce"),
+        scope,
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: get("login_hint"),
+        acr_values: get("acr_values"),
+        audience: product.audience.as_str().to_owned(),
+        organization: get("organization"),
+        created_at: now,
+        login_done: false,
+        consent_done: false,
+    })
+}
+
+/// Decides a validated request for the browser's SSO session (if any).
+pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>, ip: Option<String>, now: i64) -> Result<AuthorizeOutcome, OAuthError> {
+    let fail = |e: OAuthError| {
+        Ok(AuthorizeOutcome::Respond(error_response(
+            p,
+            &req.redirect_uri,
+            req.response_mode,
+            req.state.as_deref(),
+            &e,
+        )))
+    };
+    let prompt_none = req.has_prompt("none");
+    let wants_login = (req.has_prompt("login") || req.has_prompt("select_account")) && !req.login_done;
+    let too_old = |s: &SsoSession| req.max_age.is_some_and(|m| now - s.auth_time > m) && !req.login_done;
+    let session = match session {
+        Some(s) if !wants_login && !too_old(s) => s,
+        _ if prompt_none => return fail(oauth!(LoginRequired, "the user is not signed in")),
+        _ => return Ok(AuthorizeOutcome::ShowLogin(req)),
+    };
+    let config = p.config();
+    let Some(client) = config.client(&req.client_id).map(|e| e.client.clone()) else {
+        return fail(oauth!(AccessDenied, "the client is no longer registered"));
+    };
+    let Some(product) = config.product_by_audience(&req.audience).cloned() else {
+        return fail(oauth!(InvalidTarget, "the product is no longer registered"));
+    };
+    let grantee = Grantee::User(session.user_id.clone());
+    let grants = p.store.grants_for(&grantee, &product.slug).await?;
+    let denied = || oauth!(AccessDenied, "the user has no access to this product or organization");
+    let tenant: Option<Tenant> = if product.tenant_aware {
+        let enterable: Vec<Tenant> = portico_model::enterable_tenants(&grants, &product, &config.tenants, now)
+            .into_iter()
+            .cloned()
+            .collect();
+        match &req.organization {
+            // An unknown tenant and one the user may not enter get the same answer.
+            Some(reference) => match enterable.iter().find(|t| t.id.as_str() == reference || &t.slug == reference) {
+                Some(t) => Some(t.clone()),
+                None => return refuse(p, &req, session, &product, fail(denied()), now, ip).await,
+            },
+            None if enterable.len() == 1 => enterable.into_iter().next(),
+            None if enterable.is_empty() => return refuse(p, &req, session, &product, fail(denied()), now, ip).await,
+            None if prompt_none => return fail(oauth!(InteractionRequired, "the user must choose an organization")),
+            None => return Ok(AuthorizeOutcome::ShowTenantPicker(req, enterable)),
+        }
+    } else {
+        None
+    };
+    if require_active_grant(&grants, &product, tenant.as_ref().map(|t| &t.id), now).is_err() {
+        return refuse(p, &req, session, &product, fail(denied()), now, ip).await;
+    }
+    if product.mfa == portico_model::MfaPolicy::Required && !session.amr.iter().any(|a| a == "otp" || a == "hwk" || a == "mfa") {
+        // Second factors arrive with MFA enrolment; until the session has one, this product gets no token.
+        return if prompt_none {
+            fail(oauth!(InteractionRequired, "this product requires a second factor"))
+        } else {
+            refuse(
+                p,
+                &req,
+                session,
+                &product,
+                fail(oauth!(AccessDenied, "this product requires a second factor")),
+                now,
+                ip,
+            )
+            .await
+        };
+    }
+    if !client.first_party {
+        let consented = p.store.consent(&session.user_id, &req.client_id).await?;
+        let covers = consented.as_deref().is_some_and(|c| req.scope.iter().all(|s| c.split(' ').any(|x| x == s)));
+        if (!covers || req.has_prompt("consent")) && !req.consent_done {
+            if prompt_none {
+                return fail(oauth!(ConsentRequired, "the user has not consented to this client"));
+            }
+            return Ok(AuthorizeOutcome::ShowConsent(req, product.name.clone()));
+        }
+    }
+    issue_code(p, &req, session, &product, tenant.as_ref(), ip, now)
+        .await
+        .map(AuthorizeOutcome::Respond)
+}
+
+async fn refuse(
+    p: &Provider,
+    req: &AuthRequest,
+    session: &SsoSession,
+    product: &Product,
+    outcome: Result<AuthorizeOutcome, OAuthError>,
+    now: i64,
+    ip: Option<String>,
+) -> Result<AuthorizeOutcome, OAuthError> {
+    p.audit.record(
+        AuditEvent::new(now, "authorize.refused", session.user_id.as_str())
+            .product(product.slug.as_str())
+            .ip(ip)
+            .data(serde_json::json!({"client_id": req.client_id, "reason": "no_grant"})),
+    );
+    outcome
+}
+
+/// What an authorization code stands for, stored under the code's hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeData {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: UserId,
+    pub audience: String,
+    pub tenant: Option<String>,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub sid: Sid,
+}
+
+async fn issue_code(
+    p: &Provider,
+    req: &AuthRequest,
+    session: &SsoSession,
+    product: &Product,
+    tenant: Option<&Tenant>,
+    ip: Option<String>,
+    now: i64,
+) -> Result<AuthResponse, OAuthError> {
+    let sid = p
+        .store
+        .product_session(&session.id, &req.client_id, product.slug.as_str(), &Sid::new(random::id("sid_")), now)
+        .await?;
+    let code = random::token();
+    let data = CodeData {
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        user_id: session.user_id.clone(),
+        audience: product.audience.as_str().to_owned(),
+        tenant: tenant.map(|t| t.id.as_str().to_owned()),
+        scope: req.scope_string(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        acr: session.acr.clone(),
+        sid: sid.clone(),
+    };
+    let family = Family {
+        id: random::id("fam_"),
+        subject: session.user_id.as_str().to_owned(),
+        client_id: req.client_id.clone(),
+        product: product.slug.as_str().to_owned(),
+        tenant: tenant.map(|t| t.id.as_str().to_owned()).unwrap_or_default(),
+        sid: Some(sid.as_str().to_owned()),
+        created_at: now,
+        revoked_at: None,
+    };
+    p.store
+        .issue_code(
+            &random::hash(&code),
+            &family,
+            &serde_json::to_string(&data).expect("serializes"),
+            now + p.settings.code_ttl,
+        )
+        .await?;
+    p.audit.record(
+        AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
+            .product(product.slug.as_str())
+            .tenant(tenant.map(|t| t.id.as_str()))
+            .ip(ip)
+            .data(serde_json::json!({"client_id": req.client_id, "sid": sid.as_str()})),
+    );
+    let mut params = vec![("code".to_owned(), code)];
+    if let Some(s) = &req.state {
+        params.push(("state".into(), s.clone()));
+    }
+    params.push(("iss".into(), p.issuer.clone()));
+    Ok(AuthResponse {
+        redirect_uri: req.redirect_uri.clone(),
+        mode: req.response_mode,
+        params,
+    })
+}
+
+/// An error answer for a stored request (the user cancelled consent, say).
+pub fn deny(p: &Provider, req: &AuthRequest, code: ErrorCode, description: &'static str) -> AuthResponse {
+    error_response(
+        p,
+        &req.redirect_uri,
+        req.response_mode,
+        req.state.as_deref(),
+        &OAuthError::new(code, description),
+    )
+}
+
+impl From<PolicyError> for OAuthError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::InvalidTarget => oauth!(InvalidTarget, "the resource is not a product this client may ask tokens for"),
+            PolicyError::NoGrant => oauth!(InvalidGrant, "the user has no active grant for this product"),
+            PolicyError::UserInactive => oauth!(InvalidGrant, "the user is not active"),
+        }
+    }
+}

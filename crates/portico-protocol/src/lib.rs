@@ -1,0 +1,24 @@
+//! OAuth 2.0 and OpenID Connect for Portico: one module per endpoint and per grant, the shared
+//! steps they call, keys and JOSE. Functions take typed requests, the [`Provider`] and `now`, and
+//! return typed outcomes; nothing here knows HTTP.
+
+pub mod audit;
+pub mod authorize;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod introspect;
+pub mod kek;
+pub mod keys;
+pub mod login;
+pub mod password;
+pub mod provider;
+pub mod random;
+pub mod revoke;
+pub mod snapshot;
+pub mod token;
+pub mod userinfo;
+pub mod verify;
+
+pub use error::{ErrorCode, OAuthError};
+pub use provider::{Provider, Settings};

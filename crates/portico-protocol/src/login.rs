@@ -1,0 +1,62 @@
+//! Password sign-in and the SSO session it starts. The cookie carries a 256-bit random value; the
+//! store keeps only its hash.
+
+use crate::provider::Provider;
+use crate::{password, random};
+use portico_model::User;
+use portico_store::{AuditEvent, NewSsoSession, SsoSession, StoreError};
+
+/// Checks an email and password. Unknown email, wrong password and disabled user all answer
+/// `None`, in the same time (a dummy hash is verified for unknown emails).
+pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Option<String>, now: i64) -> Result<Option<User>, StoreError> {
+    let found = p.store.user_by_email(email).await?;
+    let (user, stored) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, None),
+    };
+    let ok = password::verify(password.to_owned(), stored).await;
+    let user = user.filter(|u| ok && u.is_active());
+    let event = match &user {
+        Some(u) => AuditEvent::new(now, "login.succeeded", u.id.as_str()).data(serde_json::json!({"method": "pwd"})),
+        None => AuditEvent::new(now, "login.failed", "anonymous").data(serde_json::json!({"method": "pwd"})),
+    };
+    p.audit.record(event.ip(ip));
+    Ok(user)
+}
+
+/// Starts an SSO session; returns the cookie value.
+pub async fn start_session(p: &Provider, user: &User, amr: Vec<String>, user_agent: &str, ip: &str, now: i64) -> Result<(String, SsoSession), StoreError> {
+    let cookie = random::token();
+    let acr = if amr.len() > 1 { "urn:portico:acr:mfa" } else { "urn:portico:acr:pwd" }.to_owned();
+    let new = NewSsoSession {
+        id: random::id("sso_"),
+        token_hash: random::hash(&cookie),
+        user_id: user.id.clone(),
+        auth_time: now,
+        amr: amr.clone(),
+        acr: acr.clone(),
+        idle_expires_at: now + p.settings.session_idle,
+        expires_at: now + p.settings.session_absolute,
+        user_agent: user_agent.chars().take(256).collect(),
+        ip: ip.to_owned(),
+    };
+    let event = AuditEvent::new(now, "session.started", user.id.as_str())
+        .ip(Some(ip.to_owned()))
+        .data(serde_json::json!({"session": new.id}));
+    p.store.create_sso_session(&new, now, &[event]).await?;
+    let session = SsoSession {
+        id: new.id,
+        user_id: new.user_id,
+        auth_time: now,
+        amr,
+        acr,
+        last_seen: now,
+        expires_at: new.expires_at,
+    };
+    Ok((cookie, session))
+}
+
+/// The live session behind a cookie value, its idle expiry extended.
+pub async fn session_from_cookie(p: &Provider, cookie: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
+    p.store.live_sso_session(&random::hash(cookie), now, now + p.settings.session_idle).await
+}

@@ -1,0 +1,112 @@
+//! The provider: the store, the issuer, the settings, and the in-memory caches (configuration
+//! snapshot and key ring) that every endpoint reads. Protocol functions take it and `now`.
+
+use crate::audit::AuditSink;
+use crate::kek::Kek;
+use crate::keys::{self, KeyError, KeyRing};
+use crate::snapshot::Snapshot;
+use portico_store::{AuditEvent, Store, StoreError};
+use std::sync::{Arc, RwLock};
+
+/// Lifetimes and limits a deployment may tune.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Authorization code lifetime (≤ 2 minutes).
+    pub code_ttl: i64,
+    pub id_token_ttl: i64,
+    pub refresh_ttl: i64,
+    pub session_idle: i64,
+    pub session_absolute: i64,
+    /// How long a pending authorization request waits for login or consent.
+    pub auth_request_ttl: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            code_ttl: 60,
+            id_token_ttl: 600,
+            refresh_ttl: 30 * 86_400,
+            session_idle: 8 * 3600,
+            session_absolute: 7 * 86_400,
+            auth_request_ttl: 1800,
+        }
+    }
+}
+
+pub struct Provider {
+    pub store: Store,
+    pub issuer: String,
+    pub settings: Settings,
+    pub kek: Kek,
+    pub audit: AuditSink,
+    config: RwLock<Arc<Snapshot>>,
+    keys: RwLock<Arc<KeyRing>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+impl Provider {
+    /// Loads configuration and keys; makes a first key for every algorithm that has none.
+    pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, audit: AuditSink, now: i64) -> Result<Self, ProviderError> {
+        let p = Self {
+            store,
+            issuer,
+            settings,
+            kek,
+            audit,
+            config: RwLock::default(),
+            keys: RwLock::default(),
+        };
+        p.reload().await?;
+        let missing = p.keys().missing_algs();
+        if !missing.is_empty() {
+            for alg in missing {
+                let row = keys::generate(alg, &p.kek, now, now);
+                let event = AuditEvent::new(now, "key.created", "system").data(serde_json::json!({"kid": row.kid, "alg": row.alg}));
+                p.store.insert_key(&row, &[event]).await?;
+            }
+            p.reload().await?;
+        }
+        Ok(p)
+    }
+
+    pub fn config(&self) -> Arc<Snapshot> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.read().expect("keys lock").clone()
+    }
+
+    /// Seconds a superseded key stays published: the longest lifetime of anything it signed.
+    pub fn key_retention(&self) -> i64 {
+        self.config().max_access_ttl().max(self.settings.id_token_ttl) + 60
+    }
+
+    /// Rebuilds the caches from the store.
+    pub async fn reload(&self) -> Result<(), ProviderError> {
+        let docs = self.store.load_config().await?;
+        let rows = self.store.list_keys().await?;
+        let ring = KeyRing::load(&rows, &self.kek)?;
+        *self.config.write().expect("config lock") = Arc::new(Snapshot::build(docs));
+        *self.keys.write().expect("keys lock") = Arc::new(ring);
+        Ok(())
+    }
+
+    /// Reloads when another process (a second node, the CLI) changed the configuration or keys.
+    pub async fn reload_if_changed(&self) -> Result<bool, ProviderError> {
+        let version = self.store.config_version().await?;
+        if version != self.config().version {
+            self.reload().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,78 @@
+//! The in-memory copy of the suite's configuration (products, clients, tenants), rebuilt whenever
+//! the store's `config_version` moves, so the hot path never reads configuration from the store.
+
+use portico_model::{Client, ClientId, Product, ProductSlug, Tenant, TenantId};
+use portico_store::ConfigDocs;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct ClientEntry {
+    pub client: Arc<Client>,
+    pub secret_hash: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub version: i64,
+    products: HashMap<ProductSlug, Product>,
+    by_audience: HashMap<String, ProductSlug>,
+    clients: HashMap<ClientId, ClientEntry>,
+    pub tenants: Vec<Tenant>,
+}
+
+impl Snapshot {
+    pub fn build(docs: ConfigDocs) -> Self {
+        let by_audience = docs.products.iter().map(|p| (p.audience.as_str().to_owned(), p.slug.clone())).collect();
+        Self {
+            version: docs.version,
+            products: docs.products.into_iter().map(|p| (p.slug.clone(), p)).collect(),
+            by_audience,
+            clients: docs
+                .clients
+                .into_iter()
+                .map(|(c, secret_hash)| {
+                    (
+                        c.id.clone(),
+                        ClientEntry {
+                            client: Arc::new(c),
+                            secret_hash,
+                        },
+                    )
+                })
+                .collect(),
+            tenants: docs.tenants,
+        }
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientEntry> {
+        self.clients.get(&ClientId::new(id))
+    }
+    pub fn product(&self, slug: &ProductSlug) -> Option<&Product> {
+        self.products.get(slug)
+    }
+    pub fn product_by_audience(&self, aud: &str) -> Option<&Product> {
+        self.by_audience.get(aud).and_then(|s| self.products.get(s))
+    }
+    pub fn products(&self) -> impl Iterator<Item = &Product> {
+        self.products.values()
+    }
+    pub fn clients(&self) -> impl Iterator<Item = &ClientEntry> {
+        self.clients.values()
+    }
+    pub fn tenant(&self, id: &TenantId) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| &t.id == id)
+    }
+    /// A tenant named by its id or its slug.
+    pub fn tenant_by_ref(&self, reference: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id.as_str() == reference || t.slug == reference)
+    }
+    /// The longest access-token lifetime of any product.
+    pub fn max_access_ttl(&self) -> i64 {
+        self.products.values().map(|p| p.access_token_ttl).max().unwrap_or(600)
+    }
+    /// Resolves a token's product: the audience it names, which the client may ask for.
+    pub fn resolve_audience(&self, client: &Client, resource: Option<&str>) -> Result<&Product, portico_model::PolicyError> {
+        portico_model::resolve_audience(client, resource, |a| self.product_by_audience(a), |s| self.product(s))
+    }
+}

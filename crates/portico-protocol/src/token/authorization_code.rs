@@ -1,0 +1,102 @@
+//! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
+//!
+//! A code is single use: "If an authorization code is used more than once, the authorization
+//! server MUST deny the request and SHOULD revoke (when possible) all tokens previously issued
+//! based on that authorization code" (RFC 6749 §4.1.2) — the whole family is revoked.
+
+use super::issue::{self, AuthInfo, RefreshData, UserTokens};
+use super::{TokenRequest, TokenResponse};
+use crate::authorize::CodeData;
+use crate::error::{OAuthError, oauth};
+use crate::provider::Provider;
+use crate::random;
+use portico_model::{Client, TenantId};
+use portico_store::{AuditEvent, CodeConsumption};
+
+pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+    let code = req.code.as_deref().ok_or_else(|| oauth!(InvalidRequest, "code is required"))?;
+    let (family, data, expires_at) = match p.store.consume_code(&random::hash(code), now).await? {
+        CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),
+        CodeConsumption::AlreadyConsumed { family } => {
+            let event = AuditEvent::new(now, "token.code_replayed", format!("client:{}", client.id))
+                .ip(req.ip.clone())
+                .data(serde_json::json!({"family": family}));
+            p.store.revoke_family(&family, "code_replayed", now, &[event]).await?;
+            return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used"));
+        }
+        CodeConsumption::NotFound => return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used")),
+    };
+    let data: CodeData = serde_json::from_str(&data).map_err(OAuthError::server)?;
+    // RFC 6749 §4.1.3: "ensure that the authorization code was issued to the authenticated confidential client".
+    if data.client_id != client.id.as_str() {
+        p.store.revoke_family(&family, "code_stolen", now, &[]).await?;
+        return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used").detail("code of another client"));
+    }
+    if now >= expires_at {
+        return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used").detail("expired"));
+    }
+    // "ensure that the redirect_uri parameter is present if [it] was included in the initial authorization request … and if included ensure that their values are identical."
+    if req.redirect_uri.as_deref() != Some(data.redirect_uri.as_str()) {
+        return Err(oauth!(InvalidGrant, "redirect_uri does not match the authorization request"));
+    }
+    issue::verify_pkce(data.code_challenge.as_deref(), req.code_verifier.as_deref())?;
+    let config = p.config();
+    let product = config
+        .product_by_audience(&data.audience)
+        .ok_or_else(|| oauth!(InvalidGrant, "the product is no longer registered"))?;
+    let tenant = data.tenant.as_deref().map(TenantId::new);
+    let (user, grant) = issue::require_user_grant(p, &data.user_id, product, tenant.as_ref(), now).await?;
+    let auth = AuthInfo {
+        auth_time: data.auth_time,
+        amr: data.amr.clone(),
+        acr: data.acr.clone(),
+    };
+    let t = UserTokens {
+        client,
+        product,
+        tenant: tenant.as_ref(),
+        user: &user,
+        grant: &grant,
+        scope: &data.scope,
+        sid: Some(&data.sid),
+        family: &family,
+        auth: &auth,
+        nonce: data.nonce.as_deref(),
+    };
+    let access_token = issue::mint_user_access(p, &t, now)?;
+    let id_token = issue::mint_id_token(p, &t, now)?;
+    let refresh_token = if issue::wants_refresh(client, &data.scope) {
+        let rt = random::token();
+        let rd = RefreshData {
+            scope: data.scope.clone(),
+            auth,
+        };
+        p.store
+            .insert_refresh(
+                &random::hash(&rt),
+                &family,
+                &serde_json::to_string(&rd).expect("serializes"),
+                now,
+                now + p.settings.refresh_ttl,
+            )
+            .await?;
+        Some(rt)
+    } else {
+        None
+    };
+    p.audit.record(
+        AuditEvent::new(now, "token.issued", user.id.as_str())
+            .product(product.slug.as_str())
+            .tenant(data.tenant.clone())
+            .ip(req.ip)
+            .data(serde_json::json!({"grant_type": "authorization_code", "client_id": client.id.as_str(), "family": family})),
+    );
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: product.access_token_ttl,
+        scope: data.scope,
+        refresh_token,
+        id_token,
+    })
+}

@@ -1,0 +1,154 @@
+//! Steps every grant shares: verify PKCE, require an active user and grant, mint the access
+//! token (only through `claims_for`), the ID token and a refresh token.
+
+use crate::error::{OAuthError, oauth};
+use crate::provider::Provider;
+use crate::random;
+use aws_lc_rs::digest;
+use portico_model::{Client, Grant, Grantee, Product, Sid, TenantId, TokenContext, User, UserId, claims_for, require_active_grant};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+/// RFC 7636 §4.6: `BASE64URL(SHA256(code_verifier)) == code_challenge`.
+pub fn verify_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
+    match (challenge, verifier) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(oauth!(InvalidGrant, "code_verifier given but the authorization request had no code_challenge")),
+        (Some(_), None) => Err(oauth!(InvalidGrant, "code_verifier is required")),
+        (Some(challenge), Some(verifier)) => {
+            // RFC 7636 §4.1: 43 to 128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
+            let well_formed = (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            let computed = random::b64url(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
+            if well_formed && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                Ok(())
+            } else {
+                Err(oauth!(InvalidGrant, "code_verifier does not match the code_challenge"))
+            }
+        }
+    }
+}
+
+/// Invariant 3: the user is active and holds an active grant for (product, tenant) right now.
+pub async fn require_user_grant(p: &Provider, user_id: &UserId, product: &Product, tenant: Option<&TenantId>, now: i64) -> Result<(User, Grant), OAuthError> {
+    let user = p
+        .store
+        .user_by_id(user_id)
+        .await?
+        .filter(User::is_active)
+        .ok_or_else(|| oauth!(InvalidGrant, "the user is not active"))?;
+    let grants = p.store.grants_for(&Grantee::User(user_id.clone()), &product.slug).await?;
+    let grant = require_active_grant(&grants, product, tenant, now)?.clone();
+    Ok((user, grant))
+}
+
+/// How the user authenticated, carried from the session into every token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthInfo {
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+/// Everything needed to mint a user's tokens.
+pub struct UserTokens<'a> {
+    pub client: &'a Client,
+    pub product: &'a Product,
+    pub tenant: Option<&'a TenantId>,
+    pub user: &'a User,
+    pub grant: &'a Grant,
+    pub scope: &'a str,
+    pub sid: Option<&'a Sid>,
+    pub family: &'a str,
+    pub auth: &'a AuthInfo,
+    pub nonce: Option<&'a str>,
+}
+
+/// Signs an access token for a user (RFC 9068). Its `jti` names its family, so revoking the
+/// family makes it introspect inactive.
+pub fn mint_user_access(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<String, OAuthError> {
+    let config = p.config();
+    let tenant = t.tenant.and_then(|id| config.tenant(id));
+    let ctx = TokenContext {
+        issuer: &p.issuer,
+        subject: t.user.id.as_str(),
+        client_id: &t.client.id,
+        scope: t.scope,
+        now,
+        jti: format!("{}.{}", t.family, random::id("")),
+        sid: t.sid,
+        auth_time: Some(t.auth.auth_time),
+        acr: Some(&t.auth.acr),
+        amr: Some(&t.auth.amr),
+    };
+    let claims = claims_for(&ctx, t.product, tenant, Some(t.grant));
+    Ok(p.keys().sign(t.client.signing_alg, "at+jwt", &claims, now)?)
+}
+
+/// OpenID Connect Core §2 ID token claims.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub acr: String,
+    pub amr: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+pub fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+/// Signs an ID token when the scope has `openid`.
+pub fn mint_id_token(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<Option<String>, OAuthError> {
+    if !has_scope(t.scope, "openid") {
+        return Ok(None);
+    }
+    let claims = IdClaims {
+        iss: p.issuer.clone(),
+        sub: t.user.id.as_str().to_owned(),
+        aud: t.client.id.as_str().to_owned(),
+        azp: t.client.id.as_str().to_owned(),
+        exp: now + p.settings.id_token_ttl,
+        iat: now,
+        auth_time: t.auth.auth_time,
+        nonce: t.nonce.map(str::to_owned),
+        acr: t.auth.acr.clone(),
+        amr: t.auth.amr.clone(),
+        sid: t.sid.map(|s| s.as_str().to_owned()),
+        name: has_scope(t.scope, "profile").then(|| t.user.name.clone()),
+        email: has_scope(t.scope, "email").then(|| t.user.email.clone()),
+        email_verified: has_scope(t.scope, "email").then_some(t.user.email_verified),
+    };
+    Ok(Some(p.keys().sign(t.client.signing_alg, "JWT", &claims, now)?))
+}
+
+/// What a refresh token stands for, stored under its hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RefreshData {
+    pub scope: String,
+    pub auth: AuthInfo,
+}
+
+/// Whether this grant earns a refresh token: the client may refresh and asked for `offline_access`.
+pub fn wants_refresh(client: &Client, scope: &str) -> bool {
+    client.allows(portico_model::GrantType::RefreshToken) && has_scope(scope, "offline_access")
+}
+
+/// The family id named by an access token's `jti`, if it was issued to a user.
+pub fn family_of_jti(jti: &str) -> Option<&str> {
+    jti.split_once('.').map(|(f, _)| f).filter(|f| f.starts_with("fam_"))
+}

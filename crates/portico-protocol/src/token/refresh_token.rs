@@ -1,0 +1,113 @@
+//! `grant_type=refresh_token` (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): every use returns a
+//! new refresh token; presenting a rotated one revokes its whole family.
+
+use super::issue::{self, RefreshData, UserTokens, has_scope};
+use super::{TokenRequest, TokenResponse};
+use crate::error::{OAuthError, oauth};
+use crate::provider::Provider;
+use crate::random;
+use portico_model::{Client, ProductSlug, Sid, TenantId, UserId};
+use portico_store::{AuditEvent, RefreshRotation};
+
+const INVALID: &str = "the refresh token is invalid, expired or revoked";
+
+pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+    let presented = req
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| oauth!(InvalidRequest, "refresh_token is required"))?;
+    let old_hash = random::hash(presented);
+    let Some(found) = p.store.peek_refresh(&old_hash).await? else {
+        return Err(oauth!(InvalidGrant, INVALID));
+    };
+    let family = &found.family;
+    let reuse = || {
+        let event = AuditEvent::new(now, "token.refresh_reused", format!("client:{}", client.id))
+            .product(family.product.clone())
+            .ip(req.ip.clone())
+            .data(serde_json::json!({"family": family.id}));
+        async move { p.store.revoke_family(&family.id, "refresh_reused", now, &[event]).await }
+    };
+    // RFC 6749 §6: "validate the refresh token … and ensure that the refresh token was issued to the authenticated client".
+    if family.client_id != client.id.as_str() {
+        return Err(oauth!(InvalidGrant, INVALID).detail("refresh token of another client"));
+    }
+    if found.rotated_at.is_some() {
+        reuse().await?;
+        return Err(oauth!(InvalidGrant, INVALID).detail("rotated refresh token presented again"));
+    }
+    if family.revoked_at.is_some() || now >= found.expires_at {
+        return Err(oauth!(InvalidGrant, INVALID));
+    }
+    let data: RefreshData = serde_json::from_str(&found.data).map_err(OAuthError::server)?;
+    // RFC 6749 §6: the scope "MUST NOT include any scope not originally granted".
+    let scope = match req.scope.as_deref() {
+        None => data.scope.clone(),
+        Some(asked) => {
+            if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !has_scope(&data.scope, s)) {
+                return Err(oauth!(InvalidScope, "the scope exceeds what was originally granted"));
+            }
+            asked.to_owned()
+        }
+    };
+    let config = p.config();
+    let product = config
+        .product(&ProductSlug::new(&family.product))
+        .ok_or_else(|| oauth!(InvalidGrant, INVALID))?;
+    // The refresh token is bound to its product: `resource` may only name it again.
+    if req.resource.first().is_some_and(|r| r != product.audience.as_str()) {
+        return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
+    }
+    let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
+    let (user, grant) = issue::require_user_grant(p, &UserId::new(&family.subject), product, tenant.as_ref(), now).await?;
+    let new_rt = random::token();
+    let new_data = RefreshData {
+        scope: data.scope.clone(),
+        auth: data.auth.clone(),
+    };
+    let rotation = p
+        .store
+        .rotate_refresh(
+            &old_hash,
+            &family.id,
+            &random::hash(&new_rt),
+            &serde_json::to_string(&new_data).expect("serializes"),
+            now,
+            now + p.settings.refresh_ttl,
+        )
+        .await?;
+    if rotation == RefreshRotation::Reused {
+        reuse().await?;
+        return Err(oauth!(InvalidGrant, INVALID).detail("concurrent reuse"));
+    }
+    let sid = family.sid.as_deref().map(Sid::new);
+    let t = UserTokens {
+        client,
+        product,
+        tenant: tenant.as_ref(),
+        user: &user,
+        grant: &grant,
+        scope: &scope,
+        sid: sid.as_ref(),
+        family: &family.id,
+        auth: &data.auth,
+        nonce: None,
+    };
+    let access_token = issue::mint_user_access(p, &t, now)?;
+    let id_token = issue::mint_id_token(p, &t, now)?;
+    p.audit.record(
+        AuditEvent::new(now, "token.issued", user.id.as_str())
+            .product(product.slug.as_str())
+            .tenant(tenant.as_ref().map(|t| t.as_str()))
+            .ip(req.ip)
+            .data(serde_json::json!({"grant_type": "refresh_token", "client_id": client.id.as_str(), "family": family.id})),
+    );
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: product.access_token_ttl,
+        scope,
+        refresh_token: Some(new_rt),
+        id_token,
+    })
+}

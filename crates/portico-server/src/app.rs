@@ -1,0 +1,73 @@
+//! The router: `app()` builds it so tests can call it without a socket.
+
+use crate::http::{demo, oauth, ops, pages};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use portico_protocol::Provider;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub provider: Arc<Provider>,
+    pub metrics: PrometheusHandle,
+    /// `Secure` cookies with the `__Host-` prefix (the issuer is https).
+    pub secure_cookies: bool,
+    /// The developer demo (`portico dev`): client secrets it may use for the built-in relying party.
+    pub demo: Option<Arc<demo::Demo>>,
+}
+
+pub fn app(state: AppState) -> Router {
+    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
+        .route("/oauth2/jwks", get(oauth::jwks))
+        .route("/oauth2/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
+        .route("/oauth2/authorize/resume", get(oauth::authorize_resume))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/introspect", post(oauth::introspect))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/consent", get(pages::consent_form).post(pages::consent_submit))
+        .route("/select-tenant", get(pages::tenant_form).post(pages::tenant_submit))
+        .route("/static/portico.css", get(pages::stylesheet))
+        .route("/", get(demo::home))
+        .route("/demo/login/{client}", get(demo::start))
+        .route("/demo/callback/{client}", get(demo::callback))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            // The path only: queries carry codes and state.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Request counts and latencies by route and status.
+async fn track(State(_): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("portico_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!("portico_http_request_duration_seconds", "route" => route).record(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,523 @@
+//! The `portico` command line.
+
+use crate::config::{Config, LogFormat, Overrides};
+use crate::http::demo::{Demo, DemoClient};
+use crate::suite::{Suite, parse_duration};
+use crate::{http, load_kek, open_store, start};
+use clap::{Args, Parser, Subcommand};
+use portico_model::*;
+use portico_protocol::{keys, password, random};
+use portico_store::AuditEvent;
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "portico",
+    version,
+    about = "Portico: one identity for a suite of products, each product and tenant sealed off"
+)]
+struct Cli {
+    /// Configuration file (default: ./portico.toml when present)
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: Flags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Flags {
+    /// Address to listen on (default 127.0.0.1:8080)
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Public issuer URL (default http://127.0.0.1:8080)
+    #[arg(long, global = true)]
+    issuer: Option<String>,
+    /// Data directory (default ./portico-data)
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of SQLite in the data directory
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// text or json
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server
+    Serve,
+    /// A fresh local instance with a demo suite, on http://127.0.0.1:8080
+    Dev,
+    /// Make the store match a suite file (idempotent)
+    Apply {
+        /// The suite file
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Apply the store's migrations
+    Migrate,
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage grants
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: ends their sessions and revokes their tokens
+    Disable { email: String },
+    /// Enable a disabled user
+    Enable { email: String },
+    /// List users
+    List,
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    /// Grant roles on a product (and tenant)
+    Add(GrantArgs),
+    /// Revoke a grant: its tokens stop working at once
+    Revoke(GrantArgs),
+    /// List grants
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct GrantArgs {
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    product: String,
+    /// Tenant slug, or * for every tenant
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long = "role")]
+    roles: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Publish a new signing key now; it signs after --activate-in (default 1h)
+    Rotate {
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
+        #[arg(long, default_value = "1h")]
+        activate_in: String,
+    },
+    /// List keys
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match cli.flags.log_format.as_deref() {
+        None => None,
+        Some("text") => Some(LogFormat::Text),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            eprintln!("error: --log-format must be text or json, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    let flags = Overrides {
+        listen: cli.flags.listen.clone(),
+        issuer: cli.flags.issuer.clone(),
+        data_dir: cli.flags.data_dir.clone(),
+        database_url: cli.flags.database_url.clone(),
+        log_format,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match rt.block_on(run(cli.config, flags, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyhow::Result<()> {
+    let now = http::now();
+    if let Command::Dev = command {
+        return dev(file, flags).await;
+    }
+    let cfg = Config::load(file.as_deref(), &flags)?;
+    match command {
+        Command::Serve => {
+            init_logs(cfg.log_format);
+            anyhow::ensure!(
+                cfg.tls_cert.is_none(),
+                "tls_cert/tls_key: serving HTTPS directly is not built yet; put Portico behind a TLS-terminating proxy"
+            );
+            let store = open_store(&cfg).await?;
+            let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
+            let running = start(&cfg, store, listener, None).await?;
+            tracing::info!(addr = %running.addr, issuer = %cfg.issuer, "portico listening");
+            shutdown_signal().await;
+            tracing::info!("shutting down; letting in-flight requests finish");
+            running.stop().await;
+        }
+        Command::Dev => unreachable!("handled above"),
+        Command::Migrate => {
+            let store = open_store(&cfg).await?;
+            println!("migrated the {} store", store.backend());
+        }
+        Command::Apply { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = open_store(&cfg).await?;
+            let known: HashSet<String> = store.list_users().await?.into_iter().map(|u| u.email.to_lowercase()).collect();
+            let suite = Suite::parse(&file.display().to_string(), &text, &known)?;
+            let kek = load_kek(&cfg)?;
+            let report = suite.apply(&store, &kek, "apply", now).await?;
+            if report.is_empty() {
+                println!("no changes");
+            }
+            for line in report {
+                println!("{line}");
+            }
+        }
+        Command::User(cmd) => user(&cfg, cmd, now).await?,
+        Command::Grant(cmd) => grant(&cfg, cmd, now).await?,
+        Command::Keys(cmd) => {
+            let store = open_store(&cfg).await?;
+            let kek = load_kek(&cfg)?;
+            match cmd {
+                KeysCmd::Rotate { alg, activate_in } => {
+                    let alg = SigningAlg::parse(&alg).ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?;
+                    let delay = if activate_in == "0" || activate_in == "0s" {
+                        0
+                    } else {
+                        parse_duration(&activate_in).ok_or_else(|| anyhow::anyhow!("--activate-in: not a duration like 1h"))?
+                    };
+                    let row = keys::generate(alg, &kek, now, now + delay);
+                    let event =
+                        AuditEvent::new(now, "key.rotated", "cli").data(serde_json::json!({"kid": row.kid, "alg": row.alg, "activate_at": row.activate_at}));
+                    store.insert_key(&row, &[event]).await?;
+                    println!("published key {} ({}); it signs from {} (in {delay} s)", row.kid, row.alg, row.activate_at);
+                }
+                KeysCmd::List => {
+                    for k in store.list_keys().await? {
+                        println!("{}\t{}\tactivates {}", k.kid, k.alg, k.activate_at);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn find_user(store: &portico_store::Store, email: &str) -> anyhow::Result<User> {
+    Ok(store
+        .user_by_email(email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))?
+        .0)
+}
+
+async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    match cmd {
+        UserCmd::Add { email, name, password_stdin } => {
+            anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
+            let hash = if password_stdin {
+                let mut pw = String::new();
+                std::io::stdin().read_to_string(&mut pw)?;
+                let pw = pw.trim_end_matches(['\n', '\r']).to_owned();
+                anyhow::ensure!(pw.chars().count() >= 8, "the password must be at least 8 characters");
+                Some(password::hash_async(pw).await)
+            } else {
+                None
+            };
+            let u = User {
+                id: UserId::new(random::id("usr_")),
+                email: email.clone(),
+                email_verified: false,
+                name: name.unwrap_or_default(),
+                status: UserStatus::Active,
+                created_at: now,
+            };
+            let event = AuditEvent::new(now, "user.created", "cli").data(serde_json::json!({"user": u.id.as_str()}));
+            store.insert_user(&u, hash.as_deref(), &[event]).await.map_err(|e| match e {
+                portico_store::StoreError::Conflict(_) => anyhow::anyhow!("a user with email {email} already exists"),
+                e => e.into(),
+            })?;
+            println!("added user {email} ({})", u.id);
+        }
+        UserCmd::Disable { email } => set_status(&store, &email, UserStatus::Disabled, now).await?,
+        UserCmd::Enable { email } => set_status(&store, &email, UserStatus::Active, now).await?,
+        UserCmd::List => {
+            for u in store.list_users().await? {
+                println!("{}\t{}\t{}\t{}", u.id, u.email, u.status.as_str(), u.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_status(store: &portico_store::Store, email: &str, status: UserStatus, now: i64) -> anyhow::Result<()> {
+    let u = find_user(store, email).await?;
+    let kind = if status == UserStatus::Disabled { "user.disabled" } else { "user.enabled" };
+    let event = AuditEvent::new(now, kind, "cli").data(serde_json::json!({"user": u.id.as_str()}));
+    let changed = store.set_user_status(&u.id, status, now, &[event]).await?;
+    println!("{} {email}", if changed { kind.trim_start_matches("user.") } else { "already" });
+    Ok(())
+}
+
+async fn grant(cfg: &Config, cmd: GrantCmd, now: i64) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let docs = store.load_config().await?;
+    let scope_of = |a: &GrantArgs| -> anyhow::Result<GrantScope> {
+        let product = docs
+            .products
+            .iter()
+            .find(|p| p.slug.as_str() == a.product)
+            .ok_or_else(|| anyhow::anyhow!("no product {:?}", a.product))?;
+        match (&a.tenant, product.tenant_aware) {
+            (None, false) => Ok(GrantScope::NoTenant),
+            (None, true) => anyhow::bail!("product {} is tenant-aware: name --tenant SLUG or --tenant '*'", a.product),
+            (Some(_), false) => anyhow::bail!("product {} has no tenants", a.product),
+            (Some(t), true) if t == "*" => Ok(GrantScope::AllTenants),
+            (Some(t), true) => docs
+                .tenants
+                .iter()
+                .find(|x| &x.slug == t)
+                .map(|x| GrantScope::One(x.id.clone()))
+                .ok_or_else(|| anyhow::anyhow!("no tenant {t:?}")),
+        }
+    };
+    match cmd {
+        GrantCmd::Add(a) => {
+            let scope = scope_of(&a)?;
+            let product = docs.products.iter().find(|p| p.slug.as_str() == a.product).expect("checked");
+            if let Some(bad) = a.roles.iter().find(|r| !product.roles.contains_key(*r)) {
+                anyhow::bail!("product {} has no role {bad:?}", a.product);
+            }
+            let u = find_user(&store, &a.user).await?;
+            let g = Grant {
+                grantee: Grantee::User(u.id.clone()),
+                product: product.slug.clone(),
+                scope,
+                roles: a.roles.clone(),
+                status: GrantStatus::Active,
+                granted_by: "cli".into(),
+                granted_at: now,
+                expires_at: None,
+            };
+            let event = AuditEvent::new(now, "grant.added", "cli")
+                .product(a.product.clone())
+                .data(serde_json::json!({"user": u.id.as_str(), "roles": a.roles, "tenant": g.scope.key()}));
+            store.put_grant(&g, &[event]).await?;
+            println!("granted {} on {} to {}", a.roles.join(","), a.product, a.user);
+        }
+        GrantCmd::Revoke(a) => {
+            let scope = scope_of(&a)?;
+            let u = find_user(&store, &a.user).await?;
+            let event = AuditEvent::new(now, "grant.revoked", "cli")
+                .product(a.product.clone())
+                .data(serde_json::json!({"user": u.id.as_str(), "tenant": scope.key()}));
+            let done = store
+                .revoke_grant(&Grantee::User(u.id), &ProductSlug::new(&a.product), &scope, "cli", now, &[event])
+                .await?;
+            anyhow::ensure!(done, "{} holds no active grant on {} for that tenant", a.user, a.product);
+            println!("revoked the grant on {} from {}", a.product, a.user);
+        }
+        GrantCmd::List { user } => {
+            let users = store.list_users().await?;
+            let email = |g: &Grant| match &g.grantee {
+                Grantee::User(id) => users.iter().find(|u| &u.id == id).map(|u| u.email.clone()).unwrap_or_else(|| id.to_string()),
+                Grantee::Client(c) => format!("client:{c}"),
+            };
+            for g in store.list_grants().await? {
+                if user.as_ref().is_some_and(|u| !email(&g).eq_ignore_ascii_case(u)) {
+                    continue;
+                }
+                let tenant = match &g.scope {
+                    GrantScope::NoTenant => "-".to_owned(),
+                    GrantScope::AllTenants => "*".to_owned(),
+                    GrantScope::One(id) => docs
+                        .tenants
+                        .iter()
+                        .find(|t| &t.id == id)
+                        .map(|t| t.slug.clone())
+                        .unwrap_or_else(|| id.to_string()),
+                };
+                println!("{}\t{}\t{}\t{}\t{}", email(&g), g.product, tenant, g.roles.join(","), g.status.as_str());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The demo suite of `portico dev`.
+pub fn demo_suite(issuer: &str, crm_secret: &str, reports_secret: &str) -> String {
+    let crm_cb = http::demo::callback_uri(issuer, "crm-web");
+    let rep_cb = http::demo::callback_uri(issuer, "reports-web");
+    format!(
+        r#"
+[[product]]
+slug = "crm"
+name = "CRM"
+audience = "https://crm.example.test"
+tenant_aware = true
+[product.roles]
+viewer = ["read:contacts"]
+editor = ["read:contacts", "write:contacts"]
+
+[[product]]
+slug = "reports"
+name = "Reports"
+audience = "https://reports.example.test"
+[product.roles]
+analyst = ["read:reports"]
+
+[[client]]
+id = "crm-web"
+name = "CRM"
+product = "crm"
+kind = "confidential"
+secret = "{crm_secret}"
+redirect_uris = ["{crm_cb}"]
+first_party = true
+
+[[client]]
+id = "reports-web"
+name = "Reports"
+product = "reports"
+kind = "confidential"
+secret = "{reports_secret}"
+redirect_uris = ["{rep_cb}"]
+first_party = true
+
+[[tenant]]
+slug = "acme"
+name = "Acme Bank"
+
+[[tenant]]
+slug = "globex"
+name = "Globex Savings"
+
+[[user]]
+email = "ada@example.test"
+name = "Ada Lovelace"
+password = "correct horse battery staple"
+
+[[user]]
+email = "grace@example.test"
+name = "Grace Hopper"
+password = "debugging the harvard mark ii"
+
+[[grant]]
+user = "ada@example.test"
+product = "crm"
+tenant = "acme"
+roles = ["editor"]
+
+[[grant]]
+user = "ada@example.test"
+product = "reports"
+roles = ["analyst"]
+
+[[grant]]
+user = "grace@example.test"
+product = "crm"
+tenant = "globex"
+roles = ["viewer"]
+"#
+    )
+}
+
+async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("portico-dev-{}", random::id("")));
+    flags.data_dir.get_or_insert(dir.clone());
+    let cfg = Config::load(file.as_deref(), &flags)?;
+    init_logs(cfg.log_format);
+    let store = open_store(&cfg).await?;
+    let kek = load_kek(&cfg)?;
+    let (crm_secret, reports_secret) = (random::token(), random::token());
+    let text = demo_suite(&cfg.issuer, &crm_secret, &reports_secret);
+    Suite::parse("demo suite", &text, &HashSet::new())?
+        .apply(&store, &kek, "dev", http::now())
+        .await?;
+    let demo = Demo {
+        clients: vec![
+            DemoClient {
+                client_id: "crm-web".into(),
+                secret: Secret::new(crm_secret),
+                product: "CRM".into(),
+            },
+            DemoClient {
+                client_id: "reports-web".into(),
+                secret: Secret::new(reports_secret),
+                product: "Reports".into(),
+            },
+        ],
+        users: vec![
+            (
+                "ada@example.test".into(),
+                "correct horse battery staple".into(),
+                "CRM editor in Acme Bank; Reports analyst".into(),
+            ),
+            (
+                "grace@example.test".into(),
+                "debugging the harvard mark ii".into(),
+                "CRM viewer in Globex Savings; no Reports".into(),
+            ),
+        ],
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
+    println!("Portico dev: {} (data in {})", cfg.issuer, cfg.data_dir.display());
+    println!("Open {}/ and sign in to a demo product. Demo users:", cfg.issuer);
+    for (email, pw, access) in &demo.users {
+        println!("  {email}  password: {pw:?}  ({access})");
+    }
+    let running = start(&cfg, store, listener, Some(Arc::new(demo))).await?;
+    shutdown_signal().await;
+    running.stop().await;
+    Ok(())
+}

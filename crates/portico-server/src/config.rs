@@ -1,0 +1,97 @@
+//! Configuration: `portico.toml`, overridden by `PORTICO_*` environment variables, overridden by
+//! flags (DESIGN.md, "Running it").
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub issuer: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Base64 of 32 bytes; when absent, `data_dir/kek` is used (and created, mode 0600).
+    pub key_encryption_key: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            issuer: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./portico-data"),
+            database_url: None,
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Text,
+            key_encryption_key: None,
+        }
+    }
+}
+
+/// Flags that override the file and environment.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads `file` (default `portico.toml` if it exists), then `PORTICO_*`, then `flags`.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                anyhow::ensure!(f.exists(), "configuration file {} does not exist", f.display());
+                fig = fig.merge(Toml::file(f));
+            }
+            None => fig = fig.merge(Toml::file("portico.toml")),
+        }
+        let cfg: Config = fig
+            .merge(Env::prefixed("PORTICO_").ignore(&["test_database_url"]))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let url = url::Url::parse(&self.issuer).map_err(|e| anyhow::anyhow!("issuer {:?} is not a URL: {e}", self.issuer))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]"));
+        anyhow::ensure!(
+            url.scheme() == "https" || (url.scheme() == "http" && loopback),
+            "issuer must be https (http is allowed only on loopback): {}",
+            self.issuer
+        );
+        anyhow::ensure!(url.query().is_none() && url.fragment().is_none(), "issuer must not have a query or fragment");
+        anyhow::ensure!(!self.issuer.ends_with('/'), "issuer must not end with '/': {}", self.issuer);
+        anyhow::ensure!(self.tls_cert.is_none() == self.tls_key.is_none(), "tls_cert and tls_key go together");
+        Ok(())
+    }
+
+    pub fn https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+}

@@ -1,0 +1,68 @@
+//! Hosted pages: a small layout, HTML escaping, and the headers every page carries.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub const CSS: &str = r#"
+*{box-sizing:border-box}body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
+main{max-width:26rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}
+main.wide{max-width:60rem}h1{font-size:1.4rem;margin:0 0 1rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}
+input[type=email],input[type=password],input[type=text]{width:100%;padding:.6rem;border:1px solid #c5cad3;border-radius:8px;font-size:1rem}
+button{margin-top:1.2rem;width:100%;padding:.7rem;border:0;border-radius:8px;background:#2d5bd7;color:#fff;font-size:1rem;cursor:pointer}
+button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fde8e8;color:#8a1c1c;padding:.6rem;border-radius:8px}
+.muted{color:#5b6475;font-size:.9rem}pre{white-space:pre-wrap;word-break:break-all;background:#f4f5f7;padding:.8rem;border-radius:8px;font-size:.8rem}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
+a.button{display:inline-block;padding:.5rem .9rem;background:#2d5bd7;color:#fff;border-radius:8px;text-decoration:none;margin:.2rem 0}
+"#;
+
+/// A full page. `wide` for the developer pages.
+pub fn page(title: &str, body: &str, wide: bool) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{} · Portico</title><link rel=\"stylesheet\" href=\"/static/portico.css\"></head><body><main{}>{}</main></body></html>",
+        esc(title),
+        if wide { " class=\"wide\"" } else { "" },
+        body
+    )
+}
+
+/// Security headers for hosted pages: a strict CSP, no framing, no referrer, no caching.
+pub fn secure(mut resp: Response, script_nonce: Option<&str>) -> Response {
+    let script = script_nonce.map(|n| format!(" script-src 'nonce-{n}';")).unwrap_or_default();
+    let csp = format!("default-src 'none'; style-src 'self'; img-src 'self' data:;{script} base-uri 'none'; frame-ancestors 'none'");
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub fn html(status: axum::http::StatusCode, title: &str, body: &str) -> Response {
+    secure((status, Html(page(title, body, false))).into_response(), None)
+}
+
+/// The error page for requests that cannot be sent back to the client.
+pub fn error_page(status: axum::http::StatusCode, message: &str) -> Response {
+    html(
+        status,
+        "Something went wrong",
+        &format!("<h1>This sign-in request cannot be completed</h1><p class=\"error\">{}</p>", esc(message)),
+    )
+}

@@ -1,0 +1,31 @@
+//! HTTP: extract, call one protocol function, map the outcome to a response.
+
+pub mod cookies;
+pub mod demo;
+pub mod html;
+pub mod oauth;
+pub mod ops;
+pub mod pages;
+
+use axum::http::HeaderMap;
+
+/// Seconds since the Unix epoch: the `now` every protocol function takes.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// The caller's address as the socket saw it.
+pub fn client_ip(connect: Option<&std::net::SocketAddr>) -> Option<String> {
+    connect.map(|a| a.ip().to_string())
+}
+
+pub fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}

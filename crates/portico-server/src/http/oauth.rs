@@ -1,0 +1,317 @@
+//! OAuth 2.0 / OpenID Connect endpoints. Each handler extracts, calls one protocol function and
+//! maps its outcome to a response.
+
+use super::{client_ip, cookies, html, now};
+use crate::app::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use portico_model::Secret;
+use portico_protocol::authorize::{self, AuthRequest, AuthResponse, AuthorizeError, AuthorizeOutcome, ResponseMode};
+use portico_protocol::client_auth::ClientCredentials;
+use portico_protocol::token::{self, TokenRequest};
+use portico_protocol::{OAuthError, discovery, introspect as introspection, revoke as revocation, userinfo as user_info};
+use std::net::SocketAddr;
+
+/// One `IntoResponse` for protocol errors: RFC 6749 §5.2 JSON, the right status, and
+/// `WWW-Authenticate` where a 401 needs it.
+pub struct OAuthJsonError(pub OAuthError);
+
+impl IntoResponse for OAuthJsonError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if e.code == portico_protocol::ErrorCode::ServerError {
+            tracing::error!(detail = %e.detail, "server error");
+        } else if !e.detail.is_empty() {
+            tracing::info!(error = e.code.as_str(), detail = %e.detail, "request refused");
+        }
+        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut resp = (status, Json(e.body())).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if e.code == portico_protocol::ErrorCode::InvalidToken {
+            let v = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", e.description);
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
+        } else if status == StatusCode::UNAUTHORIZED && e.basic_challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portico\""));
+        }
+        resp
+    }
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+pub async fn discovery(State(s): State<AppState>) -> Response {
+    let mut resp = Json(discovery::metadata(&s.provider.issuer)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+pub async fn jwks(State(s): State<AppState>) -> Response {
+    let p = &s.provider;
+    let mut resp = Json(p.keys().jwks(now(), p.key_retention())).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+/// Parses `application/x-www-form-urlencoded` keeping order and duplicates.
+pub fn form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::new(portico_protocol::ErrorCode::InvalidRequest, "the body is not form-encoded"))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: both parts form-url-encoded)
+/// and the body.
+fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
+    let invalid = || OAuthError {
+        basic_challenge: true,
+        ..OAuthError::new(portico_protocol::ErrorCode::InvalidClient, "client authentication failed")
+    };
+    let basic = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("basic ") => {
+            let raw = base64::engine::general_purpose::STANDARD.decode(v[6..].trim()).map_err(|_| invalid())?;
+            let text = String::from_utf8(raw).map_err(|_| invalid())?;
+            let (id, secret) = text.split_once(':').ok_or_else(invalid)?;
+            Some((
+                percent_decode(id).ok_or_else(invalid)?,
+                Secret::new(percent_decode(secret).ok_or_else(invalid)?),
+            ))
+        }
+        _ => None,
+    };
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    Ok(ClientCredentials {
+        basic,
+        client_id: field("client_id"),
+        client_secret: field("client_secret").map(Secret::new),
+    })
+}
+
+/// RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once."
+fn reject_duplicates(form: &[(String, String)]) -> Result<(), OAuthError> {
+    for (i, (k, _)) in form.iter().enumerate() {
+        if k != "resource" && form[..i].iter().any(|(n, _)| n == k) {
+            return Err(OAuthError::new(portico_protocol::ErrorCode::InvalidRequest, "a parameter is repeated").detail(k.clone()));
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_pairs(&body)?;
+        reject_duplicates(&form)?;
+        let creds = client_credentials(&headers, &form)?;
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let req = TokenRequest {
+            grant_type: field("grant_type"),
+            code: field("code"),
+            redirect_uri: field("redirect_uri"),
+            code_verifier: field("code_verifier"),
+            refresh_token: field("refresh_token"),
+            scope: field("scope"),
+            resource: form.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.clone()).collect(),
+            ip: client_ip(Some(&addr)),
+        };
+        let (grant, outcome) = token::exchange(&s.provider, &creds, req, now()).await;
+        let label = grant.map(|g| g.label()).unwrap_or("unknown");
+        match &outcome {
+            Ok(_) => metrics::counter!("portico_tokens_issued_total", "grant_type" => label).increment(1),
+            Err(e) => metrics::counter!("portico_tokens_refused_total", "grant_type" => label, "error" => e.code.as_str()).increment(1),
+        }
+        outcome
+    }
+    .await;
+    match result {
+        Ok(t) => no_store(Json(t).into_response()),
+        Err(e) => OAuthJsonError(e).into_response(),
+    }
+}
+
+pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_pairs(&body)?;
+        let creds = client_credentials(&headers, &form)?;
+        let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+        introspection::introspect(&s.provider, &creds, token, now()).await
+    }
+    .await;
+    match result {
+        Ok(v) => no_store(Json(v).into_response()),
+        Err(e) => OAuthJsonError(e).into_response(),
+    }
+}
+
+pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_pairs(&body)?;
+        let creds = client_credentials(&headers, &form)?;
+        let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+        revocation::revoke(&s.provider, &creds, token, client_ip(Some(&addr)), now()).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => OAuthJsonError(e).into_response(),
+    }
+}
+
+/// RFC 6750 §2.1 header or §2.2 form body; never the query (invariant 7).
+pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+        .map(|v| v[7..].trim().to_owned());
+    let from_body = form_pairs(&body)
+        .ok()
+        .and_then(|f| f.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v));
+    let bearer = from_header.or(from_body);
+    match user_info::userinfo(&s.provider, bearer.as_deref(), now()).await {
+        Ok(v) => no_store(Json(v).into_response()),
+        Err(e) => OAuthJsonError(e).into_response(),
+    }
+}
+
+pub async fn authorize_get(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    authorize(&s, &headers, &addr, &params).await
+}
+
+pub async fn authorize_post(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = form_pairs(&body).unwrap_or_default();
+    authorize(&s, &headers, &addr, &params).await
+}
+
+async fn authorize(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, params: &[(String, String)]) -> Response {
+    let n = now();
+    match authorize::validate(&s.provider, params, n) {
+        Err(AuthorizeError::Page(msg)) => html::error_page(StatusCode::BAD_REQUEST, msg),
+        Err(AuthorizeError::Redirect(resp, _)) => respond(resp),
+        Ok(req) => proceed(s, headers, addr, req).await,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ResumeQuery {
+    req: String,
+}
+
+/// After login, consent or the tenant picker: decide the stored request again.
+pub async fn authorize_resume(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ResumeQuery>,
+) -> Response {
+    match load_request(&s, &q.req).await {
+        Some(req) => proceed(&s, &headers, &addr, req).await,
+        None => html::error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request has expired. Go back to the application and start again.",
+        ),
+    }
+}
+
+pub async fn load_request(s: &AppState, id: &str) -> Option<AuthRequest> {
+    let data = s.provider.store.auth_request(id, now()).await.ok()??;
+    serde_json::from_str(&data).ok()
+}
+
+pub async fn save_request(s: &AppState, req: &AuthRequest) -> Result<(), portico_store::StoreError> {
+    let data = serde_json::to_string(req).expect("serializes");
+    s.provider
+        .store
+        .put_auth_request(&req.id, &data, req.created_at + s.provider.settings.auth_request_ttl)
+        .await
+}
+
+/// Runs `decide` for the browser's session and turns the outcome into a response.
+pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: AuthRequest) -> Response {
+    let n = now();
+    let p = &s.provider;
+    let session = match cookies::get(headers, cookies::session_name(s)) {
+        Some(c) => portico_protocol::login::session_from_cookie(p, c, n).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            None
+        }),
+        None => None,
+    };
+    let id = req.id.clone();
+    let outcome = authorize::decide(p, req, session.as_ref(), client_ip(Some(addr)), n).await;
+    let (req, page) = match outcome {
+        Ok(AuthorizeOutcome::Respond(resp)) => {
+            let _ = p.store.finish_auth_request(&id, n).await;
+            return respond(resp);
+        }
+        Ok(AuthorizeOutcome::ShowLogin(req)) => (req, "/login"),
+        Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, "/consent"),
+        Ok(AuthorizeOutcome::ShowTenantPicker(req, _)) => (req, "/select-tenant"),
+        Err(e) => {
+            tracing::error!(error = %e, "authorize failed");
+            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");
+        }
+    };
+    if let Err(e) = save_request(s, &req).await {
+        tracing::error!(error = %e, "cannot store the authorization request");
+        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");
+    }
+    html::secure(Redirect::to(&format!("{page}?req={}", req.id)).into_response(), None)
+}
+
+/// Sends an authorization response the way its response mode says.
+pub fn respond(resp: AuthResponse) -> Response {
+    let encoded = serde_urlencoded::to_string(&resp.params).expect("pairs encode");
+    match resp.mode {
+        ResponseMode::Query => {
+            let sep = if resp.redirect_uri.contains('?') { '&' } else { '?' };
+            html::secure(Redirect::to(&format!("{}{sep}{encoded}", resp.redirect_uri)).into_response(), None)
+        }
+        ResponseMode::Fragment => html::secure(Redirect::to(&format!("{}#{encoded}", resp.redirect_uri)).into_response(), None),
+        ResponseMode::FormPost => {
+            let nonce = portico_protocol::random::token();
+            let inputs: String = resp
+                .params
+                .iter()
+                .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", html::esc(k), html::esc(v)))
+                .collect();
+            let body = format!(
+                "<h1>Signing you in…</h1><form method=\"post\" action=\"{}\">{inputs}<noscript><button type=\"submit\">Continue</button></noscript></form>\
+                 <script nonce=\"{nonce}\">document.forms[0].submit()</script>",
+                html::esc(&resp.redirect_uri)
+            );
+            html::secure(
+                (StatusCode::OK, axum::response::Html(html::page("Signing in", &body, false))).into_response(),
+                Some(&nonce),
+            )
+        }
+    }
+}

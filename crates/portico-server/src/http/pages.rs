@@ -1,0 +1,277 @@
+//! Hosted pages: login (fields `email` and `password`), consent and the tenant picker. Every form
+//! carries a CSRF token checked against its cookie.
+
+use super::html::{self, esc};
+use super::oauth::{load_request, proceed, save_request};
+use super::{client_ip, cookies, now, user_agent};
+use crate::app::AppState;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use portico_protocol::authorize::{self, AuthRequest};
+use portico_protocol::login;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css"), (header::CACHE_CONTROL, "public, max-age=3600")], html::CSS).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ReqQuery {
+    req: Option<String>,
+}
+
+fn with_cookie(mut resp: Response, cookie: Option<axum::http::HeaderValue>) -> Response {
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+fn expired() -> Response {
+    html::error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in request has expired. Go back to the application and start again.",
+    )
+}
+
+fn login_page(csrf: &str, req: Option<&AuthRequest>, email: &str, error: Option<&str>, product: Option<&str>) -> String {
+    let to = product
+        .map(|p| format!("<p class=\"muted\">to continue to <strong>{}</strong></p>", esc(p)))
+        .unwrap_or_default();
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    let req_field = req
+        .map(|r| format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&r.id)))
+        .unwrap_or_default();
+    format!(
+        "<h1>Sign in</h1>{to}{err}<form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">{req_field}\
+         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\" autofocus>\
+         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>",
+        esc(csrf),
+        esc(email)
+    )
+}
+
+fn product_name(s: &AppState, req: &AuthRequest) -> Option<String> {
+    s.provider.config().product_by_audience(&req.audience).map(|p| p.name.clone())
+}
+
+pub async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    let req = match &q.req {
+        Some(id) => match load_request(&s, id).await {
+            Some(r) => Some(r),
+            None => return expired(),
+        },
+        None => None,
+    };
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let email = req.as_ref().and_then(|r| r.login_hint.clone()).unwrap_or_default();
+    let product = req.as_ref().and_then(|r| product_name(&s, r));
+    with_cookie(
+        html::html(StatusCode::OK, "Sign in", &login_page(&csrf, req.as_ref(), &email, None, product.as_deref())),
+        cookie,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    csrf: Option<String>,
+    req: Option<String>,
+}
+
+pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    let n = now();
+    let req = match &f.req {
+        Some(id) => match load_request(&s, id).await {
+            Some(r) => Some(r),
+            None => return expired(),
+        },
+        None => None,
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or was not sent from this site. Reload the page and try again.",
+        );
+    }
+    let p = &s.provider;
+    let ip = client_ip(Some(&addr));
+    let user = match login::check_password(p, &f.email, &f.password, ip.clone(), n).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "login lookup failed");
+            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+        }
+    };
+    let Some(user) = user else {
+        let (csrf, _) = cookies::csrf_token(&s, &headers);
+        let product = req.as_ref().and_then(|r| product_name(&s, r));
+        let body = login_page(&csrf, req.as_ref(), &f.email, Some("Wrong email or password."), product.as_deref());
+        return html::html(StatusCode::UNAUTHORIZED, "Sign in", &body);
+    };
+    let (cookie, _session) = match login::start_session(p, &user, vec!["pwd".into()], &user_agent(&headers), ip.as_deref().unwrap_or(""), n).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "session start failed");
+            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+        }
+    };
+    let set = cookies::set(&s, cookies::session_name(&s), &cookie, None);
+    let target = match req {
+        Some(mut r) => {
+            r.login_done = true;
+            if save_request(&s, &r).await.is_err() {
+                return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+            }
+            format!("/oauth2/authorize/resume?req={}", r.id)
+        }
+        None => "/".to_owned(),
+    };
+    with_cookie(html::secure(Redirect::to(&target).into_response(), None), Some(set))
+}
+
+pub async fn consent_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    let Some(req) = (match &q.req {
+        Some(id) => load_request(&s, id).await,
+        None => None,
+    }) else {
+        return expired();
+    };
+    let config = s.provider.config();
+    let client = config.client(&req.client_id).map(|e| e.client.name.clone()).unwrap_or_default();
+    let product = product_name(&s, &req).unwrap_or_default();
+    let scopes: String = req
+        .scope
+        .iter()
+        .map(|sc| match sc.as_str() {
+            "openid" => "<li>Know who you are</li>".to_owned(),
+            "profile" => "<li>See your name</li>".to_owned(),
+            "email" => "<li>See your email address</li>".to_owned(),
+            "offline_access" => "<li>Stay signed in when you are not using it</li>".to_owned(),
+            other => format!("<li>{}</li>", esc(other)),
+        })
+        .collect();
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let body = format!(
+        "<h1>Allow access?</h1><p><strong>{}</strong> wants to use your account for <strong>{}</strong>:</p><ul>{scopes}</ul>\
+         <form method=\"post\" action=\"/consent\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">\
+         <button name=\"decision\" value=\"allow\" type=\"submit\">Allow</button>\
+         <button class=\"secondary\" name=\"decision\" value=\"deny\" type=\"submit\">Deny</button></form>",
+        esc(if client.is_empty() { &req.client_id } else { &client }),
+        esc(&product),
+        esc(&csrf),
+        esc(&req.id)
+    );
+    with_cookie(html::html(StatusCode::OK, "Allow access", &body), cookie)
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: Option<String>,
+    req: String,
+    decision: Option<String>,
+    organization: Option<String>,
+}
+
+/// The signed-in user behind the cookie, if the session is live.
+async fn current_user(s: &AppState, headers: &HeaderMap) -> Option<portico_store::SsoSession> {
+    let c = cookies::get(headers, cookies::session_name(s))?;
+    login::session_from_cookie(&s.provider, c, now()).await.ok().flatten()
+}
+
+pub async fn consent_submit(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    let Some(mut req) = load_request(&s, &f.req).await else { return expired() };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or was not sent from this site. Reload the page and try again.",
+        );
+    }
+    let Some(session) = current_user(&s, &headers).await else {
+        return proceed(&s, &headers, &addr, req).await;
+    };
+    let p = &s.provider;
+    if f.decision.as_deref() != Some("allow") {
+        let _ = p.store.finish_auth_request(&req.id, now()).await;
+        return super::oauth::respond(authorize::deny(
+            p,
+            &req,
+            portico_protocol::ErrorCode::AccessDenied,
+            "the user denied the request",
+        ));
+    }
+    let n = now();
+    let event = portico_store::AuditEvent::new(n, "consent.granted", session.user_id.as_str())
+        .data(serde_json::json!({"client_id": req.client_id, "scope": req.scope_string()}));
+    if p.store
+        .put_consent(&session.user_id, &req.client_id, &req.scope_string(), n, &[event])
+        .await
+        .is_err()
+    {
+        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The consent could not be saved. Try again.");
+    }
+    req.consent_done = true;
+    proceed(&s, &headers, &addr, req).await
+}
+
+pub async fn tenant_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    let Some(req) = (match &q.req {
+        Some(id) => load_request(&s, id).await,
+        None => None,
+    }) else {
+        return expired();
+    };
+    let Some(session) = current_user(&s, &headers).await else { return expired() };
+    let p = &s.provider;
+    let config = p.config();
+    let Some(product) = config.product_by_audience(&req.audience) else {
+        return expired();
+    };
+    let grants = p
+        .store
+        .grants_for(&portico_model::Grantee::User(session.user_id.clone()), &product.slug)
+        .await
+        .unwrap_or_default();
+    let tenants = portico_model::enterable_tenants(&grants, product, &config.tenants, now());
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let options: String = tenants
+        .iter()
+        .map(|t| {
+            format!(
+                "<button type=\"submit\" name=\"organization\" value=\"{}\">{}</button>",
+                esc(t.id.as_str()),
+                esc(&t.name)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Choose an organization</h1><p class=\"muted\">for <strong>{}</strong></p>\
+         <form method=\"post\" action=\"/select-tenant\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">{options}</form>",
+        esc(&product.name),
+        esc(&csrf),
+        esc(&req.id)
+    );
+    with_cookie(html::html(StatusCode::OK, "Choose an organization", &body), cookie)
+}
+
+pub async fn tenant_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<DecisionForm>) -> Response {
+    let Some(mut req) = load_request(&s, &f.req).await else { return expired() };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or was not sent from this site. Reload the page and try again.",
+        );
+    }
+    req.organization = f.organization.filter(|o| !o.is_empty());
+    proceed(&s, &headers, &addr, req).await
+}

@@ -1,0 +1,109 @@
+//! Portico's server: HTTP (axum), hosted pages, configuration, the suite file and the CLI.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod suite;
+
+use app::AppState;
+use config::Config;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use portico_protocol::audit::AuditSink;
+use portico_protocol::kek::Kek;
+use portico_protocol::{Provider, Settings};
+use portico_store::Store;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The key-encryption key from configuration, or `data_dir/kek`.
+pub fn load_kek(cfg: &Config) -> anyhow::Result<Kek> {
+    Ok(match &cfg.key_encryption_key {
+        Some(k) => Kek::from_base64(k)?,
+        None => Kek::load_or_create(&cfg.data_dir)?,
+    })
+}
+
+/// Opens and migrates the configured store.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    if cfg.database_url.is_none() {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+    }
+    let store = Store::open(cfg.database_url.as_deref(), &cfg.data_dir).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub provider: Arc<Provider>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, flushes the audit log.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.provider.audit.flush().await;
+    }
+}
+
+/// Starts serving on `listener` with `store`; returns once it accepts connections.
+pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
+    let kek = load_kek(cfg)?;
+    let audit = AuditSink::spawn(store.clone());
+    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), Settings::default(), kek, audit, http::now()).await?);
+    let state = AppState {
+        provider: provider.clone(),
+        metrics: metrics_handle(),
+        secure_cookies: cfg.https(),
+        demo,
+    };
+    let router = app::app(state);
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let addr = listener.local_addr()?;
+    // Configuration changed by another node or the CLI reaches this one within a second.
+    let reloader = provider.clone();
+    let mut reload_rx = rx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = reload_rx.changed() => break,
+            }
+            if let Err(e) = reloader.reload_if_changed().await {
+                tracing::warn!(error = %e, "configuration reload failed");
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(Running {
+        addr,
+        provider,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,0 +1,155 @@
+//! The audit log: append-only and hash-chained. Each record's hash covers its content and the
+//! previous record's hash, so a changed or removed row breaks the chain.
+
+use crate::{Result, Store, on_pool};
+use aws_lc_rs::digest;
+use serde::Serialize;
+
+/// A security-relevant act, before it is appended.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    /// What happened: `login.succeeded`, `token.issued`, `grant.revoked`, …
+    pub kind: String,
+    /// Who did it: a user id, `client:<id>`, `cli`, `apply`, `system`.
+    pub actor: String,
+    pub product: Option<String>,
+    pub tenant: Option<String>,
+    pub ip: Option<String>,
+    /// Details as JSON; never a secret.
+    pub data: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(at: i64, kind: &str, actor: impl Into<String>) -> Self {
+        Self {
+            at,
+            kind: kind.to_owned(),
+            actor: actor.into(),
+            product: None,
+            tenant: None,
+            ip: None,
+            data: serde_json::Value::Null,
+        }
+    }
+    pub fn product(mut self, product: impl Into<String>) -> Self {
+        self.product = Some(product.into());
+        self
+    }
+    pub fn tenant(mut self, tenant: Option<impl Into<String>>) -> Self {
+        self.tenant = tenant.map(Into::into);
+        self
+    }
+    pub fn ip(mut self, ip: Option<String>) -> Self {
+        self.ip = ip;
+        self
+    }
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
+}
+
+/// An appended record, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The chain hash of one record: SHA-256 over the previous hash and the record's fields.
+pub fn chain_hash(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
+    let content = serde_json::json!([
+        seq,
+        prev_hash,
+        event.at,
+        event.kind,
+        event.actor,
+        event.product,
+        event.tenant,
+        event.ip,
+        event.data.to_string()
+    ]);
+    let d = digest::digest(&digest::SHA256, content.to_string().as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends `events` inside an open transaction of either back end. Claims the chain head with an
+/// `UPDATE … RETURNING` first, so concurrent writers (two nodes, the CLI) serialize on it.
+macro_rules! append_in {
+    ($tx:expr, $events:expr) => {{
+        let events: &[$crate::audit::AuditEvent] = $events;
+        if !events.is_empty() {
+            let (last_seq, mut prev): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq - $1, hash")
+                .bind(events.len() as i64)
+                .fetch_one(&mut **$tx)
+                .await?;
+            for (i, e) in events.iter().enumerate() {
+                let seq = last_seq + 1 + i as i64;
+                let hash = $crate::audit::chain_hash(seq, e, &prev);
+                sqlx::query(
+                    "INSERT INTO audit_events (seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(seq)
+                .bind(e.at)
+                .bind(&e.kind)
+                .bind(&e.actor)
+                .bind(&e.product)
+                .bind(&e.tenant)
+                .bind(&e.ip)
+                .bind(e.data.to_string())
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut **$tx)
+                .await?;
+                prev = hash;
+            }
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+                .bind(&prev)
+                .execute(&mut **$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use append_in;
+
+type Row = (i64, i64, String, String, Option<String>, Option<String>, Option<String>, String, String, String);
+
+impl Store {
+    /// Appends events in their own transaction (group commit: callers batch them).
+    pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            append_in!(&mut tx, events);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records in order, from `after_seq` (exclusive), at most `limit`.
+    pub async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash FROM audit_events
+             WHERE seq > $1 ORDER BY seq LIMIT $2").bind(after_seq).bind(limit).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash)| AuditRecord {
+                seq,
+                event: AuditEvent {
+                    at,
+                    kind,
+                    actor,
+                    product,
+                    tenant,
+                    ip,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+                },
+                prev_hash,
+                hash,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,103 @@
+//! Grants: (grantee, product, tenant scope) → roles. Revoking is a status change that also kills
+//! the token families it let be issued.
+
+use crate::{
+    Result, Store,
+    audit::{AuditEvent, append_in},
+    from_json, on_pool,
+};
+use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug};
+
+type Row = (String, String, String, String, String, String, i64, Option<i64>);
+const COLUMNS: &str = "grantee, product, tenant, roles, status, granted_by, granted_at, expires_at";
+
+fn grant((grantee, product, tenant, roles, status, granted_by, granted_at, expires_at): Row) -> Result<Grant> {
+    Ok(Grant {
+        grantee: Grantee::from_key(&grantee),
+        product: ProductSlug::new(product),
+        scope: GrantScope::from_key(&tenant),
+        roles: from_json(&roles, "grant roles")?,
+        status: GrantStatus::parse(&status),
+        granted_by,
+        granted_at,
+        expires_at,
+    })
+}
+
+/// Upserts a grant inside an open transaction of either back end.
+macro_rules! put_grant_in {
+    ($tx:expr, $g:expr) => {{
+        let g: &portico_model::Grant = $g;
+        sqlx::query(
+            "INSERT INTO grants (grantee, product, tenant, roles, status, granted_by, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                      ON CONFLICT (grantee, product, tenant) DO UPDATE SET roles = excluded.roles, status = excluded.status,
+                        granted_by = excluded.granted_by, granted_at = excluded.granted_at, expires_at = excluded.expires_at,
+                        revoked_at = NULL, revoked_by = NULL",
+        )
+        .bind(g.grantee.key())
+        .bind(g.product.as_str())
+        .bind(g.scope.key())
+        .bind($crate::json(&g.roles))
+        .bind(g.status.as_str())
+        .bind(&g.granted_by)
+        .bind(g.granted_at)
+        .bind(g.expires_at)
+        .execute(&mut **$tx)
+        .await?;
+    }};
+}
+pub(crate) use put_grant_in;
+
+impl Store {
+    /// Every grant (any status) this grantee holds.
+    pub async fn grants_of(&self, grantee: &Grantee) -> Result<Vec<Grant>> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE grantee = $1 ORDER BY product, tenant");
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(grantee.key()).fetch_all(pool).await)?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    /// This grantee's grants for one product.
+    pub async fn grants_for(&self, grantee: &Grantee, product: &ProductSlug) -> Result<Vec<Grant>> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE grantee = $1 AND product = $2");
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(grantee.key()).bind(product.as_str()).fetch_all(pool).await)?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    pub async fn list_grants(&self) -> Result<Vec<Grant>> {
+        let sql = format!("SELECT {COLUMNS} FROM grants ORDER BY grantee, product, tenant");
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    /// Creates or replaces a grant (making it active again).
+    pub async fn put_grant(&self, g: &Grant, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            put_grant_in!(&mut tx, g);
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Revokes a grant and every token family issued under it (same grantee, product, tenant;
+    /// for an all-tenants grant, every tenant's families). Returns false when there was no active grant.
+    pub async fn revoke_grant(&self, grantee: &Grantee, product: &ProductSlug, scope: &GrantScope, by: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+        let revoked = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $4, revoked_by = $5
+                                 WHERE grantee = $1 AND product = $2 AND tenant = $3 AND status = 'active'")
+                .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).bind(by).execute(&mut *tx).await?;
+            let revoked = r.rows_affected() > 0;
+            if revoked {
+                sqlx::query("UPDATE token_families SET revoked_at = $4, revoked_reason = 'grant_revoked'
+                             WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3) AND revoked_at IS NULL")
+                    .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).execute(&mut *tx).await?;
+                append_in!(&mut tx, audit);
+            }
+            tx.commit().await?;
+            revoked
+        });
+        Ok(revoked)
+    }
+}

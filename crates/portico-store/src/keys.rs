@@ -1,0 +1,55 @@
+//! Signing keys, stored with the private part encrypted (by the protocol crate) under the
+//! key-encryption key. Rows are never deleted: a key's life is derived from `activate_at` and its
+//! successor's.
+
+use crate::{
+    Result, Store,
+    audit::{AuditEvent, append_in},
+    on_pool,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    /// Encrypted private key (base64 of nonce ‖ ciphertext).
+    pub private_enc: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    /// When it starts signing; before that it is only published.
+    pub activate_at: i64,
+}
+
+impl Store {
+    pub async fn insert_key(&self, k: &KeyRow, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO signing_keys (kid, alg, private_enc, public_jwk, created_at, activate_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&k.kid).bind(&k.alg).bind(&k.private_enc).bind(&k.public_jwk).bind(k.created_at).bind(k.activate_at)
+                .execute(&mut *tx).await?;
+            // Key changes must reach every node's cache.
+            sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'").execute(&mut *tx).await?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// All keys, oldest activation first.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        let rows: Vec<(String, String, String, String, i64, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT kid, alg, private_enc, public_jwk, created_at, activate_at FROM signing_keys ORDER BY activate_at, created_at, kid")
+            .fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, alg, private_enc, public_jwk, created_at, activate_at)| KeyRow {
+                kid,
+                alg,
+                private_enc,
+                public_jwk,
+                created_at,
+                activate_at,
+            })
+            .collect())
+    }
+}

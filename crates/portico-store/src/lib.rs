@@ -1,0 +1,149 @@
+//! Portico's storage: capabilities shaped by the protocol (`consume_code`, `rotate_refresh`,
+//! `revoke_family`, …), each one atomic, on SQLite (default) or PostgreSQL.
+//!
+//! Both back ends run the same SQL (sqlx's SQLite driver takes `$1` placeholders); the
+//! [`on_pool!`] macro expands one body per back end so it is written once and type-checked twice.
+
+mod audit;
+mod config;
+mod grants;
+mod keys;
+mod sessions;
+mod tokens;
+pub mod users;
+
+pub use audit::{AuditEvent, AuditRecord};
+pub use config::{ConfigChange, ConfigDocs};
+pub use keys::KeyRow;
+pub use sessions::{NewSsoSession, SsoSession};
+pub use tokens::{CodeConsumption, Family, RefreshPeek, RefreshRotation};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A store error. Constraint violations the caller can act on get their own variant.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store: one pool, SQLite or PostgreSQL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either back end.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite($pool) => $body,
+            $crate::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens the store: PostgreSQL when `database_url` starts with `postgres`, otherwise the SQLite
+    /// file `portico.db` in `data_dir` (created, WAL mode). Does not migrate.
+    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        match database_url {
+            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+                let opts = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await?;
+                Ok(Store::Postgres(pool))
+            }
+            Some(url) if url.starts_with("sqlite:") => Self::open_sqlite(SqliteConnectOptions::from_str(url)?).await,
+            Some(other) => Err(StoreError::Db(sqlx::Error::Configuration(
+                format!(
+                    "database_url must start with postgres:// or sqlite: (got scheme of {:?})",
+                    other.split(':').next().unwrap_or("")
+                )
+                .into(),
+            ))),
+            None => {
+                let path = data_dir.join("portico.db");
+                Self::open_sqlite(SqliteConnectOptions::new().filename(path)).await
+            }
+        }
+    }
+
+    async fn open_sqlite(opts: SqliteConnectOptions) -> Result<Self> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", "-8000");
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts).await?;
+        Ok(Store::Sqlite(pool))
+    }
+
+    /// Applies the embedded migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// `SELECT 1`: the store answers.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict`.
+pub(crate) fn conflict(err: sqlx::Error, what: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),
+        _ => StoreError::Db(err),
+    }
+}
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

@@ -1,0 +1,227 @@
+//! Token families, authorization codes, refresh tokens and revoked access-token ids.
+//!
+//! A family is everything issued from one authorization code: its access tokens (whose `jti`
+//! names the family), and its chain of refresh tokens. Replaying a code or a rotated refresh
+//! token revokes the family (RFC 9700 §4.14.2, RFC 6749 §4.1.2 and §10.5).
+
+use crate::{
+    Result, Store,
+    audit::{AuditEvent, append_in},
+    on_pool,
+};
+
+/// One family of tokens. `tenant` is `""` for a product without tenants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub id: String,
+    pub subject: String,
+    pub client_id: String,
+    pub product: String,
+    pub tenant: String,
+    pub sid: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// The outcome of presenting an authorization code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeConsumption {
+    /// First use: the code's data, now marked consumed.
+    Consumed {
+        family: String,
+        data: String,
+        expires_at: i64,
+    },
+    /// The code was used before: a replay.
+    AlreadyConsumed {
+        family: String,
+    },
+    NotFound,
+}
+
+/// A refresh token as found, before rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshPeek {
+    pub family: Family,
+    pub data: String,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshRotation {
+    Rotated,
+    /// Someone rotated it first: the token was presented twice.
+    Reused,
+}
+
+type FamilyRow = (String, String, String, String, String, Option<String>, i64, Option<i64>);
+const FAMILY_COLUMNS: &str = "f.id, f.subject, f.client_id, f.product, f.tenant, f.sid, f.created_at, f.revoked_at";
+
+fn family((id, subject, client_id, product, tenant, sid, created_at, revoked_at): FamilyRow) -> Family {
+    Family {
+        id,
+        subject,
+        client_id,
+        product,
+        tenant,
+        sid,
+        created_at,
+        revoked_at,
+    }
+}
+
+macro_rules! insert_family {
+    ($tx:expr, $f:expr) => {
+        sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&$f.id)
+            .bind(&$f.subject)
+            .bind(&$f.client_id)
+            .bind(&$f.product)
+            .bind(&$f.tenant)
+            .bind(&$f.sid)
+            .bind($f.created_at)
+            .execute(&mut **$tx)
+            .await?
+    };
+}
+
+impl Store {
+    /// Stores a new authorization code and the family it will start.
+    pub async fn issue_code(&self, code_hash: &str, fam: &Family, data: &str, expires_at: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_family!(&mut tx, fam);
+            sqlx::query("INSERT INTO auth_codes (hash, family, data, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(code_hash).bind(&fam.id).bind(data).bind(expires_at).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a code consumed, atomically: of two concurrent presentations exactly one gets `Consumed`.
+    pub async fn consume_code(&self, code_hash: &str, now: i64) -> Result<CodeConsumption> {
+        let consumed: Option<(String, String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "UPDATE auth_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL RETURNING family, data, expires_at")
+            .bind(code_hash).bind(now).fetch_optional(pool).await)?;
+        if let Some((family, data, expires_at)) = consumed {
+            return Ok(CodeConsumption::Consumed { family, data, expires_at });
+        }
+        let seen: Option<(String,)> = on_pool!(self, pool => sqlx::query_as("SELECT family FROM auth_codes WHERE hash = $1")
+            .bind(code_hash).fetch_optional(pool).await)?;
+        Ok(match seen {
+            Some((family,)) => CodeConsumption::AlreadyConsumed { family },
+            None => CodeConsumption::NotFound,
+        })
+    }
+
+    pub async fn family(&self, id: &str) -> Result<Option<Family>> {
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.id = $1");
+        let row: Option<FamilyRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
+        Ok(row.map(family))
+    }
+
+    /// Starts a family without a code (token exchange, hand-off).
+    pub async fn insert_family(&self, fam: &Family) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_family!(&mut tx, fam);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Revokes a family: its refresh tokens stop working and its access tokens introspect inactive.
+    pub async fn revoke_family(&self, id: &str, reason: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+        let revoked = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+            r.rows_affected() > 0
+        });
+        Ok(revoked)
+    }
+
+    pub async fn insert_refresh(&self, hash: &str, family_id: &str, data: &str, now: i64, expires_at: i64) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(hash).bind(family_id).bind(data).bind(now).bind(expires_at).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The refresh token with this hash and its family, without changing anything.
+    pub async fn peek_refresh(&self, hash: &str) -> Result<Option<RefreshPeek>> {
+        let sql = format!(
+            "SELECT {FAMILY_COLUMNS}, r.data, r.expires_at, r.rotated_at FROM refresh_tokens r JOIN token_families f ON f.id = r.family WHERE r.hash = $1"
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            Option<i64>,
+            String,
+            i64,
+            Option<i64>,
+        );
+        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(hash).fetch_optional(pool).await)?;
+        Ok(row.map(|(a, b, c, d, e, f, g, h, data, expires_at, rotated_at)| RefreshPeek {
+            family: family((a, b, c, d, e, f, g, h)),
+            data,
+            expires_at,
+            rotated_at,
+        }))
+    }
+
+    /// Replaces `old_hash` with a new refresh token in the same family, atomically: of two
+    /// concurrent presentations of one token exactly one rotates.
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        family_id: &str,
+        new_hash: &str,
+        new_data: &str,
+        now: i64,
+        new_expires_at: i64,
+    ) -> Result<RefreshRotation> {
+        let rotated = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query("UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL")
+                .bind(old_hash).bind(now).execute(&mut *tx).await?;
+            if r.rows_affected() == 1 {
+                sqlx::query("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(new_hash).bind(family_id).bind(new_data).bind(now).bind(new_expires_at).execute(&mut *tx).await?;
+                tx.commit().await?;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(if rotated { RefreshRotation::Rotated } else { RefreshRotation::Reused })
+    }
+
+    /// Records a revoked access token until it would have expired anyway.
+    pub async fn revoke_jti(&self, jti: &str, expires_at: i64, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+                .bind(jti).bind(expires_at).execute(&mut *tx).await?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Whether an access token is still good at the source: its `jti` not revoked and, when it
+    /// belongs to a family, the family not revoked.
+    pub async fn access_token_live(&self, jti: &str, family_id: Option<&str>) -> Result<bool> {
+        let row: (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1) + (SELECT COUNT(*) FROM token_families WHERE id = $2 AND revoked_at IS NOT NULL)")
+            .bind(jti).bind(family_id).fetch_one(pool).await)?;
+        Ok(row.0 == 0)
+    }
+}

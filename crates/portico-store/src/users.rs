@@ -1,0 +1,104 @@
+//! Users: the one identity. Disabling is a status change, never a delete.
+
+use crate::{
+    Result, Store, StoreError,
+    audit::{AuditEvent, append_in},
+    conflict, on_pool,
+};
+use portico_model::{User, UserId, UserStatus};
+
+type Row = (String, String, bool, String, String, i64);
+const COLUMNS: &str = "id, email, email_verified, name, status, created_at";
+
+fn user((id, email, email_verified, name, status, created_at): Row) -> User {
+    User {
+        id: UserId::new(id),
+        email,
+        email_verified,
+        name,
+        status: UserStatus::parse(&status),
+        created_at,
+    }
+}
+
+/// Emails are unique case-insensitively.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Store {
+    /// Creates a user; `Conflict` when the email is taken.
+    pub async fn insert_user(&self, u: &User, password_hash: Option<&str>, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO users (id, email, email_norm, email_verified, name, password_hash, status, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
+                .bind(u.id.as_str()).bind(&u.email).bind(normalize_email(&u.email)).bind(u.email_verified)
+                .bind(&u.name).bind(password_hash).bind(u.status.as_str()).bind(u.created_at)
+                .execute(&mut *tx).await.map_err(|e| conflict(e, "email"))?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Updates name and (when given) password hash of an existing user.
+    pub async fn update_user_profile(&self, id: &UserId, name: &str, password_hash: Option<&str>, now: i64) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
+            .bind(id.as_str()).bind(name).bind(password_hash).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The user with this email (any case) and their password hash.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
+        let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE email_norm = $1");
+        let row: Option<(String, String, bool, String, String, i64, Option<String>)> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(normalize_email(email)).fetch_optional(pool).await)?;
+        Ok(row.map(|(a, b, c, d, e, f, hash)| (user((a, b, c, d, e, f)), hash)))
+    }
+
+    pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(pool).await)?;
+        Ok(row.map(user))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {COLUMNS} FROM users ORDER BY email_norm");
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(user).collect())
+    }
+
+    pub async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.as_str()).bind(hash).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Sets a user's status. Disabling also ends their SSO sessions and revokes every token
+    /// family they hold, in the same transaction (invariant 4). Returns whether the status changed.
+    pub async fn set_user_status(&self, id: &UserId, status: UserStatus, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query("UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2")
+                .bind(id.as_str()).bind(status.as_str()).bind(now).execute(&mut *tx).await?;
+            let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("user {id}")));
+            }
+            if status == UserStatus::Disabled {
+                sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL")
+                    .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
+                sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'user_disabled' WHERE subject = $1 AND revoked_at IS NULL")
+                    .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
+            }
+            let changed = r.rows_affected() > 0;
+            if changed {
+                append_in!(&mut tx, audit);
+            }
+            tx.commit().await?;
+            changed
+        });
+        Ok(changed)
+    }
+}

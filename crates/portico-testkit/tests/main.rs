@@ -1,0 +1,179 @@
+//! End-to-end tests against a real server on 127.0.0.1, on SQLite and on PostgreSQL.
+
+pub const SECRET: &str = "crm-secret-0123456789abcdef0123456789abcdef";
+pub const REPORTS_SECRET: &str = "reports-secret-0123456789abcdef0123456789ab";
+pub const CALLBACK: &str = "http://127.0.0.1:9/callback";
+
+pub const SUITE: &str = r#"
+[[product]]
+slug = "crm"
+name = "CRM"
+audience = "https://crm.example.test"
+[product.roles]
+viewer = ["read:contacts"]
+editor = ["read:contacts", "write:contacts"]
+
+[[product]]
+slug = "reports"
+name = "Reports"
+audience = "https://reports.example.test"
+[product.roles]
+analyst = ["read:reports"]
+service = ["api:read"]
+
+[[client]]
+id = "crm-web"
+product = "crm"
+kind = "confidential"
+secret = "crm-secret-0123456789abcdef0123456789abcdef"
+redirect_uris = ["http://127.0.0.1:9/callback"]
+grant_types = ["authorization_code", "refresh_token", "client_credentials"]
+resources = ["reports"]
+first_party = true
+signing_alg = "RS256"
+
+[[client]]
+id = "reports-web"
+product = "reports"
+kind = "confidential"
+secret = "reports-secret-0123456789abcdef0123456789ab"
+redirect_uris = ["http://127.0.0.1:9/callback"]
+grant_types = ["authorization_code", "refresh_token", "client_credentials"]
+first_party = true
+
+[[client]]
+id = "crm-spa"
+product = "crm"
+kind = "public"
+redirect_uris = ["http://127.0.0.1:9/callback"]
+first_party = false
+
+[[user]]
+email = "ada@example.test"
+name = "Ada Lovelace"
+password = "correct horse battery staple"
+
+[[user]]
+email = "bob@example.test"
+name = "Bob"
+password = "bob's long enough password"
+
+[[grant]]
+user = "ada@example.test"
+product = "crm"
+roles = ["editor"]
+
+[[grant]]
+client = "reports-web"
+product = "reports"
+roles = ["service"]
+"#;
+
+pub use portico_testkit::{Backend, Browser, TestServer, hidden, query_param};
+
+/// Runs `f` on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let s = $crate::TestServer::start($crate::Backend::Sqlite, $crate::SUITE).await.expect("sqlite");
+                ($body)(&s).await;
+                s.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(s) = $crate::TestServer::start($crate::Backend::Postgres, $crate::SUITE).await else {
+                    return;
+                };
+                ($body)(&s).await;
+                s.stop().await;
+            }
+        }
+    };
+}
+
+/// Signs in through the hosted pages and returns the authorization response URL.
+pub async fn authorize(b: &mut Browser, s: &TestServer, query: &[(&str, &str)], email: &str, password: &str) -> String {
+    let url = format!(
+        "{}/oauth2/authorize?{}",
+        s.base,
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish()
+    );
+    let (status, loc, page) = b.follow(&s.base, url).await;
+    if let Some(l) = loc.filter(|_| (300..400).contains(&status)) {
+        return l;
+    }
+    assert_eq!(status, 200, "expected the login page: {page}");
+    let (status, loc, page) = b.login(&s.base, &page, email, password).await;
+    assert!((300..400).contains(&status), "login did not redirect ({status}): {page}");
+    loc.expect("authorization response")
+}
+
+/// A PKCE pair (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    use base64::Engine;
+    let verifier = portico_protocol::random::token();
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
+    (verifier, challenge)
+}
+
+/// POSTs a form with HTTP Basic client authentication; returns (status, JSON).
+pub async fn post_basic(s: &TestServer, path: &str, client: &str, secret: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let http = openidconnect::reqwest::Client::new();
+    let resp = http
+        .post(format!("{}{path}", s.base))
+        .basic_auth(client, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .expect("POST");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// A full code flow for crm-web with offline_access; returns the token response.
+pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
+    let mut b = Browser::new();
+    let (verifier, challenge) = pkce();
+    let resp = authorize(
+        &mut b,
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", "crm-web"),
+            ("redirect_uri", CALLBACK),
+            ("scope", "openid offline_access"),
+            ("state", "s1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        "ada@example.test",
+        "correct horse battery staple",
+    )
+    .await;
+    let code = query_param(&resp, "code").expect("code");
+    let (status, body) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+mod flow;
+mod negatives;
+mod suite_file;

@@ -1,0 +1,271 @@
+//! Attacks on the rules: each must fail with the exact error the RFCs name, and change nothing.
+
+use crate::flow::{decode_payload, urlenc};
+use crate::*;
+
+async fn redirect_uri_off_by_anything_gets_an_error_page(s: &TestServer) {
+    for bad in [
+        "http://127.0.0.1:9/callbacK",
+        "http://127.0.0.1:9/callback/",
+        "http://127.0.0.1:10/callback",
+        "http://127.0.0.1:9/callback/x",
+        "http://127.0.0.1:9/callback?a=1",
+    ] {
+        let mut b = Browser::new();
+        let (_, c) = pkce();
+        let url = format!(
+            "{}/oauth2/authorize?response_type=code&client_id=crm-web&redirect_uri={}&code_challenge={c}&code_challenge_method=S256",
+            s.base,
+            urlenc(bad)
+        );
+        let (status, loc, _) = b.get(&url).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(loc.is_none(), "never a redirect for {bad}");
+    }
+    let mut b = Browser::new();
+    let (status, loc, _) = b
+        .get(&format!(
+            "{}/oauth2/authorize?response_type=code&client_id=nobody&redirect_uri={}",
+            s.base,
+            urlenc(CALLBACK)
+        ))
+        .await;
+    assert_eq!((status, loc), (400, None));
+}
+both_stores!(unregistered_redirect_uri, redirect_uri_off_by_anything_gets_an_error_page);
+
+async fn code_replay_revokes_what_it_issued(s: &TestServer) {
+    let mut b = Browser::new();
+    let (verifier, challenge) = pkce();
+    let resp = authorize(
+        &mut b,
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", "crm-web"),
+            ("redirect_uri", CALLBACK),
+            ("scope", "openid offline_access"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        "ada@example.test",
+        "correct horse battery staple",
+    )
+    .await;
+    let code = query_param(&resp, "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (status, first) = post_basic(s, "/oauth2/token", "crm-web", SECRET, &form).await;
+    assert_eq!(status, 200);
+    let (status, again) = post_basic(s, "/oauth2/token", "crm-web", SECRET, &form).await;
+    assert_eq!((status, again["error"].as_str()), (400, Some("invalid_grant")));
+    let (_, intro) = post_basic(
+        s,
+        "/oauth2/introspect",
+        "crm-web",
+        SECRET,
+        &[("token", first["access_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(intro["active"], false, "the replay revoked the access token");
+    let (_, refreshed) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(refreshed["error"], "invalid_grant", "the replay revoked the refresh token");
+}
+both_stores!(code_replay, code_replay_revokes_what_it_issued);
+
+async fn wrong_or_missing_pkce_verifier_is_refused(s: &TestServer) {
+    for verifier in [None, Some("x".repeat(43)), Some(pkce().0)] {
+        let mut b = Browser::new();
+        let (_, challenge) = pkce();
+        let resp = authorize(
+            &mut b,
+            s,
+            &[
+                ("response_type", "code"),
+                ("client_id", "crm-web"),
+                ("redirect_uri", CALLBACK),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+            "ada@example.test",
+            "correct horse battery staple",
+        )
+        .await;
+        let code = query_param(&resp, "code").unwrap();
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
+        if let Some(v) = &verifier {
+            form.push(("code_verifier", v.as_str()));
+        }
+        let (status, body) = post_basic(s, "/oauth2/token", "crm-web", SECRET, &form).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{verifier:?}");
+    }
+}
+both_stores!(pkce_verifier, wrong_or_missing_pkce_verifier_is_refused);
+
+async fn refresh_reuse_revokes_whole_family(s: &TestServer) {
+    let t = code_flow_tokens(s).await;
+    let rt1 = t["refresh_token"].as_str().unwrap();
+    let (status, t2) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+    )
+    .await;
+    assert_eq!(status, 200, "{t2}");
+    let rt2 = t2["refresh_token"].as_str().unwrap();
+    assert_ne!(rt1, rt2, "rotated");
+    let (_, reuse) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+    )
+    .await;
+    assert_eq!(reuse["error"], "invalid_grant");
+    let (_, after) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt2)],
+    )
+    .await;
+    assert_eq!(after["error"], "invalid_grant", "the newest token of the family died too");
+    let (_, intro) = post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", t2["access_token"].as_str().unwrap())]).await;
+    assert_eq!(intro["active"], false);
+}
+both_stores!(refresh_reuse, refresh_reuse_revokes_whole_family);
+
+async fn wrong_secret_and_public_client_posing_as_confidential(s: &TestServer) {
+    let (status, body) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        "crm-secret-0123456789abcdef0123456789abcdeF",
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    let (status, body) = post_basic(s, "/oauth2/token", "crm-spa", SECRET, &[("grant_type", "client_credentials")]).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+}
+both_stores!(client_authentication, wrong_secret_and_public_client_posing_as_confidential);
+
+async fn product_b_cannot_introspect_product_a_tokens(s: &TestServer) {
+    let t = code_flow_tokens(s).await;
+    let at = t["access_token"].as_str().unwrap();
+    let (_, own) = post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", at)]).await;
+    assert_eq!(own["active"], true);
+    assert_eq!(own["aud"], "https://crm.example.test");
+    let (_, other) = post_basic(s, "/oauth2/introspect", "reports-web", REPORTS_SECRET, &[("token", at)]).await;
+    assert_eq!(other, serde_json::json!({"active": false}));
+}
+both_stores!(introspection_audience, product_b_cannot_introspect_product_a_tokens);
+
+async fn tampered_tokens_are_inactive(s: &TestServer) {
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let t = code_flow_tokens(s).await;
+    let at = t["access_token"].as_str().unwrap();
+    let parts: Vec<&str> = at.split('.').collect();
+    let mut claims = decode_payload(at);
+    claims["roles"] = serde_json::json!(["admin"]);
+    let changed = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
+    let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "at+jwt"})), parts[1]);
+    let mut header: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    header["alg"] = serde_json::json!("HS256");
+    let swapped = format!("{}.{}.{}", b64(&header), parts[1], parts[2]);
+    for bad in [changed, none, swapped] {
+        let (_, r) = post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", bad.as_str())]).await;
+        assert_eq!(r["active"], false);
+        let resp = openidconnect::reqwest::Client::new()
+            .get(format!("{}/oauth2/userinfo", s.base))
+            .bearer_auth(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+}
+both_stores!(tampered_jwt, tampered_tokens_are_inactive);
+
+async fn user_without_grant_gets_access_denied(s: &TestServer) {
+    let mut b = Browser::new();
+    let (_, challenge) = pkce();
+    let resp = authorize(
+        &mut b,
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", "crm-web"),
+            ("redirect_uri", CALLBACK),
+            ("state", "st"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        "bob@example.test",
+        "bob's long enough password",
+    )
+    .await;
+    assert_eq!(query_param(&resp, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(&resp, "state").as_deref(), Some("st"));
+    assert!(query_param(&resp, "code").is_none());
+}
+both_stores!(no_grant_no_token, user_without_grant_gets_access_denied);
+
+async fn revoked_grant_stops_refresh_at_once(s: &TestServer) {
+    let t = code_flow_tokens(s).await;
+    let user = s.store().user_by_email("ada@example.test").await.unwrap().unwrap().0;
+    let done = s
+        .store()
+        .revoke_grant(
+            &portico_model::Grantee::User(user.id),
+            &portico_model::ProductSlug::new("crm"),
+            &portico_model::GrantScope::NoTenant,
+            "test",
+            portico_testkit::now(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(done);
+    let (_, r) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(r["error"], "invalid_grant");
+    let (_, intro) = post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", t["access_token"].as_str().unwrap())]).await;
+    assert_eq!(intro["active"], false);
+}
+both_stores!(revoked_grant, revoked_grant_stops_refresh_at_once);
+
+async fn public_client_needs_pkce(s: &TestServer) {
+    let mut b = Browser::new();
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&client_id=crm-spa&redirect_uri={}&state=q",
+        s.base,
+        urlenc(CALLBACK)
+    );
+    let (status, loc, _) = b.get(&url).await;
+    assert_eq!(status, 303);
+    assert_eq!(query_param(loc.as_deref().unwrap(), "error").as_deref(), Some("invalid_request"));
+}
+both_stores!(pkce_required_for_public_clients, public_client_needs_pkce);

@@ -1,0 +1,64 @@
+//! The suite file: bad input names the line and field and leaves the store untouched.
+
+use portico_server::suite::Suite;
+use std::collections::HashSet;
+
+fn err(text: &str) -> String {
+    Suite::parse("suite.toml", text, &HashSet::new()).err().expect("an error").to_string()
+}
+
+#[test]
+fn unknown_key_names_its_line() {
+    let e = err("[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\ncolour = \"red\"\n");
+    assert!(e.starts_with("suite.toml:5:"), "{e}");
+    assert!(e.contains("colour"), "{e}");
+}
+
+#[test]
+fn bad_reference_names_line_and_field() {
+    let e = err(
+        "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n\n[[client]]\nid = \"x\"\nproduct = \"crmx\"\nkind = \"public\"\nredirect_uris = [\"https://a.test/cb\"]\n",
+    );
+    assert!(e.starts_with("suite.toml:6:"), "{e}");
+    assert!(e.contains("field product") && e.contains("crmx"), "{e}");
+}
+
+#[test]
+fn duplicate_client_is_refused() {
+    let c = "[[client]]\nid = \"x\"\nproduct = \"crm\"\nkind = \"public\"\nredirect_uris = [\"https://a.test/cb\"]\n";
+    let e = err(&format!(
+        "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n{c}{c}"
+    ));
+    assert!(e.starts_with("suite.toml:10:") && e.contains("duplicate client"), "{e}");
+}
+
+#[test]
+fn short_secret_is_refused() {
+    let e = err(
+        "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n[[client]]\nid = \"x\"\nproduct = \"crm\"\nkind = \"confidential\"\nsecret = \"short\"\nredirect_uris = [\"https://a.test/cb\"]\n",
+    );
+    assert!(e.contains("at least 32"), "{e}");
+}
+
+#[tokio::test]
+async fn bad_file_leaves_store_unchanged_and_apply_is_idempotent() {
+    let dir = std::env::temp_dir().join(format!("portico-suite-{}", uuid::Uuid::new_v4().simple()));
+    let cfg = portico_server::config::Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
+    let store = portico_server::open_store(&cfg).await.unwrap();
+    let kek = portico_server::load_kek(&cfg).unwrap();
+    let before = store.config_version().await.unwrap();
+    let bad = format!("{}\n[[grant]]\nuser = \"nobody@example.test\"\nproduct = \"crm\"\nroles = []\n", crate::SUITE);
+    assert!(Suite::parse("suite.toml", &bad, &HashSet::new()).is_err());
+    assert_eq!(store.config_version().await.unwrap(), before);
+    assert!(store.list_users().await.unwrap().is_empty());
+    let suite = Suite::parse("suite.toml", crate::SUITE, &HashSet::new()).unwrap();
+    let first = suite.apply(&store, &kek, "test", 1).await.unwrap();
+    assert!(first.iter().any(|l| l == "created product crm"), "{first:?}");
+    let second = suite.apply(&store, &kek, "test", 2).await.unwrap();
+    assert!(second.is_empty(), "second apply changed {second:?}");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
