@@ -318,7 +318,7 @@ async fn refuse(
     now: i64,
     ip: Option<String>,
 ) -> Result<AuthorizeOutcome, OAuthError> {
-    p.audit.record(
+    p.writer.record(
         AuditEvent::new(now, "authorize.refused", session.user_id.as_str())
             .product(product.slug.as_str())
             .ip(ip)
@@ -390,7 +390,7 @@ async fn issue_code(
             now + p.settings.code_ttl,
         )
         .await?;
-    p.audit.record(
+    p.writer.record(
         AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
             .product(product.slug.as_str())
             .tenant(tenant.map(|t| t.id.as_str()))

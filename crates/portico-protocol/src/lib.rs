@@ -2,7 +2,6 @@
 //! steps they call, keys and JOSE. Functions take typed requests, the [`Provider`] and `now`, and
 //! return typed outcomes; nothing here knows HTTP.
 
-pub mod audit;
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
@@ -19,6 +18,7 @@ pub mod snapshot;
 pub mod token;
 pub mod userinfo;
 pub mod verify;
+pub mod writer;
 
 pub use error::{ErrorCode, OAuthError};
 pub use provider::{Provider, Settings};

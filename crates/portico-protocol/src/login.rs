@@ -20,7 +20,7 @@ pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Optio
         Some(u) => AuditEvent::new(now, "login.succeeded", u.id.as_str()).data(serde_json::json!({"method": "pwd"})),
         None => AuditEvent::new(now, "login.failed", "anonymous").data(serde_json::json!({"method": "pwd"})),
     };
-    p.audit.record(event.ip(ip));
+    p.writer.record(event.ip(ip));
     Ok(user)
 }
 

@@ -1,10 +1,10 @@
 //! The provider: the store, the issuer, the settings, and the in-memory caches (configuration
 //! snapshot and key ring) that every endpoint reads. Protocol functions take it and `now`.
 
-use crate::audit::AuditSink;
 use crate::kek::Kek;
 use crate::keys::{self, KeyError, KeyRing};
 use crate::snapshot::Snapshot;
+use crate::writer::Writer;
 use portico_store::{AuditEvent, Store, StoreError};
 use std::sync::{Arc, RwLock};
 
@@ -39,7 +39,7 @@ pub struct Provider {
     pub issuer: String,
     pub settings: Settings,
     pub kek: Kek,
-    pub audit: AuditSink,
+    pub writer: Writer,
     config: RwLock<Arc<Snapshot>>,
     keys: RwLock<Arc<KeyRing>>,
 }
@@ -54,13 +54,13 @@ pub enum ProviderError {
 
 impl Provider {
     /// Loads configuration and keys; makes a first key for every algorithm that has none.
-    pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, audit: AuditSink, now: i64) -> Result<Self, ProviderError> {
+    pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, writer: Writer, now: i64) -> Result<Self, ProviderError> {
         let p = Self {
             store,
             issuer,
             settings,
             kek,
-            audit,
+            writer,
             config: RwLock::default(),
             keys: RwLock::default(),
         };

@@ -9,8 +9,8 @@ pub mod suite;
 use app::AppState;
 use config::Config;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use portico_protocol::audit::AuditSink;
 use portico_protocol::kek::Kek;
+use portico_protocol::writer::Writer;
 use portico_protocol::{Provider, Settings};
 use portico_store::Store;
 use std::sync::{Arc, OnceLock};
@@ -60,15 +60,15 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        self.provider.audit.flush().await;
+        self.provider.writer.flush().await;
     }
 }
 
 /// Starts serving on `listener` with `store`; returns once it accepts connections.
 pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
     let kek = load_kek(cfg)?;
-    let audit = AuditSink::spawn(store.clone());
-    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), Settings::default(), kek, audit, http::now()).await?);
+    let writer = Writer::spawn(store.clone());
+    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), Settings::default(), kek, writer, http::now()).await?);
     let state = AppState {
         provider: provider.clone(),
         metrics: metrics_handle(),

@@ -1,7 +1,7 @@
 //! The audit log: append-only and hash-chained. Each record's hash covers its content and the
 //! previous record's hash, so a changed or removed row breaks the chain.
 
-use crate::{Result, Store, on_pool};
+use crate::{Result, Store, on_pool, on_read};
 use aws_lc_rs::digest;
 use serde::Serialize;
 
@@ -86,26 +86,28 @@ macro_rules! append_in {
                 .bind(events.len() as i64)
                 .fetch_one(&mut **$tx)
                 .await?;
+            let mut rows = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
                 let seq = last_seq + 1 + i as i64;
                 let hash = $crate::audit::chain_hash(seq, e, &prev);
-                sqlx::query(
-                    "INSERT INTO audit_events (seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(seq)
-                .bind(e.at)
-                .bind(&e.kind)
-                .bind(&e.actor)
-                .bind(&e.product)
-                .bind(&e.tenant)
-                .bind(&e.ip)
-                .bind(e.data.to_string())
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut **$tx)
-                .await?;
-                prev = hash;
+                rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
+            }
+            // One multi-row INSERT per chunk (well under both back ends' bind-parameter limits).
+            for chunk in rows.chunks(512) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO audit_events (seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash) ");
+                q.push_values(chunk, |mut b, (seq, e, prev_hash, hash)| {
+                    b.push_bind(*seq)
+                        .push_bind(e.at)
+                        .push_bind(e.kind.clone())
+                        .push_bind(e.actor.clone())
+                        .push_bind(e.product.clone())
+                        .push_bind(e.tenant.clone())
+                        .push_bind(e.ip.clone())
+                        .push_bind(e.data.to_string())
+                        .push_bind(prev_hash.clone())
+                        .push_bind(hash.clone());
+                });
+                q.build().execute(&mut **$tx).await?;
             }
             sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
                 .bind(&prev)
@@ -131,7 +133,7 @@ impl Store {
 
     /// Records in order, from `after_seq` (exclusive), at most `limit`.
     pub async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>> {
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(
             "SELECT seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash FROM audit_events
              WHERE seq > $1 ORDER BY seq LIMIT $2").bind(after_seq).bind(limit).fetch_all(pool).await)?;
         Ok(rows

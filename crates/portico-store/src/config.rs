@@ -1,7 +1,7 @@
 //! Products, clients and tenants: the suite's configuration. Servers cache it in memory and reload
 //! when `config_version` moves; every change bumps it in the same transaction.
 
-use crate::{Result, Store, StoreError, audit::AuditEvent, from_json, json, on_pool};
+use crate::{Result, Store, StoreError, audit::AuditEvent, from_json, json, on_pool, on_read};
 use portico_model::{Client, Product, Tenant};
 
 /// Everything a server caches: the active products, clients (with their secret hashes) and tenants.
@@ -32,14 +32,14 @@ pub enum ConfigChange {
 
 impl Store {
     pub async fn config_version(&self) -> Result<i64> {
-        let v: (String,) = on_pool!(self, pool =>
+        let v: (String,) = on_read!(self, pool =>
             sqlx::query_as("SELECT value FROM meta WHERE key = 'config_version'").fetch_one(pool).await)?;
         v.0.parse().map_err(|_| StoreError::Corrupt("config_version".into()))
     }
 
     /// The active configuration with its version, read in one transaction.
     pub async fn load_config(&self) -> Result<ConfigDocs> {
-        let (version, products, clients, tenants): (Vec<(String,)>, Vec<(String,)>, Vec<(String, Option<String>)>, Vec<(String,)>) = on_pool!(self, pool => {
+        let (version, products, clients, tenants): (Vec<(String,)>, Vec<(String,)>, Vec<(String, Option<String>)>, Vec<(String,)>) = on_read!(self, pool => {
             let mut tx = pool.begin().await?;
             let v = sqlx::query_as("SELECT value FROM meta WHERE key = 'config_version'").fetch_all(&mut *tx).await?;
             let p = sqlx::query_as("SELECT doc FROM products WHERE status = 'active' ORDER BY slug").fetch_all(&mut *tx).await?;
@@ -120,6 +120,6 @@ impl Store {
 
     /// Tenants including removed ones' slugs, so `apply` keeps a tenant's opaque id stable.
     pub async fn tenant_ids_by_slug(&self) -> Result<Vec<(String, String)>> {
-        Ok(on_pool!(self, pool => sqlx::query_as("SELECT slug, id FROM tenants").fetch_all(pool).await)?)
+        Ok(on_read!(self, pool => sqlx::query_as("SELECT slug, id FROM tenants").fetch_all(pool).await)?)
     }
 }

@@ -4,14 +4,14 @@
 use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
-    from_json, on_pool,
+    from_json, on_pool, on_read,
 };
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug};
 
 type Row = (String, String, String, String, String, String, i64, Option<i64>);
 const COLUMNS: &str = "grantee, product, tenant, roles, status, granted_by, granted_at, expires_at";
 
-fn grant((grantee, product, tenant, roles, status, granted_by, granted_at, expires_at): Row) -> Result<Grant> {
+pub(crate) fn grant((grantee, product, tenant, roles, status, granted_by, granted_at, expires_at): Row) -> Result<Grant> {
     Ok(Grant {
         grantee: Grantee::from_key(&grantee),
         product: ProductSlug::new(product),
@@ -52,20 +52,20 @@ impl Store {
     /// Every grant (any status) this grantee holds.
     pub async fn grants_of(&self, grantee: &Grantee) -> Result<Vec<Grant>> {
         let sql = format!("SELECT {COLUMNS} FROM grants WHERE grantee = $1 ORDER BY product, tenant");
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(grantee.key()).fetch_all(pool).await)?;
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&sql).bind(grantee.key()).fetch_all(pool).await)?;
         rows.into_iter().map(grant).collect()
     }
 
     /// This grantee's grants for one product.
     pub async fn grants_for(&self, grantee: &Grantee, product: &ProductSlug) -> Result<Vec<Grant>> {
         let sql = format!("SELECT {COLUMNS} FROM grants WHERE grantee = $1 AND product = $2");
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(grantee.key()).bind(product.as_str()).fetch_all(pool).await)?;
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&sql).bind(grantee.key()).bind(product.as_str()).fetch_all(pool).await)?;
         rows.into_iter().map(grant).collect()
     }
 
     pub async fn list_grants(&self) -> Result<Vec<Grant>> {
         let sql = format!("SELECT {COLUMNS} FROM grants ORDER BY grantee, product, tenant");
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
         rows.into_iter().map(grant).collect()
     }
 

@@ -5,7 +5,7 @@
 use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
-    on_pool,
+    on_pool, on_read,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Store {
 
     /// All keys, oldest activation first.
     pub async fn list_keys(&self) -> Result<Vec<KeyRow>> {
-        let rows: Vec<(String, String, String, String, i64, i64)> = on_pool!(self, pool => sqlx::query_as(
+        let rows: Vec<(String, String, String, String, i64, i64)> = on_read!(self, pool => sqlx::query_as(
             "SELECT kid, alg, private_enc, public_jwk, created_at, activate_at FROM signing_keys ORDER BY activate_at, created_at, kid")
             .fetch_all(pool).await)?;
         Ok(rows

@@ -1,8 +1,14 @@
-//! Portico's storage: capabilities shaped by the protocol (`consume_code`, `rotate_refresh`,
+//! Portico's storage: capabilities shaped by the protocol (`consume_code`, `rotate_refresh_batch`,
 //! `revoke_family`, …), each one atomic, on SQLite (default) or PostgreSQL.
 //!
 //! Both back ends run the same SQL (sqlx's SQLite driver takes `$1` placeholders); the
-//! [`on_pool!`] macro expands one body per back end so it is written once and type-checked twice.
+//! [`on_pool!`] and [`on_read!`] macros expand one body per back end so it is written once and
+//! type-checked twice.
+//!
+//! SQLite allows one writer at a time. Rather than let connections race for its write lock (a loser
+//! sleeps in SQLite's busy handler, which caps throughput and stretches p99), every write and every
+//! transaction goes through one writer connection, where callers queue in order; plain reads use a
+//! pool of readers, which WAL mode lets run beside the writer.
 
 mod audit;
 mod config;
@@ -16,7 +22,7 @@ pub use audit::{AuditEvent, AuditRecord};
 pub use config::{ConfigChange, ConfigDocs};
 pub use keys::KeyRow;
 pub use sessions::{NewSsoSession, SsoSession};
-pub use tokens::{CodeConsumption, Family, RefreshPeek, RefreshRotation};
+pub use tokens::{CodeConsumption, Family, RefreshContext, RefreshPeek, RefreshRotation, Rotation};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -32,6 +38,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -42,23 +50,47 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The store: one pool, SQLite or PostgreSQL. Cheap to clone.
+/// The store: SQLite or PostgreSQL. Cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of either back end.
-#[macro_export]
+/// SQLite's single writer connection and its readers.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either back end: for writes and
+/// transactions (SQLite's writer connection).
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::Store::Sqlite($pool) => $body,
+            $crate::Store::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
             $crate::Store::Postgres($pool) => $body,
         }
     };
 }
+
+/// As [`on_pool!`], for a single read-only statement (SQLite's reader pool).
+macro_rules! on_read {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
+            $crate::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use {on_pool, on_read};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -100,15 +132,29 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("cache_size", "-8000");
-        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts).await?;
-        Ok(Store::Sqlite(pool))
+            .pragma("cache_size", "-8000")
+            // statement journals of multi-row writes stay in memory instead of temp files
+            .pragma("temp_store", "memory");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Store::Sqlite(SqlitePools { write, read }))
     }
 
     /// Applies the embedded migrations (idempotent).
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Sqlite(pools) => SQLITE_MIGRATIONS.run(&pools.write).await?,
             Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -116,7 +162,7 @@ impl Store {
 
     /// `SELECT 1`: the store answers.
     pub async fn ping(&self) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        on_read!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 
@@ -128,7 +174,13 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        match self {
+            Store::Sqlite(pools) => {
+                pools.read.close().await;
+                pools.write.close().await;
+            }
+            Store::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
-    on_pool,
+    on_pool, on_read,
 };
 use portico_model::{Sid, UserId};
 
@@ -104,7 +104,7 @@ impl Store {
 
     /// Whether the product session `sid` is live (not ended, its SSO session not ended).
     pub async fn product_session_live(&self, sid: &str) -> Result<bool> {
-        let row: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+        let row: Option<(i64,)> = on_read!(self, pool => sqlx::query_as(
             "SELECT 1 FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id
              WHERE p.sid = $1 AND p.ended_at IS NULL AND s.ended_at IS NULL")
             .bind(sid).fetch_optional(pool).await)?;
@@ -120,7 +120,7 @@ impl Store {
     }
 
     pub async fn auth_request(&self, id: &str, now: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as("SELECT data FROM auth_requests WHERE id = $1 AND expires_at > $2")
+        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as("SELECT data FROM auth_requests WHERE id = $1 AND expires_at > $2")
             .bind(id).bind(now).fetch_optional(pool).await)?;
         Ok(row.map(|r| r.0))
     }
@@ -132,7 +132,7 @@ impl Store {
     }
 
     pub async fn consent(&self, user_id: &UserId, client_id: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
             .bind(user_id.as_str()).bind(client_id).fetch_optional(pool).await)?;
         Ok(row.map(|r| r.0))
     }

@@ -7,8 +7,12 @@
 use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
-    on_pool,
+    grants::grant as grant_row,
+    on_pool, on_read,
+    users::user as user_row,
 };
+use portico_model::{Grant, User};
+use sqlx::Row as _;
 
 /// One family of tokens. `tenant` is `""` for a product without tenants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,26 @@ pub struct RefreshPeek {
     pub data: String,
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
+}
+
+/// A refresh token with everything its grant needs checked, read in one statement: the token, its
+/// family, the family's user and that user's grants for the family's product.
+#[derive(Clone, Debug)]
+pub struct RefreshContext {
+    pub token: RefreshPeek,
+    pub user: Option<User>,
+    pub grants: Vec<Grant>,
+}
+
+/// One refresh-token rotation: `old_hash` is spent, `new_hash` takes its place in the family.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    pub old_hash: String,
+    pub family_id: String,
+    pub new_hash: String,
+    pub new_data: String,
+    pub now: i64,
+    pub new_expires_at: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +141,7 @@ impl Store {
 
     pub async fn family(&self, id: &str) -> Result<Option<Family>> {
         let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.id = $1");
-        let row: Option<FamilyRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
+        let row: Option<FamilyRow> = on_read!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
         Ok(row.map(family))
     }
 
@@ -168,7 +192,7 @@ impl Store {
             i64,
             Option<i64>,
         );
-        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(hash).fetch_optional(pool).await)?;
+        let row: Option<Row> = on_read!(self, pool => sqlx::query_as(&sql).bind(hash).fetch_optional(pool).await)?;
         Ok(row.map(|(a, b, c, d, e, f, g, h, data, expires_at, rotated_at)| RefreshPeek {
             family: family((a, b, c, d, e, f, g, h)),
             data,
@@ -177,31 +201,76 @@ impl Store {
         }))
     }
 
-    /// Replaces `old_hash` with a new refresh token in the same family, atomically: of two
-    /// concurrent presentations of one token exactly one rotates.
-    pub async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        family_id: &str,
-        new_hash: &str,
-        new_data: &str,
-        now: i64,
-        new_expires_at: i64,
-    ) -> Result<RefreshRotation> {
-        let rotated = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let r = sqlx::query("UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL")
-                .bind(old_hash).bind(now).execute(&mut *tx).await?;
-            if r.rows_affected() == 1 {
-                sqlx::query("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(new_hash).bind(family_id).bind(new_data).bind(now).bind(new_expires_at).execute(&mut *tx).await?;
-                tx.commit().await?;
-                true
-            } else {
-                false
+    /// The refresh token `hash` with its family's user and that user's grants for the family's product.
+    pub async fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>> {
+        let sql = format!(
+            "SELECT {FAMILY_COLUMNS}, r.data, r.expires_at, r.rotated_at,
+                    u.id, u.email, u.email_verified, u.name, u.status, u.created_at,
+                    g.grantee, g.product, g.tenant, g.roles, g.status, g.granted_by, g.granted_at, g.expires_at
+             FROM refresh_tokens r JOIN token_families f ON f.id = r.family
+             LEFT JOIN users u ON u.id = f.subject
+             LEFT JOIN grants g ON g.grantee = f.subject AND g.product = f.product
+             WHERE r.hash = $1"
+        );
+        on_read!(self, pool => {
+            let rows = sqlx::query(&sql).bind(hash).fetch_all(pool).await?;
+            let Some(first) = rows.first() else { return Ok(None) };
+            let token = RefreshPeek {
+                family: family((first.try_get(0)?, first.try_get(1)?, first.try_get(2)?, first.try_get(3)?, first.try_get(4)?, first.try_get(5)?, first.try_get(6)?, first.try_get(7)?)),
+                data: first.try_get(8)?,
+                expires_at: first.try_get(9)?,
+                rotated_at: first.try_get(10)?,
+            };
+            let user = match first.try_get::<Option<String>, _>(11)? {
+                Some(id) => Some(user_row((id, first.try_get(12)?, first.try_get(13)?, first.try_get(14)?, first.try_get(15)?, first.try_get(16)?))),
+                None => None,
+            };
+            let mut grants = Vec::new();
+            for r in &rows {
+                if let Some(grantee) = r.try_get::<Option<String>, _>(17)? {
+                    grants.push(grant_row((grantee, r.try_get(18)?, r.try_get(19)?, r.try_get(20)?, r.try_get(21)?, r.try_get(22)?, r.try_get(23)?, r.try_get(24)?))?);
+                }
             }
+            Ok(Some(RefreshContext { token, user, grants }))
+        })
+    }
+
+    /// Replaces each `old_hash` with a new refresh token in the same family and appends `audit`, in
+    /// one transaction (group commit). Each rotation is atomic on its own: of two presentations of one
+    /// token, in one batch or in two, exactly one gets `Rotated`. Results are in the order given.
+    pub async fn rotate_refresh_batch(&self, rotations: &[Rotation], audit: &[AuditEvent]) -> Result<Vec<RefreshRotation>> {
+        let mut results = Vec::with_capacity(rotations.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // One UPDATE for the whole batch; the hashes it returns are the tokens this batch spent.
+            let mut spent = std::collections::HashSet::new();
+            for chunk in rotations.chunks(512) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE refresh_tokens SET rotated_at = ");
+                q.push_bind(chunk[0].now).push(" WHERE rotated_at IS NULL AND hash IN (");
+                let mut list = q.separated(", ");
+                for r in chunk {
+                    list.push_bind(r.old_hash.clone());
+                }
+                q.push(") RETURNING hash");
+                let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                spent.extend(rows.into_iter().map(|(h,)| h));
+            }
+            // A token presented twice in one batch was spent once: the first presentation gets it.
+            for r in rotations {
+                results.push(if spent.remove(&r.old_hash) { RefreshRotation::Rotated } else { RefreshRotation::Reused });
+            }
+            let fresh: Vec<&Rotation> = rotations.iter().zip(&results).filter(|(_, o)| **o == RefreshRotation::Rotated).map(|(r, _)| r).collect();
+            for chunk in fresh.chunks(512) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) ");
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.new_hash.clone()).push_bind(r.family_id.clone()).push_bind(r.new_data.clone()).push_bind(r.now).push_bind(r.new_expires_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
         });
-        Ok(if rotated { RefreshRotation::Rotated } else { RefreshRotation::Reused })
+        Ok(results)
     }
 
     /// Records a revoked access token until it would have expired anyway.
@@ -219,7 +288,7 @@ impl Store {
     /// Whether an access token is still good at the source: its `jti` not revoked and, when it
     /// belongs to a family, the family not revoked.
     pub async fn access_token_live(&self, jti: &str, family_id: Option<&str>) -> Result<bool> {
-        let row: (i64,) = on_pool!(self, pool => sqlx::query_as(
+        let row: (i64,) = on_read!(self, pool => sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1) + (SELECT COUNT(*) FROM token_families WHERE id = $2 AND revoked_at IS NOT NULL)")
             .bind(jti).bind(family_id).fetch_one(pool).await)?;
         Ok(row.0 == 0)

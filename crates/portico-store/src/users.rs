@@ -3,14 +3,14 @@
 use crate::{
     Result, Store, StoreError,
     audit::{AuditEvent, append_in},
-    conflict, on_pool,
+    conflict, on_pool, on_read,
 };
 use portico_model::{User, UserId, UserStatus};
 
 type Row = (String, String, bool, String, String, i64);
 const COLUMNS: &str = "id, email, email_verified, name, status, created_at";
 
-fn user((id, email, email_verified, name, status, created_at): Row) -> User {
+pub(crate) fn user((id, email, email_verified, name, status, created_at): Row) -> User {
     User {
         id: UserId::new(id),
         email,
@@ -53,19 +53,19 @@ impl Store {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE email_norm = $1");
         let row: Option<(String, String, bool, String, String, i64, Option<String>)> =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(normalize_email(email)).fetch_optional(pool).await)?;
+            on_read!(self, pool => sqlx::query_as(&sql).bind(normalize_email(email)).fetch_optional(pool).await)?;
         Ok(row.map(|(a, b, c, d, e, f, hash)| (user((a, b, c, d, e, f)), hash)))
     }
 
     pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(pool).await)?;
+        let row: Option<Row> = on_read!(self, pool => sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(pool).await)?;
         Ok(row.map(user))
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY email_norm");
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(user).collect())
     }
 

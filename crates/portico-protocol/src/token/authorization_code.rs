@@ -84,7 +84,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     } else {
         None
     };
-    p.audit.record(
+    p.writer.record(
         AuditEvent::new(now, "token.issued", user.id.as_str())
             .product(product.slug.as_str())
             .tenant(data.tenant.clone())

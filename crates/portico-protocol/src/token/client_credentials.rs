@@ -41,7 +41,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     };
     let claims = claims_for(&ctx, product, None, grant);
     let access_token = p.keys().sign(client.signing_alg, "at+jwt", &claims, now)?;
-    p.audit.record(
+    p.writer.record(
         AuditEvent::new(now, "token.issued", format!("client:{}", client.id))
             .product(product.slug.as_str())
             .ip(req.ip)

@@ -30,14 +30,16 @@ pub fn verify_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<()
 
 /// Invariant 3: the user is active and holds an active grant for (product, tenant) right now.
 pub async fn require_user_grant(p: &Provider, user_id: &UserId, product: &Product, tenant: Option<&TenantId>, now: i64) -> Result<(User, Grant), OAuthError> {
-    let user = p
-        .store
-        .user_by_id(user_id)
-        .await?
-        .filter(User::is_active)
-        .ok_or_else(|| oauth!(InvalidGrant, "the user is not active"))?;
+    let user = p.store.user_by_id(user_id).await?;
     let grants = p.store.grants_for(&Grantee::User(user_id.clone()), &product.slug).await?;
-    let grant = require_active_grant(&grants, product, tenant, now)?.clone();
+    check_user_grant(user, &grants, product, tenant, now)
+}
+
+/// The user is active and holds an active grant for the product (and tenant): invariant 3 on
+/// what the store returned.
+pub fn check_user_grant(user: Option<User>, grants: &[Grant], product: &Product, tenant: Option<&TenantId>, now: i64) -> Result<(User, Grant), OAuthError> {
+    let user = user.filter(User::is_active).ok_or_else(|| oauth!(InvalidGrant, "the user is not active"))?;
+    let grant = require_active_grant(grants, product, tenant, now)?.clone();
     Ok((user, grant))
 }
 

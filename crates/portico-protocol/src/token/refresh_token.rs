@@ -6,8 +6,8 @@ use super::{TokenRequest, TokenResponse};
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Client, ProductSlug, Sid, TenantId, UserId};
-use portico_store::{AuditEvent, RefreshRotation};
+use portico_model::{Client, ProductSlug, Sid, TenantId};
+use portico_store::{AuditEvent, RefreshRotation, Rotation};
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
 
@@ -17,9 +17,11 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         .as_deref()
         .ok_or_else(|| oauth!(InvalidRequest, "refresh_token is required"))?;
     let old_hash = random::hash(presented);
-    let Some(found) = p.store.peek_refresh(&old_hash).await? else {
+    // One read: the token, its family, the user and the user's grants for the family's product.
+    let Some(ctx) = p.store.refresh_context(&old_hash).await? else {
         return Err(oauth!(InvalidGrant, INVALID));
     };
+    let found = &ctx.token;
     let family = &found.family;
     let reuse = || {
         let event = AuditEvent::new(now, "token.refresh_reused", format!("client:{}", client.id))
@@ -59,22 +61,23 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
     }
     let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
-    let (user, grant) = issue::require_user_grant(p, &UserId::new(&family.subject), product, tenant.as_ref(), now).await?;
+    // The grants were read for the family's product; the user's id is the family's subject.
+    let (user, grant) = issue::check_user_grant(ctx.user.clone(), &ctx.grants, product, tenant.as_ref(), now)?;
     let new_rt = random::token();
     let new_data = RefreshData {
         scope: data.scope.clone(),
         auth: data.auth.clone(),
     };
     let rotation = p
-        .store
-        .rotate_refresh(
-            &old_hash,
-            &family.id,
-            &random::hash(&new_rt),
-            &serde_json::to_string(&new_data).expect("serializes"),
+        .writer
+        .rotate_refresh(Rotation {
+            old_hash: old_hash.clone(),
+            family_id: family.id.clone(),
+            new_hash: random::hash(&new_rt),
+            new_data: serde_json::to_string(&new_data).expect("serializes"),
             now,
-            now + p.settings.refresh_ttl,
-        )
+            new_expires_at: now + p.settings.refresh_ttl,
+        })
         .await?;
     if rotation == RefreshRotation::Reused {
         reuse().await?;
@@ -95,7 +98,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     };
     let access_token = issue::mint_user_access(p, &t, now)?;
     let id_token = issue::mint_id_token(p, &t, now)?;
-    p.audit.record(
+    p.writer.record(
         AuditEvent::new(now, "token.issued", user.id.as_str())
             .product(product.slug.as_str())
             .tenant(tenant.as_ref().map(|t| t.as_str()))

@@ -1,0 +1,52 @@
+// Starts the real `portico` binary and Debian's Chromium for browser tests.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const shots = new URL('../screenshots/', import.meta.url).pathname;
+mkdirSync(shots, { recursive: true });
+
+/** The `portico` binary that scripts/test built (PORTICO_BIN, or the Cargo target dir's debug build). */
+export function porticoBin() {
+  if (process.env.PORTICO_BIN) return process.env.PORTICO_BIN;
+  const target = process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/portico/target');
+  return join(target, 'debug/portico');
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/** `portico dev` on a free loopback port; resolves once it answers, with its printed banner. */
+export async function startDev() {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const proc = spawn(porticoBin(), ['dev', '--listen', `127.0.0.1:${port}`, '--issuer', base], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`portico dev exited: ${out}`);
+    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not yet listening */ }
+    if (Date.now() > deadline) { proc.kill(); throw new Error(`portico dev did not answer: ${out}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { base, output: () => out, stop: () => new Promise((r) => { proc.once('exit', r); proc.kill('SIGTERM'); }) };
+}
+
+/** Debian's Chromium; Playwright gives every launch a fresh, empty user-data dir of its own. */
+export async function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
