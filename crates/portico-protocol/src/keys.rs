@@ -191,3 +191,46 @@ impl KeyRing {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kids(ring: &KeyRing, now: i64, retention: i64) -> Vec<String> {
+        ring.jwks(now, retention)["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn rotation_publishes_before_signing_and_retires_after_retention() {
+        let kek = Kek::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").expect("kek");
+        let (old, next) = (generate(SigningAlg::EdDSA, &kek, 0, 0), generate(SigningAlg::EdDSA, &kek, 50, 100));
+        let ring = KeyRing::load(&[old.clone(), next.clone()], &kek).expect("load");
+        let retention = 600;
+
+        // Before the successor activates: the old key signs, both are published.
+        let token = ring.sign(SigningAlg::EdDSA, "JWT", &json!({"sub": "x"}), 60).expect("sign");
+        assert!(token.contains(&b64url(json!({"alg": "EdDSA", "typ": "JWT", "kid": old.kid}).to_string().as_bytes())));
+        assert_eq!(kids(&ring, 60, retention), [old.kid.clone(), next.kid.clone()]);
+        // From its activation the successor signs; the old key stays for the tokens it signed.
+        assert_eq!(ring.signing_key(SigningAlg::EdDSA, 100).expect("key").kid, next.kid);
+        assert_eq!(kids(&ring, 699, retention), [old.kid.clone(), next.kid.clone()]);
+        assert!(ring.verifier(&old.kid, 699, retention).is_some());
+        // Once everything it signed has expired, the old key is gone from JWKS and verification.
+        assert_eq!(kids(&ring, 700, retention), vec![next.kid.clone()]);
+        assert!(ring.verifier(&old.kid, 700, retention).is_none());
+    }
+
+    #[test]
+    fn keys_stay_encrypted_under_the_kek() {
+        let kek = Kek::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").expect("kek");
+        let other = Kek::from_base64("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").expect("kek");
+        let row = generate(SigningAlg::ES256, &kek, 0, 0);
+        assert!(KeyRing::load(std::slice::from_ref(&row), &other).is_err(), "another KEK cannot open the key");
+        assert!(KeyRing::load(&[row], &kek).is_ok());
+    }
+}

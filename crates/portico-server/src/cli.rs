@@ -47,6 +47,12 @@ struct Flags {
     /// text or json
     #[arg(long, global = true)]
     log_format: Option<String>,
+    /// PEM certificate chain: serve HTTPS directly (with --tls-key)
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +155,8 @@ pub fn main() -> ExitCode {
         data_dir: cli.flags.data_dir.clone(),
         database_url: cli.flags.database_url.clone(),
         log_format,
+        tls_cert: cli.flags.tls_cert.clone(),
+        tls_key: cli.flags.tls_key.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     match rt.block_on(run(cli.config, flags, cli.command)) {
@@ -178,10 +186,6 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
     match command {
         Command::Serve => {
             init_logs(cfg.log_format);
-            anyhow::ensure!(
-                cfg.tls_cert.is_none(),
-                "tls_cert/tls_key: serving HTTPS directly is not built yet; put Portico behind a TLS-terminating proxy"
-            );
             let store = open_store(&cfg).await?;
             let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
             let running = start(&cfg, store, listener, None).await?;
@@ -520,4 +524,26 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
     shutdown_signal().await;
     running.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &mut clap::Command, path: &str) {
+        let help = cmd.render_help().to_string();
+        assert!(help.contains("Usage:"), "{path} --help has no usage");
+        for sub in cmd.get_subcommands_mut() {
+            let name = format!("{path} {}", sub.get_name());
+            assert!(sub.get_about().is_some(), "`{name}` says nothing in --help");
+            walk(sub, &name);
+        }
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        Cli::command().debug_assert();
+        walk(&mut Cli::command(), "portico");
+    }
 }

@@ -55,6 +55,10 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -88,6 +92,11 @@ impl Config {
         anyhow::ensure!(url.query().is_none() && url.fragment().is_none(), "issuer must not have a query or fragment");
         anyhow::ensure!(!self.issuer.ends_with('/'), "issuer must not end with '/': {}", self.issuer);
         anyhow::ensure!(self.tls_cert.is_none() == self.tls_key.is_none(), "tls_cert and tls_key go together");
+        anyhow::ensure!(
+            self.tls_cert.is_none() || url.scheme() == "https",
+            "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
+            self.issuer
+        );
         Ok(())
     }
 

@@ -64,6 +64,18 @@ impl Running {
     }
 }
 
+/// How long in-flight requests may take to finish after a stop over TLS.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// rustls on aws-lc-rs (the crypto Portico already signs with), from PEM files.
+async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    // Several crates may enable rustls providers; Portico names its own once per process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| anyhow::anyhow!("tls_cert {} / tls_key {}: {e}", cert.display(), key.display()))
+}
+
 /// Starts serving on `listener` with `store`; returns once it accepts connections.
 pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
     let kek = load_kek(cfg)?;
@@ -92,14 +104,32 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
             }
         }
     });
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move {
-            let _ = rx.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped");
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let task = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = tls_config(cert, key).await?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                let _ = rx.changed().await;
+                stopper.graceful_shutdown(Some(GRACE));
+            });
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls).handle(handle);
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(service).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            })
         }
-    });
+        _ => tokio::spawn(async move {
+            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+                let _ = rx.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        }),
+    };
     Ok(Running {
         addr,
         provider,

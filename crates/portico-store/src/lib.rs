@@ -18,7 +18,7 @@ mod sessions;
 mod tokens;
 pub mod users;
 
-pub use audit::{AuditEvent, AuditRecord};
+pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use config::{ConfigChange, ConfigDocs};
 pub use keys::KeyRow;
 pub use sessions::{NewSsoSession, SsoSession};

@@ -48,6 +48,12 @@ impl TestServer {
     /// Starts a server with `suite` applied. `None` when the backend is PostgreSQL and it is not
     /// configured outside CI.
     pub async fn start(backend: Backend, suite: &str) -> Option<Self> {
+        Self::start_with(backend, suite, |_| {}).await
+    }
+
+    /// As [`TestServer::start`], with `configure` adjusting the configuration first (its `listen`
+    /// names the bound port); `base` follows the issuer it leaves.
+    pub async fn start_with(backend: Backend, suite: &str, configure: impl FnOnce(&mut Config)) -> Option<Self> {
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {
@@ -59,13 +65,16 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://127.0.0.1:{}", addr.port());
-        let config = Config {
+        let mut config = Config {
             listen: addr.to_string(),
-            issuer: base.clone(),
+            issuer: base,
             data_dir: dir.clone(),
             database_url: pg.as_ref().map(|(_, (url, _))| url.clone()),
             ..Config::default()
         };
+        configure(&mut config);
+        config.validate().expect("valid test configuration");
+        let base = config.issuer.clone();
         let store = portico_server::open_store(&config).await.expect("open store");
         let kek = portico_server::load_kek(&config).expect("kek");
         Suite::parse("test suite", suite, &HashSet::new())

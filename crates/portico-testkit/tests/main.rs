@@ -174,6 +174,11 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
     body
 }
 
+mod expiry;
 mod flow;
+mod keys;
 mod negatives;
+mod shutdown;
+mod store_conformance;
 mod suite_file;
+mod tls;

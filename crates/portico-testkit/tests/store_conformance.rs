@@ -1,0 +1,200 @@
+//! The store's conformance suite: every capability the protocol relies on, called directly, on
+//! SQLite and on PostgreSQL alike. Each case states the promise the protocol builds on.
+
+use crate::*;
+use portico_model::{UserId, UserStatus};
+use portico_store::{AuditEvent, CodeConsumption, Family, NewSsoSession, RefreshRotation, Rotation, Store, chain_hash};
+
+fn family(id: &str, user: &UserId) -> Family {
+    Family {
+        id: id.into(),
+        subject: user.as_str().into(),
+        client_id: "crm-web".into(),
+        product: "crm".into(),
+        tenant: String::new(),
+        sid: None,
+        created_at: portico_testkit::now(),
+        revoked_at: None,
+    }
+}
+
+async fn ada(store: &Store) -> UserId {
+    store.user_by_email("ada@example.test").await.expect("read").expect("ada").0.id
+}
+
+fn rotation(old: &str, family: &str, new: &str) -> Rotation {
+    let now = portico_testkit::now();
+    Rotation {
+        old_hash: old.into(),
+        family_id: family.into(),
+        new_hash: new.into(),
+        new_data: "{}".into(),
+        now,
+        new_expires_at: now + 3600,
+    }
+}
+
+async fn a_code_is_consumed_exactly_once(s: &TestServer) {
+    let store = s.store();
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    store
+        .issue_code("code-1", &family("fam-c1", &user), "{\"x\":1}", now + 60)
+        .await
+        .expect("issue");
+    match store.consume_code("code-1", now).await.expect("consume") {
+        CodeConsumption::Consumed { family, data, expires_at } => {
+            assert_eq!((family.as_str(), data.as_str(), expires_at), ("fam-c1", "{\"x\":1}", now + 60));
+        }
+        other => panic!("first presentation: {other:?}"),
+    }
+    assert_eq!(
+        store.consume_code("code-1", now).await.expect("consume"),
+        CodeConsumption::AlreadyConsumed { family: "fam-c1".into() }
+    );
+    assert_eq!(store.consume_code("no-such-code", now).await.expect("consume"), CodeConsumption::NotFound);
+
+    // Eight concurrent presentations of one fresh code: exactly one wins.
+    store.issue_code("code-2", &family("fam-c2", &user), "{}", now + 60).await.expect("issue");
+    let tries = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.consume_code("code-2", now).await.expect("consume") })
+    });
+    let outcomes = futures_join(tries).await;
+    let won = outcomes.iter().filter(|o| matches!(o, CodeConsumption::Consumed { .. })).count();
+    assert_eq!(won, 1, "{outcomes:?}");
+}
+both_stores!(store_code_once, a_code_is_consumed_exactly_once);
+
+async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks.collect::<Vec<_>>() {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+async fn a_refresh_token_rotates_exactly_once(s: &TestServer) {
+    let store = s.store();
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    store.insert_family(&family("fam-r", &user)).await.expect("family");
+    store.insert_refresh("rt-0", "fam-r", "{}", now, now + 3600).await.expect("insert");
+
+    // The same token twice in one batch, and an unknown one: only the first presentation rotates.
+    let batch = [
+        rotation("rt-0", "fam-r", "rt-1a"),
+        rotation("rt-0", "fam-r", "rt-1b"),
+        rotation("rt-unknown", "fam-r", "rt-x"),
+    ];
+    let events = [AuditEvent::new(now, "test.rotated", "conformance")];
+    let out = store.rotate_refresh_batch(&batch, &events).await.expect("rotate");
+    assert_eq!(out, [RefreshRotation::Rotated, RefreshRotation::Reused, RefreshRotation::Reused]);
+    // Only the winner's successor exists; the spent token is marked rotated.
+    assert!(store.refresh_context("rt-1a").await.expect("read").is_some());
+    assert!(store.refresh_context("rt-1b").await.expect("read").is_none());
+    assert!(store.refresh_context("rt-x").await.expect("read").is_none());
+    let spent = store.refresh_context("rt-0").await.expect("read").expect("row");
+    assert!(spent.token.rotated_at.is_some());
+    // A later batch presenting the spent token again is reuse.
+    let again = store.rotate_refresh_batch(&[rotation("rt-0", "fam-r", "rt-2")], &[]).await.expect("rotate");
+    assert_eq!(again, [RefreshRotation::Reused]);
+    // The audit events of the batch were committed with it.
+    let records = store.audit_records(0, 10_000).await.expect("audit");
+    assert!(records.iter().any(|r| r.event.kind == "test.rotated"));
+}
+both_stores!(store_refresh_once, a_refresh_token_rotates_exactly_once);
+
+async fn refresh_context_carries_user_and_grants(s: &TestServer) {
+    let store = s.store();
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    store.insert_family(&family("fam-ctx", &user)).await.expect("family");
+    store
+        .insert_refresh("rt-ctx", "fam-ctx", "{\"scope\":\"openid\"}", now, now + 60)
+        .await
+        .expect("insert");
+    let ctx = store.refresh_context("rt-ctx").await.expect("read").expect("row");
+    assert_eq!(ctx.token.family.id, "fam-ctx");
+    assert_eq!(ctx.token.family.client_id, "crm-web");
+    assert_eq!(ctx.token.data, "{\"scope\":\"openid\"}");
+    assert_eq!(ctx.token.expires_at, now + 60);
+    assert_eq!(ctx.user.expect("user").id, user);
+    // Only the grants for the family's product (ada holds crm:editor in the suite).
+    assert_eq!(ctx.grants.len(), 1);
+    assert_eq!(ctx.grants[0].product.as_str(), "crm");
+    assert_eq!(ctx.grants[0].roles, ["editor"]);
+}
+both_stores!(store_refresh_context, refresh_context_carries_user_and_grants);
+
+async fn revoking_a_family_kills_its_tokens(s: &TestServer) {
+    let store = s.store();
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    store.insert_family(&family("fam-v", &user)).await.expect("family");
+    assert!(store.access_token_live("jti-1", Some("fam-v")).await.expect("live"));
+    assert!(store.revoke_family("fam-v", "test", now, &[]).await.expect("revoke"));
+    assert!(
+        !store.revoke_family("fam-v", "test", now, &[]).await.expect("revoke"),
+        "a second revoke changes nothing"
+    );
+    assert!(!store.access_token_live("jti-1", Some("fam-v")).await.expect("live"));
+    // A single revoked access token, outside any family.
+    assert!(store.access_token_live("jti-2", None).await.expect("live"));
+    store.revoke_jti("jti-2", now + 600, &[]).await.expect("revoke jti");
+    assert!(!store.access_token_live("jti-2", None).await.expect("live"));
+}
+both_stores!(store_family_revocation, revoking_a_family_kills_its_tokens);
+
+async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
+    let store = s.store();
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    let session = NewSsoSession {
+        id: "sso-1".into(),
+        token_hash: "cookie-hash".into(),
+        user_id: user.clone(),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        acr: "urn:portico:acr:pwd".into(),
+        idle_expires_at: now + 3600,
+        expires_at: now + 7200,
+        user_agent: "test".into(),
+        ip: "127.0.0.1".into(),
+    };
+    store.create_sso_session(&session, now, &[]).await.expect("session");
+    store.insert_family(&family("fam-d", &user)).await.expect("family");
+    assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_some());
+
+    assert!(store.set_user_status(&user, UserStatus::Disabled, now, &[]).await.expect("disable"));
+    assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
+    assert!(!store.access_token_live("jti", Some("fam-d")).await.expect("live"));
+    assert!(
+        !store.user_by_id(&user).await.expect("read").expect("still there").is_active(),
+        "disabled, not deleted"
+    );
+    // Enabling again does not bring the ended session back.
+    assert!(store.set_user_status(&user, UserStatus::Active, now, &[]).await.expect("enable"));
+    assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
+}
+both_stores!(store_user_disable, disabling_a_user_ends_sessions_and_families);
+
+async fn the_audit_log_is_one_unbroken_chain(s: &TestServer) {
+    let store = s.store();
+    let now = portico_testkit::now();
+    let events: Vec<AuditEvent> = (0..700).map(|i| AuditEvent::new(now, "test.event", format!("actor-{i}"))).collect();
+    // Two appends racing each other still make one chain.
+    let (a, b) = tokio::join!(store.append_audit(&events[..350]), store.append_audit(&events[350..]));
+    a.expect("append");
+    b.expect("append");
+    let records = store.audit_records(0, 100_000).await.expect("read");
+    assert!(records.len() >= 700);
+    for pair in records.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "no gaps");
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "each record names its predecessor");
+    }
+    for r in &records {
+        assert_eq!(r.hash, chain_hash(r.seq, &r.event, &r.prev_hash), "record {} hashes to what it says", r.seq);
+    }
+}
+both_stores!(store_audit_chain, the_audit_log_is_one_unbroken_chain);

@@ -1,0 +1,82 @@
+//! `tls_cert` / `tls_key`: Portico serves HTTPS itself, with a certificate made at test time.
+
+use crate::*;
+use openidconnect::reqwest;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_and_sets_host_prefixed_secure_cookies() {
+    let dir = std::env::temp_dir().join(format!("portico-tls-{}", portico_protocol::random::id("")));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+
+    let s = TestServer::start_with(Backend::Sqlite, SUITE, |c| {
+        let port = c.listen.rsplit(':').next().expect("port").to_owned();
+        c.issuer = format!("https://localhost:{port}");
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    })
+    .await
+    .expect("server");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).expect("pem"))
+        .resolve("localhost", s.running.addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Discovery answers over TLS and names the https issuer.
+    let text = http
+        .get(format!("{}/.well-known/openid-configuration", s.base))
+        .send()
+        .await
+        .expect("https GET")
+        .text()
+        .await
+        .expect("body");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(doc["issuer"], s.base.as_str());
+    assert!(doc["token_endpoint"].as_str().expect("token endpoint").starts_with("https://localhost:"));
+
+    // The hosted pages' cookies carry Secure and the __Host- prefix (so: Path=/, no Domain).
+    let (_, challenge) = pkce();
+    let authorize = format!(
+        "{}/oauth2/authorize?response_type=code&client_id=crm-web&redirect_uri={}&scope=openid&code_challenge={challenge}&code_challenge_method=S256",
+        s.base,
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    );
+    let mut url = authorize;
+    let mut cookies = Vec::new();
+    for _ in 0..3 {
+        let resp = http.get(&url).send().await.expect("GET");
+        cookies.extend(resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()));
+        match resp.headers().get("location") {
+            Some(l) => url = format!("{}{}", s.base, l.to_str().expect("ascii")),
+            None => break,
+        }
+    }
+    let csrf = cookies.iter().find(|c| c.contains("portico_csrf=")).expect("a CSRF cookie on the login page");
+    assert!(csrf.starts_with("__Host-portico_csrf="), "{csrf}");
+    assert!(csrf.contains("Secure") && csrf.contains("HttpOnly") && csrf.contains("Path=/"), "{csrf}");
+    assert!(!csrf.to_ascii_lowercase().contains("domain="), "{csrf}");
+
+    // Plain HTTP on the TLS port gets no answer from the application.
+    let plain = reqwest::Client::new().get(format!("http://{}/healthz", s.running.addr)).send().await;
+    assert!(plain.is_err() || !plain.expect("response").status().is_success());
+
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tls_needs_an_https_issuer_and_both_files() {
+    let mut c = portico_server::config::Config {
+        tls_cert: Some("cert.pem".into()),
+        ..Default::default()
+    };
+    assert!(c.validate().expect_err("key missing").to_string().contains("tls_cert and tls_key go together"));
+    c.tls_key = Some("key.pem".into());
+    assert!(c.validate().expect_err("http issuer").to_string().contains("issuer must be https"));
+}
