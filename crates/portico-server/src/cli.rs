@@ -169,12 +169,21 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logs(format: LogFormat) {
+    let _ = tracing::subscriber::set_global_default(log_subscriber(format, std::io::stdout));
+}
+
+/// Portico's log subscriber: `PORTICO_LOG` filter (default `info,sqlx=warn`), text or JSON lines
+/// (JSON carries the request span, so every line of a request names its `request_id`).
+pub fn log_subscriber<W>(format: LogFormat, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => b.json().try_init(),
-        LogFormat::Text => b.try_init(),
-    };
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(b.json().finish()),
+        LogFormat::Text => Box::new(b.finish()),
+    }
 }
 
 async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyhow::Result<()> {

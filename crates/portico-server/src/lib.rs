@@ -21,7 +21,11 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Latencies as histograms with fixed buckets (aggregable across nodes).
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .expect("buckets")
+                .build_recorder();
             let handle = recorder.handle();
             let _ = metrics::set_global_recorder(recorder);
             handle
@@ -90,8 +94,11 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     let router = app::app(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let addr = listener.local_addr()?;
-    // Configuration changed by another node or the CLI reaches this one within a second.
+    // Configuration changed by another node or the CLI reaches this one within a second. The same
+    // tick folds the metrics recorder's raw histogram samples into buckets: without that upkeep,
+    // memory grows with every request while nobody scrapes /metrics.
     let reloader = provider.clone();
+    let metrics = metrics_handle();
     let mut reload_rx = rx.clone();
     tokio::spawn(async move {
         loop {
@@ -99,6 +106,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 _ = reload_rx.changed() => break,
             }
+            metrics.run_upkeep();
             if let Err(e) = reloader.reload_if_changed().await {
                 tracing::warn!(error = %e, "configuration reload failed");
             }

@@ -177,6 +177,7 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
 mod expiry;
 mod flow;
 mod keys;
+mod logs;
 mod negatives;
 mod shutdown;
 mod store_conformance;

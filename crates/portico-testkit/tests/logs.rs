@@ -1,0 +1,65 @@
+//! Structured logs: JSON lines that name the request they belong to, and never a secret.
+
+use crate::*;
+use portico_server::config::LogFormat;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread runs the server and the client, so the thread-local subscriber sees every request.
+#[tokio::test(flavor = "current_thread")]
+async fn json_logs_carry_request_ids_and_no_secrets() {
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let _guard = tracing::subscriber::set_default(portico_server::cli::log_subscriber(LogFormat::Json, move || writer.clone()));
+    let s = TestServer::start(Backend::Sqlite, SUITE).await.expect("server");
+
+    let tokens = code_flow_tokens(&s).await;
+    let rt = tokens["refresh_token"].as_str().expect("refresh token");
+    // Refusals are logged: a wrong client secret, then a refresh token presented twice.
+    let (status, _) = post_basic(
+        &s,
+        "/oauth2/token",
+        "crm-web",
+        "wrong-secret-0123456789abcdef0123456789",
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    for _ in 0..2 {
+        post_basic(
+            &s,
+            "/oauth2/token",
+            "crm-web",
+            SECRET,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        )
+        .await;
+    }
+    s.stop().await;
+
+    let text = String::from_utf8(buf.0.lock().expect("buffer").clone()).expect("utf-8");
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    let refused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["fields"]["message"] == "request refused").collect();
+    assert!(refused.len() >= 2, "refusals are logged: {text}");
+    for l in &refused {
+        let id = l["span"]["request_id"].as_str().unwrap_or("");
+        assert_eq!(id.len(), 36, "each refusal names its request: {l}");
+        assert_eq!(l["span"]["path"], "/oauth2/token");
+    }
+    let at = tokens["access_token"].as_str().expect("access token");
+    for secret in [SECRET, "wrong-secret-0123456789abcdef0123456789", "correct horse battery staple", rt, at] {
+        assert!(!text.contains(secret), "a secret reached the logs: {secret}");
+    }
+}
