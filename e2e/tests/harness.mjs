@@ -8,9 +8,9 @@ import { chromium } from 'playwright-core';
 export const shots = new URL('../screenshots/', import.meta.url).pathname;
 mkdirSync(shots, { recursive: true });
 
-/** The `portico` binary that scripts/test built (PORTICO_BIN, or the Cargo target dir's debug build). */
+/** The `portico` binary that scripts/test built (E2E_PORTICO_BIN, or the Cargo target dir's debug build). */
 export function porticoBin() {
-  if (process.env.PORTICO_BIN) return process.env.PORTICO_BIN;
+  if (process.env.E2E_PORTICO_BIN) return process.env.E2E_PORTICO_BIN;
   const target = process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/portico/target');
   return join(target, 'debug/portico');
 }
