@@ -9,7 +9,7 @@ use crate::{
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug};
 
 type Row = (String, String, String, String, String, String, i64, Option<i64>);
-const COLUMNS: &str = "grantee, product, tenant, roles, status, granted_by, granted_at, expires_at";
+pub(crate) const COLUMNS: &str = "grantee, product, tenant, roles, status, granted_by, granted_at, expires_at";
 
 pub(crate) fn grant((grantee, product, tenant, roles, status, granted_by, granted_at, expires_at): Row) -> Result<Grant> {
     Ok(Grant {

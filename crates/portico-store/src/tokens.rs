@@ -13,6 +13,7 @@ use crate::{
 };
 use portico_model::{Grant, User};
 use sqlx::Row as _;
+use std::sync::LazyLock;
 
 /// One family of tokens. `tenant` is `""` for a product without tenants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +82,23 @@ pub enum RefreshRotation {
 
 type FamilyRow = (String, String, String, String, String, Option<String>, i64, Option<i64>);
 const FAMILY_COLUMNS: &str = "f.id, f.subject, f.client_id, f.product, f.tenant, f.sid, f.created_at, f.revoked_at";
+
+/// A refresh token and its family, as `peek_refresh` decodes them (columns 0..11).
+const TOKEN_COLUMNS: &str = "r.data, r.expires_at, r.rotated_at";
+const TOKEN_FROM: &str = "FROM refresh_tokens r JOIN token_families f ON f.id = r.family";
+static PEEK_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS} {TOKEN_FROM} WHERE r.hash = $1"));
+/// The same with the family's user and that user's grants for the family's product, in the column
+/// order `user_row` and `grant_row` decode (columns 11.. and 17..).
+static CONTEXT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let user = crate::users::COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
+    let grant = crate::grants::COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS}, {user}, {grant} {TOKEN_FROM}
+         LEFT JOIN users u ON u.id = f.subject
+         LEFT JOIN grants g ON g.grantee = f.subject AND g.product = f.product
+         WHERE r.hash = $1"
+    )
+});
 
 fn family((id, subject, client_id, product, tenant, sid, created_at, revoked_at): FamilyRow) -> Family {
     Family {
@@ -176,9 +194,6 @@ impl Store {
 
     /// The refresh token with this hash and its family, without changing anything.
     pub async fn peek_refresh(&self, hash: &str) -> Result<Option<RefreshPeek>> {
-        let sql = format!(
-            "SELECT {FAMILY_COLUMNS}, r.data, r.expires_at, r.rotated_at FROM refresh_tokens r JOIN token_families f ON f.id = r.family WHERE r.hash = $1"
-        );
         type Row = (
             String,
             String,
@@ -192,7 +207,7 @@ impl Store {
             i64,
             Option<i64>,
         );
-        let row: Option<Row> = on_read!(self, pool => sqlx::query_as(&sql).bind(hash).fetch_optional(pool).await)?;
+        let row: Option<Row> = on_read!(self, pool => sqlx::query_as(&PEEK_SQL).bind(hash).fetch_optional(pool).await)?;
         Ok(row.map(|(a, b, c, d, e, f, g, h, data, expires_at, rotated_at)| RefreshPeek {
             family: family((a, b, c, d, e, f, g, h)),
             data,
@@ -203,17 +218,9 @@ impl Store {
 
     /// The refresh token `hash` with its family's user and that user's grants for the family's product.
     pub async fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>> {
-        let sql = format!(
-            "SELECT {FAMILY_COLUMNS}, r.data, r.expires_at, r.rotated_at,
-                    u.id, u.email, u.email_verified, u.name, u.status, u.created_at,
-                    g.grantee, g.product, g.tenant, g.roles, g.status, g.granted_by, g.granted_at, g.expires_at
-             FROM refresh_tokens r JOIN token_families f ON f.id = r.family
-             LEFT JOIN users u ON u.id = f.subject
-             LEFT JOIN grants g ON g.grantee = f.subject AND g.product = f.product
-             WHERE r.hash = $1"
-        );
+        let sql = &*CONTEXT_SQL;
         on_read!(self, pool => {
-            let rows = sqlx::query(&sql).bind(hash).fetch_all(pool).await?;
+            let rows = sqlx::query(sql).bind(hash).fetch_all(pool).await?;
             let Some(first) = rows.first() else { return Ok(None) };
             let token = RefreshPeek {
                 family: family((first.try_get(0)?, first.try_get(1)?, first.try_get(2)?, first.try_get(3)?, first.try_get(4)?, first.try_get(5)?, first.try_get(6)?, first.try_get(7)?)),

@@ -8,7 +8,7 @@ use crate::{
 use portico_model::{User, UserId, UserStatus};
 
 type Row = (String, String, bool, String, String, i64);
-const COLUMNS: &str = "id, email, email_verified, name, status, created_at";
+pub(crate) const COLUMNS: &str = "id, email, email_verified, name, status, created_at";
 
 pub(crate) fn user((id, email, email_verified, name, status, created_at): Row) -> User {
     User {

@@ -14,26 +14,10 @@ fn basic(client: &str, secret: &str) -> ClientCredentials {
     }
 }
 
-/// Signs ada in for crm-web and returns (code, verifier, the time just after the code was issued).
+/// A fresh crm-web code for ada, with the time just after it was issued.
 async fn fresh_code(s: &TestServer) -> (String, String, i64) {
-    let mut b = Browser::new();
-    let (verifier, challenge) = pkce();
-    let resp = authorize(
-        &mut b,
-        s,
-        &[
-            ("response_type", "code"),
-            ("client_id", "crm-web"),
-            ("redirect_uri", CALLBACK),
-            ("scope", "openid offline_access"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-        "ada@example.test",
-        "correct horse battery staple",
-    )
-    .await;
-    (query_param(&resp, "code").expect("code"), verifier, portico_testkit::now())
+    let (code, verifier) = crm_code(s).await;
+    (code, verifier, portico_testkit::now())
 }
 
 fn code_request(code: &str, verifier: &str) -> TokenRequest {

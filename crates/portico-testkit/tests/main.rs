@@ -136,8 +136,8 @@ pub async fn post_basic(s: &TestServer, path: &str, client: &str, secret: &str, 
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
-/// A full code flow for crm-web with offline_access; returns the token response.
-pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
+/// Signs ada in for crm-web (offline_access, PKCE S256); returns (code, verifier).
+pub async fn crm_code(s: &TestServer) -> (String, String) {
     let mut b = Browser::new();
     let (verifier, challenge) = pkce();
     let resp = authorize(
@@ -156,7 +156,12 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
         "correct horse battery staple",
     )
     .await;
-    let code = query_param(&resp, "code").expect("code");
+    (query_param(&resp, "code").expect("code"), verifier)
+}
+
+/// A full code flow for crm-web with offline_access; returns the token response.
+pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
+    let (code, verifier) = crm_code(s).await;
     let (status, body) = post_basic(
         s,
         "/oauth2/token",

@@ -35,24 +35,7 @@ async fn redirect_uri_off_by_anything_gets_an_error_page(s: &TestServer) {
 both_stores!(unregistered_redirect_uri, redirect_uri_off_by_anything_gets_an_error_page);
 
 async fn code_replay_revokes_what_it_issued(s: &TestServer) {
-    let mut b = Browser::new();
-    let (verifier, challenge) = pkce();
-    let resp = authorize(
-        &mut b,
-        s,
-        &[
-            ("response_type", "code"),
-            ("client_id", "crm-web"),
-            ("redirect_uri", CALLBACK),
-            ("scope", "openid offline_access"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-        "ada@example.test",
-        "correct horse battery staple",
-    )
-    .await;
-    let code = query_param(&resp, "code").unwrap();
+    let (code, verifier) = crm_code(s).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),

@@ -2,7 +2,7 @@
 //! SQLite and on PostgreSQL alike. Each case states the promise the protocol builds on.
 
 use crate::*;
-use portico_model::{UserId, UserStatus};
+use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug, UserId, UserStatus};
 use portico_store::{AuditEvent, CodeConsumption, Family, NewSsoSession, RefreshRotation, Rotation, Store, chain_hash};
 
 fn family(id: &str, user: &UserId) -> Family {
@@ -114,13 +114,28 @@ async fn refresh_context_carries_user_and_grants(s: &TestServer) {
         .insert_refresh("rt-ctx", "fam-ctx", "{\"scope\":\"openid\"}", now, now + 60)
         .await
         .expect("insert");
+    // Grants that must not come along: ada's for another product, and bob's for this one.
+    let bob = store.user_by_email("bob@example.test").await.expect("read").expect("bob").0.id;
+    for (grantee, product) in [(user.clone(), "reports"), (bob, "crm")] {
+        let g = Grant {
+            grantee: Grantee::User(grantee),
+            product: ProductSlug::new(product),
+            scope: GrantScope::NoTenant,
+            roles: vec!["analyst".into()],
+            status: GrantStatus::Active,
+            granted_by: "test".into(),
+            granted_at: now,
+            expires_at: None,
+        };
+        store.put_grant(&g, &[]).await.expect("grant");
+    }
     let ctx = store.refresh_context("rt-ctx").await.expect("read").expect("row");
     assert_eq!(ctx.token.family.id, "fam-ctx");
     assert_eq!(ctx.token.family.client_id, "crm-web");
     assert_eq!(ctx.token.data, "{\"scope\":\"openid\"}");
     assert_eq!(ctx.token.expires_at, now + 60);
     assert_eq!(ctx.user.expect("user").id, user);
-    // Only the grants for the family's product (ada holds crm:editor in the suite).
+    // Only the family user's grants for the family's product (ada holds crm:editor in the suite).
     assert_eq!(ctx.grants.len(), 1);
     assert_eq!(ctx.grants[0].product.as_str(), "crm");
     assert_eq!(ctx.grants[0].roles, ["editor"]);

@@ -62,7 +62,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     }
     let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
     // The grants were read for the family's product; the user's id is the family's subject.
-    let (user, grant) = issue::check_user_grant(ctx.user.clone(), &ctx.grants, product, tenant.as_ref(), now)?;
+    let (user, grant) = issue::check_user_grant(ctx.user, &ctx.grants, product, tenant.as_ref(), now)?;
     let new_rt = random::token();
     let new_data = RefreshData {
         scope: data.scope.clone(),
