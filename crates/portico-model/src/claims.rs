@@ -26,8 +26,24 @@ pub struct AccessClaims {
     pub org_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_name: Option<String>,
+    /// Present (true) when the tenant was entered through a grant that covers every tenant of the
+    /// product (an operator), so the product can show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_tenants: Option<bool>,
     #[serde(default)]
     pub roles: Vec<String>,
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// RFC 8693 §4.1: the party acting on the subject's behalf (token exchange).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// RFC 8693 §4.1 `act`: who acts for the subject; a chain of delegation nests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The acting client's id.
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
 }

@@ -26,6 +26,9 @@ pub struct Product {
     pub tenant_aware: bool,
     pub signup: bool,
     pub handoff_to: Vec<ProductSlug>,
+    /// Products this one's backends may call on a user's behalf with token exchange (RFC 8693).
+    #[serde(default)]
+    pub exchange_to: Vec<ProductSlug>,
     /// role → permissions
     pub roles: BTreeMap<String, Vec<String>>,
 }

@@ -1,13 +1,14 @@
 //! Portico's concepts (users, products, clients, tenants, grants) and the policy that decides who
 //! may get which token, as plain types and pure functions. Nothing here knows HTTP or SQL.
 
+pub mod admin;
 pub mod claims;
 pub mod concepts;
 pub mod ids;
 pub mod policy;
 pub mod secret;
 
-pub use claims::AccessClaims;
+pub use claims::{AccessClaims, Actor};
 pub use concepts::*;
 pub use ids::*;
 pub use policy::*;

@@ -85,6 +85,8 @@ pub struct TokenContext<'a> {
     pub auth_time: Option<i64>,
     pub acr: Option<&'a str>,
     pub amr: Option<&'a [String]>,
+    /// The acting client, for a token made by token exchange.
+    pub act: Option<crate::claims::Actor>,
 }
 
 /// Builds access-token claims: the only way to make them.
@@ -118,8 +120,10 @@ pub fn claims_for(ctx: &TokenContext<'_>, product: &Product, tenant: Option<&Ten
         amr: ctx.amr.map(<[String]>::to_vec),
         org_id: tenant.map(|t| t.id.as_str().to_owned()),
         org_name: tenant.map(|t| t.name.clone()),
+        all_tenants: (tenant.is_some() && grant.is_some_and(|g| g.scope == GrantScope::AllTenants)).then_some(true),
         roles: roles.into_iter().collect(),
         permissions: permissions.into_iter().collect(),
+        act: ctx.act.clone(),
     }
 }
 
@@ -142,6 +146,7 @@ mod tests {
             tenant_aware,
             signup: false,
             handoff_to: vec![],
+            exchange_to: vec![],
             roles,
         }
     }
@@ -238,6 +243,7 @@ mod tests {
             auth_time: None,
             acr: None,
             amr: None,
+            act: None,
         };
         let claims = claims_for(&ctx, &crm, None, Some(&g));
         assert_eq!(claims.aud, "https://crm.example.test");

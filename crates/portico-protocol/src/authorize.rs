@@ -262,7 +262,8 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
             .collect();
         match &req.organization {
             // An unknown tenant and one the user may not enter get the same answer.
-            Some(reference) => match enterable.iter().find(|t| t.id.as_str() == reference || &t.slug == reference) {
+            // The tenant's id, slug or a live handle; an expired handle names nothing.
+            Some(reference) => match crate::tenants::find(p, &config, reference, now).filter(|t| enterable.iter().any(|e| e.id == t.id)) {
                 Some(t) => Some(t.clone()),
                 None => return refuse(p, &req, session, &product, fail(denied()), now, ip).await,
             },
@@ -390,6 +391,9 @@ async fn issue_code(
             now + p.settings.code_ttl,
         )
         .await?;
+    if let Some(t) = tenant {
+        p.store.remember_tenant(&session.user_id, product.slug.as_str(), t.id.as_str(), now).await?;
+    }
     p.writer.record(
         AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
             .product(product.slug.as_str())

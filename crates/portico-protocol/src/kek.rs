@@ -13,6 +13,7 @@ use std::path::Path;
 pub struct Kek {
     aead: LessSafeKey,
     secret_mac: hmac::Key,
+    handle_mac: hmac::Key,
 }
 
 impl std::fmt::Debug for Kek {
@@ -36,9 +37,11 @@ impl Kek {
         let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("32-byte key"));
         let derive = hmac::Key::new(hmac::HMAC_SHA256, raw);
         let mac_key = hmac::sign(&derive, b"portico client-secret hashing v1");
+        let handle_key = hmac::sign(&derive, b"portico tenant handles v1");
         Self {
             aead,
             secret_mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.as_ref()),
+            handle_mac: hmac::Key::new(hmac::HMAC_SHA256, handle_key.as_ref()),
         }
     }
 
@@ -104,6 +107,11 @@ impl Kek {
     /// The stored form of a client secret.
     pub fn hash_client_secret(&self, secret: &str) -> String {
         crate::random::hex(hmac::sign(&self.secret_mac, secret.as_bytes()).as_ref())
+    }
+
+    /// HMAC-SHA256 under the key for tenant handles (every node sharing the KEK derives the same).
+    pub fn handle_tag(&self, data: &[u8]) -> hmac::Tag {
+        hmac::sign(&self.handle_mac, data)
     }
 
     /// Checks a presented client secret against its stored hash, in constant time.

@@ -4,6 +4,7 @@
 use crate::kek::Kek;
 use crate::keys::{self, KeyError, KeyRing};
 use crate::snapshot::Snapshot;
+use crate::tenants::TenantHandles;
 use crate::writer::Writer;
 use portico_store::{AuditEvent, Store, StoreError};
 use std::sync::{Arc, RwLock};
@@ -19,6 +20,10 @@ pub struct Settings {
     pub session_absolute: i64,
     /// How long a pending authorization request waits for login or consent.
     pub auth_request_ttl: i64,
+    /// Seconds between rotations of tenant handles (a handle resolves for one more period).
+    pub tenant_handle_period: i64,
+    /// Lifetime of a hand-off code.
+    pub handoff_ttl: i64,
 }
 
 impl Default for Settings {
@@ -30,6 +35,8 @@ impl Default for Settings {
             session_idle: 8 * 3600,
             session_absolute: 7 * 86_400,
             auth_request_ttl: 1800,
+            tenant_handle_period: 1800,
+            handoff_ttl: 120,
         }
     }
 }
@@ -40,6 +47,7 @@ pub struct Provider {
     pub settings: Settings,
     pub kek: Kek,
     pub writer: Writer,
+    pub tenant_handles: TenantHandles,
     config: RwLock<Arc<Snapshot>>,
     keys: RwLock<Arc<KeyRing>>,
 }
@@ -58,6 +66,7 @@ impl Provider {
         let p = Self {
             store,
             issuer,
+            tenant_handles: TenantHandles::new(settings.tenant_handle_period),
             settings,
             kek,
             writer,
@@ -95,7 +104,7 @@ impl Provider {
         let docs = self.store.load_config().await?;
         let rows = self.store.list_keys().await?;
         let ring = KeyRing::load(&rows, &self.kek)?;
-        *self.config.write().expect("config lock") = Arc::new(Snapshot::build(docs));
+        *self.config.write().expect("config lock") = Arc::new(Snapshot::build(docs, &self.issuer));
         *self.keys.write().expect("keys lock") = Arc::new(ring);
         Ok(())
     }

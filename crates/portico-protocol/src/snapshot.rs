@@ -22,7 +22,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(docs: ConfigDocs) -> Self {
+    /// Builds the snapshot; Portico's own `portico-admin` product (audience `<issuer>/api`) is
+    /// always part of it.
+    pub fn build(mut docs: ConfigDocs, issuer: &str) -> Self {
+        docs.products.retain(|p| p.slug.as_str() != portico_model::admin::SLUG);
+        docs.products.push(portico_model::admin::product(issuer));
         let by_audience = docs.products.iter().map(|p| (p.audience.as_str().to_owned(), p.slug.clone())).collect();
         Self {
             version: docs.version,

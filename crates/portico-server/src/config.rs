@@ -18,6 +18,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Base64 of 32 bytes; when absent, `data_dir/kek` is used (and created, mode 0600).
     pub key_encryption_key: Option<String>,
+    /// How often the tenant handles Portico puts in URLs and pages rotate ("30m"); a handle still
+    /// resolves for one more period.
+    pub tenant_handle_rotation: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,6 +41,7 @@ impl Default for Config {
             tls_key: None,
             log_format: LogFormat::Text,
             key_encryption_key: None,
+            tenant_handle_rotation: "30m".into(),
         }
     }
 }
@@ -93,11 +97,29 @@ impl Config {
         anyhow::ensure!(!self.issuer.ends_with('/'), "issuer must not end with '/': {}", self.issuer);
         anyhow::ensure!(self.tls_cert.is_none() == self.tls_key.is_none(), "tls_cert and tls_key go together");
         anyhow::ensure!(
+            self.tenant_handle_period().is_some(),
+            "tenant_handle_rotation: {:?} is not a duration between 1m and 1d (like \"30m\")",
+            self.tenant_handle_rotation
+        );
+        anyhow::ensure!(
             self.tls_cert.is_none() || url.scheme() == "https",
             "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
             self.issuer
         );
         Ok(())
+    }
+
+    /// `tenant_handle_rotation` in seconds.
+    pub fn tenant_handle_period(&self) -> Option<i64> {
+        crate::suite::parse_duration(&self.tenant_handle_rotation).filter(|s| (60..=86_400).contains(s))
+    }
+
+    /// The protocol's settings this configuration tunes.
+    pub fn settings(&self) -> portico_protocol::Settings {
+        portico_protocol::Settings {
+            tenant_handle_period: self.tenant_handle_period().unwrap_or(1800),
+            ..Default::default()
+        }
     }
 
     pub fn https(&self) -> bool {

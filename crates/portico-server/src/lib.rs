@@ -9,9 +9,9 @@ pub mod suite;
 use app::AppState;
 use config::Config;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use portico_protocol::Provider;
 use portico_protocol::kek::Kek;
 use portico_protocol::writer::Writer;
-use portico_protocol::{Provider, Settings};
 use portico_store::Store;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
@@ -84,7 +84,7 @@ async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Re
 pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
     let kek = load_kek(cfg)?;
     let writer = Writer::spawn(store.clone());
-    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), Settings::default(), kek, writer, http::now()).await?);
+    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings(), kek, writer, http::now()).await?);
     let state = AppState {
         provider: provider.clone(),
         metrics: metrics_handle(),

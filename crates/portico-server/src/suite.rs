@@ -42,6 +42,8 @@ struct ProductDef {
     #[serde(default)]
     handoff_to: Vec<String>,
     #[serde(default)]
+    exchange_to: Vec<String>,
+    #[serde(default)]
     roles: BTreeMap<String, Vec<String>>,
 }
 
@@ -95,6 +97,8 @@ struct GrantDef {
     tenant: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// RFC 3339 instant after which the grant covers nothing.
+    expires: Option<String>,
 }
 
 /// A suite file error: where and what.
@@ -118,7 +122,7 @@ pub struct Suite {
     clients: Vec<(Client, Option<Secret>)>,
     tenants: Vec<(String, String, Vec<String>)>,
     users: Vec<(String, String, Option<Secret>)>,
-    grants: Vec<(Grantee, GrantTarget, String, Option<String>, Vec<String>)>,
+    grants: Vec<(Grantee, GrantTarget, String, Option<String>, Vec<String>, Option<i64>)>,
 }
 
 /// Who a grant names, before tenants and users have ids.
@@ -126,6 +130,13 @@ pub struct Suite {
 pub enum GrantTarget {
     User(String),
     Client(String),
+}
+
+/// Parses an RFC 3339 instant ("2027-01-31T00:00:00Z") into Unix seconds.
+pub fn parse_instant(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 /// Parses "10m", "90s", "1h", "2d" into seconds.
@@ -178,6 +189,11 @@ impl Suite {
             if !seen.insert(d.slug.clone()) {
                 return Err(e("field slug: duplicate product".into()));
             }
+            if d.slug == admin::SLUG {
+                return Err(e(
+                    "field slug: \"portico-admin\" is Portico's built-in product; grant its roles and register its clients, but do not define it".into(),
+                ));
+            }
             let aud = url::Url::parse(&d.audience).map_err(|_| e("field audience: must be an absolute URI".into()))?;
             if aud.fragment().is_some() || d.audience == "*" {
                 return Err(e("field audience: must be an absolute URI without fragment".into()));
@@ -206,16 +222,21 @@ impl Suite {
                 tenant_aware: d.tenant_aware,
                 signup: d.signup,
                 handoff_to: d.handoff_to.iter().map(ProductSlug::new).collect(),
+                exchange_to: d.exchange_to.iter().map(ProductSlug::new).collect(),
                 roles: d.roles.clone(),
             });
         }
-        let product = |slug: &str| products.iter().find(|p| p.slug.as_str() == slug);
+        // The built-in admin product can be referred to like any other (its audience is the issuer's).
+        let builtin = admin::product("");
+        let product = |slug: &str| products.iter().find(|p| p.slug.as_str() == slug).or((slug == admin::SLUG).then_some(&builtin));
         for (sp, p) in doc.product.iter().zip(&products) {
-            if let Some(bad) = p.handoff_to.iter().find(|h| product(h.as_str()).is_none()) {
-                return Err(err(
-                    sp.span(),
-                    format!("product {:?}: field handoff_to: unknown product {:?}", p.slug.as_str(), bad.as_str()),
-                ));
+            for (field, list) in [("handoff_to", &p.handoff_to), ("exchange_to", &p.exchange_to)] {
+                if let Some(bad) = list.iter().find(|h| product(h.as_str()).is_none() || h.as_str() == admin::SLUG) {
+                    return Err(err(
+                        sp.span(),
+                        format!("product {:?}: field {field}: unknown product {:?}", p.slug.as_str(), bad.as_str()),
+                    ));
+                }
             }
         }
 
@@ -262,7 +283,6 @@ impl Suite {
                 Some(list) => list
                     .iter()
                     .map(|g| match GrantType::parse(g) {
-                        Some(GrantType::TokenExchange) => Err(e("field grant_types: token exchange is not available yet".into())),
                         Some(t) => Ok(t),
                         None => Err(e(format!("field grant_types: unknown grant type {g:?}"))),
                     })
@@ -270,6 +290,9 @@ impl Suite {
             };
             if d.kind == ClientKind::Public && grant_types.contains(&GrantType::ClientCredentials) {
                 return Err(e("field grant_types: a public client cannot use client_credentials".into()));
+            }
+            if d.kind == ClientKind::Public && grant_types.contains(&GrantType::TokenExchange) {
+                return Err(e("field grant_types: a public client cannot use token exchange".into()));
             }
             if grant_types.contains(&GrantType::AuthorizationCode) && d.redirect_uris.is_empty() {
                 return Err(e("field redirect_uris: the authorization_code grant needs at least one".into()));
@@ -376,7 +399,11 @@ impl Suite {
                 GrantTarget::User(_) => Grantee::User(UserId::new("")),
                 GrantTarget::Client(c) => Grantee::Client(ClientId::new(c)),
             };
-            grants.push((grantee, target, d.product.clone(), d.tenant.clone(), d.roles.clone()));
+            let expires = match &d.expires {
+                None => None,
+                Some(x) => Some(parse_instant(x).ok_or_else(|| e(format!("field expires: {x:?} is not an RFC 3339 time like \"2027-01-31T00:00:00Z\"")))?),
+            };
+            grants.push((grantee, target, d.product.clone(), d.tenant.clone(), d.roles.clone(), expires));
         }
         Ok(Self {
             products,
@@ -482,7 +509,7 @@ impl Suite {
                 }
             }
         }
-        for (grantee, target, product, tenant, roles) in &self.grants {
+        for (grantee, target, product, tenant, roles, expires) in &self.grants {
             let grantee = match target {
                 GrantTarget::User(email) => match user_ids.get(email) {
                     Some(id) => Grantee::User(id.clone()),
@@ -501,7 +528,7 @@ impl Suite {
             let existing = store.grants_for(&grantee, &ProductSlug::new(product)).await?;
             let unchanged = existing
                 .iter()
-                .any(|g| g.scope == scope && g.status == GrantStatus::Active && g.roles == *roles && g.expires_at.is_none());
+                .any(|g| g.scope == scope && g.status == GrantStatus::Active && g.roles == *roles && g.expires_at == *expires);
             if !unchanged {
                 let who = match target {
                     GrantTarget::User(e) => e.clone(),
@@ -524,7 +551,7 @@ impl Suite {
                     status: GrantStatus::Active,
                     granted_by: actor.to_owned(),
                     granted_at: now,
-                    expires_at: None,
+                    expires_at: *expires,
                 }));
             }
         }

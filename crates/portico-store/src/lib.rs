@@ -13,6 +13,7 @@
 mod audit;
 mod config;
 mod grants;
+mod handoff;
 mod keys;
 mod sessions;
 mod tokens;
@@ -20,6 +21,7 @@ pub mod users;
 
 pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use config::{ConfigChange, ConfigDocs};
+pub use handoff::HandoffRedemption;
 pub use keys::KeyRow;
 pub use sessions::{NewSsoSession, SsoSession};
 pub use tokens::{CodeConsumption, Family, RefreshContext, RefreshPeek, RefreshRotation, Rotation};

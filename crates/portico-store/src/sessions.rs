@@ -111,6 +111,15 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// The SSO session of a live product session: the one a hand-off continues in.
+    pub async fn sso_of_live_sid(&self, sid: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as(
+            "SELECT s.id FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id
+             WHERE p.sid = $1 AND p.ended_at IS NULL AND s.ended_at IS NULL")
+            .bind(sid).fetch_optional(pool).await)?;
+        Ok(row.map(|r| r.0))
+    }
+
     /// Stores a validated authorization request while the user logs in or consents.
     pub async fn put_auth_request(&self, id: &str, data: &str, expires_at: i64) -> Result<()> {
         on_pool!(self, pool => sqlx::query("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)

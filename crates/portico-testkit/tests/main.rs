@@ -75,17 +75,20 @@ pub use portico_testkit::{Backend, Browser, TestServer, hidden, query_param};
 #[macro_export]
 macro_rules! both_stores {
     ($name:ident, $body:expr) => {
+        $crate::both_stores!($name, $crate::SUITE, $body);
+    };
+    ($name:ident, $suite:expr, $body:expr) => {
         mod $name {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let s = $crate::TestServer::start($crate::Backend::Sqlite, $crate::SUITE).await.expect("sqlite");
+                let s = $crate::TestServer::start($crate::Backend::Sqlite, $suite).await.expect("sqlite");
                 ($body)(&s).await;
                 s.stop().await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(s) = $crate::TestServer::start($crate::Backend::Postgres, $crate::SUITE).await else {
+                let Some(s) = $crate::TestServer::start($crate::Backend::Postgres, $suite).await else {
                     return;
                 };
                 ($body)(&s).await;
@@ -187,4 +190,5 @@ mod negatives;
 mod shutdown;
 mod store_conformance;
 mod suite_file;
+mod tenancy;
 mod tls;

@@ -4,7 +4,7 @@
 //! server MUST deny the request and SHOULD revoke (when possible) all tokens previously issued
 //! based on that authorization code" (RFC 6749 §4.1.2) — the whole family is revoked.
 
-use super::issue::{self, AuthInfo, RefreshData, UserTokens};
+use super::issue::{self, AuthInfo, UserTokens};
 use super::{TokenRequest, TokenResponse};
 use crate::authorize::CodeData;
 use crate::error::{OAuthError, oauth};
@@ -62,41 +62,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         family: &family,
         auth: &auth,
         nonce: data.nonce.as_deref(),
+        act: None,
     };
-    let access_token = issue::mint_user_access(p, &t, now)?;
-    let id_token = issue::mint_id_token(p, &t, now)?;
-    let refresh_token = if issue::wants_refresh(client, &data.scope) {
-        let rt = random::token();
-        let rd = RefreshData {
-            scope: data.scope.clone(),
-            auth,
-        };
-        p.store
-            .insert_refresh(
-                &random::hash(&rt),
-                &family,
-                &serde_json::to_string(&rd).expect("serializes"),
-                now,
-                now + p.settings.refresh_ttl,
-            )
-            .await?;
-        Some(rt)
-    } else {
-        None
-    };
-    p.writer.record(
-        AuditEvent::new(now, "token.issued", user.id.as_str())
-            .product(product.slug.as_str())
-            .tenant(data.tenant.clone())
-            .ip(req.ip)
-            .data(serde_json::json!({"grant_type": "authorization_code", "client_id": client.id.as_str(), "family": family})),
-    );
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: product.access_token_ttl,
-        scope: data.scope,
-        refresh_token,
-        id_token,
-    })
+    issue::user_token_response(p, &t, "authorization_code", req.ip, now).await
 }

@@ -38,6 +38,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         auth_time: None,
         acr: None,
         amr: None,
+        act: None,
     };
     let claims = claims_for(&ctx, product, None, grant);
     let access_token = p.keys().sign(client.signing_alg, "at+jwt", &claims, now)?;
@@ -47,12 +48,5 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
             .ip(req.ip)
             .data(serde_json::json!({"grant_type": "client_credentials", "jti": claims.jti})),
     );
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: product.access_token_ttl,
-        scope,
-        refresh_token: None,
-        id_token: None,
-    })
+    Ok(TokenResponse::bearer(access_token, product.access_token_ttl, scope))
 }

@@ -1,11 +1,13 @@
 //! Steps every grant shares: verify PKCE, require an active user and grant, mint the access
 //! token (only through `claims_for`), the ID token and a refresh token.
 
+use super::TokenResponse;
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use aws_lc_rs::digest;
-use portico_model::{Client, Grant, Grantee, Product, Sid, TenantId, TokenContext, User, UserId, claims_for, require_active_grant};
+use portico_model::{Actor, Client, Grant, Grantee, Product, Sid, TenantId, TokenContext, User, UserId, claims_for, require_active_grant};
+use portico_store::AuditEvent;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -63,6 +65,8 @@ pub struct UserTokens<'a> {
     pub family: &'a str,
     pub auth: &'a AuthInfo,
     pub nonce: Option<&'a str>,
+    /// The acting client (RFC 8693 `act`), for a token made by token exchange.
+    pub act: Option<Actor>,
 }
 
 /// Signs an access token for a user (RFC 9068). Its `jti` names its family, so revoking the
@@ -81,6 +85,7 @@ pub fn mint_user_access(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<St
         auth_time: Some(t.auth.auth_time),
         acr: Some(&t.auth.acr),
         amr: Some(&t.auth.amr),
+        act: t.act.clone(),
     };
     let claims = claims_for(&ctx, t.product, tenant, Some(t.grant));
     Ok(p.keys().sign(t.client.signing_alg, "at+jwt", &claims, now)?)
@@ -153,4 +158,43 @@ pub fn wants_refresh(client: &Client, scope: &str) -> bool {
 /// The family id named by an access token's `jti`, if it was issued to a user.
 pub fn family_of_jti(jti: &str) -> Option<&str> {
     jti.split_once('.').map(|(f, _)| f).filter(|f| f.starts_with("fam_"))
+}
+
+/// Mints a user's access token, ID token (scope `openid`) and — when the client may refresh and
+/// asked for `offline_access` — a refresh token in the family; audits the issuance; answers with
+/// the tenant's id and current handle.
+pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &str, ip: Option<String>, now: i64) -> Result<TokenResponse, OAuthError> {
+    let access_token = mint_user_access(p, t, now)?;
+    let id_token = mint_id_token(p, t, now)?;
+    let refresh_token = if wants_refresh(t.client, t.scope) {
+        let rt = random::token();
+        let rd = RefreshData {
+            scope: t.scope.to_owned(),
+            auth: t.auth.clone(),
+        };
+        p.store
+            .insert_refresh(
+                &random::hash(&rt),
+                t.family,
+                &serde_json::to_string(&rd).expect("serializes"),
+                now,
+                now + p.settings.refresh_ttl,
+            )
+            .await?;
+        Some(rt)
+    } else {
+        None
+    };
+    p.writer.record(
+        AuditEvent::new(now, "token.issued", t.user.id.as_str())
+            .product(t.product.slug.as_str())
+            .tenant(t.tenant.map(|x| x.as_str()))
+            .ip(ip)
+            .data(serde_json::json!({"grant_type": grant_type, "client_id": t.client.id.as_str(), "family": t.family})),
+    );
+    Ok(TokenResponse {
+        refresh_token,
+        id_token,
+        ..TokenResponse::bearer(access_token, t.product.access_token_ttl, t.scope.to_owned()).with_tenant(p, t.tenant, now)
+    })
 }

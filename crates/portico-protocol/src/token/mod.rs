@@ -5,6 +5,7 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod issue;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use crate::client_auth::{ClientCredentials, authenticate_client};
 use crate::error::{OAuthError, oauth};
@@ -22,6 +23,12 @@ pub struct TokenRequest {
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
     pub resource: Vec<String>,
+    /// RFC 8693 §2.1.
+    pub audience: Option<String>,
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub actor_token: Option<String>,
     pub ip: Option<String>,
 }
 
@@ -37,6 +44,44 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// RFC 8693 §2.2.1, for token exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+    /// The token's tenant: its stable id, and its current handle for links and `organization`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_handle: Option<String>,
+    /// A hand-off's opaque `context`, returned to the product that redeemed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+impl TokenResponse {
+    /// A bearer access token and nothing else yet.
+    pub fn bearer(access_token: String, expires_in: i64, scope: String) -> Self {
+        Self {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            scope,
+            refresh_token: None,
+            id_token: None,
+            issued_token_type: None,
+            org_id: None,
+            org_handle: None,
+            context: None,
+        }
+    }
+
+    /// Names the token's tenant: its id and its current handle.
+    pub fn with_tenant(self, p: &Provider, tenant: Option<&portico_model::TenantId>, now: i64) -> Self {
+        Self {
+            org_id: tenant.map(|t| t.as_str().to_owned()),
+            org_handle: tenant.map(|t| p.tenant_handles.handle(&p.kek, t, now)),
+            ..self
+        }
+    }
 }
 
 /// Handles one token request. Returns the grant type (for metrics) with the outcome.
@@ -64,6 +109,6 @@ async fn exchange_inner(p: &Provider, creds: &ClientCredentials, grant: Option<G
         GrantType::AuthorizationCode => authorization_code::grant(p, &entry.client, req, now).await,
         GrantType::RefreshToken => refresh_token::grant(p, &entry.client, req, now).await,
         GrantType::ClientCredentials => client_credentials::grant(p, &entry.client, req, now).await,
-        GrantType::TokenExchange => Err(oauth!(UnsupportedGrantType, "token exchange is not available yet")),
+        GrantType::TokenExchange => token_exchange::grant(p, &entry.client, req, now).await,
     }
 }

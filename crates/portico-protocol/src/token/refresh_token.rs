@@ -95,6 +95,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         family: &family.id,
         auth: &data.auth,
         nonce: None,
+        act: None,
     };
     let access_token = issue::mint_user_access(p, &t, now)?;
     let id_token = issue::mint_id_token(p, &t, now)?;
@@ -106,11 +107,8 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
             .data(serde_json::json!({"grant_type": "refresh_token", "client_id": client.id.as_str(), "family": family.id})),
     );
     Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: product.access_token_ttl,
-        scope,
         refresh_token: Some(new_rt),
         id_token,
+        ..TokenResponse::bearer(access_token, product.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
     })
 }

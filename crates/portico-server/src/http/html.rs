@@ -28,6 +28,8 @@ button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fde8e8;colo
 .muted{color:#5b6475;font-size:.9rem}pre{white-space:pre-wrap;word-break:break-all;background:#f4f5f7;padding:.8rem;border-radius:8px;font-size:.8rem}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
 a.button{display:inline-block;padding:.5rem .9rem;background:#2d5bd7;color:#fff;border-radius:8px;text-decoration:none;margin:.2rem 0}
+ul.choices{list-style:none;margin:0;padding:0}ul.choices button{margin-top:.6rem;background:#fff;color:#1d2330;border:1px solid #c5cad3;text-align:left}
+ul.choices button:hover,ul.choices button:focus{border-color:#2d5bd7;outline:2px solid #2d5bd7}ul.choices .muted{float:right}
 "#;
 
 /// A full page. `wide` for the developer pages.

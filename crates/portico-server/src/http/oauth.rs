@@ -139,6 +139,11 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
             refresh_token: field("refresh_token"),
             scope: field("scope"),
             resource: form.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.clone()).collect(),
+            audience: field("audience"),
+            subject_token: field("subject_token"),
+            subject_token_type: field("subject_token_type"),
+            requested_token_type: field("requested_token_type"),
+            actor_token: field("actor_token"),
             ip: client_ip(Some(&addr)),
         };
         let (grant, outcome) = token::exchange(&s.provider, &creds, req, now()).await;
@@ -152,6 +157,29 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
     .await;
     match result {
         Ok(t) => no_store(Json(t).into_response()),
+        Err(e) => OAuthJsonError(e).into_response(),
+    }
+}
+
+/// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.
+pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_pairs(&body)?;
+        reject_duplicates(&form)?;
+        let creds = client_credentials(&headers, &form)?;
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let req = portico_protocol::handoff::HandoffRequest {
+            subject_token: field("subject_token"),
+            resource: form.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.clone()).collect(),
+            organization: field("organization"),
+            context: field("context"),
+            ip: client_ip(Some(&addr)),
+        };
+        portico_protocol::handoff::create(&s.provider, &creds, req, now()).await
+    }
+    .await;
+    match result {
+        Ok(r) => no_store(Json(r).into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
     }
 }

@@ -237,26 +237,26 @@ pub async fn tenant_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
     let Some(product) = config.product_by_audience(&req.audience) else {
         return expired();
     };
-    let grants = p
-        .store
-        .grants_for(&portico_model::Grantee::User(session.user_id.clone()), &product.slug)
-        .await
-        .unwrap_or_default();
-    let tenants = portico_model::enterable_tenants(&grants, product, &config.tenants, now());
+    let Ok(entries) = portico_protocol::tenants::picker_entries(p, &session.user_id, product, now()).await else {
+        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The organizations could not be loaded. Try again.");
+    };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
-    let options: String = tenants
+    // Buttons in a list: Tab moves between them, Enter picks; the last one used has the focus.
+    let options: String = entries
         .iter()
-        .map(|t| {
+        .map(|e| {
             format!(
-                "<button type=\"submit\" name=\"organization\" value=\"{}\">{}</button>",
-                esc(t.id.as_str()),
-                esc(&t.name)
+                "<li><button type=\"submit\" name=\"organization\" value=\"{}\"{}>{}{}</button></li>",
+                esc(&e.handle),
+                if e.last_used { " autofocus" } else { "" },
+                esc(&e.name),
+                if e.last_used { " <span class=\"muted\">(last used)</span>" } else { "" }
             )
         })
         .collect();
     let body = format!(
         "<h1>Choose an organization</h1><p class=\"muted\">for <strong>{}</strong></p>\
-         <form method=\"post\" action=\"/select-tenant\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">{options}</form>",
+         <form method=\"post\" action=\"/select-tenant\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\"><ul class=\"choices\" aria-label=\"Organizations\">{options}</ul></form>",
         esc(&product.name),
         esc(&csrf),
         esc(&req.id)

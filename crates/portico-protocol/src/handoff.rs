@@ -1,0 +1,149 @@
+//! `POST /oauth2/handoff` (DESIGN.md): product A's backend hands its user over to product B.
+//!
+//! A's backend authenticates as one of A's confidential clients and presents the user's live
+//! access token for A; Portico checks that A may hand off to B (`handoff_to`) and that the user
+//! holds an active grant in B for the tenant, and answers a code that is opaque, single use, valid
+//! `handoff_ttl` (120 s), and redeemable only by a confidential client of B at the token endpoint
+//! (`token_exchange` with `subject_token_type=urn:portico:token-type:handoff`). A small opaque
+//! `context` travels with the code instead of in a URL. Nothing long-lived crosses products
+//! (invariant 6): B never sees A's tokens.
+//!
+//! Errors follow RFC 8693 §2.2.2, which this endpoint mirrors: a subject token that is invalid or
+//! unacceptable by policy is `invalid_request`; a target the client may not reach is `invalid_target`.
+
+use crate::client_auth::{ClientCredentials, authenticate_client};
+use crate::error::{OAuthError, oauth};
+use crate::provider::Provider;
+use crate::random;
+use crate::token::issue::{AuthInfo, check_user_grant};
+use crate::verify::{decode_access_token, is_live};
+use portico_model::{Grantee, TenantId, UserId};
+use portico_store::AuditEvent;
+use serde::{Deserialize, Serialize};
+
+/// The largest `context` a code carries.
+pub const MAX_CONTEXT: usize = 1024;
+/// The token type of a hand-off code at the token endpoint.
+pub const TOKEN_TYPE: &str = "urn:portico:token-type:handoff";
+
+#[derive(Clone, Debug, Default)]
+pub struct HandoffRequest {
+    pub subject_token: Option<String>,
+    pub resource: Vec<String>,
+    pub organization: Option<String>,
+    pub context: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct HandoffResponse {
+    pub handoff_code: String,
+    pub expires_in: i64,
+}
+
+/// What a hand-off code stands for, stored under its hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HandoffData {
+    pub user_id: UserId,
+    pub source_client: String,
+    pub source_product: String,
+    pub tenant: Option<TenantId>,
+    pub scope: String,
+    pub auth: AuthInfo,
+    /// The product session of the source token: B's session joins the same SSO session.
+    pub source_sid: Option<String>,
+    pub context: Option<String>,
+}
+
+pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest, now: i64) -> Result<HandoffResponse, OAuthError> {
+    let entry = authenticate_client(p, creds)?;
+    let client = &entry.client;
+    if client.is_public() {
+        return Err(oauth!(UnauthorizedClient, "only a confidential client's backend may hand a user off"));
+    }
+    let subject = req
+        .subject_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
+    if req.resource.len() != 1 {
+        return Err(oauth!(InvalidTarget, "name exactly one resource: the product to hand off to"));
+    }
+    if req.context.as_ref().is_some_and(|c| c.len() > MAX_CONTEXT) {
+        return Err(oauth!(InvalidRequest, "context is larger than 1 KiB"));
+    }
+    let config = p.config();
+    let source = config
+        .product(&client.product)
+        .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
+    let invalid_subject = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
+    let claims = decode_access_token(p, subject, now).ok_or_else(invalid_subject)?;
+    if claims.aud != source.audience.as_str() || !claims.sub.starts_with("usr_") || !is_live(p, &claims, now).await? {
+        return Err(invalid_subject());
+    }
+    let target = config
+        .product_by_audience(&req.resource[0])
+        .filter(|t| source.handoff_to.contains(&t.slug))
+        .ok_or_else(|| oauth!(InvalidTarget, "this product may not hand users off to the requested resource"))?;
+    let tenant = if target.tenant_aware {
+        let reference = req
+            .organization
+            .as_deref()
+            .or(claims.org_id.as_deref())
+            .ok_or_else(|| oauth!(InvalidRequest, "organization is required for this target product"))?;
+        crate::tenants::find(p, &config, reference, now).map(|t| t.id.clone())
+    } else {
+        None
+    };
+    let user_id = UserId::new(&claims.sub);
+    let refused = || oauth!(InvalidRequest, "the user has no active grant for the target product and organization");
+    if target.tenant_aware && tenant.is_none() {
+        return Err(refused());
+    }
+    let user = p.store.user_by_id(&user_id).await?;
+    let grants = p.store.grants_for(&Grantee::User(user_id.clone()), &target.slug).await?;
+    if check_user_grant(user, &grants, target, tenant.as_ref(), now).is_err() {
+        p.writer.record(
+            AuditEvent::new(now, "handoff.refused", user_id.as_str())
+                .product(target.slug.as_str())
+                .tenant(tenant.as_ref().map(|t| t.as_str()))
+                .ip(req.ip)
+                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": "no_grant"})),
+        );
+        return Err(refused());
+    }
+    let data = HandoffData {
+        user_id: user_id.clone(),
+        source_client: client.id.as_str().to_owned(),
+        source_product: source.slug.as_str().to_owned(),
+        tenant: tenant.clone(),
+        scope: claims.scope.clone(),
+        auth: AuthInfo {
+            auth_time: claims.auth_time.unwrap_or(claims.iat),
+            amr: claims.amr.clone().unwrap_or_default(),
+            acr: claims.acr.clone().unwrap_or_default(),
+        },
+        source_sid: claims.sid.clone(),
+        context: req.context,
+    };
+    let code = random::token();
+    let event = AuditEvent::new(now, "handoff.created", user_id.as_str())
+        .product(target.slug.as_str())
+        .tenant(tenant.as_ref().map(|t| t.as_str()))
+        .ip(req.ip)
+        .data(serde_json::json!({"client_id": client.id.as_str(), "from": source.slug.as_str()}));
+    p.store
+        .issue_handoff(
+            &random::hash(&code),
+            target.slug.as_str(),
+            &serde_json::to_string(&data).expect("serializes"),
+            now,
+            now + p.settings.handoff_ttl,
+            &[event],
+        )
+        .await?;
+    Ok(HandoffResponse {
+        handoff_code: code,
+        expires_in: p.settings.handoff_ttl,
+    })
+}

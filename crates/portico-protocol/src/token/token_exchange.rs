@@ -1,0 +1,240 @@
+//! `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693), in two forms:
+//!
+//! - **Hand-off redemption**: `subject_token` is a hand-off code
+//!   (`subject_token_type=urn:portico:token-type:handoff`). Only a confidential client of the
+//!   code's target product may redeem it, once, within its lifetime, while the user still holds the
+//!   grant; it yields that product's own access, refresh and ID tokens and the code's `context`.
+//! - **On behalf of a user**: `subject_token` is a user's access token for the calling client's
+//!   own product (`…:token-type:access_token`). Allowed only where that product's `exchange_to`
+//!   names the target; the result is for the target product only, the same tenant, the roles the
+//!   user holds there (narrowed further by `scope` when it names roles), and its `act` claim names
+//!   the calling client (§4.1). No refresh or ID token.
+//!
+//! §2.2.2: "If the request itself is not valid or if either the subject_token or actor_token are
+//! invalid for any reason, or are unacceptable based on policy, … the error parameter MUST be the
+//! invalid_request error code." A target the client may not reach is `invalid_target`.
+
+use super::issue::{self, UserTokens, has_scope};
+use super::{TokenRequest, TokenResponse};
+use crate::error::{OAuthError, oauth};
+use crate::handoff::{self, HandoffData};
+use crate::provider::Provider;
+use crate::random;
+use crate::verify::{decode_access_token, is_live};
+use portico_model::{Actor, Client, Grant, Sid, TenantId, UserId};
+use portico_store::{AuditEvent, Family};
+
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+    if client.is_public() {
+        return Err(oauth!(UnauthorizedClient, "public clients may not use token exchange"));
+    }
+    if req.actor_token.is_some() {
+        return Err(oauth!(InvalidRequest, "actor_token is not supported: the authenticated client is the actor"));
+    }
+    if req.requested_token_type.as_deref().is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
+        return Err(oauth!(InvalidRequest, "only access tokens can be requested"));
+    }
+    let subject = req
+        .subject_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
+    match req.subject_token_type.as_deref() {
+        Some(handoff::TOKEN_TYPE) => redeem_handoff(p, client, &subject, req, now).await,
+        Some(ACCESS_TOKEN_TYPE) => on_behalf(p, client, &subject, req, now).await,
+        Some(_) => Err(oauth!(InvalidRequest, "unsupported subject_token_type")),
+        None => Err(oauth!(InvalidRequest, "subject_token_type is required")),
+    }
+}
+
+const BAD_CODE: &str = "the hand-off code is invalid, expired, already used or not for this client";
+
+async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+    // Spent on first presentation, whoever presents it: a code is never good twice.
+    let found = p.store.consume_handoff(&random::hash(code), now).await?;
+    let refuse = |reason: &str, user: Option<&UserId>| {
+        p.writer.record(
+            AuditEvent::new(
+                now,
+                "handoff.refused",
+                user.map_or_else(|| format!("client:{}", client.id), |u| u.as_str().to_owned()),
+            )
+            .product(client.product.as_str())
+            .ip(req.ip.clone())
+            .data(serde_json::json!({"client_id": client.id.as_str(), "reason": reason})),
+        );
+        oauth!(InvalidRequest, BAD_CODE).detail(reason.to_owned())
+    };
+    let Some(found) = found else {
+        return Err(refuse("unknown or already redeemed", None));
+    };
+    let data: HandoffData = serde_json::from_str(&found.data).map_err(OAuthError::server)?;
+    if found.target != client.product.as_str() {
+        return Err(refuse("redeemed by a client of another product", Some(&data.user_id)));
+    }
+    if now >= found.expires_at {
+        return Err(refuse("expired", Some(&data.user_id)));
+    }
+    let config = p.config();
+    let product = config.product(&client.product).ok_or_else(|| oauth!(InvalidRequest, BAD_CODE))?;
+    // Checked again: the grant may have been revoked since the code was made.
+    let Ok((user, grant)) = issue::require_user_grant(p, &data.user_id, product, data.tenant.as_ref(), now).await else {
+        return Err(refuse("no active grant", Some(&data.user_id)));
+    };
+    // B's session joins the SSO session A's token came from, so signing out reaches B too.
+    let sso = match &data.source_sid {
+        Some(sid) => match p.store.sso_of_live_sid(sid).await? {
+            Some(sso) => Some(sso),
+            None => return Err(refuse("the user's session has ended", Some(&data.user_id))),
+        },
+        None => None,
+    };
+    let sid = match &sso {
+        Some(sso) => Some(
+            p.store
+                .product_session(sso, client.id.as_str(), product.slug.as_str(), &Sid::new(random::id("sid_")), now)
+                .await?,
+        ),
+        None => None,
+    };
+    let scope = narrow_scope(&data.scope, req.scope.as_deref())?;
+    let family = Family {
+        id: random::id("fam_"),
+        subject: user.id.as_str().to_owned(),
+        client_id: client.id.as_str().to_owned(),
+        product: product.slug.as_str().to_owned(),
+        tenant: data.tenant.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        sid: sid.as_ref().map(|s| s.as_str().to_owned()),
+        created_at: now,
+        revoked_at: None,
+    };
+    p.store.insert_family(&family).await?;
+    p.writer.record(
+        AuditEvent::new(now, "handoff.redeemed", user.id.as_str())
+            .product(product.slug.as_str())
+            .tenant(data.tenant.as_ref().map(|t| t.as_str()))
+            .ip(req.ip.clone())
+            .data(serde_json::json!({"client_id": client.id.as_str(), "from": data.source_product, "family": family.id})),
+    );
+    let t = UserTokens {
+        client,
+        product,
+        tenant: data.tenant.as_ref(),
+        user: &user,
+        grant: &grant,
+        scope: &scope,
+        sid: sid.as_ref(),
+        family: &family.id,
+        auth: &data.auth,
+        nonce: None,
+        act: None,
+    };
+    let resp = issue::user_token_response(p, &t, "token_exchange", req.ip, now).await?;
+    Ok(TokenResponse {
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+        context: data.context,
+        ..resp
+    })
+}
+
+/// RFC 8693 §2.1 `scope`: may narrow what the code carried, never widen it.
+fn narrow_scope(granted: &str, asked: Option<&str>) -> Result<String, OAuthError> {
+    match asked {
+        None => Ok(granted.to_owned()),
+        Some(asked) if asked.split(' ').filter(|s| !s.is_empty()).all(|s| has_scope(granted, s)) => Ok(asked.to_owned()),
+        Some(_) => Err(oauth!(InvalidScope, "the scope exceeds what the user granted")),
+    }
+}
+
+const BAD_SUBJECT: &str = "the subject_token is invalid, expired or not for this client's product";
+
+async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+    let config = p.config();
+    let source = config
+        .product(&client.product)
+        .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
+    let claims = decode_access_token(p, subject, now).ok_or_else(|| oauth!(InvalidRequest, BAD_SUBJECT))?;
+    // A backend exchanges its own user's token: one made for its own product, for a user.
+    if claims.aud != source.audience.as_str() || !claims.sub.starts_with("usr_") || !is_live(p, &claims, now).await? {
+        return Err(oauth!(InvalidRequest, BAD_SUBJECT));
+    }
+    let target_ref = match (req.resource.first(), req.audience.as_deref()) {
+        (Some(r), Some(a)) if r != a => return Err(oauth!(InvalidTarget, "resource and audience name different products")),
+        (Some(r), _) => r.as_str(),
+        (None, Some(a)) => a,
+        (None, None) => return Err(oauth!(InvalidTarget, "name the product to call with resource or audience")),
+    };
+    let target = config
+        .product_by_audience(target_ref)
+        .filter(|t| source.exchange_to.contains(&t.slug))
+        .ok_or_else(|| oauth!(InvalidTarget, "this product may not call the requested resource on a user's behalf"))?;
+    // The same tenant as the subject token: a tenant-aware target needs one.
+    let tenant = match (target.tenant_aware, &claims.org_id) {
+        (true, Some(org)) => Some(TenantId::new(org)),
+        (true, None) => return Err(oauth!(InvalidTarget, "the target product needs a tenant and the subject token names none")),
+        (false, _) => None,
+    };
+    let user_id = UserId::new(&claims.sub);
+    let Ok((user, grant)) = issue::require_user_grant(p, &user_id, target, tenant.as_ref(), now).await else {
+        p.writer.record(
+            AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
+                .product(target.slug.as_str())
+                .tenant(tenant.as_ref().map(|t| t.as_str()))
+                .ip(req.ip.clone())
+                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": "no_grant"})),
+        );
+        return Err(oauth!(InvalidRequest, "the user has no active grant for the target product and organization"));
+    };
+    // `scope` may name roles of the target: the token carries only those the user also holds.
+    let asked: Vec<&str> = req.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    if asked.iter().any(|r| !grant.roles.iter().any(|g| g == r)) {
+        return Err(oauth!(InvalidScope, "the scope names a role the user does not hold in the target product"));
+    }
+    let narrowed = Grant {
+        roles: if asked.is_empty() {
+            grant.roles.clone()
+        } else {
+            grant.roles.iter().filter(|r| asked.contains(&r.as_str())).cloned().collect()
+        },
+        ..grant
+    };
+    let family = issue::family_of_jti(&claims.jti).unwrap_or("fam_none").to_owned();
+    let sid = claims.sid.as_deref().map(Sid::new);
+    let auth = issue::AuthInfo {
+        auth_time: claims.auth_time.unwrap_or(claims.iat),
+        amr: claims.amr.clone().unwrap_or_default(),
+        acr: claims.acr.clone().unwrap_or_default(),
+    };
+    let scope = asked.join(" ");
+    let t = UserTokens {
+        client,
+        product: target,
+        tenant: tenant.as_ref(),
+        user: &user,
+        grant: &narrowed,
+        scope: &scope,
+        sid: sid.as_ref(),
+        // The exchanged token lives and dies with the subject token's family.
+        family: &family,
+        auth: &auth,
+        nonce: None,
+        act: Some(Actor {
+            sub: client.id.as_str().to_owned(),
+            act: claims.act.map(Box::new),
+        }),
+    };
+    let access_token = issue::mint_user_access(p, &t, now)?;
+    p.writer.record(
+        AuditEvent::new(now, "token.exchanged", user.id.as_str())
+            .product(target.slug.as_str())
+            .tenant(tenant.as_ref().map(|x| x.as_str()))
+            .ip(req.ip)
+            .data(serde_json::json!({"client_id": client.id.as_str(), "from": source.slug.as_str(), "family": family})),
+    );
+    Ok(TokenResponse {
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+        ..TokenResponse::bearer(access_token, target.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
+    })
+}

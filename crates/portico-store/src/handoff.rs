@@ -1,0 +1,55 @@
+//! Hand-off codes (DESIGN.md `/oauth2/handoff`) and the tenant a user last chose per product.
+
+use crate::{
+    Result, Store,
+    audit::{AuditEvent, append_in},
+    on_pool, on_read,
+};
+use portico_model::UserId;
+
+/// A hand-off code as its redeemer consumed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoffRedemption {
+    /// The product whose confidential clients may redeem it.
+    pub target: String,
+    pub data: String,
+    pub expires_at: i64,
+}
+
+impl Store {
+    pub async fn issue_handoff(&self, hash: &str, target: &str, data: &str, now: i64, expires_at: i64, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO handoff_codes (hash, target, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(hash).bind(target).bind(data).bind(now).bind(expires_at).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1").bind(now - 86_400).execute(&mut *tx).await?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Consumes a hand-off code, atomically: of any number of presentations exactly one gets it,
+    /// whoever presents it (a code presented by the wrong client is spent all the same).
+    pub async fn consume_handoff(&self, hash: &str, now: i64) -> Result<Option<HandoffRedemption>> {
+        let row: Option<(String, String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "UPDATE handoff_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL RETURNING target, data, expires_at")
+            .bind(hash).bind(now).fetch_optional(pool).await)?;
+        Ok(row.map(|(target, data, expires_at)| HandoffRedemption { target, data, expires_at }))
+    }
+
+    /// Remembers the tenant a user entered in a product.
+    pub async fn remember_tenant(&self, user: &UserId, product: &str, tenant: &str, now: i64) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
+                                            ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
+            .bind(user.as_str()).bind(product).bind(tenant).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The tenant a user last entered in a product.
+    pub async fn last_tenant(&self, user: &UserId, product: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as("SELECT tenant FROM tenant_choices WHERE user_id = $1 AND product = $2")
+            .bind(user.as_str()).bind(product).fetch_optional(pool).await)?;
+        Ok(row.map(|r| r.0))
+    }
+}
