@@ -2,6 +2,7 @@
 //! steps they call, keys and JOSE. Functions take typed requests, the [`Provider`] and `now`, and
 //! return typed outcomes; nothing here knows HTTP.
 
+pub mod admin;
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;

@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{demo, oauth, ops, pages};
+use crate::http::{api, demo, oauth, ops, pages};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -36,6 +36,9 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))
         .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
+        .route("/api/v1/grants", get(api::list_grants).post(api::add_grant).delete(api::revoke_grant))
+        .route("/api/v1/users/{id}/disable", post(api::disable_user))
+        .route("/api/v1/users/{id}/enable", post(api::enable_user))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/consent", get(pages::consent_form).post(pages::consent_submit))
         .route("/select-tenant", get(pages::tenant_form).post(pages::tenant_submit))

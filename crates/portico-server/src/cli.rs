@@ -6,7 +6,7 @@ use crate::suite::{Suite, parse_duration};
 use crate::{http, load_kek, open_store, start};
 use clap::{Args, Parser, Subcommand};
 use portico_model::*;
-use portico_protocol::{keys, password, random};
+use portico_protocol::{admin, keys, password, random};
 use portico_store::AuditEvent;
 use std::collections::HashSet;
 use std::io::Read;
@@ -123,6 +123,9 @@ struct GrantArgs {
     tenant: Option<String>,
     #[arg(long = "role")]
     roles: Vec<String>,
+    /// When the grant stops covering anything (RFC 3339, e.g. 2027-01-31T00:00:00Z)
+    #[arg(long)]
+    expires: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -301,70 +304,46 @@ async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
 }
 
 async fn set_status(store: &portico_store::Store, email: &str, status: UserStatus, now: i64) -> anyhow::Result<()> {
-    let u = find_user(store, email).await?;
-    let kind = if status == UserStatus::Disabled { "user.disabled" } else { "user.enabled" };
-    let event = AuditEvent::new(now, kind, "cli").data(serde_json::json!({"user": u.id.as_str()}));
-    let changed = store.set_user_status(&u.id, status, now, &[event]).await?;
-    println!("{} {email}", if changed { kind.trim_start_matches("user.") } else { "already" });
+    let before = find_user(store, email).await?.status;
+    admin::set_user_status(store, email, status, &admin::Caller("cli".into()), now).await?;
+    let word = if status == UserStatus::Disabled { "disabled" } else { "enabled" };
+    println!("{} {email}", if before == status { "already" } else { word });
     Ok(())
 }
 
 async fn grant(cfg: &Config, cmd: GrantCmd, now: i64) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
     let docs = store.load_config().await?;
-    let scope_of = |a: &GrantArgs| -> anyhow::Result<GrantScope> {
-        let product = docs
-            .products
-            .iter()
-            .find(|p| p.slug.as_str() == a.product)
-            .ok_or_else(|| anyhow::anyhow!("no product {:?}", a.product))?;
-        match (&a.tenant, product.tenant_aware) {
-            (None, false) => Ok(GrantScope::NoTenant),
-            (None, true) => anyhow::bail!("product {} is tenant-aware: name --tenant SLUG or --tenant '*'", a.product),
-            (Some(_), false) => anyhow::bail!("product {} has no tenants", a.product),
-            (Some(t), true) if t == "*" => Ok(GrantScope::AllTenants),
-            (Some(t), true) => docs
-                .tenants
-                .iter()
-                .find(|x| &x.slug == t)
-                .map(|x| GrantScope::One(x.id.clone()))
-                .ok_or_else(|| anyhow::anyhow!("no tenant {t:?}")),
-        }
+    let config = portico_protocol::snapshot::Snapshot::build(docs.clone(), &cfg.issuer);
+    let by = admin::Caller("cli".into());
+    let key = |a: &GrantArgs| admin::GrantKey {
+        user: Some(a.user.clone()),
+        client: None,
+        product: a.product.clone(),
+        tenant: a.tenant.clone(),
     };
     match cmd {
         GrantCmd::Add(a) => {
-            let scope = scope_of(&a)?;
-            let product = docs.products.iter().find(|p| p.slug.as_str() == a.product).expect("checked");
-            if let Some(bad) = a.roles.iter().find(|r| !product.roles.contains_key(*r)) {
-                anyhow::bail!("product {} has no role {bad:?}", a.product);
-            }
-            let u = find_user(&store, &a.user).await?;
-            let g = Grant {
-                grantee: Grantee::User(u.id.clone()),
-                product: product.slug.clone(),
-                scope,
-                roles: a.roles.clone(),
-                status: GrantStatus::Active,
-                granted_by: "cli".into(),
-                granted_at: now,
-                expires_at: None,
+            let expires_at = match &a.expires {
+                None => None,
+                Some(x) => {
+                    Some(crate::suite::parse_instant(x).ok_or_else(|| anyhow::anyhow!("--expires {x:?} is not an RFC 3339 time like 2027-01-31T00:00:00Z"))?)
+                }
             };
-            let event = AuditEvent::new(now, "grant.added", "cli")
-                .product(a.product.clone())
-                .data(serde_json::json!({"user": u.id.as_str(), "roles": a.roles, "tenant": g.scope.key()}));
-            store.put_grant(&g, &[event]).await?;
+            let k = key(&a);
+            let new = admin::NewGrant {
+                user: k.user,
+                client: None,
+                product: k.product,
+                tenant: k.tenant,
+                roles: a.roles.clone(),
+                expires_at,
+            };
+            admin::add_grant(&store, &config, &new, &by, now).await?;
             println!("granted {} on {} to {}", a.roles.join(","), a.product, a.user);
         }
         GrantCmd::Revoke(a) => {
-            let scope = scope_of(&a)?;
-            let u = find_user(&store, &a.user).await?;
-            let event = AuditEvent::new(now, "grant.revoked", "cli")
-                .product(a.product.clone())
-                .data(serde_json::json!({"user": u.id.as_str(), "tenant": scope.key()}));
-            let done = store
-                .revoke_grant(&Grantee::User(u.id), &ProductSlug::new(&a.product), &scope, "cli", now, &[event])
-                .await?;
-            anyhow::ensure!(done, "{} holds no active grant on {} for that tenant", a.user, a.product);
+            admin::revoke_grant(&store, &config, &key(&a), &by, now).await?;
             println!("revoked the grant on {} from {}", a.product, a.user);
         }
         GrantCmd::List { user } => {

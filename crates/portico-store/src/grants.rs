@@ -93,6 +93,16 @@ impl Store {
                 sqlx::query("UPDATE token_families SET revoked_at = $4, revoked_reason = 'grant_revoked'
                              WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3) AND revoked_at IS NULL")
                     .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).execute(&mut *tx).await?;
+                // The product sessions holding those families end, and with them every other family
+                // issued in them: a product told to end a session must not find part of it alive.
+                sqlx::query("UPDATE product_sessions SET ended_at = $4 WHERE ended_at IS NULL AND sid IN (
+                               SELECT sid FROM token_families WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3)
+                                 AND revoked_at = $4 AND revoked_reason = 'grant_revoked' AND sid IS NOT NULL)")
+                    .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).execute(&mut *tx).await?;
+                sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'session_ended'
+                             WHERE subject = $1 AND product = $2 AND revoked_at IS NULL
+                               AND sid IN (SELECT sid FROM product_sessions WHERE ended_at IS NOT NULL)")
+                    .bind(grantee.key()).bind(product.as_str()).bind(now).execute(&mut *tx).await?;
                 append_in!(&mut tx, audit);
             }
             tx.commit().await?;

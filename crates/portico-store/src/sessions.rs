@@ -91,11 +91,13 @@ impl Store {
         Ok(ended)
     }
 
-    /// The product session of `client_id` inside SSO session `sso_id`, created when missing.
+    /// The live product session of `client_id` inside SSO session `sso_id`; a new one (new `sid`)
+    /// when there is none or the last one ended.
     pub async fn product_session(&self, sso_id: &str, client_id: &str, product: &str, new_sid: &Sid, now: i64) -> Result<Sid> {
         let row: (String,) = on_pool!(self, pool => {
             sqlx::query("INSERT INTO product_sessions (sid, sso_id, client_id, product, created_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (sso_id, client_id) DO NOTHING")
+                         ON CONFLICT (sso_id, client_id) DO UPDATE SET sid = excluded.sid, created_at = excluded.created_at, ended_at = NULL
+                           WHERE product_sessions.ended_at IS NOT NULL")
                 .bind(new_sid.as_str()).bind(sso_id).bind(client_id).bind(product).bind(now).execute(pool).await?;
             sqlx::query_as("SELECT sid FROM product_sessions WHERE sso_id = $1 AND client_id = $2").bind(sso_id).bind(client_id).fetch_one(pool).await?
         });

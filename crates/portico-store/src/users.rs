@@ -91,6 +91,9 @@ impl Store {
                     .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
                 sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'user_disabled' WHERE subject = $1 AND revoked_at IS NULL")
                     .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
+                sqlx::query("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
+                               AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1)")
+                    .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
             }
             let changed = r.rows_affected() > 0;
             if changed {

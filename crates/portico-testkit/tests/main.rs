@@ -182,6 +182,7 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
     body
 }
 
+mod admin_api;
 mod expiry;
 mod flow;
 mod keys;

@@ -1,5 +1,6 @@
 //! HTTP: extract, call one protocol function, map the outcome to a response.
 
+pub mod api;
 pub mod cookies;
 pub mod demo;
 pub mod html;

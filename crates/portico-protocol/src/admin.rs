@@ -1,0 +1,238 @@
+//! Grant administration and deprovisioning, shared by the admin API and the CLI: grants are the
+//! only door (invariant 3), and a change takes effect at once (invariant 4). Every change is an
+//! audit event naming who made it.
+//!
+//! The admin API authenticates callers with access tokens for Portico's built-in `portico-admin`
+//! product (audience `<issuer>/api`), checked like any product checks its tokens: signature,
+//! audience, liveness at the source, and the permission the operation needs.
+
+use crate::provider::Provider;
+use crate::snapshot::Snapshot;
+use crate::verify::{decode_access_token, is_live};
+use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug, User, UserId, UserStatus, admin};
+use portico_store::{AuditEvent, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Why an admin operation was refused. The server maps each to an RFC 9457 problem.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// 401: no bearer token, or one that is not a live `portico-admin` token.
+    #[error("an access token for the admin API is required")]
+    Unauthenticated,
+    /// 403: the token lacks the permission.
+    #[error("the token lacks the permission {0}")]
+    Forbidden(&'static str),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 422: a field is invalid (field, message).
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who called: the audit log's actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// Checks the bearer token for the admin API and that it carries `permission`.
+pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'static str, now: i64) -> Result<Caller, AdminError> {
+    let claims = bearer.and_then(|t| decode_access_token(p, t, now)).ok_or(AdminError::Unauthenticated)?;
+    let audience = admin::product(&p.issuer).audience;
+    if claims.aud != audience.as_str() || !is_live(p, &claims, now).await? {
+        return Err(AdminError::Unauthenticated);
+    }
+    if !claims.permissions.iter().any(|x| x == permission) {
+        return Err(AdminError::Forbidden(permission));
+    }
+    Ok(Caller(if claims.sub.starts_with("usr_") {
+        claims.sub
+    } else {
+        format!("client:{}", claims.sub)
+    }))
+}
+
+/// A grant as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct GrantView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub product: String,
+    /// The tenant's slug, `*` for every tenant, absent for a product without tenants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub roles: Vec<String>,
+    pub status: &'static str,
+    pub granted_by: String,
+    pub granted_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+fn view(config: &Snapshot, g: &Grant) -> GrantView {
+    let (user, client) = match &g.grantee {
+        Grantee::User(u) => (Some(u.as_str().to_owned()), None),
+        Grantee::Client(c) => (None, Some(c.as_str().to_owned())),
+    };
+    GrantView {
+        user,
+        client,
+        product: g.product.as_str().to_owned(),
+        tenant: match &g.scope {
+            GrantScope::NoTenant => None,
+            GrantScope::AllTenants => Some("*".to_owned()),
+            GrantScope::One(id) => Some(config.tenant(id).map_or_else(|| id.as_str().to_owned(), |t| t.slug.clone())),
+        },
+        roles: g.roles.clone(),
+        status: g.status.as_str(),
+        granted_by: g.granted_by.clone(),
+        granted_at: g.granted_at,
+        expires_at: g.expires_at,
+    }
+}
+
+/// Which grant: its holder, product and tenant. The holder is a user (id or email) or a client.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantKey {
+    pub user: Option<String>,
+    pub client: Option<String>,
+    pub product: String,
+    /// Tenant slug or id, or `*` for every tenant; absent for a product without tenants.
+    pub tenant: Option<String>,
+}
+
+/// A grant to make (or replace).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    pub user: Option<String>,
+    pub client: Option<String>,
+    pub product: String,
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Unix seconds after which the grant covers nothing.
+    pub expires_at: Option<i64>,
+}
+
+impl NewGrant {
+    pub fn key(&self) -> GrantKey {
+        GrantKey {
+            user: self.user.clone(),
+            client: self.client.clone(),
+            product: self.product.clone(),
+            tenant: self.tenant.clone(),
+        }
+    }
+}
+
+/// A user named by id (`usr_…`) or email.
+pub async fn find_user(store: &Store, reference: &str) -> Result<User, AdminError> {
+    let found = if reference.starts_with("usr_") {
+        store.user_by_id(&UserId::new(reference)).await?
+    } else {
+        store.user_by_email(reference).await?.map(|(u, _)| u)
+    };
+    found.ok_or_else(|| AdminError::NotFound(format!("no user {reference:?}")))
+}
+
+/// Resolves and checks a grant key against the configuration.
+async fn resolve(store: &Store, config: &Snapshot, key: &GrantKey) -> Result<(Grantee, ProductSlug, GrantScope), AdminError> {
+    let product = config
+        .product(&ProductSlug::new(&key.product))
+        .ok_or_else(|| AdminError::Invalid("product", format!("no product {:?}", key.product)))?;
+    let grantee = match (&key.user, &key.client) {
+        (Some(u), None) => Grantee::User(find_user(store, u).await?.id),
+        (None, Some(c)) => Grantee::Client(
+            config
+                .client(c)
+                .map(|e| e.client.id.clone())
+                .ok_or_else(|| AdminError::NotFound(format!("no client {c:?}")))?,
+        ),
+        _ => return Err(AdminError::Invalid("user", "name exactly one of user or client".into())),
+    };
+    let scope = match (&key.tenant, product.tenant_aware) {
+        (None, false) => GrantScope::NoTenant,
+        (None, true) => {
+            return Err(AdminError::Invalid(
+                "tenant",
+                format!("product {} is tenant-aware: name a tenant or \"*\"", key.product),
+            ));
+        }
+        (Some(_), false) => return Err(AdminError::Invalid("tenant", format!("product {} has no tenants", key.product))),
+        (Some(t), true) if t == "*" => GrantScope::AllTenants,
+        (Some(t), true) => GrantScope::One(
+            config
+                .tenant_by_ref(t)
+                .map(|x| x.id.clone())
+                .ok_or_else(|| AdminError::Invalid("tenant", format!("no tenant {t:?}")))?,
+        ),
+    };
+    Ok((grantee, product.slug.clone(), scope))
+}
+
+/// Every grant, or those of one user, as the API shows them.
+pub async fn list_grants(store: &Store, config: &Snapshot, user: Option<&str>) -> Result<Vec<GrantView>, AdminError> {
+    let grants = match user {
+        Some(u) => store.grants_of(&Grantee::User(find_user(store, u).await?.id)).await?,
+        None => store.list_grants().await?,
+    };
+    Ok(grants.iter().map(|g| view(config, g)).collect())
+}
+
+/// Grants roles (replacing the grant's roles and expiry if it exists, and making it active).
+pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Caller, now: i64) -> Result<GrantView, AdminError> {
+    let (grantee, product, scope) = resolve(store, config, &new.key()).await?;
+    let defined = &config.product(&product).expect("resolved").roles;
+    if let Some(bad) = new.roles.iter().find(|r| !defined.contains_key(*r)) {
+        return Err(AdminError::Invalid("roles", format!("product {product} has no role {bad:?}")));
+    }
+    if new.expires_at.is_some_and(|e| e <= now) {
+        return Err(AdminError::Invalid("expires_at", "must be in the future".into()));
+    }
+    let g = Grant {
+        grantee,
+        product,
+        scope,
+        roles: new.roles.clone(),
+        status: GrantStatus::Active,
+        granted_by: by.0.clone(),
+        granted_at: now,
+        expires_at: new.expires_at,
+    };
+    let event = AuditEvent::new(now, "grant.added", by.0.clone())
+        .product(g.product.as_str())
+        .tenant((!g.scope.key().is_empty()).then(|| g.scope.key().to_owned()))
+        .data(serde_json::json!({"grantee": g.grantee.key(), "roles": g.roles, "expires_at": g.expires_at}));
+    store.put_grant(&g, &[event]).await?;
+    Ok(view(config, &g))
+}
+
+/// Revokes a grant: the families it let be issued are revoked and their product sessions end, in
+/// one transaction. `NotFound` when there is no active grant.
+pub async fn revoke_grant(store: &Store, config: &Snapshot, key: &GrantKey, by: &Caller, now: i64) -> Result<(), AdminError> {
+    let (grantee, product, scope) = resolve(store, config, key).await?;
+    let event = AuditEvent::new(now, "grant.revoked", by.0.clone())
+        .product(product.as_str())
+        .tenant((!scope.key().is_empty()).then(|| scope.key().to_owned()))
+        .data(serde_json::json!({"grantee": grantee.key()}));
+    if store.revoke_grant(&grantee, &product, &scope, &by.0, now, &[event]).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound("no active grant for that holder, product and tenant".into()))
+    }
+}
+
+/// Disables (deprovisions) or re-enables a user. Disabling ends every session and revokes every
+/// token family in the same transaction; login is refused from then on.
+pub async fn set_user_status(store: &Store, reference: &str, status: UserStatus, by: &Caller, now: i64) -> Result<User, AdminError> {
+    let user = find_user(store, reference).await?;
+    let kind = if status == UserStatus::Disabled { "user.disabled" } else { "user.enabled" };
+    let event = AuditEvent::new(now, kind, by.0.clone()).data(serde_json::json!({"user": user.id.as_str()}));
+    store.set_user_status(&user.id, status, now, &[event]).await?;
+    Ok(User { status, ..user })
+}

@@ -1,0 +1,153 @@
+//! The admin JSON API under `/api/v1/` (grants and deprovisioning). Callers present an access
+//! token for Portico's built-in `portico-admin` product; errors are RFC 9457 problem documents
+//! (`application/problem+json`).
+
+use super::now;
+use crate::app::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portico_model::{UserStatus, admin as perm};
+use portico_protocol::admin::{self, AdminError, Caller, GrantKey, NewGrant};
+use serde::Deserialize;
+
+/// RFC 9457 problem details: one `IntoResponse` for every admin API error.
+pub struct Problem {
+    status: StatusCode,
+    detail: String,
+    field: Option<&'static str>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(f) = self.field {
+            body["field"] = serde_json::json!(f);
+        }
+        let mut resp = (self.status, body.to_string()).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portico-admin\""));
+        } else if self.status == StatusCode::FORBIDDEN {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portico-admin\", error=\"insufficient_scope\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<AdminError> for Problem {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Unauthenticated => Problem::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            AdminError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, e.to_string()),
+            AdminError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
+            AdminError::Invalid(field, m) => Problem {
+                field: Some(field),
+                ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, m)
+            },
+            AdminError::Store(e) => {
+                tracing::error!(error = %e, "admin API store error");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the request could not be completed")
+            }
+        }
+    }
+}
+
+/// RFC 6750 §2.1: the bearer token from the `Authorization` header (never from the URL).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+        .map(|v| v[7..].trim())
+}
+
+async fn caller(s: &AppState, headers: &HeaderMap, permission: &'static str) -> Result<Caller, Problem> {
+    Ok(admin::authenticate(&s.provider, bearer(headers), permission, now()).await?)
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json"));
+    }
+    serde_json::from_slice(body).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("the body is not a valid request: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    user: Option<String>,
+}
+
+pub async fn list_grants(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let result = async {
+        caller(&s, &headers, perm::READ_GRANTS).await?;
+        let Query(q) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let grants = admin::list_grants(&s.provider.store, &s.provider.config(), q.user.as_deref()).await?;
+        Ok::<_, Problem>(Json(serde_json::json!({ "grants": grants })).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn add_grant(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let by = caller(&s, &headers, perm::WRITE_GRANTS).await?;
+        let new: NewGrant = json_body(&headers, &body)?;
+        let view = admin::add_grant(&s.provider.store, &s.provider.config(), &new, &by, now()).await?;
+        Ok::<_, Problem>((StatusCode::CREATED, Json(view)).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn revoke_grant(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<GrantKey>, axum::extract::rejection::QueryRejection>) -> Response {
+    let result = async {
+        let by = caller(&s, &headers, perm::WRITE_GRANTS).await?;
+        let Query(key) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        admin::revoke_grant(&s.provider.store, &s.provider.config(), &key, &by, now()).await?;
+        Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn set_status(s: AppState, headers: HeaderMap, id: String, status: UserStatus) -> Response {
+    let result = async {
+        let by = caller(&s, &headers, perm::DISABLE_USERS).await?;
+        let user = admin::set_user_status(&s.provider.store, &id, status, &by, now()).await?;
+        Ok::<_, Problem>(Json(serde_json::json!({"id": user.id.as_str(), "email": user.email, "status": user.status.as_str()})).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn disable_user(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    set_status(s, headers, id, UserStatus::Disabled).await
+}
+
+pub async fn enable_user(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    set_status(s, headers, id, UserStatus::Active).await
+}

@@ -1,0 +1,256 @@
+//! The admin API (`/api/v1/grants`, `/api/v1/users/{id}/disable`): authenticated by tokens for the
+//! built-in `portico-admin` product; grant changes and deprovisioning take effect at once
+//! (invariants 3, 4 and 8).
+
+use crate::flow::decode_payload;
+use crate::tenancy::{CRM_SECRET, REPORTS_SECRET, TENANTS, tokens};
+use crate::*;
+use std::sync::LazyLock;
+
+const OPS_SECRET: &str = "ops-bot-secret-0123456789abcdef0123456789";
+const AUDIT_SECRET: &str = "audit-bot-secret-0123456789abcdef01234567";
+
+/// The tenants suite plus two automation clients of `portico-admin`: one admin, one viewer.
+static ADMIN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{TENANTS}{}",
+        r#"
+[[client]]
+id = "ops-bot"
+product = "portico-admin"
+kind = "confidential"
+secret = "ops-bot-secret-0123456789abcdef0123456789"
+grant_types = ["client_credentials"]
+
+[[client]]
+id = "audit-bot"
+product = "portico-admin"
+kind = "confidential"
+secret = "audit-bot-secret-0123456789abcdef01234567"
+grant_types = ["client_credentials"]
+
+[[grant]]
+client = "ops-bot"
+product = "portico-admin"
+roles = ["admin"]
+
+[[grant]]
+client = "audit-bot"
+product = "portico-admin"
+roles = ["viewer"]
+"#
+    )
+});
+
+async fn admin_token(s: &TestServer, client: &str, secret: &str) -> String {
+    let (status, t) = post_basic(s, "/oauth2/token", client, secret, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{t}");
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(decode_payload(&at)["aud"], format!("{}/api", s.base));
+    at
+}
+
+/// Sends an admin API request; returns (status, content type, JSON body).
+async fn api(s: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, String, serde_json::Value) {
+    let http = openidconnect::reqwest::Client::new();
+    let mut req = http.request(method.parse().unwrap(), format!("{}{path}", s.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let text = resp.text().await.unwrap_or_default();
+    (status, ctype, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+async fn grant_count(s: &TestServer) -> usize {
+    s.store().list_grants().await.unwrap().len()
+}
+
+async fn admin_api_refuses_everything_but_a_live_admin_token(s: &TestServer) {
+    let before = grant_count(s).await;
+    let new = serde_json::json!({"user": "bob@example.test", "product": "reports", "tenant": "acme", "roles": ["analyst"]});
+    let (status, ctype, p) = api(s, "POST", "/api/v1/grants", None, Some(new.clone())).await;
+    assert_eq!((status, ctype.as_str()), (401, "application/problem+json"));
+    assert_eq!(p["status"], 401);
+    // A product's token, even a valid one, is not an admin token.
+    let crm = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    assert_eq!(api(s, "POST", "/api/v1/grants", crm["access_token"].as_str(), Some(new.clone())).await.0, 401);
+    assert_eq!(api(s, "POST", "/api/v1/grants", Some("not-a-jwt"), Some(new.clone())).await.0, 401);
+    // A viewer may read, not write.
+    let viewer = admin_token(s, "audit-bot", AUDIT_SECRET).await;
+    let (status, _, list) = api(s, "GET", "/api/v1/grants?user=ada@example.test", Some(&viewer), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["grants"].as_array().unwrap().len(), 4);
+    let (status, ctype, _) = api(s, "POST", "/api/v1/grants", Some(&viewer), Some(new.clone())).await;
+    assert_eq!((status, ctype.as_str()), (403, "application/problem+json"));
+    // Bad input: a clear problem naming the field, and nothing written.
+    let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
+    for (body, status, field) in [
+        (
+            serde_json::json!({"user": "bob@example.test", "product": "reports", "tenant": "acme", "roles": ["owner"]}),
+            422,
+            Some("roles"),
+        ),
+        (
+            serde_json::json!({"user": "bob@example.test", "product": "reports", "roles": ["analyst"]}),
+            422,
+            Some("tenant"),
+        ),
+        (
+            serde_json::json!({"user": "bob@example.test", "product": "reports", "tenant": "nowhere"}),
+            422,
+            Some("tenant"),
+        ),
+        (serde_json::json!({"user": "bob@example.test", "product": "nothing"}), 422, Some("product")),
+        (serde_json::json!({"user": "nobody@example.test", "product": "billing"}), 404, None),
+        (
+            serde_json::json!({"user": "bob@example.test", "product": "billing", "colour": "red"}),
+            400,
+            None,
+        ),
+        (
+            serde_json::json!({"user": "bob@example.test", "product": "billing", "expires_at": 1}),
+            422,
+            Some("expires_at"),
+        ),
+    ] {
+        let (got, ctype, p) = api(s, "POST", "/api/v1/grants", Some(&ops), Some(body.clone())).await;
+        assert_eq!((got, ctype.as_str()), (status, "application/problem+json"), "{body} -> {p}");
+        assert_eq!(p.get("field").and_then(|f| f.as_str()), field, "{p}");
+    }
+    assert_eq!(grant_count(s).await, before, "nothing half-written");
+    let (status, _, _) = api(s, "POST", "/api/v1/grants", Some(&ops), Some(new)).await;
+    assert_eq!(status, 201);
+    assert_eq!(grant_count(s).await, before + 1);
+}
+both_stores!(
+    admin_api_refuses_everything_but_a_live_admin_token_,
+    &ADMIN,
+    admin_api_refuses_everything_but_a_live_admin_token
+);
+
+async fn revoking_a_grant_ends_refresh_introspection_and_the_product_session(s: &TestServer) {
+    let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let acme = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let globex = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("globex")).await;
+    let acme_sid = decode_payload(acme["access_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+    let (status, _, _) = api(s, "DELETE", "/api/v1/grants?user=ada@example.test&product=crm&tenant=acme", Some(&ops), None).await;
+    assert_eq!(status, 204);
+    let (status, e) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        CRM_SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", acme["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    for token in [&acme["access_token"], &acme["refresh_token"]] {
+        let (_, i) = post_basic(s, "/oauth2/introspect", "crm-web", CRM_SECRET, &[("token", token.as_str().unwrap())]).await;
+        assert_eq!(i["active"], false);
+    }
+    assert!(!s.store().product_session_live(&acme_sid).await.unwrap(), "the product session ended");
+    // Only that tenant: Ada's Globex session (another browser) lives on.
+    let (status, _) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        CRM_SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", globex["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // And a new authorization for Acme is refused.
+    let (step, _) = crate::tenancy::start(&mut Browser::new(), s, "crm-web", &[("organization", "acme")], "ada@example.test").await;
+    let crate::tenancy::Step::AtClient(loc) = step else { panic!() };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
+    // Revoking again: nothing to revoke.
+    let (status, ctype, _) = api(s, "DELETE", "/api/v1/grants?user=ada@example.test&product=crm&tenant=acme", Some(&ops), None).await;
+    assert_eq!((status, ctype.as_str()), (404, "application/problem+json"));
+    // The audit log says who did it.
+    let records = s.store().audit_records(0, 10_000).await.unwrap();
+    let revoked = records.iter().find(|r| r.event.kind == "grant.revoked").expect("audited");
+    assert_eq!(revoked.event.actor, "client:ops-bot");
+    assert_eq!(revoked.event.product.as_deref(), Some("crm"));
+}
+both_stores!(
+    revoking_a_grant_ends_refresh_introspection_and_the_product_session_,
+    &ADMIN,
+    revoking_a_grant_ends_refresh_introspection_and_the_product_session
+);
+
+async fn disabling_a_user_ends_everything_and_refuses_login(s: &TestServer) {
+    let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let mut b = Browser::new();
+    let crm = tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let reports = tokens(&mut b, s, "reports-web", REPORTS_SECRET, "-", Some("acme")).await;
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let (status, _, body) = api(s, "POST", &format!("/api/v1/users/{}/disable", ada.id), Some(&ops), None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("disabled")));
+    for (client, secret, t) in [("crm-web", CRM_SECRET, &crm), ("reports-web", REPORTS_SECRET, &reports)] {
+        let (status, _) = post_basic(
+            s,
+            "/oauth2/token",
+            client,
+            secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
+        )
+        .await;
+        assert_eq!(status, 400, "{client} refresh refused");
+        let (_, i) = post_basic(s, "/oauth2/introspect", client, secret, &[("token", t["access_token"].as_str().unwrap())]).await;
+        assert_eq!(i["active"], false, "{client} access token inactive");
+    }
+    // The SSO session is gone: prompt=none needs a login, and the login is refused.
+    let (step, _) = crate::tenancy::start(&mut b, s, "crm-web", &[("organization", "acme"), ("prompt", "none")], "-").await;
+    let crate::tenancy::Step::AtClient(loc) = step else { panic!() };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("login_required"));
+    let (step, _) = crate::tenancy::start(&mut Browser::new(), s, "crm-web", &[("organization", "acme")], "ada@example.test").await;
+    let crate::tenancy::Step::Page(page) = step else {
+        panic!("a disabled user gets no code")
+    };
+    assert!(page.contains("name=\"password\""), "the login form again, with an error");
+    // An unknown user is a 404 problem; re-enabling lets Ada in again (her grants were kept).
+    assert_eq!(api(s, "POST", "/api/v1/users/usr_nobody/disable", Some(&ops), None).await.0, 404);
+    let (status, _, _) = api(s, "POST", &format!("/api/v1/users/{}/enable", ada.id), Some(&ops), None).await;
+    assert_eq!(status, 200);
+    tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+}
+both_stores!(
+    disabling_a_user_ends_everything_and_refuses_login_,
+    &ADMIN,
+    disabling_a_user_ends_everything_and_refuses_login
+);
+
+async fn an_expired_grant_covers_nothing(s: &TestServer) {
+    use portico_protocol::client_auth::ClientCredentials;
+    use portico_protocol::token::{TokenRequest, exchange};
+    let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let until = portico_testkit::now() + 100;
+    let new = serde_json::json!({"user": "bob@example.test", "product": "reports", "tenant": "acme", "roles": ["analyst"], "expires_at": until});
+    let (status, _, view) = api(s, "POST", "/api/v1/grants", Some(&ops), Some(new)).await;
+    assert_eq!((status, view["expires_at"].as_i64()), (201, Some(until)));
+    let t = tokens(&mut Browser::new(), s, "reports-web", REPORTS_SECRET, "bob@example.test", None).await;
+    let p = &s.running.provider;
+    let creds = ClientCredentials {
+        basic: Some(("reports-web".into(), portico_model::Secret::new(REPORTS_SECRET))),
+        ..Default::default()
+    };
+    let at = t["access_token"].as_str().unwrap();
+    let live = portico_protocol::introspect::introspect(p, &creds, Some(at), until - 1).await.unwrap();
+    assert_eq!(live["active"], true);
+    let dead = portico_protocol::introspect::introspect(p, &creds, Some(at), until).await.unwrap();
+    assert_eq!(dead["active"], false, "inactive from the expiry on");
+    let refresh = TokenRequest {
+        grant_type: Some("refresh_token".into()),
+        refresh_token: t["refresh_token"].as_str().map(str::to_owned),
+        ..Default::default()
+    };
+    let refused = exchange(p, &creds, refresh, until).await.1.unwrap_err();
+    assert_eq!(refused.code, portico_protocol::ErrorCode::InvalidGrant);
+}
+both_stores!(an_expired_grant_covers_nothing_, &ADMIN, an_expired_grant_covers_nothing);
