@@ -185,6 +185,7 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
 mod admin_api;
 mod expiry;
 mod flow;
+mod grant_properties;
 mod isolation;
 mod keys;
 mod logs;
