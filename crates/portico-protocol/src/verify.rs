@@ -5,7 +5,7 @@
 use crate::provider::Provider;
 use crate::token::issue::family_of_jti;
 use jsonwebtoken::{Algorithm, Validation};
-use portico_model::{AccessClaims, Grantee, ProductSlug, TenantId, UserId};
+use portico_model::{AccessClaims, ClientId, Grantee, ProductSlug, TenantId, UserId};
 
 fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
     match alg {
@@ -58,8 +58,17 @@ pub async fn is_live(p: &Provider, c: &AccessClaims, now: i64) -> Result<bool, p
         let tenant = c.org_id.as_deref().map(TenantId::new);
         Ok(portico_model::require_active_grant(&grants, product, tenant.as_ref(), now).is_ok())
     } else {
-        Ok(config
+        let registered = config
             .client(&c.sub)
-            .is_some_and(|e| e.client.product == product.slug || e.client.resources.contains(&ProductSlug::new(product.slug.as_str()))))
+            .is_some_and(|e| e.client.product == product.slug || e.client.resources.contains(&ProductSlug::new(product.slug.as_str())));
+        if !registered {
+            return Ok(false);
+        }
+        if c.roles.is_empty() {
+            return Ok(true);
+        }
+        // Roles came from a grant to the client: revoking or expiring it ends the token at once.
+        let grants = p.store.grants_for(&Grantee::Client(ClientId::new(&c.sub)), &product.slug).await?;
+        Ok(grants.iter().any(|g| g.is_active_at(now) && g.scope.covers(None)))
     }
 }

@@ -254,3 +254,25 @@ async fn an_expired_grant_covers_nothing(s: &TestServer) {
     assert_eq!(refused.code, portico_protocol::ErrorCode::InvalidGrant);
 }
 both_stores!(an_expired_grant_covers_nothing_, &ADMIN, an_expired_grant_covers_nothing);
+
+async fn revoking_a_client_grant_ends_its_tokens_at_once(s: &TestServer) {
+    let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let viewer = admin_token(s, "audit-bot", AUDIT_SECRET).await;
+    assert_eq!(api(s, "GET", "/api/v1/grants", Some(&viewer), None).await.0, 200);
+    let (status, _, _) = api(s, "DELETE", "/api/v1/grants?client=audit-bot&product=portico-admin", Some(&ops), None).await;
+    assert_eq!(status, 204);
+    let (status, ctype, _) = api(s, "GET", "/api/v1/grants", Some(&viewer), None).await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (401, "application/problem+json"),
+        "the viewer's token died with its grant"
+    );
+    // A new token for the client carries no roles, so no permission.
+    let fresh = admin_token(s, "audit-bot", AUDIT_SECRET).await;
+    assert_eq!(api(s, "GET", "/api/v1/grants", Some(&fresh), None).await.0, 403);
+}
+both_stores!(
+    revoking_a_client_grant_ends_its_tokens_at_once_,
+    &ADMIN,
+    revoking_a_client_grant_ends_its_tokens_at_once
+);
