@@ -228,11 +228,12 @@ pub async fn revoke_grant(store: &Store, config: &Snapshot, key: &GrantKey, by: 
 }
 
 /// Disables (deprovisions) or re-enables a user. Disabling ends every session and revokes every
-/// token family in the same transaction; login is refused from then on.
-pub async fn set_user_status(store: &Store, reference: &str, status: UserStatus, by: &Caller, now: i64) -> Result<User, AdminError> {
+/// token family in the same transaction; login is refused from then on. Returns the user and
+/// whether the status changed (an unchanged status is not audited).
+pub async fn set_user_status(store: &Store, reference: &str, status: UserStatus, by: &Caller, now: i64) -> Result<(User, bool), AdminError> {
     let user = find_user(store, reference).await?;
     let kind = if status == UserStatus::Disabled { "user.disabled" } else { "user.enabled" };
     let event = AuditEvent::new(now, kind, by.0.clone()).data(serde_json::json!({"user": user.id.as_str()}));
-    store.set_user_status(&user.id, status, now, &[event]).await?;
-    Ok(User { status, ..user })
+    let changed = store.set_user_status(&user.id, status, now, &[event]).await?;
+    Ok((User { status, ..user }, changed))
 }

@@ -391,9 +391,6 @@ async fn issue_code(
             now + p.settings.code_ttl,
         )
         .await?;
-    if let Some(t) = tenant {
-        p.store.remember_tenant(&session.user_id, product.slug.as_str(), t.id.as_str(), now).await?;
-    }
     p.writer.record(
         AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
             .product(product.slug.as_str())

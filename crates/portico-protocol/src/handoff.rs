@@ -15,9 +15,9 @@ use crate::client_auth::{ClientCredentials, authenticate_client};
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
-use crate::token::issue::{AuthInfo, check_user_grant};
-use crate::verify::{decode_access_token, is_live};
-use portico_model::{Grantee, TenantId, UserId};
+use crate::token::issue::{AuthInfo, user_grant_if_held};
+use crate::verify::own_user_token;
+use portico_model::{TenantId, UserId};
 use portico_store::AuditEvent;
 use serde::{Deserialize, Serialize};
 
@@ -61,25 +61,16 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
     if client.is_public() {
         return Err(oauth!(UnauthorizedClient, "only a confidential client's backend may hand a user off"));
     }
-    let subject = req
-        .subject_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
+    let config = p.config();
+    let source = config
+        .product(&client.product)
+        .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
+    let claims = own_user_token(p, req.subject_token.as_deref(), source, now).await?;
     if req.resource.len() != 1 {
         return Err(oauth!(InvalidTarget, "name exactly one resource: the product to hand off to"));
     }
     if req.context.as_ref().is_some_and(|c| c.len() > MAX_CONTEXT) {
         return Err(oauth!(InvalidRequest, "context is larger than 1 KiB"));
-    }
-    let config = p.config();
-    let source = config
-        .product(&client.product)
-        .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
-    let invalid_subject = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
-    let claims = decode_access_token(p, subject, now).ok_or_else(invalid_subject)?;
-    if claims.aud != source.audience.as_str() || !claims.sub.starts_with("usr_") || !is_live(p, &claims, now).await? {
-        return Err(invalid_subject());
     }
     let target = config
         .product_by_audience(&req.resource[0])
@@ -96,13 +87,8 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         None
     };
     let user_id = UserId::new(&claims.sub);
-    let refused = || oauth!(InvalidRequest, "the user has no active grant for the target product and organization");
-    if target.tenant_aware && tenant.is_none() {
-        return Err(refused());
-    }
-    let user = p.store.user_by_id(&user_id).await?;
-    let grants = p.store.grants_for(&Grantee::User(user_id.clone()), &target.slug).await?;
-    if check_user_grant(user, &grants, target, tenant.as_ref(), now).is_err() {
+    // An unknown tenant is refused here too: a tenant-aware product's grants need one.
+    if user_grant_if_held(p, &user_id, target, tenant.as_ref(), now).await?.is_none() {
         p.writer.record(
             AuditEvent::new(now, "handoff.refused", user_id.as_str())
                 .product(target.slug.as_str())
@@ -110,7 +96,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
                 .ip(req.ip)
                 .data(serde_json::json!({"client_id": client.id.as_str(), "reason": "no_grant"})),
         );
-        return Err(refused());
+        return Err(oauth!(InvalidRequest, "the user has no active grant for the target product and organization"));
     }
     let data = HandoffData {
         user_id: user_id.clone(),
@@ -118,11 +104,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         source_product: source.slug.as_str().to_owned(),
         tenant: tenant.clone(),
         scope: claims.scope.clone(),
-        auth: AuthInfo {
-            auth_time: claims.auth_time.unwrap_or(claims.iat),
-            amr: claims.amr.clone().unwrap_or_default(),
-            acr: claims.acr.clone().unwrap_or_default(),
-        },
+        auth: AuthInfo::of(&claims),
         source_sid: claims.sid.clone(),
         context: req.context,
     };

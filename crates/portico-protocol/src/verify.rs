@@ -2,10 +2,11 @@
 //! by a published key with the algorithm that key is for (so `alg: none` and algorithm swaps fail),
 //! `typ: at+jwt` (RFC 9068 §4), issuer and expiry, then liveness at the source.
 
+use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::token::issue::family_of_jti;
 use jsonwebtoken::{Algorithm, Validation};
-use portico_model::{AccessClaims, ClientId, Grantee, ProductSlug, TenantId, UserId};
+use portico_model::{AccessClaims, ClientId, Grantee, Product, ProductSlug, TenantId, UserId};
 
 fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
     match alg {
@@ -71,4 +72,19 @@ pub async fn is_live(p: &Provider, c: &AccessClaims, now: i64) -> Result<bool, p
         let grants = p.store.grants_for(&Grantee::Client(ClientId::new(&c.sub)), &product.slug).await?;
         Ok(grants.iter().any(|g| g.is_active_at(now) && g.scope.covers(None)))
     }
+}
+
+/// The subject a product's backend presents for its own user (hand-off, token exchange): a live
+/// access token for `product` whose subject is a user. Anything else is `invalid_request`
+/// (RFC 8693 §2.2.2: a subject_token "invalid for any reason").
+pub async fn own_user_token(p: &Provider, token: Option<&str>, product: &Product, now: i64) -> Result<AccessClaims, OAuthError> {
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
+    let bad = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
+    let claims = decode_access_token(p, token, now).ok_or_else(bad)?;
+    if claims.aud != product.audience.as_str() || !claims.sub.starts_with("usr_") || !is_live(p, &claims, now).await? {
+        return Err(bad());
+    }
+    Ok(claims)
 }

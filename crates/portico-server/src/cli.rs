@@ -255,14 +255,6 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
     Ok(())
 }
 
-async fn find_user(store: &portico_store::Store, email: &str) -> anyhow::Result<User> {
-    Ok(store
-        .user_by_email(email)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))?
-        .0)
-}
-
 async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
     match cmd {
@@ -304,17 +296,15 @@ async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
 }
 
 async fn set_status(store: &portico_store::Store, email: &str, status: UserStatus, now: i64) -> anyhow::Result<()> {
-    let before = find_user(store, email).await?.status;
-    admin::set_user_status(store, email, status, &admin::Caller("cli".into()), now).await?;
+    let (_, changed) = admin::set_user_status(store, email, status, &admin::Caller("cli".into()), now).await?;
     let word = if status == UserStatus::Disabled { "disabled" } else { "enabled" };
-    println!("{} {email}", if before == status { "already" } else { word });
+    println!("{} {email}", if changed { word } else { "already" });
     Ok(())
 }
 
 async fn grant(cfg: &Config, cmd: GrantCmd, now: i64) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
-    let docs = store.load_config().await?;
-    let config = portico_protocol::snapshot::Snapshot::build(docs.clone(), &cfg.issuer);
+    let config = portico_protocol::snapshot::Snapshot::build(store.load_config().await?, &cfg.issuer);
     let by = admin::Caller("cli".into());
     let key = |a: &GrantArgs| admin::GrantKey {
         user: Some(a.user.clone()),
@@ -359,12 +349,7 @@ async fn grant(cfg: &Config, cmd: GrantCmd, now: i64) -> anyhow::Result<()> {
                 let tenant = match &g.scope {
                     GrantScope::NoTenant => "-".to_owned(),
                     GrantScope::AllTenants => "*".to_owned(),
-                    GrantScope::One(id) => docs
-                        .tenants
-                        .iter()
-                        .find(|t| &t.id == id)
-                        .map(|t| t.slug.clone())
-                        .unwrap_or_else(|| id.to_string()),
+                    GrantScope::One(id) => config.tenant(id).map_or_else(|| id.to_string(), |t| t.slug.clone()),
                 };
                 println!("{}\t{}\t{}\t{}\t{}", email(&g), g.product, tenant, g.roles.join(","), g.status.as_str());
             }

@@ -1,4 +1,5 @@
-//! Hand-off codes (DESIGN.md `/oauth2/handoff`) and the tenant a user last chose per product.
+//! Hand-off codes (DESIGN.md `/oauth2/handoff`) and the tenant a user last chose per product
+//! (written with each authorization code, see `issue_code`).
 
 use crate::{
     Result, Store,
@@ -36,14 +37,6 @@ impl Store {
             "UPDATE handoff_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL RETURNING target, data, expires_at")
             .bind(hash).bind(now).fetch_optional(pool).await)?;
         Ok(row.map(|(target, data, expires_at)| HandoffRedemption { target, data, expires_at }))
-    }
-
-    /// Remembers the tenant a user entered in a product.
-    pub async fn remember_tenant(&self, user: &UserId, product: &str, tenant: &str, now: i64) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
-                                            ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
-            .bind(user.as_str()).bind(product).bind(tenant).bind(now).execute(pool).await.map(|_| ()))?;
-        Ok(())
     }
 
     /// The tenant a user last entered in a product.

@@ -129,13 +129,19 @@ macro_rules! insert_family {
 }
 
 impl Store {
-    /// Stores a new authorization code and the family it will start.
+    /// Stores a new authorization code and the family it will start; a family in a tenant also
+    /// becomes the tenant the user last chose in that product (the picker lists it first).
     pub async fn issue_code(&self, code_hash: &str, fam: &Family, data: &str, expires_at: i64) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             insert_family!(&mut tx, fam);
             sqlx::query("INSERT INTO auth_codes (hash, family, data, expires_at) VALUES ($1, $2, $3, $4)")
                 .bind(code_hash).bind(&fam.id).bind(data).bind(expires_at).execute(&mut *tx).await?;
+            if !fam.tenant.is_empty() {
+                sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
+                    .bind(&fam.subject).bind(&fam.product).bind(&fam.tenant).bind(fam.created_at).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())

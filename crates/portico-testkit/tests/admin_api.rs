@@ -3,7 +3,7 @@
 //! (invariants 3, 4 and 8).
 
 use crate::flow::decode_payload;
-use crate::tenancy::{CRM_SECRET, REPORTS_SECRET, TENANTS, tokens};
+use crate::tenancy::{CRM_SECRET, REPORTS_SECRET, TENANTS, refresh, tokens};
 use crate::*;
 use std::sync::LazyLock;
 
@@ -141,14 +141,7 @@ async fn revoking_a_grant_ends_refresh_introspection_and_the_product_session(s: 
     let acme_sid = decode_payload(acme["access_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
     let (status, _, _) = api(s, "DELETE", "/api/v1/grants?user=ada@example.test&product=crm&tenant=acme", Some(&ops), None).await;
     assert_eq!(status, 204);
-    let (status, e) = post_basic(
-        s,
-        "/oauth2/token",
-        "crm-web",
-        CRM_SECRET,
-        &[("grant_type", "refresh_token"), ("refresh_token", acme["refresh_token"].as_str().unwrap())],
-    )
-    .await;
+    let (status, e) = refresh(s, "crm-web", CRM_SECRET, acme["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
     for token in [&acme["access_token"], &acme["refresh_token"]] {
         let (_, i) = post_basic(s, "/oauth2/introspect", "crm-web", CRM_SECRET, &[("token", token.as_str().unwrap())]).await;
@@ -156,14 +149,7 @@ async fn revoking_a_grant_ends_refresh_introspection_and_the_product_session(s: 
     }
     assert!(!s.store().product_session_live(&acme_sid).await.unwrap(), "the product session ended");
     // Only that tenant: Ada's Globex session (another browser) lives on.
-    let (status, _) = post_basic(
-        s,
-        "/oauth2/token",
-        "crm-web",
-        CRM_SECRET,
-        &[("grant_type", "refresh_token"), ("refresh_token", globex["refresh_token"].as_str().unwrap())],
-    )
-    .await;
+    let (status, _) = refresh(s, "crm-web", CRM_SECRET, globex["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     // And a new authorization for Acme is refused.
     let (step, _) = crate::tenancy::start(&mut Browser::new(), s, "crm-web", &[("organization", "acme")], "ada@example.test").await;
@@ -193,14 +179,7 @@ async fn disabling_a_user_ends_everything_and_refuses_login(s: &TestServer) {
     let (status, _, body) = api(s, "POST", &format!("/api/v1/users/{}/disable", ada.id), Some(&ops), None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("disabled")));
     for (client, secret, t) in [("crm-web", CRM_SECRET, &crm), ("reports-web", REPORTS_SECRET, &reports)] {
-        let (status, _) = post_basic(
-            s,
-            "/oauth2/token",
-            client,
-            secret,
-            &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
-        )
-        .await;
+        let (status, _) = refresh(s, client, secret, t["refresh_token"].as_str().unwrap()).await;
         assert_eq!(status, 400, "{client} refresh refused");
         let (_, i) = post_basic(s, "/oauth2/introspect", client, secret, &[("token", t["access_token"].as_str().unwrap())]).await;
         assert_eq!(i["active"], false, "{client} access token inactive");
@@ -276,3 +255,23 @@ both_stores!(
     &ADMIN,
     revoking_a_client_grant_ends_its_tokens_at_once
 );
+
+async fn forged_admin_tokens_are_refused(s: &TestServer) {
+    let before = grant_count(s).await;
+    let viewer = admin_token(s, "audit-bot", AUDIT_SECRET).await;
+    let new = serde_json::json!({"user": "bob@example.test", "product": "billing", "roles": ["clerk"]});
+    // A viewer's token given the write permission, alg none, an algorithm swap: none may write.
+    for bad in forgeries(&viewer, |c| {
+        c["permissions"] = serde_json::json!(["grants:read", "grants:write", "users:read", "users:disable"])
+    }) {
+        let (status, ctype, _) = api(s, "POST", "/api/v1/grants", Some(&bad), Some(new.clone())).await;
+        assert_eq!((status, ctype.as_str()), (401, "application/problem+json"));
+    }
+    // A CRM token whose audience is changed to the admin API's.
+    let crm = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let api_aud = format!("{}/api", s.base);
+    let [moved, ..] = forgeries(crm["access_token"].as_str().unwrap(), |c| c["aud"] = serde_json::json!(api_aud));
+    assert_eq!(api(s, "GET", "/api/v1/grants", Some(&moved), None).await.0, 401);
+    assert_eq!(grant_count(s).await, before, "nothing written");
+}
+both_stores!(forged_admin_tokens_are_refused_, &ADMIN, forged_admin_tokens_are_refused);

@@ -5,7 +5,7 @@
 //! One real server (SQLite); each case starts from the same grants. The model below is the oracle.
 
 use crate::flow::decode_payload;
-use crate::tenancy::{CRM_SECRET, REPORTS_SECRET, Step, TENANTS, redeem, start};
+use crate::tenancy::{CRM_SECRET, REPORTS_SECRET, Step, TENANTS, exchange_for, redeem, refresh, start};
 use crate::*;
 use portico_model::UserStatus;
 use portico_protocol::admin::{self, Caller, GrantKey, NewGrant};
@@ -153,14 +153,7 @@ async fn run_case(s: &TestServer, ops: &[Op]) {
             Op::Refresh => {
                 let Some((product, t)) = &last else { continue };
                 let (_, client, secret, _) = PRODUCTS[*product];
-                let (status, r) = post_basic(
-                    s,
-                    "/oauth2/token",
-                    client,
-                    secret,
-                    &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
-                )
-                .await;
+                let (status, r) = refresh(s, client, secret, t["refresh_token"].as_str().unwrap()).await;
                 if status == 200 {
                     assert_held(&m, &r, &what);
                     last = Some((*product, r));
@@ -170,17 +163,12 @@ async fn run_case(s: &TestServer, ops: &[Op]) {
             }
             Op::Exchange => {
                 let Some((0, t)) = &last else { continue };
-                let (status, x) = post_basic(
+                let (status, x) = exchange_for(
                     s,
-                    "/oauth2/token",
                     "crm-web",
                     CRM_SECRET,
-                    &[
-                        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-                        ("subject_token", t["access_token"].as_str().unwrap()),
-                        ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
-                        ("resource", "https://reports.example.test"),
-                    ],
+                    t["access_token"].as_str().unwrap(),
+                    &[("resource", "https://reports.example.test")],
                 )
                 .await;
                 if status == 200 {

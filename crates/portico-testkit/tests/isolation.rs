@@ -5,7 +5,7 @@
 //! policy code): exactly what the grants allow, roles included, and nothing else.
 
 use crate::flow::decode_payload;
-use crate::tenancy::{BILLING_SECRET, CRM_SECRET, REPORTS_SECRET, Step, TENANTS, redeem, start};
+use crate::tenancy::{BILLING_SECRET, CRM_SECRET, REPORTS_SECRET, Step, TENANTS, exchange_for, handoff, redeem, redeem_handoff, refresh, start};
 use crate::*;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -216,14 +216,7 @@ async fn check_follow_ups(
             roles: roles.to_vec(),
             all_tenants: true,
         };
-    let (status, r) = post_basic(
-        s,
-        "/oauth2/token",
-        client,
-        secret,
-        &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
-    )
-    .await;
+    let (status, r) = refresh(s, client, secret, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{what}: refresh {r}");
     check_token(&r, aud, tenant, roles, all, &format!("{what} (refreshed)"));
     let at = r["access_token"].as_str().unwrap();
@@ -236,27 +229,8 @@ async fn check_follow_ups(
     }
     // CRM may exchange and hand off to Reports, in the same tenant only.
     let expected = expect(user, "reports", Some(tenant));
-    let (status, x) = post_basic(
-        s,
-        "/oauth2/token",
-        client,
-        secret,
-        &[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-            ("subject_token", at),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
-            ("resource", "https://reports.example.test"),
-        ],
-    )
-    .await;
-    let (status_h, h) = post_basic(
-        s,
-        "/oauth2/handoff",
-        client,
-        secret,
-        &[("subject_token", at), ("resource", "https://reports.example.test")],
-    )
-    .await;
+    let (status, x) = exchange_for(s, client, secret, at, &[("resource", "https://reports.example.test")]).await;
+    let (status_h, h) = handoff(s, at, &[("resource", "https://reports.example.test")]).await;
     match expected {
         Expect::Token {
             tenant: tt,
@@ -266,18 +240,7 @@ async fn check_follow_ups(
             assert_eq!(status, 200, "{what}: exchange {x}");
             check_token(&x, "https://reports.example.test", &tt, &rr, all_tenants, &format!("{what} (exchanged)"));
             assert_eq!(status_h, 200, "{what}: hand-off {h}");
-            let (status, b) = post_basic(
-                s,
-                "/oauth2/token",
-                "reports-web",
-                REPORTS_SECRET,
-                &[
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-                    ("subject_token", h["handoff_code"].as_str().unwrap()),
-                    ("subject_token_type", "urn:portico:token-type:handoff"),
-                ],
-            )
-            .await;
+            let (status, b) = redeem_handoff(s, "reports-web", REPORTS_SECRET, h["handoff_code"].as_str().unwrap()).await;
             assert_eq!(status, 200, "{what}: hand-off redemption {b}");
             check_token(&b, "https://reports.example.test", &tt, &rr, all_tenants, &format!("{what} (handed off)"));
         }

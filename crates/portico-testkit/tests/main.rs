@@ -162,6 +162,23 @@ pub async fn crm_code(s: &TestServer) -> (String, String) {
     (query_param(&resp, "code").expect("code"), verifier)
 }
 
+/// Forgeries of a signed JWT: its claims changed by `change` (signature kept), `alg: none`, and its
+/// header switched to HS256 (an algorithm swap).
+pub fn forgeries(jwt: &str, change: impl FnOnce(&mut serde_json::Value)) -> [String; 3] {
+    use base64::Engine;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let b64 = |v: &serde_json::Value| b64url.encode(v.to_string());
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims: serde_json::Value = serde_json::from_slice(&b64url.decode(parts[1]).unwrap()).unwrap();
+    change(&mut claims);
+    let changed = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
+    let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "at+jwt"})), parts[1]);
+    let mut header: serde_json::Value = serde_json::from_slice(&b64url.decode(parts[0]).unwrap()).unwrap();
+    header["alg"] = serde_json::json!("HS256");
+    let swapped = format!("{}.{}.{}", b64(&header), parts[1], parts[2]);
+    [changed, none, swapped]
+}
+
 /// A full code flow for crm-web with offline_access; returns the token response.
 pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
     let (code, verifier) = crm_code(s).await;

@@ -1,6 +1,6 @@
 //! Attacks on the rules: each must fail with the exact error the RFCs name, and change nothing.
 
-use crate::flow::{decode_payload, urlenc};
+use crate::flow::urlenc;
 use crate::*;
 
 async fn redirect_uri_off_by_anything_gets_an_error_page(s: &TestServer) {
@@ -160,19 +160,9 @@ async fn product_b_cannot_introspect_product_a_tokens(s: &TestServer) {
 both_stores!(introspection_audience, product_b_cannot_introspect_product_a_tokens);
 
 async fn tampered_tokens_are_inactive(s: &TestServer) {
-    use base64::Engine;
-    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let t = code_flow_tokens(s).await;
     let at = t["access_token"].as_str().unwrap();
-    let parts: Vec<&str> = at.split('.').collect();
-    let mut claims = decode_payload(at);
-    claims["roles"] = serde_json::json!(["admin"]);
-    let changed = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
-    let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "at+jwt"})), parts[1]);
-    let mut header: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    header["alg"] = serde_json::json!("HS256");
-    let swapped = format!("{}.{}.{}", b64(&header), parts[1], parts[2]);
-    for bad in [changed, none, swapped] {
+    for bad in forgeries(at, |c| c["roles"] = serde_json::json!(["admin"])) {
         let (_, r) = post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", bad.as_str())]).await;
         assert_eq!(r["active"], false);
         let resp = openidconnect::reqwest::Client::new()

@@ -197,6 +197,18 @@ pub async fn tokens(b: &mut Browser, s: &TestServer, client: &str, secret: &str,
     }
 }
 
+/// Presents a refresh token for `client`.
+pub async fn refresh(s: &TestServer, client: &str, secret: &str, refresh_token: &str) -> (u16, serde_json::Value) {
+    post_basic(
+        s,
+        "/oauth2/token",
+        client,
+        secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)],
+    )
+    .await
+}
+
 /// Submits the tenant picker in `page` choosing the button labelled `name`.
 async fn pick(b: &mut Browser, s: &TestServer, page: &str, name: &str) -> String {
     let handle = page
@@ -253,14 +265,7 @@ async fn picker_then_switch_without_a_form(s: &TestServer) {
 
     // The refresh answers the current id and handle; the handle from the token response works as
     // `organization`.
-    let (status, r) = post_basic(
-        s,
-        "/oauth2/token",
-        "crm-web",
-        CRM_SECRET,
-        &[("grant_type", "refresh_token"), ("refresh_token", acme["refresh_token"].as_str().unwrap())],
-    )
-    .await;
+    let (status, r) = refresh(s, "crm-web", CRM_SECRET, acme["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["org_id"], acme_at["org_id"]);
     let handle = r["org_handle"].as_str().unwrap().to_owned();
@@ -355,13 +360,13 @@ async fn ada_crm(s: &TestServer) -> serde_json::Value {
     tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await
 }
 
-async fn handoff(s: &TestServer, subject: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+pub async fn handoff(s: &TestServer, subject: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
     let mut f = vec![("subject_token", subject)];
     f.extend_from_slice(form);
     post_basic(s, "/oauth2/handoff", "crm-web", CRM_SECRET, &f).await
 }
 
-async fn redeem_handoff(s: &TestServer, client: &str, secret: &str, code: &str) -> (u16, serde_json::Value) {
+pub async fn redeem_handoff(s: &TestServer, client: &str, secret: &str, code: &str) -> (u16, serde_json::Value) {
     post_basic(
         s,
         "/oauth2/token",
@@ -399,28 +404,14 @@ async fn handoff_gives_b_its_own_tokens_and_the_context(s: &TestServer) {
     assert_eq!(b_at["roles"], serde_json::json!(["analyst", "author"]));
     assert_ne!(b_at["sid"], a_at["sid"], "B has its own product session");
     // B's refresh token works for B.
-    let (status, _) = post_basic(
-        s,
-        "/oauth2/token",
-        "reports-web",
-        REPORTS_SECRET,
-        &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())],
-    )
-    .await;
+    let (status, _) = refresh(s, "reports-web", REPORTS_SECRET, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     // A's tokens are never accepted by B: not as a hand-off code, not at introspection.
     let (status, e) = redeem_handoff(s, "reports-web", REPORTS_SECRET, at).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")));
     let (_, i) = post_basic(s, "/oauth2/introspect", "reports-web", REPORTS_SECRET, &[("token", at)]).await;
     assert_eq!(i["active"], false);
-    let (status, e) = post_basic(
-        s,
-        "/oauth2/token",
-        "reports-web",
-        REPORTS_SECRET,
-        &[("grant_type", "refresh_token"), ("refresh_token", crm["refresh_token"].as_str().unwrap())],
-    )
-    .await;
+    let (status, e) = refresh(s, "reports-web", REPORTS_SECRET, crm["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
 }
 both_stores!(
@@ -547,14 +538,8 @@ async fn handoff_refuses_targets_not_listed_large_context_and_missing_grants(s: 
     .await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
     // A tampered token is refused.
-    let mut parts: Vec<String> = at.split('.').map(str::to_owned).collect();
-    parts[1] = {
-        use base64::Engine;
-        let mut claims = decode_payload(at);
-        claims["org_id"] = serde_json::json!("ten_other");
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
-    };
-    let (status, _) = handoff(s, &parts.join("."), &[("resource", REPORTS)]).await;
+    let [changed, ..] = forgeries(at, |c| c["org_id"] = serde_json::json!("ten_other"));
+    let (status, _) = handoff(s, &changed, &[("resource", REPORTS)]).await;
     assert_eq!(status, 400);
 }
 both_stores!(
@@ -563,7 +548,7 @@ both_stores!(
     handoff_refuses_targets_not_listed_large_context_and_missing_grants
 );
 
-async fn exchange_for(s: &TestServer, client: &str, secret: &str, subject: &str, extra: &[(&str, &str)]) -> (u16, serde_json::Value) {
+pub async fn exchange_for(s: &TestServer, client: &str, secret: &str, subject: &str, extra: &[(&str, &str)]) -> (u16, serde_json::Value) {
     let mut f = vec![
         ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
         ("subject_token", subject),
@@ -636,4 +621,22 @@ both_stores!(
     service_exchange_needs_the_grant_in_the_same_tenant_,
     TENANTS,
     service_exchange_needs_the_grant_in_the_same_tenant
+);
+
+async fn forged_subject_tokens_are_refused_for_exchange_and_hand_off(s: &TestServer) {
+    // Ada in Globex holds no Reports grant; moved to Acme, where she does, a forged subject would pass
+    // every check but the signature.
+    let crm = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("globex")).await;
+    let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
+    for bad in forgeries(crm["access_token"].as_str().unwrap(), |c| c["org_id"] = serde_json::json!(acme.as_str())) {
+        let (status, e) = exchange_for(s, "crm-web", CRM_SECRET, &bad, &[("resource", REPORTS)]).await;
+        assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "exchange of a forged subject");
+        let (status, e) = handoff(s, &bad, &[("resource", REPORTS)]).await;
+        assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "hand-off of a forged subject");
+    }
+}
+both_stores!(
+    forged_subject_tokens_are_refused_for_exchange_and_hand_off_,
+    TENANTS,
+    forged_subject_tokens_are_refused_for_exchange_and_hand_off
 );

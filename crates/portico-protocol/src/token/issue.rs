@@ -37,6 +37,22 @@ pub async fn require_user_grant(p: &Provider, user_id: &UserId, product: &Produc
     check_user_grant(user, &grants, product, tenant, now)
 }
 
+/// As [`require_user_grant`], telling a refusal (`None`, for the caller to audit and answer as its
+/// protocol says) from a failure to check at all (`Err`, a server error).
+pub async fn user_grant_if_held(
+    p: &Provider,
+    user_id: &UserId,
+    product: &Product,
+    tenant: Option<&TenantId>,
+    now: i64,
+) -> Result<Option<(User, Grant)>, OAuthError> {
+    match require_user_grant(p, user_id, product, tenant, now).await {
+        Ok(held) => Ok(Some(held)),
+        Err(e) if e.code == crate::ErrorCode::ServerError => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The user is active and holds an active grant for the product (and tenant): invariant 3 on
 /// what the store returned.
 pub fn check_user_grant(user: Option<User>, grants: &[Grant], product: &Product, tenant: Option<&TenantId>, now: i64) -> Result<(User, Grant), OAuthError> {
@@ -51,6 +67,17 @@ pub struct AuthInfo {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub acr: String,
+}
+
+impl AuthInfo {
+    /// How the subject of an access token authenticated, carried into the tokens made from it.
+    pub fn of(c: &portico_model::AccessClaims) -> Self {
+        Self {
+            auth_time: c.auth_time.unwrap_or(c.iat),
+            amr: c.amr.clone().unwrap_or_default(),
+            acr: c.acr.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// Everything needed to mint a user's tokens.

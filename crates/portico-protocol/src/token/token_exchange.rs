@@ -20,7 +20,7 @@ use crate::error::{OAuthError, oauth};
 use crate::handoff::{self, HandoffData};
 use crate::provider::Provider;
 use crate::random;
-use crate::verify::{decode_access_token, is_live};
+use crate::verify::own_user_token;
 use portico_model::{Actor, Client, Grant, Sid, TenantId, UserId};
 use portico_store::{AuditEvent, Family};
 
@@ -80,24 +80,19 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
     let config = p.config();
     let product = config.product(&client.product).ok_or_else(|| oauth!(InvalidRequest, BAD_CODE))?;
     // Checked again: the grant may have been revoked since the code was made.
-    let Ok((user, grant)) = issue::require_user_grant(p, &data.user_id, product, data.tenant.as_ref(), now).await else {
+    let Some((user, grant)) = issue::user_grant_if_held(p, &data.user_id, product, data.tenant.as_ref(), now).await? else {
         return Err(refuse("no active grant", Some(&data.user_id)));
     };
     // B's session joins the SSO session A's token came from, so signing out reaches B too.
-    let sso = match &data.source_sid {
-        Some(sid) => match p.store.sso_of_live_sid(sid).await? {
-            Some(sso) => Some(sso),
-            None => return Err(refuse("the user's session has ended", Some(&data.user_id))),
-        },
+    let sid = match &data.source_sid {
         None => None,
-    };
-    let sid = match &sso {
-        Some(sso) => Some(
-            p.store
-                .product_session(sso, client.id.as_str(), product.slug.as_str(), &Sid::new(random::id("sid_")), now)
-                .await?,
-        ),
-        None => None,
+        Some(source) => {
+            let Some(sso) = p.store.sso_of_live_sid(source).await? else {
+                return Err(refuse("the user's session has ended", Some(&data.user_id)));
+            };
+            let new_sid = Sid::new(random::id("sid_"));
+            Some(p.store.product_session(&sso, client.id.as_str(), product.slug.as_str(), &new_sid, now).await?)
+        }
     };
     let scope = narrow_scope(&data.scope, req.scope.as_deref())?;
     let family = Family {
@@ -148,18 +143,17 @@ fn narrow_scope(granted: &str, asked: Option<&str>) -> Result<String, OAuthError
     }
 }
 
-const BAD_SUBJECT: &str = "the subject_token is invalid, expired or not for this client's product";
-
 async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
     let config = p.config();
     let source = config
         .product(&client.product)
         .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
-    let claims = decode_access_token(p, subject, now).ok_or_else(|| oauth!(InvalidRequest, BAD_SUBJECT))?;
     // A backend exchanges its own user's token: one made for its own product, for a user.
-    if claims.aud != source.audience.as_str() || !claims.sub.starts_with("usr_") || !is_live(p, &claims, now).await? {
-        return Err(oauth!(InvalidRequest, BAD_SUBJECT));
-    }
+    let claims = own_user_token(p, Some(subject), source, now).await?;
+    // A user's access token always names its family; the exchanged token lives and dies with it.
+    let family = issue::family_of_jti(&claims.jti)
+        .ok_or_else(|| oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product"))?
+        .to_owned();
     let target_ref = match (req.resource.first(), req.audience.as_deref()) {
         (Some(r), Some(a)) if r != a => return Err(oauth!(InvalidTarget, "resource and audience name different products")),
         (Some(r), _) => r.as_str(),
@@ -177,7 +171,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         (false, _) => None,
     };
     let user_id = UserId::new(&claims.sub);
-    let Ok((user, grant)) = issue::require_user_grant(p, &user_id, target, tenant.as_ref(), now).await else {
+    let Some((user, grant)) = issue::user_grant_if_held(p, &user_id, target, tenant.as_ref(), now).await? else {
         p.writer.record(
             AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
                 .product(target.slug.as_str())
@@ -200,13 +194,8 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         },
         ..grant
     };
-    let family = issue::family_of_jti(&claims.jti).unwrap_or("fam_none").to_owned();
     let sid = claims.sid.as_deref().map(Sid::new);
-    let auth = issue::AuthInfo {
-        auth_time: claims.auth_time.unwrap_or(claims.iat),
-        amr: claims.amr.clone().unwrap_or_default(),
-        acr: claims.acr.clone().unwrap_or_default(),
-    };
+    let auth = issue::AuthInfo::of(&claims);
     let scope = asked.join(" ");
     let t = UserTokens {
         client,
@@ -216,7 +205,6 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         grant: &narrowed,
         scope: &scope,
         sid: sid.as_ref(),
-        // The exchanged token lives and dies with the subject token's family.
         family: &family,
         auth: &auth,
         nonce: None,

@@ -138,7 +138,7 @@ pub async fn revoke_grant(State(s): State<AppState>, headers: HeaderMap, q: Resu
 async fn set_status(s: AppState, headers: HeaderMap, id: String, status: UserStatus) -> Response {
     let result = async {
         let by = caller(&s, &headers, perm::DISABLE_USERS).await?;
-        let user = admin::set_user_status(&s.provider.store, &id, status, &by, now()).await?;
+        let (user, _) = admin::set_user_status(&s.provider.store, &id, status, &by, now()).await?;
         Ok::<_, Problem>(Json(serde_json::json!({"id": user.id.as_str(), "email": user.email, "status": user.status.as_str()})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
