@@ -11,7 +11,7 @@ use crate::{
     on_pool, on_read,
     users::user as user_row,
 };
-use portico_model::{Grant, User};
+use portico_model::{Grant, Grantee, ProductSlug, User};
 use sqlx::Row as _;
 use std::sync::LazyLock;
 
@@ -296,6 +296,18 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Whether a client's access token is still good at the source, in one read: its `jti` not
+    /// revoked and the client's grant for the product active now (the SQL form of
+    /// `Grant::is_active_at` for a grant without tenant).
+    pub async fn client_token_live(&self, jti: &str, client: &Grantee, product: &ProductSlug, now: i64) -> Result<bool> {
+        let (revoked, granted): (i64, i64) = on_read!(self, pool => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1),
+                    (SELECT COUNT(*) FROM grants WHERE grantee = $2 AND product = $3 AND tenant = '' AND status = 'active'
+                       AND (expires_at IS NULL OR expires_at > $4))")
+            .bind(jti).bind(client.key()).bind(product.as_str()).bind(now).fetch_one(pool).await)?;
+        Ok(revoked == 0 && granted > 0)
     }
 
     /// Whether an access token is still good at the source: its `jti` not revoked and, when it

@@ -213,3 +213,41 @@ async fn the_audit_log_is_one_unbroken_chain(s: &TestServer) {
     }
 }
 both_stores!(store_audit_chain, the_audit_log_is_one_unbroken_chain);
+
+async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked(s: &TestServer) {
+    let store = s.store();
+    // SUITE grants reports-web the `service` role on reports, without expiry.
+    let client = Grantee::Client(portico_model::ClientId::new("reports-web"));
+    let reports = ProductSlug::new("reports");
+    let now = portico_testkit::now();
+    assert!(store.client_token_live("jti-1", &client, &reports, now).await.unwrap());
+    assert!(
+        !store.client_token_live("jti-1", &client, &ProductSlug::new("crm"), now).await.unwrap(),
+        "no grant on crm"
+    );
+    let until = now + 100;
+    let expiring = Grant {
+        grantee: client.clone(),
+        product: reports.clone(),
+        scope: GrantScope::NoTenant,
+        roles: vec!["service".into()],
+        status: GrantStatus::Active,
+        granted_by: "test".into(),
+        granted_at: now,
+        expires_at: Some(until),
+    };
+    store.put_grant(&expiring, &[]).await.unwrap();
+    assert!(store.client_token_live("jti-1", &client, &reports, until - 1).await.unwrap());
+    assert!(
+        !store.client_token_live("jti-1", &client, &reports, until).await.unwrap(),
+        "expired at its instant"
+    );
+    store.revoke_jti("jti-2", now + 600, &[]).await.unwrap();
+    assert!(!store.client_token_live("jti-2", &client, &reports, now).await.unwrap(), "a revoked jti");
+    assert!(store.revoke_grant(&client, &reports, &GrantScope::NoTenant, "test", now, &[]).await.unwrap());
+    assert!(!store.client_token_live("jti-1", &client, &reports, now).await.unwrap(), "a revoked grant");
+}
+both_stores!(
+    store_client_token_live,
+    a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked
+);
