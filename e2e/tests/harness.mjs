@@ -1,7 +1,8 @@
 // Starts the real `portico` binary and Debian's Chromium for browser tests.
-import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -15,7 +16,7 @@ export function porticoBin() {
   return join(target, 'debug/portico');
 }
 
-async function freePort() {
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
@@ -41,12 +42,52 @@ export async function startDev() {
   return { base, output: () => out, stop: () => new Promise((r) => { proc.once('exit', r); proc.kill('SIGTERM'); }) };
 }
 
-/** Debian's Chromium; Playwright gives every launch a fresh, empty user-data dir of its own. */
-export async function launchChromium() {
+/** Debian's Chromium; Playwright gives every launch a fresh, empty user-data dir of its own. `extra`
+ * adds flags (host names for loopback, say). */
+export async function launchChromium(extra = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync', ...extra],
   });
+}
+
+/** A throwaway certificate and key (PEM files) for `*.example.test` and `*.acme.test`, made now. */
+export function testCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-e2e-tls-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=portico e2e', '-addext', 'subjectAltName=DNS:*.example.test,DNS:*.acme.test',
+    '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { dir, cert, key };
+}
+
+/** `portico serve` over HTTPS at `https://<host>:<port>` with `suite` applied to a fresh data dir. */
+export async function startServe({ host, suite, tls }) {
+  const port = await freePort();
+  const base = `https://${host}:${port}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'portico-e2e-data-'));
+  const suiteFile = join(dataDir, 'suite.toml');
+  writeFileSync(suiteFile, suite(port));
+  const common = ['--issuer', base, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir];
+  execFileSync(porticoBin(), ['apply', '--file', suiteFile, ...common], { stdio: 'pipe' });
+  const proc = spawn(porticoBin(), ['serve', ...common, '--tls-cert', tls.cert, '--tls-key', tls.key], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`portico serve exited: ${out}`);
+    // Listening is enough: the TLS name is checked by the browser, not here.
+    const answered = await new Promise((resolve) => {
+      const c = connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (answered) break;
+    if (Date.now() > deadline) { proc.kill(); throw new Error(`portico serve did not answer: ${out}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { base, port, output: () => out, stop: () => new Promise((r) => { proc.once('exit', r); proc.kill('SIGTERM'); }) };
 }

@@ -39,6 +39,8 @@ pub fn product(issuer: &str) -> Product {
         signup: false,
         handoff_to: vec![],
         exchange_to: vec![],
+        session_idle: None,
+        session_absolute: None,
         roles,
     }
 }

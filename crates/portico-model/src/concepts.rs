@@ -31,9 +31,29 @@ pub struct Product {
     pub exchange_to: Vec<ProductSlug>,
     /// role → permissions
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Seconds a session of this product may go unused (its refresh token expires after that
+    /// long without a refresh), when tighter than the deployment's.
+    #[serde(default)]
+    pub session_idle: Option<i64>,
+    /// Seconds after sign-in that this product wants a fresh sign-in: authorization asks for one
+    /// (as `max_age` would) and refresh stops.
+    #[serde(default)]
+    pub session_absolute: Option<i64>,
 }
 
 impl Product {
+    /// When a refresh token issued or rotated at `now` expires: the deployment's refresh
+    /// lifetime, tightened by this product's idle and absolute session limits.
+    pub fn refresh_expiry(&self, refresh_ttl: i64, auth_time: i64, now: i64) -> i64 {
+        let idle = now + self.session_idle.map_or(refresh_ttl, |i| i.min(refresh_ttl));
+        self.session_absolute.map_or(idle, |a| idle.min(auth_time + a))
+    }
+
+    /// Whether a sign-in at `auth_time` is too old for this product at `now`.
+    pub fn needs_fresh_login(&self, auth_time: i64, now: i64) -> bool {
+        self.session_absolute.is_some_and(|a| now - auth_time >= a)
+    }
+
     /// Every permission any role of this product carries.
     pub fn all_permissions(&self) -> impl Iterator<Item = &str> {
         self.roles.values().flatten().map(String::as_str)

@@ -147,6 +147,8 @@ mod tests {
             signup: false,
             handoff_to: vec![],
             exchange_to: vec![],
+            session_idle: None,
+            session_absolute: None,
             roles,
         }
     }

@@ -32,12 +32,26 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// Who called: the audit log's actor.
+/// Who called, and from where: the audit log's actor and address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller(pub String);
+pub struct Caller {
+    pub actor: String,
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    /// The `portico` command line on the server's machine.
+    pub fn cli() -> Self {
+        Self { actor: "cli".into(), ip: None }
+    }
+
+    fn event(&self, kind: &str, now: i64) -> AuditEvent {
+        AuditEvent::new(now, kind, self.actor.clone()).ip(self.ip.clone())
+    }
+}
 
 /// Checks the bearer token for the admin API and that it carries `permission`.
-pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'static str, now: i64) -> Result<Caller, AdminError> {
+pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'static str, ip: Option<String>, now: i64) -> Result<Caller, AdminError> {
     let claims = bearer.and_then(|t| decode_access_token(p, t, now)).ok_or(AdminError::Unauthenticated)?;
     let audience = admin::product(&p.issuer).audience;
     if claims.aud != audience.as_str() || !is_live(p, &claims, now).await? {
@@ -46,11 +60,12 @@ pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'stat
     if !claims.permissions.iter().any(|x| x == permission) {
         return Err(AdminError::Forbidden(permission));
     }
-    Ok(Caller(if claims.sub.starts_with("usr_") {
+    let actor = if claims.sub.starts_with("usr_") {
         claims.sub
     } else {
         format!("client:{}", claims.sub)
-    }))
+    };
+    Ok(Caller { actor, ip })
 }
 
 /// A grant as the API shows it.
@@ -200,11 +215,12 @@ pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Ca
         scope,
         roles: new.roles.clone(),
         status: GrantStatus::Active,
-        granted_by: by.0.clone(),
+        granted_by: by.actor.clone(),
         granted_at: now,
         expires_at: new.expires_at,
     };
-    let event = AuditEvent::new(now, "grant.added", by.0.clone())
+    let event = by
+        .event("grant.added", now)
         .product(g.product.as_str())
         .tenant((!g.scope.key().is_empty()).then(|| g.scope.key().to_owned()))
         .data(serde_json::json!({"grantee": g.grantee.key(), "roles": g.roles, "expires_at": g.expires_at}));
@@ -213,27 +229,55 @@ pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Ca
 }
 
 /// Revokes a grant: the families it let be issued are revoked and their product sessions end, in
-/// one transaction. `NotFound` when there is no active grant.
+/// one transaction that also queues their back-channel logout notices. `NotFound` when there is no
+/// active grant.
 pub async fn revoke_grant(store: &Store, config: &Snapshot, key: &GrantKey, by: &Caller, now: i64) -> Result<(), AdminError> {
     let (grantee, product, scope) = resolve(store, config, key).await?;
-    let event = AuditEvent::new(now, "grant.revoked", by.0.clone())
+    let event = by
+        .event("grant.revoked", now)
         .product(product.as_str())
         .tenant((!scope.key().is_empty()).then(|| scope.key().to_owned()))
         .data(serde_json::json!({"grantee": grantee.key()}));
-    if store.revoke_grant(&grantee, &product, &scope, &by.0, now, &[event]).await? {
+    let notify = |c: &str| config.notifies_logout(c);
+    if store.revoke_grant(&grantee, &product, &scope, &by.actor, now, &notify, &[event]).await? {
         Ok(())
     } else {
         Err(AdminError::NotFound("no active grant for that holder, product and tenant".into()))
     }
 }
 
-/// Disables (deprovisions) or re-enables a user. Disabling ends every session and revokes every
-/// token family in the same transaction; login is refused from then on. Returns the user and
-/// whether the status changed (an unchanged status is not audited).
-pub async fn set_user_status(store: &Store, reference: &str, status: UserStatus, by: &Caller, now: i64) -> Result<(User, bool), AdminError> {
+/// Disables (deprovisions) or re-enables a user. Disabling ends every session (queuing their
+/// back-channel logout notices) and revokes every token family in the same transaction; login is
+/// refused from then on. Returns the user and whether the status changed (an unchanged status is
+/// not audited).
+pub async fn set_user_status(store: &Store, config: &Snapshot, reference: &str, status: UserStatus, by: &Caller, now: i64) -> Result<(User, bool), AdminError> {
     let user = find_user(store, reference).await?;
     let kind = if status == UserStatus::Disabled { "user.disabled" } else { "user.enabled" };
-    let event = AuditEvent::new(now, kind, by.0.clone()).data(serde_json::json!({"user": user.id.as_str()}));
-    let changed = store.set_user_status(&user.id, status, now, &[event]).await?;
+    let event = by.event(kind, now).data(serde_json::json!({"user": user.id.as_str()}));
+    let notify = |c: &str| config.notifies_logout(c);
+    let changed = store.set_user_status(&user.id, status, now, &notify, &[event]).await?;
     Ok((User { status, ..user }, changed))
+}
+
+/// A user's live sessions on every device, each with the product sessions opened in it.
+pub async fn list_sessions(store: &Store, reference: &str, now: i64) -> Result<Vec<portico_store::SessionInfo>, AdminError> {
+    let user = find_user(store, reference).await?;
+    Ok(store.sessions_of(&user.id, now).await?)
+}
+
+/// Ends one of a user's sessions (`session`), or all of them: their product sessions end, their
+/// refresh tokens die and the products are told. Returns how many ended; `NotFound` when the named
+/// session is not a live session of that user.
+pub async fn end_sessions(p: &Provider, reference: &str, session: Option<&str>, by: &Caller, now: i64) -> Result<usize, AdminError> {
+    let user = find_user(&p.store, reference).await?;
+    match session {
+        None => Ok(crate::logout::end_all_sessions(p, &user.id, &by.actor, "admin", by.ip.clone(), now).await?),
+        Some(id) => {
+            if crate::logout::end_session(p, id, &user.id, &by.actor, "admin", by.ip.clone(), now).await? {
+                Ok(1)
+            } else {
+                Err(AdminError::NotFound(format!("no live session {id:?} of that user")))
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{Grantee, PolicyError, Product, Sid, Tenant, UserId, require_active_grant};
-use portico_store::{AuditEvent, Family, SsoSession};
+use portico_store::{AuditEvent, Family, ProductSessionStart, SsoSession};
 use serde::{Deserialize, Serialize};
 
 /// Scopes Portico understands at the authorization endpoint.
@@ -18,6 +18,10 @@ pub enum ResponseMode {
     Query,
     Fragment,
     FormPost,
+    /// OAuth 2.0 Web Message Response Mode (draft): posted with `postMessage` to the window that
+    /// opened or framed the authorization, at the redirect URI's origin when the client registered
+    /// it in `web_origins`.
+    WebMessage,
 }
 
 /// A validated authorization request, kept in the store while the user logs in or consents.
@@ -44,6 +48,10 @@ pub struct AuthRequest {
     pub login_done: bool,
     #[serde(default)]
     pub consent_done: bool,
+    /// For `web_message`: the origin the response is posted to (the redirect URI's, and
+    /// registered); `None` posts nothing.
+    #[serde(default)]
+    pub web_origin: Option<String>,
 }
 
 impl AuthRequest {
@@ -61,6 +69,8 @@ pub struct AuthResponse {
     pub redirect_uri: String,
     pub mode: ResponseMode,
     pub params: Vec<(String, String)>,
+    /// For `web_message`: the only origin that may receive the response, and frame the page.
+    pub web_origin: Option<String>,
 }
 
 /// Why validation stopped.
@@ -70,7 +80,7 @@ pub enum AuthorizeError {
     /// (RFC 6749 §4.1.2.1).
     Page(&'static str),
     /// An error for the client, sent to its verified redirect URI.
-    Redirect(AuthResponse, OAuthError),
+    Redirect(Box<AuthResponse>, OAuthError),
 }
 
 /// What to do with a valid request.
@@ -80,10 +90,13 @@ pub enum AuthorizeOutcome {
     ShowConsent(AuthRequest, String),
     /// The user holds grants in several tenants and named none.
     ShowTenantPicker(AuthRequest, Vec<Tenant>),
+    /// The product requires a second factor the session has not passed: ask for it (or lead the
+    /// user through setting one up), then resume.
+    ShowSecondFactor(AuthRequest),
     Respond(AuthResponse),
 }
 
-fn error_response(p: &Provider, redirect_uri: &str, mode: ResponseMode, state: Option<&str>, err: &OAuthError) -> AuthResponse {
+fn error_response(p: &Provider, redirect_uri: &str, mode: ResponseMode, web_origin: Option<&str>, state: Option<&str>, err: &OAuthError) -> AuthResponse {
     let mut params = vec![
         ("error".to_owned(), err.code.as_str().to_owned()),
         ("error_description".to_owned(), err.description.to_owned()),
@@ -96,7 +109,15 @@ fn error_response(p: &Provider, redirect_uri: &str, mode: ResponseMode, state: O
         redirect_uri: redirect_uri.to_owned(),
         mode,
         params,
+        web_origin: web_origin.map(str::to_owned),
     }
+}
+
+/// The origin (scheme, host, port) of a URL, as browsers serialize it.
+fn origin_of(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let o = u.origin();
+    o.is_tuple().then(|| o.ascii_serialization())
 }
 
 /// Validates raw request parameters (query or form, in order, duplicates kept).
@@ -123,15 +144,26 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
         None | Some("query") => ResponseMode::Query,
         Some("fragment") => ResponseMode::Fragment,
         Some("form_post") => ResponseMode::FormPost,
+        Some("web_message") => ResponseMode::WebMessage,
         Some(_) => {
             let e = oauth!(InvalidRequest, "unsupported response_mode");
             return Err(AuthorizeError::Redirect(
-                error_response(p, &redirect_uri, ResponseMode::Query, state.as_deref(), &e),
+                Box::new(error_response(p, &redirect_uri, ResponseMode::Query, None, state.as_deref(), &e)),
                 e,
             ));
         }
     };
-    let fail = |e: OAuthError| AuthorizeError::Redirect(error_response(p, &redirect_uri, mode, state.as_deref(), &e), e);
+    // A web message goes to the redirect URI's origin, and only when the client registered it;
+    // otherwise nobody gets one (and no code is made for nobody).
+    let web_origin = match mode {
+        ResponseMode::WebMessage => Some(
+            origin_of(&redirect_uri)
+                .filter(|o| client.web_origins.iter().any(|w| w == o))
+                .ok_or(AuthorizeError::Page("This application's origin is not registered for web messages."))?,
+        ),
+        _ => None,
+    };
+    let fail = |e: OAuthError| AuthorizeError::Redirect(Box::new(error_response(p, &redirect_uri, mode, web_origin.as_deref(), state.as_deref(), &e)), e);
 
     if let Some((dup, _)) = params.iter().find(|(k, _)| count(k) > 1 && k != "resource") {
         return Err(fail(oauth!(InvalidRequest, "a parameter is repeated").detail(dup.clone())));
@@ -223,29 +255,42 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
         created_at: now,
         login_done: false,
         consent_done: false,
+        web_origin,
     })
 }
 
+/// Where an authorization request came from: the browser's address and user agent.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: String,
+}
+
 /// Decides a validated request for the browser's SSO session (if any).
-pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>, ip: Option<String>, now: i64) -> Result<AuthorizeOutcome, OAuthError> {
+pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>, from: &Origin, now: i64) -> Result<AuthorizeOutcome, OAuthError> {
+    let ip = from.ip.clone();
     let fail = |e: OAuthError| {
         Ok(AuthorizeOutcome::Respond(error_response(
             p,
             &req.redirect_uri,
             req.response_mode,
+            req.web_origin.as_deref(),
             req.state.as_deref(),
             &e,
         )))
     };
     let prompt_none = req.has_prompt("none");
     let wants_login = (req.has_prompt("login") || req.has_prompt("select_account")) && !req.login_done;
-    let too_old = |s: &SsoSession| req.max_age.is_some_and(|m| now - s.auth_time > m) && !req.login_done;
+    // `max_age`, and a product's own session lifetime, which acts as one it always sends.
+    let config = p.config();
+    let product_limit = config.product_by_audience(&req.audience).and_then(|x| x.session_absolute);
+    let too_old =
+        |s: &SsoSession| (req.max_age.is_some_and(|m| now - s.auth_time > m) || product_limit.is_some_and(|a| now - s.auth_time >= a)) && !req.login_done;
     let session = match session {
         Some(s) if !wants_login && !too_old(s) => s,
         _ if prompt_none => return fail(oauth!(LoginRequired, "the user is not signed in")),
         _ => return Ok(AuthorizeOutcome::ShowLogin(req)),
     };
-    let config = p.config();
     let Some(client) = config.client(&req.client_id).map(|e| e.client.clone()) else {
         return fail(oauth!(AccessDenied, "the client is no longer registered"));
     };
@@ -278,21 +323,16 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
     if require_active_grant(&grants, &product, tenant.as_ref().map(|t| &t.id), now).is_err() {
         return refuse(p, &req, session, &product, fail(denied()), now, ip).await;
     }
-    if product.mfa == portico_model::MfaPolicy::Required && !session.amr.iter().any(|a| a == "otp" || a == "hwk" || a == "mfa") {
+    // A second factor: the product always wants one, or this request asks for the MFA level
+    // (`acr_values`, OIDC Core §3.1.2.1), so a product can demand it for a sensitive action.
+    let wants_mfa =
+        product.mfa == portico_model::MfaPolicy::Required || req.acr_values.as_deref().is_some_and(|v| v.split(' ').any(|a| a == crate::login::ACR_MFA));
+    if wants_mfa && !session.amr.iter().any(|a| a == "otp" || a == "hwk" || a == "mfa") {
         // Second factors arrive with MFA enrolment; until the session has one, this product gets no token.
         return if prompt_none {
             fail(oauth!(InteractionRequired, "this product requires a second factor"))
         } else {
-            refuse(
-                p,
-                &req,
-                session,
-                &product,
-                fail(oauth!(AccessDenied, "this product requires a second factor")),
-                now,
-                ip,
-            )
-            .await
+            Ok(AuthorizeOutcome::ShowSecondFactor(req))
         };
     }
     if !client.first_party {
@@ -305,7 +345,7 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
             return Ok(AuthorizeOutcome::ShowConsent(req, product.name.clone()));
         }
     }
-    issue_code(p, &req, session, &product, tenant.as_ref(), ip, now)
+    issue_code(p, &req, session, &product, tenant.as_ref(), from, now)
         .await
         .map(AuthorizeOutcome::Respond)
 }
@@ -351,13 +391,25 @@ async fn issue_code(
     session: &SsoSession,
     product: &Product,
     tenant: Option<&Tenant>,
-    ip: Option<String>,
+    from: &Origin,
     now: i64,
 ) -> Result<AuthResponse, OAuthError> {
-    let sid = p
-        .store
-        .product_session(&session.id, &req.client_id, product.slug.as_str(), &Sid::new(random::id("sid_")), now)
-        .await?;
+    let config = p.config();
+    let notify = |c: &str| config.notifies_logout(c);
+    let start = ProductSessionStart {
+        sso_id: &session.id,
+        client_id: &req.client_id,
+        product: product.slug.as_str(),
+        new_sid: &Sid::new(random::id("sid_")),
+        ip: from.ip.as_deref().unwrap_or(""),
+        user_agent: &from.user_agent,
+        single: product.single_session,
+        now,
+    };
+    let sid = p.store.product_session(&start, &notify).await?;
+    if product.single_session {
+        p.logout_due.notify_one();
+    }
     let code = random::token();
     let data = CodeData {
         client_id: req.client_id.clone(),
@@ -395,7 +447,7 @@ async fn issue_code(
         AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
             .product(product.slug.as_str())
             .tenant(tenant.map(|t| t.id.as_str()))
-            .ip(ip)
+            .ip(from.ip.clone())
             .data(serde_json::json!({"client_id": req.client_id, "sid": sid.as_str()})),
     );
     let mut params = vec![("code".to_owned(), code)];
@@ -407,6 +459,7 @@ async fn issue_code(
         redirect_uri: req.redirect_uri.clone(),
         mode: req.response_mode,
         params,
+        web_origin: req.web_origin.clone(),
     })
 }
 
@@ -416,6 +469,7 @@ pub fn deny(p: &Provider, req: &AuthRequest, code: ErrorCode, description: &'sta
         p,
         &req.redirect_uri,
         req.response_mode,
+        req.web_origin.as_deref(),
         req.state.as_deref(),
         &OAuthError::new(code, description),
     )

@@ -13,9 +13,10 @@ pub fn metadata(issuer: &str) -> Value {
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "handoff_endpoint": format!("{issuer}/oauth2/handoff"),
+        "end_session_endpoint": format!("{issuer}/oauth2/logout"),
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "fragment", "form_post"],
+        "response_modes_supported": ["query", "fragment", "form_post", "web_message"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
@@ -30,5 +31,9 @@ pub fn metadata(issuer: &str) -> Value {
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
+        "acr_values_supported": ["urn:portico:acr:pwd", "urn:portico:acr:mfa"],
+        // Back-Channel Logout 1.0 §2.1: logout tokens carry `sid` as well as `sub`.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod introspect;
 pub mod kek;
 pub mod keys;
 pub mod login;
+pub mod logout;
 pub mod password;
 pub mod provider;
 pub mod random;
@@ -19,6 +21,7 @@ pub mod revoke;
 pub mod snapshot;
 pub mod tenants;
 pub mod token;
+pub mod totp;
 pub mod userinfo;
 pub mod verify;
 pub mod writer;

@@ -14,8 +14,15 @@ pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Optio
         Some((u, h)) => (Some(u), h),
         None => (None, None),
     };
+    let rehash = stored.as_deref().is_some_and(password::needs_rehash);
     let ok = password::verify(password.to_owned(), stored).await;
     let user = user.filter(|u| ok && u.is_active());
+    // Hashed with older parameters: the password is at hand now, so hash it as Portico does today.
+    if let Some(u) = user.as_ref().filter(|_| rehash) {
+        let fresh = password::hash_async(password.to_owned()).await;
+        p.store.set_password_hash(&u.id, &fresh, now).await?;
+        p.writer.record(AuditEvent::new(now, "password.rehashed", u.id.as_str()));
+    }
     let event = match &user {
         Some(u) => AuditEvent::new(now, "login.succeeded", u.id.as_str()).data(serde_json::json!({"method": "pwd"})),
         None => AuditEvent::new(now, "login.failed", "anonymous").data(serde_json::json!({"method": "pwd"})),
@@ -24,10 +31,14 @@ pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Optio
     Ok(user)
 }
 
+/// `acr` of a session that passed a password only, and of one that passed a second factor too.
+pub const ACR_PWD: &str = "urn:portico:acr:pwd";
+pub const ACR_MFA: &str = "urn:portico:acr:mfa";
+
 /// Starts an SSO session; returns the cookie value.
 pub async fn start_session(p: &Provider, user: &User, amr: Vec<String>, user_agent: &str, ip: &str, now: i64) -> Result<(String, SsoSession), StoreError> {
     let cookie = random::token();
-    let acr = if amr.len() > 1 { "urn:portico:acr:mfa" } else { "urn:portico:acr:pwd" }.to_owned();
+    let acr = if amr.len() > 1 { ACR_MFA } else { ACR_PWD }.to_owned();
     let new = NewSsoSession {
         id: random::id("sso_"),
         token_hash: random::hash(&cookie),

@@ -6,8 +6,27 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::OnceLock;
 
+/// OWASP's argon2id parameters: 19 MiB, 2 passes, 1 lane.
+const M_COST: u32 = 19_456;
+const T_COST: u32 = 2;
+const P_COST: u32 = 1;
+
 fn argon() -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19_456, 2, 1, None).expect("valid params"))
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(M_COST, T_COST, P_COST, None).expect("valid params"),
+    )
+}
+
+/// Whether a stored hash was made otherwise than Portico hashes now (another algorithm, version or
+/// cost): it is replaced at the next successful sign-in.
+pub fn needs_rehash(stored: &str) -> bool {
+    let Ok(h) = PasswordHash::new(stored) else { return true };
+    let current = h.algorithm.as_str() == Algorithm::Argon2id.as_ref()
+        && h.version == Some(Version::V0x13 as u32)
+        && Params::try_from(&h).is_ok_and(|p| (p.m_cost(), p.t_cost(), p.p_cost()) == (M_COST, T_COST, P_COST));
+    !current
 }
 
 pub fn hash(password: &str) -> String {
@@ -35,4 +54,26 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
 
 pub async fn hash_async(password: String) -> String {
     tokio::task::spawn_blocking(move || hash(&password)).await.expect("hashing task")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(alg: Algorithm, m: u32, t: u32) -> String {
+        let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+        Argon2::new(alg, Version::V0x13, Params::new(m, t, 1, None).unwrap())
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn only_todays_parameters_are_kept() {
+        assert!(!needs_rehash(&hash("pw")));
+        assert!(needs_rehash(&with(Algorithm::Argon2id, 4096, 3)), "weaker memory cost");
+        assert!(needs_rehash(&with(Algorithm::Argon2id, M_COST, 1)), "fewer passes");
+        assert!(needs_rehash(&with(Algorithm::Argon2i, M_COST, T_COST)), "another variant");
+        assert!(needs_rehash("not a PHC string"));
+    }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub tenant_handle_period: i64,
     /// Lifetime of a hand-off code.
     pub handoff_ttl: i64,
+    /// How long a back-channel logout notice is retried before it is given up.
+    pub logout_window: i64,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             auth_request_ttl: 1800,
             tenant_handle_period: 1800,
             handoff_ttl: 120,
+            logout_window: 86_400,
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct Provider {
     pub kek: Kek,
     pub writer: Writer,
     pub tenant_handles: TenantHandles,
+    /// Woken when back-channel logout notices were queued, so the first attempt goes out at once.
+    pub logout_due: tokio::sync::Notify,
     config: RwLock<Arc<Snapshot>>,
     keys: RwLock<Arc<KeyRing>>,
 }
@@ -70,6 +75,7 @@ impl Provider {
             settings,
             kek,
             writer,
+            logout_due: tokio::sync::Notify::new(),
             config: RwLock::default(),
             keys: RwLock::default(),
         };

@@ -52,6 +52,10 @@ impl Snapshot {
     pub fn client(&self, id: &str) -> Option<&ClientEntry> {
         self.clients.get(&ClientId::new(id))
     }
+    /// Whether a client is told of its sessions' end (it has a back-channel logout URI).
+    pub fn notifies_logout(&self, client_id: &str) -> bool {
+        self.client(client_id).is_some_and(|e| e.client.backchannel_logout_uri.is_some())
+    }
     pub fn product(&self, slug: &ProductSlug) -> Option<&Product> {
         self.products.get(slug)
     }

@@ -16,10 +16,11 @@ fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
     }
 }
 
-/// The claims of a well-formed, correctly signed, unexpired Portico access token.
-pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<AccessClaims> {
+/// The claims of a JWS Portico signed: a published key, the algorithm that key is for, the
+/// expected `typ`, Portico as issuer, and the `required` claims present. Expiry is the caller's.
+fn decode_own<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &str, required: &[&str], now: i64) -> Option<T> {
     let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.typ.as_deref() != Some("at+jwt") {
+    if header.typ.as_deref() != Some(typ) {
         return None;
     }
     let keys = p.keys();
@@ -30,11 +31,22 @@ pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<Access
     let mut v = Validation::new(algorithm(alg));
     v.set_issuer(&[&p.issuer]);
     v.validate_aud = false;
+    v.validate_exp = false;
     v.leeway = 0;
-    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &v).ok()?.claims;
-    // jsonwebtoken checks expiry against the wall clock; check it against `now` too.
+    v.set_required_spec_claims(required);
+    Some(jsonwebtoken::decode::<T>(token, key, &v).ok()?.claims)
+}
+
+/// The claims of a well-formed, correctly signed, unexpired Portico access token.
+pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<AccessClaims> {
+    let claims: AccessClaims = decode_own(p, token, "at+jwt", &["exp", "iss", "sub", "aud"], now)?;
     (claims.exp > now).then_some(claims)
+}
+
+/// The claims of an ID token Portico issued, expired or not (RP-Initiated Logout 1.0 §2: an
+/// `id_token_hint` is accepted after its `exp`), as long as its signing key is still published.
+pub fn decode_id_token_hint(p: &Provider, token: &str, now: i64) -> Option<crate::token::issue::IdClaims> {
+    decode_own(p, token, "JWT", &["iss", "sub", "aud", "iat"], now)
 }
 
 /// Whether a decoded access token is still good at the source (invariant 4): not revoked, and

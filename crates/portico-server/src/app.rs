@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{api, demo, oauth, ops, pages};
+use crate::http::{account, api, demo, logout, mfa, oauth, openapi, ops, pages};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -35,10 +35,23 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/handoff", post(oauth::handoff))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
         .route("/api/v1/grants", get(api::list_grants).post(api::add_grant).delete(api::revoke_grant))
         .route("/api/v1/users/{id}/disable", post(api::disable_user))
         .route("/api/v1/users/{id}/enable", post(api::enable_user))
+        .route("/api/v1/users/{id}/sessions", get(api::list_sessions).delete(api::end_all_sessions))
+        .route("/api/v1/users/{id}/sessions/{session}", axum::routing::delete(api::end_session))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
+        .route("/account", get(account::page))
+        .route("/account/sessions/end", post(account::end_one))
+        .route("/account/sessions/end-all", post(account::end_all))
+        .route("/account/totp/start", post(mfa::enrol_start))
+        .route("/account/totp/confirm", post(mfa::enrol_confirm))
+        .route("/account/totp/remove", post(mfa::remove))
+        .route("/account/recovery/new", post(mfa::recovery_new))
+        .route("/login/mfa", get(mfa::code_form).post(mfa::code_submit))
+        .route("/login/second-factor", get(mfa::second_factor_form).post(mfa::second_factor_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/consent", get(pages::consent_form).post(pages::consent_submit))
         .route("/select-tenant", get(pages::tenant_form).post(pages::tenant_submit))

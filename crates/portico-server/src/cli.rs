@@ -78,6 +78,16 @@ enum Command {
     /// Manage signing keys
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Inspect the audit log
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Prove the audit log unbroken: every record chained to the one before and unchanged, none
+    /// missing (exit status 1 and the first break otherwise)
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -226,6 +236,13 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
             }
         }
         Command::User(cmd) => user(&cfg, cmd, now).await?,
+        Command::Audit(AuditCmd::Verify) => {
+            let store = open_store(&cfg).await?;
+            match store.verify_audit().await? {
+                portico_store::AuditCheck::Intact { records, head } => println!("audit log intact: {records} records, head {head}"),
+                portico_store::AuditCheck::Broken { seq, reason } => anyhow::bail!("audit log broken at record {seq}: {reason}"),
+            }
+        }
         Command::Grant(cmd) => grant(&cfg, cmd, now).await?,
         Command::Keys(cmd) => {
             let store = open_store(&cfg).await?;
@@ -284,8 +301,8 @@ async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
             })?;
             println!("added user {email} ({})", u.id);
         }
-        UserCmd::Disable { email } => set_status(&store, &email, UserStatus::Disabled, now).await?,
-        UserCmd::Enable { email } => set_status(&store, &email, UserStatus::Active, now).await?,
+        UserCmd::Disable { email } => set_status(cfg, &store, &email, UserStatus::Disabled, now).await?,
+        UserCmd::Enable { email } => set_status(cfg, &store, &email, UserStatus::Active, now).await?,
         UserCmd::List => {
             for u in store.list_users().await? {
                 println!("{}\t{}\t{}\t{}", u.id, u.email, u.status.as_str(), u.name);
@@ -295,8 +312,16 @@ async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn set_status(store: &portico_store::Store, email: &str, status: UserStatus, now: i64) -> anyhow::Result<()> {
-    let (_, changed) = admin::set_user_status(store, email, status, &admin::Caller("cli".into()), now).await?;
+/// The configuration as the server sees it, for the admin functions the CLI shares with the API.
+async fn snapshot(cfg: &Config, store: &portico_store::Store) -> anyhow::Result<portico_protocol::snapshot::Snapshot> {
+    Ok(portico_protocol::snapshot::Snapshot::build(store.load_config().await?, &cfg.issuer))
+}
+
+/// Disables or enables a user; a running server delivers the back-channel logout notices a
+/// disable queues (its outbox worker polls every second).
+async fn set_status(cfg: &Config, store: &portico_store::Store, email: &str, status: UserStatus, now: i64) -> anyhow::Result<()> {
+    let config = snapshot(cfg, store).await?;
+    let (_, changed) = admin::set_user_status(store, &config, email, status, &admin::Caller::cli(), now).await?;
     let word = if status == UserStatus::Disabled { "disabled" } else { "enabled" };
     println!("{} {email}", if changed { word } else { "already" });
     Ok(())
@@ -304,8 +329,8 @@ async fn set_status(store: &portico_store::Store, email: &str, status: UserStatu
 
 async fn grant(cfg: &Config, cmd: GrantCmd, now: i64) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
-    let config = portico_protocol::snapshot::Snapshot::build(store.load_config().await?, &cfg.issuer);
-    let by = admin::Caller("cli".into());
+    let config = snapshot(cfg, &store).await?;
+    let by = admin::Caller::cli();
     let key = |a: &GrantArgs| admin::GrantKey {
         user: Some(a.user.clone()),
         client: None,
@@ -372,9 +397,10 @@ async fn shutdown_signal() {
 }
 
 /// The demo suite of `portico dev`.
-pub fn demo_suite(issuer: &str, crm_secret: &str, reports_secret: &str) -> String {
+pub fn demo_suite(issuer: &str, crm_secret: &str, reports_secret: &str, payments_secret: &str) -> String {
     let crm_cb = http::demo::callback_uri(issuer, "crm-web");
     let rep_cb = http::demo::callback_uri(issuer, "reports-web");
+    let pay_cb = http::demo::callback_uri(issuer, "payments-web");
     format!(
         r#"
 [[product]]
@@ -393,6 +419,14 @@ audience = "https://reports.example.test"
 [product.roles]
 analyst = ["read:reports"]
 
+[[product]]
+slug = "payments"
+name = "Payments"
+audience = "https://payments.example.test"
+mfa = "required"
+[product.roles]
+approver = ["approve:payments"]
+
 [[client]]
 id = "crm-web"
 name = "CRM"
@@ -409,6 +443,15 @@ product = "reports"
 kind = "confidential"
 secret = "{reports_secret}"
 redirect_uris = ["{rep_cb}"]
+first_party = true
+
+[[client]]
+id = "payments-web"
+name = "Payments"
+product = "payments"
+kind = "confidential"
+secret = "{payments_secret}"
+redirect_uris = ["{pay_cb}"]
 first_party = true
 
 [[tenant]]
@@ -429,6 +472,11 @@ email = "grace@example.test"
 name = "Grace Hopper"
 password = "debugging the harvard mark ii"
 
+[[user]]
+email = "margaret@example.test"
+name = "Margaret Hamilton"
+password = "apollo guidance computer"
+
 [[grant]]
 user = "ada@example.test"
 product = "crm"
@@ -441,7 +489,24 @@ product = "reports"
 roles = ["analyst"]
 
 [[grant]]
+user = "ada@example.test"
+product = "payments"
+roles = ["approver"]
+
+[[grant]]
 user = "grace@example.test"
+product = "crm"
+tenant = "globex"
+roles = ["viewer"]
+
+[[grant]]
+user = "margaret@example.test"
+product = "crm"
+tenant = "acme"
+roles = ["editor"]
+
+[[grant]]
+user = "margaret@example.test"
 product = "crm"
 tenant = "globex"
 roles = ["viewer"]
@@ -456,8 +521,8 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
     init_logs(cfg.log_format);
     let store = open_store(&cfg).await?;
     let kek = load_kek(&cfg)?;
-    let (crm_secret, reports_secret) = (random::token(), random::token());
-    let text = demo_suite(&cfg.issuer, &crm_secret, &reports_secret);
+    let (crm_secret, reports_secret, payments_secret) = (random::token(), random::token(), random::token());
+    let text = demo_suite(&cfg.issuer, &crm_secret, &reports_secret, &payments_secret);
     Suite::parse("demo suite", &text, &HashSet::new())?
         .apply(&store, &kek, "dev", http::now())
         .await?;
@@ -473,17 +538,27 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
                 secret: Secret::new(reports_secret),
                 product: "Reports".into(),
             },
+            DemoClient {
+                client_id: "payments-web".into(),
+                secret: Secret::new(payments_secret),
+                product: "Payments".into(),
+            },
         ],
         users: vec![
             (
                 "ada@example.test".into(),
                 "correct horse battery staple".into(),
-                "CRM editor in Acme Bank; Reports analyst".into(),
+                "CRM editor in Acme Bank; Reports analyst; Payments approver (two-step verification)".into(),
             ),
             (
                 "grace@example.test".into(),
                 "debugging the harvard mark ii".into(),
                 "CRM viewer in Globex Savings; no Reports".into(),
+            ),
+            (
+                "margaret@example.test".into(),
+                "apollo guidance computer".into(),
+                "CRM editor in Acme Bank and viewer in Globex Savings: picks one".into(),
             ),
         ],
     };

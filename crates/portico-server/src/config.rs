@@ -21,6 +21,12 @@ pub struct Config {
     /// How often the tenant handles Portico puts in URLs and pages rotate ("30m"); a handle still
     /// resolves for one more period.
     pub tenant_handle_rotation: String,
+    /// How long a back-channel logout notice to a product that does not answer is retried ("24h").
+    pub backchannel_logout_window: String,
+    /// How long an SSO session lives without use ("8h"); each use extends it.
+    pub session_idle: String,
+    /// How long an SSO session lives at most after sign-in ("7d").
+    pub session_absolute: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,6 +48,9 @@ impl Default for Config {
             log_format: LogFormat::Text,
             key_encryption_key: None,
             tenant_handle_rotation: "30m".into(),
+            backchannel_logout_window: "24h".into(),
+            session_idle: "8h".into(),
+            session_absolute: "7d".into(),
         }
     }
 }
@@ -102,6 +111,24 @@ impl Config {
             self.tenant_handle_rotation
         );
         anyhow::ensure!(
+            self.logout_window().is_some(),
+            "backchannel_logout_window: {:?} is not a duration between 1s and 30d (like \"24h\")",
+            self.backchannel_logout_window
+        );
+        let (idle, absolute) = self.session_lifetimes();
+        anyhow::ensure!(
+            idle.is_some() && absolute.is_some(),
+            "session_idle {:?} / session_absolute {:?}: durations between 1m and 90d (like \"8h\", \"7d\")",
+            self.session_idle,
+            self.session_absolute
+        );
+        anyhow::ensure!(
+            idle <= absolute,
+            "session_idle ({}) must not be longer than session_absolute ({})",
+            self.session_idle,
+            self.session_absolute
+        );
+        anyhow::ensure!(
             self.tls_cert.is_none() || url.scheme() == "https",
             "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
             self.issuer
@@ -114,10 +141,24 @@ impl Config {
         crate::suite::parse_duration(&self.tenant_handle_rotation).filter(|s| (60..=86_400).contains(s))
     }
 
+    /// `session_idle` and `session_absolute` in seconds.
+    pub fn session_lifetimes(&self) -> (Option<i64>, Option<i64>) {
+        let d = |s: &str| crate::suite::parse_duration(s).filter(|v| (60..=90 * 86_400).contains(v));
+        (d(&self.session_idle), d(&self.session_absolute))
+    }
+
+    /// `backchannel_logout_window` in seconds.
+    pub fn logout_window(&self) -> Option<i64> {
+        crate::suite::parse_duration(&self.backchannel_logout_window).filter(|s| (1..=30 * 86_400).contains(s))
+    }
+
     /// The protocol's settings this configuration tunes.
     pub fn settings(&self) -> portico_protocol::Settings {
         portico_protocol::Settings {
             tenant_handle_period: self.tenant_handle_period().unwrap_or(1800),
+            logout_window: self.logout_window().unwrap_or(86_400),
+            session_idle: self.session_lifetimes().0.unwrap_or(8 * 3600),
+            session_absolute: self.session_lifetimes().1.unwrap_or(7 * 86_400),
             ..Default::default()
         }
     }

@@ -1,6 +1,7 @@
 //! Portico's server: HTTP (axum), hosted pages, configuration, the suite file and the CLI.
 
 pub mod app;
+pub mod backchannel;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -57,6 +58,7 @@ pub struct Running {
     pub provider: Arc<Provider>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    logout_worker: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -64,6 +66,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        let _ = self.logout_worker.await;
         self.provider.writer.flush().await;
     }
 }
@@ -73,8 +76,6 @@ const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// rustls on aws-lc-rs (the crypto Portico already signs with), from PEM files.
 async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
-    // Several crates may enable rustls providers; Portico names its own once per process.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
         .map_err(|e| anyhow::anyhow!("tls_cert {} / tls_key {}: {e}", cert.display(), key.display()))
@@ -82,6 +83,9 @@ async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Re
 
 /// Starts serving on `listener` with `store`; returns once it accepts connections.
 pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
+    // Several crates may enable rustls providers; Portico names its own (for serving TLS and for
+    // back-channel logout requests) once per process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kek = load_kek(cfg)?;
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings(), kek, writer, http::now()).await?);
@@ -112,6 +116,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
             }
         }
     });
+    let logout_worker = backchannel::spawn(provider.clone(), rx.clone());
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let task = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
@@ -143,5 +148,6 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         provider,
         shutdown: tx,
         task,
+        logout_worker,
     })
 }

@@ -45,6 +45,8 @@ struct ProductDef {
     exchange_to: Vec<String>,
     #[serde(default)]
     roles: BTreeMap<String, Vec<String>>,
+    session_idle: Option<String>,
+    session_absolute: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,7 +153,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         "d" => 86_400,
         _ => return None,
     };
-    Some(n * mult).filter(|v| *v > 0)
+    n.checked_mul(mult).filter(|v| *v > 0)
 }
 
 /// Resolves `env:NAME` secrets.
@@ -207,6 +209,14 @@ impl Suite {
                     .filter(|s| *s <= 86_400)
                     .ok_or_else(|| e(format!("field access_token_ttl: {t:?} is not a duration like \"10m\" (at most 1d)")))?,
             };
+            let session_limit = |field: &str, value: &Option<String>| match value {
+                None => Ok(None),
+                Some(t) => parse_duration(t)
+                    .map(Some)
+                    .ok_or_else(|| e(format!("field {field}: {t:?} is not a duration like \"15m\" or \"12h\""))),
+            };
+            let session_idle = session_limit("session_idle", &d.session_idle)?;
+            let session_absolute = session_limit("session_absolute", &d.session_absolute)?;
             for (role, perms) in &d.roles {
                 if role.is_empty() || perms.iter().any(|p| p.is_empty() || p.contains(' ')) {
                     return Err(e(format!("field roles: role {role:?} has an empty or spaced permission")));
@@ -224,6 +234,8 @@ impl Suite {
                 handoff_to: d.handoff_to.iter().map(ProductSlug::new).collect(),
                 exchange_to: d.exchange_to.iter().map(ProductSlug::new).collect(),
                 roles: d.roles.clone(),
+                session_idle,
+                session_absolute,
             });
         }
         // The built-in admin product can be referred to like any other (its audience is the issuer's).
@@ -304,8 +316,22 @@ impl Suite {
                 None => SigningAlg::EdDSA,
                 Some(a) => SigningAlg::parse(a).ok_or_else(|| e(format!("field signing_alg: {a:?} is not EdDSA, ES256 or RS256")))?,
             };
+            // Back-Channel Logout 1.0 §2.2: an absolute URI without a fragment; Portico POSTs to it,
+            // so http(s) only.
             if let Some(u) = &d.backchannel_logout_uri {
-                url::Url::parse(u).map_err(|_| e("field backchannel_logout_uri: must be an absolute URI".into()))?;
+                let ok = url::Url::parse(u).is_ok_and(|url| matches!(url.scheme(), "https" | "http") && url.fragment().is_none() && url.has_host());
+                if !ok {
+                    return Err(e("field backchannel_logout_uri: must be an absolute http(s) URI without a fragment".into()));
+                }
+            }
+            // An origin exactly as browsers serialize it (`https://app.example.test`, a port when
+            // not the default, no path or trailing slash): web messages go to it verbatim.
+            if let Some(bad) = d
+                .web_origins
+                .iter()
+                .find(|o| url::Url::parse(o).map_or(true, |u| !matches!(u.scheme(), "https" | "http") || u.origin().ascii_serialization() != **o))
+            {
+                return Err(e(format!("field web_origins: {bad:?} is not an origin like \"https://app.example.test\"")));
             }
             clients.push((
                 Client {

@@ -155,3 +155,70 @@ impl Store {
             .collect())
     }
 }
+
+/// What `verify_audit` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditCheck {
+    /// Every record links to the one before and hashes to what it says; the head names the last.
+    Intact { records: i64, head: String },
+    /// The first place the chain breaks, and how.
+    Broken { seq: i64, reason: String },
+}
+
+impl Store {
+    /// The chain head: the last record's sequence number and hash.
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
+        Ok(on_read!(self, pool => sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(pool).await)?)
+    }
+
+    /// Walks the whole audit log: sequence numbers without gaps from 1, each record's `prev_hash`
+    /// the hash of the one before, each hash recomputed from the record, and the head naming the
+    /// last record. A changed row fails its hash; a removed row leaves a gap, or (the last one) a
+    /// head that names a record that is not there.
+    pub async fn verify_audit(&self) -> Result<AuditCheck> {
+        // The head first: records appended while walking are past it and not judged.
+        let (head_seq, head_hash) = self.audit_head().await?;
+        let (mut expected_seq, mut prev) = (1i64, String::new());
+        loop {
+            let batch = self.audit_records(expected_seq - 1, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch.into_iter().take_while(|r| r.seq <= head_seq) {
+                if r.seq != expected_seq {
+                    return Ok(AuditCheck::Broken {
+                        seq: expected_seq,
+                        reason: format!("record {expected_seq} is missing (the next is {})", r.seq),
+                    });
+                }
+                if r.prev_hash != prev {
+                    return Ok(AuditCheck::Broken {
+                        seq: r.seq,
+                        reason: "its link to the record before does not match".into(),
+                    });
+                }
+                if chain_hash(r.seq, &r.event, &r.prev_hash) != r.hash {
+                    return Ok(AuditCheck::Broken {
+                        seq: r.seq,
+                        reason: "its content does not match its hash (the record was changed)".into(),
+                    });
+                }
+                prev = r.hash;
+                expected_seq += 1;
+            }
+            if expected_seq > head_seq {
+                break;
+            }
+        }
+        if expected_seq - 1 != head_seq || prev != head_hash {
+            return Ok(AuditCheck::Broken {
+                seq: expected_seq,
+                reason: format!("the head names record {head_seq}, the log ends at {}", expected_seq - 1),
+            });
+        }
+        Ok(AuditCheck::Intact {
+            records: head_seq,
+            head: head_hash,
+        })
+    }
+}

@@ -5,6 +5,7 @@ use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
     from_json, on_pool, on_read,
+    outbox::{LogoutFilter, queue_logouts_in},
 };
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug};
 
@@ -81,8 +82,19 @@ impl Store {
     }
 
     /// Revokes a grant and every token family issued under it (same grantee, product, tenant;
-    /// for an all-tenants grant, every tenant's families). Returns false when there was no active grant.
-    pub async fn revoke_grant(&self, grantee: &Grantee, product: &ProductSlug, scope: &GrantScope, by: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+    /// for an all-tenants grant, every tenant's families); the product sessions that held them end,
+    /// and those of clients `notify` accepts get a back-channel logout notice. Returns false when
+    /// there was no active grant.
+    pub async fn revoke_grant(
+        &self,
+        grantee: &Grantee,
+        product: &ProductSlug,
+        scope: &GrantScope,
+        by: &str,
+        now: i64,
+        notify: LogoutFilter<'_>,
+        audit: &[AuditEvent],
+    ) -> Result<bool> {
         let revoked = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let r = sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $4, revoked_by = $5
@@ -95,10 +107,12 @@ impl Store {
                     .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).execute(&mut *tx).await?;
                 // The product sessions holding those families end, and with them every other family
                 // issued in them: a product told to end a session must not find part of it alive.
-                sqlx::query("UPDATE product_sessions SET ended_at = $4 WHERE ended_at IS NULL AND sid IN (
+                let ended: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $4 WHERE ended_at IS NULL AND sid IN (
                                SELECT sid FROM token_families WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3)
-                                 AND revoked_at = $4 AND revoked_reason = 'grant_revoked' AND sid IS NOT NULL)")
-                    .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).execute(&mut *tx).await?;
+                                 AND revoked_at = $4 AND revoked_reason = 'grant_revoked' AND sid IS NOT NULL)
+                               RETURNING sid, client_id")
+                    .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).fetch_all(&mut *tx).await?;
+                queue_logouts_in!(&mut tx, &ended, grantee.key(), "grant_revoked", now, notify);
                 sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'session_ended'
                              WHERE subject = $1 AND product = $2 AND revoked_at IS NULL
                                AND sid IN (SELECT sid FROM product_sessions WHERE ended_at IS NOT NULL)")

@@ -15,15 +15,19 @@ mod config;
 mod grants;
 mod handoff;
 mod keys;
+mod mfa;
+mod outbox;
 mod sessions;
 mod tokens;
 pub mod users;
 
-pub use audit::{AuditEvent, AuditRecord, chain_hash};
+pub use audit::{AuditCheck, AuditEvent, AuditRecord, chain_hash};
 pub use config::{ConfigChange, ConfigDocs};
 pub use handoff::HandoffRedemption;
 pub use keys::KeyRow;
-pub use sessions::{NewSsoSession, SsoSession};
+pub use mfa::TotpCredential;
+pub use outbox::{LogoutFilter, LogoutNotice};
+pub use sessions::{NewSsoSession, ProductSessionInfo, ProductSessionStart, SessionInfo, SsoSession};
 pub use tokens::{CodeConsumption, Family, RefreshContext, RefreshPeek, RefreshRotation, Rotation};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

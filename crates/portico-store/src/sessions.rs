@@ -5,6 +5,7 @@ use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
     on_pool, on_read,
+    outbox::{LogoutFilter, queue_logouts_in},
 };
 use portico_model::{Sid, UserId};
 
@@ -21,6 +22,45 @@ pub struct NewSsoSession {
     pub expires_at: i64,
     pub user_agent: String,
     pub ip: String,
+}
+
+/// A live SSO session as its user (or an administrator) sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub auth_time: i64,
+    pub user_agent: String,
+    pub ip: String,
+    pub expires_at: i64,
+    pub products: Vec<ProductSessionInfo>,
+}
+
+/// A live product session inside an SSO session.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProductSessionInfo {
+    pub sid: String,
+    pub client_id: String,
+    pub product: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// A product session about to be used: see [`Store::product_session`].
+#[derive(Clone, Debug)]
+pub struct ProductSessionStart<'a> {
+    pub sso_id: &'a str,
+    pub client_id: &'a str,
+    pub product: &'a str,
+    pub new_sid: &'a Sid,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    /// The product has `single_session = true`.
+    pub single: bool,
+    pub now: i64,
 }
 
 /// A live SSO session.
@@ -73,35 +113,148 @@ impl Store {
         .transpose()
     }
 
-    /// Ends an SSO session, its product sessions and the token families issued in them.
-    pub async fn end_sso_session(&self, id: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+    /// Ends `user`'s SSO session `id`, its product sessions (queuing a logout notice for each one
+    /// whose client `notify` accepts) and the token families issued in them. False when there was
+    /// no such live session of that user.
+    pub async fn end_sso_session(&self, id: &str, user: &UserId, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<bool> {
         let ended = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let r = sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE id = $1 AND ended_at IS NULL").bind(id).bind(now).execute(&mut *tx).await?;
-            sqlx::query("UPDATE product_sessions SET ended_at = $2 WHERE sso_id = $1 AND ended_at IS NULL").bind(id).bind(now).execute(&mut *tx).await?;
-            sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'logout'
-                         WHERE revoked_at IS NULL AND sid IN (SELECT sid FROM product_sessions WHERE sso_id = $1)")
-                .bind(id).bind(now).execute(&mut *tx).await?;
-            if r.rows_affected() > 0 {
+            let r = sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE id = $1 AND user_id = $3 AND ended_at IS NULL")
+                .bind(id).bind(now).bind(user.as_str()).execute(&mut *tx).await?;
+            let ended = r.rows_affected() > 0;
+            if ended {
+                let sessions: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE sso_id = $1 AND ended_at IS NULL RETURNING sid, client_id")
+                    .bind(id).bind(now).fetch_all(&mut *tx).await?;
+                sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'logout'
+                             WHERE revoked_at IS NULL AND sid IN (SELECT sid FROM product_sessions WHERE sso_id = $1)")
+                    .bind(id).bind(now).execute(&mut *tx).await?;
+                queue_logouts_in!(&mut tx, &sessions, user.as_str(), "logout", now, notify);
                 append_in!(&mut tx, audit);
             }
             tx.commit().await?;
-            r.rows_affected() > 0
+            ended
         });
         Ok(ended)
     }
 
-    /// The live product session of `client_id` inside SSO session `sso_id`; a new one (new `sid`)
-    /// when there is none or the last one ended.
-    pub async fn product_session(&self, sso_id: &str, client_id: &str, product: &str, new_sid: &Sid, now: i64) -> Result<Sid> {
-        let row: (String,) = on_pool!(self, pool => {
-            sqlx::query("INSERT INTO product_sessions (sid, sso_id, client_id, product, created_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (sso_id, client_id) DO UPDATE SET sid = excluded.sid, created_at = excluded.created_at, ended_at = NULL
-                           WHERE product_sessions.ended_at IS NOT NULL")
-                .bind(new_sid.as_str()).bind(sso_id).bind(client_id).bind(product).bind(now).execute(pool).await?;
-            sqlx::query_as("SELECT sid FROM product_sessions WHERE sso_id = $1 AND client_id = $2").bind(sso_id).bind(client_id).fetch_one(pool).await?
+    /// Records that a live SSO session passed further factors (step-up): its `amr` and `acr`.
+    pub async fn set_session_factors(&self, id: &str, amr: &[String], acr: &str) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("UPDATE sso_sessions SET amr = $2, acr = $3 WHERE id = $1 AND ended_at IS NULL")
+            .bind(id).bind(crate::json(&amr)).bind(acr).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Ends every live SSO session of a user ("sign out everywhere"), with their product sessions
+    /// (queuing logout notices for clients `notify` accepts) and the token families issued in
+    /// them. Returns how many SSO sessions ended.
+    pub async fn end_user_sessions(&self, user: &UserId, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<usize> {
+        let ended = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let ended: Vec<(String,)> = sqlx::query_as("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL RETURNING id")
+                .bind(user.as_str()).bind(now).fetch_all(&mut *tx).await?;
+            let sessions: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
+                           AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1) RETURNING sid, client_id")
+                .bind(user.as_str()).bind(now).fetch_all(&mut *tx).await?;
+            sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'logout'
+                         WHERE revoked_at IS NULL AND sid IN (
+                           SELECT p.sid FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id WHERE s.user_id = $1)")
+                .bind(user.as_str()).bind(now).execute(&mut *tx).await?;
+            queue_logouts_in!(&mut tx, &sessions, user.as_str(), "logout", now, notify);
+            if !ended.is_empty() {
+                append_in!(&mut tx, audit);
+            }
+            tx.commit().await?;
+            ended.len()
         });
-        Ok(Sid::new(row.0))
+        Ok(ended)
+    }
+
+    /// A user's live SSO sessions, most recently seen first, each with its live product sessions.
+    pub async fn sessions_of(&self, user: &UserId, now: i64) -> Result<Vec<SessionInfo>> {
+        type Row = (
+            String,
+            i64,
+            i64,
+            i64,
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(
+            "SELECT s.id, s.created_at, s.last_seen, s.auth_time, s.user_agent, s.ip, s.expires_at, p.sid, p.client_id, p.product, p.created_at, p.last_seen, p.ip, p.user_agent
+             FROM sso_sessions s LEFT JOIN product_sessions p ON p.sso_id = s.id AND p.ended_at IS NULL
+             WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.idle_expires_at > $2 AND s.expires_at > $2
+             ORDER BY s.last_seen DESC, s.id, p.created_at")
+            .bind(user.as_str()).bind(now).fetch_all(pool).await)?;
+        let mut out: Vec<SessionInfo> = Vec::new();
+        for (id, created_at, last_seen, auth_time, user_agent, ip, expires_at, sid, client_id, product, p_created, p_seen, p_ip, p_ua) in rows {
+            if out.last().is_none_or(|s| s.id != id) {
+                out.push(SessionInfo {
+                    id,
+                    created_at,
+                    last_seen,
+                    auth_time,
+                    user_agent,
+                    ip,
+                    expires_at,
+                    products: Vec::new(),
+                });
+            }
+            if let (Some(sid), Some(client_id), Some(product), Some(created_at)) = (sid, client_id, product, p_created) {
+                out.last_mut().expect("pushed").products.push(ProductSessionInfo {
+                    sid,
+                    client_id,
+                    product,
+                    created_at,
+                    last_seen: p_seen.unwrap_or(created_at),
+                    ip: p_ip.unwrap_or_default(),
+                    user_agent: p_ua.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The product session `s.client_id` authorizes in, inside SSO session `s.sso_id`: the live one
+    /// (its last use, address and user agent updated), or a new one (`s.new_sid`) when there is
+    /// none or the last one ended. For a `single_session` product the live sessions of that
+    /// product in this SSO session end first, their families revoked and their clients told (when
+    /// `notify` accepts them): a browser holds one session of such a product at a time.
+    pub async fn product_session(&self, s: &ProductSessionStart<'_>, notify: LogoutFilter<'_>) -> Result<Sid> {
+        let sid: (String,) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if s.single {
+                let ended: Vec<(String, String)> = sqlx::query_as(
+                    "UPDATE product_sessions SET ended_at = $3 WHERE sso_id = $1 AND product = $2 AND ended_at IS NULL RETURNING sid, client_id")
+                    .bind(s.sso_id).bind(s.product).bind(s.now).fetch_all(&mut *tx).await?;
+                if !ended.is_empty() {
+                    let (user,): (String,) = sqlx::query_as("SELECT user_id FROM sso_sessions WHERE id = $1").bind(s.sso_id).fetch_one(&mut *tx).await?;
+                    for (sid, _) in &ended {
+                        sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'session_replaced' WHERE sid = $1 AND revoked_at IS NULL")
+                            .bind(sid).bind(s.now).execute(&mut *tx).await?;
+                    }
+                    queue_logouts_in!(&mut tx, &ended, &user, "session_replaced", s.now, notify);
+                }
+            }
+            let row = sqlx::query_as("INSERT INTO product_sessions (sid, sso_id, client_id, product, created_at, last_seen, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+                         ON CONFLICT (sso_id, client_id) DO UPDATE SET
+                           sid = CASE WHEN product_sessions.ended_at IS NULL THEN product_sessions.sid ELSE excluded.sid END,
+                           created_at = CASE WHEN product_sessions.ended_at IS NULL THEN product_sessions.created_at ELSE excluded.created_at END,
+                           ended_at = NULL, last_seen = excluded.last_seen, ip = excluded.ip, user_agent = excluded.user_agent
+                         RETURNING sid")
+                .bind(s.new_sid.as_str()).bind(s.sso_id).bind(s.client_id).bind(s.product).bind(s.now).bind(s.ip).bind(s.user_agent)
+                .fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            row
+        });
+        Ok(Sid::new(sid.0))
     }
 
     /// Whether the product session `sid` is live (not ended, its SSO session not ended).

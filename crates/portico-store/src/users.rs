@@ -4,6 +4,7 @@ use crate::{
     Result, Store, StoreError,
     audit::{AuditEvent, append_in},
     conflict, on_pool, on_read,
+    outbox::{LogoutFilter, queue_logouts_in},
 };
 use portico_model::{User, UserId, UserStatus};
 
@@ -75,9 +76,10 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a user's status. Disabling also ends their SSO sessions and revokes every token
-    /// family they hold, in the same transaction (invariant 4). Returns whether the status changed.
-    pub async fn set_user_status(&self, id: &UserId, status: UserStatus, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+    /// Sets a user's status. Disabling also ends their SSO and product sessions (queuing a logout
+    /// notice for each one whose client `notify` accepts) and revokes every token family they hold,
+    /// in the same transaction (invariant 4). Returns whether the status changed.
+    pub async fn set_user_status(&self, id: &UserId, status: UserStatus, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<bool> {
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let r = sqlx::query("UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2")
@@ -91,9 +93,10 @@ impl Store {
                     .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
                 sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'user_disabled' WHERE subject = $1 AND revoked_at IS NULL")
                     .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
-                sqlx::query("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
-                               AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1)")
-                    .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
+                let ended: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
+                               AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1) RETURNING sid, client_id")
+                    .bind(id.as_str()).bind(now).fetch_all(&mut *tx).await?;
+                queue_logouts_in!(&mut tx, &ended, id.as_str(), "user_disabled", now, notify);
             }
             let changed = r.rows_affected() > 0;
             if changed {

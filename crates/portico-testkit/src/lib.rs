@@ -16,8 +16,16 @@ pub struct TestServer {
     pub base: String,
     pub running: portico_server::Running,
     pub config: Config,
+    /// A second handle on the listening socket: the port stays Portico's across [`TestServer::restart`],
+    /// so no outgoing connection of another test can take it while the server is down.
+    socket: std::net::TcpListener,
     dir: PathBuf,
     pg: Option<(String, String)>,
+}
+
+/// A tokio listener on the same socket as `socket`.
+fn listener_on(socket: &std::net::TcpListener) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::from_std(socket.try_clone().expect("clone the listening socket")).expect("listener")
 }
 
 /// The PostgreSQL server URL for tests. Under `CI=true` its absence fails the test; elsewhere the
@@ -62,7 +70,9 @@ impl TestServer {
             }
         };
         let dir = std::env::temp_dir().join(format!("portico-test-{}", uuid::Uuid::new_v4().simple()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let listener = listener_on(&socket);
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://127.0.0.1:{}", addr.port());
         let mut config = Config {
@@ -87,6 +97,7 @@ impl TestServer {
             base,
             running,
             config,
+            socket,
             dir,
             pg: pg.map(|(admin, (_, name))| (admin, name)),
         })
@@ -94,6 +105,33 @@ impl TestServer {
 
     pub fn store(&self) -> &portico_store::Store {
         &self.running.provider.store
+    }
+
+    /// Stops the server and starts it again on the same port, data directory or database: what
+    /// survives a restart of Portico.
+    pub async fn restart(self) -> Self {
+        let Self {
+            base,
+            running,
+            config,
+            socket,
+            dir,
+            pg,
+        } = self;
+        let store = running.provider.store.clone();
+        running.stop().await;
+        store.close().await;
+        let listener = listener_on(&socket);
+        let store = portico_server::open_store(&config).await.expect("open store");
+        let running = portico_server::start(&config, store, listener, None).await.expect("start");
+        Self {
+            base,
+            running,
+            config,
+            socket,
+            dir,
+            pg,
+        }
     }
 
     /// Stops the server and removes its data directory or database.
@@ -153,6 +191,14 @@ impl Browser {
     pub async fn get(&mut self, url: &str) -> (u16, Option<String>, String) {
         let resp = self.http.get(url).header("cookie", self.cookie_header()).send().await.expect("GET");
         self.finish(resp).await
+    }
+
+    /// A GET that also returns the response headers.
+    pub async fn get_with_headers(&mut self, url: &str) -> (u16, openidconnect::http::HeaderMap, String) {
+        let resp = self.http.get(url).header("cookie", self.cookie_header()).send().await.expect("GET");
+        self.keep(&resp);
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        (status, headers, resp.text().await.unwrap_or_default())
     }
 
     pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> (u16, Option<String>, String) {

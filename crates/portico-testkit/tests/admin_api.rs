@@ -7,11 +7,11 @@ use crate::tenancy::{CRM_SECRET, REPORTS_SECRET, TENANTS, refresh, tokens};
 use crate::*;
 use std::sync::LazyLock;
 
-const OPS_SECRET: &str = "ops-bot-secret-0123456789abcdef0123456789";
+pub const OPS_SECRET: &str = "ops-bot-secret-0123456789abcdef0123456789";
 const AUDIT_SECRET: &str = "audit-bot-secret-0123456789abcdef01234567";
 
 /// The tenants suite plus two automation clients of `portico-admin`: one admin, one viewer.
-static ADMIN: LazyLock<String> = LazyLock::new(|| {
+pub static ADMIN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{TENANTS}{}",
         r#"
@@ -42,7 +42,7 @@ roles = ["viewer"]
     )
 });
 
-async fn admin_token(s: &TestServer, client: &str, secret: &str) -> String {
+pub async fn admin_token(s: &TestServer, client: &str, secret: &str) -> String {
     let (status, t) = post_basic(s, "/oauth2/token", client, secret, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 200, "{t}");
     let at = t["access_token"].as_str().unwrap().to_owned();
@@ -51,7 +51,7 @@ async fn admin_token(s: &TestServer, client: &str, secret: &str) -> String {
 }
 
 /// Sends an admin API request; returns (status, content type, JSON body).
-async fn api(s: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, String, serde_json::Value) {
+pub async fn api(s: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, String, serde_json::Value) {
     let http = openidconnect::reqwest::Client::new();
     let mut req = http.request(method.parse().unwrap(), format!("{}{path}", s.base));
     if let Some(t) = token {
@@ -158,11 +158,18 @@ async fn revoking_a_grant_ends_refresh_introspection_and_the_product_session(s: 
     // Revoking again: nothing to revoke.
     let (status, ctype, _) = api(s, "DELETE", "/api/v1/grants?user=ada@example.test&product=crm&tenant=acme", Some(&ops), None).await;
     assert_eq!((status, ctype.as_str()), (404, "application/problem+json"));
-    // The audit log says who did it.
+    // The audit log says who did it, and records the refused refresh: who asked, from where, why.
+    s.running.provider.writer.flush().await;
     let records = s.store().audit_records(0, 10_000).await.unwrap();
     let revoked = records.iter().find(|r| r.event.kind == "grant.revoked").expect("audited");
     assert_eq!(revoked.event.actor, "client:ops-bot");
     assert_eq!(revoked.event.product.as_deref(), Some("crm"));
+    let refused = records.iter().find(|r| r.event.kind == "token.refused").expect("the refusal is audited");
+    assert_eq!(refused.event.actor, "client:crm-web");
+    assert_eq!(refused.event.product.as_deref(), Some("crm"));
+    assert_eq!(refused.event.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(refused.event.data["grant_type"], "refresh_token");
+    assert_eq!(refused.event.data["error"], "invalid_grant");
 }
 both_stores!(
     revoking_a_grant_ends_refresh_introspection_and_the_product_session_,
@@ -275,3 +282,197 @@ async fn forged_admin_tokens_are_refused(s: &TestServer) {
     assert_eq!(grant_count(s).await, before, "nothing written");
 }
 both_stores!(forged_admin_tokens_are_refused_, &ADMIN, forged_admin_tokens_are_refused);
+
+/// Whether `value` matches `schema` (the subset of JSON Schema the admin API's document uses:
+/// `$ref`, object with `required`, `properties` and `additionalProperties: false`, array, string,
+/// integer, `enum`); the first mismatch, by path.
+fn conforms(doc: &serde_json::Value, schema: &serde_json::Value, value: &serde_json::Value, path: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.strip_prefix("#/components/schemas/").expect("a local schema");
+        return conforms(doc, &doc["components"]["schemas"][name], value, path);
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        return Err(format!("{path}: {value} is not one of {options:?}"));
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let obj = value.as_object().ok_or(format!("{path}: not an object"))?;
+            for req in schema["required"].as_array().into_iter().flatten() {
+                if !obj.contains_key(req.as_str().unwrap()) {
+                    return Err(format!("{path}: missing {req}"));
+                }
+            }
+            for (k, v) in obj {
+                match schema["properties"].get(k) {
+                    Some(s) => conforms(doc, s, v, &format!("{path}.{k}"))?,
+                    None if schema["additionalProperties"] == false => return Err(format!("{path}: undocumented property {k}")),
+                    None => {}
+                }
+            }
+            Ok(())
+        }
+        Some("array") => value
+            .as_array()
+            .ok_or(format!("{path}: not an array"))?
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| conforms(doc, &schema["items"], v, &format!("{path}[{i}]"))),
+        Some("string") if !value.is_string() => Err(format!("{path}: not a string")),
+        Some("integer") if !value.is_i64() => Err(format!("{path}: not an integer")),
+        _ => Ok(()),
+    }
+}
+
+/// The schema the document gives for `method path` answering `status` with `content_type`.
+fn documented<'a>(doc: &'a serde_json::Value, method: &str, path: &str, status: u16, content_type: &str) -> &'a serde_json::Value {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is not documented");
+    let resp = &op["responses"][status.to_string()];
+    assert!(resp.is_object(), "{method} {path} answering {status} is not documented");
+    &resp["content"][content_type]["schema"]
+}
+
+async fn every_answer_matches_the_openapi_document(s: &TestServer) {
+    let http = openidconnect::reqwest::Client::new();
+    let resp = http.get(format!("{}/api/v1/openapi.json", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the document needs no token");
+    let doc: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], s.base.as_str());
+
+    let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let viewer = admin_token(s, "audit-bot", AUDIT_SECRET).await;
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let (bob, _) = s.store().user_by_email("bob@example.test").await.unwrap().unwrap();
+    // Bob has a session with a product in it, so the session list has something to show.
+    tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
+    let new = serde_json::json!({"user": "bob@example.test", "product": "reports", "tenant": "acme", "roles": ["analyst"], "expires_at": portico_testkit::now() + 3600});
+    // (method, documented path, request path, token, body): successes and each kind of refusal.
+    let calls: Vec<(&str, &str, String, Option<&str>, Option<serde_json::Value>)> = vec![
+        ("get", "/api/v1/grants", "/api/v1/grants".into(), Some(&ops), None),
+        ("get", "/api/v1/grants", "/api/v1/grants?user=ada@example.test".into(), Some(&viewer), None),
+        ("get", "/api/v1/grants", "/api/v1/grants".into(), None, None),
+        ("get", "/api/v1/grants", "/api/v1/grants?user=nobody@example.test".into(), Some(&ops), None),
+        ("post", "/api/v1/grants", "/api/v1/grants".into(), Some(&ops), Some(new.clone())),
+        ("post", "/api/v1/grants", "/api/v1/grants".into(), Some(&viewer), Some(new.clone())),
+        (
+            "post",
+            "/api/v1/grants",
+            "/api/v1/grants".into(),
+            Some(&ops),
+            Some(serde_json::json!({"user": "bob@example.test", "product": "reports", "tenant": "mars"})),
+        ),
+        (
+            "post",
+            "/api/v1/grants",
+            "/api/v1/grants".into(),
+            Some(&ops),
+            Some(serde_json::json!({"product": "reports", "extra": 1})),
+        ),
+        (
+            "delete",
+            "/api/v1/grants",
+            "/api/v1/grants?user=bob@example.test&product=reports&tenant=acme".into(),
+            Some(&ops),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/grants",
+            "/api/v1/grants?user=bob@example.test&product=reports&tenant=acme".into(),
+            Some(&ops),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/users/{id}/disable",
+            format!("/api/v1/users/{}/disable", ada.id),
+            Some(&ops),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/users/{id}/enable",
+            format!("/api/v1/users/{}/enable", ada.id),
+            Some(&ops),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/users/{id}/disable",
+            "/api/v1/users/usr_nobody/disable".into(),
+            Some(&ops),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/users/{id}/enable",
+            format!("/api/v1/users/{}/enable", ada.id),
+            Some(&viewer),
+            None,
+        ),
+        (
+            "get",
+            "/api/v1/users/{id}/sessions",
+            format!("/api/v1/users/{}/sessions", bob.id),
+            Some(&viewer),
+            None,
+        ),
+        (
+            "get",
+            "/api/v1/users/{id}/sessions",
+            "/api/v1/users/usr_nobody/sessions".into(),
+            Some(&viewer),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/users/{id}/sessions/{session}",
+            format!("/api/v1/users/{}/sessions/sso_none", bob.id),
+            Some(&ops),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/users/{id}/sessions",
+            format!("/api/v1/users/{}/sessions", bob.id),
+            Some(&viewer),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/users/{id}/sessions",
+            format!("/api/v1/users/{}/sessions", bob.id),
+            Some(&ops),
+            None,
+        ),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (method, documented_path, path, token, body) in calls {
+        let (status, ctype, value) = api(s, &method.to_uppercase(), &path, token, body).await;
+        seen.insert((method, documented_path, status));
+        if status == 204 {
+            continue;
+        }
+        let schema = documented(&doc, method, documented_path, status, &ctype);
+        assert!(
+            schema.is_object(),
+            "{method} {path} answered {status} as {ctype}, which the document does not describe"
+        );
+        if let Err(e) = conforms(&doc, schema, &value, "$") {
+            panic!("{method} {path} answered {status}: {value}\ndoes not match the document: {e}");
+        }
+    }
+    // The calls above reached every documented operation, successes and refusals alike.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if path != "/api/v1/openapi.json" {
+                assert!(seen.iter().any(|(m, p, _)| m == method && p == path), "{method} {path} untried");
+            }
+        }
+    }
+    assert!(seen.iter().filter(|(_, _, st)| *st >= 400).count() >= 6, "refusals were tried: {seen:?}");
+}
+both_stores!(every_answer_matches_the_openapi_document_, &ADMIN, every_answer_matches_the_openapi_document);

@@ -77,10 +77,15 @@ fn assert_held(m: &Model, t: &serde_json::Value, what: &str) {
 async fn run_case(s: &TestServer, ops: &[Op]) {
     let store = s.store();
     let config = s.running.provider.config();
-    let by = Caller("test".into());
+    let by = Caller {
+        actor: "test".into(),
+        ip: None,
+    };
     let now = portico_testkit::now();
     // Start every case from the same state: Ada active, holding CRM editor in Acme only.
-    admin::set_user_status(store, "ada@example.test", UserStatus::Active, &by, now).await.unwrap();
+    admin::set_user_status(store, &config, "ada@example.test", UserStatus::Active, &by, now)
+        .await
+        .unwrap();
     for g in admin::list_grants(store, &config, Some("ada@example.test")).await.unwrap() {
         if g.status == "active" {
             let key = GrantKey {
@@ -129,11 +134,15 @@ async fn run_case(s: &TestServer, ops: &[Op]) {
                 assert_eq!(done, m.held.remove(&(*product, *tenant)).is_some(), "{what}");
             }
             Op::Disable => {
-                admin::set_user_status(store, "ada@example.test", UserStatus::Disabled, &by, now).await.unwrap();
+                admin::set_user_status(store, &config, "ada@example.test", UserStatus::Disabled, &by, now)
+                    .await
+                    .unwrap();
                 m.disabled = true;
             }
             Op::Enable => {
-                admin::set_user_status(store, "ada@example.test", UserStatus::Active, &by, now).await.unwrap();
+                admin::set_user_status(store, &config, "ada@example.test", UserStatus::Active, &by, now)
+                    .await
+                    .unwrap();
                 m.disabled = false;
             }
             Op::Authorize { product, tenant } => {

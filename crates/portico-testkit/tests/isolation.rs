@@ -154,6 +154,7 @@ async fn every_combination_gives_exactly_what_the_grants_allow(s: &TestServer) {
             &portico_model::GrantScope::One(acme),
             "test",
             portico_testkit::now(),
+            &|_| false,
             &[],
         )
         .await

@@ -200,15 +200,20 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
 }
 
 mod admin_api;
+mod backchannel;
 mod expiry;
 mod flow;
 mod grant_properties;
 mod isolation;
 mod keys;
+mod logout;
 mod logs;
 mod negatives;
+mod session_limits;
 mod shutdown;
 mod store_conformance;
 mod suite_file;
 mod tenancy;
 mod tls;
+mod totp;
+mod web_message;

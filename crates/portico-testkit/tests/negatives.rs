@@ -211,6 +211,7 @@ async fn revoked_grant_stops_refresh_at_once(s: &TestServer) {
             &portico_model::GrantScope::NoTenant,
             "test",
             portico_testkit::now(),
+            &|_| false,
             &[],
         )
         .await
@@ -242,3 +243,26 @@ async fn public_client_needs_pkce(s: &TestServer) {
     assert_eq!(query_param(loc.as_deref().unwrap(), "error").as_deref(), Some("invalid_request"));
 }
 both_stores!(pkce_required_for_public_clients, public_client_needs_pkce);
+
+async fn an_old_password_hash_is_replaced_at_sign_in(s: &TestServer) {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let store = s.store();
+    let (ada, _) = store.user_by_email("ada@example.test").await.unwrap().unwrap();
+    // Hashed years ago with weaker parameters.
+    let salt = SaltString::encode_b64(&[9u8; 16]).unwrap();
+    let params = argon2::Params::new(4096, 1, 1, None).unwrap();
+    let old = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(b"correct horse battery staple", &salt)
+        .unwrap()
+        .to_string();
+    store.set_password_hash(&ada.id, &old, portico_testkit::now()).await.unwrap();
+    code_flow_tokens(s).await;
+    let (_, now_stored) = store.user_by_email("ada@example.test").await.unwrap().unwrap();
+    let now_stored = now_stored.unwrap();
+    assert_ne!(now_stored, old);
+    assert!(!portico_protocol::password::needs_rehash(&now_stored), "{now_stored}");
+    assert!(now_stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{now_stored}");
+    // And the password still signs in.
+    code_flow_tokens(s).await;
+}
+both_stores!(password_rehash, an_old_password_hash_is_replaced_at_sign_in);

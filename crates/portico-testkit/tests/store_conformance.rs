@@ -181,7 +181,7 @@ async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
     store.insert_family(&family("fam-d", &user)).await.expect("family");
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_some());
 
-    assert!(store.set_user_status(&user, UserStatus::Disabled, now, &[]).await.expect("disable"));
+    assert!(store.set_user_status(&user, UserStatus::Disabled, now, &|_| false, &[]).await.expect("disable"));
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
     assert!(!store.access_token_live("jti", Some("fam-d")).await.expect("live"));
     assert!(
@@ -189,7 +189,7 @@ async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
         "disabled, not deleted"
     );
     // Enabling again does not bring the ended session back.
-    assert!(store.set_user_status(&user, UserStatus::Active, now, &[]).await.expect("enable"));
+    assert!(store.set_user_status(&user, UserStatus::Active, now, &|_| false, &[]).await.expect("enable"));
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
 }
 both_stores!(store_user_disable, disabling_a_user_ends_sessions_and_families);
@@ -244,10 +244,86 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
     );
     store.revoke_jti("jti-2", now + 600, &[]).await.unwrap();
     assert!(!store.client_token_live("jti-2", &client, &reports, now).await.unwrap(), "a revoked jti");
-    assert!(store.revoke_grant(&client, &reports, &GrantScope::NoTenant, "test", now, &[]).await.unwrap());
+    assert!(
+        store
+            .revoke_grant(&client, &reports, &GrantScope::NoTenant, "test", now, &|_| false, &[])
+            .await
+            .unwrap()
+    );
     assert!(!store.client_token_live("jti-1", &client, &reports, now).await.unwrap(), "a revoked grant");
 }
 both_stores!(
     store_client_token_live,
     a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked
 );
+
+/// Runs one SQL statement on the test server's database, behind the store's back: a tamperer.
+async fn behind_the_back(s: &TestServer, sql: &str) {
+    use sqlx::Connection;
+    match &s.config.database_url {
+        Some(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        None => {
+            let path = s.config.data_dir.join("portico.db");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+async fn audit_verification_finds_a_changed_or_removed_record(s: &TestServer) {
+    use portico_store::AuditCheck;
+    let store = s.store();
+    let now = portico_testkit::now();
+    let events: Vec<AuditEvent> = (0..30).map(|i| AuditEvent::new(now, "test.event", format!("actor-{i}"))).collect();
+    store.append_audit(&events).await.unwrap();
+    s.running.provider.writer.flush().await;
+    let (head, _) = store.audit_head().await.unwrap();
+    let intact = || async { matches!(store.verify_audit().await.unwrap(), AuditCheck::Intact { records, .. } if records == head) };
+    assert!(intact().await);
+    let broken = || async {
+        match store.verify_audit().await.unwrap() {
+            AuditCheck::Broken { seq, reason } => (seq, reason),
+            AuditCheck::Intact { .. } => panic!("the tampering went unnoticed"),
+        }
+    };
+    // One of the thirty test events just appended (no product, tenant or address).
+    let middle = store.audit_records(head - 16, 1).await.unwrap().remove(0);
+    assert_eq!(middle.event.kind, "test.event");
+    let q = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let restore = format!(
+        "INSERT INTO audit_events (seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash) VALUES ({}, {}, {}, {}, NULL, NULL, NULL, {}, {}, {})",
+        middle.seq,
+        middle.event.at,
+        q(&middle.event.kind),
+        q(&middle.event.actor),
+        q(&middle.event.data.to_string()),
+        q(&middle.prev_hash),
+        q(&middle.hash)
+    );
+
+    // One field of one record changed: that record is named.
+    behind_the_back(s, &format!("UPDATE audit_events SET actor = 'someone else' WHERE seq = {}", middle.seq)).await;
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("changed")), (middle.seq, true), "{reason}");
+    // Changed and rehashed to match: the next record's link gives it away.
+    let mut forged_event = middle.event.clone();
+    forged_event.actor = "someone else".into();
+    let forged = chain_hash(middle.seq, &forged_event, &middle.prev_hash);
+    behind_the_back(s, &format!("UPDATE audit_events SET hash = {} WHERE seq = {}", q(&forged), middle.seq)).await;
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("link")), (middle.seq + 1, true), "{reason}");
+    // Put back as it was: intact again (the check is of content, not of history).
+    behind_the_back(s, &format!("DELETE FROM audit_events WHERE seq = {}", middle.seq)).await;
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("missing")), (middle.seq, true), "a removed record: {reason}");
+    behind_the_back(s, &restore).await;
+    assert!(intact().await, "restored");
+    // The last record removed: the head names a record that is not there.
+    behind_the_back(s, &format!("DELETE FROM audit_events WHERE seq = {head}")).await;
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("head")), (head, true), "{reason}");
+}
+both_stores!(store_audit_verify, audit_verification_finds_a_changed_or_removed_record);

@@ -40,6 +40,25 @@ fn short_secret_is_refused() {
     assert!(e.contains("at least 32"), "{e}");
 }
 
+#[test]
+fn backchannel_logout_uri_must_be_http_without_fragment() {
+    let suite = |uri: &str| {
+        format!(
+            "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n[[client]]\nid = \"x\"\nproduct = \"crm\"\nkind = \"public\"\nredirect_uris = [\"https://a.test/cb\"]\nbackchannel_logout_uri = \"{uri}\"\n"
+        )
+    };
+    for bad in [
+        "/relative",
+        "file:///etc/passwd",
+        "https://crm.example.test/bcl#frag",
+        "mailto:ops@example.test",
+    ] {
+        let e = err(&suite(bad));
+        assert!(e.starts_with("suite.toml:5:") && e.contains("field backchannel_logout_uri"), "{bad}: {e}");
+    }
+    Suite::parse("suite.toml", &suite("https://crm.example.test/bcl?tenant=all"), &HashSet::new()).expect("a query is allowed");
+}
+
 #[tokio::test]
 async fn bad_file_leaves_store_unchanged_and_apply_is_idempotent() {
     let dir = std::env::temp_dir().join(format!("portico-suite-{}", uuid::Uuid::new_v4().simple()));

@@ -500,6 +500,7 @@ async fn handoff_fails_once_the_grant_is_revoked_meanwhile(s: &TestServer) {
             &portico_model::GrantScope::One(acme),
             "test",
             portico_testkit::now(),
+            &|_| false,
             &[],
         )
         .await

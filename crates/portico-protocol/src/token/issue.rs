@@ -205,7 +205,7 @@ pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &
                 t.family,
                 &serde_json::to_string(&rd).expect("serializes"),
                 now,
-                now + p.settings.refresh_ttl,
+                t.product.refresh_expiry(p.settings.refresh_ttl, t.auth.auth_time, now),
             )
             .await?;
         Some(rt)

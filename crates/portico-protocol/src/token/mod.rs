@@ -11,6 +11,7 @@ use crate::client_auth::{ClientCredentials, authenticate_client};
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use portico_model::GrantType;
+use portico_store::AuditEvent;
 use serde::Serialize;
 
 /// A token request's body parameters (client credentials travel separately).
@@ -84,10 +85,28 @@ impl TokenResponse {
     }
 }
 
-/// Handles one token request. Returns the grant type (for metrics) with the outcome.
+/// Handles one token request. Returns the grant type (for metrics) with the outcome. Every
+/// refusal is an audit event naming the client that asked (as it named itself), the grant type,
+/// the error and the address.
 pub async fn exchange(p: &Provider, creds: &ClientCredentials, req: TokenRequest, now: i64) -> (Option<GrantType>, Result<TokenResponse, OAuthError>) {
     let grant = req.grant_type.as_deref().and_then(GrantType::parse);
-    (grant, exchange_inner(p, creds, grant, req, now).await)
+    let ip = req.ip.clone();
+    let outcome = exchange_inner(p, creds, grant, req, now).await;
+    if let Err(e) = &outcome {
+        let claimed = creds.basic.as_ref().map(|(id, _)| id.as_str()).or(creds.client_id.as_deref()).unwrap_or("");
+        // The name is the caller's input: bounded, and no client is made up from it.
+        let claimed: String = claimed.chars().take(128).collect();
+        let mut event = AuditEvent::new(now, "token.refused", format!("client:{claimed}"))
+            .ip(ip)
+            .data(serde_json::json!({
+                "grant_type": grant.map(|g| g.label()).unwrap_or("unknown"),
+                "error": e.code.as_str(),
+                "description": e.description,
+            }));
+        event.product = p.config().client(&claimed).map(|c| c.client.product.as_str().to_owned());
+        p.writer.record(event);
+    }
+    (grant, outcome)
 }
 
 async fn exchange_inner(p: &Provider, creds: &ClientCredentials, grant: Option<GrantType>, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {

@@ -60,6 +60,10 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     if req.resource.first().is_some_and(|r| r != product.audience.as_str()) {
         return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
     }
+    // The product asks for a fresh sign-in after a while: refresh stops there.
+    if product.needs_fresh_login(data.auth.auth_time, now) {
+        return Err(oauth!(InvalidGrant, INVALID).detail("the product's session lifetime has passed"));
+    }
     let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
     // The grants were read for the family's product; the user's id is the family's subject.
     let (user, grant) = issue::check_user_grant(ctx.user, &ctx.grants, product, tenant.as_ref(), now)?;
@@ -76,7 +80,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
             new_hash: random::hash(&new_rt),
             new_data: serde_json::to_string(&new_data).expect("serializes"),
             now,
-            new_expires_at: now + p.settings.refresh_ttl,
+            new_expires_at: product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now),
         })
         .await?;
     if rotation == RefreshRotation::Reused {

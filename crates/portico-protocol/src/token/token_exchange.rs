@@ -22,7 +22,7 @@ use crate::provider::Provider;
 use crate::random;
 use crate::verify::own_user_token;
 use portico_model::{Actor, Client, Grant, Sid, TenantId, UserId};
-use portico_store::{AuditEvent, Family};
+use portico_store::{AuditEvent, Family, ProductSessionStart};
 
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -90,8 +90,21 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
             let Some(sso) = p.store.sso_of_live_sid(source).await? else {
                 return Err(refuse("the user's session has ended", Some(&data.user_id)));
             };
-            let new_sid = Sid::new(random::id("sid_"));
-            Some(p.store.product_session(&sso, client.id.as_str(), product.slug.as_str(), &new_sid, now).await?)
+            // The session is the redeeming backend's, at its address; it has no browser of its own.
+            let start = ProductSessionStart {
+                sso_id: &sso,
+                client_id: client.id.as_str(),
+                product: product.slug.as_str(),
+                new_sid: &Sid::new(random::id("sid_")),
+                ip: req.ip.as_deref().unwrap_or(""),
+                user_agent: "",
+                single: product.single_session,
+                now,
+            };
+            let notify = |c: &str| config.notifies_logout(c);
+            let sid = p.store.product_session(&start, &notify).await?;
+            p.logout_due.notify_one();
+            Some(sid)
         }
     };
     let scope = narrow_scope(&data.scope, req.scope.as_deref())?;

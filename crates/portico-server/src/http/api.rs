@@ -2,16 +2,17 @@
 //! token for Portico's built-in `portico-admin` product; errors are RFC 9457 problem documents
 //! (`application/problem+json`).
 
-use super::now;
+use super::{client_ip, now};
 use crate::app::AppState;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portico_model::{UserStatus, admin as perm};
 use portico_protocol::admin::{self, AdminError, Caller, GrantKey, NewGrant};
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 /// RFC 9457 problem details: one `IntoResponse` for every admin API error.
 pub struct Problem {
@@ -84,8 +85,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|v| v[7..].trim())
 }
 
-async fn caller(s: &AppState, headers: &HeaderMap, permission: &'static str) -> Result<Caller, Problem> {
-    Ok(admin::authenticate(&s.provider, bearer(headers), permission, now()).await?)
+async fn caller(s: &AppState, addr: SocketAddr, headers: &HeaderMap, permission: &'static str) -> Result<Caller, Problem> {
+    Ok(admin::authenticate(&s.provider, bearer(headers), permission, client_ip(Some(&addr)), now()).await?)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
@@ -105,9 +106,14 @@ pub struct ListQuery {
     user: Option<String>,
 }
 
-pub async fn list_grants(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn list_grants(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let result = async {
-        caller(&s, &headers, perm::READ_GRANTS).await?;
+        caller(&s, addr, &headers, perm::READ_GRANTS).await?;
         let Query(q) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
         let grants = admin::list_grants(&s.provider.store, &s.provider.config(), q.user.as_deref()).await?;
         Ok::<_, Problem>(Json(serde_json::json!({ "grants": grants })).into_response())
@@ -115,9 +121,9 @@ pub async fn list_grants(State(s): State<AppState>, headers: HeaderMap, q: Resul
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn add_grant(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn add_grant(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let by = caller(&s, &headers, perm::WRITE_GRANTS).await?;
+        let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
         let new: NewGrant = json_body(&headers, &body)?;
         let view = admin::add_grant(&s.provider.store, &s.provider.config(), &new, &by, now()).await?;
         Ok::<_, Problem>((StatusCode::CREATED, Json(view)).into_response())
@@ -125,29 +131,68 @@ pub async fn add_grant(State(s): State<AppState>, headers: HeaderMap, body: Byte
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn revoke_grant(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<GrantKey>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn revoke_grant(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Result<Query<GrantKey>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let result = async {
-        let by = caller(&s, &headers, perm::WRITE_GRANTS).await?;
+        let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
         let Query(key) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
         admin::revoke_grant(&s.provider.store, &s.provider.config(), &key, &by, now()).await?;
+        s.provider.logout_due.notify_one();
         Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn set_status(s: AppState, headers: HeaderMap, id: String, status: UserStatus) -> Response {
+async fn set_status(s: AppState, addr: SocketAddr, headers: HeaderMap, id: String, status: UserStatus) -> Response {
     let result = async {
-        let by = caller(&s, &headers, perm::DISABLE_USERS).await?;
-        let (user, _) = admin::set_user_status(&s.provider.store, &id, status, &by, now()).await?;
+        let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
+        let (user, _) = admin::set_user_status(&s.provider.store, &s.provider.config(), &id, status, &by, now()).await?;
+        s.provider.logout_due.notify_one();
         Ok::<_, Problem>(Json(serde_json::json!({"id": user.id.as_str(), "email": user.email, "status": user.status.as_str()})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn disable_user(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    set_status(s, headers, id, UserStatus::Disabled).await
+pub async fn disable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    set_status(s, addr, headers, id, UserStatus::Disabled).await
 }
 
-pub async fn enable_user(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    set_status(s, headers, id, UserStatus::Active).await
+pub async fn enable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    set_status(s, addr, headers, id, UserStatus::Active).await
+}
+
+pub async fn list_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let result = async {
+        caller(&s, addr, &headers, perm::READ_USERS).await?;
+        let sessions = admin::list_sessions(&s.provider.store, &id, now()).await?;
+        Ok::<_, Problem>(Json(serde_json::json!({ "sessions": sessions })).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn end_all_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let result = async {
+        let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
+        let ended = admin::end_sessions(&s.provider, &id, None, &by, now()).await?;
+        Ok::<_, Problem>(Json(serde_json::json!({ "ended": ended })).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn end_session(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((id, session)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
+        admin::end_sessions(&s.provider, &id, Some(&session), &by, now()).await?;
+        Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }

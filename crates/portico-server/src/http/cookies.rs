@@ -9,6 +9,11 @@ pub fn session_name(state: &AppState) -> &'static str {
     if state.secure_cookies { "__Host-portico_session" } else { "portico_session" }
 }
 
+/// The cookie that carries a sign-in between the password and the second factor.
+pub fn mfa_name(state: &AppState) -> &'static str {
+    if state.secure_cookies { "__Host-portico_mfa" } else { "portico_mfa" }
+}
+
 pub fn csrf_name(state: &AppState) -> &'static str {
     if state.secure_cookies { "__Host-portico_csrf" } else { "portico_csrf" }
 }

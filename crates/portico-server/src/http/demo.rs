@@ -56,7 +56,7 @@ pub async fn home(State(s): State<AppState>) -> Response {
         "<h1>Portico — developer demo</h1><p>Sign in to a demo product. Each button runs the authorization code flow with PKCE as that product's backend would, then shows the tokens it received.</p>\
          <p>{products}</p><h2>Demo users</h2><table><tr><th>email</th><th>password</th><th>access</th></tr>{users}</table>\
          <p class=\"muted\">Signing in to a second product needs no second login: the SSO session carries over.</p>\
-         <p class=\"muted\"><a href=\"/.well-known/openid-configuration\">OpenID configuration</a> · <a href=\"/oauth2/jwks\">JWKS</a> · <a href=\"/metrics\">metrics</a></p>"
+         <p class=\"muted\"><a href=\"/account\">Your account and sessions</a> · <a href=\"/.well-known/openid-configuration\">OpenID configuration</a> · <a href=\"/oauth2/jwks\">JWKS</a> · <a href=\"/metrics\">metrics</a></p>"
     );
     html::secure((StatusCode::OK, Html(html::page("Demo", &body, true))).into_response(), None)
 }
@@ -140,9 +140,16 @@ pub async fn callback(State(s): State<AppState>, Path(client): Path<String>, hea
     };
     let body = match token::exchange(&s.provider, &creds, req, now()).await.1 {
         Ok(t) => format!(
-            "<h1>Signed in to {}</h1><p>The product's backend received these tokens.</p><h2>Access token (for {})</h2><pre>{}</pre><h2>ID token</h2><pre>{}</pre>\
+            "<h1>Signed in to {}</h1><p>The product's backend received these tokens.</p>{}<h2>Access token (for {})</h2><pre>{}</pre><h2>ID token</h2><pre>{}</pre>\
              <h2>Refresh token</h2><p class=\"muted\">{}</p><p><a href=\"/\">Back to the demo</a></p>",
             esc(&c.product),
+            // A tenant-aware product: switching organization is a new authorization, which the
+            // SSO session answers without a login form (the picker shows when there is a choice).
+            if t.org_id.is_some() {
+                format!("<p><a class=\"button\" href=\"/demo/login/{}\">Switch organization</a></p>", esc(&c.client_id))
+            } else {
+                String::new()
+            },
             esc(&c.product),
             esc(&decode_jwt(&t.access_token)),
             esc(&t.id_token.as_deref().map(decode_jwt).unwrap_or_default()),

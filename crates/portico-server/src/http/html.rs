@@ -30,6 +30,9 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .5
 a.button{display:inline-block;padding:.5rem .9rem;background:#2d5bd7;color:#fff;border-radius:8px;text-decoration:none;margin:.2rem 0}
 ul.choices{list-style:none;margin:0;padding:0}ul.choices button{margin-top:.6rem;background:#fff;color:#1d2330;border:1px solid #c5cad3;text-align:left}
 ul.choices button:hover,ul.choices button:focus{border-color:#2d5bd7;outline:2px solid #2d5bd7}ul.choices .muted{float:right}
+button.small{width:auto;margin:0;padding:.3rem .7rem;font-size:.9rem;white-space:nowrap}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
+input.short{max-width:12rem;display:block}ul.codes{columns:2;font-size:1.1rem;padding-left:1.2rem}input.short+button.small{margin-top:.5rem}
+.badge{background:#e6f0ff;color:#2d5bd7;padding:.1rem .4rem;border-radius:6px;font-size:.8rem;white-space:nowrap}
 "#;
 
 /// A full page. `wide` for the developer pages.
@@ -44,12 +47,21 @@ pub fn page(title: &str, body: &str, wide: bool) -> String {
 }
 
 /// Security headers for hosted pages: a strict CSP, no framing, no referrer, no caching.
-pub fn secure(mut resp: Response, script_nonce: Option<&str>) -> Response {
+pub fn secure(resp: Response, script_nonce: Option<&str>) -> Response {
+    secure_framed_by(resp, script_nonce, None)
+}
+
+/// As [`secure`], but the page may be framed by `ancestor` (one exact origin) when given: only the
+/// `web_message` authorization response, for its client's registered origin.
+pub fn secure_framed_by(mut resp: Response, script_nonce: Option<&str>, ancestor: Option<&str>) -> Response {
     let script = script_nonce.map(|n| format!(" script-src 'nonce-{n}';")).unwrap_or_default();
-    let csp = format!("default-src 'none'; style-src 'self'; img-src 'self' data:;{script} base-uri 'none'; frame-ancestors 'none'");
+    let frame = ancestor.unwrap_or("'none'");
+    let csp = format!("default-src 'none'; style-src 'self'; img-src 'self' data:;{script} base-uri 'none'; frame-ancestors {frame}");
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if ancestor.is_none() {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,10 +1,14 @@
 //! HTTP: extract, call one protocol function, map the outcome to a response.
 
+pub mod account;
 pub mod api;
 pub mod cookies;
 pub mod demo;
 pub mod html;
+pub mod logout;
+pub mod mfa;
 pub mod oauth;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 

@@ -243,7 +243,7 @@ async fn authorize(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, params:
     let n = now();
     match authorize::validate(&s.provider, params, n) {
         Err(AuthorizeError::Page(msg)) => html::error_page(StatusCode::BAD_REQUEST, msg),
-        Err(AuthorizeError::Redirect(resp, _)) => respond(resp),
+        Err(AuthorizeError::Redirect(resp, _)) => respond(*resp),
         Ok(req) => proceed(s, headers, addr, req).await,
     }
 }
@@ -294,7 +294,11 @@ pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: 
         None => None,
     };
     let id = req.id.clone();
-    let outcome = authorize::decide(p, req, session.as_ref(), client_ip(Some(addr)), n).await;
+    let from = authorize::Origin {
+        ip: client_ip(Some(addr)),
+        user_agent: super::user_agent(headers),
+    };
+    let outcome = authorize::decide(p, req, session.as_ref(), &from, n).await;
     let (req, page) = match outcome {
         Ok(AuthorizeOutcome::Respond(resp)) => {
             let _ = p.store.finish_auth_request(&id, n).await;
@@ -303,6 +307,7 @@ pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: 
         Ok(AuthorizeOutcome::ShowLogin(req)) => (req, "/login"),
         Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, "/consent"),
         Ok(AuthorizeOutcome::ShowTenantPicker(req, _)) => (req, "/select-tenant"),
+        Ok(AuthorizeOutcome::ShowSecondFactor(req)) => (req, "/login/second-factor"),
         Err(e) => {
             tracing::error!(error = %e, "authorize failed");
             return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");
@@ -341,5 +346,36 @@ pub fn respond(resp: AuthResponse) -> Response {
                 Some(&nonce),
             )
         }
+        ResponseMode::WebMessage => web_message(&resp),
     }
+}
+
+/// JSON that is safe inside a `<script>` element.
+fn script_json(v: &serde_json::Value) -> String {
+    v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
+/// The Web Message Response Mode answer: a page that posts `{type: "authorization_response",
+/// response: {…}}` to its opener (a popup) or parent (an iframe), with the target origin set to the
+/// client's registered origin, so no other page can read it; and that only that origin may frame.
+/// Without a registered origin it posts nothing.
+fn web_message(resp: &AuthResponse) -> Response {
+    let nonce = portico_protocol::random::token();
+    let response: serde_json::Map<String, serde_json::Value> = resp.params.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+    let message = serde_json::json!({"type": "authorization_response", "response": response});
+    let body = match &resp.web_origin {
+        Some(origin) => format!(
+            "<h1>Signing you in…</h1><p class=\"muted\">You can close this window.</p>\
+             <script nonce=\"{nonce}\">(function(){{var t=window.opener||(window.parent!==window?window.parent:null);\
+             if(t){{t.postMessage({},{});}}if(window.opener){{window.close();}}}})();</script>",
+            script_json(&message),
+            script_json(&serde_json::json!(origin))
+        ),
+        None => "<h1>This sign-in cannot be completed</h1><p class=\"error\">The application's origin is not registered for web messages.</p>".to_owned(),
+    };
+    html::secure_framed_by(
+        (StatusCode::OK, axum::response::Html(html::page("Signing in", &body, false))).into_response(),
+        Some(&nonce),
+        resp.web_origin.as_deref(),
+    )
 }

@@ -20,30 +20,48 @@ pub async fn stylesheet() -> Response {
 #[derive(Deserialize)]
 pub struct ReqQuery {
     req: Option<String>,
+    /// Where a login not started by an application goes afterwards: only Portico's own
+    /// `/account` (never a URL from the query: no open redirect).
+    next: Option<String>,
 }
 
-fn with_cookie(mut resp: Response, cookie: Option<axum::http::HeaderValue>) -> Response {
+/// The local pages a login may return to.
+pub fn local_next(next: Option<&str>) -> Option<&'static str> {
+    (next == Some("/account")).then_some("/account")
+}
+
+pub fn with_cookie(mut resp: Response, cookie: Option<axum::http::HeaderValue>) -> Response {
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
 }
 
-fn expired() -> Response {
+/// A form whose CSRF token does not match its cookie.
+pub fn bad_form() -> Response {
+    html::error_page(
+        StatusCode::FORBIDDEN,
+        "The form expired or was not sent from this site. Reload the page and try again.",
+    )
+}
+
+pub fn expired() -> Response {
     html::error_page(
         StatusCode::BAD_REQUEST,
         "This sign-in request has expired. Go back to the application and start again.",
     )
 }
 
-fn login_page(csrf: &str, req: Option<&AuthRequest>, email: &str, error: Option<&str>, product: Option<&str>) -> String {
+fn login_page(csrf: &str, req: Option<&AuthRequest>, next: Option<&str>, email: &str, error: Option<&str>, product: Option<&str>) -> String {
     let to = product
         .map(|p| format!("<p class=\"muted\">to continue to <strong>{}</strong></p>", esc(p)))
         .unwrap_or_default();
     let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
-    let req_field = req
-        .map(|r| format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&r.id)))
-        .unwrap_or_default();
+    let req_field = match (req, local_next(next)) {
+        (Some(r), _) => format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&r.id)),
+        (None, Some(n)) => format!("<input type=\"hidden\" name=\"next\" value=\"{n}\">"),
+        (None, None) => String::new(),
+    };
     format!(
         "<h1>Sign in</h1>{to}{err}<form method=\"post\" action=\"/login\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">{req_field}\
@@ -71,7 +89,11 @@ pub async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q):
     let email = req.as_ref().and_then(|r| r.login_hint.clone()).unwrap_or_default();
     let product = req.as_ref().and_then(|r| product_name(&s, r));
     with_cookie(
-        html::html(StatusCode::OK, "Sign in", &login_page(&csrf, req.as_ref(), &email, None, product.as_deref())),
+        html::html(
+            StatusCode::OK,
+            "Sign in",
+            &login_page(&csrf, req.as_ref(), q.next.as_deref(), &email, None, product.as_deref()),
+        ),
         cookie,
     )
 }
@@ -82,6 +104,7 @@ pub struct LoginForm {
     password: String,
     csrf: Option<String>,
     req: Option<String>,
+    next: Option<String>,
 }
 
 pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
@@ -94,10 +117,7 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         None => None,
     };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return html::error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or was not sent from this site. Reload the page and try again.",
-        );
+        return bad_form();
     }
     let p = &s.provider;
     let ip = client_ip(Some(&addr));
@@ -111,26 +131,58 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
     let Some(user) = user else {
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         let product = req.as_ref().and_then(|r| product_name(&s, r));
-        let body = login_page(&csrf, req.as_ref(), &f.email, Some("Wrong email or password."), product.as_deref());
+        let body = login_page(
+            &csrf,
+            req.as_ref(),
+            f.next.as_deref(),
+            &f.email,
+            Some("Wrong email or password."),
+            product.as_deref(),
+        );
         return html::html(StatusCode::UNAUTHORIZED, "Sign in", &body);
     };
-    let (cookie, _session) = match login::start_session(p, &user, vec!["pwd".into()], &user_agent(&headers), ip.as_deref().unwrap_or(""), n).await {
+    // A user with an authenticator gives a code before any session exists.
+    match portico_protocol::totp::enrolled(p, &user.id).await {
+        Ok(true) => return super::mfa::challenge(&s, &user, req.map(|r| r.id), local_next(f.next.as_deref()), n).await,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "second-factor lookup failed");
+            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+        }
+    }
+    signed_in(&s, &headers, &user, vec!["pwd".into()], req, local_next(f.next.as_deref()), ip, n).await
+}
+
+/// Starts the SSO session of a user who has passed every factor (`amr`) and sends the browser on:
+/// back into the authorization request it came with, or to a local page.
+pub async fn signed_in(
+    s: &AppState,
+    headers: &HeaderMap,
+    user: &portico_model::User,
+    amr: Vec<String>,
+    req: Option<AuthRequest>,
+    next: Option<&'static str>,
+    ip: Option<String>,
+    n: i64,
+) -> Response {
+    let unavailable = || html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+    let (cookie, _session) = match login::start_session(&s.provider, user, amr, &user_agent(headers), ip.as_deref().unwrap_or(""), n).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "session start failed");
-            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+            return unavailable();
         }
     };
-    let set = cookies::set(&s, cookies::session_name(&s), &cookie, None);
+    let set = cookies::set(s, cookies::session_name(s), &cookie, None);
     let target = match req {
         Some(mut r) => {
             r.login_done = true;
-            if save_request(&s, &r).await.is_err() {
-                return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+            if save_request(s, &r).await.is_err() {
+                return unavailable();
             }
             format!("/oauth2/authorize/resume?req={}", r.id)
         }
-        None => "/".to_owned(),
+        None => next.unwrap_or("/").to_owned(),
     };
     with_cookie(html::secure(Redirect::to(&target).into_response(), None), Some(set))
 }
@@ -178,8 +230,8 @@ pub struct DecisionForm {
     organization: Option<String>,
 }
 
-/// The signed-in user behind the cookie, if the session is live.
-async fn current_user(s: &AppState, headers: &HeaderMap) -> Option<portico_store::SsoSession> {
+/// The browser's SSO session behind its cookie, if the session is live.
+pub async fn current_user(s: &AppState, headers: &HeaderMap) -> Option<portico_store::SsoSession> {
     let c = cookies::get(headers, cookies::session_name(s))?;
     login::session_from_cookie(&s.provider, c, now()).await.ok().flatten()
 }
@@ -192,10 +244,7 @@ pub async fn consent_submit(
 ) -> Response {
     let Some(mut req) = load_request(&s, &f.req).await else { return expired() };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return html::error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or was not sent from this site. Reload the page and try again.",
-        );
+        return bad_form();
     }
     let Some(session) = current_user(&s, &headers).await else {
         return proceed(&s, &headers, &addr, req).await;
@@ -267,10 +316,7 @@ pub async fn tenant_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
 pub async fn tenant_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<DecisionForm>) -> Response {
     let Some(mut req) = load_request(&s, &f.req).await else { return expired() };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return html::error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or was not sent from this site. Reload the page and try again.",
-        );
+        return bad_form();
     }
     req.organization = f.organization.filter(|o| !o.is_empty());
     proceed(&s, &headers, &addr, req).await

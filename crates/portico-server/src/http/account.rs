@@ -1,0 +1,165 @@
+//! `/account`: the signed-in user's own page. Lists the user's live sessions on every device (this
+//! one marked) with the applications opened in each, and ends one or all of them ("sign out
+//! everywhere"), which ends their product sessions and tells the products.
+
+use super::html::{self, esc};
+use super::pages::{bad_form, current_user};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use portico_protocol::logout;
+use portico_store::SessionInfo;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+fn login_first() -> Response {
+    html::secure(Redirect::to("/login?next=/account").into_response(), None)
+}
+
+fn unavailable() -> Response {
+    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again.")
+}
+
+pub fn when(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).ok())
+        .unwrap_or_default()
+}
+
+/// A short name for the browser and system in a user agent string.
+fn device(ua: &str) -> String {
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"].iter().find(|b| ua.contains(*b)).map(|b| match *b {
+        "Edg/" => "Edge",
+        "Firefox/" => "Firefox",
+        "Chrome/" if ua.contains("HeadlessChrome") => "Chrome (headless)",
+        "Chrome/" => "Chrome",
+        _ => "Safari",
+    });
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(k, _)| ua.contains(k))
+    .map(|(_, v)| *v);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.to_owned(),
+        (None, _) if ua.is_empty() => "Unknown device".to_owned(),
+        (None, _) => ua.chars().take(60).collect(),
+    }
+}
+
+fn row(s: &AppState, session: &SessionInfo, current: &str, csrf: &str) -> String {
+    let config = s.provider.config();
+    let apps: Vec<String> = session
+        .products
+        .iter()
+        .map(|p| esc(&config.client(&p.client_id).map_or_else(|| p.client_id.clone(), |c| c.client.name.clone())))
+        .collect();
+    let here = session.id == current;
+    format!(
+        "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/account/sessions/end\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"session\" value=\"{}\">\
+         <button class=\"secondary small\" type=\"submit\">{}</button></form></td></tr>",
+        esc(&device(&session.user_agent)),
+        if here { " <strong class=\"badge\">This device</strong>" } else { "" },
+        esc(&session.ip),
+        when(session.auth_time),
+        when(session.last_seen),
+        if apps.is_empty() {
+            "<span class=\"muted\">none</span>".to_owned()
+        } else {
+            apps.join(", ")
+        },
+        esc(csrf),
+        esc(&session.id),
+        if here { "Sign out here" } else { "Sign out" }
+    )
+}
+
+pub async fn page(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(current) = current_user(&s, &headers).await else {
+        return login_first();
+    };
+    let p = &s.provider;
+    let (user, mut sessions) = match (p.store.user_by_id(&current.user_id).await, p.store.sessions_of(&current.user_id, now()).await) {
+        (Ok(Some(u)), Ok(list)) => (u, list),
+        _ => return unavailable(),
+    };
+    // This device first, then the others, most recently active first.
+    sessions.sort_by_key(|x| x.id != current.id);
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let Ok(second_factor) = super::mfa::account_section(&s, &current.user_id, &csrf).await else {
+        return unavailable();
+    };
+    let rows: String = sessions.iter().map(|x| row(&s, x, &current.id, &csrf)).collect();
+    let body = format!(
+        "<h1>Your account</h1><p>{} · <strong>{}</strong></p>\
+         <h2>Where you are signed in</h2>\
+         <table aria-label=\"Sessions\"><tr><th>Device</th><th>IP address</th><th>Signed in</th><th>Last active</th><th>Applications</th><th></th></tr>{rows}</table>\
+         <form method=\"post\" action=\"/account/sessions/end-all\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button type=\"submit\">Sign out everywhere</button></form>\
+         <p class=\"muted\">Signing out everywhere ends every session above, on every device, and signs you out of every application.</p>{second_factor}",
+        esc(&user.name),
+        esc(&user.email),
+        esc(&csrf)
+    );
+    let mut resp = html::secure((StatusCode::OK, Html(html::page("Your account", &body, true))).into_response(), None);
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct EndForm {
+    csrf: Option<String>,
+    session: Option<String>,
+}
+
+/// Ends one of the user's sessions; ending this device's signs this browser out.
+pub async fn end_one(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<EndForm>) -> Response {
+    let Some(current) = current_user(&s, &headers).await else {
+        return login_first();
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let Some(target) = f.session else { return bad_form() };
+    let who = current.user_id.as_str();
+    match logout::end_session(&s.provider, &target, &current.user_id, who, "account", client_ip(Some(&addr)), now()).await {
+        Ok(_) if target == current.id => super::logout::signed_out(&s, None),
+        // Not one of this user's live sessions: nothing ended, the list shows what there is.
+        Ok(_) => html::secure(Redirect::to("/account").into_response(), None),
+        Err(e) => {
+            tracing::error!(error = %e, "ending a session failed");
+            unavailable()
+        }
+    }
+}
+
+/// Signs the user out everywhere.
+pub async fn end_all(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<EndForm>) -> Response {
+    let Some(current) = current_user(&s, &headers).await else {
+        return login_first();
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let who = current.user_id.as_str();
+    match logout::end_all_sessions(&s.provider, &current.user_id, who, "account", client_ip(Some(&addr)), now()).await {
+        Ok(_) => super::logout::signed_out(&s, None),
+        Err(e) => {
+            tracing::error!(error = %e, "signing out everywhere failed");
+            unavailable()
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `GET|POST /oauth2/logout`: OpenID Connect RP-Initiated Logout 1.0. With an `id_token_hint` for
+//! the signed-in user the SSO session ends at once; otherwise the user confirms on a page first
+//! (a logout nobody can prove an application asked for). Either way the browser then goes to the
+//! client's registered `post_logout_redirect_uri` (with `state`), or sees that it signed out.
+
+use super::html::{self, esc};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use portico_protocol::logout::{self, LogoutRequest, ValidLogout};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// The request's parameters (§2), plus the confirmation form's own fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutParams {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    csrf: Option<String>,
+    confirm: Option<String>,
+}
+
+pub async fn logout_get(s: State<AppState>, addr: ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LogoutParams>) -> Response {
+    handle(s, addr, headers, q, false).await
+}
+
+pub async fn logout_post(s: State<AppState>, addr: ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LogoutParams>) -> Response {
+    handle(s, addr, headers, f, true).await
+}
+
+fn refused(message: &str) -> Response {
+    html::html(
+        StatusCode::BAD_REQUEST,
+        "Sign out",
+        &format!("<h1>This sign-out request cannot be completed</h1><p class=\"error\">{}</p>", esc(message)),
+    )
+}
+
+fn unavailable() -> Response {
+    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Signing out is unavailable right now. Try again.")
+}
+
+async fn handle(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, f: LogoutParams, post: bool) -> Response {
+    let n = now();
+    let p = &s.provider;
+    let req = LogoutRequest {
+        id_token_hint: f.id_token_hint,
+        client_id: f.client_id,
+        post_logout_redirect_uri: f.post_logout_redirect_uri,
+        state: f.state,
+    };
+    let v = match logout::validate(p, &req, n) {
+        Ok(v) => v,
+        Err(message) => return refused(message),
+    };
+    let confirming = post && f.confirm.as_deref() == Some("yes");
+    if confirming && !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return super::pages::bad_form();
+    }
+    let session = match cookies::get(&headers, cookies::session_name(&s)) {
+        Some(c) => match portico_protocol::login::session_from_cookie(p, c, n).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return unavailable();
+            }
+        },
+        None => None,
+    };
+    let Some(session) = session else {
+        // Nothing to end here (already signed out, or another browser): say so, or go back.
+        return done(&s, &v);
+    };
+    if !confirming && logout::needs_confirmation(&v, &session) {
+        return confirmation(&s, &headers, &v, &session).await;
+    }
+    let via = if confirming { "confirmed_logout" } else { "rp_logout" };
+    if let Err(e) = logout::end_session(p, &session.id, &session.user_id, session.user_id.as_str(), via, client_ip(Some(&addr)), n).await {
+        tracing::error!(error = %e, "ending the session failed");
+        return unavailable();
+    }
+    done(&s, &v)
+}
+
+/// After logout: the registered redirect (303, so a POST becomes a GET), or a page. The session
+/// cookie is cleared either way.
+fn done(s: &AppState, v: &ValidLogout) -> Response {
+    match &v.redirect {
+        Some(to) => clear_session(s, html::secure(Redirect::to(to).into_response(), None)),
+        None => signed_out(s, v.client.as_ref().map(|c| c.name.as_str())),
+    }
+}
+
+fn clear_session(s: &AppState, mut resp: Response) -> Response {
+    let clear = cookies::set(s, cookies::session_name(s), "", Some(0));
+    resp.headers_mut().append(header::SET_COOKIE, clear);
+    resp
+}
+
+/// The page after signing out (here or from the account page), naming the application to go back
+/// to when one asked; clears the session cookie.
+pub fn signed_out(s: &AppState, app: Option<&str>) -> Response {
+    let back = app
+        .map(|name| format!("<p class=\"muted\">You can close this window, or return to {}.</p>", esc(name)))
+        .unwrap_or_else(|| "<p class=\"muted\">You can close this window.</p>".to_owned());
+    let page = html::html(
+        StatusCode::OK,
+        "Signed out",
+        &format!("<h1>You have signed out</h1><p>Your Portico session has ended in every application.</p>{back}"),
+    );
+    clear_session(s, page)
+}
+
+/// The page that asks before signing out.
+async fn confirmation(s: &AppState, headers: &HeaderMap, v: &ValidLogout, session: &portico_store::SsoSession) -> Response {
+    let email = match s.provider.store.user_by_id(&session.user_id).await {
+        Ok(Some(u)) => u.email,
+        Ok(None) => String::new(),
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            return unavailable();
+        }
+    };
+    let (csrf, cookie) = cookies::csrf_token(s, headers);
+    let hidden = |name: &str, value: Option<&str>| {
+        value
+            .map(|x| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", esc(x)))
+            .unwrap_or_default()
+    };
+    let from = v
+        .client
+        .as_ref()
+        .map(|c| format!(" <strong>{}</strong> asks you to sign out.", esc(&c.name)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Sign out?</h1><p>You are signed in as <strong>{}</strong>.{from}</p>\
+         <p class=\"muted\">Signing out ends your session in every application you opened with it.</p>\
+         <form method=\"post\" action=\"/oauth2/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">{}{}{}\
+         <button type=\"submit\" autofocus>Sign out</button></form>",
+        esc(&email),
+        esc(&csrf),
+        hidden("client_id", v.client.as_ref().map(|c| c.id.as_str())),
+        hidden("post_logout_redirect_uri", v.post_logout_redirect_uri.as_deref()),
+        hidden("state", v.state.as_deref()),
+    );
+    let mut resp = html::html(StatusCode::OK, "Sign out", &body);
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}

@@ -1,0 +1,412 @@
+//! The second step of signing in (`/login/mfa`) and TOTP enrolment on the account page. Between
+//! the password and the code no session exists: a short-lived pending sign-in, named by a random
+//! cookie whose hash is the key it is stored under, remembers who and where to.
+
+use super::html::{self, esc};
+use super::oauth::load_request;
+use super::pages::{bad_form, current_user, expired, signed_in, with_cookie};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use portico_model::{User, UserId};
+use portico_protocol::{random, totp};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+const WRONG_CODE: &str = "That code is not right, or was used already. Enter the current one.";
+const LOCKED: &str = "Too many wrong codes: codes from your app are refused for a few minutes. Try again later, or use a recovery code.";
+
+/// Why a code was refused, in the user's words.
+async fn refusal(s: &AppState, user: &UserId) -> &'static str {
+    if totp::locked(&s.provider, user, now()).await.unwrap_or(false) {
+        LOCKED
+    } else {
+        WRONG_CODE
+    }
+}
+
+/// How long the code may take after the password.
+const PENDING_TTL: i64 = 300;
+
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    user: String,
+    req: Option<String>,
+    next: Option<String>,
+}
+
+fn pending_key(token: &str) -> String {
+    format!("mfa_{}", random::hash(token))
+}
+
+fn unavailable() -> Response {
+    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.")
+}
+
+/// After a correct password: remember the sign-in and ask for the code.
+pub async fn challenge(s: &AppState, user: &User, req: Option<String>, next: Option<&'static str>, n: i64) -> Response {
+    let token = random::token();
+    let pending = Pending {
+        user: user.id.as_str().to_owned(),
+        req,
+        next: next.map(str::to_owned),
+    };
+    let data = serde_json::to_string(&pending).expect("serializes");
+    if s.provider.store.put_auth_request(&pending_key(&token), &data, n + PENDING_TTL).await.is_err() {
+        return unavailable();
+    }
+    let cookie = cookies::set(s, cookies::mfa_name(s), &token, Some(PENDING_TTL));
+    with_cookie(html::secure(Redirect::to("/login/mfa").into_response(), None), Some(cookie))
+}
+
+async fn pending(s: &AppState, headers: &HeaderMap) -> Option<(String, Pending)> {
+    let token = cookies::get(headers, cookies::mfa_name(s))?;
+    let key = pending_key(token);
+    let data = s.provider.store.auth_request(&key, now()).await.ok()??;
+    Some((key, serde_json::from_str(&data).ok()?))
+}
+
+/// The code form, posting to `action` with `hidden` fields.
+fn code_page(csrf: &str, action: &str, hidden: &str, error: Option<&str>) -> String {
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    format!(
+        "<h1>Two-step verification</h1><p>Enter the 6-digit code from your authenticator app.</p>{err}\
+         <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}\
+         <label for=\"code\">Code</label><input id=\"code\" name=\"code\" type=\"text\" maxlength=\"16\" autocomplete=\"one-time-code\" required autofocus>\
+         <button type=\"submit\">Verify</button></form>\
+         <p class=\"muted\">No phone at hand? Enter one of your recovery codes instead.</p>",
+        esc(csrf)
+    )
+}
+
+pub async fn code_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if pending(&s, &headers).await.is_none() {
+        return expired();
+    }
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    with_cookie(
+        html::html(StatusCode::OK, "Two-step verification", &code_page(&csrf, "/login/mfa", "", None)),
+        cookie,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf: Option<String>,
+    code: Option<String>,
+}
+
+pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    let n = now();
+    let Some((key, pending)) = pending(&s, &headers).await else {
+        return expired();
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let p = &s.provider;
+    let ip = client_ip(Some(&addr));
+    let Ok(Some(user)) = p.store.user_by_id(&UserId::new(&pending.user)).await else {
+        return unavailable();
+    };
+    if !user.is_active() {
+        return expired();
+    }
+    match totp::second_factor(p, &user, f.code.as_deref().unwrap_or(""), ip.clone(), n).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let (csrf, _) = cookies::csrf_token(&s, &headers);
+            let body = code_page(&csrf, "/login/mfa", "", Some(refusal(&s, &user.id).await));
+            return html::html(StatusCode::UNAUTHORIZED, "Two-step verification", &body);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "second-factor check failed");
+            return unavailable();
+        }
+    }
+    // The pending sign-in is spent, whatever follows.
+    let _ = p.store.finish_auth_request(&key, n).await;
+    let req = match &pending.req {
+        Some(id) => match load_request(&s, id).await {
+            Some(r) => Some(r),
+            None => return expired(),
+        },
+        None => None,
+    };
+    let next = super::pages::local_next(pending.next.as_deref());
+    let mut resp = signed_in(&s, &headers, &user, vec!["pwd".into(), "otp".into()], req, next, ip, n).await;
+    resp.headers_mut()
+        .append(header::SET_COOKIE, cookies::set(&s, cookies::mfa_name(&s), "", Some(0)));
+    resp
+}
+
+/// The account page's section on the second factor.
+pub async fn account_section(s: &AppState, user: &UserId, csrf: &str) -> Result<String, portico_store::StoreError> {
+    let on = totp::enrolled(&s.provider, user).await?;
+    let (left, last_used) = s.provider.store.recovery_codes_left(user).await?;
+    let recovery = format!(
+        "<p>Recovery codes: <strong>{left}</strong> of {} left{}.</p>\
+         <form method=\"post\" action=\"/account/recovery/new\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label for=\"new-code\">For new recovery codes (the old ones stop working), enter a code from the app</label>\
+         <input id=\"new-code\" class=\"short\" name=\"code\" type=\"text\" inputmode=\"numeric\" maxlength=\"6\" autocomplete=\"one-time-code\" required>\
+         <button class=\"secondary small\" type=\"submit\">New recovery codes</button></form>",
+        totp::RECOVERY_CODES,
+        last_used.map(|t| format!("; one was used on {}", super::account::when(t))).unwrap_or_default(),
+        esc(csrf)
+    );
+    Ok(if on {
+        format!(
+            "<h2>Two-step verification</h2><p>Authenticator app: <strong>on</strong>. Signing in asks for a code from it.</p>{recovery}\
+             <form method=\"post\" action=\"/account/totp/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <label for=\"off-code\">To turn it off, enter a code from the app</label>\
+             <input id=\"off-code\" class=\"short\" name=\"code\" type=\"text\" inputmode=\"numeric\" maxlength=\"6\" autocomplete=\"one-time-code\" required>\
+             <button class=\"secondary small\" type=\"submit\">Turn off</button></form>",
+            esc(csrf)
+        )
+    } else {
+        format!(
+            "<h2>Two-step verification</h2><p>Add an authenticator app: signing in will then ask for a code from it.</p>\
+             <form method=\"post\" action=\"/account/totp/start\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button class=\"small\" type=\"submit\">Set up an authenticator app</button></form>",
+            esc(csrf)
+        )
+    })
+}
+
+async fn account_user(s: &AppState, headers: &HeaderMap) -> Option<User> {
+    session_user(s, headers).await.map(|(_, user)| user)
+}
+
+/// The recovery codes, shown this once.
+fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
+    let items: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();
+    html::html(
+        StatusCode::OK,
+        "Recovery codes",
+        &format!(
+            "<h1>{}</h1><p>Save these recovery codes somewhere safe. Each signs you in once if your phone is not at hand. \
+             They are shown only now.</p><ul id=\"recovery-codes\" class=\"codes\">{items}</ul><p><a class=\"button\" href=\"{}\">Done</a></p>",
+            esc(title),
+            esc(next)
+        ),
+    )
+}
+
+/// The signed-in user behind an account-page form with a valid CSRF token; otherwise the answer.
+async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<User, Response> {
+    let Some(user) = account_user(s, headers).await else {
+        return Err(html::secure(Redirect::to("/login?next=/account").into_response(), None));
+    };
+    if !cookies::csrf_ok(s, headers, csrf) {
+        return Err(bad_form());
+    }
+    Ok(user)
+}
+
+/// The enrolment form (QR code, key, first code), posting to `action` with `hidden` fields.
+fn enrol_page(csrf: &str, e: &totp::Enrollment, action: &str, hidden: &str) -> String {
+    let qr = base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes());
+    format!(
+        "<h1>Set up an authenticator app</h1><p>Scan this code with your authenticator app, or type the key into it.</p>\
+         <p><img class=\"qr\" alt=\"QR code for your authenticator app\" width=\"200\" height=\"200\" src=\"data:image/svg+xml;base64,{qr}\"></p>\
+         <p class=\"muted\">Key: <code id=\"secret\">{}</code></p>\
+         <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}\
+         <label for=\"code\">Code from the app</label><input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
+         <button type=\"submit\">Turn on</button></form>",
+        esc(&e.secret),
+        esc(csrf)
+    )
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub async fn enrol_start(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let user = match account_form(&s, &headers, f.csrf.as_deref()).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    match totp::start(&s.provider, &user, now()).await {
+        Ok(Some(e)) => {
+            let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+            with_cookie(
+                html::html(
+                    StatusCode::OK,
+                    "Set up an authenticator app",
+                    &enrol_page(&csrf, &e, "/account/totp/confirm", ""),
+                ),
+                cookie,
+            )
+        }
+        // Already on: the account page says so.
+        Ok(None) => html::secure(Redirect::to("/account").into_response(), None),
+        Err(e) => {
+            tracing::error!(error = %e, "starting TOTP enrolment failed");
+            unavailable()
+        }
+    }
+}
+
+/// What an account-page form that takes a code from the app does once the code is right.
+#[derive(Clone, Copy)]
+enum CodeAction {
+    /// Confirm the enrolment (the code comes from the pending secret) and show recovery codes.
+    TurnOn,
+    /// Replace the recovery codes: a stolen session alone cannot make itself a way past the second factor.
+    NewRecoveryCodes,
+    /// Remove the authenticator and its recovery codes: nor can a stolen session turn it off.
+    TurnOff,
+}
+
+async fn code_action(s: AppState, addr: SocketAddr, headers: HeaderMap, f: CodeForm, action: CodeAction) -> Response {
+    let user = match account_form(&s, &headers, f.csrf.as_deref()).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
+    let confirming = matches!(action, CodeAction::TurnOn);
+    let result = match totp::check(p, &user, f.code.as_deref().unwrap_or(""), confirming, ip.clone(), n).await {
+        Ok(true) => match action {
+            CodeAction::TurnOn => totp::new_recovery_codes(p, &user.id, ip, n)
+                .await
+                .map(|c| recovery_page(&c, "Your authenticator app is on", "/account")),
+            CodeAction::NewRecoveryCodes => totp::new_recovery_codes(p, &user.id, ip, n)
+                .await
+                .map(|c| recovery_page(&c, "New recovery codes", "/account")),
+            CodeAction::TurnOff => totp::remove(p, &user.id, ip, n)
+                .await
+                .map(|_| html::secure(Redirect::to("/account").into_response(), None)),
+        },
+        Ok(false) => {
+            let outcome = match action {
+                CodeAction::TurnOn => "The authenticator app is not turned on. Start again from your account page and enter the code the app shows now.",
+                CodeAction::NewRecoveryCodes => "Your recovery codes are unchanged.",
+                CodeAction::TurnOff => "The authenticator app stays on.",
+            };
+            Ok(html::html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Two-step verification",
+                &format!("<h1>That code did not match</h1><p class=\"error\" role=\"alert\">{outcome}</p><p><a href=\"/account\">Back to your account</a></p>"),
+            ))
+        }
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a two-step verification change failed");
+        unavailable()
+    })
+}
+
+pub async fn enrol_confirm(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    code_action(s, addr, headers, f, CodeAction::TurnOn).await
+}
+
+pub async fn recovery_new(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    code_action(s, addr, headers, f, CodeAction::NewRecoveryCodes).await
+}
+
+pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    code_action(s, addr, headers, f, CodeAction::TurnOff).await
+}
+
+/// The session and user of the browser, for a step-up inside an authorization.
+async fn session_user(s: &AppState, headers: &HeaderMap) -> Option<(portico_store::SsoSession, User)> {
+    let session = current_user(s, headers).await?;
+    let user = s.provider.store.user_by_id(&session.user_id).await.ok()??;
+    Some((session, user))
+}
+
+#[derive(Deserialize)]
+pub struct StepUpQuery {
+    req: Option<String>,
+}
+
+fn resume(req: &str) -> String {
+    format!("/oauth2/authorize/resume?req={req}")
+}
+
+/// A product that requires a second factor, a session without one: ask for a code — or, for a
+/// user who has no authenticator yet, lead them through setting one up — then resume.
+pub async fn second_factor_form(State(s): State<AppState>, headers: HeaderMap, axum::extract::Query(q): axum::extract::Query<StepUpQuery>) -> Response {
+    let Some(req) = (match &q.req {
+        Some(id) => load_request(&s, id).await,
+        None => None,
+    }) else {
+        return expired();
+    };
+    let Some((_, user)) = session_user(&s, &headers).await else {
+        // Signed out meanwhile: the authorization starts over at the login form.
+        return html::secure(Redirect::to(&resume(&req.id)).into_response(), None);
+    };
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&req.id));
+    let body = match totp::enrolled(&s.provider, &user.id).await {
+        Ok(true) => code_page(&csrf, "/login/second-factor", &hidden, None),
+        Ok(false) => match totp::start(&s.provider, &user, now()).await {
+            Ok(Some(e)) => {
+                let intro = "<p class=\"muted\">This application requires two-step verification. Set it up now to continue.</p>";
+                let hidden = format!("{hidden}<input type=\"hidden\" name=\"enrol\" value=\"1\">");
+                enrol_page(&csrf, &e, "/login/second-factor", &hidden).replacen("</h1>", &format!("</h1>{intro}"), 1)
+            }
+            Ok(None) => code_page(&csrf, "/login/second-factor", &hidden, None),
+            Err(_) => return unavailable(),
+        },
+        Err(_) => return unavailable(),
+    };
+    with_cookie(html::html(StatusCode::OK, "Two-step verification", &body), cookie)
+}
+
+#[derive(Deserialize)]
+pub struct StepUpForm {
+    csrf: Option<String>,
+    req: String,
+    code: Option<String>,
+    enrol: Option<String>,
+}
+
+pub async fn second_factor_submit(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<StepUpForm>,
+) -> Response {
+    let Some(req) = load_request(&s, &f.req).await else { return expired() };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let Some((session, user)) = session_user(&s, &headers).await else {
+        return html::secure(Redirect::to(&resume(&req.id)).into_response(), None);
+    };
+    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
+    let enrolling = f.enrol.is_some();
+    let passed = match totp::step_up(p, &session, &user, f.code.as_deref().unwrap_or(""), enrolling, ip.clone(), n).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "step-up failed");
+            return unavailable();
+        }
+    };
+    match (passed, enrolling) {
+        (true, true) => match totp::new_recovery_codes(p, &user.id, ip, n).await {
+            Ok(codes) => recovery_page(&codes, "Your authenticator app is on", &resume(&req.id)),
+            Err(_) => unavailable(),
+        },
+        (true, false) => html::secure(Redirect::to(&resume(&req.id)).into_response(), None),
+        // A wrong first code: start the setup again (a new key).
+        (false, true) => html::secure(Redirect::to(&format!("/login/second-factor?req={}", req.id)).into_response(), None),
+        (false, false) => {
+            let (csrf, _) = cookies::csrf_token(&s, &headers);
+            let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&req.id));
+            html::html(
+                StatusCode::UNAUTHORIZED,
+                "Two-step verification",
+                &code_page(&csrf, "/login/second-factor", &hidden, Some(refusal(&s, &user.id).await)),
+            )
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The back-channel logout outbox. Whatever ends a product session (logout, a revoked grant, a
+//! disabled user) writes its notice here in the same transaction, so no ended session goes
+//! untold, whatever crashes after the commit; a delivery worker on any node claims due notices.
+
+use crate::{
+    Result, Store,
+    audit::{AuditEvent, append_in},
+    on_pool, on_read,
+};
+
+/// Which clients get back-channel logout notices (those with a back-channel logout URI).
+pub type LogoutFilter<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
+/// A notice owed to a client: product session `sid` of `subject` ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoutNotice {
+    pub sid: String,
+    pub client_id: String,
+    pub subject: String,
+    /// Why the session ended: `logout`, `grant_revoked`, `user_disabled`.
+    pub reason: String,
+    pub created_at: i64,
+    /// Attempts so far, this one included once claimed.
+    pub attempts: i64,
+}
+
+type Row = (String, String, String, String, i64, i64);
+
+fn notice((sid, client_id, subject, reason, created_at, attempts): Row) -> LogoutNotice {
+    LogoutNotice {
+        sid,
+        client_id,
+        subject,
+        reason,
+        created_at,
+        attempts,
+    }
+}
+
+/// Queues a notice for every ended product session (`sid`, `client_id`) whose client `notify`
+/// accepts, inside an open transaction of either back end.
+macro_rules! queue_logouts_in {
+    ($tx:expr, $ended:expr, $subject:expr, $reason:expr, $now:expr, $notify:expr) => {{
+        let ended: &[(String, String)] = $ended;
+        let notify: $crate::outbox::LogoutFilter<'_> = $notify;
+        for (sid, client_id) in ended.iter().filter(|(_, c)| notify(c)) {
+            sqlx::query(
+                "INSERT INTO logout_outbox (sid, client_id, subject, reason, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (sid) DO NOTHING",
+            )
+            .bind(sid)
+            .bind(client_id)
+            .bind($subject)
+            .bind($reason)
+            .bind($now)
+            .execute(&mut **$tx)
+            .await?;
+        }
+    }};
+}
+pub(crate) use queue_logouts_in;
+
+impl Store {
+    /// Claims up to `limit` notices due at `now`: each is leased until `lease_until` (so another
+    /// node or a restart retries it only if this attempt never reports) and its attempt counted.
+    pub async fn claim_logouts(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<LogoutNotice>> {
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(
+            "UPDATE logout_outbox SET next_attempt_at = $2, attempts = attempts + 1
+             WHERE next_attempt_at <= $1 AND sid IN (SELECT sid FROM logout_outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3)
+             RETURNING sid, client_id, subject, reason, created_at, attempts")
+            .bind(now).bind(lease_until).bind(limit).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(notice).collect())
+    }
+
+    /// A notice is done with (delivered, or given up): it leaves the outbox, its outcome enters
+    /// the audit log.
+    pub async fn finish_logout(&self, sid: &str, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM logout_outbox WHERE sid = $1").bind(sid).execute(&mut *tx).await?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// An attempt failed: the notice is due again at `next_attempt_at`.
+    pub async fn retry_logout(&self, sid: &str, next_attempt_at: i64, error: &str, audit: &[AuditEvent]) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE logout_outbox SET next_attempt_at = $2, last_error = $3 WHERE sid = $1")
+                .bind(sid).bind(next_attempt_at).bind(error).execute(&mut *tx).await?;
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Notices not yet delivered, oldest first.
+    pub async fn pending_logouts(&self) -> Result<Vec<LogoutNotice>> {
+        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(
+            "SELECT sid, client_id, subject, reason, created_at, attempts FROM logout_outbox ORDER BY created_at, sid")
+            .fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(notice).collect())
+    }
+}
