@@ -13,7 +13,7 @@ async function signIn(context, product) {
   await page.goto(`${dev.base}/demo/login/${product}`);
   await page.fill('input[name=email]', 'ada@example.test');
   await page.fill('input[name=password]', 'correct horse battery staple');
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(new RegExp(`/demo/callback/${product}`));
   return page;
 }

@@ -21,7 +21,7 @@ test('sign in through the hosted login page of portico dev and reach a demo prod
   await page.fill('input[name=email]', 'ada@example.test');
   await page.fill('input[name=password]', 'correct horse battery staple');
   await page.screenshot({ path: `${shots}/2-login.png`, fullPage: true });
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 
   await page.waitForURL(/\/demo\/callback\/crm-web/);
   await page.screenshot({ path: `${shots}/3-crm-tokens.png`, fullPage: true });
@@ -48,7 +48,7 @@ test('a wrong password keeps the user on the login page with an error and no ses
   await page.goto(`${dev.base}/demo/login/crm-web`);
   await page.fill('input[name=email]', 'ada@example.test');
   await page.fill('input[name=password]', 'wrong password');
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForLoadState();
   assert.match(page.url(), /\/login/);
   assert.match(await page.locator('.error').textContent(), /email or password/i);

@@ -24,10 +24,12 @@ export async function freePort() {
   });
 }
 
-/** `portico dev` on a free loopback port; resolves once it answers, with its printed banner. */
-export async function startDev() {
+/** `portico dev` on a free loopback port; resolves once it answers, with its printed banner. `host`
+ * names the issuer's host: `localhost` for passkeys (browsers refuse an IP address as WebAuthn's
+ * relying party). */
+export async function startDev({ host = '127.0.0.1' } = {}) {
   const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://${host}:${port}`;
   const proc = spawn(porticoBin(), ['dev', '--listen', `127.0.0.1:${port}`, '--issuer', base], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
@@ -35,7 +37,7 @@ export async function startDev() {
   const deadline = Date.now() + 20000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`portico dev exited: ${out}`);
-    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not yet listening */ }
+    try { if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) break; } catch { /* not yet listening */ }
     if (Date.now() > deadline) { proc.kill(); throw new Error(`portico dev did not answer: ${out}`); }
     await new Promise((r) => setTimeout(r, 50));
   }

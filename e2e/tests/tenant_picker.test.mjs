@@ -23,7 +23,7 @@ test('pick an organization, then switch to the other without signing in again', 
   await page.waitForURL(/\/login/);
   await page.fill('input[name=email]', 'margaret@example.test');
   await page.fill('input[name=password]', 'apollo guidance computer');
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 
   // Two organizations: the picker, with names and no database ids.
   await page.waitForURL(/\/select-tenant/);

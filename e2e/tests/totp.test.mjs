@@ -37,7 +37,7 @@ test('set up an authenticator app, then sign in with password and code', async (
   await page.goto(`${dev.base}/account`);
   await page.fill('input[name=email]', 'grace@example.test');
   await page.fill('input[name=password]', 'debugging the harvard mark ii');
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/account$/);
   await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
   await page.waitForURL(/\/account\/totp\/start/);
@@ -67,7 +67,7 @@ test('set up an authenticator app, then sign in with password and code', async (
   await p2.goto(`${dev.base}/demo/login/crm-web`);
   await p2.fill('input[name=email]', 'grace@example.test');
   await p2.fill('input[name=password]', 'debugging the harvard mark ii');
-  await p2.getByRole('button', { name: /sign in/i }).click();
+  await p2.getByRole('button', { name: 'Sign in', exact: true }).click();
   await p2.waitForURL(/\/login\/mfa/);
   assert.equal(await p2.getAttribute('input[name=code]', 'autocomplete'), 'one-time-code');
   await p2.fill('input[name=code]', '000000');
@@ -90,7 +90,7 @@ test('set up an authenticator app, then sign in with password and code', async (
   await p3.goto(`${dev.base}/demo/login/crm-web`);
   await p3.fill('input[name=email]', 'grace@example.test');
   await p3.fill('input[name=password]', 'debugging the harvard mark ii');
-  await p3.getByRole('button', { name: /sign in/i }).click();
+  await p3.getByRole('button', { name: 'Sign in', exact: true }).click();
   await p3.waitForURL(/\/login\/mfa/);
   await p3.fill('input[name=code]', codes[0]);
   await p3.getByRole('button', { name: 'Verify' }).click();
@@ -108,7 +108,7 @@ test('a product that requires two-step verification leads through setting it up'
   await page.goto(`${dev.base}/demo/login/crm-web`);
   await page.fill('input[name=email]', 'ada@example.test');
   await page.fill('input[name=password]', 'correct horse battery staple');
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/demo\/callback\/crm-web/);
   // Payments requires a second factor: no login form, the setup instead.
   await page.goto(`${dev.base}/`);

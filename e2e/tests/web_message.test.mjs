@@ -112,7 +112,7 @@ test('a popup login posts the response to the registered origin only', async () 
   await popup.fill('input[name=email]', 'ada@example.test');
   await popup.fill('input[name=password]', 'correct horse battery staple');
   await popup.screenshot({ path: `${shots}/12-web-message-popup-login.png` });
-  await Promise.all([popup.waitForEvent('close'), popup.getByRole('button', { name: /sign in/i }).click()]);
+  await Promise.all([popup.waitForEvent('close'), popup.getByRole('button', { name: 'Sign in', exact: true }).click()]);
   await page.waitForFunction(() => window.messages.length > 0);
   const [m] = await messages(page);
   assert.equal(m.origin, portico.base);
@@ -139,7 +139,7 @@ test('silent authentication in a hidden iframe works same-site and not from anot
   await page.goto(`${portico.base}/account`);
   await page.fill('input[name=email]', 'ada@example.test');
   await page.fill('input[name=password]', 'correct horse battery staple');
-  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/account/);
 
   const { url, state } = authorizeUrl({ prompt: 'none' });

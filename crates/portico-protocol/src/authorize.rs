@@ -327,7 +327,7 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
     // (`acr_values`, OIDC Core §3.1.2.1), so a product can demand it for a sensitive action.
     let wants_mfa =
         product.mfa == portico_model::MfaPolicy::Required || req.acr_values.as_deref().is_some_and(|v| v.split(' ').any(|a| a == crate::login::ACR_MFA));
-    if wants_mfa && !session.amr.iter().any(|a| a == "otp" || a == "hwk" || a == "mfa") {
+    if wants_mfa && crate::login::acr_for(&session.amr) != crate::login::ACR_MFA {
         // Second factors arrive with MFA enrolment; until the session has one, this product gets no token.
         return if prompt_none {
             fail(oauth!(InteractionRequired, "this product requires a second factor"))

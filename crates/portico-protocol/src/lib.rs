@@ -14,6 +14,7 @@ pub mod kek;
 pub mod keys;
 pub mod login;
 pub mod logout;
+pub mod passkey;
 pub mod password;
 pub mod provider;
 pub mod random;

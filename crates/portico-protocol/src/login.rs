@@ -35,10 +35,53 @@ pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Optio
 pub const ACR_PWD: &str = "urn:portico:acr:pwd";
 pub const ACR_MFA: &str = "urn:portico:acr:mfa";
 
+/// The `amr` values (RFC 8176) that count as a second factor: a TOTP code, a passkey (`hwk`), or a
+/// method that is multi-factor by itself.
+pub const SECOND_FACTORS: [&str; 3] = ["otp", "hwk", "mfa"];
+
+/// The `acr` a session with these `amr` values reached.
+pub fn acr_for(amr: &[String]) -> &'static str {
+    if amr.iter().any(|a| SECOND_FACTORS.contains(&a.as_str())) {
+        ACR_MFA
+    } else {
+        ACR_PWD
+    }
+}
+
+/// Which second factors a user has set up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Factors {
+    pub totp: bool,
+    pub passkeys: bool,
+}
+
+impl Factors {
+    pub fn any(self) -> bool {
+        self.totp || self.passkeys
+    }
+}
+
+pub async fn factors(p: &Provider, user: &portico_model::UserId) -> Result<Factors, StoreError> {
+    Ok(Factors {
+        totp: crate::totp::enrolled(p, user).await?,
+        passkeys: !p.store.passkeys_of(user).await?.is_empty(),
+    })
+}
+
+/// The signed-in session passed another factor (`amr` value): from now on it counts as a
+/// two-factor session.
+pub async fn add_factor(p: &Provider, session: &SsoSession, factor: &str) -> Result<(), StoreError> {
+    let mut amr = session.amr.clone();
+    if !amr.iter().any(|a| a == factor) {
+        amr.push(factor.to_owned());
+    }
+    p.store.set_session_factors(&session.id, &amr, acr_for(&amr)).await
+}
+
 /// Starts an SSO session; returns the cookie value.
 pub async fn start_session(p: &Provider, user: &User, amr: Vec<String>, user_agent: &str, ip: &str, now: i64) -> Result<(String, SsoSession), StoreError> {
     let cookie = random::token();
-    let acr = if amr.len() > 1 { ACR_MFA } else { ACR_PWD }.to_owned();
+    let acr = acr_for(&amr).to_owned();
     let new = NewSsoSession {
         id: random::id("sso_"),
         token_hash: random::hash(&cookie),

@@ -53,6 +53,8 @@ pub struct Provider {
     pub tenant_handles: TenantHandles,
     /// Woken when back-channel logout notices were queued, so the first attempt goes out at once.
     pub logout_due: tokio::sync::Notify,
+    /// The WebAuthn relying party; `None` when the issuer's host is an IP address (no passkeys).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
     config: RwLock<Arc<Snapshot>>,
     keys: RwLock<Arc<KeyRing>>,
 }
@@ -68,6 +70,7 @@ pub enum ProviderError {
 impl Provider {
     /// Loads configuration and keys; makes a first key for every algorithm that has none.
     pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, writer: Writer, now: i64) -> Result<Self, ProviderError> {
+        let webauthn = crate::passkey::relying_party(&issuer);
         let p = Self {
             store,
             issuer,
@@ -76,6 +79,7 @@ impl Provider {
             kek,
             writer,
             logout_due: tokio::sync::Notify::new(),
+            webauthn,
             config: RwLock::default(),
             keys: RwLock::default(),
         };

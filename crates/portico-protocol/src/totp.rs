@@ -151,11 +151,7 @@ pub async fn step_up(
     if !passed {
         return Ok(false);
     }
-    let mut amr = session.amr.clone();
-    if !amr.iter().any(|a| a == "otp") {
-        amr.push("otp".into());
-    }
-    p.store.set_session_factors(&session.id, &amr, crate::login::ACR_MFA).await?;
+    crate::login::add_factor(p, session, "otp").await?;
     Ok(true)
 }
 

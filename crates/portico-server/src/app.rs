@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{account, api, demo, logout, mfa, oauth, openapi, ops, pages};
+use crate::http::{account, api, demo, logout, mfa, oauth, openapi, ops, pages, passkey};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -50,12 +50,21 @@ pub fn app(state: AppState) -> Router {
         .route("/account/totp/confirm", post(mfa::enrol_confirm))
         .route("/account/totp/remove", post(mfa::remove))
         .route("/account/recovery/new", post(mfa::recovery_new))
+        .route("/account/passkeys", post(passkey::register_finish))
+        .route("/account/passkeys/options", post(passkey::register_options))
+        .route("/account/passkeys/rename", post(passkey::rename))
+        .route("/account/passkeys/remove", post(passkey::remove))
+        .route("/login/passkey", post(passkey::login_finish))
+        .route("/login/passkey/options", post(passkey::login_options))
+        .route("/login/mfa/passkey/options", post(mfa::passkey_options))
+        .route("/login/second-factor/passkey/options", post(mfa::step_up_passkey_options))
         .route("/login/mfa", get(mfa::code_form).post(mfa::code_submit))
         .route("/login/second-factor", get(mfa::second_factor_form).post(mfa::second_factor_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/consent", get(pages::consent_form).post(pages::consent_submit))
         .route("/select-tenant", get(pages::tenant_form).post(pages::tenant_submit))
         .route("/static/portico.css", get(pages::stylesheet))
+        .route("/static/passkey.js", get(passkey::script))
         .route("/", get(demo::home))
         .route("/demo/login/{client}", get(demo::start))
         .route("/demo/callback/{client}", get(demo::callback))

@@ -517,6 +517,11 @@ roles = ["viewer"]
 async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("portico-dev-{}", random::id("")));
     flags.data_dir.get_or_insert(dir.clone());
+    // The demo's issuer is `localhost`, not 127.0.0.1: browsers allow passkeys only for a domain name.
+    if flags.issuer.is_none() && file.is_none() {
+        let port = flags.listen.as_deref().and_then(|l| l.rsplit_once(':')).map_or("8080", |(_, p)| p).to_owned();
+        flags.issuer = Some(format!("http://localhost:{port}"));
+    }
     let cfg = Config::load(file.as_deref(), &flags)?;
     init_logs(cfg.log_format);
     let store = open_store(&cfg).await?;

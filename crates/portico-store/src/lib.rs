@@ -17,6 +17,7 @@ mod handoff;
 mod keys;
 mod mfa;
 mod outbox;
+mod passkeys;
 mod sessions;
 mod tokens;
 pub mod users;
@@ -27,6 +28,7 @@ pub use handoff::HandoffRedemption;
 pub use keys::KeyRow;
 pub use mfa::TotpCredential;
 pub use outbox::{LogoutFilter, LogoutNotice};
+pub use passkeys::PasskeyRow;
 pub use sessions::{NewSsoSession, ProductSessionInfo, ProductSessionStart, SessionInfo, SsoSession};
 pub use tokens::{CodeConsumption, Family, RefreshContext, RefreshPeek, RefreshRotation, Rotation};
 

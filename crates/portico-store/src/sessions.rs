@@ -290,6 +290,13 @@ impl Store {
     }
 
     /// Removes a finished authorization request, and any that have expired.
+    /// Takes a live entry out, once: of two concurrent takers only one gets it.
+    pub async fn take_auth_request(&self, id: &str, now: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as("DELETE FROM auth_requests WHERE id = $1 AND expires_at > $2 RETURNING data")
+            .bind(id).bind(now).fetch_optional(pool).await)?;
+        Ok(row.map(|r| r.0))
+    }
+
     pub async fn finish_auth_request(&self, id: &str, now: i64) -> Result<()> {
         on_pool!(self, pool => sqlx::query("DELETE FROM auth_requests WHERE id = $1 OR expires_at <= $2").bind(id).bind(now).execute(pool).await.map(|_| ()))?;
         Ok(())

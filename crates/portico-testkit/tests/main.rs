@@ -209,6 +209,7 @@ mod keys;
 mod logout;
 mod logs;
 mod negatives;
+mod passkeys;
 mod session_limits;
 mod shutdown;
 mod store_conformance;

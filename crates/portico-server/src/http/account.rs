@@ -97,9 +97,13 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap) -> Response {
     // This device first, then the others, most recently active first.
     sessions.sort_by_key(|x| x.id != current.id);
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
-    let Ok(second_factor) = super::mfa::account_section(&s, &current.user_id, &csrf).await else {
+    let (Ok(second_factor), Ok(keys)) = (
+        super::mfa::account_section(&s, &current.user_id, &csrf).await,
+        p.store.passkeys_of(&current.user_id).await,
+    ) else {
         return unavailable();
     };
+    let passkeys = super::passkey::account_section(&s, &keys, &csrf);
     let rows: String = sessions.iter().map(|x| row(&s, x, &current.id, &csrf)).collect();
     let body = format!(
         "<h1>Your account</h1><p>{} · <strong>{}</strong></p>\
@@ -107,12 +111,12 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap) -> Response {
          <table aria-label=\"Sessions\"><tr><th>Device</th><th>IP address</th><th>Signed in</th><th>Last active</th><th>Applications</th><th></th></tr>{rows}</table>\
          <form method=\"post\" action=\"/account/sessions/end-all\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <button type=\"submit\">Sign out everywhere</button></form>\
-         <p class=\"muted\">Signing out everywhere ends every session above, on every device, and signs you out of every application.</p>{second_factor}",
+         <p class=\"muted\">Signing out everywhere ends every session above, on every device, and signs you out of every application.</p>{second_factor}{passkeys}",
         esc(&user.name),
         esc(&user.email),
         esc(&csrf)
     );
-    let mut resp = html::secure((StatusCode::OK, Html(html::page("Your account", &body, true))).into_response(), None);
+    let mut resp = html::scripted((StatusCode::OK, Html(html::page("Your account", &body, true))).into_response());
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

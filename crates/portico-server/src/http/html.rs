@@ -68,6 +68,15 @@ pub fn secure_framed_by(mut resp: Response, script_nonce: Option<&str>, ancestor
     resp
 }
 
+/// A page that runs Portico's own scripts (`/static/…`) and lets them call back to Portico: the
+/// passkey pages. Everything else stays as strict as [`secure`].
+pub fn scripted(mut resp: Response) -> Response {
+    resp = secure(resp, None);
+    let csp = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+    resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    resp
+}
+
 pub fn html(status: axum::http::StatusCode, title: &str, body: &str) -> Response {
     secure((status, Html(page(title, body, false))).into_response(), None)
 }

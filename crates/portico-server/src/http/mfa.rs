@@ -2,9 +2,11 @@
 //! the password and the code no session exists: a short-lived pending sign-in, named by a random
 //! cookie whose hash is the key it is stored under, remembers who and where to.
 
+use super::api::Problem;
 use super::html::{self, esc};
 use super::oauth::load_request;
-use super::pages::{bad_form, current_user, expired, signed_in, with_cookie};
+use super::pages::{bad_form, current_user, expired, request_of, signed_in, with_cookie};
+use super::passkey;
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, State};
@@ -12,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use portico_model::{User, UserId};
+use portico_protocol::login::{self, Factors};
 use portico_protocol::{random, totp};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -69,34 +72,161 @@ async fn pending(s: &AppState, headers: &HeaderMap) -> Option<(String, Pending)>
     Some((key, serde_json::from_str(&data).ok()?))
 }
 
-/// The code form, posting to `action` with `hidden` fields.
-fn code_page(csrf: &str, action: &str, hidden: &str, error: Option<&str>) -> String {
+/// The second-factor page, posting to `action` with `hidden` fields: a passkey button for a user
+/// with passkeys (`options` starts that ceremony), and the code form (a code from the app, or a
+/// recovery code).
+fn code_page(s: &AppState, csrf: &str, action: &str, hidden: &str, error: Option<&str>, f: Factors, options: &str) -> String {
     let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    let with_passkey = f.passkeys && passkey::available(s);
+    let key = if with_passkey {
+        let form = passkey::form("passkey-verify", action, options, "get", csrf, hidden, "Use a passkey", "");
+        format!("{form}{}", passkey::SCRIPT_TAG)
+    } else {
+        String::new()
+    };
+    let (intro, label, hint) = if f.totp {
+        (
+            "Enter the 6-digit code from your authenticator app.",
+            "Code",
+            "No phone at hand? Enter one of your recovery codes instead.",
+        )
+    } else {
+        (
+            "Use your passkey to continue.",
+            "Recovery code",
+            "No passkey at hand? Enter one of your recovery codes.",
+        )
+    };
+    let intro = if with_passkey && f.totp {
+        "Use your passkey, or enter the 6-digit code from your authenticator app."
+    } else {
+        intro
+    };
     format!(
-        "<h1>Two-step verification</h1><p>Enter the 6-digit code from your authenticator app.</p>{err}\
+        "<h1>Two-step verification</h1><p>{intro}</p>{err}{key}\
          <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}\
-         <label for=\"code\">Code</label><input id=\"code\" name=\"code\" type=\"text\" maxlength=\"16\" autocomplete=\"one-time-code\" required autofocus>\
-         <button type=\"submit\">Verify</button></form>\
-         <p class=\"muted\">No phone at hand? Enter one of your recovery codes instead.</p>",
-        esc(csrf)
+         <label for=\"code\">{label}</label><input id=\"code\" name=\"code\" type=\"text\" maxlength=\"16\" autocomplete=\"one-time-code\" required{}>\
+         <button type=\"submit\" class=\"{}\">Verify</button></form>\
+         <p class=\"muted\">{hint}</p>",
+        esc(csrf),
+        if with_passkey { "" } else { " autofocus" },
+        if with_passkey { "secondary" } else { "" },
     )
 }
 
+/// A second-factor page: it may run the passkey script.
+fn factor_page(status: StatusCode, body: &str) -> Response {
+    html::scripted((status, axum::response::Html(html::page("Two-step verification", body, false))).into_response())
+}
+
+/// The user's factors, or the answer when they cannot be read.
+async fn factors_of(s: &AppState, user: &UserId) -> Result<Factors, Response> {
+    login::factors(&s.provider, user).await.map_err(|e| {
+        tracing::error!(error = %e, "second-factor lookup failed");
+        unavailable()
+    })
+}
+
+const LOGIN_OPTIONS: &str = "/login/mfa/passkey/options";
+const STEP_UP_OPTIONS: &str = "/login/second-factor/passkey/options";
+
 pub async fn code_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if pending(&s, &headers).await.is_none() {
+    let Some((_, pending)) = pending(&s, &headers).await else {
         return expired();
-    }
+    };
+    let f = match factors_of(&s, &UserId::new(&pending.user)).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     with_cookie(
-        html::html(StatusCode::OK, "Two-step verification", &code_page(&csrf, "/login/mfa", "", None)),
+        factor_page(StatusCode::OK, &code_page(&s, &csrf, "/login/mfa", "", None, f, LOGIN_OPTIONS)),
         cookie,
     )
+}
+
+/// `POST /login/mfa/passkey/options`: the passkey ceremony of the pending sign-in's user.
+pub async fn passkey_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let Some((_, pending)) = pending(&s, &headers).await else {
+        return Problem::new(StatusCode::BAD_REQUEST, "This sign-in has expired. Start again.").into_response();
+    };
+    verification_options(&s, &headers, f.csrf.as_deref(), &UserId::new(&pending.user)).await
+}
+
+/// `POST /login/second-factor/passkey/options`: the passkey ceremony of the signed-in user stepping up.
+pub async fn step_up_passkey_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let Some((_, user)) = session_user(&s, &headers).await else {
+        return Problem::new(StatusCode::BAD_REQUEST, "You are signed out. Start again.").into_response();
+    };
+    verification_options(&s, &headers, f.csrf.as_deref(), &user.id).await
+}
+
+async fn verification_options(s: &AppState, headers: &HeaderMap, csrf: Option<&str>, user: &UserId) -> Response {
+    if !cookies::csrf_ok(s, headers, csrf) {
+        return Problem::new(StatusCode::FORBIDDEN, "The page expired. Reload it and try again.").into_response();
+    }
+    match portico_protocol::passkey::start_verification(&s.provider, user, now()).await {
+        Ok(Some(started)) => {
+            let mut resp = axum::Json(started).into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            resp
+        }
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND, "You have no passkey.").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "starting a passkey verification failed");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]
 pub struct CodeForm {
     csrf: Option<String>,
     code: Option<String>,
+    /// A passkey's answer instead of a code, and its ceremony's token.
+    credential: Option<String>,
+    token: Option<String>,
+}
+
+/// The second factor a form carries: a passkey's answer, or a code. `Ok(Some(amr))` when it passed.
+async fn check_factor(
+    s: &AppState,
+    user: &User,
+    code: Option<&str>,
+    token: Option<&str>,
+    credential: Option<&str>,
+    ip: Option<String>,
+    n: i64,
+) -> Result<Option<&'static str>, Response> {
+    let p = &s.provider;
+    if let Some(credential) = credential.filter(|c| !c.is_empty()) {
+        return match passkey::verify(s, &user.id, token.unwrap_or(""), credential, ip, n).await {
+            Ok(_) => Ok(Some("hwk")),
+            Err(portico_protocol::passkey::PasskeyError::Store(e)) => {
+                tracing::error!(error = %e, "passkey check failed");
+                Err(unavailable())
+            }
+            Err(_) => Ok(None),
+        };
+    }
+    match totp::second_factor(p, user, code.unwrap_or(""), ip, n).await {
+        Ok(true) => Ok(Some("otp")),
+        Ok(false) => Ok(None),
+        Err(e) => {
+            tracing::error!(error = %e, "second-factor check failed");
+            Err(unavailable())
+        }
+    }
+}
+
+/// Why a factor was refused, in the user's words.
+async fn factor_refusal(s: &AppState, user: &UserId, passkey: bool) -> &'static str {
+    if passkey {
+        "That passkey was not accepted. Try again, or enter a code."
+    } else {
+        refusal(s, user).await
+    }
 }
 
 pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
@@ -115,29 +245,28 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
     if !user.is_active() {
         return expired();
     }
-    match totp::second_factor(p, &user, f.code.as_deref().unwrap_or(""), ip.clone(), n).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let factor = match check_factor(&s, &user, f.code.as_deref(), f.token.as_deref(), f.credential.as_deref(), ip.clone(), n).await {
+        Ok(Some(factor)) => factor,
+        Ok(None) => {
+            let factors = match factors_of(&s, &user.id).await {
+                Ok(f) => f,
+                Err(resp) => return resp,
+            };
             let (csrf, _) = cookies::csrf_token(&s, &headers);
-            let body = code_page(&csrf, "/login/mfa", "", Some(refusal(&s, &user.id).await));
-            return html::html(StatusCode::UNAUTHORIZED, "Two-step verification", &body);
+            let why = factor_refusal(&s, &user.id, f.credential.is_some()).await;
+            let body = code_page(&s, &csrf, "/login/mfa", "", Some(why), factors, LOGIN_OPTIONS);
+            return factor_page(StatusCode::UNAUTHORIZED, &body);
         }
-        Err(e) => {
-            tracing::error!(error = %e, "second-factor check failed");
-            return unavailable();
-        }
-    }
+        Err(resp) => return resp,
+    };
     // The pending sign-in is spent, whatever follows.
     let _ = p.store.finish_auth_request(&key, n).await;
-    let req = match &pending.req {
-        Some(id) => match load_request(&s, id).await {
-            Some(r) => Some(r),
-            None => return expired(),
-        },
-        None => None,
+    let req = match request_of(&s, pending.req.as_deref()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let next = super::pages::local_next(pending.next.as_deref());
-    let mut resp = signed_in(&s, &headers, &user, vec!["pwd".into(), "otp".into()], req, next, ip, n).await;
+    let mut resp = signed_in(&s, &headers, &user, vec!["pwd".into(), factor.into()], req, next, ip, n).await;
     resp.headers_mut()
         .append(header::SET_COOKIE, cookies::set(&s, cookies::mfa_name(&s), "", Some(0)));
     resp
@@ -181,7 +310,7 @@ async fn account_user(s: &AppState, headers: &HeaderMap) -> Option<User> {
 }
 
 /// The recovery codes, shown this once.
-fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
+pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
     let items: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();
     html::html(
         StatusCode::OK,
@@ -345,20 +474,42 @@ pub async fn second_factor_form(State(s): State<AppState>, headers: HeaderMap, a
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&req.id));
-    let body = match totp::enrolled(&s.provider, &user.id).await {
-        Ok(true) => code_page(&csrf, "/login/second-factor", &hidden, None),
-        Ok(false) => match totp::start(&s.provider, &user, now()).await {
+    let factors = match factors_of(&s, &user.id).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let body = match factors.any() {
+        true => code_page(&s, &csrf, "/login/second-factor", &hidden, None, factors, STEP_UP_OPTIONS),
+        false => match totp::start(&s.provider, &user, now()).await {
             Ok(Some(e)) => {
                 let intro = "<p class=\"muted\">This application requires two-step verification. Set it up now to continue.</p>";
+                let key = if passkey::available(&s) {
+                    let form = passkey::form(
+                        "passkey-add",
+                        "/account/passkeys",
+                        "/account/passkeys/options",
+                        "create",
+                        &csrf,
+                        &hidden,
+                        "Add a passkey instead",
+                        "secondary",
+                    );
+                    format!(
+                        "<p class=\"muted\">Or use a passkey: your device's screen lock or a security key.</p>{form}{}",
+                        passkey::SCRIPT_TAG
+                    )
+                } else {
+                    String::new()
+                };
                 let hidden = format!("{hidden}<input type=\"hidden\" name=\"enrol\" value=\"1\">");
-                enrol_page(&csrf, &e, "/login/second-factor", &hidden).replacen("</h1>", &format!("</h1>{intro}"), 1)
+                let page = enrol_page(&csrf, &e, "/login/second-factor", &hidden).replacen("</h1>", &format!("</h1>{intro}"), 1);
+                format!("{page}{key}")
             }
-            Ok(None) => code_page(&csrf, "/login/second-factor", &hidden, None),
+            Ok(None) => code_page(&s, &csrf, "/login/second-factor", &hidden, None, factors, STEP_UP_OPTIONS),
             Err(_) => return unavailable(),
         },
-        Err(_) => return unavailable(),
     };
-    with_cookie(html::html(StatusCode::OK, "Two-step verification", &body), cookie)
+    with_cookie(factor_page(StatusCode::OK, &body), cookie)
 }
 
 #[derive(Deserialize)]
@@ -367,6 +518,8 @@ pub struct StepUpForm {
     req: String,
     code: Option<String>,
     enrol: Option<String>,
+    credential: Option<String>,
+    token: Option<String>,
 }
 
 pub async fn second_factor_submit(
@@ -383,6 +536,20 @@ pub async fn second_factor_submit(
         return html::secure(Redirect::to(&resume(&req.id)).into_response(), None);
     };
     let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
+    if f.credential.as_deref().is_some_and(|c| !c.is_empty()) {
+        let passed = match check_factor(&s, &user, None, f.token.as_deref(), f.credential.as_deref(), ip, n).await {
+            Ok(passed) => passed.is_some(),
+            Err(resp) => return resp,
+        };
+        if passed && login::add_factor(p, &session, "hwk").await.is_err() {
+            return unavailable();
+        }
+        return if passed {
+            html::secure(Redirect::to(&resume(&req.id)).into_response(), None)
+        } else {
+            step_up_refused(&s, &headers, &req.id, &user.id, true).await
+        };
+    }
     let enrolling = f.enrol.is_some();
     let passed = match totp::step_up(p, &session, &user, f.code.as_deref().unwrap_or(""), enrolling, ip.clone(), n).await {
         Ok(x) => x,
@@ -399,14 +566,21 @@ pub async fn second_factor_submit(
         (true, false) => html::secure(Redirect::to(&resume(&req.id)).into_response(), None),
         // A wrong first code: start the setup again (a new key).
         (false, true) => html::secure(Redirect::to(&format!("/login/second-factor?req={}", req.id)).into_response(), None),
-        (false, false) => {
-            let (csrf, _) = cookies::csrf_token(&s, &headers);
-            let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&req.id));
-            html::html(
-                StatusCode::UNAUTHORIZED,
-                "Two-step verification",
-                &code_page(&csrf, "/login/second-factor", &hidden, Some(refusal(&s, &user.id).await)),
-            )
-        }
+        (false, false) => step_up_refused(&s, &headers, &req.id, &user.id, false).await,
     }
+}
+
+/// The step-up page again, saying why the factor was refused.
+async fn step_up_refused(s: &AppState, headers: &HeaderMap, req: &str, user: &UserId, passkey: bool) -> Response {
+    let factors = match factors_of(s, user).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let (csrf, _) = cookies::csrf_token(s, headers);
+    let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(req));
+    let why = factor_refusal(s, user, passkey).await;
+    factor_page(
+        StatusCode::UNAUTHORIZED,
+        &code_page(s, &csrf, "/login/second-factor", &hidden, Some(why), factors, STEP_UP_OPTIONS),
+    )
 }

@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod passkey;
 
 use axum::http::HeaderMap;
 

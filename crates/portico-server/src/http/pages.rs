@@ -30,6 +30,15 @@ pub fn local_next(next: Option<&str>) -> Option<&'static str> {
     (next == Some("/account")).then_some("/account")
 }
 
+/// The authorization request a page carries, if it names one; the "expired" page when it names
+/// one that is gone.
+pub async fn request_of(s: &AppState, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
+    match id {
+        Some(id) => load_request(s, id).await.map(Some).ok_or_else(expired),
+        None => Ok(None),
+    }
+}
+
 pub fn with_cookie(mut resp: Response, cookie: Option<axum::http::HeaderValue>) -> Response {
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
@@ -52,7 +61,7 @@ pub fn expired() -> Response {
     )
 }
 
-fn login_page(csrf: &str, req: Option<&AuthRequest>, next: Option<&str>, email: &str, error: Option<&str>, product: Option<&str>) -> String {
+fn login_page(s: &AppState, csrf: &str, req: Option<&AuthRequest>, next: Option<&str>, email: &str, error: Option<&str>, product: Option<&str>) -> String {
     let to = product
         .map(|p| format!("<p class=\"muted\">to continue to <strong>{}</strong></p>", esc(p)))
         .unwrap_or_default();
@@ -67,10 +76,34 @@ fn login_page(csrf: &str, req: Option<&AuthRequest>, next: Option<&str>, email: 
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">{req_field}\
          <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\" autofocus>\
          <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>",
+         <button type=\"submit\">Sign in</button></form>{}",
         esc(csrf),
-        esc(email)
+        esc(email),
+        passwordless(s, csrf, &req_field)
     )
+}
+
+/// The login page's passkey button: passwordless sign-in with a discoverable passkey.
+fn passwordless(s: &AppState, csrf: &str, hidden: &str) -> String {
+    if !super::passkey::available(s) {
+        return String::new();
+    }
+    let form = super::passkey::form(
+        "passkey-login",
+        "/login/passkey",
+        "/login/passkey/options",
+        "get",
+        csrf,
+        hidden,
+        "Sign in with a passkey",
+        "secondary",
+    );
+    format!("{form}{}", super::passkey::SCRIPT_TAG)
+}
+
+/// The login page: it may run the passkey script.
+fn login_response(status: StatusCode, body: &str) -> Response {
+    html::scripted((status, axum::response::Html(html::page("Sign in", body, false))).into_response())
 }
 
 fn product_name(s: &AppState, req: &AuthRequest) -> Option<String> {
@@ -78,21 +111,17 @@ fn product_name(s: &AppState, req: &AuthRequest) -> Option<String> {
 }
 
 pub async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
-    let req = match &q.req {
-        Some(id) => match load_request(&s, id).await {
-            Some(r) => Some(r),
-            None => return expired(),
-        },
-        None => None,
+    let req = match request_of(&s, q.req.as_deref()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     let email = req.as_ref().and_then(|r| r.login_hint.clone()).unwrap_or_default();
     let product = req.as_ref().and_then(|r| product_name(&s, r));
     with_cookie(
-        html::html(
+        login_response(
             StatusCode::OK,
-            "Sign in",
-            &login_page(&csrf, req.as_ref(), q.next.as_deref(), &email, None, product.as_deref()),
+            &login_page(&s, &csrf, req.as_ref(), q.next.as_deref(), &email, None, product.as_deref()),
         ),
         cookie,
     )
@@ -109,12 +138,9 @@ pub struct LoginForm {
 
 pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     let n = now();
-    let req = match &f.req {
-        Some(id) => match load_request(&s, id).await {
-            Some(r) => Some(r),
-            None => return expired(),
-        },
-        None => None,
+    let req = match request_of(&s, f.req.as_deref()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return bad_form();
@@ -132,6 +158,7 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         let product = req.as_ref().and_then(|r| product_name(&s, r));
         let body = login_page(
+            &s,
             &csrf,
             req.as_ref(),
             f.next.as_deref(),
@@ -139,10 +166,10 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
             Some("Wrong email or password."),
             product.as_deref(),
         );
-        return html::html(StatusCode::UNAUTHORIZED, "Sign in", &body);
+        return login_response(StatusCode::UNAUTHORIZED, &body);
     };
-    // A user with an authenticator gives a code before any session exists.
-    match portico_protocol::totp::enrolled(p, &user.id).await {
+    // A user with a second factor (an authenticator app, a passkey) passes it before any session exists.
+    match login::factors(p, &user.id).await.map(login::Factors::any) {
         Ok(true) => return super::mfa::challenge(&s, &user, req.map(|r| r.id), local_next(f.next.as_deref()), n).await,
         Ok(false) => {}
         Err(e) => {

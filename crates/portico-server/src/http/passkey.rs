@@ -1,0 +1,335 @@
+//! Passkeys on the hosted pages: passwordless sign-in from the login page, the second factor at
+//! `/login/mfa` and `/login/second-factor` (their handlers take the browser's answer beside the
+//! code), and the account page's list (add, rename, remove). Each ceremony starts with a POST that
+//! returns its options as JSON and finishes with a form POST carrying the browser's answer.
+
+use super::api::Problem;
+use super::html::{self, esc};
+use super::oauth::load_request;
+use super::pages::{bad_form, current_user, expired, local_next, request_of, signed_in};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Redirect, Response};
+use portico_model::{User, UserId};
+use portico_protocol::passkey::{self, PasskeyError, Started};
+use portico_store::{PasskeyRow, StoreError};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub const SCRIPT: &str = include_str!("passkey.js");
+
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// Whether this deployment can offer passkeys (its issuer has a domain name).
+pub fn available(s: &AppState) -> bool {
+    s.provider.webauthn.is_some()
+}
+
+/// A form that finishes a ceremony at `action`: `hidden` fields, and a button (shown by the
+/// script) that starts it at `options`.
+pub fn form(id: &str, action: &str, options: &str, mode: &str, csrf: &str, hidden: &str, label: &str, class: &str) -> String {
+    format!(
+        "<form id=\"{id}\" method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}\
+         <input type=\"hidden\" name=\"token\"><input type=\"hidden\" name=\"credential\">\
+         <button type=\"button\" class=\"{class}\" data-passkey=\"{mode}\" data-options=\"{options}\" data-form=\"{id}\" hidden>{label}</button></form>",
+        esc(csrf)
+    )
+}
+
+/// The script tag for a page with a passkey form.
+pub const SCRIPT_TAG: &str = "<script src=\"/static/passkey.js\" defer></script>";
+
+fn options(r: Result<Started, PasskeyError>) -> Response {
+    match r {
+        Ok(started) => {
+            let mut resp = Json(started).into_response();
+            resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("ascii"));
+            resp
+        }
+        Err(PasskeyError::Unavailable) => Problem::new(StatusCode::NOT_FOUND, "Passkeys are not available on this server.").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "starting a passkey ceremony failed");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response()
+        }
+    }
+}
+
+fn refused_csrf() -> Response {
+    Problem::new(StatusCode::FORBIDDEN, "The page expired. Reload it and try again.").into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /login/passkey/options`: a passwordless ceremony.
+pub async fn login_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return refused_csrf();
+    }
+    options(passkey::start_discovery(&s.provider, now()).await)
+}
+
+#[derive(Deserialize)]
+pub struct FinishForm {
+    csrf: Option<String>,
+    token: Option<String>,
+    credential: Option<String>,
+    req: Option<String>,
+    next: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /login/passkey`: signs in whoever's passkey answered the challenge.
+pub async fn login_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
+    let n = now();
+    let req = match request_of(&s, f.req.as_deref()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let ip = client_ip(Some(&addr));
+    let (token, credential) = (f.token.unwrap_or_default(), f.credential.unwrap_or_default());
+    match passkey::finish_sign_in(&s.provider, &token, &credential, None, ip.clone(), n).await {
+        Ok(user) => signed_in(&s, &headers, &user, amr_passwordless(), req, local_next(f.next.as_deref()), ip, n).await,
+        Err(e) => refused(&e, "/login", f.req.as_deref(), f.next.as_deref()),
+    }
+}
+
+/// A passkey sign-in with user verification: possession and a PIN or biometric.
+pub fn amr_passwordless() -> Vec<String> {
+    vec!["hwk".into(), "mfa".into()]
+}
+
+/// A ceremony that failed: where to try again.
+fn refused(e: &PasskeyError, back: &str, req: Option<&str>, next: Option<&str>) -> Response {
+    let message = match e {
+        PasskeyError::Store(err) => {
+            tracing::error!(error = %err, "a passkey sign-in failed");
+            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
+        }
+        PasskeyError::Expired => "The passkey request expired. Try again.",
+        _ => "That passkey was not accepted.",
+    };
+    let again = match (req, local_next(next)) {
+        (Some(r), _) => format!("{back}?req={}", esc(r)),
+        (None, Some(n)) => format!("{back}?next={n}"),
+        (None, None) => back.to_owned(),
+    };
+    html::html(
+        StatusCode::UNAUTHORIZED,
+        "Passkey",
+        &format!("<h1>Passkey not accepted</h1><p class=\"error\" role=\"alert\">{message}</p><p><a class=\"button\" href=\"{again}\">Try again</a></p>"),
+    )
+}
+
+/// The second factor by passkey for `user` (the pending sign-in, or the session stepping up).
+pub async fn verify(s: &AppState, user: &UserId, token: &str, credential: &str, ip: Option<String>, n: i64) -> Result<User, PasskeyError> {
+    passkey::finish_sign_in(&s.provider, token, credential, Some(user), ip, n).await
+}
+
+/// `POST /account/passkeys/options`: registering a new passkey for the signed-in user.
+pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let Some(user) = account_user(&s, &headers).await else {
+        return Problem::new(StatusCode::FORBIDDEN, "Sign in again to add a passkey.").into_response();
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return refused_csrf();
+    }
+    match may_change_factors(&s, &user).await {
+        Ok(true) => options(passkey::start_registration(&s.provider, &user.1, now()).await),
+        Ok(false) => Problem::new(StatusCode::FORBIDDEN, SIGN_IN_AGAIN).into_response(),
+        Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response(),
+    }
+}
+
+const SIGN_IN_AGAIN: &str = "Sign in again with your second factor to change how you sign in.";
+
+/// The browser's session and its user.
+async fn account_user(s: &AppState, headers: &HeaderMap) -> Option<(portico_store::SsoSession, User)> {
+    let session = current_user(s, headers).await?;
+    let user = s.provider.store.user_by_id(&session.user_id).await.ok()??;
+    Some((session, user))
+}
+
+/// Whether this session may add or remove a passkey: any session while the user has no second
+/// factor (setting up the first), otherwise only a session that passed one. A session that holds
+/// the password alone (a stolen cookie from before the factor existed, say) cannot plant a passkey
+/// of its own or take one away.
+async fn may_change_factors(s: &AppState, (session, user): &(portico_store::SsoSession, User)) -> Result<bool, StoreError> {
+    if portico_protocol::login::acr_for(&session.amr) == portico_protocol::login::ACR_MFA {
+        return Ok(true);
+    }
+    Ok(!portico_protocol::login::factors(&s.provider, &user.id).await?.any())
+}
+
+fn to_account() -> Response {
+    html::secure(Redirect::to("/account").into_response(), None)
+}
+
+fn account_error(status: StatusCode, message: &str) -> Response {
+    html::html(
+        status,
+        "Passkeys",
+        &format!(
+            "<h1>Passkeys</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/account\">Back to your account</a></p>",
+            esc(message)
+        ),
+    )
+}
+
+/// `POST /account/passkeys`: stores the new passkey under the name the user gave it.
+pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
+    let Some(account) = account_user(&s, &headers).await else {
+        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    match may_change_factors(&s, &account).await {
+        Ok(true) => {}
+        Ok(false) => return account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN),
+        Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
+    }
+    let user = account.1;
+    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
+    let name = f.name.unwrap_or_default();
+    // Set up while an application waits for a second factor: back to that step, to use it.
+    let then = match f.req.as_deref() {
+        Some(req) => match load_request(&s, req).await {
+            Some(r) => format!("/login/second-factor?req={}", r.id),
+            None => return expired(),
+        },
+        None => "/account".to_owned(),
+    };
+    match passkey::finish_registration(p, &user, &f.token.unwrap_or_default(), &name, &f.credential.unwrap_or_default(), ip.clone(), n).await {
+        Ok(_) => first_factor_codes(&s, &user.id, &then, ip, n).await,
+        Err(PasskeyError::Duplicate) => account_error(StatusCode::CONFLICT, "That passkey is registered already."),
+        Err(PasskeyError::Expired) => account_error(StatusCode::BAD_REQUEST, "The request expired. Add the passkey again."),
+        Err(PasskeyError::Refused(why)) => {
+            tracing::info!(why = %why, "a passkey registration was refused");
+            account_error(StatusCode::BAD_REQUEST, "The passkey could not be registered.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registering a passkey failed");
+            account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again.")
+        }
+    }
+}
+
+/// After a passkey is added: a user who has no recovery codes yet gets them now, shown once
+/// (a lost authenticator must not lock them out); otherwise back to the account page.
+async fn first_factor_codes(s: &AppState, user: &UserId, then: &str, ip: Option<String>, n: i64) -> Response {
+    let p = &s.provider;
+    match p.store.recovery_codes_left(user).await {
+        Ok((0, None)) => match portico_protocol::totp::new_recovery_codes(p, user, ip, n).await {
+            Ok(codes) => super::mfa::recovery_page(&codes, "Your passkey is added", then),
+            Err(_) => account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
+        },
+        _ => html::secure(Redirect::to(then).into_response(), None),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ChangeForm {
+    csrf: Option<String>,
+    id: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /account/passkeys/rename` and `…/remove`.
+async fn change(s: AppState, addr: SocketAddr, headers: HeaderMap, f: ChangeForm, remove: bool) -> Response {
+    let Some(account) = account_user(&s, &headers).await else {
+        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    if remove {
+        match may_change_factors(&s, &account).await {
+            Ok(true) => {}
+            Ok(false) => return account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN),
+            Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
+        }
+    }
+    let user = account.1;
+    let (p, ip, n, id) = (&s.provider, client_ip(Some(&addr)), now(), f.id.unwrap_or_default());
+    let done = if remove {
+        passkey::remove(p, &user.id, &id, ip, n).await
+    } else {
+        passkey::rename(p, &user.id, &id, f.name.as_deref().unwrap_or(""), ip, n).await
+    };
+    match done {
+        // Not one of this user's passkeys: nothing changed, the list shows what there is.
+        Ok(_) => to_account(),
+        Err(e) => {
+            tracing::error!(error = %e, "changing a passkey failed");
+            account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again.")
+        }
+    }
+}
+
+pub async fn rename(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    change(s, addr, headers, f, false).await
+}
+
+pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    change(s, addr, headers, f, true).await
+}
+
+/// The account page's passkey section: the list, and a form to add one.
+pub fn account_section(s: &AppState, keys: &[PasskeyRow], csrf: &str) -> String {
+    if !available(s) {
+        return String::new();
+    }
+    let when = super::account::when;
+    let rows: String = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "<tr><td><form method=\"post\" action=\"/account/passkeys/rename\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+                 <input type=\"hidden\" name=\"id\" value=\"{id}\"><input type=\"text\" name=\"name\" value=\"{name}\" maxlength=\"{max}\" aria-label=\"Name of passkey {name}\">\
+                 <button class=\"secondary small\" type=\"submit\">Rename</button></form></td><td>{added}</td><td>{used}</td>\
+                 <td><form method=\"post\" action=\"/account/passkeys/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+                 <input type=\"hidden\" name=\"id\" value=\"{id}\"><button class=\"secondary small\" type=\"submit\" aria-label=\"Remove passkey {name}\">Remove</button></form></td></tr>",
+                c = esc(csrf),
+                id = esc(&k.id),
+                name = esc(&k.name),
+                max = passkey::MAX_NAME,
+                added = when(k.created_at),
+                used = k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+            )
+        })
+        .collect();
+    let list = if keys.is_empty() {
+        "<p class=\"muted\">No passkeys yet. A passkey signs you in with your device's screen lock or a security key, without a password.</p>".to_owned()
+    } else {
+        format!("<table aria-label=\"Passkeys\"><tr><th>Name</th><th>Added</th><th>Last used</th><th></th></tr>{rows}</table>")
+    };
+    let add = form(
+        "passkey-add",
+        "/account/passkeys",
+        "/account/passkeys/options",
+        "create",
+        csrf,
+        "<label for=\"passkey-name\">Name for a new passkey</label><input id=\"passkey-name\" class=\"short\" name=\"name\" type=\"text\" maxlength=\"64\" placeholder=\"Work laptop\">",
+        "Add a passkey",
+        "small",
+    );
+    format!("<h2>Passkeys</h2>{list}{add}{SCRIPT_TAG}")
+}

@@ -1,0 +1,172 @@
+//! Passkeys from the outside, short of a browser (the ceremonies themselves run in Chromium, in
+//! e2e/tests/passkey.test.mjs): what the options ask of the authenticator, forged and replayed
+//! answers, and who may add, rename or remove a passkey.
+
+use crate::tenancy::{CRM_SECRET, TENANTS, tokens};
+use crate::*;
+use portico_store::PasskeyRow;
+
+/// Runs `body` on both stores with the issuer at `localhost` (WebAuthn refuses IP addresses).
+macro_rules! on_localhost {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn run(backend: Backend) {
+                let Some(s) = TestServer::start_with(backend, TENANTS, |c| c.issuer = c.issuer.replace("127.0.0.1", "localhost")).await else {
+                    return;
+                };
+                ($body)(&s).await;
+                s.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// POSTs `fields` and the page's CSRF token to `path`; the status and body.
+async fn post(b: &mut Browser, s: &TestServer, page: &str, path: &str, fields: &[(&str, &str)]) -> (u16, Option<String>, String) {
+    let csrf = hidden(page, "csrf").expect("a csrf field");
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    b.post_form(&format!("{}{path}", s.base), &form).await
+}
+
+async fn login_page(b: &mut Browser, s: &TestServer) -> String {
+    let (status, _, page) = b.get(&format!("{}/login", s.base)).await;
+    assert_eq!(status, 200);
+    page
+}
+
+async fn passkeys_need_a_domain_name(s: &TestServer) {
+    let mut b = Browser::new();
+    let page = login_page(&mut b, s).await;
+    assert!(!page.contains("Sign in with a passkey"), "an IP-address issuer offers no passkeys: {page}");
+    let (status, _, body) = post(&mut b, s, &page, "/login/passkey/options", &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("not available"), "{body}");
+}
+both_stores!(passkeys_need_a_domain_name_, TENANTS, passkeys_need_a_domain_name);
+
+async fn passkey_options_and_forged_answers(s: &TestServer) {
+    let mut b = Browser::new();
+    let page = login_page(&mut b, s).await;
+    assert!(page.contains("Sign in with a passkey"));
+    // No CSRF token, no ceremony.
+    let (status, _, _) = b
+        .post_form(&format!("{}/login/passkey/options", s.base), &[("csrf", "x".repeat(43).as_str())])
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, body) = post(&mut b, s, &page, "/login/passkey/options", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let options: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = &options["publicKey"];
+    assert_eq!(key["rpId"], "localhost");
+    assert_eq!(
+        key["userVerification"], "required",
+        "a passkey sign-in is two factors only with user verification"
+    );
+    assert!(key["challenge"].as_str().is_some_and(|c| c.len() >= 43), "{key}");
+    let token = options["token"].as_str().unwrap().to_owned();
+
+    // A forged answer is refused and audited; the challenge it answered is spent.
+    let forged = serde_json::json!({
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"clientDataJSON": "e30", "authenticatorData": "AAAA", "signature": "AAAA", "userHandle": "AAAA"},
+    })
+    .to_string();
+    let (status, _, body) = post(&mut b, s, &page, "/login/passkey", &[("token", &token), ("credential", &forged)]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not accepted"), "{body}");
+    let (status, _, body) = post(&mut b, s, &page, "/login/passkey", &[("token", &token), ("credential", &forged)]).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("expired"), "a ceremony is answered once: {body}");
+    let (status, loc, _) = b.get(&format!("{}/account", s.base)).await;
+    assert_eq!((status, loc.as_deref()), (303, Some("/login?next=/account")), "no session came of it");
+    s.running.provider.writer.flush().await;
+    let refused = s
+        .store()
+        .audit_records(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.kind == "mfa.passkey_refused")
+        .count();
+    assert_eq!(refused, 1);
+
+    // Registration options for a signed-in user: a discoverable credential with user verification,
+    // a user handle that is not the email.
+    tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let (_, _, account) = b.get(&format!("{}/account", s.base)).await;
+    assert!(account.contains("Add a passkey"), "{account}");
+    let (status, _, body) = post(&mut b, s, &account, "/account/passkeys/options", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let key = &serde_json::from_str::<serde_json::Value>(&body).unwrap()["publicKey"];
+    assert_eq!(key["authenticatorSelection"]["residentKey"], "required");
+    assert_eq!(key["authenticatorSelection"]["userVerification"], "required");
+    assert_eq!(key["user"]["name"], "ada@example.test");
+    assert!(!key["user"]["id"].as_str().unwrap().is_empty());
+    assert!(!body.contains(&portico_protocol::random::b64url(b"ada@example.test")));
+    assert_eq!(key["rp"]["id"], "localhost");
+}
+on_localhost!(passkey_options_and_forged_answers_, passkey_options_and_forged_answers);
+
+fn a_passkey(id: &str, user: &portico_model::UserId, name: &str) -> PasskeyRow {
+    PasskeyRow {
+        id: id.into(),
+        user_id: user.clone(),
+        name: name.into(),
+        credential: "{}".into(),
+        created_at: portico_testkit::now(),
+        last_used_at: None,
+    }
+}
+
+async fn only_a_passkeys_owner_changes_it(s: &TestServer) {
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let (bob, _) = s.store().user_by_email("bob@example.test").await.unwrap().unwrap();
+    // A session with the password alone, from before Ada had a second factor (as a stolen cookie).
+    let mut thief = Browser::new();
+    tokens(&mut thief, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    s.store().add_passkey(&a_passkey("bob-key", &bob.id, "Bob's"), &[]).await.unwrap();
+    s.store().add_passkey(&a_passkey("ada-key", &ada.id, "Ada's"), &[]).await.unwrap();
+    let (_, _, account) = thief.get(&format!("{}/account", s.base)).await;
+    assert!(account.contains("Ada&#39;s") && !account.contains("Bob"), "her own passkeys only: {account}");
+
+    // It can neither add a passkey of its own nor take hers away.
+    let (status, _, _) = post(&mut thief, s, &account, "/account/passkeys/options", &[]).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = post(&mut thief, s, &account, "/account/passkeys", &[("token", "t"), ("credential", "{}")]).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = post(&mut thief, s, &account, "/account/passkeys/remove", &[("id", "ada-key")]).await;
+    assert_eq!(status, 403);
+    assert_eq!(s.store().passkeys_of(&ada.id).await.unwrap().len(), 1);
+    // Renaming is harmless; renaming or removing Bob's passkey changes nothing.
+    let (status, loc, _) = post(
+        &mut thief,
+        s,
+        &account,
+        "/account/passkeys/rename",
+        &[("id", "ada-key"), ("name", "  Phone\n ")],
+    )
+    .await;
+    assert_eq!((status, loc.as_deref()), (303, Some("/account")));
+    assert_eq!(s.store().passkey("ada-key").await.unwrap().unwrap().name, "Phone");
+    post(&mut thief, s, &account, "/account/passkeys/rename", &[("id", "bob-key"), ("name", "mine")]).await;
+    assert_eq!(s.store().passkey("bob-key").await.unwrap().unwrap().name, "Bob's");
+
+    // Signing in with the password now asks for the passkey: no session before it.
+    let mut b = Browser::new();
+    let (step, _) = crate::tenancy::start(&mut b, s, "crm-web", &[], "ada@example.test").await;
+    let crate::tenancy::Step::Page(page) = step else {
+        panic!("signed in without the second factor")
+    };
+    assert!(page.contains("Use a passkey"), "{page}");
+}
+on_localhost!(only_a_passkeys_owner_changes_it_, only_a_passkeys_owner_changes_it);
