@@ -21,6 +21,7 @@ pub mod random;
 pub mod revoke;
 pub mod snapshot;
 pub mod tenants;
+pub mod throttle;
 pub mod token;
 pub mod totp;
 pub mod userinfo;

@@ -26,6 +26,8 @@ pub struct Settings {
     pub handoff_ttl: i64,
     /// How long a back-channel logout notice is retried before it is given up.
     pub logout_window: i64,
+    /// Sign-in throttling.
+    pub throttle: crate::throttle::Limits,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
             tenant_handle_period: 1800,
             handoff_ttl: 120,
             logout_window: 86_400,
+            throttle: crate::throttle::Limits::default(),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The developer demo (`portico dev`): client secrets it may use for the built-in relying party.
     pub demo: Option<Arc<demo::Demo>>,
+    /// Per-client limits at the token endpoint.
+    pub client_limits: Arc<crate::http::limits::ClientLimits>,
 }
 
 pub fn app(state: AppState) -> Router {

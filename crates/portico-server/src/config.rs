@@ -27,6 +27,18 @@ pub struct Config {
     pub session_idle: String,
     /// How long an SSO session lives at most after sign-in ("7d").
     pub session_absolute: String,
+    /// Failed sign-ins per account (the email as typed) before each next attempt waits 1, 2, 4 … 60 s.
+    pub login_account_delay_after: i64,
+    /// Failed sign-ins per account that lock it for `login_lock`.
+    pub login_account_lock_after: i64,
+    /// The same two limits per client IP.
+    pub login_ip_delay_after: i64,
+    pub login_ip_lock_after: i64,
+    /// How long a lock lasts, and how long failures are remembered ("15m").
+    pub login_lock: String,
+    /// Token endpoint requests per second allowed to one client (0: no limit); bursts of up to
+    /// twice as many pass.
+    pub token_requests_per_client: u32,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -51,6 +63,12 @@ impl Default for Config {
             backchannel_logout_window: "24h".into(),
             session_idle: "8h".into(),
             session_absolute: "7d".into(),
+            login_account_delay_after: 5,
+            login_account_lock_after: 10,
+            login_ip_delay_after: 20,
+            login_ip_lock_after: 100,
+            login_lock: "15m".into(),
+            token_requests_per_client: 1000,
         }
     }
 }
@@ -129,6 +147,20 @@ impl Config {
             self.session_absolute
         );
         anyhow::ensure!(
+            self.login_lock().is_some(),
+            "login_lock: {:?} is not a duration between 1s and 1d (like \"15m\")",
+            self.login_lock
+        );
+        for (name, delay, lock) in [
+            ("login_account", self.login_account_delay_after, self.login_account_lock_after),
+            ("login_ip", self.login_ip_delay_after, self.login_ip_lock_after),
+        ] {
+            anyhow::ensure!(
+                delay >= 1 && lock > delay,
+                "{name}_delay_after ({delay}) must be at least 1 and below {name}_lock_after ({lock})"
+            );
+        }
+        anyhow::ensure!(
             self.tls_cert.is_none() || url.scheme() == "https",
             "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
             self.issuer
@@ -152,6 +184,11 @@ impl Config {
         crate::suite::parse_duration(&self.backchannel_logout_window).filter(|s| (1..=30 * 86_400).contains(s))
     }
 
+    /// `login_lock` in seconds.
+    pub fn login_lock(&self) -> Option<i64> {
+        crate::suite::parse_duration(&self.login_lock).filter(|s| (1..=86_400).contains(s))
+    }
+
     /// The protocol's settings this configuration tunes.
     pub fn settings(&self) -> portico_protocol::Settings {
         portico_protocol::Settings {
@@ -159,6 +196,13 @@ impl Config {
             logout_window: self.logout_window().unwrap_or(86_400),
             session_idle: self.session_lifetimes().0.unwrap_or(8 * 3600),
             session_absolute: self.session_lifetimes().1.unwrap_or(7 * 86_400),
+            throttle: portico_protocol::throttle::Limits {
+                account_delay_after: self.login_account_delay_after,
+                account_lock_after: self.login_account_lock_after,
+                ip_delay_after: self.login_ip_delay_after,
+                ip_lock_after: self.login_ip_lock_after,
+                lock: self.login_lock().unwrap_or(900),
+            },
             ..Default::default()
         }
     }

@@ -94,6 +94,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         metrics: metrics_handle(),
         secure_cookies: cfg.https(),
         demo,
+        client_limits: Arc::new(http::limits::ClientLimits::new(cfg.token_requests_per_client)),
     };
     let router = app::app(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);

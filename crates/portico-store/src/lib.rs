@@ -19,6 +19,7 @@ mod mfa;
 mod outbox;
 mod passkeys;
 mod sessions;
+mod throttle;
 mod tokens;
 pub mod users;
 

@@ -201,6 +201,22 @@ impl Browser {
         (status, headers, resp.text().await.unwrap_or_default())
     }
 
+    /// A form POST that also returns the response headers.
+    pub async fn post_form_with_headers(&mut self, url: &str, form: &[(&str, &str)]) -> (u16, openidconnect::http::HeaderMap, String) {
+        let resp = self
+            .http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded_pairs(form))
+            .send()
+            .await
+            .expect("POST");
+        self.keep(&resp);
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        (status, headers, resp.text().await.unwrap_or_default())
+    }
+
     pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> (u16, Option<String>, String) {
         let body = serde_urlencoded_pairs(form);
         let resp = self

@@ -71,6 +71,32 @@ roles = ["service"]
 
 pub use portico_testkit::{Backend, Browser, TestServer, hidden, query_param};
 
+/// Runs `body(&server)` on SQLite and on PostgreSQL, the server started with `suite` and its
+/// configuration adjusted by `configure`.
+#[macro_export]
+macro_rules! both_stores_with {
+    ($name:ident, $suite:expr, $configure:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn run(backend: $crate::Backend) {
+                let Some(s) = $crate::TestServer::start_with(backend, $suite, $configure).await else {
+                    return;
+                };
+                ($body)(&s).await;
+                s.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
 /// Runs `f` on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! both_stores {
@@ -215,6 +241,7 @@ mod shutdown;
 mod store_conformance;
 mod suite_file;
 mod tenancy;
+mod throttle;
 mod tls;
 mod totp;
 mod web_message;

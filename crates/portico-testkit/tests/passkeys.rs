@@ -6,28 +6,9 @@ use crate::tenancy::{CRM_SECRET, TENANTS, tokens};
 use crate::*;
 use portico_store::PasskeyRow;
 
-/// Runs `body` on both stores with the issuer at `localhost` (WebAuthn refuses IP addresses).
-macro_rules! on_localhost {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            async fn run(backend: Backend) {
-                let Some(s) = TestServer::start_with(backend, TENANTS, |c| c.issuer = c.issuer.replace("127.0.0.1", "localhost")).await else {
-                    return;
-                };
-                ($body)(&s).await;
-                s.stop().await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                run(Backend::Postgres).await;
-            }
-        }
-    };
+/// The issuer at `localhost` (WebAuthn refuses IP addresses).
+fn on_localhost(c: &mut portico_server::config::Config) {
+    c.issuer = c.issuer.replace("127.0.0.1", "localhost");
 }
 
 /// POSTs `fields` and the page's CSRF token to `path`; the status and body.
@@ -115,7 +96,7 @@ async fn passkey_options_and_forged_answers(s: &TestServer) {
     assert!(!body.contains(&portico_protocol::random::b64url(b"ada@example.test")));
     assert_eq!(key["rp"]["id"], "localhost");
 }
-on_localhost!(passkey_options_and_forged_answers_, passkey_options_and_forged_answers);
+both_stores_with!(passkey_options_and_forged_answers_, TENANTS, on_localhost, passkey_options_and_forged_answers);
 
 fn a_passkey(id: &str, user: &portico_model::UserId, name: &str) -> PasskeyRow {
     PasskeyRow {
@@ -169,4 +150,4 @@ async fn only_a_passkeys_owner_changes_it(s: &TestServer) {
     };
     assert!(page.contains("Use a passkey"), "{page}");
 }
-on_localhost!(only_a_passkeys_owner_changes_it_, only_a_passkeys_owner_changes_it);
+both_stores_with!(only_a_passkeys_owner_changes_it_, TENANTS, on_localhost, only_a_passkeys_owner_changes_it);

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cookies;
 pub mod demo;
 pub mod html;
+pub mod limits;
 pub mod logout;
 pub mod mfa;
 pub mod oauth;

@@ -130,6 +130,9 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
         let form = form_pairs(&body)?;
         reject_duplicates(&form)?;
         let creds = client_credentials(&headers, &form)?;
+        if let Some(wait) = over_limit(&s, &creds, client_ip(Some(&addr))) {
+            return Ok(Err(wait));
+        }
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let req = TokenRequest {
             grant_type: field("grant_type"),
@@ -152,13 +155,39 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
             Ok(_) => metrics::counter!("portico_tokens_issued_total", "grant_type" => label).increment(1),
             Err(e) => metrics::counter!("portico_tokens_refused_total", "grant_type" => label, "error" => e.code.as_str()).increment(1),
         }
-        outcome
+        outcome.map(Ok)
     }
     .await;
     match result {
-        Ok(t) => no_store(Json(t).into_response()),
+        Ok(Ok(t)) => no_store(Json(t).into_response()),
+        Ok(Err(wait)) => too_many(wait),
         Err(e) => OAuthJsonError(e).into_response(),
     }
+}
+
+/// `429 Too Many Requests` with `Retry-After` (RFC 6585 §4). The body is an OAuth error;
+/// RFC 6749 defines none for a rate limit at the token endpoint, so it borrows
+/// `temporarily_unavailable` from the authorization endpoint's (§4.1.2.1).
+fn too_many(wait: u64) -> Response {
+    let body = serde_json::json!({"error": "temporarily_unavailable", "error_description": "too many requests from this client: try again later"});
+    let mut resp = no_store((StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response());
+    resp.headers_mut().insert(header::RETRY_AFTER, wait.max(1).into());
+    resp
+}
+
+/// Seconds a registered client over its request rate must wait; audited (sampled).
+fn over_limit(s: &AppState, creds: &ClientCredentials, ip: Option<String>) -> Option<u64> {
+    let id = creds.basic.as_ref().map(|(id, _)| id.as_str()).or(creds.client_id.as_deref())?;
+    s.provider.config().client(id)?;
+    let (wait, audit) = s.client_limits.check(id)?;
+    metrics::counter!("portico_token_requests_throttled_total").increment(1);
+    if audit {
+        let event = portico_store::AuditEvent::new(now(), "token.throttled", format!("client:{id}"))
+            .ip(ip)
+            .data(serde_json::json!({"client_id": id, "retry_after": wait}));
+        s.provider.writer.record(event);
+    }
+    Some(wait)
 }
 
 /// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.

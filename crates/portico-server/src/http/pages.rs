@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use portico_protocol::authorize::{self, AuthRequest};
-use portico_protocol::login;
+use portico_protocol::{login, throttle};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -147,26 +147,42 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
     }
     let p = &s.provider;
     let ip = client_ip(Some(&addr));
-    let user = match login::check_password(p, &f.email, &f.password, ip.clone(), n).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, "login lookup failed");
-            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
-        }
+    let unavailable = |e: portico_store::StoreError| {
+        tracing::error!(error = %e, "login lookup failed");
+        html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.")
     };
-    let Some(user) = user else {
+    let refuse = |status: StatusCode, message: &str| {
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         let product = req.as_ref().and_then(|r| product_name(&s, r));
-        let body = login_page(
-            &s,
-            &csrf,
-            req.as_ref(),
-            f.next.as_deref(),
-            &f.email,
-            Some("Wrong email or password."),
-            product.as_deref(),
-        );
-        return login_response(StatusCode::UNAUTHORIZED, &body);
+        let body = login_page(&s, &csrf, req.as_ref(), f.next.as_deref(), &f.email, Some(message), product.as_deref());
+        login_response(status, &body)
+    };
+    // Too many failures for this email (known or not) or from this address: wait, unchecked.
+    match throttle::check(p, &f.email, ip.as_deref(), throttle::now_ms()).await {
+        Ok(None) => {}
+        Ok(Some(wait)) => {
+            let mut resp = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many sign-in attempts. Try again in {wait} seconds."),
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+            return resp;
+        }
+        Err(e) => return unavailable(e),
+    }
+    let user = match login::check_password(p, &f.email, &f.password, ip.clone(), n).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(e),
+    };
+    let outcome = match &user {
+        Some(_) => throttle::succeeded(p, &f.email).await,
+        None => throttle::failed(p, &f.email, ip.as_deref(), throttle::now_ms()).await,
+    };
+    if let Err(e) = outcome {
+        return unavailable(e);
+    }
+    let Some(user) = user else {
+        return refuse(StatusCode::UNAUTHORIZED, "Wrong email or password.");
     };
     // A user with a second factor (an authenticator app, a passkey) passes it before any session exists.
     match login::factors(p, &user.id).await.map(login::Factors::any) {

@@ -1,0 +1,135 @@
+//! Sign-in throttling against password guessing, spraying and stuffing. Failed attempts are
+//! counted per account (keyed by the email as typed, so an unknown email is throttled exactly like
+//! a known one and the answer reveals nothing) and per client IP. Past a number of free failures
+//! each next attempt must wait 1, 2, 4 … 60 seconds; past a higher number the key is locked for
+//! the lock duration. Failures older than the lock duration are forgotten; a successful sign-in
+//! forgets the account's. While a key is blocked, no password is even checked. Times here are in
+//! milliseconds (`now_ms`), so a one-second wait is one second, not "until the clock ticks".
+
+use crate::provider::Provider;
+use portico_store::{AuditEvent, StoreError};
+
+/// The limits, from the deployment's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Failures per account before each next attempt waits.
+    pub account_delay_after: i64,
+    /// Failures per account that lock it for `lock` seconds.
+    pub account_lock_after: i64,
+    pub ip_delay_after: i64,
+    pub ip_lock_after: i64,
+    /// Seconds a lock lasts; also how long failures are remembered.
+    pub lock: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            account_delay_after: 5,
+            account_lock_after: 10,
+            ip_delay_after: 20,
+            ip_lock_after: 100,
+            lock: 900,
+        }
+    }
+}
+
+/// The longest growing delay before a lock.
+pub const MAX_DELAY: i64 = 60;
+
+/// When (ms) the next attempt may come after `failures` failures; `lock` in seconds.
+pub fn blocked_until(failures: i64, delay_after: i64, lock_after: i64, lock: i64, now_ms: i64) -> i64 {
+    if failures >= lock_after {
+        now_ms + lock * 1000
+    } else if failures >= delay_after {
+        let doublings = u32::try_from(failures - delay_after).unwrap_or(u32::MAX).min(6);
+        now_ms + (1i64 << doublings).min(MAX_DELAY) * 1000
+    } else {
+        0
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn account_key(email: &str) -> String {
+    format!("acct:{}", crate::random::hash(&email.trim().to_lowercase()))
+}
+
+fn ip_key(ip: &str) -> String {
+    format!("ip:{ip}")
+}
+
+/// Seconds until a sign-in for `email` from `ip` may be attempted; `None` when it may now. A
+/// refusal is audited (the account by the hash of what was typed, never the text: a password
+/// typed into the email field must not land in the log).
+pub async fn check(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<Option<i64>, StoreError> {
+    let account = account_key(email);
+    let ip_k = ip.map(ip_key);
+    let mut keys = vec![account.as_str()];
+    keys.extend(ip_k.as_deref());
+    let until = p.store.throttle_blocked_until(&keys).await?;
+    if until <= now_ms {
+        return Ok(None);
+    }
+    // Retry-After is whole seconds: round up, so an attempt at the time given is let through.
+    let wait = (until - now_ms + 999) / 1000;
+    p.writer.record(
+        AuditEvent::new(now_ms / 1000, "login.throttled", "anonymous")
+            .ip(ip.map(str::to_owned))
+            .data(serde_json::json!({"account": account, "retry_after": wait})),
+    );
+    Ok(Some(wait))
+}
+
+/// Counts a failed sign-in against the account and the IP; audits a key that starts to wait or
+/// is locked.
+pub async fn failed(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+    let l = p.settings.throttle;
+    let forget = now_ms - l.lock * 1000;
+    let mut keys = vec![(account_key(email), l.account_delay_after, l.account_lock_after, "account")];
+    if let Some(ip) = ip {
+        keys.push((ip_key(ip), l.ip_delay_after, l.ip_lock_after, "ip"));
+    }
+    for (key, delay_after, lock_after, kind) in keys {
+        let block = move |f| blocked_until(f, delay_after, lock_after, l.lock, now_ms);
+        let (failures, until) = p.store.throttle_failed(&key, now_ms, forget, &block).await?;
+        if until > now_ms && (failures == delay_after || failures == lock_after) {
+            let what = if failures >= lock_after { "login.locked" } else { "login.delayed" };
+            p.writer.record(
+                AuditEvent::new(now_ms / 1000, what, "anonymous")
+                    .ip(ip.map(str::to_owned))
+                    .data(serde_json::json!({"key": kind, "account": account_key(email), "failures": failures, "until": until / 1000})),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A successful sign-in: the account's failures are forgotten (the IP's are not: one good
+/// password must not reset a spray from the same address).
+pub async fn succeeded(p: &Provider, email: &str) -> Result<(), StoreError> {
+    p.store.throttle_clear(&account_key(email)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_then_lock() {
+        let waits: Vec<i64> = (1..=11).map(|f| blocked_until(f, 5, 10, 900, 0) / 1000).collect();
+        assert_eq!(waits, [0, 0, 0, 0, 1, 2, 4, 8, 16, 900, 900]);
+        assert_eq!(blocked_until(30, 5, 100, 900, 0), MAX_DELAY * 1000, "capped below the lock");
+    }
+
+    #[test]
+    fn the_account_key_ignores_case_and_spaces_and_hides_the_text() {
+        assert_eq!(account_key(" Ada@Example.test "), account_key("ada@example.test"));
+        assert!(!account_key("ada@example.test").contains("ada"));
+    }
+}

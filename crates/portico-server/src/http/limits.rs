@@ -1,0 +1,38 @@
+//! Per-client limits at the token endpoint: each registered client may send so many requests per
+//! second (bursts of twice that pass), counted on this node with GCRA (the `governor` crate). Only
+//! registered client ids are counted, so made-up ids cannot grow the table.
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+
+pub struct ClientLimits {
+    requests: Option<DefaultKeyedRateLimiter<String>>,
+    /// At most one audit event per client per second while it is over its limit.
+    audits: DefaultKeyedRateLimiter<String>,
+}
+
+impl ClientLimits {
+    /// `per_second` requests per client; 0 for no limit.
+    pub fn new(per_second: u32) -> Self {
+        let requests = NonZeroU32::new(per_second).map(|n| {
+            let burst = n.saturating_mul(NonZeroU32::new(2).expect("two"));
+            RateLimiter::keyed(Quota::per_second(n).allow_burst(burst))
+        });
+        Self {
+            requests,
+            audits: RateLimiter::keyed(Quota::per_second(NonZeroU32::MIN)),
+        }
+    }
+
+    /// `None` when `client` may go on; otherwise the whole seconds to wait, and whether this
+    /// refusal is the one to audit.
+    pub fn check(&self, client: &str) -> Option<(u64, bool)> {
+        let limiter = self.requests.as_ref()?;
+        let key = client.to_owned();
+        let not_until = limiter.check_key(&key).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let audit = self.audits.check_key(&key).is_ok();
+        Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0), audit))
+    }
+}
