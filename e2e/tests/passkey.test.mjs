@@ -4,8 +4,9 @@
 // signs in on its own (discoverable, passwordless) and as the second factor after a password. A
 // tampered, replayed or removed passkey is refused.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { launchChromium, shots, startDev } from './harness.mjs';
+import { launchChromium, porticoBin, shots, startDev } from './harness.mjs';
 
 let dev;
 let browser;
@@ -159,6 +160,21 @@ test('a passkey signs in on its own, and as the second factor after a password',
   await e.page.waitForURL(/\/demo\/callback\/crm-web/);
   assert.deepEqual((await idToken(e.page)).amr, ['pwd', 'hwk']);
   await putAway(e);
+});
+
+test('a disabled user\'s passkey signs in no more', async () => {
+  // The CLI on the dev server's own store, as an administrator would.
+  const dataDir = dev.output().match(/data in ([^)]+)\)/)[1];
+  const cli = (...args) => execFileSync(porticoBin(), [...args, '--data-dir', dataDir], { stdio: 'pipe' });
+  cli('user', 'disable', 'ada@example.test');
+  const d = await deviceWith();
+  await d.page.goto(`${dev.base}/demo/login/crm-web`);
+  await d.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await d.page.waitForSelector('text=Passkey not accepted');
+  const res = await d.page.request.get(`${dev.base}/account`, { maxRedirects: 0 });
+  assert.equal(res.status(), 303, 'no session');
+  await putAway(d);
+  cli('user', 'enable', 'ada@example.test');
 });
 
 /** Runs a passwordless ceremony in the page without submitting it: the form's fields. */

@@ -102,10 +102,13 @@ async fn take(p: &Provider, token: &str, now: i64) -> Result<Ceremony, PasskeyEr
     serde_json::from_str(&data).map_err(|_| PasskeyError::Expired)
 }
 
+/// The credential a stored row holds.
+fn stored(row: &PasskeyRow) -> Result<Passkey, StoreError> {
+    serde_json::from_str(&row.credential).map_err(|e| StoreError::Corrupt(format!("passkey {}: {e}", row.id)))
+}
+
 fn passkeys(rows: &[PasskeyRow]) -> Result<Vec<Passkey>, StoreError> {
-    rows.iter()
-        .map(|r| serde_json::from_str(&r.credential).map_err(|e| StoreError::Corrupt(format!("passkey {}: {e}", r.id))))
-        .collect()
+    rows.iter().map(stored).collect()
 }
 
 /// Starts registering a passkey for `user`. Its existing passkeys are excluded (an authenticator
@@ -225,7 +228,7 @@ pub async fn finish_sign_in(
     let cred_id = crate::random::b64url(cred.get_credential_id());
     let row = p.store.passkey(&cred_id).await?;
     let webauthn = rp(p)?;
-    let (row, result) = match (ceremony, expected) {
+    let (row, mut key, result) = match (ceremony, expected) {
         (Ceremony::Verify { user, state }, Some(expected)) if user == expected.as_str() => {
             let row = row
                 .filter(|r| r.user_id == *expected)
@@ -233,7 +236,8 @@ pub async fn finish_sign_in(
             let result = webauthn
                 .finish_passkey_authentication(&cred, &state)
                 .map_err(|e| refused(&user, e.to_string()))?;
-            (row, result)
+            let key = stored(&row)?;
+            (row, key, result)
         }
         (Ceremony::Discover { state }, None) => {
             let row = row.ok_or_else(|| refused("anonymous", "unknown passkey".into()))?;
@@ -243,11 +247,11 @@ pub async fn finish_sign_in(
             if handle != user_handle(&row.user_id) {
                 return Err(refused(row.user_id.as_str(), "the user handle is not the passkey's owner".into()));
             }
-            let key: Passkey = serde_json::from_str(&row.credential).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let key = stored(&row)?;
             let result = webauthn
                 .finish_discoverable_authentication(&cred, state, &[DiscoverableKey::from(&key)])
                 .map_err(|e| refused(row.user_id.as_str(), e.to_string()))?;
-            (row, result)
+            (row, key, result)
         }
         _ => return Err(PasskeyError::Expired),
     };
@@ -257,7 +261,6 @@ pub async fn finish_sign_in(
         .await?
         .filter(User::is_active)
         .ok_or_else(|| refused(row.user_id.as_str(), "user disabled".into()))?;
-    let mut key: Passkey = serde_json::from_str(&row.credential).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     key.update_credential(&result);
     let kind = if expected.is_some() { "mfa.passkey_used" } else { "login.succeeded" };
     let event = AuditEvent::new(now, kind, user.id.as_str())

@@ -64,17 +64,23 @@ fn ip_key(ip: &str) -> String {
     format!("ip:{ip}")
 }
 
-/// Seconds until a sign-in for `email` from `ip` may be attempted; `None` when it may now. A
-/// refusal is audited (the account by the hash of what was typed, never the text: a password
-/// typed into the email field must not land in the log).
-pub async fn check(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<Option<i64>, StoreError> {
+/// What the throttle says of a sign-in attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    /// Seconds until it may be attempted; `None` when it may now.
+    pub wait: Option<i64>,
+    /// The account has failures counted (a success then forgets them).
+    account_counted: bool,
+}
+
+/// Whether a sign-in for `email` from `ip` may be attempted now. A refusal is audited (the account
+/// by the hash of what was typed, never the text: a password typed into the email field must not
+/// land in the log).
+pub async fn check(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<Gate, StoreError> {
     let account = account_key(email);
-    let ip_k = ip.map(ip_key);
-    let mut keys = vec![account.as_str()];
-    keys.extend(ip_k.as_deref());
-    let until = p.store.throttle_blocked_until(&keys).await?;
+    let (until, account_counted) = p.store.throttle_state(&account, ip.map(ip_key).as_deref()).await?;
     if until <= now_ms {
-        return Ok(None);
+        return Ok(Gate { wait: None, account_counted });
     }
     // Retry-After is whole seconds: round up, so an attempt at the time given is let through.
     let wait = (until - now_ms + 999) / 1000;
@@ -83,7 +89,10 @@ pub async fn check(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> 
             .ip(ip.map(str::to_owned))
             .data(serde_json::json!({"account": account, "retry_after": wait})),
     );
-    Ok(Some(wait))
+    Ok(Gate {
+        wait: Some(wait),
+        account_counted,
+    })
 }
 
 /// Counts a failed sign-in against the account and the IP; audits a key that starts to wait or
@@ -111,8 +120,11 @@ pub async fn failed(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) ->
 }
 
 /// A successful sign-in: the account's failures are forgotten (the IP's are not: one good
-/// password must not reset a spray from the same address).
-pub async fn succeeded(p: &Provider, email: &str) -> Result<(), StoreError> {
+/// password must not reset a spray from the same address). No write when there were none.
+pub async fn succeeded(p: &Provider, email: &str, gate: Gate) -> Result<(), StoreError> {
+    if !gate.account_counted {
+        return Ok(());
+    }
     p.store.throttle_clear(&account_key(email)).await
 }
 

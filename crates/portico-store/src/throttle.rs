@@ -3,15 +3,13 @@
 use crate::{Result, Store, on_pool, on_read};
 
 impl Store {
-    /// The latest `blocked_until` among `keys` (0 when none is blocked or known).
-    pub async fn throttle_blocked_until(&self, keys: &[&str]) -> Result<i64> {
-        let mut until = 0;
-        for key in keys {
-            let row: Option<(i64,)> = on_read!(self, pool => sqlx::query_as("SELECT blocked_until FROM throttle WHERE key = $1")
-                .bind(*key).fetch_optional(pool).await)?;
-            until = until.max(row.map_or(0, |r| r.0));
-        }
-        Ok(until)
+    /// In one read: the later `blocked_until` of `account` and `ip` (0 when neither is blocked or
+    /// known), and whether `account` has failures counted.
+    pub async fn throttle_state(&self, account: &str, ip: Option<&str>) -> Result<(i64, bool)> {
+        let rows: Vec<(String, i64)> = on_read!(self, pool => sqlx::query_as("SELECT key, blocked_until FROM throttle WHERE key = $1 OR key = $2")
+            .bind(account).bind(ip.unwrap_or(account)).fetch_all(pool).await)?;
+        let until = rows.iter().map(|r| r.1).max().unwrap_or(0);
+        Ok((until, rows.iter().any(|r| r.0 == account)))
     }
 
     /// Counts a failure for `key` (failures before `forget_before` are forgotten first) and sets

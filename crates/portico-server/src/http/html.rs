@@ -53,8 +53,13 @@ pub fn secure(resp: Response, script_nonce: Option<&str>) -> Response {
 
 /// As [`secure`], but the page may be framed by `ancestor` (one exact origin) when given: only the
 /// `web_message` authorization response, for its client's registered origin.
-pub fn secure_framed_by(mut resp: Response, script_nonce: Option<&str>, ancestor: Option<&str>) -> Response {
+pub fn secure_framed_by(resp: Response, script_nonce: Option<&str>, ancestor: Option<&str>) -> Response {
     let script = script_nonce.map(|n| format!(" script-src 'nonce-{n}';")).unwrap_or_default();
+    with_headers(resp, &script, ancestor)
+}
+
+/// The headers of every hosted page; `script` is the CSP's script (and connect) directives, if any.
+fn with_headers(mut resp: Response, script: &str, ancestor: Option<&str>) -> Response {
     let frame = ancestor.unwrap_or("'none'");
     let csp = format!("default-src 'none'; style-src 'self'; img-src 'self' data:;{script} base-uri 'none'; frame-ancestors {frame}");
     let h = resp.headers_mut();
@@ -70,11 +75,8 @@ pub fn secure_framed_by(mut resp: Response, script_nonce: Option<&str>, ancestor
 
 /// A page that runs Portico's own scripts (`/static/…`) and lets them call back to Portico: the
 /// passkey pages. Everything else stays as strict as [`secure`].
-pub fn scripted(mut resp: Response) -> Response {
-    resp = secure(resp, None);
-    let csp = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
-    resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
-    resp
+pub fn scripted(resp: Response) -> Response {
+    with_headers(resp, " script-src 'self'; connect-src 'self';", None)
 }
 
 pub fn html(status: axum::http::StatusCode, title: &str, body: &str) -> Response {

@@ -25,6 +25,11 @@ impl ClientLimits {
         }
     }
 
+    /// Whether any limit is set (`token_requests_per_client` > 0).
+    pub fn enabled(&self) -> bool {
+        self.requests.is_some()
+    }
+
     /// `None` when `client` may go on; otherwise the whole seconds to wait, and whether this
     /// refusal is the one to audit.
     pub fn check(&self, client: &str) -> Option<(u64, bool)> {

@@ -163,21 +163,9 @@ pub async fn step_up_passkey_options(State(s): State<AppState>, headers: HeaderM
 
 async fn verification_options(s: &AppState, headers: &HeaderMap, csrf: Option<&str>, user: &UserId) -> Response {
     if !cookies::csrf_ok(s, headers, csrf) {
-        return Problem::new(StatusCode::FORBIDDEN, "The page expired. Reload it and try again.").into_response();
+        return passkey::refused_csrf();
     }
-    match portico_protocol::passkey::start_verification(&s.provider, user, now()).await {
-        Ok(Some(started)) => {
-            let mut resp = axum::Json(started).into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-            resp
-        }
-        Ok(None) => Problem::new(StatusCode::NOT_FOUND, "You have no passkey.").into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "starting a passkey verification failed");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response()
-        }
-    }
+    passkey::options(portico_protocol::passkey::start_verification(&s.provider, user, now()).await)
 }
 
 #[derive(Deserialize)]
@@ -201,7 +189,7 @@ async fn check_factor(
 ) -> Result<Option<&'static str>, Response> {
     let p = &s.provider;
     if let Some(credential) = credential.filter(|c| !c.is_empty()) {
-        return match passkey::verify(s, &user.id, token.unwrap_or(""), credential, ip, n).await {
+        return match portico_protocol::passkey::finish_sign_in(p, token.unwrap_or(""), credential, Some(&user.id), ip, n).await {
             Ok(_) => Ok(Some("hwk")),
             Err(portico_protocol::passkey::PasskeyError::Store(e)) => {
                 tracing::error!(error = %e, "passkey check failed");
@@ -443,8 +431,8 @@ pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<So
     code_action(s, addr, headers, f, CodeAction::TurnOff).await
 }
 
-/// The session and user of the browser, for a step-up inside an authorization.
-async fn session_user(s: &AppState, headers: &HeaderMap) -> Option<(portico_store::SsoSession, User)> {
+/// The session of the browser and its user.
+pub(crate) async fn session_user(s: &AppState, headers: &HeaderMap) -> Option<(portico_store::SsoSession, User)> {
     let session = current_user(s, headers).await?;
     let user = s.provider.store.user_by_id(&session.user_id).await.ok()??;
     Some((session, user))

@@ -158,24 +158,24 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         login_response(status, &body)
     };
     // Too many failures for this email (known or not) or from this address: wait, unchecked.
-    match throttle::check(p, &f.email, ip.as_deref(), throttle::now_ms()).await {
-        Ok(None) => {}
-        Ok(Some(wait)) => {
-            let mut resp = refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many sign-in attempts. Try again in {wait} seconds."),
-            );
-            resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
-            return resp;
-        }
+    let gate = match throttle::check(p, &f.email, ip.as_deref(), throttle::now_ms()).await {
+        Ok(gate) => gate,
         Err(e) => return unavailable(e),
+    };
+    if let Some(wait) = gate.wait {
+        let mut resp = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many sign-in attempts. Try again in {wait} seconds."),
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return resp;
     }
     let user = match login::check_password(p, &f.email, &f.password, ip.clone(), n).await {
         Ok(u) => u,
         Err(e) => return unavailable(e),
     };
     let outcome = match &user {
-        Some(_) => throttle::succeeded(p, &f.email).await,
+        Some(_) => throttle::succeeded(p, &f.email, gate).await,
         None => throttle::failed(p, &f.email, ip.as_deref(), throttle::now_ms()).await,
     };
     if let Err(e) = outcome {

@@ -5,8 +5,9 @@
 
 use super::api::Problem;
 use super::html::{self, esc};
+use super::mfa::session_user;
 use super::oauth::load_request;
-use super::pages::{bad_form, current_user, expired, local_next, request_of, signed_in};
+use super::pages::{bad_form, expired, local_next, request_of, signed_in};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, State};
@@ -51,9 +52,12 @@ pub fn form(id: &str, action: &str, options: &str, mode: &str, csrf: &str, hidde
 /// The script tag for a page with a passkey form.
 pub const SCRIPT_TAG: &str = "<script src=\"/static/passkey.js\" defer></script>";
 
-fn options(r: Result<Started, PasskeyError>) -> Response {
+/// The answer to a ceremony's start: its options as JSON, or a problem document. `Ok(None)`: the
+/// user has no passkey.
+pub fn options(r: Result<Option<Started>, PasskeyError>) -> Response {
     match r {
-        Ok(started) => {
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND, "You have no passkey.").into_response(),
+        Ok(Some(started)) => {
             let mut resp = Json(started).into_response();
             resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("ascii"));
             resp
@@ -66,7 +70,7 @@ fn options(r: Result<Started, PasskeyError>) -> Response {
     }
 }
 
-fn refused_csrf() -> Response {
+pub fn refused_csrf() -> Response {
     Problem::new(StatusCode::FORBIDDEN, "The page expired. Reload it and try again.").into_response()
 }
 
@@ -80,7 +84,7 @@ pub async fn login_options(State(s): State<AppState>, headers: HeaderMap, Form(f
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return refused_csrf();
     }
-    options(passkey::start_discovery(&s.provider, now()).await)
+    options(passkey::start_discovery(&s.provider, now()).await.map(Some))
 }
 
 #[derive(Deserialize)]
@@ -138,34 +142,22 @@ fn refused(e: &PasskeyError, back: &str, req: Option<&str>, next: Option<&str>) 
     )
 }
 
-/// The second factor by passkey for `user` (the pending sign-in, or the session stepping up).
-pub async fn verify(s: &AppState, user: &UserId, token: &str, credential: &str, ip: Option<String>, n: i64) -> Result<User, PasskeyError> {
-    passkey::finish_sign_in(&s.provider, token, credential, Some(user), ip, n).await
-}
-
 /// `POST /account/passkeys/options`: registering a new passkey for the signed-in user.
 pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let Some(user) = account_user(&s, &headers).await else {
+    let Some(user) = session_user(&s, &headers).await else {
         return Problem::new(StatusCode::FORBIDDEN, "Sign in again to add a passkey.").into_response();
     };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return refused_csrf();
     }
     match may_change_factors(&s, &user).await {
-        Ok(true) => options(passkey::start_registration(&s.provider, &user.1, now()).await),
+        Ok(true) => options(passkey::start_registration(&s.provider, &user.1, now()).await.map(Some)),
         Ok(false) => Problem::new(StatusCode::FORBIDDEN, SIGN_IN_AGAIN).into_response(),
         Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response(),
     }
 }
 
 const SIGN_IN_AGAIN: &str = "Sign in again with your second factor to change how you sign in.";
-
-/// The browser's session and its user.
-async fn account_user(s: &AppState, headers: &HeaderMap) -> Option<(portico_store::SsoSession, User)> {
-    let session = current_user(s, headers).await?;
-    let user = s.provider.store.user_by_id(&session.user_id).await.ok()??;
-    Some((session, user))
-}
 
 /// Whether this session may add or remove a passkey: any session while the user has no second
 /// factor (setting up the first), otherwise only a session that passed one. A session that holds
@@ -195,7 +187,7 @@ fn account_error(status: StatusCode, message: &str) -> Response {
 
 /// `POST /account/passkeys`: stores the new passkey under the name the user gave it.
 pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
-    let Some(account) = account_user(&s, &headers).await else {
+    let Some(account) = session_user(&s, &headers).await else {
         return html::secure(Redirect::to("/login?next=/account").into_response(), None);
     };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
@@ -254,7 +246,7 @@ pub struct ChangeForm {
 
 /// `POST /account/passkeys/rename` and `…/remove`.
 async fn change(s: AppState, addr: SocketAddr, headers: HeaderMap, f: ChangeForm, remove: bool) -> Response {
-    let Some(account) = account_user(&s, &headers).await else {
+    let Some(account) = session_user(&s, &headers).await else {
         return html::secure(Redirect::to("/login?next=/account").into_response(), None);
     };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
