@@ -1,10 +1,31 @@
 //! Password hashing with argon2id (OWASP parameters: m=19 MiB, t=2, p=1), run on the blocking
 //! pool so a wave of logins never stalls the async workers. Unknown emails are checked against a
 //! dummy hash so both answers take the same time.
+//!
+//! Off the async workers is not enough on a small machine: a storm of logins would start one
+//! hash per request on the blocking pool and the CPU would go to hashing, with token and JWKS
+//! requests queued behind it. So at most one hash per core but one runs at a time (at least one);
+//! the rest wait their turn, and the remaining core serves everything else.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::OnceLock;
+use tokio::sync::Semaphore;
+
+/// Hashes allowed to run at once: all cores but one, at least one.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// Runs `work` (an argon2 computation) on the blocking pool once a hashing slot is free.
+async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _slot = hashing_slots().acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
 
 /// OWASP's argon2id parameters: 19 MiB, 2 passes, 1 lane.
 const M_COST: u32 = 19_456;
@@ -42,7 +63,7 @@ fn dummy() -> &'static str {
 /// Verifies `password` against `stored` (or against a dummy hash when there is none) off the
 /// async workers. Returns false for the dummy.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+    off_workers(move || {
         let real = stored.is_some();
         let text = stored.unwrap_or_else(|| dummy().to_owned());
         let ok = PasswordHash::new(&text).is_ok_and(|h| argon().verify_password(password.as_bytes(), &h).is_ok());
@@ -53,7 +74,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
 }
 
 pub async fn hash_async(password: String) -> String {
-    tokio::task::spawn_blocking(move || hash(&password)).await.expect("hashing task")
+    off_workers(move || hash(&password)).await.expect("hashing task")
 }
 
 #[cfg(test)]

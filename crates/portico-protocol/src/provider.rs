@@ -28,6 +28,12 @@ pub struct Settings {
     pub logout_window: i64,
     /// Sign-in throttling.
     pub throttle: crate::throttle::Limits,
+    /// Which new passwords are accepted.
+    pub password: crate::password_policy::PasswordPolicy,
+    /// How long a password reset link works.
+    pub reset_link_ttl: i64,
+    /// How long an email verification (or sign-up confirmation) link works.
+    pub verify_link_ttl: i64,
 }
 
 impl Default for Settings {
@@ -43,6 +49,9 @@ impl Default for Settings {
             handoff_ttl: 120,
             logout_window: 86_400,
             throttle: crate::throttle::Limits::default(),
+            password: Default::default(),
+            reset_link_ttl: 1800,
+            verify_link_ttl: 86_400,
         }
     }
 }

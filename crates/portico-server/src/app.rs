@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{account, api, demo, logout, mfa, oauth, openapi, ops, pages, passkey};
+use crate::http::{account, api, demo, logout, mfa, oauth, openapi, ops, pages, passkey, password, signup};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -23,6 +23,10 @@ pub struct AppState {
     pub demo: Option<Arc<demo::Demo>>,
     /// Per-client limits at the token endpoint.
     pub client_limits: Arc<crate::http::limits::ClientLimits>,
+    /// Outgoing mail (`smtp_url`); without it there is no sign-up, reset or email verification.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// Requests that send mail, per client IP.
+    pub mail_limits: Arc<crate::http::limits::AddressLimits>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -63,6 +67,16 @@ pub fn app(state: AppState) -> Router {
         .route("/login/mfa", get(mfa::code_form).post(mfa::code_submit))
         .route("/login/second-factor", get(mfa::second_factor_form).post(mfa::second_factor_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/password/forgot", get(password::forgot_form).post(password::forgot_submit))
+        .route("/password/reset", get(password::reset_form).post(password::reset_submit))
+        .route("/password/strength", post(password::strength))
+        .route("/account/password", get(password::change_form).post(password::change_submit))
+        .route("/account/verify-email", get(signup::verify_form).post(signup::verify_submit))
+        .route("/account/verify-email/send", post(signup::verify_send))
+        .route("/signup", get(signup::signup_form).post(signup::signup_submit))
+        .route("/signup/confirm", get(signup::confirm_form).post(signup::confirm_submit))
+        .route("/static/password.js", get(password::script))
+        .route("/dev/mail", get(demo::mail))
         .route("/consent", get(pages::consent_form).post(pages::consent_submit))
         .route("/select-tenant", get(pages::tenant_form).post(pages::tenant_submit))
         .route("/static/portico.css", get(pages::stylesheet))

@@ -295,7 +295,7 @@ async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
                 created_at: now,
             };
             let event = AuditEvent::new(now, "user.created", "cli").data(serde_json::json!({"user": u.id.as_str()}));
-            store.insert_user(&u, hash.as_deref(), &[event]).await.map_err(|e| match e {
+            store.insert_user(&u, hash.as_deref(), &[], &[event]).await.map_err(|e| match e {
                 portico_store::StoreError::Conflict(_) => anyhow::anyhow!("a user with email {email} already exists"),
                 e => e.into(),
             })?;
@@ -416,6 +416,7 @@ editor = ["read:contacts", "write:contacts"]
 slug = "reports"
 name = "Reports"
 audience = "https://reports.example.test"
+signup = true
 [product.roles]
 analyst = ["read:reports"]
 
@@ -522,8 +523,17 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
         let port = flags.listen.as_deref().and_then(|l| l.rsplit_once(':')).map_or("8080", |(_, p)| p).to_owned();
         flags.issuer = Some(format!("http://localhost:{port}"));
     }
-    let cfg = Config::load(file.as_deref(), &flags)?;
+    let mut cfg = Config::load(file.as_deref(), &flags)?;
     init_logs(cfg.log_format);
+    // Mail goes to a local SMTP sink shown at /dev/mail, unless the configuration names a server.
+    let sink = match cfg.smtp_url {
+        Some(_) => None,
+        None => {
+            let sink = crate::mailsink::MailSink::start("127.0.0.1:0").await?;
+            cfg.smtp_url = Some(sink.url());
+            Some(sink)
+        }
+    };
     let store = open_store(&cfg).await?;
     let kek = load_kek(&cfg)?;
     let (crm_secret, reports_secret, payments_secret) = (random::token(), random::token(), random::token());
@@ -566,10 +576,14 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
                 "CRM editor in Acme Bank and viewer in Globex Savings: picks one".into(),
             ),
         ],
+        mail: sink,
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
     println!("Portico dev: {} (data in {})", cfg.issuer, cfg.data_dir.display());
-    println!("Open {}/ and sign in to a demo product. Demo users:", cfg.issuer);
+    println!(
+        "Open {}/ and sign in to a demo product (Reports takes sign-ups; mail sent shows at {}/dev/mail). Demo users:",
+        cfg.issuer, cfg.issuer
+    );
     for (email, pw, access) in &demo.users {
         println!("  {email}  password: {pw:?}  ({access})");
     }

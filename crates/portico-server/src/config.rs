@@ -39,6 +39,25 @@ pub struct Config {
     /// Token endpoint requests per second allowed to one client (0: no limit); bursts of up to
     /// twice as many pass.
     pub token_requests_per_client: u32,
+    /// The shortest new password accepted, in characters (8–64; NIST SP 800-63B-4 asks 15 of a
+    /// password that is the only factor).
+    pub password_min_length: usize,
+    /// A file of further passwords to refuse, one a line (compared case-insensitively), beside
+    /// the list Portico ships.
+    pub password_blocklist: Option<PathBuf>,
+    /// Where mail goes out: `smtps://host:465` (TLS), `smtp://host:587?tls=required` (STARTTLS),
+    /// `smtp://host:port` (plain: a relay on loopback only); credentials as `user:password@host`.
+    /// Without it there is no sign-up, password reset or email verification.
+    pub smtp_url: Option<String>,
+    /// The sender of Portico's mail (default `Portico <no-reply@` the issuer's host `>`).
+    pub mail_from: Option<String>,
+    /// Requests that send mail (reset, sign-up, verification) allowed per client IP per minute
+    /// (0: no limit).
+    pub mail_requests_per_minute: u32,
+    /// How long a password reset link works ("30m").
+    pub reset_link_lifetime: String,
+    /// How long a sign-up or email verification link works ("24h").
+    pub verify_link_lifetime: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,6 +88,13 @@ impl Default for Config {
             login_ip_lock_after: 100,
             login_lock: "15m".into(),
             token_requests_per_client: 1000,
+            password_min_length: portico_protocol::password_policy::DEFAULT_MIN_LENGTH,
+            password_blocklist: None,
+            smtp_url: None,
+            mail_from: None,
+            mail_requests_per_minute: 10,
+            reset_link_lifetime: "30m".into(),
+            verify_link_lifetime: "24h".into(),
         }
     }
 }
@@ -161,6 +187,29 @@ impl Config {
             );
         }
         anyhow::ensure!(
+            (8..=64).contains(&self.password_min_length),
+            "password_min_length ({}) must be between 8 and 64",
+            self.password_min_length
+        );
+        self.password_policy()?;
+        let (reset, verify) = self.link_lifetimes();
+        anyhow::ensure!(
+            reset.is_some(),
+            "reset_link_lifetime: {:?} is not a duration between 1m and 1d (like \"30m\")",
+            self.reset_link_lifetime
+        );
+        anyhow::ensure!(
+            verify.is_some(),
+            "verify_link_lifetime: {:?} is not a duration between 1m and 7d (like \"24h\")",
+            self.verify_link_lifetime
+        );
+        if let Some(smtp) = &self.smtp_url {
+            crate::mail::Mailer::check_url(smtp)?;
+        }
+        self.mail_from()
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| anyhow::anyhow!("mail_from {:?} is not a mailbox: {e}", self.mail_from()))?;
+        anyhow::ensure!(
             self.tls_cert.is_none() || url.scheme() == "https",
             "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
             self.issuer
@@ -184,14 +233,42 @@ impl Config {
         crate::suite::parse_duration(&self.backchannel_logout_window).filter(|s| (1..=30 * 86_400).contains(s))
     }
 
+    /// `reset_link_lifetime` (1m–1d) and `verify_link_lifetime` (1m–7d) in seconds.
+    pub fn link_lifetimes(&self) -> (Option<i64>, Option<i64>) {
+        let d = |v: &str, max: i64| crate::suite::parse_duration(v).filter(|s| (60..=max).contains(s));
+        (d(&self.reset_link_lifetime, 86_400), d(&self.verify_link_lifetime, 7 * 86_400))
+    }
+
+    /// The password policy: `password_min_length` and the `password_blocklist` file.
+    pub fn password_policy(&self) -> anyhow::Result<portico_protocol::password_policy::PasswordPolicy> {
+        let blocklist = match &self.password_blocklist {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| portico_protocol::password_policy::parse_blocklist(&t))
+                .map_err(|e| anyhow::anyhow!("password_blocklist {}: {e}", path.display()))?,
+            None => Default::default(),
+        };
+        Ok(portico_protocol::password_policy::PasswordPolicy {
+            min_length: self.password_min_length,
+            blocklist: std::sync::Arc::new(blocklist),
+        })
+    }
+
+    /// The sender of Portico's mail.
+    pub fn mail_from(&self) -> String {
+        self.mail_from.clone().unwrap_or_else(|| {
+            let host = url::Url::parse(&self.issuer).ok().and_then(|u| u.host_str().map(str::to_owned));
+            format!("Portico <no-reply@{}>", host.unwrap_or_else(|| "localhost".into()))
+        })
+    }
+
     /// `login_lock` in seconds.
     pub fn login_lock(&self) -> Option<i64> {
         crate::suite::parse_duration(&self.login_lock).filter(|s| (1..=86_400).contains(s))
     }
 
     /// The protocol's settings this configuration tunes.
-    pub fn settings(&self) -> portico_protocol::Settings {
-        portico_protocol::Settings {
+    pub fn settings(&self) -> anyhow::Result<portico_protocol::Settings> {
+        Ok(portico_protocol::Settings {
             tenant_handle_period: self.tenant_handle_period().unwrap_or(1800),
             logout_window: self.logout_window().unwrap_or(86_400),
             session_idle: self.session_lifetimes().0.unwrap_or(8 * 3600),
@@ -203,8 +280,11 @@ impl Config {
                 ip_lock_after: self.login_ip_lock_after,
                 lock: self.login_lock().unwrap_or(900),
             },
+            password: self.password_policy()?,
+            reset_link_ttl: self.link_lifetimes().0.unwrap_or(1800),
+            verify_link_ttl: self.link_lifetimes().1.unwrap_or(86_400),
             ..Default::default()
-        }
+        })
     }
 
     pub fn https(&self) -> bool {

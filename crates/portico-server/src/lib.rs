@@ -5,6 +5,8 @@ pub mod backchannel;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod mail;
+pub mod mailsink;
 pub mod suite;
 
 use app::AppState;
@@ -88,13 +90,20 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kek = load_kek(cfg)?;
     let writer = Writer::spawn(store.clone());
-    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings(), kek, writer, http::now()).await?);
+    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);
+    let mailer = match &cfg.smtp_url {
+        Some(url) => Some(mail::Mailer::spawn(provider.clone(), url, &cfg.mail_from())?),
+        None => None,
+    };
+    let mail_limits = Arc::new(http::limits::AddressLimits::mail(cfg.mail_requests_per_minute));
     let state = AppState {
         provider: provider.clone(),
         metrics: metrics_handle(),
         secure_cookies: cfg.https(),
         demo,
         client_limits: Arc::new(http::limits::ClientLimits::new(cfg.token_requests_per_client)),
+        mailer,
+        mail_limits: mail_limits.clone(),
     };
     let router = app::app(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -112,6 +121,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
                 _ = reload_rx.changed() => break,
             }
             metrics.run_upkeep();
+            mail_limits.sweep();
             if let Err(e) = reloader.reload_if_changed().await {
                 tracing::warn!(error = %e, "configuration reload failed");
             }

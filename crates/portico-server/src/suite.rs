@@ -217,6 +217,12 @@ impl Suite {
             };
             let session_idle = session_limit("session_idle", &d.session_idle)?;
             let session_absolute = session_limit("session_absolute", &d.session_absolute)?;
+            if d.signup && d.tenant_aware {
+                return Err(e(
+                    "field signup: a product with tenants cannot take sign-ups (a tenant admits its own members); set tenant_aware = false or signup = false"
+                        .into(),
+                ));
+            }
             for (role, perms) in &d.roles {
                 if role.is_empty() || perms.iter().any(|p| p.is_empty() || p.contains(' ')) {
                     return Err(e(format!("field roles: role {role:?} has an empty or spaced permission")));

@@ -9,6 +9,44 @@ use crate::{
 };
 use portico_model::{Sid, UserId};
 
+/// Ends a user's live SSO sessions except `$except` (a session id, or "" for none), their product
+/// sessions and those sessions' token families, and queues the logout notices; the number of SSO
+/// sessions ended.
+macro_rules! end_sessions_in {
+    ($tx:expr, $user:expr, $except:expr, $reason:expr, $now:expr, $notify:expr) => {{
+        let user: &str = $user.as_str();
+        let except: &str = $except;
+        let ended: Vec<(String,)> = sqlx::query_as("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND id <> $3 AND ended_at IS NULL RETURNING id")
+            .bind(user)
+            .bind($now)
+            .bind(except)
+            .fetch_all(&mut **$tx)
+            .await?;
+        let sessions: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
+                       AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1 AND id <> $3) RETURNING sid, client_id",
+        )
+        .bind(user)
+        .bind($now)
+        .bind(except)
+        .fetch_all(&mut **$tx)
+        .await?;
+        sqlx::query(
+            "UPDATE token_families SET revoked_at = $2, revoked_reason = $4
+                     WHERE revoked_at IS NULL AND sid IN (
+                       SELECT p.sid FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id WHERE s.user_id = $1 AND s.id <> $3)",
+        )
+        .bind(user)
+        .bind($now)
+        .bind(except)
+        .bind($reason)
+        .execute(&mut **$tx)
+        .await?;
+        queue_logouts_in!($tx, &sessions, user, $reason, $now, $notify);
+        ended.len()
+    }};
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSsoSession {
     pub id: String,
@@ -150,21 +188,36 @@ impl Store {
     pub async fn end_user_sessions(&self, user: &UserId, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<usize> {
         let ended = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let ended: Vec<(String,)> = sqlx::query_as("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL RETURNING id")
-                .bind(user.as_str()).bind(now).fetch_all(&mut *tx).await?;
-            let sessions: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
-                           AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1) RETURNING sid, client_id")
-                .bind(user.as_str()).bind(now).fetch_all(&mut *tx).await?;
-            sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'logout'
-                         WHERE revoked_at IS NULL AND sid IN (
-                           SELECT p.sid FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id WHERE s.user_id = $1)")
-                .bind(user.as_str()).bind(now).execute(&mut *tx).await?;
-            queue_logouts_in!(&mut tx, &sessions, user.as_str(), "logout", now, notify);
-            if !ended.is_empty() {
+            let ended = end_sessions_in!(&mut tx, user, "", "logout", now, notify);
+            if ended > 0 {
                 append_in!(&mut tx, audit);
             }
             tx.commit().await?;
-            ended.len()
+            ended
+        });
+        Ok(ended)
+    }
+
+    /// Replaces a user's password hash and, in the same transaction, ends every SSO session of
+    /// theirs but `keep` (the one that changed it, if any) with its product sessions: their token
+    /// families are revoked and their products told. Returns how many sessions ended.
+    pub async fn replace_password(
+        &self,
+        user: &UserId,
+        hash: &str,
+        keep: Option<&str>,
+        now: i64,
+        notify: LogoutFilter<'_>,
+        audit: &[AuditEvent],
+    ) -> Result<usize> {
+        let ended = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(user.as_str()).bind(hash).bind(now).execute(&mut *tx).await?;
+            let ended = end_sessions_in!(&mut tx, user, keep.unwrap_or(""), "password_changed", now, notify);
+            append_in!(&mut tx, audit);
+            tx.commit().await?;
+            ended
         });
         Ok(ended)
     }

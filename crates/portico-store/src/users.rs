@@ -28,8 +28,8 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 impl Store {
-    /// Creates a user; `Conflict` when the email is taken.
-    pub async fn insert_user(&self, u: &User, password_hash: Option<&str>, audit: &[AuditEvent]) -> Result<()> {
+    /// Creates a user with `grants`; `Conflict` when the email is taken.
+    pub async fn insert_user(&self, u: &User, password_hash: Option<&str>, grants: &[portico_model::Grant], audit: &[AuditEvent]) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("INSERT INTO users (id, email, email_norm, email_verified, name, password_hash, status, created_at, updated_at)
@@ -37,6 +37,9 @@ impl Store {
                 .bind(u.id.as_str()).bind(&u.email).bind(normalize_email(&u.email)).bind(u.email_verified)
                 .bind(&u.name).bind(password_hash).bind(u.status.as_str()).bind(u.created_at)
                 .execute(&mut *tx).await.map_err(|e| conflict(e, "email"))?;
+            for g in grants {
+                crate::grants::put_grant_in!(&mut tx, g);
+            }
             append_in!(&mut tx, audit);
             tx.commit().await?;
         });
@@ -68,6 +71,22 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY email_norm");
         let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(user).collect())
+    }
+
+    /// Marks a user's email as verified (they followed a link sent to it); whether it changed.
+    pub async fn verify_email(&self, id: &UserId, email: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Only the address the link was sent to: not one the user has since changed to.
+            let r = sqlx::query("UPDATE users SET email_verified = $3, updated_at = $4 WHERE id = $1 AND email_norm = $2 AND email_verified = $5")
+                .bind(id.as_str()).bind(normalize_email(email)).bind(true).bind(now).bind(false).execute(&mut *tx).await?;
+            if r.rows_affected() > 0 {
+                append_in!(&mut tx, audit);
+            }
+            tx.commit().await?;
+            r.rows_affected() > 0
+        });
+        Ok(changed)
     }
 
     pub async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> Result<()> {

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub base: String,
     pub running: portico_server::Running,
     pub config: Config,
+    /// The loopback SMTP server Portico's mail goes to (`smtp_url`).
+    pub mail: portico_server::mailsink::MailSink,
     /// A second handle on the listening socket: the port stays Portico's across [`TestServer::restart`],
     /// so no outgoing connection of another test can take it while the server is down.
     socket: std::net::TcpListener,
@@ -75,11 +77,13 @@ impl TestServer {
         let listener = listener_on(&socket);
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://127.0.0.1:{}", addr.port());
+        let mail = portico_server::mailsink::MailSink::start("127.0.0.1:0").await.expect("mail sink");
         let mut config = Config {
             listen: addr.to_string(),
             issuer: base,
             data_dir: dir.clone(),
             database_url: pg.as_ref().map(|(_, (url, _))| url.clone()),
+            smtp_url: Some(mail.url()),
             ..Config::default()
         };
         configure(&mut config);
@@ -97,6 +101,7 @@ impl TestServer {
             base,
             running,
             config,
+            mail,
             socket,
             dir,
             pg: pg.map(|(admin, (_, name))| (admin, name)),
@@ -114,6 +119,7 @@ impl TestServer {
             base,
             running,
             config,
+            mail,
             socket,
             dir,
             pg,
@@ -128,6 +134,7 @@ impl TestServer {
             base,
             running,
             config,
+            mail,
             socket,
             dir,
             pg,

@@ -225,6 +225,7 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
     body
 }
 
+mod account_mail;
 mod admin_api;
 mod backchannel;
 mod expiry;

@@ -101,8 +101,8 @@ fn deployment_session_lifetimes_are_checked() {
         ..Config::default()
     };
     assert!(with("8h", "7d").validate().is_ok());
-    assert_eq!(with("30m", "12h").settings().session_idle, 1800);
-    assert_eq!(with("30m", "12h").settings().session_absolute, 43_200);
+    assert_eq!(with("30m", "12h").settings().unwrap().session_idle, 1800);
+    assert_eq!(with("30m", "12h").settings().unwrap().session_absolute, 43_200);
     for (idle, absolute) in [("10s", "7d"), ("8h", "100d"), ("9h", "8h"), ("soon", "7d")] {
         let e = with(idle, absolute).validate().expect_err(idle).to_string();
         assert!(e.contains("session_"), "{e}");

@@ -6,7 +6,7 @@ use super::html::{self, esc};
 use super::pages::{bad_form, current_user};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use portico_protocol::logout;
@@ -85,7 +85,35 @@ fn row(s: &AppState, session: &SessionInfo, current: &str, csrf: &str) -> String
     )
 }
 
-pub async fn page(State(s): State<AppState>, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+pub struct PageQuery {
+    /// What was just done, for a notice (a fixed set: no text from the URL reaches the page).
+    done: Option<String>,
+}
+
+fn notice(done: Option<&str>) -> &'static str {
+    match done {
+        Some("password") => "<p class=\"notice\" role=\"status\">Your password is changed. Every other session was signed out.</p>",
+        Some("verification-sent") => "<p class=\"notice\" role=\"status\">A verification link is on its way to your email.</p>",
+        _ => "",
+    }
+}
+
+/// The email and password section: verification state, the link to change the password.
+fn sign_in_section(s: &AppState, user: &portico_model::User, csrf: &str) -> String {
+    let verify = match (user.email_verified, s.mailer.is_some()) {
+        (true, _) => "<p class=\"muted\">Your email is verified.</p>".to_owned(),
+        (false, true) => format!(
+            "<form method=\"post\" action=\"/account/verify-email/send\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <p class=\"muted\">Your email is not verified yet. <button class=\"secondary small\" type=\"submit\">Send a verification link</button></p></form>",
+            esc(csrf)
+        ),
+        (false, false) => "<p class=\"muted\">Your email is not verified.</p>".to_owned(),
+    };
+    format!("<h2>Email and password</h2>{verify}<p><a href=\"/account/password\">Change your password</a></p>")
+}
+
+pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
     let Some(current) = current_user(&s, &headers).await else {
         return login_first();
     };
@@ -106,14 +134,16 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let passkeys = super::passkey::account_section(&s, &keys, &csrf);
     let rows: String = sessions.iter().map(|x| row(&s, x, &current.id, &csrf)).collect();
     let body = format!(
-        "<h1>Your account</h1><p>{} · <strong>{}</strong></p>\
+        "<h1>Your account</h1>{}<p>{} · <strong>{}</strong></p>{}\
          <h2>Where you are signed in</h2>\
          <table aria-label=\"Sessions\"><tr><th>Device</th><th>IP address</th><th>Signed in</th><th>Last active</th><th>Applications</th><th></th></tr>{rows}</table>\
          <form method=\"post\" action=\"/account/sessions/end-all\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <button type=\"submit\">Sign out everywhere</button></form>\
          <p class=\"muted\">Signing out everywhere ends every session above, on every device, and signs you out of every application.</p>{second_factor}{passkeys}",
+        notice(q.done.as_deref()),
         esc(&user.name),
         esc(&user.email),
+        sign_in_section(&s, &user, &csrf),
         esc(&csrf)
     );
     let mut resp = html::scripted((StatusCode::OK, Html(html::page("Your account", &body, true))).into_response());

@@ -25,6 +25,49 @@ pub struct DemoClient {
 pub struct Demo {
     pub clients: Vec<DemoClient>,
     pub users: Vec<(String, String, String)>,
+    /// The loopback SMTP sink Portico's mail goes to, shown at `/dev/mail`.
+    pub mail: Option<crate::mailsink::MailSink>,
+}
+
+/// `/dev/mail`: the mails `portico dev` sent (to its own SMTP sink), newest first, links clickable.
+pub async fn mail(State(s): State<AppState>) -> Response {
+    let Some(sink) = s.demo.as_ref().and_then(|d| d.mail.as_ref()) else {
+        return html::error_page(StatusCode::NOT_FOUND, "The mail page exists only in `portico dev`.");
+    };
+    let issuer = &s.provider.issuer;
+    let mails: String = sink
+        .mails()
+        .iter()
+        .map(|m| {
+            format!(
+                "<article><h2>{}</h2><p class=\"muted\">to {} · {}</p><pre>{}</pre></article>",
+                esc(&m.subject),
+                esc(&m.to.join(", ")),
+                super::account::when(m.at),
+                linkify(&m.text, issuer)
+            )
+        })
+        .collect();
+    let body = if mails.is_empty() {
+        "<h1>Mail</h1><p>No mail yet. Sign-up, password reset and email verification send mail here.</p>".to_owned()
+    } else {
+        format!("<h1>Mail</h1><p class=\"muted\">What Portico sent through SMTP to the development sink, newest first. Reload to see new mail.</p>{mails}")
+    };
+    html::secure((StatusCode::OK, Html(html::page("Mail", &body, true))).into_response(), None)
+}
+
+/// Escapes a mail's text and makes Portico's own links in it clickable.
+fn linkify(text: &str, issuer: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let trimmed = word.trim_end();
+            if trimmed.starts_with(&format!("{issuer}/")) {
+                format!("<a href=\"{0}\">{0}</a>{1}", esc(trimmed), &word[trimmed.len()..])
+            } else {
+                esc(word)
+            }
+        })
+        .collect()
 }
 
 pub fn callback_uri(issuer: &str, client: &str) -> String {
@@ -56,7 +99,7 @@ pub async fn home(State(s): State<AppState>) -> Response {
         "<h1>Portico — developer demo</h1><p>Sign in to a demo product. Each button runs the authorization code flow with PKCE as that product's backend would, then shows the tokens it received.</p>\
          <p>{products}</p><h2>Demo users</h2><table><tr><th>email</th><th>password</th><th>access</th></tr>{users}</table>\
          <p class=\"muted\">Signing in to a second product needs no second login: the SSO session carries over.</p>\
-         <p class=\"muted\"><a href=\"/account\">Your account and sessions</a> · <a href=\"/.well-known/openid-configuration\">OpenID configuration</a> · <a href=\"/oauth2/jwks\">JWKS</a> · <a href=\"/metrics\">metrics</a></p>"
+         <p class=\"muted\"><a href=\"/account\">Your account and sessions</a> · <a href=\"/dev/mail\">Mail sent</a> · <a href=\"/.well-known/openid-configuration\">OpenID configuration</a> · <a href=\"/oauth2/jwks\">JWKS</a> · <a href=\"/metrics\">metrics</a></p>"
     );
     html::secure((StatusCode::OK, Html(html::page("Demo", &body, true))).into_response(), None)
 }

@@ -32,6 +32,8 @@ ul.choices{list-style:none;margin:0;padding:0}ul.choices button{margin-top:.6rem
 ul.choices button:hover,ul.choices button:focus{border-color:#2d5bd7;outline:2px solid #2d5bd7}ul.choices .muted{float:right}
 button.small{width:auto;margin:0;padding:.3rem .7rem;font-size:.9rem;white-space:nowrap}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 input.short{max-width:12rem;display:block}ul.codes{columns:2;font-size:1.1rem;padding-left:1.2rem}input.short+button.small{margin-top:.5rem}
+.strength{margin-top:.4rem}.strength meter{width:100%;height:.6rem}.notice{background:#e7f6ec;color:#1d5c33;padding:.6rem;border-radius:8px}
+.links{display:flex;justify-content:space-between;gap:1rem;margin-top:1rem}
 .badge{background:#e6f0ff;color:#2d5bd7;padding:.1rem .4rem;border-radius:6px;font-size:.8rem;white-space:nowrap}
 "#;
 

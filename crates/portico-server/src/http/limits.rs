@@ -41,3 +41,30 @@ impl ClientLimits {
         Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0), audit))
     }
 }
+
+/// A rate per client IP for pages that send mail (reset, sign-up, verification), so one address
+/// cannot flood inboxes or the queue: `mail_requests_per_minute` (bursts of as many; 0: no limit).
+pub struct AddressLimits {
+    requests: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl AddressLimits {
+    pub fn mail(per_minute: u32) -> Self {
+        let requests = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)));
+        Self { requests }
+    }
+
+    /// `None` when `ip` may go on; otherwise the whole seconds to wait.
+    pub fn check(&self, ip: &str) -> Option<u64> {
+        let not_until = self.requests.as_ref()?.check_key(&ip.to_owned()).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    }
+
+    /// Forgets addresses whose allowance is full again (keeps the table small).
+    pub fn sweep(&self) {
+        if let Some(r) = &self.requests {
+            r.retain_recent();
+        }
+    }
+}

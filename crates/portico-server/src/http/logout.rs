@@ -95,7 +95,7 @@ fn done(s: &AppState, v: &ValidLogout) -> Response {
     }
 }
 
-fn clear_session(s: &AppState, mut resp: Response) -> Response {
+pub(crate) fn clear_session(s: &AppState, mut resp: Response) -> Response {
     let clear = cookies::set(s, cookies::session_name(s), "", Some(0));
     resp.headers_mut().append(header::SET_COOKIE, clear);
     resp

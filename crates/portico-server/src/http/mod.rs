@@ -13,6 +13,8 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod passkey;
+pub mod password;
+pub mod signup;
 
 use axum::http::HeaderMap;
 

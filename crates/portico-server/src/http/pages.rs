@@ -76,11 +76,25 @@ fn login_page(s: &AppState, csrf: &str, req: Option<&AuthRequest>, next: Option<
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">{req_field}\
          <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\" autofocus>\
          <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>{}",
+         <button type=\"submit\">Sign in</button></form>{}{}",
         esc(csrf),
         esc(email),
-        passwordless(s, csrf, &req_field)
+        passwordless(s, csrf, &req_field),
+        account_links(s, req)
     )
+}
+
+/// "Forgot your password?" and, for a product that takes sign-ups, "Create an account": both need
+/// mail to go out.
+fn account_links(s: &AppState, req: Option<&AuthRequest>) -> String {
+    if s.mailer.is_none() {
+        return String::new();
+    }
+    let signup = req
+        .filter(|r| super::signup::offered(s, r).is_some())
+        .map(|r| format!("<a href=\"/signup?req={}\">Create an account</a>", esc(&r.id)))
+        .unwrap_or_default();
+    format!("<p class=\"links muted\"><a href=\"/password/forgot\">Forgot your password?</a>{signup}</p>")
 }
 
 /// The login page's passkey button: passwordless sign-in with a discoverable passkey.

@@ -1,0 +1,306 @@
+//! Passwords on the hosted pages: "forgot your password" (a reset link by mail), the reset form
+//! behind the link, the change form on `/account`, and the strength meter every new-password field
+//! shows as the user types (it asks `/password/strength`, which gives the verdict the server will
+//! give on submit).
+
+use super::html::{self, esc};
+use super::pages::{bad_form, current_user};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use crate::mail::Job;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use portico_protocol::reset::{self, PasswordRefusal};
+use portico_protocol::throttle;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub const SCRIPT: &str = include_str!("password.js");
+
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// A new-password field named `name` with its strength meter; `context` (email, name) is what
+/// the meter counts against the password when the page has no such fields.
+pub fn new_password_field(s: &AppState, name: &str, label: &str, context: Option<(&str, &str)>) -> String {
+    let data = context
+        .map(|(email, name)| format!(" data-email=\"{}\" data-name=\"{}\"", esc(email), esc(name)))
+        .unwrap_or_default();
+    let min = s.provider.settings.password.min_length;
+    format!(
+        "<label for=\"new-password\">{label}</label>\
+         <input id=\"new-password\" name=\"{name}\" type=\"password\" autocomplete=\"new-password\" required minlength=\"{min}\" maxlength=\"{max}\" data-strength=\"strength\"{data} aria-describedby=\"strength\">\
+         <div id=\"strength\" class=\"strength\" aria-live=\"polite\"><meter min=\"0\" max=\"4\" low=\"2\" high=\"3\" optimum=\"4\" value=\"0\"></meter>\
+         <span class=\"muted\">At least {min} characters. Several uncommon words make a strong password.</span></div>\
+         <script src=\"/static/password.js\" defer></script>",
+        max = portico_protocol::password_policy::MAX_LENGTH,
+    )
+}
+
+/// A page with a password meter (it runs Portico's own script).
+pub fn scripted_page(status: StatusCode, title: &str, body: &str) -> Response {
+    html::scripted((status, Html(html::page(title, body, false))).into_response())
+}
+
+fn unavailable() -> Response {
+    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "This is unavailable right now. Try again.")
+}
+
+/// The answer when a mail-sending page is used too often from one address.
+pub fn too_many(wait: u64) -> Response {
+    let mut resp = html::html(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        &format!("<h1>Too many requests</h1><p class=\"error\" role=\"alert\">Too many requests from your network. Try again in {wait} seconds.</p>"),
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+    resp
+}
+
+/// Reset, sign-up and verification need mail; without `smtp_url` their pages are not there.
+pub fn no_mail() -> Response {
+    html::html(
+        StatusCode::NOT_FOUND,
+        "Not available",
+        "<h1>Not available</h1><p>This Portico does not send mail, so this page is not available. Ask your administrator.</p>",
+    )
+}
+
+#[derive(Deserialize)]
+pub struct StrengthForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The meter's reading for a password as typed.
+pub async fn strength(State(s): State<AppState>, Form(f): Form<StrengthForm>) -> Response {
+    let reading = s.provider.settings.password.strength(&f.password, &[&f.email, &f.name]);
+    let mut resp = Json(reading).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("ascii"));
+    resp
+}
+
+fn forgot_page(csrf: &str) -> String {
+    format!(
+        "<h1>Forgot your password?</h1><p>Enter your email. If it belongs to an account, we send it a link to choose a new password.</p>\
+         <form method=\"post\" action=\"/password/forgot\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
+         <button type=\"submit\">Send me a link</button></form><p class=\"muted\"><a href=\"/login\">Back to sign in</a></p>",
+        esc(csrf)
+    )
+}
+
+pub async fn forgot_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if s.mailer.is_none() {
+        return no_mail();
+    }
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    super::pages::with_cookie(html::html(StatusCode::OK, "Forgot your password", &forgot_page(&csrf)), cookie)
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    email: String,
+    csrf: Option<String>,
+}
+
+/// Queues the reset and answers at once, the same page whether or not the email has an account.
+pub async fn forgot_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ForgotForm>) -> Response {
+    let Some(mailer) = &s.mailer else { return no_mail() };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let ip = client_ip(Some(&addr));
+    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
+        return too_many(wait);
+    }
+    mailer.submit(Job::Reset {
+        email: f.email.trim().to_owned(),
+        ip,
+    });
+    let within = portico_protocol::mail::lifetime(s.provider.settings.reset_link_ttl);
+    html::html(
+        StatusCode::OK,
+        "Check your email",
+        &format!(
+            "<h1>Check your email</h1><p>If an account uses that email, a link to choose a new password is on its way. It works once, for {within}.</p>\
+             <p class=\"muted\">No mail? Check the spam folder, or the address you typed. <a href=\"/login\">Back to sign in</a></p>"
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+fn dead_link() -> Response {
+    html::html(
+        StatusCode::BAD_REQUEST,
+        "Link expired",
+        "<h1>This link no longer works</h1><p class=\"error\" role=\"alert\">It was used already, it expired, or the password was changed since it was sent.</p>\
+         <p><a href=\"/password/forgot\">Ask for a new link</a></p>",
+    )
+}
+
+fn reset_page(s: &AppState, csrf: &str, token: &str, user: &portico_model::User, error: Option<&str>) -> String {
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    format!(
+        "<h1>Choose a new password</h1><p class=\"muted\">for {}</p>{err}<form method=\"post\" action=\"/password/reset\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <input type=\"hidden\" name=\"email\" autocomplete=\"username\" value=\"{}\">{}\
+         <button type=\"submit\">Set the new password</button></form>\
+         <p class=\"muted\">Setting it signs you out everywhere.</p>",
+        esc(&user.email),
+        esc(csrf),
+        esc(token),
+        esc(&user.email),
+        new_password_field(s, "new_password", "New password", Some((&user.email, &user.name)))
+    )
+}
+
+pub async fn reset_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let Some(token) = q.token else { return dead_link() };
+    let user = match reset::link_user(&s.provider, &token, now()).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return dead_link(),
+        Err(e) => {
+            tracing::error!(error = %e, "reset link lookup failed");
+            return unavailable();
+        }
+    };
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    super::pages::with_cookie(
+        scripted_page(StatusCode::OK, "Choose a new password", &reset_page(&s, &csrf, &token, &user, None)),
+        cookie,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    token: String,
+    new_password: String,
+    csrf: Option<String>,
+}
+
+pub async fn reset_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ResetForm>) -> Response {
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let p = &s.provider;
+    match reset::complete(p, &f.token, &f.new_password, client_ip(Some(&addr)), now()).await {
+        Ok(Ok(_)) => {
+            let page = html::html(
+                StatusCode::OK,
+                "Password changed",
+                "<h1>Your password is changed</h1><p>You were signed out everywhere. Sign in again with the new password.</p><p><a class=\"button\" href=\"/login?next=/account\">Sign in</a></p>",
+            );
+            super::logout::clear_session(&s, page)
+        }
+        Ok(Err(PasswordRefusal::Weak(why))) => match reset::link_user(p, &f.token, now()).await {
+            Ok(Some(user)) => {
+                let (csrf, _) = cookies::csrf_token(&s, &headers);
+                scripted_page(
+                    StatusCode::BAD_REQUEST,
+                    "Choose a new password",
+                    &reset_page(&s, &csrf, &f.token, &user, Some(&why.to_string())),
+                )
+            }
+            _ => dead_link(),
+        },
+        Ok(Err(_)) => dead_link(),
+        Err(e) => {
+            tracing::error!(error = %e, "password reset failed");
+            unavailable()
+        }
+    }
+}
+
+fn change_page(s: &AppState, csrf: &str, user: &portico_model::User, error: Option<&str>) -> String {
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    format!(
+        "<h1>Change your password</h1>{err}<form method=\"post\" action=\"/account/password\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"email\" autocomplete=\"username\" value=\"{}\">\
+         <label for=\"current-password\">Current password</label><input id=\"current-password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+         {}<button type=\"submit\">Change password</button></form>\
+         <p class=\"muted\">Changing it signs you out on every other device. <a href=\"/account\">Back to your account</a></p>",
+        esc(csrf),
+        esc(&user.email),
+        new_password_field(s, "new_password", "New password", Some((&user.email, &user.name)))
+    )
+}
+
+pub async fn change_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(session) = current_user(&s, &headers).await else {
+        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
+    };
+    let Ok(Some(user)) = s.provider.store.user_by_id(&session.user_id).await else {
+        return unavailable();
+    };
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    super::pages::with_cookie(
+        scripted_page(StatusCode::OK, "Change your password", &change_page(&s, &csrf, &user, None)),
+        cookie,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ChangeForm {
+    current_password: String,
+    new_password: String,
+    csrf: Option<String>,
+}
+
+/// Changes the password of the signed-in user; the current one is asked (a stolen session alone
+/// cannot), and wrong answers count towards the account's sign-in throttle.
+pub async fn change_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    let Some(session) = current_user(&s, &headers).await else {
+        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let p = &s.provider;
+    let ip = client_ip(Some(&addr));
+    let Ok(Some(user)) = p.store.user_by_id(&session.user_id).await else {
+        return unavailable();
+    };
+    let again = |status: StatusCode, message: &str| {
+        let (csrf, _) = cookies::csrf_token(&s, &headers);
+        scripted_page(status, "Change your password", &change_page(&s, &csrf, &user, Some(message)))
+    };
+    let gate = match throttle::check(p, &user.email, ip.as_deref(), throttle::now_ms()).await {
+        Ok(g) => g,
+        Err(_) => return unavailable(),
+    };
+    if let Some(wait) = gate.wait {
+        let mut resp = again(StatusCode::TOO_MANY_REQUESTS, &format!("Too many attempts. Try again in {wait} seconds."));
+        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return resp;
+    }
+    match reset::change(p, &session, &f.current_password, &f.new_password, ip.clone(), now()).await {
+        Ok(Ok(())) => html::secure(Redirect::to("/account?done=password").into_response(), None),
+        Ok(Err(PasswordRefusal::WrongCurrent)) => {
+            if throttle::failed(p, &user.email, ip.as_deref(), throttle::now_ms()).await.is_err() {
+                return unavailable();
+            }
+            again(StatusCode::BAD_REQUEST, "Your current password is not right.")
+        }
+        Ok(Err(PasswordRefusal::Weak(why))) => again(StatusCode::BAD_REQUEST, &why.to_string()),
+        Ok(Err(PasswordRefusal::LinkDead)) | Err(_) => unavailable(),
+    }
+}

@@ -1,0 +1,297 @@
+//! Sign-up and email verification on the hosted pages. The sign-up form is offered from the login
+//! page of a product that takes sign-ups; it answers "check your email" the same way whether or not
+//! the address has an account (the mail says which). The links in the mails lead to a page with a
+//! button: following a link (as mail scanners do) spends nothing.
+
+use super::html::{self, esc};
+use super::oauth::load_request;
+use super::pages::{bad_form, current_user, request_of, with_cookie};
+use super::password::{new_password_field, no_mail, scripted_page, too_many};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use crate::mail::Job;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use portico_protocol::authorize::AuthRequest;
+use portico_protocol::signup::{self, ConfirmRefusal, SignupRequest};
+use portico_protocol::{password, password_policy};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// The product an authorization request would sign up for, when it takes sign-ups and mail goes out.
+pub fn offered(s: &AppState, req: &AuthRequest) -> Option<portico_model::Product> {
+    s.mailer.as_ref()?;
+    signup::product_open_to_signup(&s.provider, &req.audience)
+}
+
+fn not_offered() -> Response {
+    html::html(
+        StatusCode::NOT_FOUND,
+        "Sign-up not available",
+        "<h1>Sign-up is not available here</h1><p>This application does not take sign-ups. Ask its administrator for access.</p>",
+    )
+}
+
+fn unavailable() -> Response {
+    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-up is unavailable right now. Try again.")
+}
+
+fn signup_page(s: &AppState, csrf: &str, req: &AuthRequest, product: &str, name: &str, email: &str, error: Option<&str>) -> String {
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    format!(
+        "<h1>Create your account</h1><p class=\"muted\">to continue to <strong>{}</strong></p>{err}\
+         <form method=\"post\" action=\"/signup\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">\
+         <label for=\"name\">Name</label><input id=\"name\" name=\"name\" type=\"text\" autocomplete=\"name\" required maxlength=\"200\" value=\"{}\" autofocus>\
+         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required maxlength=\"254\" value=\"{}\">\
+         {}<button type=\"submit\">Create account</button></form>\
+         <p class=\"muted\">Already have an account? <a href=\"/login?req={}\">Sign in</a></p>",
+        esc(product),
+        esc(csrf),
+        esc(&req.id),
+        esc(name),
+        esc(email),
+        new_password_field(s, "password", "Password", None),
+        esc(&req.id),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ReqQuery {
+    req: Option<String>,
+}
+
+pub async fn signup_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    if s.mailer.is_none() {
+        return no_mail();
+    }
+    let req = match request_of(&s, q.req.as_deref()).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_offered(),
+        Err(resp) => return resp,
+    };
+    let Some(product) = offered(&s, &req) else { return not_offered() };
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let email = req.login_hint.clone().unwrap_or_default();
+    with_cookie(
+        scripted_page(
+            StatusCode::OK,
+            "Create your account",
+            &signup_page(&s, &csrf, &req, &product.name, "", &email, None),
+        ),
+        cookie,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct SignupForm {
+    name: String,
+    email: String,
+    password: String,
+    csrf: Option<String>,
+    req: Option<String>,
+}
+
+/// Whether `email` is one address a mail can go to.
+fn deliverable(email: &str) -> bool {
+    email.len() <= 254 && email.parse::<lettre::Address>().is_ok()
+}
+
+/// Checks the form, hashes the password (for every address alike) and queues the mail; the answer
+/// names the address typed and nothing else.
+pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SignupForm>) -> Response {
+    let Some(mailer) = &s.mailer else { return no_mail() };
+    let req = match request_of(&s, f.req.as_deref()).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_offered(),
+        Err(resp) => return resp,
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let Some(product) = offered(&s, &req) else { return not_offered() };
+    let (email, name) = (f.email.trim(), f.name.trim());
+    let refusal = if !deliverable(email) {
+        Some("Enter an email address mail can be sent to.".to_owned())
+    } else if name.is_empty() || name.chars().count() > 200 {
+        Some("Enter your name (up to 200 characters).".to_owned())
+    } else {
+        s.provider
+            .settings
+            .password
+            .check(&f.password, &[email, name])
+            .err()
+            .map(|r: password_policy::Refusal| r.to_string())
+    };
+    if let Some(message) = refusal {
+        let (csrf, _) = cookies::csrf_token(&s, &headers);
+        return scripted_page(
+            StatusCode::BAD_REQUEST,
+            "Create your account",
+            &signup_page(&s, &csrf, &req, &product.name, name, email, Some(&message)),
+        );
+    }
+    let ip = client_ip(Some(&addr));
+    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
+        return too_many(wait);
+    }
+    let request = SignupRequest {
+        email: email.to_owned(),
+        name: name.to_owned(),
+        password_hash: password::hash_async(f.password).await,
+        product: product.slug.as_str().to_owned(),
+        auth_request: Some(req.id.clone()),
+    };
+    mailer.submit(Job::Signup { request, ip });
+    let within = portico_protocol::mail::lifetime(s.provider.settings.verify_link_ttl);
+    html::html(
+        StatusCode::OK,
+        "Check your email",
+        &format!(
+            "<h1>Check your email</h1><p>We sent a mail to <strong>{}</strong>. Follow the link in it within {within} to finish.</p>\
+             <p class=\"muted\">No mail? Check the spam folder, or <a href=\"/signup?req={}\">try again</a>.</p>",
+            esc(email),
+            esc(&req.id)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The page behind a mailed link: a button that posts the token (a GET spends nothing).
+fn link_page(s: &AppState, headers: &HeaderMap, action: &str, title: &str, text: &str, button: &str, token: &str) -> Response {
+    let (csrf, cookie) = cookies::csrf_token(s, headers);
+    let body = format!(
+        "<h1>{title}</h1><p>{text}</p><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">{button}</button></form>",
+        esc(&csrf),
+        esc(token)
+    );
+    with_cookie(html::html(StatusCode::OK, title, &body), cookie)
+}
+
+fn dead_link(what: &str) -> Response {
+    html::html(
+        StatusCode::BAD_REQUEST,
+        "Link expired",
+        &format!("<h1>This link no longer works</h1><p class=\"error\" role=\"alert\">It was used already or it expired. {what}</p>"),
+    )
+}
+
+pub async fn confirm_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let Some(token) = q.token else { return dead_link("Sign up again.") };
+    link_page(
+        &s,
+        &headers,
+        "/signup/confirm",
+        "Confirm your email",
+        "One step left: confirm this email to create your account.",
+        "Create my account",
+        &token,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    token: String,
+    csrf: Option<String>,
+}
+
+/// Makes the account; the user then signs in (the link alone opens no session).
+pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let (user, req) = match signup::confirm(&s.provider, &f.token, client_ip(Some(&addr)), now()).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(ConfirmRefusal::LinkDead)) => return dead_link("Sign up again."),
+        Ok(Err(ConfirmRefusal::Taken)) => {
+            return html::html(
+                StatusCode::CONFLICT,
+                "Account exists",
+                "<h1>You already have an account</h1><p>An account with this email exists already. <a href=\"/login\">Sign in</a> or <a href=\"/password/forgot\">choose a new password</a>.</p>",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-up confirmation failed");
+            return unavailable();
+        }
+    };
+    // Back into the application's request when it is still waiting, else to the account page.
+    let live = match req {
+        Some(id) => load_request(&s, &id).await.map(|r| r.id),
+        None => None,
+    };
+    let next = live.map_or_else(|| "/login?next=/account".to_owned(), |id| format!("/login?req={id}"));
+    html::html(
+        StatusCode::OK,
+        "Account created",
+        &format!(
+            "<h1>Your account is ready</h1><p>Your email <strong>{}</strong> is confirmed. Sign in with your new password to continue.</p>\
+             <p><a class=\"button\" href=\"{}\">Continue to sign in</a></p>",
+            esc(&user.email),
+            esc(&next)
+        ),
+    )
+}
+
+/// Sends the signed-in user a link to verify their email.
+pub async fn verify_send(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let Some(mailer) = &s.mailer else { return no_mail() };
+    let Some(session) = current_user(&s, &headers).await else {
+        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let ip = client_ip(Some(&addr));
+    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
+        return too_many(wait);
+    }
+    let Ok(Some(user)) = s.provider.store.user_by_id(&session.user_id).await else {
+        return unavailable();
+    };
+    mailer.submit(Job::Verify { user, ip });
+    html::secure(Redirect::to("/account?done=verification-sent").into_response(), None)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let Some(token) = q.token else {
+        return dead_link("Send a new one from your account page.");
+    };
+    link_page(
+        &s,
+        &headers,
+        "/account/verify-email",
+        "Verify your email",
+        "Confirm that this email is yours.",
+        "Verify my email",
+        &token,
+    )
+}
+
+pub async fn verify_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    match signup::verify_email(&s.provider, &f.token, client_ip(Some(&addr)), now()).await {
+        Ok(true) => html::html(
+            StatusCode::OK,
+            "Email verified",
+            "<h1>Your email is verified</h1><p>Applications you sign in to from now on see it as verified.</p><p><a href=\"/account\">Your account</a></p>",
+        ),
+        Ok(false) => dead_link("Send a new one from your account page."),
+        Err(e) => {
+            tracing::error!(error = %e, "email verification failed");
+            unavailable()
+        }
+    }
+}
