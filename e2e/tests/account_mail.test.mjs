@@ -42,9 +42,10 @@ test('a newcomer signs up for Reports, confirms the email and gets in', async ()
 
   await followMailedLink(page, '/signup/confirm', '32-dev-mail.png');
   await page.locator('h1', { hasText: 'Confirm your email' }).waitFor();
+  await page.screenshot({ path: `${shots}/33-signup-confirm.png`, fullPage: true });
   await page.getByRole('button', { name: 'Create my account' }).click();
   await page.locator('h1', { hasText: 'Your account is ready' }).waitFor();
-  await page.screenshot({ path: `${shots}/33-signup-done.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/34-signup-done.png`, fullPage: true });
   await page.getByRole('link', { name: 'Continue to sign in' }).click();
   await page.fill('input[name=email]', 'lin@example.test');
   await page.fill('input[name=password]', 'lighthouse keeper oyster violin');
@@ -62,7 +63,7 @@ test('a forgotten password is reset by mail, and the old one stops working', asy
   await page.goto(`${dev.base}/demo/login/crm-web`);
   await page.getByRole('link', { name: 'Forgot your password?' }).click();
   await page.fill('#email', 'grace@example.test');
-  await page.screenshot({ path: `${shots}/34-forgot-password.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/35-forgot-password.png`, fullPage: true });
   await page.getByRole('button', { name: 'Send me a link' }).click();
   await page.locator('h1', { hasText: 'Check your email' }).waitFor();
   await followMailedLink(page, '/password/reset');
@@ -72,9 +73,10 @@ test('a forgotten password is reset by mail, and the old one stops working', asy
   await page.locator('#new-password').fill('');
   await page.locator('#new-password').pressSequentially('nanoseconds of wire on my desk');
   await meter(page).filter({ hasText: /(Good|Strong) password\./ }).waitFor();
-  await page.screenshot({ path: `${shots}/35-reset-password.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/36-reset-password.png`, fullPage: true });
   await page.getByRole('button', { name: 'Set the new password' }).click();
   await page.locator('h1', { hasText: 'Your password is changed' }).waitFor();
+  await page.screenshot({ path: `${shots}/37-reset-done.png`, fullPage: true });
 
   await page.goto(`${dev.base}/demo/login/crm-web`);
   await page.fill('input[name=email]', 'grace@example.test');
@@ -104,10 +106,10 @@ test('changing the password on the account page signs the other device out', asy
   await page.fill('#current-password', 'apollo guidance computer');
   await page.locator('#new-password').pressSequentially('lunar module descent engine');
   await meter(page).filter({ hasText: /(Good|Strong) password\./ }).waitFor();
-  await page.screenshot({ path: `${shots}/36-change-password.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/38-change-password.png`, fullPage: true });
   await page.getByRole('button', { name: 'Change password' }).click();
   await page.locator('.notice', { hasText: 'Your password is changed' }).waitFor();
-  await page.screenshot({ path: `${shots}/37-password-changed.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/39-password-changed.png`, fullPage: true });
 
   const onPhone = await phone.newPage();
   await onPhone.goto(`${dev.base}/account`);

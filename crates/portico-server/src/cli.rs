@@ -59,8 +59,15 @@ struct Flags {
 enum Command {
     /// Run the server
     Serve,
-    /// A fresh local instance with a demo suite, on http://127.0.0.1:8080
+    /// A fresh local instance with a demo suite, on http://localhost:8080
     Dev,
+    /// A loopback SMTP server that keeps what it receives and prints a line per mail (for
+    /// development and benchmarks: point `smtp_url` at it)
+    MailSink {
+        /// Where to listen (loopback)
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: String,
+    },
     /// Make the store match a suite file (idempotent)
     Apply {
         /// The suite file
@@ -201,8 +208,10 @@ where
 
 async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyhow::Result<()> {
     let now = http::now();
-    if let Command::Dev = command {
-        return dev(file, flags).await;
+    match command {
+        Command::Dev => return dev(file, flags).await,
+        Command::MailSink { listen } => return mail_sink(&listen).await,
+        _ => {}
     }
     let cfg = Config::load(file.as_deref(), &flags)?;
     match command {
@@ -216,7 +225,7 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
             tracing::info!("shutting down; letting in-flight requests finish");
             running.stop().await;
         }
-        Command::Dev => unreachable!("handled above"),
+        Command::Dev | Command::MailSink { .. } => unreachable!("handled above"),
         Command::Migrate => {
             let store = open_store(&cfg).await?;
             println!("migrated the {} store", store.backend());
@@ -513,6 +522,26 @@ tenant = "globex"
 roles = ["viewer"]
 "#
     )
+}
+
+async fn mail_sink(listen: &str) -> anyhow::Result<()> {
+    let ip: std::net::SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("--listen {listen:?}: {e}"))?;
+    anyhow::ensure!(ip.ip().is_loopback(), "--listen {listen}: the sink relays nothing and listens on loopback only");
+    let sink = crate::mailsink::MailSink::start(listen).await?;
+    println!("mail sink: {}", sink.url());
+    let mut seen = 0usize;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+        let total = sink.received();
+        for m in sink.mails().iter().take(total - seen).rev() {
+            println!("{} to {}: {}", http::account::when(m.at), m.to.join(", "), m.subject);
+        }
+        seen = total;
+    }
 }
 
 async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> {

@@ -26,6 +26,8 @@ pub struct Received {
 #[derive(Default)]
 struct Shared {
     mails: Mutex<Vec<Received>>,
+    /// How many arrived in all (the list keeps the newest only).
+    total: std::sync::atomic::AtomicUsize,
     arrived: Notify,
 }
 
@@ -65,6 +67,11 @@ impl MailSink {
     pub fn mails(&self) -> Vec<Received> {
         let mails = self.shared.mails.lock().expect("sink lock");
         mails.iter().rev().cloned().collect()
+    }
+
+    /// How many mails arrived since the start.
+    pub fn received(&self) -> usize {
+        self.shared.total.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Waits (up to `timeout`) until `count` mails to `to` have arrived; returns them oldest first.
@@ -125,6 +132,7 @@ impl mailin::Handler for Collect {
             mails.push(mail);
             let excess = mails.len().saturating_sub(KEPT);
             mails.drain(..excess);
+            self.shared.total.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         self.shared.arrived.notify_waiters();
         mailin::response::OK
