@@ -12,7 +12,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::OnceLock;
 use tokio::sync::Semaphore;
 
-/// Hashes allowed to run at once: all cores but one, at least one.
+/// Hashes (and strength estimates) allowed to run at once: all cores but one, at least one.
 fn hashing_slots() -> &'static Semaphore {
     static SLOTS: OnceLock<Semaphore> = OnceLock::new();
     SLOTS.get_or_init(|| {
@@ -21,8 +21,9 @@ fn hashing_slots() -> &'static Semaphore {
     })
 }
 
-/// Runs `work` (an argon2 computation) on the blocking pool once a hashing slot is free.
-async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// Runs `work` (an argon2 computation, a strength estimate) on the blocking pool once a slot is
+/// free.
+pub(crate) async fn cpu_bound<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let _slot = hashing_slots().acquire().await.ok()?;
     tokio::task::spawn_blocking(work).await.ok()
 }
@@ -63,7 +64,7 @@ fn dummy() -> &'static str {
 /// Verifies `password` against `stored` (or against a dummy hash when there is none) off the
 /// async workers. Returns false for the dummy.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    off_workers(move || {
+    cpu_bound(move || {
         let real = stored.is_some();
         let text = stored.unwrap_or_else(|| dummy().to_owned());
         let ok = PasswordHash::new(&text).is_ok_and(|h| argon().verify_password(password.as_bytes(), &h).is_ok());
@@ -74,7 +75,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
 }
 
 pub async fn hash_async(password: String) -> String {
-    off_workers(move || hash(&password)).await.expect("hashing task")
+    cpu_bound(move || hash(&password)).await.expect("hashing task")
 }
 
 #[cfg(test)]

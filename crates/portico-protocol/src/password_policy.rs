@@ -68,56 +68,85 @@ impl PasswordPolicy {
     /// Checks a new password. `context` holds what an attacker would try first: the user's email
     /// and name.
     pub fn check(&self, password: &str, context: &[&str]) -> Result<(), Refusal> {
-        let length = password.chars().count();
-        if length < self.min_length {
-            return Err(Refusal::TooShort(self.min_length));
-        }
-        if length > MAX_LENGTH {
-            return Err(Refusal::TooLong);
-        }
-        if self.blocklist.contains(&password.to_lowercase()) {
-            return Err(Refusal::Common);
-        }
-        let entropy = weakest_reading(password, context);
-        if is_listed_password(&entropy) {
-            return Err(Refusal::Common);
-        }
-        if (entropy.score() as u8) < MIN_SCORE {
-            let why = entropy
-                .feedback()
-                .and_then(|f| f.warning())
-                .map(|w| format!(" ({})", w.to_string().trim_end_matches('.').to_lowercase()))
-                .unwrap_or_default();
-            return Err(Refusal::Guessable(why));
-        }
-        Ok(())
+        self.verdict(password, context).1
     }
 
     /// The meter's reading: the same verdict as [`check`](Self::check), with a hint.
     pub fn strength(&self, password: &str, context: &[&str]) -> Strength {
-        let score = if password.is_empty() {
-            0
-        } else {
-            weakest_reading(password, context).score() as u8
-        };
-        match self.check(password, context) {
-            Ok(()) => Strength {
+        match self.verdict(password, context) {
+            (score, Ok(())) => Strength {
                 score,
                 acceptable: true,
                 message: if score >= 4 { "Strong password." } else { "Good password." }.to_owned(),
             },
-            Err(refusal) => Strength {
+            (score, Err(refusal)) => Strength {
                 score: score.min(MIN_SCORE - 1),
                 acceptable: false,
                 message: refusal.to_string(),
             },
         }
     }
+
+    /// [`check`](Self::check) off the async workers: zxcvbn takes milliseconds on a long password.
+    pub async fn check_async(&self, password: &str, context: &[&str]) -> Result<(), Refusal> {
+        let (policy, password, context) = (self.clone(), password.to_owned(), owned(context));
+        crate::password::cpu_bound(move || policy.check(&password, &borrowed(&context)))
+            .await
+            .unwrap_or(Err(Refusal::TooLong))
+    }
+
+    /// [`strength`](Self::strength) off the async workers.
+    pub async fn strength_async(&self, password: &str, context: &[&str]) -> Option<Strength> {
+        let (policy, password, context) = (self.clone(), password.to_owned(), owned(context));
+        crate::password::cpu_bound(move || policy.strength(&password, &borrowed(&context))).await
+    }
+
+    /// zxcvbn's score (read once) and the verdict.
+    fn verdict(&self, password: &str, context: &[&str]) -> (u8, Result<(), Refusal>) {
+        let length = password.chars().count();
+        if length > MAX_LENGTH {
+            return (0, Err(Refusal::TooLong));
+        }
+        if password.is_empty() {
+            return (0, Err(Refusal::TooShort(self.min_length)));
+        }
+        let entropy = weakest_reading(password, context);
+        let score = entropy.score() as u8;
+        if length < self.min_length {
+            return (score, Err(Refusal::TooShort(self.min_length)));
+        }
+        if self.blocklist.contains(&password.to_lowercase()) || is_listed_password(&entropy) {
+            return (score, Err(Refusal::Common));
+        }
+        if score < MIN_SCORE {
+            let why = entropy
+                .feedback()
+                .and_then(|f| f.warning())
+                .map(|w| format!(" ({})", w.to_string().trim_end_matches('.').to_lowercase()))
+                .unwrap_or_default();
+            return (score, Err(Refusal::Guessable(why)));
+        }
+        (score, Ok(()))
+    }
 }
+
+fn owned(context: &[&str]) -> Vec<String> {
+    context.iter().map(|c| (*c).to_owned()).collect()
+}
+
+fn borrowed(context: &[String]) -> Vec<&str> {
+    context.iter().map(String::as_str).collect()
+}
+
+/// zxcvbn reads this many characters at most: its matching grows faster than the length, and a
+/// password whose first 64 characters are strong is strong.
+const ESTIMATED: usize = 64;
 
 /// zxcvbn's reading of the password, and of it without its spaces when that is weaker: words
 /// strung with spaces are guessed as the words ("grace hopper grace hopper" is a repeated name).
 fn weakest_reading(password: &str, context: &[&str]) -> zxcvbn::Entropy {
+    let password: String = password.chars().take(ESTIMATED).collect();
+    let password = password.as_str();
     let inputs = context_words(context);
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let whole = zxcvbn::zxcvbn(password, &inputs);

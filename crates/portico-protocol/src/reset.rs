@@ -82,7 +82,7 @@ pub async fn complete(p: &Provider, token: &str, new_password: &str, ip: Option<
         return Ok(Err(PasswordRefusal::LinkDead));
     };
     // Checked before the link is spent: a refused password lets the user try another.
-    if let Err(r) = p.settings.password.check(new_password, &[&user.email, &user.name]) {
+    if let Err(r) = p.settings.password.check_async(new_password, &[&user.email, &user.name]).await {
         return Ok(Err(PasswordRefusal::Weak(r)));
     }
     let Some(payload) = take_link(p, LinkKind::Reset, token, now).await? else {
@@ -121,7 +121,7 @@ pub async fn change(
         );
         return Ok(Err(PasswordRefusal::WrongCurrent));
     }
-    if let Err(r) = p.settings.password.check(new_password, &[&user.email, &user.name]) {
+    if let Err(r) = p.settings.password.check_async(new_password, &[&user.email, &user.name]).await {
         return Ok(Err(PasswordRefusal::Weak(r)));
     }
     let hash = password::hash_async(new_password.to_owned()).await;

@@ -27,6 +27,8 @@ pub struct AppState {
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// Requests that send mail, per client IP.
     pub mail_limits: Arc<crate::http::limits::AddressLimits>,
+    /// Password meter readings, per client IP.
+    pub strength_limits: Arc<crate::http::limits::AddressLimits>,
 }
 
 pub fn app(state: AppState) -> Router {

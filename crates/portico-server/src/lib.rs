@@ -95,7 +95,8 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         Some(url) => Some(mail::Mailer::spawn(provider.clone(), url, &cfg.mail_from())?),
         None => None,
     };
-    let mail_limits = Arc::new(http::limits::AddressLimits::mail(cfg.mail_requests_per_minute));
+    let mail_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.mail_requests_per_minute));
+    let strength_limits = Arc::new(http::limits::AddressLimits::per_minute(http::password::STRENGTH_PER_MINUTE));
     let state = AppState {
         provider: provider.clone(),
         metrics: metrics_handle(),
@@ -104,6 +105,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         client_limits: Arc::new(http::limits::ClientLimits::new(cfg.token_requests_per_client)),
         mailer,
         mail_limits: mail_limits.clone(),
+        strength_limits: strength_limits.clone(),
     };
     let router = app::app(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -122,6 +124,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
             }
             metrics.run_upkeep();
             mail_limits.sweep();
+            strength_limits.sweep();
             if let Err(e) = reloader.reload_if_changed().await {
                 tracing::warn!(error = %e, "configuration reload failed");
             }

@@ -395,6 +395,23 @@ async fn the_meter_gives_the_servers_verdict(s: &TestServer) {
     let strong = ask(NEW_PASSWORD).await;
     assert_eq!(strong["acceptable"], true, "{strong}");
     assert!(strong["score"].as_u64().unwrap() >= 3);
+    // The estimate costs CPU: one address gets a few a second, then 429.
+    let http = openidconnect::reqwest::Client::new();
+    let mut refused = None;
+    for _ in 0..400 {
+        let resp = http
+            .post(format!("{}/password/strength", s.base))
+            .form(&[("password", "x")])
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            refused = Some(resp);
+            break;
+        }
+    }
+    let refused = refused.expect("refused within 400 readings");
+    assert!(refused.headers().get("retry-after").is_some());
 }
 both_stores!(strength_meter, the_meter_gives_the_servers_verdict);
 

@@ -75,6 +75,19 @@ fn with_headers(mut resp: Response, script: &str, ancestor: Option<&str>) -> Res
     resp
 }
 
+/// One of Portico's own scripts (`/static/…`), cacheable for an hour.
+pub fn script(body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// A page that runs Portico's own scripts (`/static/…`) and lets them call back to Portico: the
 /// passkey pages. Everything else stays as strict as [`secure`].
 pub fn scripted(resp: Response) -> Response {

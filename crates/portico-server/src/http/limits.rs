@@ -42,14 +42,15 @@ impl ClientLimits {
     }
 }
 
-/// A rate per client IP for pages that send mail (reset, sign-up, verification), so one address
-/// cannot flood inboxes or the queue: `mail_requests_per_minute` (bursts of as many; 0: no limit).
+/// A rate per client IP: for pages that send mail (reset, sign-up, verification), so one address
+/// cannot flood inboxes or the queue (`mail_requests_per_minute`), and for the password meter.
+/// Bursts of a minute's worth pass; 0 is no limit.
 pub struct AddressLimits {
     requests: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 impl AddressLimits {
-    pub fn mail(per_minute: u32) -> Self {
+    pub fn per_minute(per_minute: u32) -> Self {
         let requests = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)));
         Self { requests }
     }

@@ -22,15 +22,7 @@ use std::net::SocketAddr;
 pub const SCRIPT: &str = include_str!("passkey.js");
 
 pub async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        SCRIPT,
-    )
-        .into_response()
+    html::script(SCRIPT)
 }
 
 /// Whether this deployment can offer passkeys (its issuer has a domain name).

@@ -19,15 +19,7 @@ use std::net::SocketAddr;
 pub const SCRIPT: &str = include_str!("password.js");
 
 pub async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        SCRIPT,
-    )
-        .into_response()
+    html::script(SCRIPT)
 }
 
 /// A new-password field named `name` with its strength meter; `context` (email, name) is what
@@ -86,13 +78,25 @@ pub struct StrengthForm {
     name: String,
 }
 
-/// The meter's reading for a password as typed.
-pub async fn strength(State(s): State<AppState>, Form(f): Form<StrengthForm>) -> Response {
-    let reading = s.provider.settings.password.strength(&f.password, &[&f.email, &f.name]);
+/// The meter's reading for a password as typed. It costs a few milliseconds of CPU, so it runs
+/// off the async workers, and one address gets `STRENGTH_PER_MINUTE` readings a minute (typing
+/// with the page's 150 ms pause asks a few a second at most).
+pub async fn strength(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Form(f): Form<StrengthForm>) -> Response {
+    if let Some(wait) = s.strength_limits.check(&addr.ip().to_string()) {
+        let mut resp = StatusCode::TOO_MANY_REQUESTS.into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return resp;
+    }
+    let Some(reading) = s.provider.settings.password.strength_async(&f.password, &[&f.email, &f.name]).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let mut resp = Json(reading).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("ascii"));
     resp
 }
+
+/// Meter readings allowed per client IP per minute.
+pub const STRENGTH_PER_MINUTE: u32 = 300;
 
 fn forgot_page(csrf: &str) -> String {
     format!(

@@ -110,6 +110,11 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
         return bad_form();
     }
     let Some(product) = offered(&s, &req) else { return not_offered() };
+    // Counted before the form is checked: the check costs CPU (the strength estimate).
+    let ip = client_ip(Some(&addr));
+    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
+        return too_many(wait);
+    }
     let (email, name) = (f.email.trim(), f.name.trim());
     let refusal = if !deliverable(email) {
         Some("Enter an email address mail can be sent to.".to_owned())
@@ -119,7 +124,8 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
         s.provider
             .settings
             .password
-            .check(&f.password, &[email, name])
+            .check_async(&f.password, &[email, name])
+            .await
             .err()
             .map(|r: password_policy::Refusal| r.to_string())
     };
@@ -130,10 +136,6 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
             "Create your account",
             &signup_page(&s, &csrf, &req, &product.name, name, email, Some(&message)),
         );
-    }
-    let ip = client_ip(Some(&addr));
-    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
-        return too_many(wait);
     }
     let request = SignupRequest {
         email: email.to_owned(),
