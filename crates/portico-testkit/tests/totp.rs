@@ -203,6 +203,29 @@ async fn a_recovery_code_signs_in_once(s: &TestServer) {
 }
 both_stores!(recovery_codes_once, &MFA, a_recovery_code_signs_in_once);
 
+async fn one_pending_sign_in_starts_one_session(s: &TestServer) {
+    let (_, _, codes) = enrol(&mut Browser::new(), s).await;
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let before = s.store().sessions_of(&ada.id, portico_testkit::now()).await.unwrap().len();
+    let mut b = Browser::new();
+    let (_, _, login) = b.get(&format!("{}/login", s.base)).await;
+    let (_, _, page) = b.login(&s.base, &login, "ada@example.test", PASSWORD).await;
+    // Two good answers to the same second-factor step, sent at once from two copies of the browser.
+    let mut twin = Browser {
+        http: b.http.clone(),
+        cookies: b.cookies.clone(),
+    };
+    let (one, other) = ([("code", codes[0].as_str())], [("code", codes[1].as_str())]);
+    let (first, second) = tokio::join!(submit(&mut b, s, &page, "/login/mfa", &one), submit(&mut twin, s, &page, "/login/mfa", &other),);
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(statuses[0], 303, "one of them signs in");
+    assert_ne!(statuses[1], 303, "the other finds the step spent");
+    let after = s.store().sessions_of(&ada.id, portico_testkit::now()).await.unwrap().len();
+    assert_eq!(after, before + 1);
+}
+both_stores!(pending_once, &MFA, one_pending_sign_in_starts_one_session);
+
 /// Follows the authorization after a step-up until it reaches the client.
 async fn follow_to_client(b: &mut Browser, s: &TestServer, path: &str) -> String {
     let (_, loc, body) = b.follow(&s.base, format!("{}{path}", s.base)).await;

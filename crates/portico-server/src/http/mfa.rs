@@ -247,8 +247,13 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         }
         Err(resp) => return resp,
     };
-    // The pending sign-in is spent, whatever follows.
-    let _ = p.store.finish_auth_request(&key, n).await;
+    // The pending sign-in is spent, whatever follows; taken out in one statement, so two answers
+    // sent at once cannot both start a session.
+    match p.store.take_auth_request(&key, n).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired(),
+        Err(_) => return unavailable(),
+    }
     let req = match request_of(&s, pending.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
