@@ -79,10 +79,7 @@ pub fn lifetime(seconds: i64) -> String {
 
 /// The issuer's host, as the mails name the site.
 pub fn site(p: &Provider) -> String {
-    url::Url::parse(&p.issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| p.issuer.clone())
+    p.issuer_host().unwrap_or_else(|| p.issuer.clone())
 }
 
 #[cfg(test)]

@@ -80,6 +80,12 @@ pub enum ProviderError {
 }
 
 impl Provider {
+    /// The issuer's host (`id.example.test`): how pages, mails and authenticator apps name this
+    /// deployment.
+    pub fn issuer_host(&self) -> Option<String> {
+        url::Url::parse(&self.issuer).ok().and_then(|u| u.host_str().map(str::to_owned))
+    }
+
     /// Loads configuration and keys; makes a first key for every algorithm that has none.
     pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, writer: Writer, now: i64) -> Result<Self, ProviderError> {
         let webauthn = crate::passkey::relying_party(&issuer);

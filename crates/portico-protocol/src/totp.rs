@@ -31,10 +31,7 @@ pub struct Enrollment {
 
 fn label(p: &Provider) -> String {
     // The issuer label may not contain ':'; the host names the deployment.
-    url::Url::parse(&p.issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "Portico".into())
+    p.issuer_host().unwrap_or_else(|| "Portico".into())
 }
 
 fn totp(p: &Provider, secret: Vec<u8>, account: &str) -> TOTP {

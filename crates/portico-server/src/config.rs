@@ -191,7 +191,10 @@ impl Config {
             "password_min_length ({}) must be between 8 and 64",
             self.password_min_length
         );
-        self.password_policy()?;
+        if let Some(path) = &self.password_blocklist {
+            // Read (once) when the settings are made; here only whether it can be.
+            std::fs::File::open(path).map_err(|e| anyhow::anyhow!("password_blocklist {}: {e}", path.display()))?;
+        }
         let (reset, verify) = self.link_lifetimes();
         anyhow::ensure!(
             reset.is_some(),

@@ -82,9 +82,7 @@ async fn refresh(s: &TestServer, token: &str) -> (u16, serde_json::Value) {
 }
 
 async fn audited(s: &TestServer, kind: &str) -> usize {
-    s.running.provider.writer.flush().await;
-    let records = s.store().audit_records(0, 100_000).await.unwrap();
-    records.iter().filter(|r| r.event.kind == kind).count()
+    crate::backchannel::audited(s, kind).await.len()
 }
 
 async fn a_reset_link_sets_a_new_password_once_and_signs_out_everywhere(s: &TestServer) {

@@ -40,14 +40,7 @@ async fn attempt(s: &TestServer, email: &str, password: &str) -> (u16, Option<u6
 }
 
 async fn audited(s: &TestServer, kind: &str) -> usize {
-    s.running.provider.writer.flush().await;
-    s.store()
-        .audit_records(0, 100_000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.event.kind == kind)
-        .count()
+    crate::backchannel::audited(s, kind).await.len()
 }
 
 async fn sleep(seconds: f64) {

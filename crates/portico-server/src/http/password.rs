@@ -59,6 +59,11 @@ pub fn too_many(wait: u64) -> Response {
     resp
 }
 
+/// The per-address rate of the pages that send mail: the 429 to answer when it is used up.
+pub fn mail_rate(s: &AppState, ip: Option<&str>) -> Option<Response> {
+    s.mail_limits.check(ip.unwrap_or("")).map(too_many)
+}
+
 /// Reset, sign-up and verification need mail; without `smtp_url` their pages are not there.
 pub fn no_mail() -> Response {
     html::html(
@@ -129,8 +134,8 @@ pub async fn forgot_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
         return bad_form();
     }
     let ip = client_ip(Some(&addr));
-    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
-        return too_many(wait);
+    if let Some(resp) = mail_rate(&s, ip.as_deref()) {
+        return resp;
     }
     mailer.submit(Job::Reset {
         email: f.email.trim().to_owned(),

@@ -6,7 +6,7 @@
 use super::html::{self, esc};
 use super::oauth::load_request;
 use super::pages::{bad_form, current_user, request_of, with_cookie};
-use super::password::{new_password_field, no_mail, scripted_page, too_many};
+use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use crate::mail::Job;
@@ -112,8 +112,8 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
     let Some(product) = offered(&s, &req) else { return not_offered() };
     // Counted before the form is checked: the check costs CPU (the strength estimate).
     let ip = client_ip(Some(&addr));
-    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
-        return too_many(wait);
+    if let Some(resp) = mail_rate(&s, ip.as_deref()) {
+        return resp;
     }
     let (email, name) = (f.email.trim(), f.name.trim());
     let refusal = if !deliverable(email) {
@@ -250,8 +250,8 @@ pub async fn verify_send(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         return bad_form();
     }
     let ip = client_ip(Some(&addr));
-    if let Some(wait) = s.mail_limits.check(ip.as_deref().unwrap_or("")) {
-        return too_many(wait);
+    if let Some(resp) = mail_rate(&s, ip.as_deref()) {
+        return resp;
     }
     let Ok(Some(user)) = s.provider.store.user_by_id(&session.user_id).await else {
         return unavailable();
