@@ -253,6 +253,27 @@ async fn signing_up_makes_a_verified_account_with_access_to_the_product(s: &Test
     let claims = claims_of(id_token);
     assert_eq!((claims["email"].as_str(), claims["email_verified"].as_bool()), (Some(email), Some(true)));
     assert_eq!(audited(s, "user.signed_up").await, 1);
+    // Invariant 3: signing up for Reports grants Reports, nothing else. The same browser, signed in,
+    // asks CRM for a code and is refused.
+    let (_, challenge) = pkce();
+    let query = [
+        ("response_type", "code"),
+        ("client_id", "crm-web"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid"),
+        ("state", "crm"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let url = format!(
+        "{}/oauth2/authorize?{}",
+        s.base,
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish()
+    );
+    let (_, loc, page) = b.follow(&s.base, url).await;
+    let loc = loc.unwrap_or_else(|| panic!("no answer for CRM: {page}"));
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"), "{loc}");
+    assert_eq!(query_param(&loc, "code"), None);
 }
 both_stores_with!(
     signup_flow,
@@ -283,6 +304,9 @@ both_stores_with!(signup_closed, &signup_suite(), |_| {}, a_product_without_sign
 async fn changing_the_password_ends_the_other_sessions_only(s: &TestServer) {
     let other = code_flow_tokens(s).await;
     let other_refresh = other["refresh_token"].as_str().unwrap().to_owned();
+    let introspect = |token: String| async move { post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", &token)]).await.1["active"].clone() };
+    let other_access = other["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(other_access.clone()).await, true);
     let mut b = Browser::new();
     let (_, page) = csrf_of(&mut b, &format!("{}/login?next=/account", s.base)).await;
     assert_eq!(b.login(&s.base, &page, ADA, ADA_PASSWORD).await.0, 200);
@@ -307,6 +331,8 @@ async fn changing_the_password_ends_the_other_sessions_only(s: &TestServer) {
     assert!(page.contains("Your password is changed"));
     let (status, body) = refresh(s, &other_refresh).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    // Invariant 4: the other session's access token is inactive at once.
+    assert_eq!(introspect(other_access).await, false);
     assert_eq!(login_status(s, ADA, NEW_PASSWORD).await, 303);
     assert_eq!(audited(s, "password.changed").await, 1);
     assert_eq!(audited(s, "password.change_failed").await, 1);
