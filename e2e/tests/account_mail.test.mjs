@@ -42,6 +42,7 @@ test('a newcomer signs up for Reports, confirms the email and gets in', async ()
 
   await followMailedLink(page, '/signup/confirm', '32-dev-mail.png');
   await page.locator('h1', { hasText: 'Confirm your email' }).waitFor();
+  await page.fill('#password', 'lighthouse keeper oyster violin');
   await page.screenshot({ path: `${shots}/33-signup-confirm.png`, fullPage: true });
   await page.getByRole('button', { name: 'Create my account' }).click();
   await page.locator('h1', { hasText: 'Your account is ready' }).waitFor();

@@ -6,9 +6,14 @@
 //! (no enumeration). Following the link makes the account, verified, with a grant to the product it
 //! signed up for; nobody is signed in by the link itself, so a forwarded mail opens no session.
 //!
+//! Confirming asks for the password chosen at sign-up. Otherwise anyone could sign up with a
+//! stranger's address and a password of their own, and the stranger, clicking the link in a mail
+//! they did not expect, would make an account whose password the other person knows
+//! (pre-account takeover).
+//!
 //! Only products without tenants take sign-ups: a tenant admits its own members.
 
-use crate::mail::{LinkKind, Mail, lifetime, new_link, site, take_link};
+use crate::mail::{LinkKind, Mail, lifetime, new_link, peek_link, site, take_link};
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, Product, User, UserId, UserStatus};
@@ -83,17 +88,33 @@ pub enum ConfirmRefusal {
     LinkDead,
     /// The email got an account in the meantime (another sign-up, an administrator).
     Taken,
+    /// Not the password chosen at sign-up; the link stays usable.
+    WrongPassword,
 }
 
 /// Follows a sign-up link: makes the account (email verified) and its grant to the product.
 /// Returns the new user and the authorization request to continue, if any.
-pub async fn confirm(p: &Provider, token: &str, ip: Option<String>, now: i64) -> Result<Result<(User, Option<String>), ConfirmRefusal>, StoreError> {
-    let Some(payload) = take_link(p, LinkKind::Signup, token, now).await? else {
+pub async fn confirm(
+    p: &Provider,
+    token: &str,
+    password: &str,
+    ip: Option<String>,
+    now: i64,
+) -> Result<Result<(User, Option<String>), ConfirmRefusal>, StoreError> {
+    let pending = peek_link(p, LinkKind::Signup, token, now)
+        .await?
+        .and_then(|v| serde_json::from_value::<SignupRequest>(v).ok());
+    let Some(req) = pending else {
         return Ok(Err(ConfirmRefusal::LinkDead));
     };
-    let Ok(req) = serde_json::from_value::<SignupRequest>(payload) else {
+    if !crate::password::verify(password.to_owned(), Some(req.password_hash.clone())).await {
+        p.writer
+            .record(AuditEvent::new(now, "signup.confirm_failed", "anonymous").ip(ip).product(req.product.clone()));
+        return Ok(Err(ConfirmRefusal::WrongPassword));
+    }
+    if take_link(p, LinkKind::Signup, token, now).await?.is_none() {
         return Ok(Err(ConfirmRefusal::LinkDead));
-    };
+    }
     let Some(product) = p.config().products().find(|x| x.slug.as_str() == req.product).cloned() else {
         return Ok(Err(ConfirmRefusal::LinkDead));
     };

@@ -225,10 +225,17 @@ async fn signing_up_makes_a_verified_account_with_access_to_the_product(s: &Test
     assert!(page.contains("Create my account"));
     let token = hidden(&page, "token").unwrap();
     let confirm = format!("{}/signup/confirm", s.base);
-    let (status, _, page) = b.post_form(&confirm, &[("token", &token), ("csrf", &csrf)]).await;
+    // Whoever holds the mailbox but not the password chosen at sign-up makes no account (someone
+    // signing up with a stranger's address cannot have the stranger create it for them).
+    let (status, _, page) = b
+        .post_form(&confirm, &[("token", &token), ("csrf", &csrf), ("password", "not the chosen one")])
+        .await;
+    assert_eq!(status, 401, "{page}");
+    assert!(s.store().user_by_email(email).await.unwrap().is_none());
+    let (status, _, page) = b.post_form(&confirm, &[("token", &token), ("csrf", &csrf), ("password", NEW_PASSWORD)]).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&format!("/login?req={req}")), "back into the application's request: {page}");
-    let (status, _, page) = b.post_form(&confirm, &[("token", &token), ("csrf", &csrf)]).await;
+    let (status, _, page) = b.post_form(&confirm, &[("token", &token), ("csrf", &csrf), ("password", NEW_PASSWORD)]).await;
     assert_eq!(status, 400, "once only: {page}");
     // Sign in with the new account: the product gets a code, the ID token says the email is verified.
     let (_, _, login) = b.get(&format!("{}/login?req={req}", s.base)).await;

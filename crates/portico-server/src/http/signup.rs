@@ -163,17 +163,22 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// The page behind a mailed link: a button that posts the token (a GET spends nothing).
-fn link_page(s: &AppState, headers: &HeaderMap, action: &str, title: &str, text: &str, button: &str, token: &str) -> Response {
+/// The page behind a mailed link: a button that posts the token (a GET spends nothing), and the
+/// fields `extra` asks for.
+fn link_page(s: &AppState, headers: &HeaderMap, action: &str, title: &str, text: &str, extra: &str, button: &str, token: &str) -> Response {
     let (csrf, cookie) = cookies::csrf_token(s, headers);
     let body = format!(
         "<h1>{title}</h1><p>{text}</p><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">{button}</button></form>",
+         <input type=\"hidden\" name=\"token\" value=\"{}\">{extra}<button type=\"submit\">{button}</button></form>",
         esc(&csrf),
         esc(token)
     );
     with_cookie(html::html(StatusCode::OK, title, &body), cookie)
 }
+
+/// The sign-up confirmation asks for the password chosen at sign-up.
+const CONFIRM_PASSWORD: &str = "<label for=\"password\">The password you chose</label>\
+    <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus>";
 
 fn dead_link(what: &str) -> Response {
     html::html(
@@ -185,14 +190,24 @@ fn dead_link(what: &str) -> Response {
 
 pub async fn confirm_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     let Some(token) = q.token else { return dead_link("Sign up again.") };
-    link_page(
+    confirm_page(
         &s,
         &headers,
+        &token,
+        "One step left: confirm this email to create your account with the password you chose when you signed up.",
+    )
+}
+
+fn confirm_page(s: &AppState, headers: &HeaderMap, token: &str, text: &'static str) -> Response {
+    link_page(
+        s,
+        headers,
         "/signup/confirm",
         "Confirm your email",
-        "One step left: confirm this email to create your account.",
+        text,
+        CONFIRM_PASSWORD,
         "Create my account",
-        &token,
+        token,
     )
 }
 
@@ -200,6 +215,8 @@ pub async fn confirm_form(State(s): State<AppState>, headers: HeaderMap, Query(q
 pub struct TokenForm {
     token: String,
     csrf: Option<String>,
+    /// The sign-up confirmation's password.
+    password: Option<String>,
 }
 
 /// Makes the account; the user then signs in (the link alone opens no session).
@@ -207,9 +224,15 @@ pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): Connec
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return bad_form();
     }
-    let (user, req) = match signup::confirm(&s.provider, &f.token, client_ip(Some(&addr)), now()).await {
+    let password = f.password.as_deref().unwrap_or("");
+    let (user, req) = match signup::confirm(&s.provider, &f.token, password, client_ip(Some(&addr)), now()).await {
         Ok(Ok(x)) => x,
         Ok(Err(ConfirmRefusal::LinkDead)) => return dead_link("Sign up again."),
+        Ok(Err(ConfirmRefusal::WrongPassword)) => {
+            let mut resp = confirm_page(&s, &headers, &f.token, "That is not the password chosen when signing up. Try again.");
+            *resp.status_mut() = StatusCode::UNAUTHORIZED;
+            return resp;
+        }
         Ok(Err(ConfirmRefusal::Taken)) => {
             return html::html(
                 StatusCode::CONFLICT,
@@ -275,6 +298,7 @@ pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
         "/account/verify-email",
         "Verify your email",
         "Confirm that this email is yours.",
+        "",
         "Verify my email",
         &token,
     )
