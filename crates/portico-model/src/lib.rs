@@ -4,12 +4,14 @@
 pub mod admin;
 pub mod claims;
 pub mod concepts;
+pub mod gate;
 pub mod ids;
 pub mod policy;
 pub mod secret;
 
 pub use claims::{AccessClaims, Actor};
 pub use concepts::*;
+pub use gate::{MintFacts, Refusal, admit};
 pub use ids::*;
 pub use policy::*;
 pub use secret::Secret;

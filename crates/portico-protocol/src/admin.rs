@@ -8,7 +8,7 @@
 
 use crate::provider::Provider;
 use crate::snapshot::Snapshot;
-use crate::verify::{decode_access_token, is_live};
+use crate::verify::{decode_access_token, live};
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug, User, UserId, UserStatus, admin};
 use portico_store::{AuditEvent, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,9 @@ pub enum AdminError {
     /// 403: the token lacks the permission.
     #[error("the token lacks the permission {0}")]
     Forbidden(&'static str),
+    /// 403: a grant of `portico-admin` is changed by a caller who is not an admin.
+    #[error("only a holder of the admin role may grant, change or revoke roles of portico-admin")]
+    AdminOnly,
     /// 404
     #[error("{0}")]
     NotFound(String),
@@ -32,17 +35,29 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// Who called, and from where: the audit log's actor and address.
+/// Who called, and from where: the audit log's actor and address, and the `portico-admin` roles
+/// its grant gives it now (`None`: the command line on the server's machine, which may do all).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub actor: String,
     pub ip: Option<String>,
+    pub roles: Option<Vec<String>>,
 }
 
 impl Caller {
     /// The `portico` command line on the server's machine.
     pub fn cli() -> Self {
-        Self { actor: "cli".into(), ip: None }
+        Self {
+            actor: "cli".into(),
+            ip: None,
+            roles: None,
+        }
+    }
+
+    /// Whether the caller holds `admin`: only such a caller hands out, changes or takes away a
+    /// role of `portico-admin`, so no caller gives anyone (itself included) more than it holds.
+    fn is_admin(&self) -> bool {
+        self.roles.as_ref().is_none_or(|r| r.iter().any(|x| x == "admin"))
     }
 
     fn event(&self, kind: &str, now: i64) -> AuditEvent {
@@ -50,14 +65,16 @@ impl Caller {
     }
 }
 
-/// Checks the bearer token for the admin API and that it carries `permission`.
+/// Checks the bearer token for the admin API and that it carries `permission`: the permissions
+/// its live grant gives it now, not those it was minted with (invariant 4).
 pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'static str, ip: Option<String>, now: i64) -> Result<Caller, AdminError> {
     let claims = bearer.and_then(|t| decode_access_token(p, t, now)).ok_or(AdminError::Unauthenticated)?;
     let audience = admin::product(&p.issuer).audience;
-    if claims.aud != audience.as_str() || !is_live(p, &claims, now).await? {
+    if claims.aud != audience.as_str() {
         return Err(AdminError::Unauthenticated);
     }
-    if !claims.permissions.iter().any(|x| x == permission) {
+    let live = live(p, &claims, now).await?.ok_or(AdminError::Unauthenticated)?;
+    if !live.permissions.iter().any(|x| x == permission) {
         return Err(AdminError::Forbidden(permission));
     }
     let actor = if claims.sub.starts_with("usr_") {
@@ -65,7 +82,20 @@ pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'stat
     } else {
         format!("client:{}", claims.sub)
     };
-    Ok(Caller { actor, ip })
+    Ok(Caller {
+        actor,
+        ip,
+        roles: Some(live.roles),
+    })
+}
+
+/// Grants of the built-in `portico-admin` need an admin (DESIGN.md): a `grant-manager` cannot make
+/// itself, or anyone, an admin, nor take an admin's grant away.
+fn may_touch(by: &Caller, product: &ProductSlug) -> Result<(), AdminError> {
+    if product.as_str() == admin::SLUG && !by.is_admin() {
+        return Err(AdminError::AdminOnly);
+    }
+    Ok(())
 }
 
 /// A grant as the API shows it.
@@ -202,6 +232,7 @@ pub async fn list_grants(store: &Store, config: &Snapshot, user: Option<&str>) -
 /// Grants roles (replacing the grant's roles and expiry if it exists, and making it active).
 pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Caller, now: i64) -> Result<GrantView, AdminError> {
     let (grantee, product, scope) = resolve(store, config, &new.key()).await?;
+    may_touch(by, &product)?;
     let defined = &config.product(&product).expect("resolved").roles;
     if let Some(bad) = new.roles.iter().find(|r| !defined.contains_key(*r)) {
         return Err(AdminError::Invalid("roles", format!("product {product} has no role {bad:?}")));
@@ -233,6 +264,7 @@ pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Ca
 /// active grant.
 pub async fn revoke_grant(store: &Store, config: &Snapshot, key: &GrantKey, by: &Caller, now: i64) -> Result<(), AdminError> {
     let (grantee, product, scope) = resolve(store, config, key).await?;
+    may_touch(by, &product)?;
     let event = by
         .event("grant.revoked", now)
         .product(product.as_str())

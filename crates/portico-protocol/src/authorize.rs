@@ -3,9 +3,11 @@
 //! the redirect URI, or issue a code.
 
 use crate::error::{ErrorCode, OAuthError, oauth};
+use crate::gate;
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Grantee, PolicyError, Product, Sid, Tenant, UserId, require_active_grant};
+use crate::token::issue::AuthInfo;
+use portico_model::{Grantee, PolicyError, Product, Refusal, Sid, Tenant, UserId};
 use portico_store::{AuditEvent, Family, ProductSessionStart, SsoSession};
 use serde::{Deserialize, Serialize};
 
@@ -43,20 +45,97 @@ pub struct AuthRequest {
     pub audience: String,
     pub organization: Option<String>,
     pub created_at: i64,
-    /// Set when the user has just signed in for this request: `prompt=login` and `max_age` are met.
+    /// The hash of the browser binding cookie set at `/oauth2/authorize`: the request goes on only
+    /// in the browser that started it. Another browser that presents its id starts over.
     #[serde(default)]
-    pub login_done: bool,
+    pub browser: String,
+    /// What the user did for this request, valid only in the SSO session that did it.
     #[serde(default)]
-    pub consent_done: bool,
+    pub progress: Option<Progress>,
+    /// The step the request waits at, and for which session.
+    #[serde(default)]
+    pub waiting: Option<Waiting>,
+    /// Made by [`AuthRequest::restarted`]: another browser presented the original.
+    #[serde(default)]
+    pub restarted: bool,
     /// For `web_message`: the origin the response is posted to (the redirect URI's, and
     /// registered); `None` posts nothing.
     #[serde(default)]
     pub web_origin: Option<String>,
 }
 
+/// What a user has done for a pending request. It counts only in the SSO session that earned it:
+/// a request resumed by anyone else (another user, another session) has none of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The SSO session that earned it.
+    pub session: String,
+    /// Signed in for this request: `prompt=login`, `select_account` and `max_age` are met.
+    pub login_done: bool,
+    /// Consented on this request: `prompt=consent` is met.
+    pub consent_done: bool,
+    /// The tenant chosen at the picker (an id, slug or handle).
+    pub organization: Option<String>,
+}
+
+/// A step of the sign-in interaction a request can wait at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Login,
+    TenantPicker,
+    SecondFactor,
+    Consent,
+}
+
+/// Where a stored request waits: the step, the SSO session it waits for (none at the login step),
+/// and the tenant resolved so far (for the consent page).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub step: Step,
+    pub session: Option<String>,
+    pub tenant: Option<String>,
+}
+
 impl AuthRequest {
     pub fn scope_string(&self) -> String {
         self.scope.join(" ")
+    }
+
+    /// Whether the request waits at `step` for this SSO session: only then may that step's form
+    /// (consent, the tenant picker) move it on.
+    pub fn waits_for(&self, step: Step, session: &SsoSession) -> bool {
+        self.waiting
+            .as_ref()
+            .is_some_and(|w| w.step == step && w.session.as_deref() == Some(session.id.as_str()))
+    }
+
+    /// The progress earned in this session, if any.
+    pub fn progress_in(&self, session: Option<&SsoSession>) -> Option<&Progress> {
+        self.progress.as_ref().filter(|g| session.is_some_and(|s| s.id == g.session))
+    }
+
+    /// Records progress earned in `session`; what another session earned is dropped.
+    pub fn advance(&mut self, session: &SsoSession, change: impl FnOnce(&mut Progress)) {
+        let mut progress = self.progress_in(Some(session)).cloned().unwrap_or_else(|| Progress {
+            session: session.id.clone(),
+            ..Progress::default()
+        });
+        change(&mut progress);
+        self.progress = Some(progress);
+    }
+
+    /// The same request, as if just made in the browser bound by `browser`: no progress, no step.
+    pub fn restarted(&self, browser: String, now: i64) -> Self {
+        Self {
+            id: random::token(),
+            created_at: now,
+            browser,
+            progress: None,
+            waiting: None,
+            restarted: true,
+            ..self.clone()
+        }
     }
     fn has_prompt(&self, value: &str) -> bool {
         self.prompt.iter().any(|p| p == value)
@@ -253,8 +332,10 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
         audience: product.audience.as_str().to_owned(),
         organization: get("organization"),
         created_at: now,
-        login_done: false,
-        consent_done: false,
+        browser: String::new(),
+        progress: None,
+        waiting: None,
+        restarted: false,
         web_origin,
     })
 }
@@ -266,7 +347,9 @@ pub struct Origin {
     pub user_agent: String,
 }
 
-/// Decides a validated request for the browser's SSO session (if any).
+/// Decides a validated request for the browser's SSO session (if any): the request-level rules
+/// (`prompt`, `max_age`, the tenant to enter), then the policy gate every minting path shares
+/// ([`crate::gate`]), then a code.
 pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>, from: &Origin, now: i64) -> Result<AuthorizeOutcome, OAuthError> {
     let ip = from.ip.clone();
     let fail = |e: OAuthError| {
@@ -279,17 +362,20 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
             &e,
         )))
     };
+    // Progress counts only in the session that earned it.
+    let progress = req.progress_in(session).cloned().unwrap_or_default();
     let prompt_none = req.has_prompt("none");
-    let wants_login = (req.has_prompt("login") || req.has_prompt("select_account")) && !req.login_done;
+    let wants_login = (req.has_prompt("login") || req.has_prompt("select_account")) && !progress.login_done;
     // `max_age`, and a product's own session lifetime, which acts as one it always sends.
     let config = p.config();
-    let product_limit = config.product_by_audience(&req.audience).and_then(|x| x.session_absolute);
-    let too_old =
-        |s: &SsoSession| (req.max_age.is_some_and(|m| now - s.auth_time > m) || product_limit.is_some_and(|a| now - s.auth_time >= a)) && !req.login_done;
+    let product_limit = config.product_by_audience(&req.audience);
+    let too_old = |s: &SsoSession| {
+        (req.max_age.is_some_and(|m| now - s.auth_time > m) || product_limit.is_some_and(|x| x.needs_fresh_login(s.auth_time, now))) && !progress.login_done
+    };
     let session = match session {
         Some(s) if !wants_login && !too_old(s) => s,
         _ if prompt_none => return fail(oauth!(LoginRequired, "the user is not signed in")),
-        _ => return Ok(AuthorizeOutcome::ShowLogin(req)),
+        _ => return Ok(AuthorizeOutcome::ShowLogin(waiting(req, Step::Login, None, None))),
     };
     let Some(client) = config.client(&req.client_id).map(|e| e.client.clone()) else {
         return fail(oauth!(AccessDenied, "the client is no longer registered"));
@@ -297,57 +383,88 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
     let Some(product) = config.product_by_audience(&req.audience).cloned() else {
         return fail(oauth!(InvalidTarget, "the product is no longer registered"));
     };
-    let grantee = Grantee::User(session.user_id.clone());
-    let grants = p.store.grants_for(&grantee, &product.slug).await?;
+    let user = p.store.user_by_id(&session.user_id).await?;
+    let grants = p.store.grants_for(&Grantee::User(session.user_id.clone()), &product.slug).await?;
     let denied = || oauth!(AccessDenied, "the user has no access to this product or organization");
     let tenant: Option<Tenant> = if product.tenant_aware {
         let enterable: Vec<Tenant> = portico_model::enterable_tenants(&grants, &product, &config.tenants, now)
             .into_iter()
             .cloned()
             .collect();
-        match &req.organization {
+        match req.organization.as_ref().or(progress.organization.as_ref()) {
             // An unknown tenant and one the user may not enter get the same answer.
             // The tenant's id, slug or a live handle; an expired handle names nothing.
             Some(reference) => match crate::tenants::find(p, &config, reference, now).filter(|t| enterable.iter().any(|e| e.id == t.id)) {
                 Some(t) => Some(t.clone()),
-                None => return refuse(p, &req, session, &product, fail(denied()), now, ip).await,
+                None => return refuse(p, &req, session, &product, fail(denied()), "no_grant", now, ip).await,
             },
             None if enterable.len() == 1 => enterable.into_iter().next(),
-            None if enterable.is_empty() => return refuse(p, &req, session, &product, fail(denied()), now, ip).await,
+            None if enterable.is_empty() => return refuse(p, &req, session, &product, fail(denied()), "no_grant", now, ip).await,
             None if prompt_none => return fail(oauth!(InteractionRequired, "the user must choose an organization")),
-            None => return Ok(AuthorizeOutcome::ShowTenantPicker(req, enterable)),
+            None => {
+                return Ok(AuthorizeOutcome::ShowTenantPicker(
+                    waiting(req, Step::TenantPicker, Some(session), None),
+                    enterable,
+                ));
+            }
         }
     } else {
         None
     };
-    if require_active_grant(&grants, &product, tenant.as_ref().map(|t| &t.id), now).is_err() {
-        return refuse(p, &req, session, &product, fail(denied()), now, ip).await;
-    }
-    // A second factor: the product always wants one, or this request asks for the MFA level
+    let tenant_id = tenant.as_ref().map(|t| t.id.as_str().to_owned());
+    // A second factor: the product may always want one; this request may ask for the MFA level
     // (`acr_values`, OIDC Core §3.1.2.1), so a product can demand it for a sensitive action.
-    let wants_mfa =
-        product.mfa == portico_model::MfaPolicy::Required || req.acr_values.as_deref().is_some_and(|v| v.split(' ').any(|a| a == crate::login::ACR_MFA));
-    if wants_mfa && crate::login::acr_for(&session.amr) != crate::login::ACR_MFA {
-        // Second factors arrive with MFA enrolment; until the session has one, this product gets no token.
-        return if prompt_none {
-            fail(oauth!(InteractionRequired, "this product requires a second factor"))
-        } else {
-            Ok(AuthorizeOutcome::ShowSecondFactor(req))
-        };
-    }
-    if !client.first_party {
-        let consented = p.store.consent(&session.user_id, &req.client_id).await?;
-        let covers = consented.as_deref().is_some_and(|c| req.scope.iter().all(|s| c.split(' ').any(|x| x == s)));
-        if (!covers || req.has_prompt("consent")) && !req.consent_done {
-            if prompt_none {
-                return fail(oauth!(ConsentRequired, "the user has not consented to this client"));
-            }
-            return Ok(AuthorizeOutcome::ShowConsent(req, product.name.clone()));
+    let acr_mfa_requested = req.acr_values.as_deref().is_some_and(|v| v.split(' ').any(|a| a == crate::login::ACR_MFA));
+    let auth = AuthInfo {
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        acr: session.acr.clone(),
+    };
+    let scope = req.scope_string();
+    let mint = gate::Mint {
+        user: &session.user_id,
+        product: &product,
+        tenant: tenant.as_ref().map(|t| &t.id),
+        client: Some(&client),
+        session_live: true,
+        auth: &auth,
+        acr_mfa_requested,
+        scope: &scope,
+    };
+    let refusal = gate::admit_with(p, &mint, user, &grants, now).await?.err();
+    // `prompt=consent`: ask again even when a consent on record covers the scope.
+    let reconsent = !client.first_party && req.has_prompt("consent") && !progress.consent_done;
+    match refusal {
+        None if reconsent => {}
+        None => {
+            return issue_code(p, &req, session, &product, tenant.as_ref(), from, now)
+                .await
+                .map(AuthorizeOutcome::Respond);
         }
+        Some(Refusal::FreshSignInRequired) if prompt_none => return fail(oauth!(LoginRequired, "the product requires a fresh sign-in")),
+        Some(Refusal::FreshSignInRequired) => return Ok(AuthorizeOutcome::ShowLogin(waiting(req, Step::Login, None, None))),
+        Some(Refusal::SecondFactorRequired) if prompt_none => return fail(oauth!(InteractionRequired, "this product requires a second factor")),
+        Some(Refusal::SecondFactorRequired) => {
+            return Ok(AuthorizeOutcome::ShowSecondFactor(waiting(req, Step::SecondFactor, Some(session), tenant_id)));
+        }
+        Some(Refusal::ConsentRequired) => {}
+        Some(r) => return refuse(p, &req, session, &product, fail(denied()), r.as_str(), now, ip).await,
     }
-    issue_code(p, &req, session, &product, tenant.as_ref(), from, now)
-        .await
-        .map(AuthorizeOutcome::Respond)
+    if prompt_none {
+        return fail(oauth!(ConsentRequired, "the user has not consented to this client for this product"));
+    }
+    let name = product.name.clone();
+    Ok(AuthorizeOutcome::ShowConsent(waiting(req, Step::Consent, Some(session), tenant_id), name))
+}
+
+/// The request, marked as waiting at `step` for `session`.
+fn waiting(mut req: AuthRequest, step: Step, session: Option<&SsoSession>, tenant: Option<String>) -> AuthRequest {
+    req.waiting = Some(Waiting {
+        step,
+        session: session.map(|s| s.id.clone()),
+        tenant,
+    });
+    req
 }
 
 async fn refuse(
@@ -356,6 +473,7 @@ async fn refuse(
     session: &SsoSession,
     product: &Product,
     outcome: Result<AuthorizeOutcome, OAuthError>,
+    reason: &str,
     now: i64,
     ip: Option<String>,
 ) -> Result<AuthorizeOutcome, OAuthError> {
@@ -363,7 +481,7 @@ async fn refuse(
         AuditEvent::new(now, "authorize.refused", session.user_id.as_str())
             .product(product.slug.as_str())
             .ip(ip)
-            .data(serde_json::json!({"client_id": req.client_id, "reason": "no_grant"})),
+            .data(serde_json::json!({"client_id": req.client_id, "reason": reason})),
     );
     outcome
 }

@@ -12,10 +12,11 @@
 //! unacceptable by policy is `invalid_request`; a target the client may not reach is `invalid_target`.
 
 use crate::client_auth::{ClientCredentials, authenticate_client};
-use crate::error::{OAuthError, oauth};
+use crate::error::{ErrorCode, OAuthError, oauth};
+use crate::gate;
 use crate::provider::Provider;
 use crate::random;
-use crate::token::issue::{AuthInfo, user_grant_if_held};
+use crate::token::issue::AuthInfo;
 use crate::verify::own_user_token;
 use portico_model::{TenantId, UserId};
 use portico_store::AuditEvent;
@@ -87,16 +88,30 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         None
     };
     let user_id = UserId::new(&claims.sub);
-    // An unknown tenant is refused here too: a tenant-aware product's grants need one.
-    if user_grant_if_held(p, &user_id, target, tenant.as_ref(), now).await?.is_none() {
+    // The gate, for the target product, before any code exists: its grant (an unknown tenant is
+    // refused too: a tenant-aware product's grants need one), its second-factor policy and session
+    // lifetime against how the user signed in. The redeeming client is not known yet: the gate
+    // runs again, for it, at redemption.
+    let auth = AuthInfo::of(&claims);
+    let mint = gate::Mint {
+        user: &user_id,
+        product: target,
+        tenant: tenant.as_ref(),
+        client: None,
+        session_live: true,
+        auth: &auth,
+        acr_mfa_requested: false,
+        scope: &claims.scope,
+    };
+    if let Err(r) = gate::admit(p, &mint, now).await? {
         p.writer.record(
             AuditEvent::new(now, "handoff.refused", user_id.as_str())
                 .product(target.slug.as_str())
                 .tenant(tenant.as_ref().map(|t| t.as_str()))
                 .ip(req.ip)
-                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": "no_grant"})),
+                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": r.as_str()})),
         );
-        return Err(oauth!(InvalidRequest, "the user has no active grant for the target product and organization"));
+        return Err(gate::refused(ErrorCode::InvalidRequest, r));
     }
     let data = HandoffData {
         user_id: user_id.clone(),
@@ -104,7 +119,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         source_product: source.slug.as_str().to_owned(),
         tenant: tenant.clone(),
         scope: claims.scope.clone(),
-        auth: AuthInfo::of(&claims),
+        auth,
         source_sid: claims.sid.clone(),
         context: req.context,
     };

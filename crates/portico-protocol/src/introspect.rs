@@ -5,12 +5,21 @@ use crate::client_auth::{ClientCredentials, authenticate_client};
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
-use crate::verify::{decode_access_token, is_live};
+use crate::verify::{decode_access_token, live};
 use portico_model::ProductSlug;
 use serde_json::{Value, json};
 
 pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&str>, now: i64) -> Result<Value, OAuthError> {
     let entry = authenticate_client(p, creds)?;
+    // Discovery advertises no `none` for this endpoint: a public client holds no secret that
+    // could keep others from reading tokens through it.
+    if entry.client.is_public() {
+        return Err(OAuthError {
+            basic_challenge: true,
+            ..oauth!(InvalidClient, "client authentication failed")
+        }
+        .detail("public clients may not introspect"));
+    }
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| oauth!(InvalidRequest, "token is required"))?;
     let inactive = json!({"active": false});
     let config = p.config();
@@ -18,13 +27,17 @@ pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&
         return Ok(inactive);
     };
     if let Some(c) = decode_access_token(p, token, now) {
-        if c.aud != own.audience.as_str() || !is_live(p, &c, now).await? {
+        if c.aud != own.audience.as_str() {
             return Ok(inactive);
         }
+        let Some(held) = live(p, &c, now).await? else {
+            return Ok(inactive);
+        };
+        // What the token may do now: its roles as the live grant still gives them.
         let mut out = json!({
             "active": true, "token_type": "Bearer", "iss": c.iss, "sub": c.sub, "aud": c.aud,
             "client_id": c.client_id, "exp": c.exp, "iat": c.iat, "jti": c.jti,
-            "roles": c.roles, "permissions": c.permissions,
+            "roles": held.roles, "permissions": held.permissions,
         });
         if !c.scope.is_empty() {
             out["scope"] = json!(c.scope);

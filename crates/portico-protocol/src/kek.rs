@@ -61,7 +61,11 @@ impl Kek {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(io)?;
+                let mut dir = std::fs::DirBuilder::new();
+                dir.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+                dir.create(data_dir).map_err(io)?;
                 let raw = crate::random::bytes::<32>();
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);

@@ -8,6 +8,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod gate;
 pub mod handoff;
 pub mod introspect;
 pub mod kek;

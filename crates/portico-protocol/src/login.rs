@@ -35,17 +35,9 @@ pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Optio
 pub const ACR_PWD: &str = "urn:portico:acr:pwd";
 pub const ACR_MFA: &str = "urn:portico:acr:mfa";
 
-/// The `amr` values (RFC 8176) that count as a second factor: a TOTP code, a passkey (`hwk`), or a
-/// method that is multi-factor by itself.
-pub const SECOND_FACTORS: [&str; 3] = ["otp", "hwk", "mfa"];
-
 /// The `acr` a session with these `amr` values reached.
 pub fn acr_for(amr: &[String]) -> &'static str {
-    if amr.iter().any(|a| SECOND_FACTORS.contains(&a.as_str())) {
-        ACR_MFA
-    } else {
-        ACR_PWD
-    }
+    if portico_model::gate::is_multi_factor(amr) { ACR_MFA } else { ACR_PWD }
 }
 
 /// Which second factors a user has set up.
@@ -66,6 +58,18 @@ pub async fn factors(p: &Provider, user: &portico_model::UserId) -> Result<Facto
         totp: crate::totp::enrolled(p, user).await?,
         passkeys: !p.store.passkeys_of(user).await?.is_empty(),
     })
+}
+
+/// Whether this session may change how its user signs in (add or remove an authenticator app or a
+/// passkey, make new recovery codes): a session that passed a second factor, or any session while
+/// the user has none (setting up the first: trust on first use). A session that holds the
+/// password alone — a stolen cookie from before the factor existed, say — can neither plant a
+/// factor of its own nor take one away.
+pub async fn may_change_factors(p: &Provider, session: &SsoSession) -> Result<bool, StoreError> {
+    if portico_model::gate::is_multi_factor(&session.amr) {
+        return Ok(true);
+    }
+    Ok(!factors(p, &session.user_id).await?.any())
 }
 
 /// The signed-in session passed another factor (`amr` value): from now on it counts as a

@@ -24,8 +24,9 @@ pub struct ValidLogout {
     pub client: Option<Arc<Client>>,
     /// Where to send the browser afterwards: a registered post-logout redirect URI, with `state`.
     pub redirect: Option<String>,
-    /// The user the `id_token_hint` names.
+    /// The user the `id_token_hint` names, and the product session (`sid`) it was issued in.
     pub hinted_user: Option<UserId>,
+    pub hinted_sid: Option<String>,
     /// The request's own parameters, to carry through a confirmation.
     pub post_logout_redirect_uri: Option<String>,
     pub state: Option<String>,
@@ -71,17 +72,22 @@ pub fn validate(p: &Provider, req: &LogoutRequest, now: i64) -> Result<ValidLogo
     Ok(ValidLogout {
         client,
         redirect,
+        hinted_sid: hint.as_ref().and_then(|h| h.sid.clone()),
         hinted_user: hint.map(|h| UserId::new(h.sub)),
         post_logout_redirect_uri: req.post_logout_redirect_uri.clone(),
         state: req.state.clone(),
     })
 }
 
-/// Whether the user must confirm: the request cannot prove it came from an application of the
-/// signed-in user (no `id_token_hint`, or one for somebody else). Logout CSRF must not sign people
-/// out silently.
-pub fn needs_confirmation(v: &ValidLogout, session: &SsoSession) -> bool {
-    v.hinted_user.as_ref() != Some(&session.user_id)
+/// Whether the user must confirm: the request cannot prove it came from an application of this
+/// very session (no `id_token_hint`, one for somebody else, or one issued in another session —
+/// an old ID token from a log or another device). Logout CSRF must not sign people out silently.
+pub async fn needs_confirmation(p: &Provider, v: &ValidLogout, session: &SsoSession) -> Result<bool, StoreError> {
+    if v.hinted_user.as_ref() != Some(&session.user_id) {
+        return Ok(true);
+    }
+    let Some(sid) = &v.hinted_sid else { return Ok(true) };
+    Ok(p.store.sso_of_live_sid(sid).await?.as_deref() != Some(session.id.as_str()))
 }
 
 /// Ends one SSO session and everything in it; wakes the back-channel worker. `by` is who asked

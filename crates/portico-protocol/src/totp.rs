@@ -141,7 +141,8 @@ pub async fn step_up(
     now: i64,
 ) -> Result<bool, StoreError> {
     let passed = if enrolling {
-        check(p, user, code, true, ip, now).await?
+        // Setting up a first factor here; a user who has one steps up with it instead.
+        crate::login::may_change_factors(p, session).await? && check(p, user, code, true, ip, now).await?
     } else {
         second_factor(p, user, code, ip, now).await?
     };

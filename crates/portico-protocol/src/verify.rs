@@ -49,42 +49,72 @@ pub fn decode_id_token_hint(p: &Provider, token: &str, now: i64) -> Option<crate
     decode_own(p, token, "JWT", &["iss", "sub", "aud", "iat"], now)
 }
 
+/// What a live token may do now: the roles and permissions it carries that the live grant still
+/// gives (invariant 4: a role taken away ends the tokens that carry it at once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
 /// Whether a decoded access token is still good at the source (invariant 4): not revoked, and
 /// for a user its family not revoked, the user active and still holding the grant; for a client,
 /// the client still registered for the product and, when the token carries roles, the client's
-/// grant still active. A client's token is checked in one read: introspection's hot path.
-pub async fn is_live(p: &Provider, c: &AccessClaims, now: i64) -> Result<bool, portico_store::StoreError> {
+/// grant still active. A token whose roles are not all still granted is not live. A client's token
+/// is checked in one read: introspection's hot path.
+pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Live>, portico_store::StoreError> {
     let config = p.config();
     let Some(product) = config.product_by_audience(&c.aud) else {
-        return Ok(false);
+        return Ok(None);
+    };
+    let held = |granted: &[String]| {
+        // Every role the token names must still be granted and defined; its permissions shrink
+        // to those the product gives those roles today.
+        if !c.roles.iter().all(|r| granted.contains(r) && product.roles.contains_key(r)) {
+            return None;
+        }
+        let now_given: std::collections::BTreeSet<&str> = c.roles.iter().flat_map(|r| &product.roles[r]).map(String::as_str).collect();
+        Some(Live {
+            roles: c.roles.clone(),
+            permissions: c.permissions.iter().filter(|x| now_given.contains(x.as_str())).cloned().collect(),
+        })
     };
     if c.sub.starts_with("usr_") {
         if !p.store.access_token_live(&c.jti, family_of_jti(&c.jti)).await? {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(user) = p.store.user_by_id(&UserId::new(&c.sub)).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         if !user.is_active() {
-            return Ok(false);
+            return Ok(None);
         }
         let grants = p.store.grants_for(&Grantee::User(user.id), &product.slug).await?;
         let tenant = c.org_id.as_deref().map(TenantId::new);
-        return Ok(portico_model::require_active_grant(&grants, product, tenant.as_ref(), now).is_ok());
+        return Ok(portico_model::require_active_grant(&grants, product, tenant.as_ref(), now)
+            .ok()
+            .and_then(|g| held(&g.roles)));
     }
     let registered = config
         .client(&c.sub)
         .is_some_and(|e| e.client.product == product.slug || e.client.resources.contains(&product.slug));
     if !registered {
-        return Ok(false);
+        return Ok(None);
     }
     if c.roles.is_empty() {
-        return p.store.access_token_live(&c.jti, None).await;
+        return Ok(p.store.access_token_live(&c.jti, None).await?.then(|| held(&[])).flatten());
     }
-    // Roles came from a grant to the client: revoking or expiring it ends the token at once.
-    p.store
-        .client_token_live(&c.jti, &Grantee::Client(ClientId::new(&c.sub)), &product.slug, now)
-        .await
+    // Roles came from a grant to the client: revoking, expiring or narrowing it ends the token at once.
+    let granted = p
+        .store
+        .client_token_grant(&c.jti, &Grantee::Client(ClientId::new(&c.sub)), &product.slug, now)
+        .await?;
+    Ok(granted.and_then(|roles| held(&roles)))
+}
+
+/// Whether a decoded access token is still good at the source: [`live`] without the detail.
+pub async fn is_live(p: &Provider, c: &AccessClaims, now: i64) -> Result<bool, portico_store::StoreError> {
+    Ok(live(p, c, now).await?.is_some())
 }
 
 /// The subject a product's backend presents for its own user (hand-off, token exchange): a live

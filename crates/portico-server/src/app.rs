@@ -100,7 +100,25 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Request counts and latencies by route and status.
+/// A request method as a metrics label: the standard ones by name, anything else `OTHER`, so a
+/// client cannot mint label values (and memory) by sending made-up methods.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Request counts and latencies by route (the matched route, never the raw path) and status.
 async fn track(State(_): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
@@ -108,7 +126,7 @@ async fn track(State(_): State<AppState>, req: Request, next: Next) -> Response 
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("portico_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);

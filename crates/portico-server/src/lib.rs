@@ -44,10 +44,46 @@ pub fn load_kek(cfg: &Config) -> anyhow::Result<Kek> {
     })
 }
 
-/// Opens and migrates the configured store.
+/// Creates `dir` (and its parents) readable by its owner only.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates `file` empty, readable and writable by its owner only, unless it exists.
+fn private_file(file: &std::path::Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(file).map(drop)
+}
+
+/// Warns when a file that holds secrets (the key-encryption key, the SQLite store) can be read
+/// by other users of the machine.
+fn warn_if_readable_by_others(file: &std::path::Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(file) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %file.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "readable by other users of this machine: chmod 600 it (and 700 its directory)"
+            );
+        }
+    }
+}
+
+/// Opens and migrates the configured store. The SQLite file is made 0600 in a 0700 directory
+/// (SQLite gives its `-wal` and `-shm` files the same mode).
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     if cfg.database_url.is_none() {
-        std::fs::create_dir_all(&cfg.data_dir)?;
+        private_dir(&cfg.data_dir)?;
+        private_file(&cfg.data_dir.join("portico.db"))?;
     }
     let store = Store::open(cfg.database_url.as_deref(), &cfg.data_dir).await?;
     store.migrate().await?;
@@ -88,6 +124,12 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     // Several crates may enable rustls providers; Portico names its own (for serving TLS and for
     // back-channel logout requests) once per process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if cfg.key_encryption_key.is_none() {
+        warn_if_readable_by_others(&cfg.data_dir.join("kek"));
+    }
+    if cfg.database_url.is_none() {
+        warn_if_readable_by_others(&cfg.data_dir.join("portico.db"));
+    }
     let kek = load_kek(cfg)?;
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);

@@ -355,18 +355,21 @@ impl Store {
         Ok(())
     }
 
-    pub async fn consent(&self, user_id: &UserId, client_id: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
-            .bind(user_id.as_str()).bind(client_id).fetch_optional(pool).await)?;
+    /// The scope `user_id` consented to for `client_id`'s tokens of `product`, if any.
+    pub async fn consent(&self, user_id: &UserId, client_id: &str, product: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as(
+            "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2 AND product = $3")
+            .bind(user_id.as_str()).bind(client_id).bind(product).fetch_optional(pool).await)?;
         Ok(row.map(|r| r.0))
     }
 
-    pub async fn put_consent(&self, user_id: &UserId, client_id: &str, scope: &str, now: i64, audit: &[AuditEvent]) -> Result<()> {
+    /// Records consent to `client_id` for `product` (replacing an earlier one's scope).
+    pub async fn put_consent(&self, user_id: &UserId, client_id: &str, product: &str, scope: &str, now: i64, audit: &[AuditEvent]) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at")
-                .bind(user_id.as_str()).bind(client_id).bind(scope).bind(now).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO consents (user_id, client_id, product, scope, granted_at) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (user_id, client_id, product) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at")
+                .bind(user_id.as_str()).bind(client_id).bind(product).bind(scope).bind(now).execute(&mut *tx).await?;
             append_in!(&mut tx, audit);
             tx.commit().await?;
         });

@@ -7,6 +7,7 @@
 use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
+    from_json,
     grants::grant as grant_row,
     on_pool, on_read,
     users::user as user_row,
@@ -298,16 +299,19 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a client's access token is still good at the source, in one read: its `jti` not
-    /// revoked and the client's grant for the product active now (the SQL form of
+    /// The roles of the grant behind a client's access token, in one read: `None` when its `jti`
+    /// was revoked or the client's grant for the product is not active now (the SQL form of
     /// `Grant::is_active_at` for a grant without tenant).
-    pub async fn client_token_live(&self, jti: &str, client: &Grantee, product: &ProductSlug, now: i64) -> Result<bool> {
-        let (revoked, granted): (i64, i64) = on_read!(self, pool => sqlx::query_as(
+    pub async fn client_token_grant(&self, jti: &str, client: &Grantee, product: &ProductSlug, now: i64) -> Result<Option<Vec<String>>> {
+        let (revoked, roles): (i64, Option<String>) = on_read!(self, pool => sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1),
-                    (SELECT COUNT(*) FROM grants WHERE grantee = $2 AND product = $3 AND tenant = '' AND status = 'active'
+                    (SELECT roles FROM grants WHERE grantee = $2 AND product = $3 AND tenant = '' AND status = 'active'
                        AND (expires_at IS NULL OR expires_at > $4))")
             .bind(jti).bind(client.key()).bind(product.as_str()).bind(now).fetch_one(pool).await)?;
-        Ok(revoked == 0 && granted > 0)
+        match (revoked, roles) {
+            (0, Some(roles)) => Ok(Some(from_json(&roles, "grant roles")?)),
+            _ => Ok(None),
+        }
     }
 
     /// Whether an access token is still good at the source: its `jti` not revoked and, when it

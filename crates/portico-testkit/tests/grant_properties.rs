@@ -80,6 +80,7 @@ async fn run_case(s: &TestServer, ops: &[Op]) {
     let by = Caller {
         actor: "test".into(),
         ip: None,
+        roles: None,
     };
     let now = portico_testkit::now();
     // Start every case from the same state: Ada active, holding CRM editor in Acme only.

@@ -237,6 +237,7 @@ mod logout;
 mod logs;
 mod negatives;
 mod passkeys;
+mod security;
 mod session_limits;
 mod shutdown;
 mod store_conformance;

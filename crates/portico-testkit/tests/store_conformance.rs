@@ -220,9 +220,16 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
     let client = Grantee::Client(portico_model::ClientId::new("reports-web"));
     let reports = ProductSlug::new("reports");
     let now = portico_testkit::now();
-    assert!(store.client_token_live("jti-1", &client, &reports, now).await.unwrap());
+    assert_eq!(
+        store.client_token_grant("jti-1", &client, &reports, now).await.unwrap(),
+        Some(vec!["service".to_owned()])
+    );
     assert!(
-        !store.client_token_live("jti-1", &client, &ProductSlug::new("crm"), now).await.unwrap(),
+        store
+            .client_token_grant("jti-1", &client, &ProductSlug::new("crm"), now)
+            .await
+            .unwrap()
+            .is_none(),
         "no grant on crm"
     );
     let until = now + 100;
@@ -237,20 +244,26 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
         expires_at: Some(until),
     };
     store.put_grant(&expiring, &[]).await.unwrap();
-    assert!(store.client_token_live("jti-1", &client, &reports, until - 1).await.unwrap());
+    assert!(store.client_token_grant("jti-1", &client, &reports, until - 1).await.unwrap().is_some());
     assert!(
-        !store.client_token_live("jti-1", &client, &reports, until).await.unwrap(),
+        store.client_token_grant("jti-1", &client, &reports, until).await.unwrap().is_none(),
         "expired at its instant"
     );
     store.revoke_jti("jti-2", now + 600, &[]).await.unwrap();
-    assert!(!store.client_token_live("jti-2", &client, &reports, now).await.unwrap(), "a revoked jti");
+    assert!(
+        store.client_token_grant("jti-2", &client, &reports, now).await.unwrap().is_none(),
+        "a revoked jti"
+    );
     assert!(
         store
             .revoke_grant(&client, &reports, &GrantScope::NoTenant, "test", now, &|_| false, &[])
             .await
             .unwrap()
     );
-    assert!(!store.client_token_live("jti-1", &client, &reports, now).await.unwrap(), "a revoked grant");
+    assert!(
+        store.client_token_grant("jti-1", &client, &reports, now).await.unwrap().is_none(),
+        "a revoked grant"
+    );
 }
 both_stores!(
     store_client_token_live,

@@ -50,7 +50,9 @@ async fn serves_https_and_sets_host_prefixed_secure_cookies() {
     let mut url = authorize;
     let mut cookies = Vec::new();
     for _ in 0..3 {
-        let resp = http.get(&url).send().await.expect("GET");
+        // A browser: it sends back the cookies it was given (the authorization's browser binding).
+        let jar: Vec<&str> = cookies.iter().filter_map(|c: &String| c.split(';').next()).collect();
+        let resp = http.get(&url).header("cookie", jar.join("; ")).send().await.expect("GET");
         cookies.extend(resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()));
         match resp.headers().get("location") {
             Some(l) => url = format!("{}{}", s.base, l.to_str().expect("ascii")),

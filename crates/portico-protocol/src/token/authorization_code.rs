@@ -7,7 +7,8 @@
 use super::issue::{self, AuthInfo, UserTokens};
 use super::{TokenRequest, TokenResponse};
 use crate::authorize::CodeData;
-use crate::error::{OAuthError, oauth};
+use crate::error::{ErrorCode, OAuthError, oauth};
+use crate::gate;
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{Client, TenantId};
@@ -45,12 +46,25 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         .product_by_audience(&data.audience)
         .ok_or_else(|| oauth!(InvalidGrant, "the product is no longer registered"))?;
     let tenant = data.tenant.as_deref().map(TenantId::new);
-    let (user, grant) = issue::require_user_grant(p, &data.user_id, product, tenant.as_ref(), now).await?;
     let auth = AuthInfo {
         auth_time: data.auth_time,
         amr: data.amr.clone(),
         acr: data.acr.clone(),
     };
+    // A code dies with its session: signing out (anywhere, or a password change) revoked the
+    // family the code was issued into.
+    let session_live = p.store.family(&family).await?.is_some_and(|f| f.revoked_at.is_none());
+    let mint = gate::Mint {
+        user: &data.user_id,
+        product,
+        tenant: tenant.as_ref(),
+        client: Some(client),
+        session_live,
+        auth: &auth,
+        acr_mfa_requested: false,
+        scope: &data.scope,
+    };
+    let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| gate::refused(ErrorCode::InvalidGrant, r))?;
     let t = UserTokens {
         client,
         product,

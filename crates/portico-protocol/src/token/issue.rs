@@ -1,12 +1,12 @@
-//! Steps every grant shares: verify PKCE, require an active user and grant, mint the access
-//! token (only through `claims_for`), the ID token and a refresh token.
+//! Steps every grant shares: verify PKCE, mint the access token (only through `claims_for`, after
+//! the policy gate of [`crate::gate`] admitted it), the ID token and a refresh token.
 
 use super::TokenResponse;
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use aws_lc_rs::digest;
-use portico_model::{Actor, Client, Grant, Grantee, Product, Sid, TenantId, TokenContext, User, UserId, claims_for, require_active_grant};
+use portico_model::{Actor, Client, Grant, Product, Sid, TenantId, TokenContext, User, claims_for};
 use portico_store::AuditEvent;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -28,37 +28,6 @@ pub fn verify_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<()
             }
         }
     }
-}
-
-/// Invariant 3: the user is active and holds an active grant for (product, tenant) right now.
-pub async fn require_user_grant(p: &Provider, user_id: &UserId, product: &Product, tenant: Option<&TenantId>, now: i64) -> Result<(User, Grant), OAuthError> {
-    let user = p.store.user_by_id(user_id).await?;
-    let grants = p.store.grants_for(&Grantee::User(user_id.clone()), &product.slug).await?;
-    check_user_grant(user, &grants, product, tenant, now)
-}
-
-/// As [`require_user_grant`], telling a refusal (`None`, for the caller to audit and answer as its
-/// protocol says) from a failure to check at all (`Err`, a server error).
-pub async fn user_grant_if_held(
-    p: &Provider,
-    user_id: &UserId,
-    product: &Product,
-    tenant: Option<&TenantId>,
-    now: i64,
-) -> Result<Option<(User, Grant)>, OAuthError> {
-    match require_user_grant(p, user_id, product, tenant, now).await {
-        Ok(held) => Ok(Some(held)),
-        Err(e) if e.code == crate::ErrorCode::ServerError => Err(e),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The user is active and holds an active grant for the product (and tenant): invariant 3 on
-/// what the store returned.
-pub fn check_user_grant(user: Option<User>, grants: &[Grant], product: &Product, tenant: Option<&TenantId>, now: i64) -> Result<(User, Grant), OAuthError> {
-    let user = user.filter(User::is_active).ok_or_else(|| oauth!(InvalidGrant, "the user is not active"))?;
-    let grant = require_active_grant(grants, product, tenant, now)?.clone();
-    Ok((user, grant))
 }
 
 /// How the user authenticated, carried from the session into every token.
@@ -100,7 +69,12 @@ pub struct UserTokens<'a> {
 /// family makes it introspect inactive.
 pub fn mint_user_access(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<String, OAuthError> {
     let config = p.config();
-    let tenant = t.tenant.and_then(|id| config.tenant(id));
+    // A token names its tenant or none: never a tenant that is gone (the gate refused that
+    // already; this keeps a token without `org_id` from being made for a tenant-aware product).
+    let tenant = match t.tenant {
+        None => None,
+        Some(id) => Some(config.tenant(id).ok_or_else(|| oauth!(InvalidGrant, "the organization does not exist"))?),
+    };
     let ctx = TokenContext {
         issuer: &p.issuer,
         subject: t.user.id.as_str(),

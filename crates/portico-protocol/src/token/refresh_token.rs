@@ -3,10 +3,11 @@
 
 use super::issue::{self, RefreshData, UserTokens, has_scope};
 use super::{TokenRequest, TokenResponse};
-use crate::error::{OAuthError, oauth};
+use crate::error::{ErrorCode, OAuthError, oauth};
+use crate::gate;
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Client, ProductSlug, Sid, TenantId};
+use portico_model::{Client, ProductSlug, Sid, TenantId, UserId};
 use portico_store::{AuditEvent, RefreshRotation, Rotation};
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
@@ -60,13 +61,21 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     if req.resource.first().is_some_and(|r| r != product.audience.as_str()) {
         return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
     }
-    // The product asks for a fresh sign-in after a while: refresh stops there.
-    if product.needs_fresh_login(data.auth.auth_time, now) {
-        return Err(oauth!(InvalidGrant, INVALID).detail("the product's session lifetime has passed"));
-    }
     let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
-    // The grants were read for the family's product; the user's id is the family's subject.
-    let (user, grant) = issue::check_user_grant(ctx.user, &ctx.grants, product, tenant.as_ref(), now)?;
+    // The gate, on the user and grants read with the token (its subject is the family's). The
+    // product's own session lifetime stops refresh here too.
+    let mint = gate::Mint {
+        user: &UserId::new(&family.subject),
+        product,
+        tenant: tenant.as_ref(),
+        client: Some(client),
+        session_live: family.revoked_at.is_none(),
+        auth: &data.auth,
+        acr_mfa_requested: false,
+        scope: &data.scope,
+    };
+    let admitted = gate::admit_with(p, &mint, ctx.user.clone(), &ctx.grants, now).await?;
+    let (user, grant) = admitted.map_err(|r| gate::refused(ErrorCode::InvalidGrant, r))?;
     let new_rt = random::token();
     let new_data = RefreshData {
         scope: data.scope.clone(),

@@ -16,7 +16,8 @@
 
 use super::issue::{self, UserTokens, has_scope};
 use super::{TokenRequest, TokenResponse};
-use crate::error::{OAuthError, oauth};
+use crate::error::{ErrorCode, OAuthError, oauth};
+use crate::gate;
 use crate::handoff::{self, HandoffData};
 use crate::provider::Provider;
 use crate::random;
@@ -79,17 +80,31 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
     }
     let config = p.config();
     let product = config.product(&client.product).ok_or_else(|| oauth!(InvalidRequest, BAD_CODE))?;
-    // Checked again: the grant may have been revoked since the code was made.
-    let Some((user, grant)) = issue::user_grant_if_held(p, &data.user_id, product, data.tenant.as_ref(), now).await? else {
-        return Err(refuse("no active grant", Some(&data.user_id)));
-    };
-    // B's session joins the SSO session A's token came from, so signing out reaches B too.
-    let sid = match &data.source_sid {
+    // B's session joins the SSO session A's token came from, so signing out reaches B too: that
+    // session must still be live.
+    let sso = match &data.source_sid {
         None => None,
-        Some(source) => {
-            let Some(sso) = p.store.sso_of_live_sid(source).await? else {
-                return Err(refuse("the user's session has ended", Some(&data.user_id)));
-            };
+        Some(source) => Some(p.store.sso_of_live_sid(source).await?),
+    };
+    // The gate again, for the redeeming client: the grant may have been revoked since the code was
+    // made, the product's policy tightened, its session lifetime passed.
+    let mint = gate::Mint {
+        user: &data.user_id,
+        product,
+        tenant: data.tenant.as_ref(),
+        client: Some(client),
+        session_live: !matches!(sso, Some(None)),
+        auth: &data.auth,
+        acr_mfa_requested: false,
+        scope: &data.scope,
+    };
+    let (user, grant) = match gate::admit(p, &mint, now).await? {
+        Ok(admitted) => admitted,
+        Err(r) => return Err(refuse(r.as_str(), Some(&data.user_id))),
+    };
+    let sid = match sso.flatten() {
+        None => None,
+        Some(sso) => {
             // The session is the redeeming backend's, at its address; it has no browser of its own.
             let start = ProductSessionStart {
                 sso_id: &sso,
@@ -184,15 +199,31 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         (false, _) => None,
     };
     let user_id = UserId::new(&claims.sub);
-    let Some((user, grant)) = issue::user_grant_if_held(p, &user_id, target, tenant.as_ref(), now).await? else {
-        p.writer.record(
-            AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
-                .product(target.slug.as_str())
-                .tenant(tenant.as_ref().map(|t| t.as_str()))
-                .ip(req.ip.clone())
-                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": "no_grant"})),
-        );
-        return Err(oauth!(InvalidRequest, "the user has no active grant for the target product and organization"));
+    let auth = issue::AuthInfo::of(&claims);
+    // The gate, for the target product: its grant, its second-factor policy and session lifetime
+    // against how the user signed in for the subject token; consent if this client is third-party.
+    let mint = gate::Mint {
+        user: &user_id,
+        product: target,
+        tenant: tenant.as_ref(),
+        client: Some(client),
+        session_live: true,
+        auth: &auth,
+        acr_mfa_requested: false,
+        scope: &claims.scope,
+    };
+    let (user, grant) = match gate::admit(p, &mint, now).await? {
+        Ok(admitted) => admitted,
+        Err(r) => {
+            p.writer.record(
+                AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
+                    .product(target.slug.as_str())
+                    .tenant(tenant.as_ref().map(|t| t.as_str()))
+                    .ip(req.ip.clone())
+                    .data(serde_json::json!({"client_id": client.id.as_str(), "reason": r.as_str()})),
+            );
+            return Err(gate::refused(ErrorCode::InvalidRequest, r));
+        }
     };
     // `scope` may name roles of the target: the token carries only those the user also holds.
     let asked: Vec<&str> = req.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
@@ -208,7 +239,6 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         ..grant
     };
     let sid = claims.sid.as_deref().map(Sid::new);
-    let auth = issue::AuthInfo::of(&claims);
     let scope = asked.join(" ");
     let t = UserTokens {
         client,

@@ -62,7 +62,7 @@ impl From<AdminError> for Problem {
     fn from(e: AdminError) -> Self {
         match e {
             AdminError::Unauthenticated => Problem::new(StatusCode::UNAUTHORIZED, e.to_string()),
-            AdminError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, e.to_string()),
+            AdminError::Forbidden(_) | AdminError::AdminOnly => Problem::new(StatusCode::FORBIDDEN, e.to_string()),
             AdminError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
             AdminError::Invalid(field, m) => Problem {
                 field: Some(field),

@@ -14,6 +14,29 @@ pub fn mfa_name(state: &AppState) -> &'static str {
     if state.secure_cookies { "__Host-portico_mfa" } else { "portico_mfa" }
 }
 
+/// The cookie that binds pending authorization requests to the browser that started them.
+pub fn binding_name(state: &AppState) -> &'static str {
+    if state.secure_cookies { "__Host-portico_authz" } else { "portico_authz" }
+}
+
+/// This browser's binding value, and the cookie to set when it has none yet. One value per
+/// browser (a session cookie), so requests started in several tabs all stay bound.
+pub fn binding(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match get(headers, binding_name(state)) {
+        Some(v) if v.len() >= 32 && v.len() <= 64 => (v.to_owned(), None),
+        _ => {
+            let t = portico_protocol::random::token();
+            let cookie = set(state, binding_name(state), &t, None);
+            (t, Some(cookie))
+        }
+    }
+}
+
+/// The hash a request stores for this browser's binding, if it has one.
+pub fn binding_hash(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    get(headers, binding_name(state)).map(portico_protocol::random::hash)
+}
+
 pub fn csrf_name(state: &AppState) -> &'static str {
     if state.secure_cookies { "__Host-portico_csrf" } else { "portico_csrf" }
 }

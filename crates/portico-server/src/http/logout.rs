@@ -75,8 +75,15 @@ async fn handle(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Socket
         // Nothing to end here (already signed out, or another browser): say so, or go back.
         return done(&s, &v);
     };
-    if !confirming && logout::needs_confirmation(&v, &session) {
-        return confirmation(&s, &headers, &v, &session).await;
+    if !confirming {
+        match logout::needs_confirmation(p, &v, &session).await {
+            Ok(false) => {}
+            Ok(true) => return confirmation(&s, &headers, &v, &session).await,
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return unavailable();
+            }
+        }
     }
     let via = if confirming { "confirmed_logout" } else { "rp_logout" };
     if let Err(e) = logout::end_session(p, &session.id, &session.user_id, session.user_id.as_str(), via, client_ip(Some(&addr)), n).await {

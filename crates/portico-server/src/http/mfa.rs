@@ -4,7 +4,7 @@
 
 use super::api::Problem;
 use super::html::{self, esc};
-use super::oauth::load_request;
+use super::oauth::{request_form, request_page};
 use super::pages::{bad_form, current_user, expired, request_of, signed_in, with_cookie};
 use super::passkey;
 use super::{client_ip, cookies, now};
@@ -254,7 +254,7 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         Ok(None) => return expired(),
         Err(_) => return unavailable(),
     }
-    let req = match request_of(&s, pending.req.as_deref()).await {
+    let req = match request_of(&s, &headers, pending.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -298,10 +298,6 @@ pub async fn account_section(s: &AppState, user: &UserId, csrf: &str) -> Result<
     })
 }
 
-async fn account_user(s: &AppState, headers: &HeaderMap) -> Option<User> {
-    session_user(s, headers).await.map(|(_, user)| user)
-}
-
 /// The recovery codes, shown this once.
 pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
     let items: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();
@@ -317,15 +313,30 @@ pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Respon
     )
 }
 
-/// The signed-in user behind an account-page form with a valid CSRF token; otherwise the answer.
+/// The signed-in user behind an account-page form that changes a factor, with a valid CSRF token
+/// and a session that may change factors ([`login::may_change_factors`]); otherwise the answer.
 async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<User, Response> {
-    let Some(user) = account_user(s, headers).await else {
+    let Some((session, user)) = session_user(s, headers).await else {
         return Err(html::secure(Redirect::to("/login?next=/account").into_response(), None));
     };
     if !cookies::csrf_ok(s, headers, csrf) {
         return Err(bad_form());
     }
-    Ok(user)
+    match login::may_change_factors(&s.provider, &session).await {
+        Ok(true) => Ok(user),
+        Ok(false) => Err(html::html(
+            StatusCode::FORBIDDEN,
+            "Two-step verification",
+            &format!(
+                "<h1>Sign in again</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/account\">Back to your account</a></p>",
+                esc(passkey::SIGN_IN_AGAIN)
+            ),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "second-factor lookup failed");
+            Err(unavailable())
+        }
+    }
 }
 
 /// The enrolment form (QR code, key, first code), posting to `action` with `hidden` fields.
@@ -454,12 +465,15 @@ fn resume(req: &str) -> String {
 
 /// A product that requires a second factor, a session without one: ask for a code — or, for a
 /// user who has no authenticator yet, lead them through setting one up — then resume.
-pub async fn second_factor_form(State(s): State<AppState>, headers: HeaderMap, axum::extract::Query(q): axum::extract::Query<StepUpQuery>) -> Response {
-    let Some(req) = (match &q.req {
-        Some(id) => load_request(&s, id).await,
-        None => None,
-    }) else {
-        return expired();
+pub async fn second_factor_form(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StepUpQuery>,
+) -> Response {
+    let req = match request_page(&s, &headers, &addr, q.req.as_deref().unwrap_or("")).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let Some((_, user)) = session_user(&s, &headers).await else {
         // Signed out meanwhile: the authorization starts over at the login form.
@@ -521,7 +535,10 @@ pub async fn second_factor_submit(
     headers: HeaderMap,
     Form(f): Form<StepUpForm>,
 ) -> Response {
-    let Some(req) = load_request(&s, &f.req).await else { return expired() };
+    let req = match request_form(&s, &headers, &f.req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return bad_form();
     }

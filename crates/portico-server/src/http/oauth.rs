@@ -277,7 +277,12 @@ async fn authorize(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, params:
     match authorize::validate(&s.provider, params, n) {
         Err(AuthorizeError::Page(msg)) => html::error_page(StatusCode::BAD_REQUEST, msg),
         Err(AuthorizeError::Redirect(resp, _)) => respond(*resp),
-        Ok(req) => proceed(s, headers, addr, req).await,
+        Ok(mut req) => {
+            // Bound to this browser: only it may carry the request on.
+            let (value, set) = cookies::binding(s, headers);
+            req.browser = portico_protocol::random::hash(&value);
+            super::pages::with_cookie(proceed(s, headers, addr, req).await, set)
+        }
     }
 }
 
@@ -293,18 +298,68 @@ pub async fn authorize_resume(
     headers: HeaderMap,
     Query(q): Query<ResumeQuery>,
 ) -> Response {
-    match load_request(&s, &q.req).await {
-        Some(req) => proceed(&s, &headers, &addr, req).await,
-        None => html::error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in request has expired. Go back to the application and start again.",
-        ),
+    match request_page(&s, &headers, &addr, &q.req).await {
+        Ok(req) => proceed(&s, &headers, &addr, req).await,
+        Err(resp) => resp,
     }
 }
 
-pub async fn load_request(s: &AppState, id: &str) -> Option<AuthRequest> {
+/// A stored authorization request as a page or form finds it.
+pub enum Loaded {
+    /// Started in this browser.
+    Found(AuthRequest),
+    /// Started in another browser: it does not go on here.
+    OtherBrowser(AuthRequest),
+    Gone,
+}
+
+/// The stored request `id`, and whether this browser started it.
+pub async fn load_request(s: &AppState, headers: &HeaderMap, id: &str) -> Loaded {
+    let Some(req) = stored_request(s, id).await else { return Loaded::Gone };
+    let ours = cookies::binding_hash(s, headers).is_some_and(|h| {
+        use subtle::ConstantTimeEq;
+        !req.browser.is_empty() && bool::from(h.as_bytes().ct_eq(req.browser.as_bytes()))
+    });
+    if ours { Loaded::Found(req) } else { Loaded::OtherBrowser(req) }
+}
+
+/// The stored request `id`, whoever started it: only to tell whether it still waits.
+pub async fn stored_request(s: &AppState, id: &str) -> Option<AuthRequest> {
     let data = s.provider.store.auth_request(id, now()).await.ok()??;
     serde_json::from_str(&data).ok()
+}
+
+/// The request a page (GET) shows. One started in another browser starts over here, as if this
+/// browser had just sent it to `/oauth2/authorize`: nothing anyone did for it elsewhere carries.
+pub async fn request_page(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, id: &str) -> Result<AuthRequest, Response> {
+    match load_request(s, headers, id).await {
+        Loaded::Found(req) => Ok(req),
+        Loaded::Gone => Err(super::pages::expired()),
+        // Restarted once already and still not this browser's: it keeps no cookies. Say so
+        // rather than restart it again and again.
+        Loaded::OtherBrowser(req) if req.restarted => Err(html::error_page(
+            StatusCode::BAD_REQUEST,
+            "Signing in needs cookies. Allow cookies for this site, then go back to the application and start again.",
+        )),
+        Loaded::OtherBrowser(req) => {
+            let (value, set) = cookies::binding(s, headers);
+            let fresh = req.restarted(portico_protocol::random::hash(&value), now());
+            Err(super::pages::with_cookie(proceed(s, headers, addr, fresh).await, set))
+        }
+    }
+}
+
+/// The request a form (POST) moves on: only in the browser that started it; anything else
+/// changes nothing.
+pub async fn request_form(s: &AppState, headers: &HeaderMap, id: &str) -> Result<AuthRequest, Response> {
+    match load_request(s, headers, id).await {
+        Loaded::Found(req) => Ok(req),
+        Loaded::Gone => Err(super::pages::expired()),
+        Loaded::OtherBrowser(_) => Err(html::error_page(
+            StatusCode::FORBIDDEN,
+            "This sign-in was started in another browser. Go back to the application and start again here.",
+        )),
+    }
 }
 
 pub async fn save_request(s: &AppState, req: &AuthRequest) -> Result<(), portico_store::StoreError> {

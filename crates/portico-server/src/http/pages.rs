@@ -2,13 +2,13 @@
 //! carries a CSRF token checked against its cookie.
 
 use super::html::{self, esc};
-use super::oauth::{load_request, proceed, save_request};
+use super::oauth::{proceed, request_form, request_page, save_request};
 use super::{client_ip, cookies, now, user_agent};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use portico_protocol::authorize::{self, AuthRequest};
+use portico_protocol::authorize::{self, AuthRequest, Step};
 use portico_protocol::{login, throttle};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -30,11 +30,19 @@ pub fn local_next(next: Option<&str>) -> Option<&'static str> {
     (next == Some("/account")).then_some("/account")
 }
 
-/// The authorization request a page carries, if it names one; the "expired" page when it names
-/// one that is gone.
-pub async fn request_of(s: &AppState, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
+/// The authorization request a form carries, if it names one; the "expired" page when it names
+/// one that is gone, a refusal when another browser started it.
+pub async fn request_of(s: &AppState, headers: &HeaderMap, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
     match id {
-        Some(id) => load_request(s, id).await.map(Some).ok_or_else(expired),
+        Some(id) => request_form(s, headers, id).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// As [`request_of`], for a page: a request another browser started starts over in this one.
+pub async fn request_of_page(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
+    match id {
+        Some(id) => request_page(s, headers, addr, id).await.map(Some),
         None => Ok(None),
     }
 }
@@ -124,8 +132,8 @@ fn product_name(s: &AppState, req: &AuthRequest) -> Option<String> {
     s.provider.config().product_by_audience(&req.audience).map(|p| p.name.clone())
 }
 
-pub async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
-    let req = match request_of(&s, q.req.as_deref()).await {
+pub async fn login_form(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    let req = match request_of_page(&s, &headers, &addr, q.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -152,7 +160,7 @@ pub struct LoginForm {
 
 pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     let n = now();
-    let req = match request_of(&s, f.req.as_deref()).await {
+    let req = match request_of(&s, &headers, f.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -223,7 +231,7 @@ pub async fn signed_in(
     n: i64,
 ) -> Response {
     let unavailable = || html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
-    let (cookie, _session) = match login::start_session(&s.provider, user, amr, &user_agent(headers), ip.as_deref().unwrap_or(""), n).await {
+    let (cookie, session) = match login::start_session(&s.provider, user, amr, &user_agent(headers), ip.as_deref().unwrap_or(""), n).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "session start failed");
@@ -233,7 +241,8 @@ pub async fn signed_in(
     let set = cookies::set(s, cookies::session_name(s), &cookie, None);
     let target = match req {
         Some(mut r) => {
-            r.login_done = true;
+            // Earned by this session alone: whoever else resumes the request has not signed in.
+            r.advance(&session, |g| g.login_done = true);
             if save_request(s, &r).await.is_err() {
                 return unavailable();
             }
@@ -244,16 +253,26 @@ pub async fn signed_in(
     with_cookie(html::secure(Redirect::to(&target).into_response(), None), Some(set))
 }
 
-pub async fn consent_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
-    let Some(req) = (match &q.req {
-        Some(id) => load_request(&s, id).await,
-        None => None,
-    }) else {
-        return expired();
+pub async fn consent_form(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    let req = match request_page(&s, &headers, &addr, q.req.as_deref().unwrap_or("")).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
+    // Shown only to the session the request waits for; anyone else gets the request decided anew.
+    let session = current_user(&s, &headers).await;
+    if !session.as_ref().is_some_and(|x| req.waits_for(Step::Consent, x)) {
+        return proceed(&s, &headers, &addr, req).await;
+    }
     let config = s.provider.config();
     let client = config.client(&req.client_id).map(|e| e.client.name.clone()).unwrap_or_default();
     let product = product_name(&s, &req).unwrap_or_default();
+    let tenant = req
+        .waiting
+        .as_ref()
+        .and_then(|w| w.tenant.as_deref())
+        .and_then(|t| config.tenant(&portico_model::TenantId::new(t)))
+        .map(|t| format!(" at <strong>{}</strong>", esc(&t.name)))
+        .unwrap_or_default();
     let scopes: String = req
         .scope
         .iter()
@@ -267,7 +286,7 @@ pub async fn consent_form(State(s): State<AppState>, headers: HeaderMap, Query(q
         .collect();
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     let body = format!(
-        "<h1>Allow access?</h1><p><strong>{}</strong> wants to use your account for <strong>{}</strong>:</p><ul>{scopes}</ul>\
+        "<h1>Allow access?</h1><p><strong>{}</strong> wants to use your account for <strong>{}</strong>{tenant}:</p><ul>{scopes}</ul>\
          <form method=\"post\" action=\"/consent\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">\
          <button name=\"decision\" value=\"allow\" type=\"submit\">Allow</button>\
          <button class=\"secondary\" name=\"decision\" value=\"deny\" type=\"submit\">Deny</button></form>",
@@ -293,19 +312,34 @@ pub async fn current_user(s: &AppState, headers: &HeaderMap) -> Option<portico_s
     login::session_from_cookie(&s.provider, c, now()).await.ok().flatten()
 }
 
+/// A form for a step the request does not wait at (for this session): nothing changes.
+fn not_waiting() -> Response {
+    html::error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in is not waiting for that step. Go back to the application and start again.",
+    )
+}
+
 pub async fn consent_submit(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    let Some(mut req) = load_request(&s, &f.req).await else { return expired() };
+    let mut req = match request_form(&s, &headers, &f.req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return bad_form();
     }
     let Some(session) = current_user(&s, &headers).await else {
         return proceed(&s, &headers, &addr, req).await;
     };
+    // Only the session the request waits for, at the consent step, may answer it.
+    if !req.waits_for(Step::Consent, &session) {
+        return not_waiting();
+    }
     let p = &s.provider;
     if f.decision.as_deref() != Some("allow") {
         let _ = p.store.finish_auth_request(&req.id, now()).await;
@@ -316,28 +350,32 @@ pub async fn consent_submit(
             "the user denied the request",
         ));
     }
+    let Some(product) = p.config().product_by_audience(&req.audience).map(|x| x.slug.clone()) else {
+        return expired();
+    };
     let n = now();
     let event = portico_store::AuditEvent::new(n, "consent.granted", session.user_id.as_str())
+        .product(product.as_str())
         .data(serde_json::json!({"client_id": req.client_id, "scope": req.scope_string()}));
     if p.store
-        .put_consent(&session.user_id, &req.client_id, &req.scope_string(), n, &[event])
+        .put_consent(&session.user_id, &req.client_id, product.as_str(), &req.scope_string(), n, &[event])
         .await
         .is_err()
     {
         return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The consent could not be saved. Try again.");
     }
-    req.consent_done = true;
+    req.advance(&session, |g| g.consent_done = true);
     proceed(&s, &headers, &addr, req).await
 }
 
-pub async fn tenant_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
-    let Some(req) = (match &q.req {
-        Some(id) => load_request(&s, id).await,
-        None => None,
-    }) else {
-        return expired();
+pub async fn tenant_form(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+    let req = match request_page(&s, &headers, &addr, q.req.as_deref().unwrap_or("")).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let Some(session) = current_user(&s, &headers).await else { return expired() };
+    let Some(session) = current_user(&s, &headers).await.filter(|x| req.waits_for(Step::TenantPicker, x)) else {
+        return proceed(&s, &headers, &addr, req).await;
+    };
     let p = &s.provider;
     let config = p.config();
     let Some(product) = config.product_by_audience(&req.audience) else {
@@ -371,10 +409,21 @@ pub async fn tenant_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
 }
 
 pub async fn tenant_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<DecisionForm>) -> Response {
-    let Some(mut req) = load_request(&s, &f.req).await else { return expired() };
+    let mut req = match request_form(&s, &headers, &f.req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return bad_form();
     }
-    req.organization = f.organization.filter(|o| !o.is_empty());
+    let Some(session) = current_user(&s, &headers).await else {
+        return proceed(&s, &headers, &addr, req).await;
+    };
+    // Only the session the request waits for, at the picker, chooses its tenant.
+    if !req.waits_for(Step::TenantPicker, &session) {
+        return not_waiting();
+    }
+    let choice = f.organization.filter(|o| !o.is_empty());
+    req.advance(&session, |g| g.organization = choice);
     proceed(&s, &headers, &addr, req).await
 }

@@ -6,8 +6,8 @@
 use super::api::Problem;
 use super::html::{self, esc};
 use super::mfa::session_user;
-use super::oauth::load_request;
-use super::pages::{bad_form, expired, local_next, request_of, signed_in};
+use super::oauth::request_form;
+use super::pages::{bad_form, local_next, request_of, signed_in};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, State};
@@ -92,7 +92,7 @@ pub struct FinishForm {
 /// `POST /login/passkey`: signs in whoever's passkey answered the challenge.
 pub async fn login_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
     let n = now();
-    let req = match request_of(&s, f.req.as_deref()).await {
+    let req = match request_of(&s, &headers, f.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -149,17 +149,11 @@ pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, For
     }
 }
 
-const SIGN_IN_AGAIN: &str = "Sign in again with your second factor to change how you sign in.";
+pub const SIGN_IN_AGAIN: &str = "Sign in again with your second factor to change how you sign in.";
 
-/// Whether this session may add or remove a passkey: any session while the user has no second
-/// factor (setting up the first), otherwise only a session that passed one. A session that holds
-/// the password alone (a stolen cookie from before the factor existed, say) cannot plant a passkey
-/// of its own or take one away.
-async fn may_change_factors(s: &AppState, (session, user): &(portico_store::SsoSession, User)) -> Result<bool, StoreError> {
-    if portico_protocol::login::acr_for(&session.amr) == portico_protocol::login::ACR_MFA {
-        return Ok(true);
-    }
-    Ok(!portico_protocol::login::factors(&s.provider, &user.id).await?.any())
+/// Whether this session may add or remove a passkey ([`portico_protocol::login::may_change_factors`]).
+async fn may_change_factors(s: &AppState, (session, _): &(portico_store::SsoSession, User)) -> Result<bool, StoreError> {
+    portico_protocol::login::may_change_factors(&s.provider, session).await
 }
 
 fn to_account() -> Response {
@@ -195,9 +189,9 @@ pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): Conne
     let name = f.name.unwrap_or_default();
     // Set up while an application waits for a second factor: back to that step, to use it.
     let then = match f.req.as_deref() {
-        Some(req) => match load_request(&s, req).await {
-            Some(r) => format!("/login/second-factor?req={}", r.id),
-            None => return expired(),
+        Some(req) => match request_form(&s, &headers, req).await {
+            Ok(r) => format!("/login/second-factor?req={}", r.id),
+            Err(resp) => return resp,
         },
         None => "/account".to_owned(),
     };

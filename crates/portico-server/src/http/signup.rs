@@ -4,8 +4,8 @@
 //! button: following a link (as mail scanners do) spends nothing.
 
 use super::html::{self, esc};
-use super::oauth::load_request;
-use super::pages::{bad_form, current_user, request_of, with_cookie};
+use super::oauth::stored_request;
+use super::pages::{bad_form, current_user, request_of, request_of_page, with_cookie};
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
@@ -61,11 +61,11 @@ pub struct ReqQuery {
     req: Option<String>,
 }
 
-pub async fn signup_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
+pub async fn signup_form(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
     if s.mailer.is_none() {
         return no_mail();
     }
-    let req = match request_of(&s, q.req.as_deref()).await {
+    let req = match request_of_page(&s, &headers, &addr, q.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
@@ -101,7 +101,7 @@ fn deliverable(email: &str) -> bool {
 /// names the address typed and nothing else.
 pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SignupForm>) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    let req = match request_of(&s, f.req.as_deref()).await {
+    let req = match request_of(&s, &headers, f.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
@@ -247,7 +247,7 @@ pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): Connec
     };
     // Back into the application's request when it is still waiting, else to the account page.
     let live = match req {
-        Some(id) => load_request(&s, &id).await.map(|r| r.id),
+        Some(id) => stored_request(&s, &id).await.map(|r| r.id),
         None => None,
     };
     let next = live.map_or_else(|| "/login?next=/account".to_owned(), |id| format!("/login?req={id}"));

@@ -1,0 +1,599 @@
+//! Attacks from the security review of fb09306: each test is named as the rule it enforces and
+//! tries to break it from outside (HTTP against a running server; the protocol directly where the
+//! clock must be set), on both stores.
+
+use crate::admin_api::{ADMIN, OPS_SECRET, admin_token, api};
+use crate::flow::decode_payload;
+use crate::tenancy::{CRM_SECRET, PASSWORD, REPORTS_SECRET, Step, exchange_for, handoff, redeem, redeem_handoff, refresh, start, tokens};
+use crate::*;
+use portico_model::Secret;
+use portico_protocol::client_auth::ClientCredentials;
+use portico_protocol::token::TokenRequest;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+const REPORTS: &str = "https://reports.example.test";
+const GRANTS_SECRET: &str = "grants-bot-secret-0123456789abcdef012345";
+pub const PARTNER_SECRET: &str = "partner-secret-0123456789abcdef0123456789";
+
+/// The admin suite, plus a `grant-manager` automation client and a third-party client of CRM
+/// that may also ask for Reports tokens.
+pub static SUITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}{}",
+        *ADMIN,
+        r#"
+[[client]]
+id = "grants-bot"
+product = "portico-admin"
+kind = "confidential"
+secret = "grants-bot-secret-0123456789abcdef012345"
+grant_types = ["client_credentials"]
+
+[[grant]]
+client = "grants-bot"
+product = "portico-admin"
+roles = ["grant-manager"]
+
+[[client]]
+id = "partner-web"
+name = "Partner Analytics"
+product = "crm"
+kind = "confidential"
+secret = "partner-secret-0123456789abcdef0123456789"
+redirect_uris = ["http://127.0.0.1:9/callback"]
+grant_types = ["authorization_code", "refresh_token"]
+resources = ["reports"]
+first_party = false
+"#
+    )
+});
+
+/// Reports requires a second factor.
+static MFA_REPORTS: LazyLock<String> = LazyLock::new(|| SUITE.replace("slug = \"reports\"\n", "slug = \"reports\"\nmfa = \"required\"\n"));
+/// Reports wants a fresh sign-in 30 seconds after the last.
+static SHORT_REPORTS: LazyLock<String> = LazyLock::new(|| SUITE.replace("slug = \"reports\"\n", "slug = \"reports\"\nsession_absolute = \"30s\"\n"));
+
+fn authorize_url(s: &TestServer, client: &str, extra: &[(&str, &str)]) -> String {
+    let (_, challenge) = pkce();
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid offline_access"),
+        ("state", "st"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend_from_slice(extra);
+    format!(
+        "{}/oauth2/authorize?{}",
+        s.base,
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&query).finish()
+    )
+}
+
+async fn user_id(s: &TestServer, email: &str) -> portico_model::UserId {
+    s.store().user_by_email(email).await.unwrap().unwrap().0.id
+}
+
+async fn audited(s: &TestServer, kind: &str, actor: &str) -> usize {
+    let records = s.store().audit_records(0, 100_000).await.unwrap();
+    records.iter().filter(|r| r.event.kind == kind && r.event.actor == actor).count()
+}
+
+/// Makes the store match `suite` and the running server see it at once.
+async fn reapply(s: &TestServer, suite: &str) {
+    let kek = portico_server::load_kek(&s.config).unwrap();
+    portico_server::suite::Suite::parse("changed suite", suite, &HashSet::new())
+        .unwrap()
+        .apply(s.store(), &kek, "test", portico_testkit::now())
+        .await
+        .unwrap();
+    s.running.provider.reload().await.unwrap();
+}
+
+fn creds(client: &str, secret: &str) -> ClientCredentials {
+    ClientCredentials {
+        basic: Some((client.into(), Secret::new(secret))),
+        ..Default::default()
+    }
+}
+
+/// A token request through the protocol, at a chosen time: the error code, or the response.
+async fn token_at(s: &TestServer, client: &str, secret: &str, req: TokenRequest, at: i64) -> Result<portico_protocol::token::TokenResponse, String> {
+    portico_protocol::token::exchange(&s.running.provider, &creds(client, secret), req, at)
+        .await
+        .1
+        .map_err(|e| e.code.as_str().to_owned())
+}
+
+fn code_request(location: &str, verifier: &str) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("authorization_code".into()),
+        code: query_param(location, "code"),
+        redirect_uri: Some(CALLBACK.into()),
+        code_verifier: Some(verifier.into()),
+        ..Default::default()
+    }
+}
+
+fn refresh_request(rt: &str) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("refresh_token".into()),
+        refresh_token: Some(rt.into()),
+        ..Default::default()
+    }
+}
+
+fn handoff_redemption(code: &str) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("urn:ietf:params:oauth:grant-type:token-exchange".into()),
+        subject_token: Some(code.into()),
+        subject_token_type: Some("urn:portico:token-type:handoff".into()),
+        ..Default::default()
+    }
+}
+
+fn on_behalf(subject: &str) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("urn:ietf:params:oauth:grant-type:token-exchange".into()),
+        subject_token: Some(subject.into()),
+        subject_token_type: Some("urn:ietf:params:oauth:token-type:access_token".into()),
+        resource: vec![REPORTS.into()],
+        ..Default::default()
+    }
+}
+
+async fn handoff_at(s: &TestServer, subject: &str, at: i64) -> Result<String, String> {
+    let req = portico_protocol::handoff::HandoffRequest {
+        subject_token: Some(subject.into()),
+        resource: vec![REPORTS.into()],
+        ..Default::default()
+    };
+    portico_protocol::handoff::create(&s.running.provider, &creds("crm-web", CRM_SECRET), req, at)
+        .await
+        .map(|r| r.handoff_code)
+        .map_err(|e| e.code.as_str().to_owned())
+}
+
+/// An unredeemed Reports code for Ada in Acme: (location, verifier, auth_time).
+async fn reports_code(b: &mut Browser, s: &TestServer) -> (String, String) {
+    match start(b, s, "reports-web", &[("organization", "acme")], "ada@example.test").await {
+        (Step::AtClient(loc), verifier) if query_param(&loc, "code").is_some() => (loc, verifier),
+        (Step::AtClient(loc), _) => panic!("no code: {loc}"),
+        (Step::Page(p), _) => panic!("expected a code, got a page: {p}"),
+    }
+}
+
+// ---- 1. Admin escalation -------------------------------------------------------------------
+
+async fn only_an_admin_grants_or_revokes_portico_admin(s: &TestServer) {
+    let manager = admin_token(s, "grants-bot", GRANTS_SECRET).await;
+    let before = s.store().list_grants().await.unwrap();
+    for body in [
+        serde_json::json!({"client": "grants-bot", "product": "portico-admin", "roles": ["admin"]}),
+        serde_json::json!({"user": "bob@example.test", "product": "portico-admin", "roles": ["admin"]}),
+        serde_json::json!({"user": "bob@example.test", "product": "portico-admin", "roles": ["viewer"]}),
+        serde_json::json!({"user": "bob@example.test", "product": "portico-admin", "roles": []}),
+    ] {
+        let (status, ctype, p) = api(s, "POST", "/api/v1/grants", Some(&manager), Some(body.clone())).await;
+        assert_eq!((status, ctype.as_str()), (403, "application/problem+json"), "{body} -> {p}");
+    }
+    let (status, _, _) = api(s, "DELETE", "/api/v1/grants?client=ops-bot&product=portico-admin", Some(&manager), None).await;
+    assert_eq!(status, 403, "a grant-manager cannot take an admin's grant away");
+    assert_eq!(s.store().list_grants().await.unwrap(), before, "nothing changed");
+    // The grant-manager still manages the products' grants.
+    let ok = serde_json::json!({"user": "bob@example.test", "product": "billing", "roles": ["clerk"]});
+    assert_eq!(api(s, "POST", "/api/v1/grants", Some(&manager), Some(ok)).await.0, 201);
+    // An admin may hand out portico-admin roles.
+    let admin = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let viewer = serde_json::json!({"user": "bob@example.test", "product": "portico-admin", "roles": ["viewer"]});
+    assert_eq!(api(s, "POST", "/api/v1/grants", Some(&admin), Some(viewer)).await.0, 201);
+}
+both_stores!(only_an_admin_grants_portico_admin, &SUITE, only_an_admin_grants_or_revokes_portico_admin);
+
+// ---- 14. Role changes are immediate --------------------------------------------------------
+
+async fn shrunk_roles_end_the_tokens_that_carry_them(s: &TestServer) {
+    let admin = admin_token(s, "ops-bot", OPS_SECRET).await;
+    // A grant-manager demoted to viewer: its token no longer writes.
+    let manager = admin_token(s, "grants-bot", GRANTS_SECRET).await;
+    let demote = serde_json::json!({"client": "grants-bot", "product": "portico-admin", "roles": ["viewer"]});
+    assert_eq!(api(s, "POST", "/api/v1/grants", Some(&admin), Some(demote)).await.0, 201);
+    let write = serde_json::json!({"user": "bob@example.test", "product": "billing", "roles": ["clerk"]});
+    let (status, _, _) = api(s, "POST", "/api/v1/grants", Some(&manager), Some(write)).await;
+    assert!(status == 401 || status == 403, "the demoted token still wrote: {status}");
+    // A user's CRM editor token: introspection stops answering for it once the role is gone.
+    let t = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let at = t["access_token"].as_str().unwrap();
+    let (_, before) = post_basic(s, "/oauth2/introspect", "crm-web", CRM_SECRET, &[("token", at)]).await;
+    assert_eq!(before["active"], true);
+    let viewer = serde_json::json!({"user": "ada@example.test", "product": "crm", "tenant": "acme", "roles": ["viewer"]});
+    assert_eq!(api(s, "POST", "/api/v1/grants", Some(&admin), Some(viewer)).await.0, 201);
+    let (_, after) = post_basic(s, "/oauth2/introspect", "crm-web", CRM_SECRET, &[("token", at)]).await;
+    assert_eq!(after["active"], false, "{after}");
+}
+both_stores!(shrunk_roles_are_immediate, &SUITE, shrunk_roles_end_the_tokens_that_carry_them);
+
+// ---- 2. Consent and sign-in fixation -------------------------------------------------------
+
+async fn consent_is_bound_to_the_browser_and_user_that_gave_it(s: &TestServer) {
+    // Bob, signed in, starts a request of the third-party client that waits at the login form.
+    let mut attacker = Browser::new();
+    tokens(&mut attacker, s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
+    let url = authorize_url(s, "partner-web", &[("prompt", "login"), ("organization", "acme")]);
+    let (status, loc, _) = attacker.get(&url).await;
+    let loc = loc.unwrap_or_else(|| panic!("no redirect ({status})"));
+    assert!(loc.starts_with("/login?req="), "{loc}");
+    let req = query_param(&format!("{}{loc}", s.base), "req").unwrap();
+    let (_, _, page) = attacker.get(&format!("{}{loc}", s.base)).await;
+    let csrf = hidden(&page, "csrf").unwrap();
+    // He "consents" for a request that is not at its consent step.
+    let (status, _, _) = attacker
+        .post_form(&format!("{}/consent", s.base), &[("csrf", &csrf), ("req", &req), ("decision", "allow")])
+        .await;
+    assert!(status >= 400, "consent for a request at the login step was taken ({status})");
+    let bob = user_id(s, "bob@example.test").await;
+    assert_eq!(audited(s, "consent.granted", bob.as_str()).await, 0, "no consent of Bob's on record");
+    // Ada follows his link, from her browser, and signs in: she sees the consent page herself.
+    for entry in [format!("{}/login?req={req}", s.base), format!("{}/oauth2/authorize/resume?req={req}", s.base)] {
+        let mut victim = Browser::new();
+        let (status, _, page) = victim.follow(&s.base, entry.clone()).await;
+        assert_eq!(status, 200, "{entry}");
+        assert!(page.contains("name=\"password\""), "{entry}: {page}");
+        let (status, loc, page) = victim.login(&s.base, &page, "ada@example.test", PASSWORD).await;
+        assert!(
+            loc.as_deref().and_then(|l| query_param(l, "code")).is_none(),
+            "{entry}: a code for Ada at the attacker's client without her consent ({status})"
+        );
+        assert!(page.contains("Allow access?"), "{entry}: {page}");
+    }
+}
+both_stores!(consent_bound_to_browser_and_user, &SUITE, consent_is_bound_to_the_browser_and_user_that_gave_it);
+
+async fn a_fresh_sign_in_is_bound_to_the_browser_that_made_it(s: &TestServer) {
+    // Olga (every tenant) starts a prompt=login request and signs in: it waits at the picker.
+    let mut attacker = Browser::new();
+    let url = authorize_url(s, "crm-web", &[("prompt", "login")]);
+    let (_, _, page) = attacker.follow(&s.base, url).await;
+    let (_, _, picker) = attacker.login(&s.base, &page, "olga@example.test", PASSWORD).await;
+    assert!(picker.contains("Choose an organization"), "{picker}");
+    let req = hidden(&picker, "req").unwrap();
+    // Ada's browser, signed in long ago, resumes it: the request wants a fresh sign-in from her.
+    let mut victim = Browser::new();
+    tokens(&mut victim, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let (status, loc, page) = victim.follow(&s.base, format!("{}/oauth2/authorize/resume?req={req}", s.base)).await;
+    assert!(loc.is_none(), "resumed to the client without a fresh sign-in: {loc:?}");
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"password\""), "prompt=login honoured: {page}");
+    // Nor does the picker of someone else's request take a choice from her.
+    let (_, _, any) = victim.get(&format!("{}/login", s.base)).await;
+    let form = [("csrf", hidden(&any, "csrf").unwrap()), ("req", req.clone()), ("organization", "acme".into())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, loc, _) = victim.post_form(&format!("{}/select-tenant", s.base), &form).await;
+    let (_, loc, _) = match loc {
+        Some(l) if l.starts_with('/') => victim.follow(&s.base, format!("{}{l}", s.base)).await,
+        other => (0, other, String::new()),
+    };
+    assert!(loc.as_deref().and_then(|l| query_param(l, "code")).is_none(), "{loc:?}");
+}
+both_stores!(fresh_sign_in_bound_to_browser, &SUITE, a_fresh_sign_in_is_bound_to_the_browser_that_made_it);
+
+// ---- 8. Consent names the product --------------------------------------------------------
+
+async fn consent_covers_one_product(s: &TestServer) {
+    let mut b = Browser::new();
+    let (step, _) = start(&mut b, s, "partner-web", &[("organization", "acme")], "ada@example.test").await;
+    let Step::Page(page) = step else {
+        panic!("a third-party client without consent")
+    };
+    assert!(page.contains("Allow access?") && page.contains("CRM") && page.contains("Acme Bank"), "{page}");
+    let form = [
+        ("csrf", hidden(&page, "csrf").unwrap()),
+        ("req", hidden(&page, "req").unwrap()),
+        ("decision", "allow".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, loc, _) = b.post_form(&format!("{}/consent", s.base), &form).await;
+    assert!(query_param(&loc.unwrap(), "code").is_some());
+    // CRM again: no page; the client's tokens are CRM's, and refresh (through the gate, which
+    // reads the consent) goes on.
+    let (step, verifier) = start(&mut b, s, "partner-web", &[("organization", "acme")], "-").await;
+    let Step::AtClient(loc) = step else { panic!("asked again for CRM") };
+    let t = redeem(s, "partner-web", PARTNER_SECRET, &loc, &verifier).await;
+    assert_eq!(decode_payload(t["access_token"].as_str().unwrap())["aud"], "https://crm.example.test");
+    assert_eq!(refresh(s, "partner-web", PARTNER_SECRET, t["refresh_token"].as_str().unwrap()).await.0, 200);
+    // Reports, which she never allowed the client: the consent page, naming Reports.
+    let (step, _) = start(&mut b, s, "partner-web", &[("organization", "acme"), ("resource", REPORTS)], "-").await;
+    let Step::Page(page) = step else {
+        panic!("consent given for CRM covered Reports")
+    };
+    assert!(page.contains("Allow access?") && page.contains("Reports"), "{page}");
+    let (step, _) = start(
+        &mut b,
+        s,
+        "partner-web",
+        &[("organization", "acme"), ("resource", REPORTS), ("prompt", "none")],
+        "-",
+    )
+    .await;
+    let Step::AtClient(loc) = step else { panic!() };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("consent_required"));
+}
+both_stores!(consent_per_product, &SUITE, consent_covers_one_product);
+
+// ---- 3. One policy gate on every path that mints ---------------------------------------------
+
+async fn a_password_only_session_gets_no_token_for_an_mfa_product_on_any_path(s: &TestServer) {
+    // While Reports takes passwords: a Reports code (unredeemed), a Reports refresh token, a
+    // hand-off code from CRM; and a CRM token to hand off and exchange later.
+    let mut b = Browser::new();
+    let crm = tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let crm_at = crm["access_token"].as_str().unwrap();
+    let (code_loc, verifier) = reports_code(&mut b, s).await;
+    let reports = tokens(&mut b, s, "reports-web", REPORTS_SECRET, "-", Some("acme")).await;
+    let (status, h) = handoff(s, crm_at, &[("resource", REPORTS)]).await;
+    assert_eq!(status, 200, "{h}");
+    // The operator makes Reports require a second factor.
+    reapply(s, &MFA_REPORTS).await;
+    let code = query_param(&code_loc, "code").unwrap();
+    let redeemed = post_basic(
+        s,
+        "/oauth2/token",
+        "reports-web",
+        REPORTS_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!((redeemed.0, redeemed.1["error"].as_str()), (400, Some("invalid_grant")), "code: {}", redeemed.1);
+    let refreshed = refresh(s, "reports-web", REPORTS_SECRET, reports["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (refreshed.0, refreshed.1["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "refresh: {}",
+        refreshed.1
+    );
+    let r = redeem_handoff(s, "reports-web", REPORTS_SECRET, h["handoff_code"].as_str().unwrap()).await;
+    assert_eq!((r.0, r.1["error"].as_str()), (400, Some("invalid_request")), "hand-off redemption: {}", r.1);
+    let r = handoff(s, crm_at, &[("resource", REPORTS)]).await;
+    assert_eq!((r.0, r.1["error"].as_str()), (400, Some("invalid_request")), "hand-off creation: {}", r.1);
+    let r = exchange_for(s, "crm-web", CRM_SECRET, crm_at, &[("resource", REPORTS)]).await;
+    assert_eq!((r.0, r.1["error"].as_str()), (400, Some("invalid_request")), "on-behalf exchange: {}", r.1);
+    let (step, _) = start(&mut b, s, "reports-web", &[("organization", "acme"), ("prompt", "none")], "-").await;
+    let Step::AtClient(loc) = step else { panic!() };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("interaction_required"), "authorize");
+    // CRM, without the requirement, still works on every path.
+    assert_eq!(refresh(s, "crm-web", CRM_SECRET, crm["refresh_token"].as_str().unwrap()).await.0, 200);
+}
+both_stores!(
+    mfa_policy_on_every_path,
+    &SUITE,
+    a_password_only_session_gets_no_token_for_an_mfa_product_on_any_path
+);
+
+async fn an_expired_product_session_gets_no_token_on_any_path(s: &TestServer) {
+    let mut b = Browser::new();
+    let crm = tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let crm_at = crm["access_token"].as_str().unwrap().to_owned();
+    let signed_in = decode_payload(&crm_at)["auth_time"].as_i64().unwrap();
+    let (code_loc, verifier) = reports_code(&mut b, s).await;
+    let h = handoff_at(s, &crm_at, signed_in).await.expect("a hand-off within the session");
+    // Reports wants a fresh sign-in 30 s after the last; 31 s later, every path says no.
+    let late = signed_in + 31;
+    let code = token_at(s, "reports-web", REPORTS_SECRET, code_request(&code_loc, &verifier), late).await;
+    assert_eq!(code.err().as_deref(), Some("invalid_grant"), "code redemption");
+    let redeemed = token_at(s, "reports-web", REPORTS_SECRET, handoff_redemption(&h), late).await;
+    assert_eq!(redeemed.err().as_deref(), Some("invalid_request"), "hand-off redemption");
+    assert_eq!(
+        handoff_at(s, &crm_at, late).await.err().as_deref(),
+        Some("invalid_request"),
+        "hand-off creation"
+    );
+    let exchanged = token_at(s, "crm-web", CRM_SECRET, on_behalf(&crm_at), late).await;
+    assert_eq!(exchanged.err().as_deref(), Some("invalid_request"), "on-behalf exchange");
+    // Within the 30 seconds the same requests go through.
+    let (code_loc, verifier) = reports_code(&mut b, s).await;
+    let early = signed_in + 5;
+    let t = token_at(s, "reports-web", REPORTS_SECRET, code_request(&code_loc, &verifier), early).await;
+    let rt = t.expect("within the session").refresh_token.unwrap();
+    assert_eq!(
+        token_at(s, "reports-web", REPORTS_SECRET, refresh_request(&rt), late).await.err().as_deref(),
+        Some("invalid_grant"),
+        "refresh"
+    );
+    assert!(token_at(s, "crm-web", CRM_SECRET, on_behalf(&crm_at), early).await.is_ok());
+}
+both_stores!(
+    product_session_on_every_path,
+    &SHORT_REPORTS,
+    an_expired_product_session_gets_no_token_on_any_path
+);
+
+async fn a_revoked_grant_gets_no_token_on_any_path(s: &TestServer) {
+    let mut b = Browser::new();
+    let crm = tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let crm_at = crm["access_token"].as_str().unwrap();
+    let (code_loc, verifier) = reports_code(&mut b, s).await;
+    let reports = tokens(&mut b, s, "reports-web", REPORTS_SECRET, "-", Some("acme")).await;
+    let (_, h) = handoff(s, crm_at, &[("resource", REPORTS)]).await;
+    let admin = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let (status, _, _) = api(
+        s,
+        "DELETE",
+        "/api/v1/grants?user=ada@example.test&product=reports&tenant=acme",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let code = query_param(&code_loc, "code").unwrap();
+    let r = post_basic(
+        s,
+        "/oauth2/token",
+        "reports-web",
+        REPORTS_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(r.1["error"], "invalid_grant", "code redemption");
+    assert_eq!(
+        refresh(s, "reports-web", REPORTS_SECRET, reports["refresh_token"].as_str().unwrap()).await.1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        redeem_handoff(s, "reports-web", REPORTS_SECRET, h["handoff_code"].as_str().unwrap()).await.1["error"],
+        "invalid_request"
+    );
+    assert_eq!(handoff(s, crm_at, &[("resource", REPORTS)]).await.1["error"], "invalid_request");
+    assert_eq!(
+        exchange_for(s, "crm-web", CRM_SECRET, crm_at, &[("resource", REPORTS)]).await.1["error"],
+        "invalid_request"
+    );
+    let (step, _) = start(&mut b, s, "reports-web", &[("organization", "acme"), ("prompt", "none")], "-").await;
+    let Step::AtClient(loc) = step else { panic!() };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"), "authorize");
+}
+both_stores!(revoked_grant_on_every_path, &SUITE, a_revoked_grant_gets_no_token_on_any_path);
+
+// ---- 4. Factor changes need a second factor --------------------------------------------------
+
+async fn a_password_only_session_cannot_add_an_authenticator_beside_a_passkey(s: &TestServer) {
+    let mut thief = Browser::new();
+    tokens(&mut thief, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let ada = user_id(s, "ada@example.test").await;
+    let key = portico_store::PasskeyRow {
+        id: "ada-key".into(),
+        user_id: ada.clone(),
+        name: "Ada's".into(),
+        credential: "{}".into(),
+        created_at: portico_testkit::now(),
+        last_used_at: None,
+    };
+    s.store().add_passkey(&key, &[]).await.unwrap();
+    let (_, _, account) = thief.get(&format!("{}/account", s.base)).await;
+    let csrf = hidden(&account, "csrf").unwrap();
+    let (status, _, page) = thief.post_form(&format!("{}/account/totp/start", s.base), &[("csrf", &csrf)]).await;
+    assert!(!page.contains("data:image/svg"), "a password-only session set up an authenticator ({status})");
+    assert_eq!(status, 403);
+    let (status, _, _) = thief
+        .post_form(&format!("{}/account/totp/confirm", s.base), &[("csrf", &csrf), ("code", "123456")])
+        .await;
+    assert_eq!(status, 403);
+    assert!(!portico_protocol::totp::enrolled(&s.running.provider, &ada).await.unwrap());
+    assert_eq!(s.store().passkeys_of(&ada).await.unwrap().len(), 1);
+}
+both_stores!(
+    factor_changes_need_a_factor,
+    &SUITE,
+    a_password_only_session_cannot_add_an_authenticator_beside_a_passkey
+);
+
+// ---- 10. Codes do not outlive logout -------------------------------------------------------
+
+async fn a_code_issued_before_sign_out_everywhere_is_refused(s: &TestServer) {
+    let mut b = Browser::new();
+    let (loc, verifier) = match start(&mut b, s, "crm-web", &[("organization", "acme")], "ada@example.test").await {
+        (Step::AtClient(l), v) => (l, v),
+        (Step::Page(p), _) => panic!("{p}"),
+    };
+    let ada = user_id(s, "ada@example.test").await;
+    portico_protocol::logout::end_all_sessions(&s.running.provider, &ada, ada.as_str(), "account", None, portico_testkit::now())
+        .await
+        .unwrap();
+    let code = query_param(&loc, "code").unwrap();
+    let (status, body) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        CRM_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+both_stores!(codes_die_with_their_session, &SUITE, a_code_issued_before_sign_out_everywhere_is_refused);
+
+// ---- 11. Public clients do not introspect -----------------------------------------------------
+
+async fn a_public_client_cannot_introspect(s: &TestServer) {
+    let t = tokens(&mut Browser::new(), s, "reports-web", REPORTS_SECRET, "ada@example.test", Some("acme")).await;
+    let http = openidconnect::reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/oauth2/introspect", s.base))
+        .form(&[("client_id", "reports-spa"), ("token", t["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    assert!(body.get("active").is_none());
+}
+both_stores!(public_clients_do_not_introspect, &SUITE, a_public_client_cannot_introspect);
+
+// ---- 12. An old ID token does not sign out the current session ------------------------------
+
+async fn an_id_token_of_another_session_asks_before_signing_out(s: &TestServer) {
+    let old = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let mut current = Browser::new();
+    tokens(&mut current, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let url = format!(
+        "{}/oauth2/logout?{}",
+        s.base,
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("id_token_hint", old["id_token"].as_str().unwrap())])
+            .finish()
+    );
+    let (status, _, page) = current.get(&url).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Sign out?"), "signed out without asking: {page}");
+    let (step, _) = start(&mut current, s, "crm-web", &[("organization", "acme"), ("prompt", "none")], "-").await;
+    assert!(matches!(step, Step::AtClient(ref l) if query_param(l, "code").is_some()), "still signed in");
+}
+both_stores!(old_id_token_hint_asks, &SUITE, an_id_token_of_another_session_asks_before_signing_out);
+
+// ---- 6. Metrics labels are bounded --------------------------------------------------------
+
+async fn made_up_methods_do_not_become_metric_labels(s: &TestServer) {
+    let http = openidconnect::reqwest::Client::new();
+    let method = format!("X{}", "Q".repeat(4000));
+    for path in ["/oauth2/token", "/nowhere/at/all"] {
+        let m = openidconnect::http::Method::from_bytes(method.as_bytes()).unwrap();
+        http.request(m, format!("{}{path}", s.base)).send().await.unwrap();
+    }
+    let metrics = http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("QQQQ"), "a made-up method became a label");
+    assert!(!metrics.contains("nowhere"), "a raw path became a label");
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+}
+both_stores!(metric_labels_are_bounded, &SUITE, made_up_methods_do_not_become_metric_labels);
+
+// ---- 13. The data directory is private ------------------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_store_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestServer::start(Backend::Sqlite, &SUITE).await.unwrap();
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.config.data_dir.clone()), 0o700);
+    assert_eq!(mode(s.config.data_dir.join("portico.db")), 0o600);
+    assert_eq!(mode(s.config.data_dir.join("kek")), 0o600);
+    s.stop().await;
+}
