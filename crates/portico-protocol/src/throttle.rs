@@ -3,8 +3,11 @@
 //! a known one and the answer reveals nothing) and per client IP. Past a number of free failures
 //! each next attempt must wait 1, 2, 4 … 60 seconds; past a higher number the key is locked for
 //! the lock duration. Failures older than the lock duration are forgotten; a successful sign-in
-//! forgets the account's. While a key is blocked, no password is even checked. Times here are in
-//! milliseconds (`now_ms`), so a one-second wait is one second, not "until the clock ticks".
+//! forgets the account's. While a key is blocked, no password is even checked. Each attempt is
+//! counted *before* its password is checked (a reservation, atomic in the store) and given back
+//! when it succeeds: fifty attempts sent at once verify no more passwords than fifty sent one after
+//! another would. Times here are in milliseconds (`now_ms`), so a one-second wait is one second,
+//! not "until the clock ticks".
 
 use crate::provider::Provider;
 use portico_store::{AuditEvent, StoreError};
@@ -67,65 +70,66 @@ fn ip_key(ip: &str) -> String {
 /// What the throttle says of a sign-in attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gate {
-    /// Seconds until it may be attempted; `None` when it may now.
+    /// Seconds until it may be attempted; `None` when it may now (and it was counted).
     pub wait: Option<i64>,
-    /// The account has failures counted (a success then forgets them).
-    account_counted: bool,
 }
 
-/// Whether a sign-in for `email` from `ip` may be attempted now. A refusal is audited (the account
-/// by the hash of what was typed, never the text: a password typed into the email field must not
-/// land in the log).
-pub async fn check(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<Gate, StoreError> {
-    let account = account_key(email);
-    let (until, account_counted) = p.store.throttle_state(&account, ip.map(ip_key).as_deref()).await?;
-    if until <= now_ms {
-        return Ok(Gate { wait: None, account_counted });
-    }
-    // Retry-After is whole seconds: round up, so an attempt at the time given is let through.
-    let wait = (until - now_ms + 999) / 1000;
-    p.writer.record(
-        AuditEvent::new(now_ms / 1000, "login.throttled", "anonymous")
-            .ip(ip.map(str::to_owned))
-            .data(serde_json::json!({"account": account, "retry_after": wait})),
-    );
-    Ok(Gate {
-        wait: Some(wait),
-        account_counted,
-    })
-}
-
-/// Counts a failed sign-in against the account and the IP; audits a key that starts to wait or
-/// is locked.
-pub async fn failed(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+/// Reserves a sign-in attempt for `email` from `ip`: counted now, against the account and the IP,
+/// unless either is blocked — then it waits, unchecked and uncounted. A refusal is audited (the
+/// account by the hash of what was typed, never the text: a password typed into the email field
+/// must not land in the log), and so is a key that starts to wait or is locked.
+pub async fn reserve(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<Gate, StoreError> {
     let l = p.settings.throttle;
-    let forget = now_ms - l.lock * 1000;
-    let mut keys = vec![(account_key(email), l.account_delay_after, l.account_lock_after, "account")];
-    if let Some(ip) = ip {
-        keys.push((ip_key(ip), l.ip_delay_after, l.ip_lock_after, "ip"));
+    let account = account_key(email);
+    let on_account = move |f| blocked_until(f, l.account_delay_after, l.account_lock_after, l.lock, now_ms);
+    let on_ip = move |f| blocked_until(f, l.ip_delay_after, l.ip_lock_after, l.lock, now_ms);
+    let ip_k = ip.map(ip_key);
+    let mut keys: Vec<(&str, &(dyn Fn(i64) -> i64 + Sync))> = vec![(&account, &on_account)];
+    if let Some(k) = &ip_k {
+        keys.push((k, &on_ip));
     }
-    for (key, delay_after, lock_after, kind) in keys {
-        let block = move |f| blocked_until(f, delay_after, lock_after, l.lock, now_ms);
-        let (failures, until) = p.store.throttle_failed(&key, now_ms, forget, &block).await?;
+    let reserved = p.store.throttle_reserve(&keys, now_ms, now_ms - l.lock * 1000).await?;
+    let counted = match reserved {
+        Ok(counted) => counted,
+        Err(until) => {
+            // Retry-After is whole seconds: round up, so an attempt at the time given is let through.
+            let wait = (until - now_ms + 999) / 1000;
+            p.writer.record(
+                AuditEvent::new(now_ms / 1000, "login.throttled", "anonymous")
+                    .ip(ip.map(str::to_owned))
+                    .data(serde_json::json!({"account": account, "retry_after": wait})),
+            );
+            return Ok(Gate { wait: Some(wait) });
+        }
+    };
+    let limits = [
+        ("account", l.account_delay_after, l.account_lock_after),
+        ("ip", l.ip_delay_after, l.ip_lock_after),
+    ];
+    for ((failures, until), (kind, delay_after, lock_after)) in counted.into_iter().zip(limits) {
         if until > now_ms && (failures == delay_after || failures == lock_after) {
             let what = if failures >= lock_after { "login.locked" } else { "login.delayed" };
             p.writer.record(
                 AuditEvent::new(now_ms / 1000, what, "anonymous")
                     .ip(ip.map(str::to_owned))
-                    .data(serde_json::json!({"key": kind, "account": account_key(email), "failures": failures, "until": until / 1000})),
+                    .data(serde_json::json!({"key": kind, "account": account, "failures": failures, "until": until / 1000})),
             );
         }
     }
-    Ok(())
+    Ok(Gate { wait: None })
 }
 
-/// A successful sign-in: the account's failures are forgotten (the IP's are not: one good
-/// password must not reset a spray from the same address). No write when there were none.
-pub async fn succeeded(p: &Provider, email: &str, gate: Gate) -> Result<(), StoreError> {
-    if !gate.account_counted {
-        return Ok(());
+/// A reserved attempt that succeeded: the account's failures are forgotten, and the IP gets this
+/// attempt back (not its earlier failures: one good password must not reset a spray from the
+/// same address).
+pub async fn succeeded(p: &Provider, email: &str, ip: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+    let l = p.settings.throttle;
+    p.store.throttle_clear(&account_key(email)).await?;
+    if let Some(ip) = ip {
+        let on_ip = move |f| blocked_until(f, l.ip_delay_after, l.ip_lock_after, l.lock, now_ms);
+        p.store.throttle_forgive(&ip_key(ip), &on_ip).await?;
     }
-    p.store.throttle_clear(&account_key(email)).await
+    Ok(())
 }
 
 #[cfg(test)]

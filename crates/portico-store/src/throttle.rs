@@ -1,35 +1,62 @@
 //! Counters of failed attempts for sign-in throttling, keyed by the caller's choice of string.
 
-use crate::{Result, Store, on_pool, on_read};
+use crate::{Result, Store, on_pool};
 
 impl Store {
-    /// In one read: the later `blocked_until` of `account` and `ip` (0 when neither is blocked or
-    /// known), and whether `account` has failures counted.
-    pub async fn throttle_state(&self, account: &str, ip: Option<&str>) -> Result<(i64, bool)> {
-        let rows: Vec<(String, i64)> = on_read!(self, pool => sqlx::query_as("SELECT key, blocked_until FROM throttle WHERE key = $1 OR key = $2")
-            .bind(account).bind(ip.unwrap_or(account)).fetch_all(pool).await)?;
-        let until = rows.iter().map(|r| r.1).max().unwrap_or(0);
-        Ok((until, rows.iter().any(|r| r.0 == account)))
-    }
-
-    /// Counts a failure for `key` (failures before `forget_before` are forgotten first) and sets
-    /// when the next attempt may come to `block(failures)`. Returns the count and that time.
-    pub async fn throttle_failed(&self, key: &str, now: i64, forget_before: i64, block: &(dyn Fn(i64) -> i64 + Sync)) -> Result<(i64, i64)> {
+    /// Reserves one attempt on every key at once, before the password is checked: in one
+    /// transaction, each key's attempt is counted (failures before `forget_before` forgotten
+    /// first) and its next `blocked_until` set to `block(failures)` — unless a key is blocked at
+    /// `now`, and then nothing is counted and the latest `blocked_until` is returned as `Err`.
+    /// Concurrent reservations of a key serialize on its row, so no more attempts pass than the
+    /// limits let through one at a time. Returns each key's count and next time.
+    pub async fn throttle_reserve(&self, keys: &[(&str, &(dyn Fn(i64) -> i64 + Sync))], now: i64, forget_before: i64) -> Result<Result<Vec<(i64, i64)>, i64>> {
         let out = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let (failures,): (i64,) = sqlx::query_as(
-                "INSERT INTO throttle (key, failures, last_failure) VALUES ($1, 1, $2)
-                 ON CONFLICT (key) DO UPDATE SET
-                   failures = CASE WHEN throttle.last_failure < $3 THEN 1 ELSE throttle.failures + 1 END,
-                   last_failure = excluded.last_failure
-                 RETURNING failures")
-                .bind(key).bind(now).bind(forget_before).fetch_one(&mut *tx).await?;
-            let until = block(failures);
-            sqlx::query("UPDATE throttle SET blocked_until = $2 WHERE key = $1").bind(key).bind(until).execute(&mut *tx).await?;
-            tx.commit().await?;
-            (failures, until)
+            let mut counted = Vec::with_capacity(keys.len());
+            let mut blocked = 0i64;
+            for (key, block) in keys {
+                // `blocked_until` is left as it was: RETURNING shows whether this key was blocked.
+                let (failures, was_until): (i64, i64) = sqlx::query_as(
+                    "INSERT INTO throttle (key, failures, last_failure) VALUES ($1, 1, $2)
+                     ON CONFLICT (key) DO UPDATE SET
+                       failures = CASE WHEN throttle.blocked_until > $2 THEN throttle.failures
+                                       WHEN throttle.last_failure < $3 THEN 1 ELSE throttle.failures + 1 END,
+                       last_failure = CASE WHEN throttle.blocked_until > $2 THEN throttle.last_failure ELSE excluded.last_failure END
+                     RETURNING failures, blocked_until")
+                    .bind(*key).bind(now).bind(forget_before).fetch_one(&mut *tx).await?;
+                if was_until > now {
+                    blocked = blocked.max(was_until);
+                }
+                counted.push((failures, block(failures)));
+            }
+            if blocked > 0 {
+                tx.rollback().await?;
+                Err(blocked)
+            } else {
+                for ((key, _), (_, until)) in keys.iter().zip(&counted) {
+                    sqlx::query("UPDATE throttle SET blocked_until = $2 WHERE key = $1").bind(*key).bind(*until).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(counted)
+            }
         });
         Ok(out)
+    }
+
+    /// Gives back one reserved attempt of `key` (it turned out to be a success): one failure
+    /// fewer, and the next attempt no later than `block(failures)` says.
+    pub async fn throttle_forgive(&self, key: &str, block: &(dyn Fn(i64) -> i64 + Sync)) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let left: Option<(i64,)> = sqlx::query_as("UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0 RETURNING failures")
+                .bind(key).fetch_optional(&mut *tx).await?;
+            if let Some((failures,)) = left {
+                sqlx::query("UPDATE throttle SET blocked_until = CASE WHEN blocked_until > $2 THEN $2 ELSE blocked_until END WHERE key = $1")
+                    .bind(key).bind(block(failures)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Forgets `key`'s failures (a successful sign-in).

@@ -78,6 +78,7 @@ async fn user_id(s: &TestServer, email: &str) -> portico_model::UserId {
 }
 
 async fn audited(s: &TestServer, kind: &str, actor: &str) -> usize {
+    s.running.provider.writer.flush().await;
     let records = s.store().audit_records(0, 100_000).await.unwrap();
     records.iter().filter(|r| r.event.kind == kind && r.event.actor == actor).count()
 }
@@ -597,3 +598,35 @@ async fn the_data_directory_and_store_are_readable_by_their_owner_only() {
     assert_eq!(mode(s.config.data_dir.join("kek")), 0o600);
     s.stop().await;
 }
+
+// ---- 5. The throttle holds under concurrency ---------------------------------------------
+
+async fn fifty_concurrent_guesses_verify_no_more_passwords_than_the_limit(s: &TestServer) {
+    let limits = s.running.provider.settings.throttle;
+    let guesses = (0..50).map(|i| async move {
+        let mut b = Browser::new();
+        let (_, _, page) = b.get(&format!("{}/login", s.base)).await;
+        let csrf = hidden(&page, "csrf").unwrap();
+        let guess = format!("guess number {i} of the password");
+        b.post_form(
+            &format!("{}/login", s.base),
+            &[("email", "ada@example.test"), ("password", &guess), ("csrf", &csrf)],
+        )
+        .await
+        .0
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    let verified = crate::backchannel::audited(s, "login.failed").await.len() as i64;
+    assert!(
+        verified <= limits.account_lock_after,
+        "{verified} passwords checked at once against a limit of {}",
+        limits.account_lock_after
+    );
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 50 - limits.account_lock_after as usize);
+}
+both_stores!(
+    throttle_holds_under_concurrency,
+    &SUITE,
+    fifty_concurrent_guesses_verify_no_more_passwords_than_the_limit
+);

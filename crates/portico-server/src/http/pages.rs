@@ -180,7 +180,8 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         login_response(status, &body)
     };
     // Too many failures for this email (known or not) or from this address: wait, unchecked.
-    let gate = match throttle::check(p, &f.email, ip.as_deref(), throttle::now_ms()).await {
+    // Otherwise the attempt is counted before the password is checked, and given back on success.
+    let gate = match throttle::reserve(p, &f.email, ip.as_deref(), throttle::now_ms()).await {
         Ok(gate) => gate,
         Err(e) => return unavailable(e),
     };
@@ -196,11 +197,9 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         Ok(u) => u,
         Err(e) => return unavailable(e),
     };
-    let outcome = match &user {
-        Some(_) => throttle::succeeded(p, &f.email, gate).await,
-        None => throttle::failed(p, &f.email, ip.as_deref(), throttle::now_ms()).await,
-    };
-    if let Err(e) = outcome {
+    if user.is_some()
+        && let Err(e) = throttle::succeeded(p, &f.email, ip.as_deref(), throttle::now_ms()).await
+    {
         return unavailable(e);
     }
     let Some(user) = user else {

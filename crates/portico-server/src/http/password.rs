@@ -292,7 +292,7 @@ pub async fn change_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         scripted_page(status, "Change your password", &change_page(&s, &csrf, &user, Some(message)))
     };
-    let gate = match throttle::check(p, &user.email, ip.as_deref(), throttle::now_ms()).await {
+    let gate = match throttle::reserve(p, &user.email, ip.as_deref(), throttle::now_ms()).await {
         Ok(g) => g,
         Err(_) => return unavailable(),
     };
@@ -302,14 +302,21 @@ pub async fn change_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
         return resp;
     }
     match reset::change(p, &session, &f.current_password, &f.new_password, ip.clone(), now()).await {
-        Ok(Ok(())) => html::secure(Redirect::to("/account?done=password").into_response(), None),
-        Ok(Err(PasswordRefusal::WrongCurrent)) => {
-            if throttle::failed(p, &user.email, ip.as_deref(), throttle::now_ms()).await.is_err() {
+        Ok(Ok(())) => {
+            if throttle::succeeded(p, &user.email, ip.as_deref(), throttle::now_ms()).await.is_err() {
                 return unavailable();
             }
-            again(StatusCode::BAD_REQUEST, "Your current password is not right.")
+            html::secure(Redirect::to("/account?done=password").into_response(), None)
         }
-        Ok(Err(PasswordRefusal::Weak(why))) => again(StatusCode::BAD_REQUEST, &why.to_string()),
+        // Counted already, when the attempt was reserved.
+        Ok(Err(PasswordRefusal::WrongCurrent)) => again(StatusCode::BAD_REQUEST, "Your current password is not right."),
+        // The current password was right (it is checked first): the attempt is given back.
+        Ok(Err(PasswordRefusal::Weak(why))) => {
+            if throttle::succeeded(p, &user.email, ip.as_deref(), throttle::now_ms()).await.is_err() {
+                return unavailable();
+            }
+            again(StatusCode::BAD_REQUEST, &why.to_string())
+        }
         Ok(Err(PasswordRefusal::LinkDead)) | Err(_) => unavailable(),
     }
 }
