@@ -199,6 +199,45 @@ fn origin_of(url: &str) -> Option<String> {
     o.is_tuple().then(|| o.ascii_serialization())
 }
 
+/// The longest value Portico keeps of each parameter it stores with a pending request (bytes);
+/// a longer one is `invalid_request`. Nothing from outside is stored without a bound.
+pub const MAX_PARAM: [(&str, usize); 14] = [
+    ("client_id", 128),
+    ("redirect_uri", 2048),
+    ("response_type", 32),
+    ("response_mode", 32),
+    ("scope", 512),
+    ("state", MAX_STATE),
+    ("nonce", 512),
+    ("code_challenge", 128),
+    ("prompt", 64),
+    ("max_age", 20),
+    ("login_hint", 320),
+    ("acr_values", 256),
+    ("resource", 2048),
+    ("organization", 128),
+];
+const MAX_STATE: usize = 1024;
+/// Any other parameter (ignored, never stored), and all of them together.
+pub const MAX_OTHER_PARAM: usize = 4096;
+pub const MAX_PARAMS_TOTAL: usize = 16 * 1024;
+pub const MAX_PARAMS: usize = 64;
+
+/// The parameter that breaks a length limit, if any.
+fn oversized(params: &[(String, String)]) -> Option<String> {
+    let total: usize = params.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if params.len() > MAX_PARAMS || total > MAX_PARAMS_TOTAL {
+        return Some("the request as a whole".into());
+    }
+    params
+        .iter()
+        .find(|(k, v)| {
+            let limit = MAX_PARAM.iter().find(|(n, _)| n == k).map_or(MAX_OTHER_PARAM, |(_, l)| *l);
+            k.len() > 64 || v.len() > limit
+        })
+        .map(|(k, _)| k.chars().take(64).collect())
+}
+
 /// Validates raw request parameters (query or form, in order, duplicates kept).
 pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<AuthRequest, AuthorizeError> {
     let count = |k: &str| params.iter().filter(|(n, _)| n == k).count();
@@ -206,6 +245,14 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
     // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."
     if count("client_id") > 1 || count("redirect_uri") > 1 {
         return Err(AuthorizeError::Page("The request names its client or redirect URI more than once."));
+    }
+    // Too large to trust its redirect URI either: an error page.
+    let big = oversized(params);
+    if big
+        .as_deref()
+        .is_some_and(|k| ["client_id", "redirect_uri", "the request as a whole"].contains(&k))
+    {
+        return Err(AuthorizeError::Page("The request is too large."));
     }
     let config = p.config();
     let Some(entry) = get("client_id").and_then(|id| config.client(&id).cloned()) else {
@@ -218,7 +265,8 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
     if client.registered_redirect(&redirect_uri).is_none() {
         return Err(AuthorizeError::Page("The redirect URI is not registered for this application."));
     }
-    let state = get("state");
+    // An oversized state is not echoed back (the request is refused for it below).
+    let state = get("state").filter(|v| v.len() <= MAX_STATE);
     let mode = match get("response_mode").as_deref() {
         None | Some("query") => ResponseMode::Query,
         Some("fragment") => ResponseMode::Fragment,
@@ -244,6 +292,9 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
     };
     let fail = |e: OAuthError| AuthorizeError::Redirect(Box::new(error_response(p, &redirect_uri, mode, web_origin.as_deref(), state.as_deref(), &e)), e);
 
+    if let Some(k) = big {
+        return Err(fail(oauth!(InvalidRequest, "a parameter is longer than Portico accepts").detail(k)));
+    }
     if let Some((dup, _)) = params.iter().find(|(k, _)| count(k) > 1 && k != "resource") {
         return Err(fail(oauth!(InvalidRequest, "a parameter is repeated").detail(dup.clone())));
     }

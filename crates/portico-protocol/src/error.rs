@@ -24,6 +24,8 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     InvalidToken,
     UnsupportedTokenType,
+    /// RFC 6749 §4.1.2.1: the server cannot handle the request now (a rate limit).
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -47,6 +49,7 @@ impl ErrorCode {
             RequestUriNotSupported => "request_uri_not_supported",
             InvalidToken => "invalid_token",
             UnsupportedTokenType => "unsupported_token_type",
+            TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 

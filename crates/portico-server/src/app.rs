@@ -29,6 +29,8 @@ pub struct AppState {
     pub mail_limits: Arc<crate::http::limits::AddressLimits>,
     /// Password meter readings, per client IP.
     pub strength_limits: Arc<crate::http::limits::AddressLimits>,
+    /// Unauthenticated writes (pending authorization requests, passkey ceremonies), per client IP.
+    pub pending_limits: Arc<crate::http::limits::AddressLimits>,
 }
 
 pub fn app(state: AppState) -> Router {

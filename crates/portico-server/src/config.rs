@@ -54,6 +54,9 @@ pub struct Config {
     /// Requests that send mail (reset, sign-up, verification) allowed per client IP per minute
     /// (0: no limit).
     pub mail_requests_per_minute: u32,
+    /// Writes that need no authentication (authorization requests kept while the user signs in,
+    /// passkey sign-in ceremonies) allowed per client IP per minute (0: no limit).
+    pub pending_requests_per_minute: u32,
     /// How long a password reset link works ("30m").
     pub reset_link_lifetime: String,
     /// How long a sign-up or email verification link works ("24h").
@@ -93,6 +96,7 @@ impl Default for Config {
             smtp_url: None,
             mail_from: None,
             mail_requests_per_minute: 10,
+            pending_requests_per_minute: 300,
             reset_link_lifetime: "30m".into(),
             verify_link_lifetime: "24h".into(),
         }

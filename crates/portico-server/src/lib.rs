@@ -109,6 +109,9 @@ impl Running {
     }
 }
 
+/// Seconds between sweeps of expired rows.
+const SWEEP_EVERY: u64 = 60;
+
 /// How long in-flight requests may take to finish after a stop over TLS.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -139,6 +142,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     };
     let mail_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.mail_requests_per_minute));
     let strength_limits = Arc::new(http::limits::AddressLimits::per_minute(http::password::STRENGTH_PER_MINUTE));
+    let pending_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
     let state = AppState {
         provider: provider.clone(),
         metrics: metrics_handle(),
@@ -148,6 +152,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         mailer,
         mail_limits: mail_limits.clone(),
         strength_limits: strength_limits.clone(),
+        pending_limits: pending_limits.clone(),
     };
     let router = app::app(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -159,6 +164,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     let metrics = metrics_handle();
     let mut reload_rx = rx.clone();
     tokio::spawn(async move {
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -167,6 +173,17 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
             metrics.run_upkeep();
             mail_limits.sweep();
             strength_limits.sweep();
+            pending_limits.sweep();
+            // Everything that expires is deleted once it has (every node does it; it is idempotent).
+            ticks += 1;
+            if ticks.is_multiple_of(SWEEP_EVERY) {
+                let lock_ms = reloader.settings.throttle.lock * 1000;
+                match reloader.store.sweep_expired(http::now(), portico_protocol::throttle::now_ms(), lock_ms).await {
+                    Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired rows swept"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
+                }
+            }
             if let Err(e) = reloader.reload_if_changed().await {
                 tracing::warn!(error = %e, "configuration reload failed");
             }

@@ -328,6 +328,29 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// Deletes what has expired: pending requests, ceremonies and links (`auth_requests`), codes
+    /// and hand-off codes a day after they expired (a replay within the day is still recognised),
+    /// revoked-token records once the token would have expired anyway, refresh tokens a day past
+    /// their expiry, and throttle counters that are neither blocking nor remembered (`now_ms`,
+    /// `forget_ms`: milliseconds). Returns how many rows went.
+    pub async fn sweep_expired(&self, now: i64, now_ms: i64, forget_ms: i64) -> Result<u64> {
+        let day_ago = now - 86_400;
+        let deleted = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut n = 0;
+            n += sqlx::query("DELETE FROM auth_requests WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?.rows_affected();
+            n += sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1").bind(day_ago).execute(&mut *tx).await?.rows_affected();
+            n += sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1").bind(day_ago).execute(&mut *tx).await?.rows_affected();
+            n += sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1").bind(now).execute(&mut *tx).await?.rows_affected();
+            n += sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(day_ago).execute(&mut *tx).await?.rows_affected();
+            n += sqlx::query("DELETE FROM throttle WHERE blocked_until <= $1 AND last_failure < $2")
+                .bind(now_ms).bind(now_ms - forget_ms).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n
+        });
+        Ok(deleted)
+    }
+
     /// Stores a validated authorization request while the user logs in or consents.
     pub async fn put_auth_request(&self, id: &str, data: &str, expires_at: i64) -> Result<()> {
         on_pool!(self, pool => sqlx::query("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)

@@ -65,6 +65,8 @@ fn authorize_url(s: &TestServer, client: &str, extra: &[(&str, &str)]) -> String
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
+    // A parameter in `extra` replaces the default of the same name.
+    query.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     query.extend_from_slice(extra);
     format!(
         "{}/oauth2/authorize?{}",
@@ -630,3 +632,81 @@ both_stores!(
     &SUITE,
     fifty_concurrent_guesses_verify_no_more_passwords_than_the_limit
 );
+
+// ---- 7. Nothing from outside is stored without a bound ------------------------------------
+
+async fn oversized_authorization_parameters_are_refused_and_not_kept(s: &TestServer) {
+    for (name, size) in [
+        ("state", 1025),
+        ("nonce", 513),
+        ("login_hint", 321),
+        ("acr_values", 257),
+        ("organization", 129),
+        ("x-custom", 4097),
+    ] {
+        let value = "a".repeat(size);
+        let mut b = Browser::new();
+        let (status, loc, body) = b.get(&authorize_url(s, "crm-web", &[(name, &value)])).await;
+        let loc = loc.unwrap_or_else(|| panic!("{name}: no redirect ({status}): {body}"));
+        assert!(loc.starts_with(CALLBACK), "{name}: {loc}");
+        assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"), "{name}");
+        assert!(query_param(&loc, "state").is_none_or(|v| v.len() <= 1024), "{name}: an oversized state echoed");
+        assert!(!b.cookies.keys().any(|k| k.contains("authz")) || !loc.contains("req="), "{name}");
+    }
+    // At the limit, the request is kept and the login page shows.
+    let mut b = Browser::new();
+    let (status, loc, _) = b.get(&authorize_url(s, "crm-web", &[("state", &"s".repeat(1024))])).await;
+    assert_eq!(status, 303);
+    assert!(loc.unwrap().starts_with("/login?req="));
+    // Too large to trust even the redirect URI: an error page, no redirect.
+    let (status, loc, _) = b.get(&authorize_url(s, "crm-web", &[("padding", &"p".repeat(17_000))])).await;
+    assert_eq!((status, loc), (400, None));
+}
+both_stores!(
+    oversized_parameters_refused,
+    &SUITE,
+    oversized_authorization_parameters_are_refused_and_not_kept
+);
+
+fn five_pending_a_minute(c: &mut portico_server::config::Config) {
+    c.pending_requests_per_minute = 5;
+}
+
+async fn one_address_cannot_fill_the_store_with_pending_requests(s: &TestServer) {
+    let mut kept = 0;
+    for _ in 0..8 {
+        let (_, loc, _) = Browser::new().get(&authorize_url(s, "crm-web", &[])).await;
+        let loc = loc.unwrap();
+        if loc.starts_with("/login?req=") {
+            kept += 1;
+        } else {
+            assert_eq!(query_param(&loc, "error").as_deref(), Some("temporarily_unavailable"), "{loc}");
+        }
+    }
+    assert_eq!(kept, 5);
+    // Passkey ceremonies count against the same allowance.
+    let mut b = Browser::new();
+    let (_, _, page) = b.get(&format!("{}/login", s.base)).await;
+    let csrf = hidden(&page, "csrf").unwrap();
+    let (status, _, _) = b.post_form(&format!("{}/login/passkey/options", s.base), &[("csrf", &csrf)]).await;
+    assert!(status == 429 || status == 404, "{status}");
+}
+both_stores_with!(
+    pending_requests_rate,
+    &SUITE,
+    five_pending_a_minute,
+    one_address_cannot_fill_the_store_with_pending_requests
+);
+
+async fn expired_rows_are_swept(s: &TestServer) {
+    let store = s.store();
+    let now = portico_testkit::now();
+    store.put_auth_request("gone", "{}", now - 1).await.unwrap();
+    store.put_auth_request("kept", "{}", now + 600).await.unwrap();
+    store.revoke_jti("old-jti", now - 1, &[]).await.unwrap();
+    let deleted = store.sweep_expired(now, now * 1000, 900_000).await.unwrap();
+    assert!(deleted >= 2, "{deleted}");
+    assert!(store.take_auth_request("gone", now - 100).await.unwrap().is_none(), "an expired request stays");
+    assert!(store.take_auth_request("kept", now).await.unwrap().is_some());
+}
+both_stores!(sweep_expired_rows, &SUITE, expired_rows_are_swept);

@@ -401,6 +401,16 @@ pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: 
             return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");
         }
     };
+    // Kept while the user signs in: a write anyone can cause, so bounded per address.
+    if let Some(wait) = client_ip(Some(addr)).and_then(|ip| s.pending_limits.check(&ip)) {
+        tracing::info!(retry_after = wait, "pending authorization requests over the per-address rate");
+        return respond(authorize::deny(
+            p,
+            &req,
+            portico_protocol::ErrorCode::TemporarilyUnavailable,
+            "too many sign-ins from this address: try again later",
+        ));
+    }
     if let Err(e) = save_request(s, &req).await {
         tracing::error!(error = %e, "cannot store the authorization request");
         return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");

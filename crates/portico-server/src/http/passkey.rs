@@ -72,9 +72,15 @@ pub struct CsrfForm {
 }
 
 /// `POST /login/passkey/options`: a passwordless ceremony.
-pub async fn login_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+pub async fn login_options(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return refused_csrf();
+    }
+    // A ceremony is a write anyone can cause: bounded per address.
+    if let Some(wait) = client_ip(Some(&addr)).and_then(|ip| s.pending_limits.check(&ip)) {
+        let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts from this address. Try again later.").into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return resp;
     }
     options(passkey::start_discovery(&s.provider, now()).await.map(Some))
 }
