@@ -64,7 +64,22 @@ fn account_key(email: &str) -> String {
 }
 
 fn ip_key(ip: &str) -> String {
-    format!("ip:{ip}")
+    format!("ip:{}", address_key(ip))
+}
+
+/// What an address-keyed limit counts for `ip`: an IPv4 address itself, an IPv6 address's /64
+/// (one subscriber's network: a host can pick any of its 2^64 addresses, so counting each alone
+/// would let it go around every limit).
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        _ => ip.to_owned(),
+    }
 }
 
 /// What the throttle says of a sign-in attempt.
@@ -141,6 +156,15 @@ mod tests {
         let waits: Vec<i64> = (1..=11).map(|f| blocked_until(f, 5, 10, 900, 0) / 1000).collect();
         assert_eq!(waits, [0, 0, 0, 0, 1, 2, 4, 8, 16, 900, 900]);
         assert_eq!(blocked_until(30, 5, 100, 900, 0), MAX_DELAY * 1000, "capped below the lock");
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_ipv4_alone() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), address_key("2001:db8:1:2:bbbb::2"));
+        assert_eq!(address_key("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+        assert_ne!(address_key("2001:db8:1:3::1"), address_key("2001:db8:1:2::1"));
+        assert_eq!(address_key("192.0.2.1"), "192.0.2.1");
+        assert_eq!(address_key("::ffff:192.0.2.1"), "192.0.2.1");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct AppState {
     pub strength_limits: Arc<crate::http::limits::AddressLimits>,
     /// Unauthenticated writes (pending authorization requests, passkey ceremonies), per client IP.
     pub pending_limits: Arc<crate::http::limits::AddressLimits>,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<crate::http::proxy::TrustedProxies>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -92,6 +94,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            crate::http::proxy::resolve_client,
+        ))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -57,6 +57,9 @@ pub struct Config {
     /// Writes that need no authentication (authorization requests kept while the user signs in,
     /// passkey sign-in ceremonies) allowed per client IP per minute (0: no limit).
     pub pending_requests_per_minute: u32,
+    /// Reverse proxies (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` are believed;
+    /// none by default, so the socket's peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// How long a password reset link works ("30m").
     pub reset_link_lifetime: String,
     /// How long a sign-up or email verification link works ("24h").
@@ -97,6 +100,7 @@ impl Default for Config {
             mail_from: None,
             mail_requests_per_minute: 10,
             pending_requests_per_minute: 300,
+            trusted_proxies: Vec::new(),
             reset_link_lifetime: "30m".into(),
             verify_link_lifetime: "24h".into(),
         }
@@ -153,6 +157,7 @@ impl Config {
         anyhow::ensure!(url.query().is_none() && url.fragment().is_none(), "issuer must not have a query or fragment");
         anyhow::ensure!(!self.issuer.ends_with('/'), "issuer must not end with '/': {}", self.issuer);
         anyhow::ensure!(self.tls_cert.is_none() == self.tls_key.is_none(), "tls_cert and tls_key go together");
+        crate::http::proxy::TrustedProxies::parse(&self.trusted_proxies).map_err(|e| anyhow::anyhow!(e))?;
         anyhow::ensure!(
             self.tenant_handle_period().is_some(),
             "tenant_handle_rotation: {:?} is not a duration between 1m and 1d (like \"30m\")",

@@ -153,6 +153,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         mail_limits: mail_limits.clone(),
         strength_limits: strength_limits.clone(),
         pending_limits: pending_limits.clone(),
+        trusted_proxies: Arc::new(http::proxy::TrustedProxies::parse(&cfg.trusted_proxies).map_err(|e| anyhow::anyhow!(e))?),
     };
     let router = app::app(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);

@@ -710,3 +710,79 @@ async fn expired_rows_are_swept(s: &TestServer) {
     assert!(store.take_auth_request("kept", now).await.unwrap().is_some());
 }
 both_stores!(sweep_expired_rows, &SUITE, expired_rows_are_swept);
+
+// ---- 9. The client's address behind a proxy ------------------------------------------------
+
+fn behind_a_proxy(c: &mut portico_server::config::Config) {
+    c.trusted_proxies = vec!["127.0.0.1".into()];
+    c.pending_requests_per_minute = 3;
+}
+
+/// Starts an authorization as a browser behind a proxy that says the client is `forwarded_for`:
+/// whether it was kept (the login page) rather than refused for the address's rate.
+async fn pending_from(s: &TestServer, forwarded_for: &str) -> bool {
+    let http = openidconnect::reqwest::Client::builder()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http
+        .get(authorize_url(s, "crm-web", &[]))
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap();
+    let loc = resp.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    loc.starts_with("/login?req=")
+}
+
+async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &TestServer) {
+    // The client typed its own header; the proxy appended the address it saw.
+    let spoofing = |n: u32| format!("10.9.9.{n}, 198.51.100.7");
+    let kept = [
+        pending_from(s, &spoofing(1)).await,
+        pending_from(s, &spoofing(2)).await,
+        pending_from(s, &spoofing(3)).await,
+    ];
+    assert_eq!(kept, [true; 3]);
+    assert!(!pending_from(s, &spoofing(4)).await, "a made-up left-most hop escaped the limit");
+    // Another client behind the same proxy has its own allowance.
+    assert!(pending_from(s, "198.51.100.8").await);
+    // IPv6: one /64 is one client, whichever of its addresses it uses.
+    for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+        assert!(pending_from(s, host).await, "{host}");
+    }
+    assert!(!pending_from(s, "2001:db8:1:2::4").await, "a new address in the same /64 escaped the limit");
+    assert!(pending_from(s, "2001:db8:1:3::1").await, "the next /64 is another client");
+    // Audit events name the client, not the proxy.
+    let http = openidconnect::reqwest::Client::new();
+    http.post(format!("{}/oauth2/token", s.base))
+        .header("x-forwarded-for", "203.0.113.5")
+        .basic_auth("crm-web", Some("wrong secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let refused = crate::backchannel::audited(s, "token.refused").await;
+    assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("203.0.113.5"));
+}
+both_stores_with!(
+    client_address_behind_a_proxy,
+    &SUITE,
+    behind_a_proxy,
+    limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64
+);
+
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored(s: &TestServer) {
+    let http = openidconnect::reqwest::Client::new();
+    http.post(format!("{}/oauth2/token", s.base))
+        .header("x-forwarded-for", "203.0.113.5")
+        .header("forwarded", "for=203.0.113.6")
+        .basic_auth("crm-web", Some("wrong secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let refused = crate::backchannel::audited(s, "token.refused").await;
+    assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("127.0.0.1"));
+}
+both_stores!(untrusted_forwarding_ignored, &SUITE, forwarding_headers_from_an_untrusted_peer_are_ignored);

@@ -57,7 +57,9 @@ impl AddressLimits {
 
     /// `None` when `ip` may go on; otherwise the whole seconds to wait.
     pub fn check(&self, ip: &str) -> Option<u64> {
-        let not_until = self.requests.as_ref()?.check_key(&ip.to_owned()).err()?;
+        let limiter = self.requests.as_ref()?;
+        // IPv6 per /64, as the sign-in throttle counts.
+        let not_until = limiter.check_key(&portico_protocol::throttle::address_key(ip)).err()?;
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
     }

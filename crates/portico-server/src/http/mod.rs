@@ -14,6 +14,7 @@ pub mod ops;
 pub mod pages;
 pub mod passkey;
 pub mod password;
+pub mod proxy;
 pub mod signup;
 
 use axum::http::HeaderMap;
@@ -26,7 +27,8 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// The caller's address as the socket saw it.
+/// The caller's address: the socket's peer, or the client behind a trusted proxy
+/// ([`proxy::resolve_client`] puts it in `ConnectInfo`).
 pub fn client_ip(connect: Option<&std::net::SocketAddr>) -> Option<String> {
     connect.map(|a| a.ip().to_string())
 }

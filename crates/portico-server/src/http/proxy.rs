@@ -1,0 +1,160 @@
+//! The client's address behind reverse proxies. Only proxies listed in `trusted_proxies` (CIDRs;
+//! none by default) are believed: when the connection comes from one, the client is the
+//! right-most hop of `Forwarded` (RFC 7239 §5.2 `for=`) — or, without it, of `X-Forwarded-For` —
+//! that is not itself a trusted proxy. Hops further left were written by whoever sent the
+//! request and prove nothing. A middleware puts the result where every handler already reads the
+//! peer address (`ConnectInfo`), so throttles, rate limits and audit events all see the client.
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The proxies whose forwarding headers are believed.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses; the error names the entry.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|e| {
+                let e = e.trim();
+                e.parse::<IpNet>()
+                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("trusted_proxies: {e:?} is not an address or a CIDR (like \"10.0.0.0/8\")"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = unmapped(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client behind `peer`, given the request's forwarding headers.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.0.is_empty() || !self.trusts(peer) {
+            return peer;
+        }
+        let hops = forwarded_hops(headers);
+        let mut client = peer;
+        // Right to left: every hop a trusted proxy vouches for, until one that is not trusted.
+        for hop in hops.iter().rev() {
+            match hop {
+                Some(ip) => {
+                    client = *ip;
+                    if !self.trusts(*ip) {
+                        break;
+                    }
+                }
+                // "unknown", an obfuscated name or garbage: the last address vouched for stands.
+                None => break,
+            }
+        }
+        client
+    }
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:192.0.2.1`) is the IPv4 address.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The hops a request passed, left (first) to right (last): `Forwarded`'s `for=` values when the
+/// header is present, else `X-Forwarded-For`'s. `None` for a hop that names no address.
+fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let joined = |name: &str| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let forwarded = joined("forwarded");
+    if !forwarded.trim().is_empty() {
+        return forwarded
+            .split(',')
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, v)| node_address(v.trim().trim_matches('"')))
+            })
+            .collect();
+    }
+    joined("x-forwarded-for").split(',').map(|h| node_address(h.trim())).collect()
+}
+
+/// The address of a node as RFC 7239 §6 writes it: `192.0.2.43`, `192.0.2.43:47011`,
+/// `[2001:db8::1]`, `[2001:db8::1]:4711`; X-Forwarded-For's bare `2001:db8::1` too.
+fn node_address(node: &str) -> Option<IpAddr> {
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok()).map(unmapped);
+    }
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(unmapped(ip));
+    }
+    node.parse::<SocketAddr>().ok().map(|s| unmapped(s.ip()))
+}
+
+/// Puts the client's address, as the trusted proxies tell it, in place of the peer's.
+pub async fn resolve_client(State(trusted): State<Arc<TrustedProxies>>, mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        let client = trusted.client(peer.ip(), req.headers());
+        if client != peer.ip() {
+            req.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_trusted_proxies_are_believed_and_the_rightmost_untrusted_hop_is_the_client() {
+        let none = TrustedProxies::default();
+        let xff = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        assert_eq!(none.client(ip("10.0.0.5"), &xff), ip("10.0.0.5"), "no proxies trusted: headers ignored");
+        let t = TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8:ffff::1".into()]).unwrap();
+        assert_eq!(t.client(ip("192.0.2.9"), &xff), ip("192.0.2.9"), "an untrusted peer's headers are ignored");
+        assert_eq!(t.client(ip("10.0.0.5"), &xff), ip("198.51.100.1"));
+        // The client wrote its own "X-Forwarded-For: 1.2.3.4": the proxy appended the real address.
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.1, 10.0.0.7")]);
+        assert_eq!(t.client(ip("10.0.0.5"), &spoofed), ip("198.51.100.1"));
+        // Several header lines are one list.
+        let lines = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "198.51.100.2")]);
+        assert_eq!(t.client(ip("10.0.0.5"), &lines), ip("198.51.100.2"));
+        // Forwarded wins over X-Forwarded-For, with ports, brackets and quotes.
+        let fwd = headers(&[
+            ("forwarded", "for=1.2.3.4, for=\"[2001:db8::17]:4711\";proto=https, for=10.1.1.1"),
+            ("x-forwarded-for", "198.51.100.3"),
+        ]);
+        assert_eq!(t.client(ip("10.0.0.5"), &fwd), ip("2001:db8::17"));
+        assert_eq!(t.client(ip("::ffff:10.0.0.5"), &fwd), ip("2001:db8::17"), "v4-mapped peer");
+        // A hop that names no address: the last one a trusted proxy vouched for.
+        let unknown = headers(&[("forwarded", "for=unknown, for=10.2.2.2")]);
+        assert_eq!(t.client(ip("10.0.0.5"), &unknown), ip("10.2.2.2"));
+        // Every hop trusted: the left-most.
+        let all = headers(&[("x-forwarded-for", "10.3.3.3, 10.4.4.4")]);
+        assert_eq!(t.client(ip("10.0.0.5"), &all), ip("10.3.3.3"));
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).unwrap_err().contains("10.0.0.0/33"));
+    }
+}
