@@ -25,8 +25,10 @@ impl Snapshot {
     /// Builds the snapshot; Portico's own `portico-admin` product (audience `<issuer>/api`) is
     /// always part of it.
     pub fn build(mut docs: ConfigDocs, issuer: &str) -> Self {
-        docs.products.retain(|p| p.slug.as_str() != portico_model::admin::SLUG);
-        docs.products.push(portico_model::admin::product(issuer));
+        // The built-in product is Portico's own: nothing stored may take its slug or its audience.
+        let admin = portico_model::admin::product(issuer);
+        docs.products.retain(|p| p.slug != admin.slug && p.audience != admin.audience);
+        docs.products.push(admin);
         let by_audience = docs.products.iter().map(|p| (p.audience.as_str().to_owned(), p.slug.clone())).collect();
         Self {
             version: docs.version,

@@ -59,7 +59,7 @@ pub struct Live {
 
 /// Whether a decoded access token is still good at the source (invariant 4): not revoked, and
 /// for a user its family not revoked, the user active and still holding the grant; for a client,
-/// the client still registered for the product and, when the token carries roles, the client's
+/// the client still registered for the product and the client's
 /// grant still active. A token whose roles are not all still granted is not live. A client's token
 /// is checked in one read: introspection's hot path.
 pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Live>, portico_store::StoreError> {
@@ -101,10 +101,8 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
     if !registered {
         return Ok(None);
     }
-    if c.roles.is_empty() {
-        return Ok(p.store.access_token_live(&c.jti, None).await?.then(|| held(&[])).flatten());
-    }
-    // Roles came from a grant to the client: revoking, expiring or narrowing it ends the token at once.
+    // A client's token came from a grant to the client: revoking, expiring or narrowing it ends
+    // the token at once.
     let granted = p
         .store
         .client_token_grant(&c.jti, &Grantee::Client(ClientId::new(&c.sub)), &product.slug, now)

@@ -235,6 +235,7 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
             let store = open_store(&cfg).await?;
             let known: HashSet<String> = store.list_users().await?.into_iter().map(|u| u.email.to_lowercase()).collect();
             let suite = Suite::parse(&file.display().to_string(), &text, &known)?;
+            suite.check_for_issuer(&cfg.issuer)?;
             let kek = load_kek(&cfg)?;
             let report = suite.apply(&store, &kek, "apply", now).await?;
             if report.is_empty() {

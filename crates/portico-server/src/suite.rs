@@ -121,6 +121,9 @@ impl std::error::Error for SuiteError {}
 /// A validated suite, ready to apply.
 pub struct Suite {
     products: Vec<Product>,
+    /// The line each product is defined on, for errors found once the issuer is known.
+    product_lines: Vec<(String, usize)>,
+    file: String,
     clients: Vec<(Client, Option<Secret>)>,
     tenants: Vec<(String, String, Vec<String>)>,
     users: Vec<(String, String, Option<Secret>)>,
@@ -164,7 +167,28 @@ fn resolve_secret(value: &str) -> Result<String, String> {
     }
 }
 
+/// Prefixes of the ids Portico makes (users, tenants, tenant handles, sessions, families, links).
+pub const RESERVED_ID_PREFIXES: [&str; 7] = ["usr_", "ten_", "th_", "sso_", "sid_", "fam_", "lgt_"];
+
 impl Suite {
+    /// Checks what needs the deployment's issuer: no product may take the audience of the built-in
+    /// `portico-admin` (`<issuer>/api`), or its tokens would be admin tokens.
+    pub fn check_for_issuer(&self, issuer: &str) -> Result<(), SuiteError> {
+        let admin = admin::product(issuer).audience;
+        match self.products.iter().zip(&self.product_lines).find(|(p, _)| p.audience == admin) {
+            None => Ok(()),
+            Some((p, (_, line))) => Err(SuiteError {
+                file: self.file.clone(),
+                line: *line,
+                message: format!(
+                    "product {:?}: field audience: {} is the audience of Portico's own admin API",
+                    p.slug.as_str(),
+                    admin.as_str()
+                ),
+            }),
+        }
+    }
+
     /// Parses and validates the whole file. `known_users` are emails already in the store.
     pub fn parse(file: &str, text: &str, known_users: &HashSet<String>) -> Result<Self, SuiteError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
@@ -265,6 +289,13 @@ impl Suite {
             let e = |m: String| err(span.clone(), format!("client {:?}: {m}", d.id));
             if d.id.is_empty() || d.id.contains(':') || d.id.contains(char::is_whitespace) {
                 return Err(e("field id: must be non-empty, without ':' or spaces".into()));
+            }
+            // A client's token names the client as its subject: an id shaped like a user's (or
+            // any other of Portico's ids) could pass for one.
+            if let Some(prefix) = RESERVED_ID_PREFIXES.iter().find(|p| d.id.starts_with(*p)) {
+                return Err(e(format!(
+                    "field id: {prefix:?} begins Portico's own ids (users, tenants, sessions); choose another id"
+                )));
             }
             if !seen.insert(d.id.clone()) {
                 return Err(e("field id: duplicate client".into()));
@@ -438,6 +469,8 @@ impl Suite {
             grants.push((grantee, target, d.product.clone(), d.tenant.clone(), d.roles.clone(), expires));
         }
         Ok(Self {
+            product_lines: doc.product.iter().map(|sp| (sp.get_ref().slug.clone(), line_of(sp.span().start))).collect(),
+            file: file.to_owned(),
             products,
             clients,
             tenants,

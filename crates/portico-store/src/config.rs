@@ -109,6 +109,14 @@ impl Store {
                     ConfigChange::RemoveTenant(id) => {
                         sqlx::query("UPDATE tenants SET status = 'removed', updated_at = $2 WHERE id = $1")
                             .bind(id).bind(now).execute(&mut *tx).await?;
+                        // A removed tenant takes its grants and every token family issued in it
+                        // along, in the same transaction: nothing of it stays usable.
+                        sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $2, revoked_by = 'tenant_removed'
+                                     WHERE tenant = $1 AND status = 'active'")
+                            .bind(id).bind(now).execute(&mut *tx).await?;
+                        sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'tenant_removed'
+                                     WHERE tenant = $1 AND revoked_at IS NULL")
+                            .bind(id).bind(now).execute(&mut *tx).await?;
                     }
                 }
             }

@@ -91,11 +91,9 @@ impl TestServer {
         let base = config.issuer.clone();
         let store = portico_server::open_store(&config).await.expect("open store");
         let kek = portico_server::load_kek(&config).expect("kek");
-        Suite::parse("test suite", suite, &HashSet::new())
-            .expect("valid suite")
-            .apply(&store, &kek, "test", now())
-            .await
-            .expect("apply");
+        let parsed = Suite::parse("test suite", suite, &HashSet::new()).expect("valid suite");
+        parsed.check_for_issuer(&config.issuer).expect("valid suite for this issuer");
+        parsed.apply(&store, &kek, "test", now()).await.expect("apply");
         let running = portico_server::start(&config, store, listener, None).await.expect("start");
         Some(Self {
             base,

@@ -36,6 +36,13 @@ product = "portico-admin"
 roles = ["grant-manager"]
 
 [[client]]
+id = "crm-bot"
+product = "crm"
+kind = "confidential"
+secret = "crm-bot-secret-0123456789abcdef0123456789"
+grant_types = ["client_credentials"]
+
+[[client]]
 id = "partner-web"
 name = "Partner Analytics"
 product = "crm"
@@ -786,3 +793,86 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored(s: &TestServer) {
     assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("127.0.0.1"));
 }
 both_stores!(untrusted_forwarding_ignored, &SUITE, forwarding_headers_from_an_untrusted_peer_are_ignored);
+
+// ---- Hardening: the suite file, tenants, clients ------------------------------------------
+
+async fn a_client_without_a_grant_gets_no_token(s: &TestServer) {
+    // crm-bot may use client_credentials but holds no grant on CRM.
+    let bot = "crm-bot-secret-0123456789abcdef0123456789";
+    let (status, body) = post_basic(s, "/oauth2/token", "crm-bot", bot, &[("grant_type", "client_credentials")]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // One whose grant is revoked loses its live tokens, roles or none.
+    let admin = admin_token(s, "ops-bot", OPS_SECRET).await;
+    let (_, before) = post_basic(s, "/oauth2/introspect", "reports-web", REPORTS_SECRET, &[("token", &admin)]).await;
+    assert_eq!(before["active"], false, "another product's token");
+    let (status, _, _) = api(s, "GET", "/api/v1/grants", Some(&admin), None).await;
+    assert_eq!(status, 200);
+    s.store()
+        .revoke_grant(
+            &portico_model::Grantee::Client(portico_model::ClientId::new("ops-bot")),
+            &portico_model::ProductSlug::new("portico-admin"),
+            &portico_model::GrantScope::NoTenant,
+            "test",
+            portico_testkit::now(),
+            &|_| false,
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, _, _) = api(s, "GET", "/api/v1/grants", Some(&admin), None).await;
+    assert_eq!(status, 401);
+}
+both_stores!(no_grant_no_client_token, &SUITE, a_client_without_a_grant_gets_no_token);
+
+#[test]
+fn the_suite_file_refuses_ids_and_audiences_that_are_portico_s_own() {
+    let parse = |text: &str| portico_server::suite::Suite::parse("suite.toml", text, &HashSet::new());
+    let product = "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://id.example.test/api\"\n";
+    let suite = parse(product).expect("parses without the issuer");
+    let e = suite.check_for_issuer("https://id.example.test").unwrap_err().to_string();
+    assert!(e.starts_with("suite.toml:1:") && e.contains("admin API"), "{e}");
+    assert!(suite.check_for_issuer("https://other.example.test").is_ok());
+    for id in ["usr_evil", "ten_x", "th_x", "sso_x", "sid_x", "fam_x"] {
+        let text = format!("{product}\n[[client]]\nid = \"{id}\"\nproduct = \"crm\"\nkind = \"public\"\nredirect_uris = [\"https://crm.example.test/cb\"]\n");
+        let e = parse(&text).err().unwrap_or_else(|| panic!("{id} accepted")).to_string();
+        assert!(e.starts_with("suite.toml:6:") && e.contains("field id"), "{id}: {e}");
+    }
+}
+
+async fn removing_a_tenant_revokes_its_grants_and_tokens_at_once(s: &TestServer) {
+    let t = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
+    s.store()
+        .apply_config(
+            &[portico_store::ConfigChange::RemoveTenant(acme.as_str().to_owned())],
+            &[],
+            portico_testkit::now(),
+        )
+        .await
+        .unwrap();
+    s.running.provider.reload().await.unwrap();
+    let (status, body) = refresh(s, "crm-web", CRM_SECRET, t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (_, i) = post_basic(
+        s,
+        "/oauth2/introspect",
+        "crm-web",
+        CRM_SECRET,
+        &[("token", t["access_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(i["active"], false);
+    let ada = user_id(s, "ada@example.test").await;
+    let grants = s
+        .store()
+        .grants_for(&portico_model::Grantee::User(ada), &portico_model::ProductSlug::new("crm"))
+        .await
+        .unwrap();
+    assert!(
+        grants
+            .iter()
+            .filter(|g| g.scope == portico_model::GrantScope::One(acme.clone()))
+            .all(|g| g.status != portico_model::GrantStatus::Active)
+    );
+}
+both_stores!(tenant_removal_revokes, &SUITE, removing_a_tenant_revokes_its_grants_and_tokens_at_once);

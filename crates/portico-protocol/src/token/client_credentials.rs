@@ -1,6 +1,7 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): service-to-service. The token's `sub` is the
 //! client; its audience is the client's product or one it may call (`resource`); its roles are
-//! those a grant gives the client for that product.
+//! those a grant gives the client for that product. A client without an active grant for the
+//! product gets no token at all (invariant 3).
 
 use super::{TokenRequest, TokenResponse};
 use crate::error::{OAuthError, oauth};
@@ -17,10 +18,12 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let config = p.config();
     let product = config.resolve_audience(client, req.resource.first().map(String::as_str))?;
     let grants = p.store.grants_for(&Grantee::Client(client.id.clone()), &product.slug).await?;
-    let grant = grants.iter().find(|g| g.is_active_at(now) && g.scope.covers(None));
-    let held: Vec<&str> = grant
-        .map(|g| g.roles.iter().filter_map(|r| product.roles.get(r)).flatten().map(String::as_str).collect())
-        .unwrap_or_default();
+    // Invariant 3 holds for clients too: no grant, no token (not even a token without roles).
+    let grant = grants
+        .iter()
+        .find(|g| g.is_active_at(now) && g.scope.covers(None))
+        .ok_or_else(|| oauth!(InvalidGrant, "the client has no active grant for this product"))?;
+    let held: Vec<&str> = grant.roles.iter().filter_map(|r| product.roles.get(r)).flatten().map(String::as_str).collect();
     // The scope is a list of the product's permissions the client holds; asking for more is refused.
     let scope: Vec<&str> = req.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
     if scope.iter().any(|s| !held.contains(s)) {
@@ -40,7 +43,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         amr: None,
         act: None,
     };
-    let claims = claims_for(&ctx, product, None, grant);
+    let claims = claims_for(&ctx, product, None, Some(grant));
     let access_token = p.keys().sign(client.signing_alg, "at+jwt", &claims, now)?;
     p.writer.record(
         AuditEvent::new(now, "token.issued", format!("client:{}", client.id))
