@@ -35,13 +35,21 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// Who called, and from where: the audit log's actor and address, and the `portico-admin` roles
-/// its grant gives it now (`None`: the command line on the server's machine, which may do all).
+/// Who called, and from where: the audit log's actor and address, and what it may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub actor: String,
     pub ip: Option<String>,
-    pub roles: Option<Vec<String>>,
+    pub authority: Authority,
+}
+
+/// What a caller may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authority {
+    /// The `portico` command line on the server's machine: whoever runs it holds the store.
+    Cli,
+    /// An admin API token: the `portico-admin` roles its live grant gives it now.
+    Roles(Vec<String>),
 }
 
 impl Caller {
@@ -50,14 +58,17 @@ impl Caller {
         Self {
             actor: "cli".into(),
             ip: None,
-            roles: None,
+            authority: Authority::Cli,
         }
     }
 
     /// Whether the caller holds `admin`: only such a caller hands out, changes or takes away a
     /// role of `portico-admin`, so no caller gives anyone (itself included) more than it holds.
     fn is_admin(&self) -> bool {
-        self.roles.as_ref().is_none_or(|r| r.iter().any(|x| x == "admin"))
+        match &self.authority {
+            Authority::Cli => true,
+            Authority::Roles(r) => r.iter().any(|x| x == "admin"),
+        }
     }
 
     fn event(&self, kind: &str, now: i64) -> AuditEvent {
@@ -85,7 +96,7 @@ pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'stat
     Ok(Caller {
         actor,
         ip,
-        roles: Some(live.roles),
+        authority: Authority::Roles(live.roles),
     })
 }
 

@@ -89,7 +89,9 @@ pub enum Step {
 }
 
 /// Where a stored request waits: the step, the SSO session it waits for (none at the login step),
-/// and the tenant resolved so far (for the consent page).
+/// and the tenant resolved so far (for the consent page). The consent and tenant forms answer only
+/// for that session ([`AuthRequest::waits_for`]); the second-factor step needs no such check: it
+/// adds a factor to the caller's own session, then the request is decided again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
     pub step: Step,
@@ -477,6 +479,7 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
         product: &product,
         tenant: tenant.as_ref().map(|t| &t.id),
         client: Some(&client),
+        // `session` is the browser's live SSO session: the caller looked it up by its cookie.
         session_live: true,
         auth: &auth,
         acr_mfa_requested,

@@ -53,6 +53,10 @@ pub struct HandoffData {
     pub auth: AuthInfo,
     /// The product session of the source token: B's session joins the same SSO session.
     pub source_sid: Option<String>,
+    /// The token family of the source token: when it is revoked (sign-out, a revoked grant),
+    /// the code is worth nothing either.
+    #[serde(default)]
+    pub source_family: Option<String>,
     pub context: Option<String>,
 }
 
@@ -98,6 +102,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         product: target,
         tenant: tenant.as_ref(),
         client: None,
+        // `own_user_token` checked the subject token live at the source (its family, its user).
         session_live: true,
         auth: &auth,
         acr_mfa_requested: false,
@@ -121,6 +126,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         scope: claims.scope.clone(),
         auth,
         source_sid: claims.sid.clone(),
+        source_family: crate::token::issue::family_of_jti(&claims.jti).map(str::to_owned),
         context: req.context,
     };
     let code = random::token();

@@ -29,8 +29,10 @@ pub struct AppState {
     pub mail_limits: Arc<crate::http::limits::AddressLimits>,
     /// Password meter readings, per client IP.
     pub strength_limits: Arc<crate::http::limits::AddressLimits>,
-    /// Unauthenticated writes (pending authorization requests, passkey ceremonies), per client IP.
+    /// Unauthenticated writes, per client IP: new pending authorization requests, and passkey
+    /// sign-in ceremonies (each its own allowance).
     pub pending_limits: Arc<crate::http::limits::AddressLimits>,
+    pub ceremony_limits: Arc<crate::http::limits::AddressLimits>,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Arc<crate::http::proxy::TrustedProxies>,
 }

@@ -60,6 +60,12 @@ pub struct Config {
     /// Reverse proxies (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` are believed;
     /// none by default, so the socket's peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write: `x-forwarded-for` (default) or `forwarded`.
+    pub forwarded_header: String,
+    /// How long a request's headers, and then its body, may take to arrive ("10s").
+    pub read_timeout: String,
+    /// Connections open at once; more wait to be accepted.
+    pub max_connections: usize,
     /// How long a password reset link works ("30m").
     pub reset_link_lifetime: String,
     /// How long a sign-up or email verification link works ("24h").
@@ -101,6 +107,9 @@ impl Default for Config {
             mail_requests_per_minute: 10,
             pending_requests_per_minute: 300,
             trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
+            read_timeout: "10s".into(),
+            max_connections: 4096,
             reset_link_lifetime: "30m".into(),
             verify_link_lifetime: "24h".into(),
         }
@@ -127,6 +136,13 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// `read_timeout` in seconds, when it is a duration between 1 s and 5 min.
+    pub fn read_timeout_secs(&self) -> Option<u64> {
+        crate::suite::parse_duration(&self.read_timeout)
+            .filter(|s| (1..=300).contains(s))
+            .map(|s| s as u64)
+    }
+
     /// Reads `file` (default `portico.toml` if it exists), then `PORTICO_*`, then `flags`.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -157,7 +173,13 @@ impl Config {
         anyhow::ensure!(url.query().is_none() && url.fragment().is_none(), "issuer must not have a query or fragment");
         anyhow::ensure!(!self.issuer.ends_with('/'), "issuer must not end with '/': {}", self.issuer);
         anyhow::ensure!(self.tls_cert.is_none() == self.tls_key.is_none(), "tls_cert and tls_key go together");
-        crate::http::proxy::TrustedProxies::parse(&self.trusted_proxies).map_err(|e| anyhow::anyhow!(e))?;
+        crate::http::proxy::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header).map_err(|e| anyhow::anyhow!(e))?;
+        anyhow::ensure!(
+            self.read_timeout_secs().is_some(),
+            "read_timeout: {:?} is not a duration between 1s and 5m (like \"10s\")",
+            self.read_timeout
+        );
+        anyhow::ensure!(self.max_connections >= 1, "max_connections must be at least 1");
         anyhow::ensure!(
             self.tenant_handle_period().is_some(),
             "tenant_handle_rotation: {:?} is not a duration between 1m and 1d (like \"30m\")",

@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod mail;
 pub mod mailsink;
+pub mod serve;
 pub mod suite;
 
 use app::AppState;
@@ -143,6 +144,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     let mail_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.mail_requests_per_minute));
     let strength_limits = Arc::new(http::limits::AddressLimits::per_minute(http::password::STRENGTH_PER_MINUTE));
     let pending_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
+    let ceremony_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
     let state = AppState {
         provider: provider.clone(),
         metrics: metrics_handle(),
@@ -153,9 +155,27 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         mail_limits: mail_limits.clone(),
         strength_limits: strength_limits.clone(),
         pending_limits: pending_limits.clone(),
-        trusted_proxies: Arc::new(http::proxy::TrustedProxies::parse(&cfg.trusted_proxies).map_err(|e| anyhow::anyhow!(e))?),
+        ceremony_limits: ceremony_limits.clone(),
+        trusted_proxies: Arc::new(http::proxy::TrustedProxies::parse(&cfg.trusted_proxies, &cfg.forwarded_header).map_err(|e| anyhow::anyhow!(e))?),
     };
-    let router = app::app(state);
+    let read_timeout = std::time::Duration::from_secs(cfg.read_timeout_secs().unwrap_or(10));
+    let limits = serve::ConnectionLimits {
+        header_read_timeout: read_timeout,
+        max_connections: cfg.max_connections,
+    };
+    let tls = cfg.tls_cert.is_some();
+    // Every body is small (forms, JSON of the admin API, a passkey's answer): 64 KiB at most, and
+    // it must arrive within the read timeout.
+    let mut router = app::app(state)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout));
+    if tls {
+        // Served over TLS by Portico itself: browsers should never try plain HTTP again.
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let addr = listener.local_addr()?;
     // Configuration changed by another node or the CLI reaches this one within a second. The same
@@ -175,6 +195,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
             mail_limits.sweep();
             strength_limits.sweep();
             pending_limits.sweep();
+            ceremony_limits.sweep();
             // Everything that expires is deleted once it has (every node does it; it is idempotent).
             ticks += 1;
             if ticks.is_multiple_of(SWEEP_EVERY) {
@@ -191,9 +212,9 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         }
     });
     let logout_worker = backchannel::spawn(provider.clone(), rx.clone());
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let task = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let tls = tls_config(cert, key).await?;
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
@@ -201,21 +222,16 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
                 let _ = rx.changed().await;
                 stopper.graceful_shutdown(Some(GRACE));
             });
-            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls).handle(handle);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).handshake_timeout(read_timeout);
+            let mut server = axum_server::from_tcp(listener.into_std()?).acceptor(acceptor).handle(handle);
+            serve::http_builder(server.http_builder(), limits);
             tokio::spawn(async move {
                 if let Err(e) = server.serve(service).await {
                     tracing::error!(error = %e, "server stopped");
                 }
             })
         }
-        _ => tokio::spawn(async move {
-            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "server stopped");
-            }
-        }),
+        _ => tokio::spawn(serve::serve_plain(listener, router, limits, rx, GRACE)),
     };
     Ok(Running {
         addr,

@@ -113,6 +113,9 @@ pub struct SsoSession {
     pub expires_at: i64,
 }
 
+/// The most rows of one table a sweep deletes at a time.
+pub const SWEEP_BATCH: i64 = 1000;
+
 impl Store {
     pub async fn create_sso_session(&self, s: &NewSsoSession, now: i64, audit: &[AuditEvent]) -> Result<()> {
         on_pool!(self, pool => {
@@ -332,22 +335,41 @@ impl Store {
     /// and hand-off codes a day after they expired (a replay within the day is still recognised),
     /// revoked-token records once the token would have expired anyway, refresh tokens a day past
     /// their expiry, and throttle counters that are neither blocking nor remembered (`now_ms`,
-    /// `forget_ms`: milliseconds). Returns how many rows went.
+    /// `forget_ms`: milliseconds). At most [`SWEEP_BATCH`] rows of a table at a time, each table
+    /// in its own short statement on an index, so a backlog never holds the writer for long.
+    /// Returns how many rows went.
     pub async fn sweep_expired(&self, now: i64, now_ms: i64, forget_ms: i64) -> Result<u64> {
         let day_ago = now - 86_400;
-        let deleted = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut n = 0;
-            n += sqlx::query("DELETE FROM auth_requests WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?.rows_affected();
-            n += sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1").bind(day_ago).execute(&mut *tx).await?.rows_affected();
-            n += sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1").bind(day_ago).execute(&mut *tx).await?.rows_affected();
-            n += sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1").bind(now).execute(&mut *tx).await?.rows_affected();
-            n += sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(day_ago).execute(&mut *tx).await?.rows_affected();
-            n += sqlx::query("DELETE FROM throttle WHERE blocked_until <= $1 AND last_failure < $2")
-                .bind(now_ms).bind(now_ms - forget_ms).execute(&mut *tx).await?.rows_affected();
-            tx.commit().await?;
-            n
-        });
+        // (statement, the time it compares with): each deletes one batch of one table.
+        let statements: [(&str, i64); 5] = [
+            (
+                "DELETE FROM auth_requests WHERE id IN (SELECT id FROM auth_requests WHERE expires_at <= $1 LIMIT $2)",
+                now,
+            ),
+            (
+                "DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes WHERE expires_at < $1 LIMIT $2)",
+                day_ago,
+            ),
+            (
+                "DELETE FROM handoff_codes WHERE hash IN (SELECT hash FROM handoff_codes WHERE expires_at < $1 LIMIT $2)",
+                day_ago,
+            ),
+            (
+                "DELETE FROM revoked_tokens WHERE jti IN (SELECT jti FROM revoked_tokens WHERE expires_at < $1 LIMIT $2)",
+                now,
+            ),
+            (
+                "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
+                day_ago,
+            ),
+        ];
+        let mut deleted = 0;
+        for (sql, at) in statements {
+            deleted += on_pool!(self, pool => sqlx::query(sql).bind(at).bind(SWEEP_BATCH).execute(pool).await.map(|r| r.rows_affected()))?;
+        }
+        deleted += on_pool!(self, pool => sqlx::query(
+            "DELETE FROM throttle WHERE key IN (SELECT key FROM throttle WHERE last_failure < $1 AND blocked_until <= $2 LIMIT $3)")
+            .bind(now_ms - forget_ms).bind(now_ms).bind(SWEEP_BATCH).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(deleted)
     }
 
@@ -386,13 +408,26 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
-    /// Records consent to `client_id` for `product` (replacing an earlier one's scope).
+    /// Records consent to `client_id` for `product`: the scope consented to before and `scope`
+    /// together (a consent to more never takes back what was consented to already, nor the
+    /// refresh tokens issued under it).
     pub async fn put_consent(&self, user_id: &UserId, client_id: &str, product: &str, scope: &str, now: i64, audit: &[AuditEvent]) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // Taken in the transaction's first write, so two consents at once cannot lose a scope.
+            let before: Option<(String,)> = sqlx::query_as(
+                "UPDATE consents SET granted_at = $4 WHERE user_id = $1 AND client_id = $2 AND product = $3 RETURNING scope")
+                .bind(user_id.as_str()).bind(client_id).bind(product).bind(now).fetch_optional(&mut *tx).await?;
+            let mut all: Vec<&str> = before.as_ref().map(|(s,)| s.split(' ').collect()).unwrap_or_default();
+            for s in scope.split(' ') {
+                if !s.is_empty() && !all.contains(&s) {
+                    all.push(s);
+                }
+            }
+            all.retain(|s| !s.is_empty());
             sqlx::query("INSERT INTO consents (user_id, client_id, product, scope, granted_at) VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (user_id, client_id, product) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at")
-                .bind(user_id.as_str()).bind(client_id).bind(product).bind(scope).bind(now).execute(&mut *tx).await?;
+                .bind(user_id.as_str()).bind(client_id).bind(product).bind(all.join(" ")).bind(now).execute(&mut *tx).await?;
             append_in!(&mut tx, audit);
             tx.commit().await?;
         });

@@ -253,9 +253,9 @@ async fn revoking_a_client_grant_ends_its_tokens_at_once(s: &TestServer) {
         (401, "application/problem+json"),
         "the viewer's token died with its grant"
     );
-    // A new token for the client carries no roles, so no permission.
-    let fresh = admin_token(s, "audit-bot", AUDIT_SECRET).await;
-    assert_eq!(api(s, "GET", "/api/v1/grants", Some(&fresh), None).await.0, 403);
+    // No grant, no token: the client gets none at all now.
+    let (status, t) = post_basic(s, "/oauth2/token", "audit-bot", AUDIT_SECRET, &[("grant_type", "client_credentials")]).await;
+    assert_eq!((status, t["error"].as_str()), (400, Some("invalid_grant")), "{t}");
 }
 both_stores!(
     revoking_a_client_grant_ends_its_tokens_at_once_,

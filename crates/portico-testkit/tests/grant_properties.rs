@@ -79,8 +79,7 @@ async fn run_case(s: &TestServer, ops: &[Op]) {
     let config = s.running.provider.config();
     let by = Caller {
         actor: "test".into(),
-        ip: None,
-        roles: None,
+        ..Caller::cli()
     };
     let now = portico_testkit::now();
     // Start every case from the same state: Ada active, holding CRM editor in Acme only.

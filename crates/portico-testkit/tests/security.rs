@@ -743,6 +743,19 @@ async fn pending_from(s: &TestServer, forwarded_for: &str) -> bool {
 }
 
 async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &TestServer) {
+    // A Forwarded header the client wrote, passed through by a proxy that writes X-Forwarded-For:
+    // not believed.
+    let http = openidconnect::reqwest::Client::new();
+    http.post(format!("{}/oauth2/token", s.base))
+        .header("forwarded", "for=192.0.2.99")
+        .header("x-forwarded-for", "203.0.113.77")
+        .basic_auth("crm-web", Some("wrong secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let refused = crate::backchannel::audited(s, "token.refused").await;
+    assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("203.0.113.77"));
     // The client typed its own header; the proxy appended the address it saw.
     let spoofing = |n: u32| format!("10.9.9.{n}, 198.51.100.7");
     let kept = [
@@ -761,7 +774,6 @@ async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &Test
     assert!(!pending_from(s, "2001:db8:1:2::4").await, "a new address in the same /64 escaped the limit");
     assert!(pending_from(s, "2001:db8:1:3::1").await, "the next /64 is another client");
     // Audit events name the client, not the proxy.
-    let http = openidconnect::reqwest::Client::new();
     http.post(format!("{}/oauth2/token", s.base))
         .header("x-forwarded-for", "203.0.113.5")
         .basic_auth("crm-web", Some("wrong secret"))
@@ -876,3 +888,152 @@ async fn removing_a_tenant_revokes_its_grants_and_tokens_at_once(s: &TestServer)
     );
 }
 both_stores!(tenant_removal_revokes, &SUITE, removing_a_tenant_revokes_its_grants_and_tokens_at_once);
+
+// ---- Hardening: slow clients and HSTS -----------------------------------------------------
+
+fn impatient(c: &mut portico_server::config::Config) {
+    c.read_timeout = "1s".into();
+    c.max_connections = 2;
+}
+
+async fn a_client_that_never_finishes_its_headers_is_cut_off_and_holds_no_slot(s: &TestServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.running.addr;
+    // Two connections that start a request and never finish its headers: every slot taken.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+        slow.push(c);
+    }
+    // A third client waits while they hold the slots ...
+    let http = openidconnect::reqwest::Client::new();
+    let quick = http
+        .get(format!("{}/healthz", s.base))
+        .timeout(std::time::Duration::from_millis(400))
+        .send()
+        .await;
+    assert!(quick.is_err(), "a third connection was served beside two held ones");
+    // ... until the header timeout closes them: the server hangs up on each.
+    for mut c in slow {
+        let mut buf = [0u8; 512];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut buf)).await;
+        let n = read.expect("the server never closed a connection that sent no complete headers").unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let served = http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+}
+both_stores_with!(
+    slow_clients_cut_off,
+    &SUITE,
+    impatient,
+    a_client_that_never_finishes_its_headers_is_cut_off_and_holds_no_slot
+);
+
+// ---- From the adversarial review ---------------------------------------------------------
+
+async fn a_consent_to_more_keeps_what_was_consented_before(s: &TestServer) {
+    let mut b = Browser::new();
+    let allow = |page: String| {
+        [
+            ("csrf", hidden(&page, "csrf").unwrap()),
+            ("req", hidden(&page, "req").unwrap()),
+            ("decision", "allow".to_owned()),
+        ]
+    };
+    let (step, verifier) = start(&mut b, s, "partner-web", &[("organization", "acme")], "ada@example.test").await;
+    let Step::Page(page) = step else { panic!() };
+    let form = allow(page);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, loc, _) = b.post_form(&format!("{}/consent", s.base), &form).await;
+    let first = redeem(s, "partner-web", PARTNER_SECRET, &loc.unwrap(), &verifier).await;
+    // The client asks for more: the page, and Allow.
+    let (_, loc, page) = b
+        .follow(&s.base, authorize_url(s, "partner-web", &[("organization", "acme"), ("scope", "openid email")]))
+        .await;
+    assert!(loc.is_none(), "a wider scope without consent: {loc:?}");
+    let form = allow(page);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post_form(&format!("{}/consent", s.base), &form).await;
+    // The first consent's refresh token lives on.
+    let (status, body) = refresh(s, "partner-web", PARTNER_SECRET, first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+}
+both_stores!(consent_accumulates, &SUITE, a_consent_to_more_keeps_what_was_consented_before);
+
+async fn two_answers_to_one_consent_page_make_one_code(s: &TestServer) {
+    let mut b = Browser::new();
+    let (step, _) = start(&mut b, s, "partner-web", &[("organization", "acme")], "ada@example.test").await;
+    let Step::Page(page) = step else { panic!() };
+    let form = [
+        ("csrf", hidden(&page, "csrf").unwrap()),
+        ("req", hidden(&page, "req").unwrap()),
+        ("decision", "allow".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cookie = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let http = openidconnect::reqwest::Client::builder()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answers = (0..2).map(|_| {
+        let req = http.post(format!("{}/consent", s.base)).header("cookie", &cookie).form(&form);
+        async move {
+            let resp = req.send().await.unwrap();
+            resp.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| query_param(l, "code"))
+        }
+    });
+    let codes: Vec<_> = futures_util::future::join_all(answers).await.into_iter().flatten().collect();
+    assert_eq!(codes.len(), 1, "{codes:?}");
+}
+both_stores!(consent_answered_once, &SUITE, two_answers_to_one_consent_page_make_one_code);
+
+async fn a_link_to_a_restarted_request_opened_later_elsewhere_starts_over(s: &TestServer) {
+    let mut a = Browser::new();
+    let (_, loc, _) = a.get(&authorize_url(s, "crm-web", &[])).await;
+    let first = loc.unwrap();
+    // Opened in a second browser: restarted there.
+    let mut b = Browser::new();
+    let (_, loc, _) = b.get(&format!("{}{first}", s.base)).await;
+    let restarted = loc.unwrap();
+    assert!(restarted.starts_with("/login?req=") && restarted != first, "{restarted}");
+    // A third browser, with cookies, opening the restarted link: not taken for a cookie-less one.
+    let mut c = Browser::new();
+    c.get(&format!("{}/login", s.base)).await;
+    let (status, _, page) = c.follow(&s.base, format!("{}{restarted}", s.base)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"password\""), "{page}");
+    // A browser that keeps no cookies is told so instead of being sent round and round.
+    let cookieless = openidconnect::reqwest::Client::builder()
+        .redirect(openidconnect::reqwest::redirect::Policy::limited(5))
+        .build()
+        .unwrap();
+    let resp = cookieless.get(authorize_url(s, "crm-web", &[])).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("needs cookies"), "{text}");
+}
+both_stores!(
+    restart_once_per_browser,
+    &SUITE,
+    a_link_to_a_restarted_request_opened_later_elsewhere_starts_over
+);
+
+async fn an_oversized_body_is_refused_unread(s: &TestServer) {
+    let http = openidconnect::reqwest::Client::new();
+    let body = format!("grant_type=client_credentials&padding={}", "p".repeat(100 * 1024));
+    let resp = http
+        .post(format!("{}/oauth2/token", s.base))
+        .basic_auth("reports-web", Some(REPORTS_SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
+both_stores!(oversized_bodies_refused, &SUITE, an_oversized_body_is_refused_unread);

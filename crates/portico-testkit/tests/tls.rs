@@ -27,15 +27,15 @@ async fn serves_https_and_sets_host_prefixed_secure_cookies() {
         .build()
         .expect("client");
 
-    // Discovery answers over TLS and names the https issuer.
-    let text = http
+    // Discovery answers over TLS and names the https issuer; HSTS tells browsers to stay on TLS.
+    let resp = http
         .get(format!("{}/.well-known/openid-configuration", s.base))
         .send()
         .await
-        .expect("https GET")
-        .text()
-        .await
-        .expect("body");
+        .expect("https GET");
+    let hsts = resp.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000"));
+    let text = resp.text().await.expect("body");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(doc["issuer"], s.base.as_str());
     assert!(doc["token_endpoint"].as_str().expect("token endpoint").starts_with("https://localhost:"));

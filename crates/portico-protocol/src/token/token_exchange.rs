@@ -86,6 +86,14 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         None => None,
         Some(source) => Some(p.store.sso_of_live_sid(source).await?),
     };
+    // The source token's family too: signing out or a revoked grant ends what came from it.
+    let family_live = match &data.source_family {
+        None => true,
+        Some(f) => p.store.family(f).await?.is_some_and(|f| f.revoked_at.is_none()),
+    };
+    // The scope B's tokens will carry (RFC 8693 §2.1: narrowed, never widened) is what consent
+    // must cover.
+    let scope = narrow_scope(&data.scope, req.scope.as_deref())?;
     // The gate again, for the redeeming client: the grant may have been revoked since the code was
     // made, the product's policy tightened, its session lifetime passed.
     let mint = gate::Mint {
@@ -93,10 +101,10 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         product,
         tenant: data.tenant.as_ref(),
         client: Some(client),
-        session_live: !matches!(sso, Some(None)),
+        session_live: !matches!(sso, Some(None)) && family_live,
         auth: &data.auth,
         acr_mfa_requested: false,
-        scope: &data.scope,
+        scope: &scope,
     };
     let (user, grant) = match gate::admit(p, &mint, now).await? {
         Ok(admitted) => admitted,
@@ -122,7 +130,6 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
             Some(sid)
         }
     };
-    let scope = narrow_scope(&data.scope, req.scope.as_deref())?;
     let family = Family {
         id: random::id("fam_"),
         subject: user.id.as_str().to_owned(),
@@ -207,6 +214,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         product: target,
         tenant: tenant.as_ref(),
         client: Some(client),
+        // `own_user_token` checked the subject token live at the source (its family, its user).
         session_live: true,
         auth: &auth,
         acr_mfa_requested: false,

@@ -26,7 +26,16 @@ pub fn binding(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderV
         Some(v) if v.len() >= 32 && v.len() <= 64 => (v.to_owned(), None),
         _ => {
             let t = portico_protocol::random::token();
-            let cookie = set(state, binding_name(state), &t, None);
+            // SameSite=None where cookies are Secure: a client that POSTs its authorization
+            // request from its own site must not make the browser mint a new binding (and lose
+            // the requests of its other tabs). It authenticates nothing; forms still carry the
+            // CSRF token, whose cookie stays Lax.
+            let cookie = if state.secure_cookies {
+                let value = format!("{}={t}; Path=/; HttpOnly; SameSite=None; Secure", binding_name(state));
+                HeaderValue::from_str(&value).expect("cookie is ascii")
+            } else {
+                set(state, binding_name(state), &t, None)
+            };
             (t, Some(cookie))
         }
     }

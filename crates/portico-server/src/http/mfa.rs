@@ -5,7 +5,7 @@
 use super::api::Problem;
 use super::html::{self, esc};
 use super::oauth::{request_form, request_page};
-use super::pages::{bad_form, current_user, expired, request_of, signed_in, with_cookie};
+use super::pages::{bad_form, current_user, expired, request_for_form, signed_in, with_cookie};
 use super::passkey;
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
@@ -254,7 +254,7 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         Ok(None) => return expired(),
         Err(_) => return unavailable(),
     }
-    let req = match request_of(&s, &headers, pending.req.as_deref()).await {
+    let req = match request_for_form(&s, &headers, pending.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };

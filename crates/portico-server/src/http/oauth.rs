@@ -329,18 +329,25 @@ pub async fn stored_request(s: &AppState, id: &str) -> Option<AuthRequest> {
     serde_json::from_str(&data).ok()
 }
 
+/// Seconds within which a restarted request coming back without a binding cookie means a browser
+/// that keeps none (each restart would redirect it to another restart).
+const RESTART_LOOP: i64 = 10;
+
 /// The request a page (GET) shows. One started in another browser starts over here, as if this
 /// browser had just sent it to `/oauth2/authorize`: nothing anyone did for it elsewhere carries.
 pub async fn request_page(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, id: &str) -> Result<AuthRequest, Response> {
     match load_request(s, headers, id).await {
         Loaded::Found(req) => Ok(req),
         Loaded::Gone => Err(super::pages::expired()),
-        // Restarted once already and still not this browser's: it keeps no cookies. Say so
-        // rather than restart it again and again.
-        Loaded::OtherBrowser(req) if req.restarted => Err(html::error_page(
-            StatusCode::BAD_REQUEST,
-            "Signing in needs cookies. Allow cookies for this site, then go back to the application and start again.",
-        )),
+        // Restarted moments ago and back without any cookie: this browser keeps none. Say
+        // so rather than restart it again and again. (A link to a restarted request opened later
+        // in yet another browser starts over as usual.)
+        Loaded::OtherBrowser(req) if req.restarted && !headers.contains_key(axum::http::header::COOKIE) && now() - req.created_at < RESTART_LOOP => {
+            Err(html::error_page(
+                StatusCode::BAD_REQUEST,
+                "Signing in needs cookies. Allow cookies for this site, then go back to the application and start again.",
+            ))
+        }
         Loaded::OtherBrowser(req) => {
             let (value, set) = cookies::binding(s, headers);
             let fresh = req.restarted(portico_protocol::random::hash(&value), now());
@@ -382,6 +389,9 @@ pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: 
         None => None,
     };
     let id = req.id.clone();
+    // A request not yet stored (just validated, or restarted): saving it is a new row anyone can
+    // cause. Later saves of the same request (after each step) are not counted again.
+    let first_save = req.waiting.is_none();
     let from = authorize::Origin {
         ip: client_ip(Some(addr)),
         user_agent: super::user_agent(headers),
@@ -402,7 +412,7 @@ pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: 
         }
     };
     // Kept while the user signs in: a write anyone can cause, so bounded per address.
-    if let Some(wait) = client_ip(Some(addr)).and_then(|ip| s.pending_limits.check(&ip)) {
+    if let Some(wait) = client_ip(Some(addr)).filter(|_| first_save).and_then(|ip| s.pending_limits.check(&ip)) {
         tracing::info!(retry_after = wait, "pending authorization requests over the per-address rate");
         return respond(authorize::deny(
             p,

@@ -32,15 +32,15 @@ pub fn local_next(next: Option<&str>) -> Option<&'static str> {
 
 /// The authorization request a form carries, if it names one; the "expired" page when it names
 /// one that is gone, a refusal when another browser started it.
-pub async fn request_of(s: &AppState, headers: &HeaderMap, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
+pub async fn request_for_form(s: &AppState, headers: &HeaderMap, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
     match id {
         Some(id) => request_form(s, headers, id).await.map(Some),
         None => Ok(None),
     }
 }
 
-/// As [`request_of`], for a page: a request another browser started starts over in this one.
-pub async fn request_of_page(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
+/// As [`request_for_form`], for a page (GET): a request another browser started starts over in this one.
+pub async fn request_for_page(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, id: Option<&str>) -> Result<Option<AuthRequest>, Response> {
     match id {
         Some(id) => request_page(s, headers, addr, id).await.map(Some),
         None => Ok(None),
@@ -133,7 +133,7 @@ fn product_name(s: &AppState, req: &AuthRequest) -> Option<String> {
 }
 
 pub async fn login_form(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<ReqQuery>) -> Response {
-    let req = match request_of_page(&s, &headers, &addr, q.req.as_deref()).await {
+    let req = match request_for_page(&s, &headers, &addr, q.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -160,7 +160,7 @@ pub struct LoginForm {
 
 pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     let n = now();
-    let req = match request_of(&s, &headers, f.req.as_deref()).await {
+    let req = match request_for_form(&s, &headers, f.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -340,6 +340,10 @@ pub async fn consent_submit(
         return not_waiting();
     }
     let p = &s.provider;
+    // Answered once: of two answers sent at once only one goes on (and makes a code).
+    if !matches!(p.store.take_auth_request(&req.id, now()).await, Ok(Some(_))) {
+        return expired();
+    }
     if f.decision.as_deref() != Some("allow") {
         let _ = p.store.finish_auth_request(&req.id, now()).await;
         return super::oauth::respond(authorize::deny(
@@ -418,9 +422,12 @@ pub async fn tenant_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
     let Some(session) = current_user(&s, &headers).await else {
         return proceed(&s, &headers, &addr, req).await;
     };
-    // Only the session the request waits for, at the picker, chooses its tenant.
+    // Only the session the request waits for, at the picker, chooses its tenant; once.
     if !req.waits_for(Step::TenantPicker, &session) {
         return not_waiting();
+    }
+    if !matches!(s.provider.store.take_auth_request(&req.id, now()).await, Ok(Some(_))) {
+        return expired();
     }
     let choice = f.organization.filter(|o| !o.is_empty());
     req.advance(&session, |g| g.organization = choice);

@@ -7,7 +7,7 @@ use super::api::Problem;
 use super::html::{self, esc};
 use super::mfa::session_user;
 use super::oauth::request_form;
-use super::pages::{bad_form, local_next, request_of, signed_in};
+use super::pages::{bad_form, local_next, request_for_form, signed_in};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, State};
@@ -77,7 +77,7 @@ pub async fn login_options(State(s): State<AppState>, ConnectInfo(addr): Connect
         return refused_csrf();
     }
     // A ceremony is a write anyone can cause: bounded per address.
-    if let Some(wait) = client_ip(Some(&addr)).and_then(|ip| s.pending_limits.check(&ip)) {
+    if let Some(wait) = client_ip(Some(&addr)).and_then(|ip| s.ceremony_limits.check(&ip)) {
         let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts from this address. Try again later.").into_response();
         resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return resp;
@@ -98,7 +98,7 @@ pub struct FinishForm {
 /// `POST /login/passkey`: signs in whoever's passkey answered the challenge.
 pub async fn login_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
     let n = now();
-    let req = match request_of(&s, &headers, f.req.as_deref()).await {
+    let req = match request_for_form(&s, &headers, f.req.as_deref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };

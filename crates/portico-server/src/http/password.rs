@@ -92,6 +92,10 @@ pub async fn strength(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<
         resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return resp;
     }
+    // The context words are the caller's input too: bounded like the fields they come from.
+    if f.email.len() > MAX_EMAIL || f.name.len() > MAX_NAME || f.password.len() > MAX_PASSWORD_BYTES {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
     let Some(reading) = s.provider.settings.password.strength_async(&f.password, &[&f.email, &f.name]).await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -99,6 +103,12 @@ pub async fn strength(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<
     resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("ascii"));
     resp
 }
+
+/// The longest email (RFC 5321's 254, with room), name and password (256 characters of up to 4
+/// bytes) a meter reading takes.
+const MAX_EMAIL: usize = 320;
+const MAX_NAME: usize = 256;
+const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Meter readings allowed per client IP per minute.
 pub const STRENGTH_PER_MINUTE: u32 = 300;

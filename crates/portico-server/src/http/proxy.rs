@@ -1,7 +1,8 @@
 //! The client's address behind reverse proxies. Only proxies listed in `trusted_proxies` (CIDRs;
-//! none by default) are believed: when the connection comes from one, the client is the
-//! right-most hop of `Forwarded` (RFC 7239 §5.2 `for=`) — or, without it, of `X-Forwarded-For` —
-//! that is not itself a trusted proxy. Hops further left were written by whoever sent the
+//! none by default) are believed, and only in the one header they are configured to write
+//! (`forwarded_header`: `X-Forwarded-For` by default, or RFC 7239 `Forwarded`): a proxy that
+//! appends to one passes the other through as the client wrote it. When the connection comes from
+//! a trusted proxy, the client is the right-most hop of that header that is not itself trusted. Hops further left were written by whoever sent the
 //! request and prove nothing. A middleware puts the result where every handler already reads the
 //! peer address (`ConnectInfo`), so throttles, rate limits and audit events all see the client.
 
@@ -13,14 +14,31 @@ use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// The proxies whose forwarding headers are believed.
+/// Which header the trusted proxies write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
+/// The proxies whose forwarding header is believed.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
-    /// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses; the error names the entry.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
+    /// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses, and the header
+    /// (`x-forwarded-for` or `forwarded`); the error names the entry.
+    pub fn parse(entries: &[String], header: &str) -> Result<Self, String> {
+        let header = match header.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+            "forwarded" => ForwardedHeader::Forwarded,
+            other => return Err(format!("forwarded_header: {other:?} is neither \"x-forwarded-for\" nor \"forwarded\"")),
+        };
+        let nets = entries
             .iter()
             .map(|e| {
                 let e = e.trim();
@@ -28,21 +46,21 @@ impl TrustedProxies {
                     .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| format!("trusted_proxies: {e:?} is not an address or a CIDR (like \"10.0.0.0/8\")"))
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { nets, header })
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = unmapped(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
     }
 
     /// The client behind `peer`, given the request's forwarding headers.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if self.0.is_empty() || !self.trusts(peer) {
+        if self.nets.is_empty() || !self.trusts(peer) {
             return peer;
         }
-        let hops = forwarded_hops(headers);
+        let hops = forwarded_hops(headers, self.header);
         let mut client = peer;
         // Right to left: every hop a trusted proxy vouches for, until one that is not trusted.
         for hop in hops.iter().rev() {
@@ -69,13 +87,12 @@ fn unmapped(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The hops a request passed, left (first) to right (last): `Forwarded`'s `for=` values when the
-/// header is present, else `X-Forwarded-For`'s. `None` for a hop that names no address.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The hops a request passed, left (first) to right (last), from the configured header: `Forwarded`'s
+/// `for=` values or `X-Forwarded-For`'s. `None` for a hop that names no address.
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let joined = |name: &str| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
-    let forwarded = joined("forwarded");
-    if !forwarded.trim().is_empty() {
-        return forwarded
+    if header == ForwardedHeader::Forwarded {
+        return joined("forwarded")
             .split(',')
             .map(|element| {
                 element
@@ -131,9 +148,10 @@ mod tests {
     #[test]
     fn only_trusted_proxies_are_believed_and_the_rightmost_untrusted_hop_is_the_client() {
         let none = TrustedProxies::default();
+        let parse = |nets: &[&str], header: &str| TrustedProxies::parse(&nets.iter().map(|n| n.to_string()).collect::<Vec<_>>(), header);
         let xff = headers(&[("x-forwarded-for", "198.51.100.1")]);
         assert_eq!(none.client(ip("10.0.0.5"), &xff), ip("10.0.0.5"), "no proxies trusted: headers ignored");
-        let t = TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8:ffff::1".into()]).unwrap();
+        let t = parse(&["10.0.0.0/8", "2001:db8:ffff::1"], "x-forwarded-for").unwrap();
         assert_eq!(t.client(ip("192.0.2.9"), &xff), ip("192.0.2.9"), "an untrusted peer's headers are ignored");
         assert_eq!(t.client(ip("10.0.0.5"), &xff), ip("198.51.100.1"));
         // The client wrote its own "X-Forwarded-For: 1.2.3.4": the proxy appended the real address.
@@ -142,19 +160,23 @@ mod tests {
         // Several header lines are one list.
         let lines = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "198.51.100.2")]);
         assert_eq!(t.client(ip("10.0.0.5"), &lines), ip("198.51.100.2"));
-        // Forwarded wins over X-Forwarded-For, with ports, brackets and quotes.
+        // A proxy that writes X-Forwarded-For passes a Forwarded header through as the client
+        // wrote it: only the configured header counts.
         let fwd = headers(&[
             ("forwarded", "for=1.2.3.4, for=\"[2001:db8::17]:4711\";proto=https, for=10.1.1.1"),
             ("x-forwarded-for", "198.51.100.3"),
         ]);
-        assert_eq!(t.client(ip("10.0.0.5"), &fwd), ip("2001:db8::17"));
-        assert_eq!(t.client(ip("::ffff:10.0.0.5"), &fwd), ip("2001:db8::17"), "v4-mapped peer");
+        assert_eq!(t.client(ip("10.0.0.5"), &fwd), ip("198.51.100.3"), "a client-written Forwarded was believed");
+        let f = parse(&["10.0.0.0/8"], "forwarded").unwrap();
+        assert_eq!(f.client(ip("10.0.0.5"), &fwd), ip("2001:db8::17"), "ports, brackets and quotes");
+        assert_eq!(f.client(ip("::ffff:10.0.0.5"), &fwd), ip("2001:db8::17"), "v4-mapped peer");
         // A hop that names no address: the last one a trusted proxy vouched for.
         let unknown = headers(&[("forwarded", "for=unknown, for=10.2.2.2")]);
-        assert_eq!(t.client(ip("10.0.0.5"), &unknown), ip("10.2.2.2"));
+        assert_eq!(f.client(ip("10.0.0.5"), &unknown), ip("10.2.2.2"));
         // Every hop trusted: the left-most.
         let all = headers(&[("x-forwarded-for", "10.3.3.3, 10.4.4.4")]);
         assert_eq!(t.client(ip("10.0.0.5"), &all), ip("10.3.3.3"));
-        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).unwrap_err().contains("10.0.0.0/33"));
+        assert!(parse(&["10.0.0.0/33"], "x-forwarded-for").unwrap_err().contains("10.0.0.0/33"));
+        assert!(parse(&[], "x-real-ip").unwrap_err().contains("forwarded_header"));
     }
 }

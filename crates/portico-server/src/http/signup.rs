@@ -5,7 +5,7 @@
 
 use super::html::{self, esc};
 use super::oauth::stored_request;
-use super::pages::{bad_form, current_user, request_of, request_of_page, with_cookie};
+use super::pages::{bad_form, current_user, request_for_form, request_for_page, with_cookie};
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
@@ -65,7 +65,7 @@ pub async fn signup_form(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
     if s.mailer.is_none() {
         return no_mail();
     }
-    let req = match request_of_page(&s, &headers, &addr, q.req.as_deref()).await {
+    let req = match request_for_page(&s, &headers, &addr, q.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
@@ -101,7 +101,7 @@ fn deliverable(email: &str) -> bool {
 /// names the address typed and nothing else.
 pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SignupForm>) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    let req = match request_of(&s, &headers, f.req.as_deref()).await {
+    let req = match request_for_form(&s, &headers, f.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
