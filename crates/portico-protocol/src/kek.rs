@@ -1,19 +1,56 @@
-//! The key-encryption key: private signing keys are stored encrypted under it (AES-256-GCM),
-//! and client secrets are stored as HMAC-SHA256 under a key derived from it.
+//! The key-encryption key (KEK) and the keys derived from it, one per purpose (HKDF-SHA256,
+//! RFC 5869): private signing keys and TOTP secrets are sealed with AES-256-GCM under keys of
+//! their own (a TOTP secret bound to its user as associated data, so a writer to the database
+//! cannot move one account's authenticator to another), client secrets and recovery codes are
+//! stored as HMAC-SHA256 under keys of their own. No key serves two purposes.
+//!
+//! Values stored before per-purpose keys ("v1": sealed under the KEK itself, client secrets and
+//! recovery codes under one derived MAC key) still open and verify; everything written now is
+//! "v2", marked by that prefix.
 //!
 //! Client secrets that Portico accepts carry at least 256 bits of randomness or 32 characters,
 //! so a fast keyed hash is the right way to store them; passwords use argon2id instead.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::hmac;
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::path::Path;
 
 pub struct Kek {
-    aead: LessSafeKey,
-    secret_mac: hmac::Key,
+    signing_keys: LessSafeKey,
+    totp: LessSafeKey,
+    client_secrets: hmac::Key,
+    recovery_codes: hmac::Key,
     handle_mac: hmac::Key,
+    /// v1: the KEK itself as the AEAD key (private keys, TOTP secrets), and the one MAC key that
+    /// hashed client secrets and recovery codes alike. Read only.
+    v1_aead: LessSafeKey,
+    v1_secret_mac: hmac::Key,
+}
+
+/// The prefix of everything sealed or hashed under a per-purpose key.
+const V2: &str = "v2:";
+
+/// HKDF's output length: 32 bytes.
+struct Len32;
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+/// The key for `purpose`: HKDF-SHA256 of the KEK, a fixed salt, the purpose as info.
+fn derive(prk: &hkdf::Prk, purpose: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    prk.expand(&[purpose.as_bytes()], Len32)
+        .and_then(|okm| okm.fill(&mut out))
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    out
+}
+
+fn aead_key(raw: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("32-byte key"))
 }
 
 impl std::fmt::Debug for Kek {
@@ -34,14 +71,20 @@ pub enum KekError {
 
 impl Kek {
     pub fn from_bytes(raw: &[u8; 32]) -> Self {
-        let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("32-byte key"));
-        let derive = hmac::Key::new(hmac::HMAC_SHA256, raw);
-        let mac_key = hmac::sign(&derive, b"portico client-secret hashing v1");
-        let handle_key = hmac::sign(&derive, b"portico tenant handles v1");
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portico key-encryption key v2").extract(raw);
+        let mac = |purpose: &str| hmac::Key::new(hmac::HMAC_SHA256, &derive(&prk, purpose));
+        let v1 = hmac::Key::new(hmac::HMAC_SHA256, raw);
+        let v1_mac_key = hmac::sign(&v1, b"portico client-secret hashing v1");
+        // Tenant handles keep their derivation: links in flight stay valid across the upgrade.
+        let handle_key = hmac::sign(&v1, b"portico tenant handles v1");
         Self {
-            aead,
-            secret_mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.as_ref()),
+            signing_keys: aead_key(&derive(&prk, "signing-key sealing")),
+            totp: aead_key(&derive(&prk, "totp-secret sealing")),
+            client_secrets: mac("client-secret hashing"),
+            recovery_codes: mac("recovery-code hashing"),
             handle_mac: hmac::Key::new(hmac::HMAC_SHA256, handle_key.as_ref()),
+            v1_aead: aead_key(raw),
+            v1_secret_mac: hmac::Key::new(hmac::HMAC_SHA256, v1_mac_key.as_ref()),
         }
     }
 
@@ -81,48 +124,84 @@ impl Kek {
         }
     }
 
-    /// Encrypts `plain`, binding it to `context` (the key id) as associated data.
-    pub fn seal(&self, context: &str, plain: &[u8]) -> String {
-        let nonce_bytes = crate::random::bytes::<NONCE_LEN>();
-        let mut buf = plain.to_vec();
-        self.aead
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context.as_bytes()), &mut buf)
-            .expect("AES-GCM seals");
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&buf);
-        STANDARD.encode(out)
+    /// Seals a private signing key, bound to its key id.
+    pub fn seal_signing_key(&self, kid: &str, plain: &[u8]) -> String {
+        format!("{V2}{}", seal(&self.signing_keys, kid, plain))
     }
 
-    pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, KekError> {
-        let raw = STANDARD.decode(sealed).map_err(|_| KekError::Decrypt)?;
-        if raw.len() < NONCE_LEN {
-            return Err(KekError::Decrypt);
+    pub fn open_signing_key(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, KekError> {
+        match sealed.strip_prefix(V2) {
+            Some(v2) => open(&self.signing_keys, kid, v2),
+            None => open(&self.v1_aead, kid, sealed),
         }
-        let (nonce, rest) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KekError::Decrypt)?;
-        let mut buf = rest.to_vec();
-        let plain = self
-            .aead
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
-            .map_err(|_| KekError::Decrypt)?;
-        Ok(plain.to_vec())
+    }
+
+    /// Seals a user's TOTP secret, bound to that user: it opens for no other account.
+    pub fn seal_totp(&self, user: &str, plain: &[u8]) -> String {
+        format!("{V2}{}", seal(&self.totp, &format!("totp:{user}"), plain))
+    }
+
+    pub fn open_totp(&self, user: &str, sealed: &str) -> Result<Vec<u8>, KekError> {
+        match sealed.strip_prefix(V2) {
+            Some(v2) => open(&self.totp, &format!("totp:{user}"), v2),
+            None => open(&self.v1_aead, "totp", sealed),
+        }
     }
 
     /// The stored form of a client secret.
     pub fn hash_client_secret(&self, secret: &str) -> String {
-        crate::random::hex(hmac::sign(&self.secret_mac, secret.as_bytes()).as_ref())
+        format!("{V2}{}", crate::random::hex(hmac::sign(&self.client_secrets, secret.as_bytes()).as_ref()))
+    }
+
+    /// Checks a presented client secret against its stored hash, in constant time.
+    pub fn verify_client_secret(&self, presented: &str, stored: &str) -> bool {
+        let (key, hex) = match stored.strip_prefix(V2) {
+            Some(hex) => (&self.client_secrets, hex),
+            None => (&self.v1_secret_mac, stored),
+        };
+        let Some(stored) = unhex(hex) else { return false };
+        hmac::verify(key, presented.as_bytes(), &stored).is_ok()
+    }
+
+    /// The stored form of a recovery code (normalized by the caller).
+    pub fn hash_recovery_code(&self, code: &str) -> String {
+        format!("{V2}{}", crate::random::hex(hmac::sign(&self.recovery_codes, code.as_bytes()).as_ref()))
+    }
+
+    /// What a recovery code made before per-purpose keys was stored as, to find and spend it.
+    pub fn v1_recovery_code_hash(&self, code: &str) -> String {
+        crate::random::hex(hmac::sign(&self.v1_secret_mac, code.as_bytes()).as_ref())
     }
 
     /// HMAC-SHA256 under the key for tenant handles (every node sharing the KEK derives the same).
     pub fn handle_tag(&self, data: &[u8]) -> hmac::Tag {
         hmac::sign(&self.handle_mac, data)
     }
+}
 
-    /// Checks a presented client secret against its stored hash, in constant time.
-    pub fn verify_client_secret(&self, presented: &str, stored_hex: &str) -> bool {
-        let Some(stored) = unhex(stored_hex) else { return false };
-        hmac::verify(&self.secret_mac, presented.as_bytes(), &stored).is_ok()
+/// AES-256-GCM with a random nonce, `context` as associated data; base64 of nonce ‖ ciphertext.
+fn seal(key: &LessSafeKey, context: &str, plain: &[u8]) -> String {
+    let nonce_bytes = crate::random::bytes::<NONCE_LEN>();
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context.as_bytes()), &mut buf)
+        .expect("AES-GCM seals");
+    let mut out = nonce_bytes.to_vec();
+    out.extend_from_slice(&buf);
+    STANDARD.encode(out)
+}
+
+fn open(key: &LessSafeKey, context: &str, sealed: &str) -> Result<Vec<u8>, KekError> {
+    let raw = STANDARD.decode(sealed).map_err(|_| KekError::Decrypt)?;
+    if raw.len() < NONCE_LEN {
+        return Err(KekError::Decrypt);
     }
+    let (nonce, rest) = raw.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KekError::Decrypt)?;
+    let mut buf = rest.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+        .map_err(|_| KekError::Decrypt)?;
+    Ok(plain.to_vec())
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -130,4 +209,43 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_purpose_has_its_own_key_and_a_totp_secret_opens_for_its_user_only() {
+        let kek = Kek::from_bytes(&[7; 32]);
+        let key = kek.seal_signing_key("kid-1", b"pkcs8");
+        assert_eq!(kek.open_signing_key("kid-1", &key).unwrap(), b"pkcs8");
+        assert!(kek.open_signing_key("kid-2", &key).is_err(), "bound to its key id");
+        let totp = kek.seal_totp("usr_a", b"secret");
+        assert_eq!(kek.open_totp("usr_a", &totp).unwrap(), b"secret");
+        assert!(kek.open_totp("usr_b", &totp).is_err(), "moved to another account, it opens no more");
+        // A value sealed for one purpose does not open as another.
+        let as_totp = key.replace(V2, "");
+        assert!(open(&kek.totp, "kid-1", &as_totp).is_err());
+        assert!(open(&kek.signing_keys, "totp:usr_a", &totp.replace(V2, "")).is_err());
+        // One input, two purposes, two different stored forms.
+        assert_ne!(kek.hash_client_secret("x".repeat(32).as_str()), kek.hash_recovery_code("x".repeat(32).as_str()));
+        assert!(kek.verify_client_secret("s3cret", &kek.hash_client_secret("s3cret")));
+        assert!(!kek.verify_client_secret("s3cret", &kek.hash_recovery_code("s3cret").replace(V2, "")));
+        assert!(!Kek::from_bytes(&[8; 32]).verify_client_secret("s3cret", &kek.hash_client_secret("s3cret")));
+    }
+
+    #[test]
+    fn values_stored_before_per_purpose_keys_still_open_and_verify() {
+        let raw = [9u8; 32];
+        let kek = Kek::from_bytes(&raw);
+        // As v1 wrote them: the KEK itself sealing, one derived MAC key hashing.
+        let v1_key = seal(&aead_key(&raw), "kid-1", b"pkcs8");
+        let v1_totp = seal(&aead_key(&raw), "totp", b"secret");
+        assert_eq!(kek.open_signing_key("kid-1", &v1_key).unwrap(), b"pkcs8");
+        assert_eq!(kek.open_totp("usr_any", &v1_totp).unwrap(), b"secret");
+        let v1_hash = crate::random::hex(hmac::sign(&kek.v1_secret_mac, b"s3cret").as_ref());
+        assert!(kek.verify_client_secret("s3cret", &v1_hash));
+        assert_eq!(kek.v1_recovery_code_hash("s3cret"), v1_hash);
+    }
 }

@@ -66,7 +66,7 @@ pub fn generate(alg: SigningAlg, kek: &Kek, now: i64, activate_at: i64) -> KeyRo
     let kid = random::id("");
     let (signer, _) = parse(alg, &pkcs8).expect("a key we just made parses");
     KeyRow {
-        private_enc: kek.seal(&kid, &pkcs8),
+        private_enc: kek.seal_signing_key(&kid, &pkcs8),
         public_jwk: public_jwk(&kid, alg, &signer).to_string(),
         kid,
         alg: alg.as_str().to_owned(),
@@ -117,7 +117,7 @@ impl KeyRing {
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let alg = SigningAlg::parse(&row.alg).ok_or_else(|| KeyError::Malformed(row.kid.clone()))?;
-            let pkcs8 = kek.open(&row.kid, &row.private_enc)?;
+            let pkcs8 = kek.open_signing_key(&row.kid, &row.private_enc)?;
             let (signer, decoding) = parse(alg, &pkcs8).ok_or_else(|| KeyError::Malformed(row.kid.clone()))?;
             let jwk = serde_json::from_str(&row.public_jwk).map_err(|_| KeyError::Malformed(row.kid.clone()))?;
             keys.push(ManagedKey {

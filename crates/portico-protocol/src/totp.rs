@@ -13,7 +13,6 @@ use totp_rs::{Algorithm, TOTP};
 pub const STEP: i64 = 30;
 /// Steps either side of now that are still accepted.
 pub const SKEW: i64 = 1;
-const SEAL_CONTEXT: &str = "totp";
 /// Wrong codes in a row before codes are refused for [`LOCKOUT`] seconds: at most a handful of
 /// guesses at a 6-digit code per five minutes, whoever asks and from wherever.
 pub const MAX_FAILURES: i64 = 5;
@@ -55,7 +54,7 @@ fn matching_step(t: &TOTP, code: &str, now: i64) -> Option<i64> {
 /// entered. `None` when the user already has a confirmed authenticator.
 pub async fn start(p: &Provider, user: &User, now: i64) -> Result<Option<Enrollment>, StoreError> {
     let secret = crate::random::bytes::<20>().to_vec();
-    let sealed = p.kek.seal(SEAL_CONTEXT, &secret);
+    let sealed = p.kek.seal_totp(user.id.as_str(), &secret);
     if !p.store.start_totp(&user.id, &sealed, now).await? {
         return Ok(None);
     }
@@ -90,7 +89,7 @@ pub async fn check(p: &Provider, user: &User, code: &str, confirming: bool, ip: 
     if cred.confirmed_at.is_some() == confirming {
         return Ok(false);
     }
-    let Ok(secret) = p.kek.open(SEAL_CONTEXT, &cred.secret) else {
+    let Ok(secret) = p.kek.open_totp(user.id.as_str(), &cred.secret) else {
         return Err(StoreError::Corrupt("a TOTP secret does not open with this KEK".into()));
     };
     if !confirming && cred.locked_until > now {
@@ -177,7 +176,7 @@ pub async fn new_recovery_codes(p: &Provider, user: &UserId, ip: Option<String>,
             format!("{}-{}", &chars[..5], &chars[5..])
         })
         .collect();
-    let hashes: Vec<String> = codes.iter().map(|c| p.kek.hash_client_secret(&normalize_recovery(c))).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| p.kek.hash_recovery_code(&normalize_recovery(c))).collect();
     let event = AuditEvent::new(now, "mfa.recovery_codes_created", user.as_str()).ip(ip);
     p.store.replace_recovery_codes(user, &hashes, now, &[event]).await?;
     Ok(codes)
@@ -185,12 +184,22 @@ pub async fn new_recovery_codes(p: &Provider, user: &UserId, ip: Option<String>,
 
 /// Spends a recovery code in place of a TOTP code; audited with how many are left.
 pub async fn use_recovery_code(p: &Provider, user: &User, code: &str, ip: Option<String>, now: i64) -> Result<bool, StoreError> {
-    let hash = p.kek.hash_client_secret(&normalize_recovery(code));
+    let normalized = normalize_recovery(code);
     let (left, _) = p.store.recovery_codes_left(&user.id).await?;
     let event = AuditEvent::new(now, "mfa.recovery_code_used", user.id.as_str())
         .ip(ip.clone())
         .data(serde_json::json!({"left": left - 1}));
-    let used = p.store.use_recovery_code(&user.id, &hash, now, &[event]).await?;
+    // Codes made before per-purpose keys are stored under the old key: found under either.
+    let mut used = p
+        .store
+        .use_recovery_code(&user.id, &p.kek.hash_recovery_code(&normalized), now, std::slice::from_ref(&event))
+        .await?;
+    if !used {
+        used = p
+            .store
+            .use_recovery_code(&user.id, &p.kek.v1_recovery_code_hash(&normalized), now, &[event])
+            .await?;
+    }
     if !used {
         p.writer.record(AuditEvent::new(now, "mfa.recovery_code_refused", user.id.as_str()).ip(ip));
     }

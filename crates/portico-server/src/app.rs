@@ -96,10 +96,6 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(middleware::from_fn_with_state(
-            state.trusted_proxies.clone(),
-            crate::http::proxy::resolve_client,
-        ))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");

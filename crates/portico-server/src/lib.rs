@@ -164,11 +164,17 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         max_connections: cfg.max_connections,
     };
     let tls = cfg.tls_cert.is_some();
+    let trusted = state.trusted_proxies.clone();
     // Every body is small (forms, JSON of the admin API, a passkey's answer): 64 KiB at most, and
     // it must arrive within the read timeout.
     let mut router = app::app(state)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout));
+    // Behind trusted proxies, the client's address replaces the peer's before any handler runs
+    // (only then: without proxies the layer would cost every request for nothing).
+    if trusted.is_configured() {
+        router = router.layer(axum::middleware::from_fn_with_state(trusted, http::proxy::resolve_client));
+    }
     if tls {
         // Served over TLS by Portico itself: browsers should never try plain HTTP again.
         router = router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(

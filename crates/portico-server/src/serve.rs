@@ -52,7 +52,6 @@ pub async fn serve_plain(listener: TcpListener, router: Router, limits: Connecti
             },
             _ = shutdown.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));

@@ -50,6 +50,11 @@ impl TrustedProxies {
         Ok(Self { nets, header })
     }
 
+    /// Whether any proxy is trusted at all.
+    pub fn is_configured(&self) -> bool {
+        !self.nets.is_empty()
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = unmapped(ip);
         self.nets.iter().any(|n| n.contains(&ip))
