@@ -22,7 +22,6 @@ pub struct Kek {
     totp: LessSafeKey,
     client_secrets: hmac::Key,
     recovery_codes: hmac::Key,
-    audit_chain: [u8; 32],
     handle_mac: hmac::Key,
     /// v1: the KEK itself as the AEAD key (private keys, TOTP secrets), and the one MAC key that
     /// hashed client secrets and recovery codes alike. Read only.
@@ -83,7 +82,6 @@ impl Kek {
             totp: aead_key(&derive(&prk, "totp-secret sealing")),
             client_secrets: mac("client-secret hashing"),
             recovery_codes: mac("recovery-code hashing"),
-            audit_chain: derive(&prk, "audit-chain keying"),
             handle_mac: hmac::Key::new(hmac::HMAC_SHA256, handle_key.as_ref()),
             v1_aead: aead_key(raw),
             v1_secret_mac: hmac::Key::new(hmac::HMAC_SHA256, v1_mac_key.as_ref()),
@@ -173,11 +171,6 @@ impl Kek {
     /// What a recovery code made before per-purpose keys was stored as, to find and spend it.
     pub fn v1_recovery_code_hash(&self, code: &str) -> String {
         crate::random::hex(hmac::sign(&self.v1_secret_mac, code.as_bytes()).as_ref())
-    }
-
-    /// The key of the audit log's hash chain (the store keys each record's hash with it).
-    pub fn audit_chain_key(&self) -> &[u8; 32] {
-        &self.audit_chain
     }
 
     /// HMAC-SHA256 under the key for tenant handles (every node sharing the KEK derives the same).

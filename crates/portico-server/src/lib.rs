@@ -88,8 +88,6 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     }
     let store = Store::open(cfg.database_url.as_deref(), &cfg.data_dir).await?;
     store.migrate().await?;
-    // The audit chain is keyed under the KEK: every process that writes or verifies it has it.
-    store.set_audit_key(load_kek(cfg)?.audit_chain_key());
     Ok(store)
 }
 

@@ -1,12 +1,8 @@
 //! The audit log: append-only and hash-chained. Each record's hash covers its content and the
-//! previous record's hash, so a changed or removed row breaks the chain. Once the store has the
-//! chain key ([`Store::set_audit_key`]), each hash is an HMAC under it (`h2:` …): someone who can
-//! write to the database but does not hold the KEK cannot rewrite a record and recompute the
-//! chain after it. Records from before the key stay plain SHA-256; after the first keyed record,
-//! an unkeyed one is a break.
+//! previous record's hash, so a changed or removed row breaks the chain.
 
 use crate::{Result, Store, on_pool, on_read};
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::digest;
 use serde::Serialize;
 
 /// A security-relevant act, before it is appended.
@@ -63,44 +59,8 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The key of the audit chain.
-#[derive(Clone)]
-pub struct ChainKey(hmac::Key);
-
-impl ChainKey {
-    pub fn new(raw: &[u8; 32]) -> Self {
-        Self(hmac::Key::new(hmac::HMAC_SHA256, raw))
-    }
-}
-
-impl std::fmt::Debug for ChainKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ChainKey([redacted])")
-    }
-}
-
-/// The prefix of a keyed chain hash.
-const KEYED: &str = "h2:";
-
-/// A record's hash as this store writes it: keyed when it has the key.
-pub(crate) fn record_hash(key: Option<&ChainKey>, seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
-    match key {
-        Some(k) => {
-            let tag = hmac::sign(&k.0, chain_content(seq, event, prev_hash).as_bytes());
-            format!("{KEYED}{}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
-        }
-        None => chain_hash(seq, event, prev_hash),
-    }
-}
-
-/// The unkeyed chain hash of one record: SHA-256 over the previous hash and the record's fields
-/// (what anyone can recompute; records before the chain key, and tests).
+/// The chain hash of one record: SHA-256 over the previous hash and the record's fields.
 pub fn chain_hash(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
-    let d = digest::digest(&digest::SHA256, chain_content(seq, event, prev_hash).as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn chain_content(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
     let content = serde_json::json!([
         seq,
         prev_hash,
@@ -112,15 +72,15 @@ fn chain_content(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
         event.ip,
         event.data.to_string()
     ]);
-    content.to_string()
+    let d = digest::digest(&digest::SHA256, content.to_string().as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Appends `events` inside an open transaction of either back end. Claims the chain head with an
 /// `UPDATE … RETURNING` first, so concurrent writers (two nodes, the CLI) serialize on it.
 macro_rules! append_in {
-    ($tx:expr, $store:expr, $events:expr) => {{
+    ($tx:expr, $events:expr) => {{
         let events: &[$crate::audit::AuditEvent] = $events;
-        let key = $store.audit_key.get();
         if !events.is_empty() {
             let (last_seq, mut prev): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq - $1, hash")
                 .bind(events.len() as i64)
@@ -129,7 +89,7 @@ macro_rules! append_in {
             let mut rows = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
                 let seq = last_seq + 1 + i as i64;
-                let hash = $crate::audit::record_hash(key, seq, e, &prev);
+                let hash = $crate::audit::chain_hash(seq, e, &prev);
                 rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
             }
             // One multi-row INSERT per chunk (well under both back ends' bind-parameter limits).
@@ -165,7 +125,7 @@ impl Store {
     pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            append_in!(&mut tx, self, events);
+            append_in!(&mut tx, events);
             tx.commit().await?;
         });
         Ok(())
@@ -219,8 +179,6 @@ impl Store {
         // The head first: records appended while walking are past it and not judged.
         let (head_seq, head_hash) = self.audit_head().await?;
         let (mut expected_seq, mut prev) = (1i64, String::new());
-        let key = self.audit_key.get();
-        let mut keyed = false;
         loop {
             let batch = self.audit_records(expected_seq - 1, 1000).await?;
             if batch.is_empty() {
@@ -239,25 +197,7 @@ impl Store {
                         reason: "its link to the record before does not match".into(),
                     });
                 }
-                let keyed_record = r.hash.starts_with(KEYED);
-                if keyed && !keyed_record {
-                    return Ok(AuditCheck::Broken {
-                        seq: r.seq,
-                        reason: "it is not keyed, after keyed records (it was written or rewritten without the key)".into(),
-                    });
-                }
-                keyed |= keyed_record;
-                let expected = match (keyed_record, key) {
-                    (true, None) => {
-                        return Ok(AuditCheck::Broken {
-                            seq: r.seq,
-                            reason: "it is keyed and this check has no key (run it with the deployment's key_encryption_key)".into(),
-                        });
-                    }
-                    (true, Some(k)) => record_hash(Some(k), r.seq, &r.event, &r.prev_hash),
-                    (false, _) => chain_hash(r.seq, &r.event, &r.prev_hash),
-                };
-                if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), r.hash.as_bytes())) {
+                if chain_hash(r.seq, &r.event, &r.prev_hash) != r.hash {
                     return Ok(AuditCheck::Broken {
                         seq: r.seq,
                         reason: "its content does not match its hash (the record was changed)".into(),

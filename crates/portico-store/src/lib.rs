@@ -59,16 +59,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The store: SQLite or PostgreSQL, and the key its audit chain is keyed with. Cheap to clone.
+/// The store: SQLite or PostgreSQL. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Store {
-    backend: Backend,
-    /// Set once after opening ([`Store::set_audit_key`]); every clone shares it.
-    audit_key: std::sync::Arc<std::sync::OnceLock<audit::ChainKey>>,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) enum Backend {
+pub enum Store {
     Sqlite(SqlitePools),
     Postgres(PgPool),
 }
@@ -84,12 +77,12 @@ pub struct SqlitePools {
 /// transactions (SQLite's writer connection).
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite(pools) => {
+        match $store {
+            $crate::Store::Sqlite(pools) => {
                 let $pool = &pools.write;
                 $body
             }
-            $crate::Backend::Postgres($pool) => $body,
+            $crate::Store::Postgres($pool) => $body,
         }
     };
 }
@@ -97,12 +90,12 @@ macro_rules! on_pool {
 /// As [`on_pool!`], for a single read-only statement (SQLite's reader pool).
 macro_rules! on_read {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite(pools) => {
+        match $store {
+            $crate::Store::Sqlite(pools) => {
                 let $pool = &pools.read;
                 $body
             }
-            $crate::Backend::Postgres($pool) => $body,
+            $crate::Store::Postgres($pool) => $body,
         }
     };
 }
@@ -124,7 +117,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts)
                     .await?;
-                Ok(Store::new(Backend::Postgres(pool)))
+                Ok(Store::Postgres(pool))
             }
             Some(url) if url.starts_with("sqlite:") => Self::open_sqlite(SqliteConnectOptions::from_str(url)?).await,
             Some(other) => Err(StoreError::Db(sqlx::Error::Configuration(
@@ -164,28 +157,14 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Store::new(Backend::Sqlite(SqlitePools { write, read })))
-    }
-
-    fn new(backend: Backend) -> Self {
-        Self {
-            backend,
-            audit_key: Default::default(),
-        }
-    }
-
-    /// Keys the audit chain from now on (HMAC-SHA256 under `key`, derived from the KEK): a writer
-    /// to the database without the key can no longer rewrite the log and recompute the chain.
-    /// Set once; a second call changes nothing.
-    pub fn set_audit_key(&self, key: &[u8; 32]) {
-        let _ = self.audit_key.set(audit::ChainKey::new(key));
+        Ok(Store::Sqlite(SqlitePools { write, read }))
     }
 
     /// Applies the embedded migrations (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(pools) => SQLITE_MIGRATIONS.run(&pools.write).await?,
-            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        match self {
+            Store::Sqlite(pools) => SQLITE_MIGRATIONS.run(&pools.write).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }
@@ -197,19 +176,19 @@ impl Store {
     }
 
     pub fn backend(&self) -> &'static str {
-        match &self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
         }
     }
 
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pools) => {
+        match self {
+            Store::Sqlite(pools) => {
                 pools.read.close().await;
                 pools.write.close().await;
             }
-            Backend::Postgres(pool) => pool.close().await,
+            Store::Postgres(pool) => pool.close().await,
         }
     }
 }
