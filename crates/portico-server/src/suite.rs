@@ -504,8 +504,15 @@ impl Suite {
         }
         for (c, secret) in &self.clients {
             let new_hash = secret.as_ref().map(|s| kek.hash_client_secret(s.expose()));
+            // The same secret, whichever way it was stored (a hash from before per-purpose keys
+            // too): unchanged, so re-applying a file reports nothing.
+            let same_secret = |stored: &Option<String>| match (secret, stored) {
+                (None, None) => true,
+                (Some(s), Some(h)) => kek.verify_client_secret(s.expose(), h),
+                _ => false,
+            };
             match current.clients.iter().find(|(x, _)| x.id == c.id) {
-                Some((x, h)) if x == c && *h == new_hash => {}
+                Some((x, h)) if x == c && same_secret(h) => {}
                 found => {
                     note(
                         format!("{} client {}", if found.is_some() { "updated" } else { "created" }, c.id),

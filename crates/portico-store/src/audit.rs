@@ -181,7 +181,10 @@ impl Store {
         let (mut expected_seq, mut prev) = (1i64, String::new());
         loop {
             let batch = self.audit_records(expected_seq - 1, 1000).await?;
-            if batch.is_empty() {
+            // Nothing more up to the head (records removed, the head raised): the head check
+            // below names it. Without this, a gap past the last record read would be read again
+            // and again.
+            if batch.first().is_none_or(|r| r.seq > head_seq) {
                 break;
             }
             for r in batch.into_iter().take_while(|r| r.seq <= head_seq) {

@@ -340,3 +340,23 @@ async fn audit_verification_finds_a_changed_or_removed_record(s: &TestServer) {
     assert_eq!((seq, reason.contains("head")), (head, true), "{reason}");
 }
 both_stores!(store_audit_verify, audit_verification_finds_a_changed_or_removed_record);
+
+async fn audit_verification_ends_on_a_gap_past_a_lowered_head(s: &TestServer) {
+    use portico_store::AuditCheck;
+    let store = s.store();
+    let now = portico_testkit::now();
+    let events: Vec<AuditEvent> = (0..12).map(|i| AuditEvent::new(now, "test.event", format!("actor-{i}"))).collect();
+    store.append_audit(&events).await.unwrap();
+    s.running.provider.writer.flush().await;
+    let (head, _) = store.audit_head().await.unwrap();
+    // Records removed from the middle up to past a lowered head: nothing left between the last
+    // record kept and the head, one record beyond it.
+    behind_the_back(s, &format!("DELETE FROM audit_events WHERE seq > {} AND seq < {head}", head - 6)).await;
+    behind_the_back(s, &format!("UPDATE audit_head SET seq = {} WHERE id = 1", head - 2)).await;
+    let check = tokio::time::timeout(std::time::Duration::from_secs(10), store.verify_audit())
+        .await
+        .expect("the check ended")
+        .unwrap();
+    assert!(matches!(check, AuditCheck::Broken { .. }), "{check:?}");
+}
+both_stores!(store_audit_verify_ends, audit_verification_ends_on_a_gap_past_a_lowered_head);
