@@ -141,6 +141,11 @@ impl Kek {
         format!("{V2}{}", seal(&self.totp, &format!("totp:{user}"), plain))
     }
 
+    /// Whether a sealed or hashed value predates per-purpose keys.
+    pub fn is_v1(stored: &str) -> bool {
+        !stored.starts_with(V2)
+    }
+
     pub fn open_totp(&self, user: &str, sealed: &str) -> Result<Vec<u8>, KekError> {
         match sealed.strip_prefix(V2) {
             Some(v2) => open(&self.totp, &format!("totp:{user}"), v2),

@@ -101,6 +101,9 @@ pub async fn check(p: &Provider, user: &User, code: &str, confirming: bool, ip: 
         return Ok(false);
     }
     let kind = if confirming { "mfa.totp_enrolled" } else { "mfa.totp_used" };
+    // A secret sealed before per-purpose keys opens for any account: once its code is right,
+    // it is sealed again, bound to this user.
+    let reseal = crate::kek::Kek::is_v1(&cred.secret).then(|| p.kek.seal_totp(user.id.as_str(), &secret));
     let accepted = match matching_step(&totp(p, secret, &user.email), code, now) {
         Some(step) => {
             let event = AuditEvent::new(now, kind, user.id.as_str()).ip(ip.clone());
@@ -108,6 +111,9 @@ pub async fn check(p: &Provider, user: &User, code: &str, confirming: bool, ip: 
         }
         None => false,
     };
+    if let Some(sealed) = reseal.filter(|_| accepted) {
+        p.store.reseal_totp(&user.id, &cred.secret, &sealed).await?;
+    }
     if !accepted {
         let event = AuditEvent::new(now, "mfa.totp_refused", user.id.as_str()).ip(ip.clone());
         p.writer.record(event.data(serde_json::json!({"enrolment": confirming})));

@@ -32,6 +32,14 @@ impl Store {
         Ok(r > 0)
     }
 
+    /// Replaces a user's sealed TOTP secret with the same secret sealed anew (`old` must still
+    /// be what is stored: a concurrent change wins).
+    pub async fn reseal_totp(&self, user: &UserId, old: &str, new: &str) -> Result<bool> {
+        let r = on_pool!(self, pool => sqlx::query("UPDATE totp_credentials SET secret = $3 WHERE user_id = $1 AND secret = $2")
+            .bind(user.as_str()).bind(old).bind(new).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(r > 0)
+    }
+
     pub async fn totp_of(&self, user: &UserId) -> Result<Option<TotpCredential>> {
         let row: Option<(String, Option<i64>, i64, i64)> = on_read!(self, pool => sqlx::query_as(
             "SELECT secret, confirmed_at, last_step, locked_until FROM totp_credentials WHERE user_id = $1")

@@ -1037,3 +1037,53 @@ async fn an_oversized_body_is_refused_unread(s: &TestServer) {
     assert_eq!(resp.status(), 413);
 }
 both_stores!(oversized_bodies_refused, &SUITE, an_oversized_body_is_refused_unread);
+
+// ---- Hardening: TOTP secrets bound to their user -------------------------------------------
+
+async fn an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_once_used(s: &TestServer) {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let p = &s.running.provider;
+    let raw = b64.decode(std::fs::read_to_string(s.config.data_dir.join("kek")).unwrap().trim()).unwrap();
+    // Sealed as the previous version did: under the KEK itself, the same associated data for all.
+    let secret = [42u8; 20];
+    let v1 = {
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &raw).unwrap());
+        let nonce = [7u8; 12];
+        let mut buf = secret.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(b"totp"), &mut buf)
+            .unwrap();
+        b64.encode([nonce.to_vec(), buf].concat())
+    };
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let (bob, _) = s.store().user_by_email("bob@example.test").await.unwrap().unwrap();
+    let now = portico_testkit::now();
+    assert!(s.store().start_totp(&ada.id, &v1, now).await.unwrap());
+    let app = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec(), None, "ada".into());
+    assert!(
+        portico_protocol::totp::check(p, &ada, &app.generate(now as u64), true, None, now)
+            .await
+            .unwrap()
+    );
+    let stored = s.store().totp_of(&ada.id).await.unwrap().unwrap().secret;
+    assert!(stored.starts_with("v2:"), "sealed again, for Ada: {stored}");
+    // Copied onto Bob's account by someone who writes to the database: it opens for Bob no more.
+    assert!(s.store().start_totp(&bob.id, &stored, now).await.unwrap());
+    assert!(
+        portico_protocol::totp::check(p, &bob, &app.generate(now as u64 + 30), true, None, now + 30)
+            .await
+            .is_err()
+    );
+    // Ada's still works.
+    assert!(
+        portico_protocol::totp::check(p, &ada, &app.generate(now as u64 + 30), false, None, now + 30)
+            .await
+            .unwrap()
+    );
+}
+both_stores!(
+    v1_totp_resealed,
+    &SUITE,
+    an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_once_used
+);
