@@ -133,41 +133,17 @@ mod tests {
     use super::*;
     use crate::concepts::*;
     use crate::ids::*;
-    use std::collections::BTreeMap;
+
+    use crate::policy::tests::product as product_of;
 
     fn product() -> Product {
-        Product {
-            slug: ProductSlug::new("crm"),
-            name: "CRM".into(),
-            audience: Audience::new("https://crm.example.test"),
-            access_token_ttl: 600,
-            mfa: MfaPolicy::Optional,
-            single_session: false,
-            tenant_aware: true,
-            signup: false,
-            handoff_to: vec![],
-            exchange_to: vec![],
-            session_idle: None,
-            session_absolute: None,
-            roles: BTreeMap::new(),
-        }
+        product_of("crm", true)
     }
 
     fn client(first_party: bool) -> Client {
         Client {
-            id: ClientId::new("crm-web"),
-            product: ProductSlug::new("crm"),
-            kind: ClientKind::Confidential,
-            name: String::new(),
-            auth_method: AuthMethod::ClientSecretBasic,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            web_origins: vec![],
-            grant_types: vec![],
-            resources: vec![],
-            backchannel_logout_uri: None,
             first_party,
-            signing_alg: SigningAlg::EdDSA,
+            ..crate::policy::tests::client("crm", &[])
         }
     }
 

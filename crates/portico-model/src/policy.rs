@@ -128,11 +128,12 @@ pub fn claims_for(ctx: &TokenContext<'_>, product: &Product, tenant: Option<&Ten
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn product(slug: &str, tenant_aware: bool) -> Product {
+    /// A product with `viewer` and `editor` roles (also the gate's tests' fixture).
+    pub(crate) fn product(slug: &str, tenant_aware: bool) -> Product {
         let mut roles = BTreeMap::new();
         roles.insert("viewer".into(), vec![format!("read:{slug}")]);
         roles.insert("editor".into(), vec![format!("read:{slug}"), format!("write:{slug}")]);
@@ -166,7 +167,8 @@ mod tests {
         }
     }
 
-    fn client(product: &str, resources: &[&str]) -> Client {
+    /// A confidential, first-party client of `product` (also the gate's tests' fixture).
+    pub(crate) fn client(product: &str, resources: &[&str]) -> Client {
         Client {
             id: ClientId::new(format!("{product}-web")),
             product: ProductSlug::new(product),

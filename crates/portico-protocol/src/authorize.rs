@@ -421,9 +421,9 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
     let wants_login = (req.has_prompt("login") || req.has_prompt("select_account")) && !progress.login_done;
     // `max_age`, and a product's own session lifetime, which acts as one it always sends.
     let config = p.config();
-    let product_limit = config.product_by_audience(&req.audience);
+    let product = config.product_by_audience(&req.audience).cloned();
     let too_old = |s: &SsoSession| {
-        (req.max_age.is_some_and(|m| now - s.auth_time > m) || product_limit.is_some_and(|x| x.needs_fresh_login(s.auth_time, now))) && !progress.login_done
+        (req.max_age.is_some_and(|m| now - s.auth_time > m) || product.as_ref().is_some_and(|x| x.needs_fresh_login(s.auth_time, now))) && !progress.login_done
     };
     let session = match session {
         Some(s) if !wants_login && !too_old(s) => s,
@@ -433,7 +433,7 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
     let Some(client) = config.client(&req.client_id).map(|e| e.client.clone()) else {
         return fail(oauth!(AccessDenied, "the client is no longer registered"));
     };
-    let Some(product) = config.product_by_audience(&req.audience).cloned() else {
+    let Some(product) = product else {
         return fail(oauth!(InvalidTarget, "the product is no longer registered"));
     };
     let user = p.store.user_by_id(&session.user_id).await?;

@@ -167,6 +167,33 @@ async fn handoff_at(s: &TestServer, subject: &str, at: i64) -> Result<String, St
         .map_err(|e| e.code.as_str().to_owned())
 }
 
+/// Redeems a code at the token endpoint and returns whatever it answers (refusals included).
+async fn redeem_raw(s: &TestServer, client: &str, secret: &str, code: &str, verifier: &str) -> (u16, serde_json::Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", verifier),
+    ];
+    post_basic(s, "/oauth2/token", client, secret, &form).await
+}
+
+/// The fields that answer "Allow" on the consent page `page`.
+fn allow_form(page: &str) -> [(&'static str, String); 3] {
+    [
+        ("csrf", hidden(page, "csrf").unwrap()),
+        ("req", hidden(page, "req").unwrap()),
+        ("decision", "allow".to_owned()),
+    ]
+}
+
+/// Presses "Allow" on the consent page `page`: where the browser is sent.
+async fn allow(b: &mut Browser, s: &TestServer, page: &str) -> Option<String> {
+    let form = allow_form(page);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post_form(&format!("{}/consent", s.base), &form).await.1
+}
+
 /// An unredeemed Reports code for Ada in Acme: (location, verifier, auth_time).
 async fn reports_code(b: &mut Browser, s: &TestServer) -> (String, String) {
     match start(b, s, "reports-web", &[("organization", "acme")], "ada@example.test").await {
@@ -299,13 +326,7 @@ async fn consent_covers_one_product(s: &TestServer) {
         panic!("a third-party client without consent")
     };
     assert!(page.contains("Allow access?") && page.contains("CRM") && page.contains("Acme Bank"), "{page}");
-    let form = [
-        ("csrf", hidden(&page, "csrf").unwrap()),
-        ("req", hidden(&page, "req").unwrap()),
-        ("decision", "allow".into()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, loc, _) = b.post_form(&format!("{}/consent", s.base), &form).await;
+    let loc = allow(&mut b, s, &page).await;
     assert!(query_param(&loc.unwrap(), "code").is_some());
     // CRM again: no page; the client's tokens are CRM's, and refresh (through the gate, which
     // reads the consent) goes on.
@@ -348,19 +369,7 @@ async fn a_password_only_session_gets_no_token_for_an_mfa_product_on_any_path(s:
     // The operator makes Reports require a second factor.
     reapply(s, &MFA_REPORTS).await;
     let code = query_param(&code_loc, "code").unwrap();
-    let redeemed = post_basic(
-        s,
-        "/oauth2/token",
-        "reports-web",
-        REPORTS_SECRET,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let redeemed = redeem_raw(s, "reports-web", REPORTS_SECRET, &code, &verifier).await;
     assert_eq!((redeemed.0, redeemed.1["error"].as_str()), (400, Some("invalid_grant")), "code: {}", redeemed.1);
     let refreshed = refresh(s, "reports-web", REPORTS_SECRET, reports["refresh_token"].as_str().unwrap()).await;
     assert_eq!(
@@ -443,19 +452,7 @@ async fn a_revoked_grant_gets_no_token_on_any_path(s: &TestServer) {
     .await;
     assert_eq!(status, 204);
     let code = query_param(&code_loc, "code").unwrap();
-    let r = post_basic(
-        s,
-        "/oauth2/token",
-        "reports-web",
-        REPORTS_SECRET,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let r = redeem_raw(s, "reports-web", REPORTS_SECRET, &code, &verifier).await;
     assert_eq!(r.1["error"], "invalid_grant", "code redemption");
     assert_eq!(
         refresh(s, "reports-web", REPORTS_SECRET, reports["refresh_token"].as_str().unwrap()).await.1["error"],
@@ -522,19 +519,7 @@ async fn a_code_issued_before_sign_out_everywhere_is_refused(s: &TestServer) {
         .await
         .unwrap();
     let code = query_param(&loc, "code").unwrap();
-    let (status, body) = post_basic(
-        s,
-        "/oauth2/token",
-        "crm-web",
-        CRM_SECRET,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (status, body) = redeem_raw(s, "crm-web", CRM_SECRET, &code, &verifier).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
 }
 both_stores!(codes_die_with_their_session, &SUITE, a_code_issued_before_sign_out_everywhere_is_refused);
@@ -936,27 +921,16 @@ both_stores_with!(
 
 async fn a_consent_to_more_keeps_what_was_consented_before(s: &TestServer) {
     let mut b = Browser::new();
-    let allow = |page: String| {
-        [
-            ("csrf", hidden(&page, "csrf").unwrap()),
-            ("req", hidden(&page, "req").unwrap()),
-            ("decision", "allow".to_owned()),
-        ]
-    };
     let (step, verifier) = start(&mut b, s, "partner-web", &[("organization", "acme")], "ada@example.test").await;
     let Step::Page(page) = step else { panic!() };
-    let form = allow(page);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, loc, _) = b.post_form(&format!("{}/consent", s.base), &form).await;
+    let loc = allow(&mut b, s, &page).await;
     let first = redeem(s, "partner-web", PARTNER_SECRET, &loc.unwrap(), &verifier).await;
     // The client asks for more: the page, and Allow.
     let (_, loc, page) = b
         .follow(&s.base, authorize_url(s, "partner-web", &[("organization", "acme"), ("scope", "openid email")]))
         .await;
     assert!(loc.is_none(), "a wider scope without consent: {loc:?}");
-    let form = allow(page);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    b.post_form(&format!("{}/consent", s.base), &form).await;
+    allow(&mut b, s, &page).await;
     // The first consent's refresh token lives on.
     let (status, body) = refresh(s, "partner-web", PARTNER_SECRET, first["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{body}");
@@ -967,12 +941,7 @@ async fn two_answers_to_one_consent_page_make_one_code(s: &TestServer) {
     let mut b = Browser::new();
     let (step, _) = start(&mut b, s, "partner-web", &[("organization", "acme")], "ada@example.test").await;
     let Step::Page(page) = step else { panic!() };
-    let form = [
-        ("csrf", hidden(&page, "csrf").unwrap()),
-        ("req", hidden(&page, "req").unwrap()),
-        ("decision", "allow".into()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let form = allow_form(&page);
     let cookie = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
     let http = openidconnect::reqwest::Client::builder()
         .redirect(openidconnect::reqwest::redirect::Policy::none())

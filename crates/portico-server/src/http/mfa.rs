@@ -247,6 +247,12 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         }
         Err(resp) => return resp,
     };
+    // The application's request this sign-in goes back to, checked for this browser first: a
+    // refusal there must not have spent the second-factor step.
+    let req = match request_for_form(&s, &headers, pending.req.as_deref()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     // The pending sign-in is spent, whatever follows; taken out in one statement, so two answers
     // sent at once cannot both start a session.
     match p.store.take_auth_request(&key, n).await {
@@ -254,10 +260,6 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         Ok(None) => return expired(),
         Err(_) => return unavailable(),
     }
-    let req = match request_for_form(&s, &headers, pending.req.as_deref()).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
     let next = super::pages::local_next(pending.next.as_deref());
     let mut resp = signed_in(&s, &headers, &user, vec!["pwd".into(), factor.into()], req, next, ip, n).await;
     resp.headers_mut()

@@ -429,7 +429,10 @@ pub async fn tenant_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
     if !matches!(s.provider.store.take_auth_request(&req.id, now()).await, Ok(Some(_))) {
         return expired();
     }
-    let choice = f.organization.filter(|o| !o.is_empty());
+    // Kept with the request: bounded like the `organization` parameter it stands for (a longer
+    // one names no tenant, and the picker shows again).
+    let limit = authorize::MAX_PARAM.iter().find(|(k, _)| *k == "organization").map_or(0, |(_, l)| *l);
+    let choice = f.organization.filter(|o| !o.is_empty() && o.len() <= limit);
     req.advance(&session, |g| g.organization = choice);
     proceed(&s, &headers, &addr, req).await
 }
