@@ -22,6 +22,10 @@ pub struct Kek {
     totp: LessSafeKey,
     client_secrets: hmac::Key,
     recovery_codes: hmac::Key,
+    audit_chain: [u8; 32],
+    /// A value every holder of the same KEK computes alike, stored once per deployment: a process
+    /// started with another key is refused before it seals or hashes anything.
+    check: String,
     handle_mac: hmac::Key,
     /// v1: the KEK itself as the AEAD key (private keys, TOTP secrets), and the one MAC key that
     /// hashed client secrets and recovery codes alike. Read only.
@@ -82,6 +86,8 @@ impl Kek {
             totp: aead_key(&derive(&prk, "totp-secret sealing")),
             client_secrets: mac("client-secret hashing"),
             recovery_codes: mac("recovery-code hashing"),
+            audit_chain: derive(&prk, "audit-chain keying"),
+            check: crate::random::hex(&derive(&prk, "key check value")),
             handle_mac: hmac::Key::new(hmac::HMAC_SHA256, handle_key.as_ref()),
             v1_aead: aead_key(raw),
             v1_secret_mac: hmac::Key::new(hmac::HMAC_SHA256, v1_mac_key.as_ref()),
@@ -176,6 +182,17 @@ impl Kek {
     /// What a recovery code made before per-purpose keys was stored as, to find and spend it.
     pub fn v1_recovery_code_hash(&self, code: &str) -> String {
         crate::random::hex(hmac::sign(&self.v1_secret_mac, code.as_bytes()).as_ref())
+    }
+
+    /// The key of the audit log's hash chain (the store keys each record's hash with it).
+    pub fn audit_chain_key(&self) -> &[u8; 32] {
+        &self.audit_chain
+    }
+
+    /// The key-check value the store records for the deployment (derived one-way from the KEK;
+    /// it reveals nothing of it).
+    pub fn check_value(&self) -> &str {
+        &self.check
     }
 
     /// HMAC-SHA256 under the key for tenant handles (every node sharing the KEK derives the same).

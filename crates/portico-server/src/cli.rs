@@ -3,7 +3,7 @@
 use crate::config::{Config, LogFormat, Overrides};
 use crate::http::demo::{Demo, DemoClient};
 use crate::suite::{Suite, parse_duration};
-use crate::{http, load_kek, open_store, start};
+use crate::{NewKey, http, open_store, start};
 use clap::{Args, Parser, Subcommand};
 use portico_model::*;
 use portico_protocol::{admin, keys, password, random};
@@ -217,7 +217,7 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
     match command {
         Command::Serve => {
             init_logs(cfg.log_format);
-            let store = open_store(&cfg).await?;
+            let (store, _) = open_store(&cfg, NewKey::Allowed).await?;
             let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
             let running = start(&cfg, store, listener, None).await?;
             tracing::info!(addr = %running.addr, issuer = %cfg.issuer, "portico listening");
@@ -227,16 +227,16 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
         }
         Command::Dev | Command::MailSink { .. } => unreachable!("handled above"),
         Command::Migrate => {
-            let store = open_store(&cfg).await?;
+            // Needs no key: a deployment may migrate its database before any server made one.
+            let store = crate::open_migrated(&cfg).await?;
             println!("migrated the {} store", store.backend());
         }
         Command::Apply { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let store = open_store(&cfg).await?;
+            let (store, kek) = open_store(&cfg, NewKey::Refused).await?;
             let known: HashSet<String> = store.list_users().await?.into_iter().map(|u| u.email.to_lowercase()).collect();
             let suite = Suite::parse(&file.display().to_string(), &text, &known)?;
             suite.check_for_issuer(&cfg.issuer)?;
-            let kek = load_kek(&cfg)?;
             let report = suite.apply(&store, &kek, "apply", now).await?;
             if report.is_empty() {
                 println!("no changes");
@@ -247,16 +247,23 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
         }
         Command::User(cmd) => user(&cfg, cmd, now).await?,
         Command::Audit(AuditCmd::Verify) => {
-            let store = open_store(&cfg).await?;
+            let (store, _) = open_store(&cfg, NewKey::Refused).await?;
             match store.verify_audit().await? {
-                portico_store::AuditCheck::Intact { records, head } => println!("audit log intact: {records} records, head {head}"),
+                portico_store::AuditCheck::Intact { records, head, keyed_from } => {
+                    println!("audit log intact: {records} records, head {head}");
+                    match keyed_from {
+                        Some(1) => println!("keyed from its first record"),
+                        Some(n) => println!("keyed from record {n}; records 1 to {} predate the key (plain SHA-256)", n - 1),
+                        None => {}
+                    }
+                    println!("keep the head where the database's writers cannot reach it: only it shows a log cut short");
+                }
                 portico_store::AuditCheck::Broken { seq, reason } => anyhow::bail!("audit log broken at record {seq}: {reason}"),
             }
         }
         Command::Grant(cmd) => grant(&cfg, cmd, now).await?,
         Command::Keys(cmd) => {
-            let store = open_store(&cfg).await?;
-            let kek = load_kek(&cfg)?;
+            let (store, kek) = open_store(&cfg, NewKey::Refused).await?;
             match cmd {
                 KeysCmd::Rotate { alg, activate_in } => {
                     let alg = SigningAlg::parse(&alg).ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?;
@@ -283,7 +290,7 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
 }
 
 async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result<()> {
-    let store = open_store(cfg).await?;
+    let (store, _) = open_store(cfg, NewKey::Refused).await?;
     match cmd {
         UserCmd::Add { email, name, password_stdin } => {
             anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
@@ -338,7 +345,7 @@ async fn set_status(cfg: &Config, store: &portico_store::Store, email: &str, sta
 }
 
 async fn grant(cfg: &Config, cmd: GrantCmd, now: i64) -> anyhow::Result<()> {
-    let store = open_store(cfg).await?;
+    let (store, _) = open_store(cfg, NewKey::Refused).await?;
     let config = snapshot(cfg, &store).await?;
     let by = admin::Caller::cli();
     let key = |a: &GrantArgs| admin::GrantKey {
@@ -564,8 +571,7 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
             Some(sink)
         }
     };
-    let store = open_store(&cfg).await?;
-    let kek = load_kek(&cfg)?;
+    let (store, kek) = open_store(&cfg, NewKey::Allowed).await?;
     let (crm_secret, reports_secret, payments_secret) = (random::token(), random::token(), random::token());
     let text = demo_suite(&cfg.issuer, &crm_secret, &reports_secret, &payments_secret);
     Suite::parse("demo suite", &text, &HashSet::new())?

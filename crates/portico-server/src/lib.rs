@@ -38,11 +38,31 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// The key-encryption key from configuration, or `data_dir/kek`.
-pub fn load_kek(cfg: &Config) -> anyhow::Result<Kek> {
-    Ok(match &cfg.key_encryption_key {
-        Some(k) => Kek::from_base64(k)?,
-        None => Kek::load_or_create(&cfg.data_dir)?,
-    })
+pub fn load_kek(cfg: &Config, new: NewKey) -> anyhow::Result<Kek> {
+    if let Some(k) = &cfg.key_encryption_key {
+        return Ok(Kek::from_base64(k)?);
+    }
+    let file = cfg.data_dir.join("kek");
+    // On SQLite the key lives beside the store it seals: whichever process opens the store first
+    // makes both. On PostgreSQL the store is shared and a key made here would be this machine's
+    // alone: only a server makes one (the store's key check then refuses any other).
+    if new == NewKey::Refused && cfg.database_url.is_some() && !file.exists() {
+        anyhow::bail!(
+            "no key-encryption key: the store is on PostgreSQL and {} does not exist; set key_encryption_key \
+             (or PORTICO_KEY_ENCRYPTION_KEY) to the deployment's key",
+            file.display()
+        );
+    }
+    Ok(Kek::load_or_create(&cfg.data_dir)?)
+}
+
+/// Whether a process may make the key-encryption key when none is configured or on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewKey {
+    /// `portico serve` and `dev`: the first server of a deployment makes it.
+    Allowed,
+    /// Every other command: on PostgreSQL it must use the deployment's key.
+    Refused,
 }
 
 /// Creates `dir` (and its parents) readable by its owner only.
@@ -79,9 +99,19 @@ fn warn_if_readable_by_others(file: &std::path::Path) {
     }
 }
 
-/// Opens and migrates the configured store. The SQLite file is made 0600 in a 0700 directory
-/// (SQLite gives its `-wal` and `-shm` files the same mode).
-pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+/// Opens and migrates the configured store and gives it the deployment's keys (a key-encryption
+/// key other than the one the store was set up under is refused here). The SQLite file is made
+/// 0600 in a 0700 directory (SQLite gives its `-wal` and `-shm` files the same mode).
+pub async fn open_store(cfg: &Config, new: NewKey) -> anyhow::Result<(Store, Kek)> {
+    let store = open_migrated(cfg).await?;
+    // Every process that writes or verifies the audit chain holds its key.
+    let kek = load_kek(cfg, new)?;
+    store.use_keys(kek.check_value(), kek.audit_chain_key(), http::now()).await?;
+    Ok((store, kek))
+}
+
+/// Opens and migrates the configured store, without keys (`portico migrate`).
+pub async fn open_migrated(cfg: &Config) -> anyhow::Result<Store> {
     if cfg.database_url.is_none() {
         private_dir(&cfg.data_dir)?;
         private_file(&cfg.data_dir.join("portico.db"))?;
@@ -134,7 +164,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     if cfg.database_url.is_none() {
         warn_if_readable_by_others(&cfg.data_dir.join("portico.db"));
     }
-    let kek = load_kek(cfg)?;
+    let kek = load_kek(cfg, NewKey::Allowed)?;
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);
     let mailer = match &cfg.smtp_url {

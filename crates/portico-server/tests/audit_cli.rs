@@ -43,6 +43,14 @@ fn audit_verify_proves_the_log_and_finds_tampering() {
     assert!(ok && out.starts_with("audit log intact: "), "{out}");
     let records: i64 = out.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(records >= 3, "one per product and user applied: {out}");
+    assert!(out.contains("keyed from its first record"), "{out}");
+
+    // The key file swapped for another: every command is refused, and says why.
+    let kek = std::fs::read(dir.join("kek")).unwrap();
+    std::fs::write(dir.join("kek"), "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=").unwrap();
+    let (ok, out) = portico(&dir, &["audit", "verify"]);
+    assert!(!ok && out.contains("not this deployment's"), "{out}");
+    std::fs::write(dir.join("kek"), kek).unwrap();
 
     sql(&dir, "UPDATE audit_events SET actor = 'someone else' WHERE seq = 2");
     let (ok, out) = portico(&dir, &["audit", "verify"]);

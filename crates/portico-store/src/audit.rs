@@ -1,8 +1,16 @@
 //! The audit log: append-only and hash-chained. Each record's hash covers its content and the
 //! previous record's hash, so a changed or removed row breaks the chain.
+//!
+//! The chain is keyed ([`Store::use_keys`]): each hash is an HMAC under a key derived from the
+//! KEK (`h2:` …), so someone who can write to the database but does not hold the KEK cannot
+//! rewrite a record and recompute the chain after it. A log begun before the key existed keeps its
+//! plain SHA-256 records; where keying began is recorded once, under the key (the `audit_keyed_from`
+//! mark, which also covers the last unkeyed record's hash), so that boundary can be neither moved
+//! nor removed, and the unkeyed part can no longer be rewritten either: the first keyed record
+//! names its hash.
 
-use crate::{Result, Store, on_pool, on_read};
-use aws_lc_rs::digest;
+use crate::{Result, Store, StoreError, on_pool, on_read};
+use aws_lc_rs::{digest, hmac};
 use serde::Serialize;
 
 /// A security-relevant act, before it is appended.
@@ -59,8 +67,44 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The chain hash of one record: SHA-256 over the previous hash and the record's fields.
+/// The key of the audit chain.
+#[derive(Clone)]
+pub struct ChainKey(hmac::Key);
+
+impl ChainKey {
+    pub fn new(raw: &[u8; 32]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, raw))
+    }
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey([redacted])")
+    }
+}
+
+/// The prefix of a keyed chain hash.
+const KEYED: &str = "h2:";
+
+/// A record's hash as this store writes it: keyed when it has the key.
+pub(crate) fn record_hash(key: Option<&ChainKey>, seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
+    match key {
+        Some(k) => {
+            let tag = hmac::sign(&k.0, chain_content(seq, event, prev_hash).as_bytes());
+            format!("{KEYED}{}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+        }
+        None => chain_hash(seq, event, prev_hash),
+    }
+}
+
+/// The unkeyed chain hash of one record: SHA-256 over the previous hash and the record's fields
+/// (what anyone can recompute; records before the chain key, and tests).
 pub fn chain_hash(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
+    let d = digest::digest(&digest::SHA256, chain_content(seq, event, prev_hash).as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn chain_content(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
     let content = serde_json::json!([
         seq,
         prev_hash,
@@ -72,15 +116,15 @@ pub fn chain_hash(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
         event.ip,
         event.data.to_string()
     ]);
-    let d = digest::digest(&digest::SHA256, content.to_string().as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    content.to_string()
 }
 
 /// Appends `events` inside an open transaction of either back end. Claims the chain head with an
 /// `UPDATE … RETURNING` first, so concurrent writers (two nodes, the CLI) serialize on it.
 macro_rules! append_in {
-    ($tx:expr, $events:expr) => {{
+    ($tx:expr, $store:expr, $events:expr) => {{
         let events: &[$crate::audit::AuditEvent] = $events;
+        let key = $store.audit_key.get();
         if !events.is_empty() {
             let (last_seq, mut prev): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq - $1, hash")
                 .bind(events.len() as i64)
@@ -89,7 +133,7 @@ macro_rules! append_in {
             let mut rows = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
                 let seq = last_seq + 1 + i as i64;
-                let hash = $crate::audit::chain_hash(seq, e, &prev);
+                let hash = $crate::audit::record_hash(key, seq, e, &prev);
                 rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
             }
             // One multi-row INSERT per chunk (well under both back ends' bind-parameter limits).
@@ -120,12 +164,59 @@ pub(crate) use append_in;
 
 type Row = (i64, i64, String, String, Option<String>, Option<String>, Option<String>, String, String, String);
 
+/// The mark of where keying began: the first keyed record's number and the hash before it.
+fn keyed_mark(key: &ChainKey, from_seq: i64, prev_hash: &str) -> String {
+    let tag = hmac::sign(&key.0, format!("portico audit keyed from {from_seq} after {prev_hash}").as_bytes());
+    format!("{from_seq}:{}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
+}
+
 impl Store {
+    /// Gives the store the deployment's keys, once, as it is opened: `kek_check` is the KEK's
+    /// check value, `chain_key` the audit chain's key (both derived from the KEK).
+    ///
+    /// The first process with a key records its check value; a process with another key is
+    /// refused ([`StoreError::WrongKey`]) before it writes anything. The first to key the audit
+    /// chain marks where keying begins and appends an `audit.keyed` record, the first keyed one.
+    /// Serialised on the chain head, so two processes starting at once mark it once.
+    pub async fn use_keys(&self, kek_check: &str, chain_key: &[u8; 32], now: i64) -> Result<()> {
+        let key = ChainKey::new(chain_key);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let (head_seq, head_hash): (i64, String) =
+                sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
+            let stored: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'kek_check'").fetch_optional(&mut *tx).await?;
+            match stored {
+                Some(stored) if !ct_eq(&stored, kek_check) => return Err(StoreError::WrongKey),
+                Some(_) => {}
+                None => {
+                    sqlx::query("INSERT INTO meta (key, value) VALUES ('kek_check', $1)").bind(kek_check).execute(&mut *tx).await?;
+                }
+            }
+            // Set only once the key is known to be the deployment's.
+            let _ = self.audit_key.set(key.clone());
+            let mark: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_keyed_from'").fetch_optional(&mut *tx).await?;
+            if mark.is_none() {
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('audit_keyed_from', $1)")
+                    .bind(keyed_mark(&key, head_seq + 1, &head_hash))
+                    .execute(&mut *tx)
+                    .await?;
+                let event = AuditEvent::new(now, "audit.keyed", "system").data(serde_json::json!({"unkeyed_records": head_seq}));
+                append_in!(&mut tx, self, std::slice::from_ref(&event));
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Appends events in their own transaction (group commit: callers batch them).
     pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            append_in!(&mut tx, events);
+            append_in!(&mut tx, self, events);
             tx.commit().await?;
         });
         Ok(())
@@ -160,7 +251,8 @@ impl Store {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuditCheck {
     /// Every record links to the one before and hashes to what it says; the head names the last.
-    Intact { records: i64, head: String },
+    /// `keyed_from` is the first keyed record (those before it date from before the key).
+    Intact { records: i64, head: String, keyed_from: Option<i64> },
     /// The first place the chain breaks, and how.
     Broken { seq: i64, reason: String },
 }
@@ -172,12 +264,38 @@ impl Store {
     }
 
     /// Walks the whole audit log: sequence numbers without gaps from 1, each record's `prev_hash`
-    /// the hash of the one before, each hash recomputed from the record, and the head naming the
-    /// last record. A changed row fails its hash; a removed row leaves a gap, or (the last one) a
-    /// head that names a record that is not there.
+    /// the hash of the one before, each hash recomputed from the record (keyed from where the mark
+    /// says keying began, plain SHA-256 before it), the mark itself, and the head naming the last
+    /// record. A changed row fails its hash; a removed row leaves a gap, or (the last one) a head
+    /// that names a record that is not there. Only the head can show the log's end was cut off:
+    /// keep it somewhere the database's writers cannot reach.
     pub async fn verify_audit(&self) -> Result<AuditCheck> {
         // The head first: records appended while walking are past it and not judged.
         let (head_seq, head_hash) = self.audit_head().await?;
+        let mark: Option<String> =
+            on_read!(self, pool => sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_keyed_from'").fetch_optional(pool).await)?;
+        let key = self.audit_key.get();
+        let broken = |seq: i64, reason: String| Ok(AuditCheck::Broken { seq, reason });
+        let keyed_from = match (&mark, key) {
+            (None, _) => None,
+            (Some(m), key) => {
+                let Some(from) = m.split_once(':').and_then(|(n, _)| n.parse::<i64>().ok()).filter(|n| *n >= 1) else {
+                    return broken(1, "the mark of where keying began is unreadable".into());
+                };
+                if key.is_none() {
+                    return broken(
+                        from,
+                        format!("the chain is keyed from record {from}: verify it with the deployment's key-encryption key"),
+                    );
+                }
+                Some(from)
+            }
+        };
+        // Whether the mark matches the log at its boundary: its number, and the hash before it.
+        let mark_holds = |from: i64, prev: &str| match (key, &mark) {
+            (Some(k), Some(m)) => ct_eq(&keyed_mark(k, from, prev), m),
+            _ => false,
+        };
         let (mut expected_seq, mut prev) = (1i64, String::new());
         loop {
             let batch = self.audit_records(expected_seq - 1, 1000).await?;
@@ -189,22 +307,39 @@ impl Store {
             }
             for r in batch.into_iter().take_while(|r| r.seq <= head_seq) {
                 if r.seq != expected_seq {
-                    return Ok(AuditCheck::Broken {
-                        seq: expected_seq,
-                        reason: format!("record {expected_seq} is missing (the next is {})", r.seq),
-                    });
+                    return broken(expected_seq, format!("record {expected_seq} is missing (the next is {})", r.seq));
                 }
                 if r.prev_hash != prev {
-                    return Ok(AuditCheck::Broken {
-                        seq: r.seq,
-                        reason: "its link to the record before does not match".into(),
-                    });
+                    return broken(r.seq, "its link to the record before does not match".into());
                 }
-                if chain_hash(r.seq, &r.event, &r.prev_hash) != r.hash {
-                    return Ok(AuditCheck::Broken {
-                        seq: r.seq,
-                        reason: "its content does not match its hash (the record was changed)".into(),
-                    });
+                if keyed_from == Some(r.seq) && !mark_holds(r.seq, &prev) {
+                    return broken(
+                        r.seq,
+                        "the mark of where keying began does not match the log (it, or a record before it, was changed)".into(),
+                    );
+                }
+                let should_be_keyed = keyed_from.is_some_and(|from| r.seq >= from);
+                let expected = match (r.hash.starts_with(KEYED), should_be_keyed) {
+                    (false, true) => {
+                        return broken(
+                            r.seq,
+                            format!(
+                                "it is not keyed, though the chain is keyed from record {} (it was written or rewritten without the key)",
+                                keyed_from.unwrap_or(1)
+                            ),
+                        );
+                    }
+                    (true, false) => {
+                        return broken(
+                            r.seq,
+                            "it is keyed, but nothing marks keying as begun before it (the mark was removed or moved)".into(),
+                        );
+                    }
+                    (true, true) => record_hash(key, r.seq, &r.event, &r.prev_hash),
+                    (false, false) => chain_hash(r.seq, &r.event, &r.prev_hash),
+                };
+                if !ct_eq(&expected, &r.hash) {
+                    return broken(r.seq, "its content does not match its hash (the record was changed)".into());
                 }
                 prev = r.hash;
                 expected_seq += 1;
@@ -214,14 +349,18 @@ impl Store {
             }
         }
         if expected_seq - 1 != head_seq || prev != head_hash {
-            return Ok(AuditCheck::Broken {
-                seq: expected_seq,
-                reason: format!("the head names record {head_seq}, the log ends at {}", expected_seq - 1),
-            });
+            return broken(expected_seq, format!("the head names record {head_seq}, the log ends at {}", expected_seq - 1));
+        }
+        // Keying began after the last record judged: the mark must name the record after it.
+        if let Some(from) = keyed_from.filter(|from| *from > head_seq)
+            && !mark_holds(head_seq + 1, &head_hash)
+        {
+            return broken(from, "the mark of where keying began does not match the log (it was moved)".into());
         }
         Ok(AuditCheck::Intact {
             records: head_seq,
             head: head_hash,
+            keyed_from,
         })
     }
 }

@@ -120,7 +120,7 @@ impl Store {
                     }
                 }
             }
-            crate::audit::append_in!(&mut tx, audit);
+            crate::audit::append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())

@@ -75,7 +75,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             put_grant_in!(&mut tx, g);
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -117,7 +117,7 @@ impl Store {
                              WHERE subject = $1 AND product = $2 AND revoked_at IS NULL
                                AND sid IN (SELECT sid FROM product_sessions WHERE ended_at IS NOT NULL)")
                     .bind(grantee.key()).bind(product.as_str()).bind(now).execute(&mut *tx).await?;
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             revoked

@@ -24,7 +24,7 @@ impl Store {
             sqlx::query("INSERT INTO handoff_codes (hash, target, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(hash).bind(target).bind(data).bind(now).bind(expires_at).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1").bind(now - 86_400).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())

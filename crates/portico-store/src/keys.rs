@@ -29,7 +29,7 @@ impl Store {
                 .execute(&mut *tx).await?;
             // Key changes must reach every node's cache.
             sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'").execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())

@@ -53,15 +53,27 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error(
+        "the key-encryption key is not this deployment's (the store was set up under another key; \
+         give every process the same key_encryption_key)"
+    )]
+    WrongKey,
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The store: SQLite or PostgreSQL. Cheap to clone.
+/// The store: SQLite or PostgreSQL, and the key its audit chain is keyed with. Cheap to clone.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+    /// Set once after opening ([`Store::use_keys`]); every clone shares it.
+    audit_key: std::sync::Arc<std::sync::OnceLock<audit::ChainKey>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
     Sqlite(SqlitePools),
     Postgres(PgPool),
 }
@@ -77,12 +89,12 @@ pub struct SqlitePools {
 /// transactions (SQLite's writer connection).
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::Store::Sqlite(pools) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(pools) => {
                 let $pool = &pools.write;
                 $body
             }
-            $crate::Store::Postgres($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
         }
     };
 }
@@ -90,12 +102,12 @@ macro_rules! on_pool {
 /// As [`on_pool!`], for a single read-only statement (SQLite's reader pool).
 macro_rules! on_read {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::Store::Sqlite(pools) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(pools) => {
                 let $pool = &pools.read;
                 $body
             }
-            $crate::Store::Postgres($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
         }
     };
 }
@@ -117,7 +129,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts)
                     .await?;
-                Ok(Store::Postgres(pool))
+                Ok(Store::new(Backend::Postgres(pool)))
             }
             Some(url) if url.starts_with("sqlite:") => Self::open_sqlite(SqliteConnectOptions::from_str(url)?).await,
             Some(other) => Err(StoreError::Db(sqlx::Error::Configuration(
@@ -157,14 +169,21 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Store::Sqlite(SqlitePools { write, read }))
+        Ok(Store::new(Backend::Sqlite(SqlitePools { write, read })))
+    }
+
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            audit_key: Default::default(),
+        }
     }
 
     /// Applies the embedded migrations (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(pools) => SQLITE_MIGRATIONS.run(&pools.write).await?,
-            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        match &self.backend {
+            Backend::Sqlite(pools) => SQLITE_MIGRATIONS.run(&pools.write).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }
@@ -176,19 +195,19 @@ impl Store {
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(pools) => {
+        match &self.backend {
+            Backend::Sqlite(pools) => {
                 pools.read.close().await;
                 pools.write.close().await;
             }
-            Store::Postgres(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
         }
     }
 }

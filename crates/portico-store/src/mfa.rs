@@ -67,7 +67,7 @@ impl Store {
             };
             let used = r.rows_affected() > 0;
             if used {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             used
@@ -86,7 +86,7 @@ impl Store {
             if locked {
                 sqlx::query("UPDATE totp_credentials SET failures = 0, locked_until = $2 WHERE user_id = $1")
                     .bind(user.as_str()).bind(lock_until).execute(&mut *tx).await?;
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             locked
@@ -101,7 +101,7 @@ impl Store {
             let r = sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1").bind(user.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user.as_str()).execute(&mut *tx).await?;
             if r.rows_affected() > 0 {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             r.rows_affected() > 0
@@ -118,7 +118,7 @@ impl Store {
                 sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
                     .bind(user.as_str()).bind(h).bind(now).execute(&mut *tx).await?;
             }
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -132,7 +132,7 @@ impl Store {
                 .bind(user.as_str()).bind(hash).bind(now).execute(&mut *tx).await?;
             let used = r.rows_affected() > 0;
             if used {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             used

@@ -78,7 +78,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM logout_outbox WHERE sid = $1").bind(sid).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -90,7 +90,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE logout_outbox SET next_attempt_at = $2, last_error = $3 WHERE sid = $1")
                 .bind(sid).bind(next_attempt_at).bind(error).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())

@@ -49,7 +49,7 @@ impl Store {
             if r.rows_affected() == 0 {
                 return Err(StoreError::Conflict("passkey".into()));
             }
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -75,7 +75,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE passkeys SET credential = $2, last_used_at = $3 WHERE credential_id = $1")
                 .bind(credential_id).bind(credential).bind(now).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -102,7 +102,7 @@ impl Store {
             };
             let changed = r.rows_affected() > 0;
             if changed {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             changed

@@ -125,7 +125,7 @@ impl Store {
                 .bind(&s.id).bind(&s.token_hash).bind(s.user_id.as_str()).bind(s.auth_time).bind(crate::json(&s.amr)).bind(&s.acr)
                 .bind(now).bind(s.idle_expires_at).bind(s.expires_at).bind(&s.user_agent).bind(&s.ip)
                 .execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -170,7 +170,7 @@ impl Store {
                              WHERE revoked_at IS NULL AND sid IN (SELECT sid FROM product_sessions WHERE sso_id = $1)")
                     .bind(id).bind(now).execute(&mut *tx).await?;
                 queue_logouts_in!(&mut tx, &sessions, user.as_str(), "logout", now, notify);
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             ended
@@ -193,7 +193,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let ended = end_sessions_in!(&mut tx, user, "", "logout", now, notify);
             if ended > 0 {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             ended
@@ -218,7 +218,7 @@ impl Store {
             sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
                 .bind(user.as_str()).bind(hash).bind(now).execute(&mut *tx).await?;
             let ended = end_sessions_in!(&mut tx, user, keep.unwrap_or(""), "password_changed", now, notify);
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
             ended
         });
@@ -428,7 +428,7 @@ impl Store {
             sqlx::query("INSERT INTO consents (user_id, client_id, product, scope, granted_at) VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (user_id, client_id, product) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at")
                 .bind(user_id.as_str()).bind(client_id).bind(product).bind(all.join(" ")).bind(now).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())

@@ -186,7 +186,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let r = sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
                 .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
             r.rows_affected() > 0
         });
@@ -281,7 +281,7 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(results)
@@ -293,7 +293,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                 .bind(jti).bind(expires_at).execute(&mut *tx).await?;
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())

@@ -40,7 +40,7 @@ impl Store {
             for g in grants {
                 crate::grants::put_grant_in!(&mut tx, g);
             }
-            append_in!(&mut tx, audit);
+            append_in!(&mut tx, self, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -81,7 +81,7 @@ impl Store {
             let r = sqlx::query("UPDATE users SET email_verified = $3, updated_at = $4 WHERE id = $1 AND email_norm = $2 AND email_verified = $5")
                 .bind(id.as_str()).bind(normalize_email(email)).bind(true).bind(now).bind(false).execute(&mut *tx).await?;
             if r.rows_affected() > 0 {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             r.rows_affected() > 0
@@ -119,7 +119,7 @@ impl Store {
             }
             let changed = r.rows_affected() > 0;
             if changed {
-                append_in!(&mut tx, audit);
+                append_in!(&mut tx, self, audit);
             }
             tx.commit().await?;
             changed

@@ -89,8 +89,7 @@ impl TestServer {
         configure(&mut config);
         config.validate().expect("valid test configuration");
         let base = config.issuer.clone();
-        let store = portico_server::open_store(&config).await.expect("open store");
-        let kek = portico_server::load_kek(&config).expect("kek");
+        let (store, kek) = portico_server::open_store(&config, portico_server::NewKey::Allowed).await.expect("open store");
         let parsed = Suite::parse("test suite", suite, &HashSet::new()).expect("valid suite");
         parsed.check_for_issuer(&config.issuer).expect("valid suite for this issuer");
         parsed.apply(&store, &kek, "test", now()).await.expect("apply");
@@ -126,7 +125,7 @@ impl TestServer {
         running.stop().await;
         store.close().await;
         let listener = listener_on(&socket);
-        let store = portico_server::open_store(&config).await.expect("open store");
+        let (store, _) = portico_server::open_store(&config, portico_server::NewKey::Allowed).await.expect("open store");
         let running = portico_server::start(&config, store, listener, None).await.expect("start");
         Self {
             base,

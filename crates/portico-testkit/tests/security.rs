@@ -94,7 +94,7 @@ async fn audited(s: &TestServer, kind: &str, actor: &str) -> usize {
 
 /// Makes the store match `suite` and the running server see it at once.
 async fn reapply(s: &TestServer, suite: &str) {
-    let kek = portico_server::load_kek(&s.config).unwrap();
+    let kek = portico_server::load_kek(&s.config, portico_server::NewKey::Refused).unwrap();
     portico_server::suite::Suite::parse("changed suite", suite, &HashSet::new())
         .unwrap()
         .apply(s.store(), &kek, "test", portico_testkit::now())

@@ -208,9 +208,12 @@ async fn the_audit_log_is_one_unbroken_chain(s: &TestServer) {
         assert_eq!(pair[1].seq, pair[0].seq + 1, "no gaps");
         assert_eq!(pair[1].prev_hash, pair[0].hash, "each record names its predecessor");
     }
+    // Keyed under the KEK: what anyone could recompute (plain SHA-256) is not what is stored.
     for r in &records {
-        assert_eq!(r.hash, chain_hash(r.seq, &r.event, &r.prev_hash), "record {} hashes to what it says", r.seq);
+        assert!(r.hash.starts_with("h2:"), "record {} is keyed", r.seq);
+        assert_ne!(r.hash, chain_hash(r.seq, &r.event, &r.prev_hash), "record {}", r.seq);
     }
+    assert!(matches!(store.verify_audit().await.unwrap(), portico_store::AuditCheck::Intact { .. }));
 }
 both_stores!(store_audit_chain, the_audit_log_is_one_unbroken_chain);
 
@@ -321,13 +324,20 @@ async fn audit_verification_finds_a_changed_or_removed_record(s: &TestServer) {
     behind_the_back(s, &format!("UPDATE audit_events SET actor = 'someone else' WHERE seq = {}", middle.seq)).await;
     let (seq, reason) = broken().await;
     assert_eq!((seq, reason.contains("changed")), (middle.seq, true), "{reason}");
-    // Changed and rehashed to match: the next record's link gives it away.
+    // Changed and rehashed by someone who writes to the database but has no key: the record is
+    // named (its hash is not keyed, after keyed ones) — and so would every record after it be,
+    // however the rest of the chain was recomputed.
     let mut forged_event = middle.event.clone();
     forged_event.actor = "someone else".into();
     let forged = chain_hash(middle.seq, &forged_event, &middle.prev_hash);
     behind_the_back(s, &format!("UPDATE audit_events SET hash = {} WHERE seq = {}", q(&forged), middle.seq)).await;
     let (seq, reason) = broken().await;
-    assert_eq!((seq, reason.contains("link")), (middle.seq + 1, true), "{reason}");
+    assert_eq!((seq, reason.contains("not keyed")), (middle.seq, true), "{reason}");
+    // Rehashed with a key of one's own (HMAC, but not the deployment's): the content check fails.
+    let wrong = format!("h2:{}", &chain_hash(middle.seq, &forged_event, "another key")[..64]);
+    behind_the_back(s, &format!("UPDATE audit_events SET hash = {} WHERE seq = {}", q(&wrong), middle.seq)).await;
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("changed")), (middle.seq, true), "{reason}");
     // Put back as it was: intact again (the check is of content, not of history).
     behind_the_back(s, &format!("DELETE FROM audit_events WHERE seq = {}", middle.seq)).await;
     let (seq, reason) = broken().await;
@@ -360,3 +370,136 @@ async fn audit_verification_ends_on_a_gap_past_a_lowered_head(s: &TestServer) {
     assert!(matches!(check, AuditCheck::Broken { .. }), "{check:?}");
 }
 both_stores!(store_audit_verify_ends, audit_verification_ends_on_a_gap_past_a_lowered_head);
+
+async fn a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_moved_nor_removed(s: &TestServer) {
+    use portico_store::AuditCheck;
+    let now = portico_testkit::now();
+    let events = |n: usize| (0..n).map(|i| AuditEvent::new(now, "test.event", format!("actor-{i}"))).collect::<Vec<_>>();
+    let keyless = Store::open(s.config.database_url.as_deref(), &s.config.data_dir).await.unwrap();
+    // A log as an older Portico left it: three plain records, no mark.
+    s.running.provider.writer.flush().await;
+    behind_the_back(s, "DELETE FROM audit_events").await;
+    behind_the_back(s, "UPDATE audit_head SET seq = 0, hash = '' WHERE id = 1").await;
+    behind_the_back(s, "DELETE FROM meta WHERE key = 'audit_keyed_from'").await;
+    keyless.append_audit(&events(3)).await.unwrap();
+    // The upgrade: the first process with the key marks where keying begins.
+    let (keyed, _) = portico_server::open_store(&s.config, portico_server::NewKey::Refused).await.unwrap();
+    keyed.append_audit(&events(2)).await.unwrap();
+    let check = || async { keyed.verify_audit().await.unwrap() };
+    let broken = || async {
+        match keyed.verify_audit().await.unwrap() {
+            AuditCheck::Broken { seq, reason } => (seq, reason),
+            AuditCheck::Intact { .. } => panic!("the tampering went unnoticed"),
+        }
+    };
+    assert!(
+        matches!(
+            check().await,
+            AuditCheck::Intact {
+                records: 6,
+                keyed_from: Some(4),
+                ..
+            }
+        ),
+        "{:?}",
+        check().await
+    );
+    let records = keyed.audit_records(0, 10).await.unwrap();
+    assert_eq!(records[3].event.kind, "audit.keyed");
+    assert!(records[..3].iter().all(|r| !r.hash.starts_with("h2:")) && records[3..].iter().all(|r| r.hash.starts_with("h2:")));
+    let q = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let set = |seq: i64, col: &str, v: &str| format!("UPDATE audit_events SET {col} = {} WHERE seq = {seq}", q(v));
+
+    // The unkeyed part rewritten and its chain recomputed, the first keyed record's link too.
+    let mut forged = records[1].event.clone();
+    forged.actor = "someone else".into();
+    let h2 = chain_hash(2, &forged, &records[1].prev_hash);
+    let h3 = chain_hash(3, &records[2].event, &h2);
+    for sql in [
+        set(2, "actor", "someone else"),
+        set(2, "hash", &h2),
+        set(3, "prev_hash", &h2),
+        set(3, "hash", &h3),
+        set(4, "prev_hash", &h3),
+    ] {
+        behind_the_back(s, &sql).await;
+    }
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("mark")), (4, true), "{reason}");
+    for sql in [
+        set(2, "actor", &records[1].event.actor),
+        set(2, "hash", &records[1].hash),
+        set(3, "prev_hash", &records[2].prev_hash),
+        set(3, "hash", &records[2].hash),
+        set(4, "prev_hash", &records[3].prev_hash),
+    ] {
+        behind_the_back(s, &sql).await;
+    }
+    assert!(matches!(check().await, AuditCheck::Intact { .. }), "restored");
+
+    // The mark removed, or moved (its tag kept): named.
+    let mark: String = {
+        use sqlx::Connection;
+        let sql = "SELECT value FROM meta WHERE key = 'audit_keyed_from'";
+        match &s.config.database_url {
+            Some(url) => sqlx::query_scalar(sql)
+                .fetch_one(&mut sqlx::PgConnection::connect(url).await.unwrap())
+                .await
+                .unwrap(),
+            None => {
+                let url = format!("sqlite://{}", s.config.data_dir.join("portico.db").display());
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut sqlx::SqliteConnection::connect(&url).await.unwrap())
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    behind_the_back(s, "DELETE FROM meta WHERE key = 'audit_keyed_from'").await;
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("nothing marks")), (4, true), "{reason}");
+    let (_, tag) = mark.split_once(':').unwrap();
+    for (moved, at) in [(2, 2), (5, 4), (9, 4)] {
+        behind_the_back(s, "DELETE FROM meta WHERE key = 'audit_keyed_from'").await;
+        behind_the_back(
+            s,
+            &format!("INSERT INTO meta (key, value) VALUES ('audit_keyed_from', {})", q(&format!("{moved}:{tag}"))),
+        )
+        .await;
+        let (seq, reason) = broken().await;
+        assert_eq!(seq, at, "mark moved to {moved}: {reason}");
+    }
+    behind_the_back(s, "DELETE FROM meta WHERE key = 'audit_keyed_from'").await;
+    behind_the_back(s, &format!("INSERT INTO meta (key, value) VALUES ('audit_keyed_from', {})", q(&mark))).await;
+    assert!(matches!(check().await, AuditCheck::Intact { .. }), "restored");
+
+    // A process without the key (an older node, someone with the database) appends after the
+    // keyed records: named.
+    keyless.append_audit(&events(1)).await.unwrap();
+    let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("not keyed")), (7, true), "{reason}");
+
+    // A process with another key-encryption key is refused before it writes anything.
+    let (head, _) = keyed.audit_head().await.unwrap();
+    let mut other = s.config.clone();
+    other.key_encryption_key = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]));
+    let err = portico_server::open_store(&other, portico_server::NewKey::Allowed)
+        .await
+        .expect_err("another key refused");
+    assert!(err.to_string().contains("not this deployment's"), "{err}");
+    assert_eq!(keyed.audit_head().await.unwrap().0, head, "nothing appended");
+    // On PostgreSQL, a command other than a server makes no key of its own.
+    if s.config.database_url.is_some() {
+        let mut laptop = s.config.clone();
+        laptop.data_dir = std::env::temp_dir().join(format!("portico-laptop-{}", uuid::Uuid::new_v4().simple()));
+        let err = portico_server::open_store(&laptop, portico_server::NewKey::Refused).await.expect_err("no key");
+        assert!(err.to_string().contains("key_encryption_key"), "{err}");
+        assert!(!laptop.data_dir.join("kek").exists());
+    }
+    keyless.close().await;
+    keyed.close().await;
+}
+both_stores!(
+    store_audit_keyed_from_a_mark,
+    a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_moved_nor_removed
+);

@@ -66,8 +66,7 @@ async fn bad_file_leaves_store_unchanged_and_apply_is_idempotent() {
         data_dir: dir.clone(),
         ..Default::default()
     };
-    let store = portico_server::open_store(&cfg).await.unwrap();
-    let kek = portico_server::load_kek(&cfg).unwrap();
+    let (store, kek) = portico_server::open_store(&cfg, portico_server::NewKey::Refused).await.unwrap();
     let before = store.config_version().await.unwrap();
     let bad = format!("{}\n[[grant]]\nuser = \"nobody@example.test\"\nproduct = \"crm\"\nroles = []\n", crate::SUITE);
     assert!(Suite::parse("suite.toml", &bad, &HashSet::new()).is_err());
