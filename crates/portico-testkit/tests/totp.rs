@@ -389,3 +389,70 @@ async fn a_session_alone_cannot_replace_the_authenticator(s: &TestServer) {
     assert!(portico_protocol::totp::check(p, &ada, &code_at(&app, at), false, None, at).await.unwrap());
 }
 both_stores!(totp_not_replaceable, &MFA, a_session_alone_cannot_replace_the_authenticator);
+
+/// The CSP's form-action directive of a response.
+fn form_action(headers: &openidconnect::http::HeaderMap) -> String {
+    let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
+    csp.split(';').map(str::trim).find(|d| d.starts_with("form-action")).unwrap_or("").to_owned()
+}
+
+async fn every_page_of_a_pending_request_lets_its_forms_reach_that_client_alone(s: &TestServer) {
+    const CLIENT: &str = "form-action 'self' http://127.0.0.1:9";
+    // A session from before the authenticator (it will step up for Billing).
+    let mut a = Browser::new();
+    tokens(&mut a, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let (app, step, _) = enrol(&mut Browser::new(), s).await;
+    // The login page of a request, and the login page of none.
+    let mut b = Browser::new();
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&client_id=billing-web&redirect_uri={}&scope=openid&state=st&code_challenge={}&code_challenge_method=S256",
+        s.base,
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>(),
+        pkce().1
+    );
+    let (_, loc, _) = b.get(&url).await;
+    let (_, headers, page) = b.get_with_headers(&format!("{}{}", s.base, loc.unwrap())).await;
+    assert!(page.contains("name=\"password\""));
+    assert_eq!(form_action(&headers), CLIENT);
+    let (_, headers, _) = Browser::new().get_with_headers(&format!("{}/login", s.base)).await;
+    assert_eq!(form_action(&headers), "form-action 'self'");
+    // A wrong password shows the page again, for the same client.
+    let csrf = hidden(&page, "csrf").unwrap();
+    let req = hidden(&page, "req").unwrap();
+    let wrong = [("email", "ada@example.test"), ("password", "not it"), ("csrf", &csrf), ("req", &req)];
+    let (status, headers, _) = b.post_form_with_headers(&format!("{}/login", s.base), &wrong).await;
+    assert_eq!((status, form_action(&headers).as_str()), (401, CLIENT));
+    // The code page after the password, shown again after a wrong code.
+    let (status, _, _) = b.login(&s.base, &page, "ada@example.test", PASSWORD).await;
+    assert_eq!(status, 200);
+    let (_, headers, code_page) = b.get_with_headers(&format!("{}/login/mfa", s.base)).await;
+    assert!(code_page.contains("Two-step verification"), "{code_page}");
+    assert_eq!(form_action(&headers), CLIENT);
+    let csrf = hidden(&code_page, "csrf").unwrap();
+    let (status, headers, _) = b
+        .post_form_with_headers(&format!("{}/login/mfa", s.base), &[("csrf", &csrf), ("code", "000000")])
+        .await;
+    assert_eq!((status, form_action(&headers).as_str()), (401, CLIENT));
+    // Signed in with the code; the password-only session steps up for Billing.
+    let (status, _, _) = submit(&mut b, s, &code_page, "/login/mfa", &[("code", &code_at(&app, (step + 1) * 30))]).await;
+    assert_eq!(status, 303);
+    let (crate::tenancy::Step::Page(page), _) = crate::tenancy::start(&mut a, s, "billing-web", &[], "-").await else {
+        panic!("no step-up")
+    };
+    let req = hidden(&page, "req").unwrap();
+    let (_, headers, _) = a.get_with_headers(&format!("{}/login/second-factor?req={req}", s.base)).await;
+    assert_eq!(form_action(&headers), CLIENT);
+    let csrf = hidden(&page, "csrf").unwrap();
+    let (status, headers, _) = a
+        .post_form_with_headers(
+            &format!("{}/login/second-factor", s.base),
+            &[("csrf", &csrf), ("req", &req), ("code", "000000")],
+        )
+        .await;
+    assert_eq!((status, form_action(&headers).as_str()), (401, CLIENT));
+}
+both_stores!(
+    form_action_per_request,
+    &MFA,
+    every_page_of_a_pending_request_lets_its_forms_reach_that_client_alone
+);

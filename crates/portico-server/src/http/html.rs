@@ -63,7 +63,7 @@ pub fn secure_framed_by(resp: Response, script_nonce: Option<&str>, ancestor: Op
 /// The headers of every hosted page; `script` is the CSP's script (and connect) directives, if any.
 fn with_headers(mut resp: Response, script: &str, ancestor: Option<&str>) -> Response {
     let frame = ancestor.unwrap_or("'none'");
-    let csp = format!("default-src 'none'; style-src 'self'; img-src 'self' data:;{script} base-uri 'none'; frame-ancestors {frame}");
+    let csp = format!("default-src 'none'; style-src 'self'; img-src 'self' data:;{script} base-uri 'none'; form-action 'self'; frame-ancestors {frame}");
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
     if ancestor.is_none() {
@@ -72,6 +72,41 @@ fn with_headers(mut resp: Response, script: &str, ancestor: Option<&str>) -> Res
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The CSP source that lets a form lead to `uri`: its origin (scheme, host, port), or its scheme
+/// alone for a private-use scheme (a native app's `com.example.app:/callback`). None for anything
+/// else.
+pub fn form_target(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.scheme() {
+        "http" | "https" => {
+            let origin = url.origin();
+            origin.is_tuple().then(|| origin.ascii_serialization())
+        }
+        // A reverse-domain private-use scheme (RFC 8252 §7.1), never `javascript:` or `data:`;
+        // RFC 3986 scheme characters only, so nothing can end the directive.
+        scheme if scheme.contains('.') => Some(format!("{scheme}:")),
+        _ => None,
+    }
+}
+
+/// Lets the page's forms lead to `uri` as well as to Portico. Chromium applies `form-action` to
+/// the redirects that follow a form's POST too, so each page of a pending authorization request
+/// names the client's redirect URI, and the sign-out confirmation its post-logout redirect URI;
+/// every other page's forms reach Portico alone.
+pub fn forms_may_reach(mut resp: Response, uri: Option<&str>) -> Response {
+    let Some(source) = uri.and_then(form_target) else {
+        return resp;
+    };
+    let h = resp.headers_mut();
+    if let Some(csp) = h.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) {
+        let csp = csp.replacen("form-action 'self'", &format!("form-action 'self' {source}"), 1);
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     resp
 }
 
@@ -105,4 +140,30 @@ pub fn error_page(status: axum::http::StatusCode, message: &str) -> Response {
         "Something went wrong",
         &format!("<h1>This sign-in request cannot be completed</h1><p class=\"error\">{}</p>", esc(message)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_may_reach_the_origin_of_a_redirect_uri_and_nothing_more() {
+        assert_eq!(
+            form_target("https://app.acme.test:8443/cb?x=1;y").as_deref(),
+            Some("https://app.acme.test:8443")
+        );
+        assert_eq!(form_target("https://app.acme.test/a b").as_deref(), Some("https://app.acme.test"));
+        assert_eq!(form_target("http://127.0.0.1:9/callback").as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(form_target("com.example.app:/oauth2redirect").as_deref(), Some("com.example.app:"));
+        assert_eq!(form_target("/relative"), None);
+        assert_eq!(form_target("javascript:alert(1)"), None);
+        assert_eq!(form_target("data:text/html,x"), None);
+        assert_eq!(form_target("not a url; script-src *"), None);
+        let page = secure(axum::http::StatusCode::OK.into_response(), None);
+        let csp = |r: &Response| r.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+        assert!(csp(&page).contains("form-action 'self';"));
+        let page = forms_may_reach(page, Some("https://app.acme.test:8443/cb"));
+        assert!(csp(&page).contains("form-action 'self' https://app.acme.test:8443;"), "{}", csp(&page));
+        assert!(csp(&forms_may_reach(page, None)).contains("form-action 'self' https://app.acme.test:8443;"));
+    }
 }

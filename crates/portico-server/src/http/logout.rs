@@ -154,7 +154,7 @@ async fn confirmation(s: &AppState, headers: &HeaderMap, v: &ValidLogout, sessio
         hidden("post_logout_redirect_uri", v.post_logout_redirect_uri.as_deref()),
         hidden("state", v.state.as_deref()),
     );
-    let mut resp = html::html(StatusCode::OK, "Sign out", &body);
+    let mut resp = html::forms_may_reach(html::html(StatusCode::OK, "Sign out", &body), v.post_logout_redirect_uri.as_deref());
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

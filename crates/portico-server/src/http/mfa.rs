@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use portico_model::{User, UserId};
+use portico_protocol::authorize::AuthRequest;
 use portico_protocol::login::{self, Factors};
 use portico_protocol::{random, totp};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,9 @@ const PENDING_TTL: i64 = 300;
 struct Pending {
     user: String,
     req: Option<String>,
+    /// The redirect URI of that request: where this page's forms end.
+    #[serde(default)]
+    return_to: Option<String>,
     next: Option<String>,
 }
 
@@ -50,11 +54,12 @@ fn unavailable() -> Response {
 }
 
 /// After a correct password: remember the sign-in and ask for the code.
-pub async fn challenge(s: &AppState, user: &User, req: Option<String>, next: Option<&'static str>, n: i64) -> Response {
+pub async fn challenge(s: &AppState, user: &User, req: Option<&AuthRequest>, next: Option<&'static str>, n: i64) -> Response {
     let token = random::token();
     let pending = Pending {
         user: user.id.as_str().to_owned(),
-        req,
+        req: req.map(|r| r.id.clone()),
+        return_to: req.map(|r| r.redirect_uri.clone()),
         next: next.map(str::to_owned),
     };
     let data = serde_json::to_string(&pending).expect("serializes");
@@ -114,9 +119,11 @@ fn code_page(s: &AppState, csrf: &str, action: &str, hidden: &str, error: Option
     )
 }
 
-/// A second-factor page: it may run the passkey script.
-fn factor_page(status: StatusCode, body: &str) -> Response {
-    html::scripted((status, axum::response::Html(html::page("Two-step verification", body, false))).into_response())
+/// A second-factor page: it may run the passkey script, and its forms end at `return_to` (the
+/// redirect URI of the request it signs in for).
+fn factor_page(status: StatusCode, body: &str, return_to: Option<&str>) -> Response {
+    let resp = html::scripted((status, axum::response::Html(html::page("Two-step verification", body, false))).into_response());
+    html::forms_may_reach(resp, return_to)
 }
 
 /// The user's factors, or the answer when they cannot be read.
@@ -140,7 +147,11 @@ pub async fn code_form(State(s): State<AppState>, headers: HeaderMap) -> Respons
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     with_cookie(
-        factor_page(StatusCode::OK, &code_page(&s, &csrf, "/login/mfa", "", None, f, LOGIN_OPTIONS)),
+        factor_page(
+            StatusCode::OK,
+            &code_page(&s, &csrf, "/login/mfa", "", None, f, LOGIN_OPTIONS),
+            pending.return_to.as_deref(),
+        ),
         cookie,
     )
 }
@@ -243,7 +254,7 @@ pub async fn code_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
             let (csrf, _) = cookies::csrf_token(&s, &headers);
             let why = factor_refusal(&s, &user.id, f.credential.is_some()).await;
             let body = code_page(&s, &csrf, "/login/mfa", "", Some(why), factors, LOGIN_OPTIONS);
-            return factor_page(StatusCode::UNAUTHORIZED, &body);
+            return factor_page(StatusCode::UNAUTHORIZED, &body, pending.return_to.as_deref());
         }
         Err(resp) => return resp,
     };
@@ -518,7 +529,7 @@ pub async fn second_factor_form(
             Err(_) => return unavailable(),
         },
     };
-    with_cookie(factor_page(StatusCode::OK, &body), cookie)
+    with_cookie(factor_page(StatusCode::OK, &body, Some(&req.redirect_uri)), cookie)
 }
 
 #[derive(Deserialize)]
@@ -559,7 +570,7 @@ pub async fn second_factor_submit(
         return if passed {
             html::secure(Redirect::to(&resume(&req.id)).into_response(), None)
         } else {
-            step_up_refused(&s, &headers, &req.id, &user.id, true).await
+            step_up_refused(&s, &headers, &req, &user.id, true).await
         };
     }
     let enrolling = f.enrol.is_some();
@@ -578,21 +589,22 @@ pub async fn second_factor_submit(
         (true, false) => html::secure(Redirect::to(&resume(&req.id)).into_response(), None),
         // A wrong first code: start the setup again (a new key).
         (false, true) => html::secure(Redirect::to(&format!("/login/second-factor?req={}", req.id)).into_response(), None),
-        (false, false) => step_up_refused(&s, &headers, &req.id, &user.id, false).await,
+        (false, false) => step_up_refused(&s, &headers, &req, &user.id, false).await,
     }
 }
 
 /// The step-up page again, saying why the factor was refused.
-async fn step_up_refused(s: &AppState, headers: &HeaderMap, req: &str, user: &UserId, passkey: bool) -> Response {
+async fn step_up_refused(s: &AppState, headers: &HeaderMap, req: &AuthRequest, user: &UserId, passkey: bool) -> Response {
     let factors = match factors_of(s, user).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
     let (csrf, _) = cookies::csrf_token(s, headers);
-    let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(req));
+    let hidden = format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&req.id));
     let why = factor_refusal(s, user, passkey).await;
     factor_page(
         StatusCode::UNAUTHORIZED,
         &code_page(s, &csrf, "/login/second-factor", &hidden, Some(why), factors, STEP_UP_OPTIONS),
+        Some(&req.redirect_uri),
     )
 }

@@ -449,10 +449,11 @@ pub fn respond(resp: AuthResponse) -> Response {
                  <script nonce=\"{nonce}\">document.forms[0].submit()</script>",
                 html::esc(&resp.redirect_uri)
             );
-            html::secure(
+            let page = html::secure(
                 (StatusCode::OK, axum::response::Html(html::page("Signing in", &body, false))).into_response(),
                 Some(&nonce),
-            )
+            );
+            html::forms_may_reach(page, Some(&resp.redirect_uri))
         }
         ResponseMode::WebMessage => web_message(&resp),
     }

@@ -123,9 +123,10 @@ fn passwordless(s: &AppState, csrf: &str, hidden: &str) -> String {
     format!("{form}{}", super::passkey::SCRIPT_TAG)
 }
 
-/// The login page: it may run the passkey script.
-fn login_response(status: StatusCode, body: &str) -> Response {
-    html::scripted((status, axum::response::Html(html::page("Sign in", body, false))).into_response())
+/// The login page: it may run the passkey script, and its forms end at the client of `req`.
+fn login_response(status: StatusCode, body: &str, req: Option<&AuthRequest>) -> Response {
+    let resp = html::scripted((status, axum::response::Html(html::page("Sign in", body, false))).into_response());
+    html::forms_may_reach(resp, req.map(|r| r.redirect_uri.as_str()))
 }
 
 fn product_name(s: &AppState, req: &AuthRequest) -> Option<String> {
@@ -144,6 +145,7 @@ pub async fn login_form(State(s): State<AppState>, ConnectInfo(addr): ConnectInf
         login_response(
             StatusCode::OK,
             &login_page(&s, &csrf, req.as_ref(), q.next.as_deref(), &email, None, product.as_deref()),
+            req.as_ref(),
         ),
         cookie,
     )
@@ -177,7 +179,7 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         let product = req.as_ref().and_then(|r| product_name(&s, r));
         let body = login_page(&s, &csrf, req.as_ref(), f.next.as_deref(), &f.email, Some(message), product.as_deref());
-        login_response(status, &body)
+        login_response(status, &body, req.as_ref())
     };
     // Too many failures for this email (known or not) or from this address: wait, unchecked.
     // Otherwise the attempt is counted before the password is checked, and given back on success.
@@ -207,7 +209,7 @@ pub async fn login_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
     };
     // A user with a second factor (an authenticator app, a passkey) passes it before any session exists.
     match login::factors(p, &user.id).await.map(login::Factors::any) {
-        Ok(true) => return super::mfa::challenge(&s, &user, req.map(|r| r.id), local_next(f.next.as_deref()), n).await,
+        Ok(true) => return super::mfa::challenge(&s, &user, req.as_ref(), local_next(f.next.as_deref()), n).await,
         Ok(false) => {}
         Err(e) => {
             tracing::error!(error = %e, "second-factor lookup failed");
@@ -294,7 +296,8 @@ pub async fn consent_form(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         esc(&csrf),
         esc(&req.id)
     );
-    with_cookie(html::html(StatusCode::OK, "Allow access", &body), cookie)
+    let page = html::forms_may_reach(html::html(StatusCode::OK, "Allow access", &body), Some(&req.redirect_uri));
+    with_cookie(page, cookie)
 }
 
 #[derive(Deserialize)]
@@ -408,7 +411,8 @@ pub async fn tenant_form(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
         esc(&csrf),
         esc(&req.id)
     );
-    with_cookie(html::html(StatusCode::OK, "Choose an organization", &body), cookie)
+    let page = html::forms_may_reach(html::html(StatusCode::OK, "Choose an organization", &body), Some(&req.redirect_uri));
+    with_cookie(page, cookie)
 }
 
 pub async fn tenant_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<DecisionForm>) -> Response {
