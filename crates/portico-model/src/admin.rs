@@ -34,6 +34,7 @@ pub fn product(issuer: &str) -> Product {
         audience: Audience::new(format!("{issuer}/api")),
         access_token_ttl: 300,
         mfa: MfaPolicy::Optional,
+        mfa_enrolment: Default::default(),
         single_session: false,
         tenant_aware: false,
         signup: false,

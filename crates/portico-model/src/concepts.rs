@@ -13,6 +13,17 @@ pub enum MfaPolicy {
     Required,
 }
 
+/// How the first second factor of an account that has none may be set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaEnrolment {
+    /// By any signed-in session of the user (trust on first use).
+    #[default]
+    FirstUse,
+    /// Only by a session that opened a link mailed to the account's address.
+    EmailLink,
+}
+
 /// A resource server of the suite.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
@@ -22,6 +33,10 @@ pub struct Product {
     /// Access-token lifetime in seconds.
     pub access_token_ttl: i64,
     pub mfa: MfaPolicy,
+    /// Whether its users' first factor may be set up by any of their sessions. Users who hold a
+    /// grant of a product with [`MfaEnrolment::EmailLink`] need the mailed link, everywhere.
+    #[serde(default)]
+    pub mfa_enrolment: MfaEnrolment,
     pub single_session: bool,
     pub tenant_aware: bool,
     pub signup: bool,

@@ -143,6 +143,7 @@ pub(crate) mod tests {
             audience: Audience::new(format!("https://{slug}.example.test")),
             access_token_ttl: 600,
             mfa: MfaPolicy::Optional,
+            mfa_enrolment: Default::default(),
             single_session: false,
             tenant_aware,
             signup: false,

@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
+pub mod enrolment;
 pub mod error;
 pub mod gate;
 pub mod handoff;

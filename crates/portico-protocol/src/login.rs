@@ -60,18 +60,6 @@ pub async fn factors(p: &Provider, user: &portico_model::UserId) -> Result<Facto
     })
 }
 
-/// Whether this session may change how its user signs in (add or remove an authenticator app or a
-/// passkey, make new recovery codes): a session that passed a second factor, or any session while
-/// the user has none (setting up the first: trust on first use). A session that holds the
-/// password alone — a stolen cookie from before the factor existed, say — can neither plant a
-/// factor of its own nor take one away.
-pub async fn may_change_factors(p: &Provider, session: &SsoSession) -> Result<bool, StoreError> {
-    if portico_model::gate::is_multi_factor(&session.amr) {
-        return Ok(true);
-    }
-    Ok(!factors(p, &session.user_id).await?.any())
-}
-
 /// The signed-in session passed another factor (`amr` value): from now on it counts as a
 /// two-factor session.
 pub async fn add_factor(p: &Provider, session: &SsoSession, factor: &str) -> Result<(), StoreError> {

@@ -23,6 +23,8 @@ pub enum LinkKind {
     Signup,
     /// Confirm an existing account's email.
     Verify,
+    /// Let the session that opens it set up the account's first second factor.
+    Enrolment,
 }
 
 impl LinkKind {
@@ -31,6 +33,7 @@ impl LinkKind {
             LinkKind::Reset => "lnk_reset_",
             LinkKind::Signup => "lnk_signup_",
             LinkKind::Verify => "lnk_verify_",
+            LinkKind::Enrolment => "lnk_enrol_",
         }
     }
 
@@ -39,6 +42,7 @@ impl LinkKind {
             LinkKind::Reset => "/password/reset",
             LinkKind::Signup => "/signup/confirm",
             LinkKind::Verify => "/account/verify-email",
+            LinkKind::Enrolment => "/account/factor-link",
         }
     }
 }

@@ -147,7 +147,7 @@ pub async fn step_up(
 ) -> Result<bool, StoreError> {
     let passed = if enrolling {
         // Setting up a first factor here; a user who has one steps up with it instead.
-        crate::login::may_change_factors(p, session).await? && check(p, user, code, true, ip, now).await?
+        crate::enrolment::may_change_factors(p, session, now).await? == crate::enrolment::FactorChange::Allowed && check(p, user, code, true, ip, now).await?
     } else {
         second_factor(p, user, code, ip, now).await?
     };

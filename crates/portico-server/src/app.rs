@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{account, api, demo, logout, mfa, oauth, openapi, ops, pages, passkey, password, signup};
+use crate::http::{account, api, demo, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, signup};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -81,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .route("/account/password", get(password::change_form).post(password::change_submit))
         .route("/account/verify-email", get(signup::verify_form).post(signup::verify_submit))
         .route("/account/verify-email/send", post(signup::verify_send))
+        .route("/account/factor-link", get(enrolment::form).post(enrolment::open))
+        .route("/account/factor-link/send", post(enrolment::send))
         .route("/signup", get(signup::signup_form).post(signup::signup_submit))
         .route("/signup/confirm", get(signup::confirm_form).post(signup::confirm_submit))
         .route("/static/password.js", get(password::script))

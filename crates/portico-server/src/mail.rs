@@ -29,6 +29,8 @@ pub enum Job {
     Signup { request: SignupRequest, ip: Option<String> },
     /// A signed-in user asked to verify their email.
     Verify { user: User, ip: Option<String> },
+    /// A signed-in user asked for the link that lets them set up their first second factor.
+    Enrolment { user: User, next: String, ip: Option<String> },
 }
 
 /// The handle pages use to queue jobs.
@@ -80,6 +82,7 @@ async fn run(p: &Provider, transport: &AsyncSmtpTransport<Tokio1Executor>, from:
         Job::Reset { email, ip } => portico_protocol::reset::request(p, &email, ip, now).await,
         Job::Signup { request, ip } => portico_protocol::signup::request(p, &request, ip, now).await.map(Some),
         Job::Verify { user, ip } => portico_protocol::signup::verification_mail(p, &user, ip, now).await,
+        Job::Enrolment { user, next, ip } => portico_protocol::enrolment::link_mail(p, &user, Some(&next), ip, now).await.map(Some),
     };
     let mail = match mail {
         Ok(Some(m)) => m,

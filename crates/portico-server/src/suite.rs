@@ -33,6 +33,7 @@ struct ProductDef {
     audience: String,
     access_token_ttl: Option<String>,
     mfa: Option<MfaPolicy>,
+    mfa_enrolment: Option<portico_model::MfaEnrolment>,
     #[serde(default)]
     single_session: bool,
     #[serde(default)]
@@ -258,6 +259,7 @@ impl Suite {
                 audience: Audience::new(&d.audience),
                 access_token_ttl: ttl,
                 mfa: d.mfa.unwrap_or_default(),
+                mfa_enrolment: d.mfa_enrolment.unwrap_or_default(),
                 single_session: d.single_session,
                 tenant_aware: d.tenant_aware,
                 signup: d.signup,

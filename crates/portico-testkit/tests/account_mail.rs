@@ -526,3 +526,114 @@ fn a_product_with_tenants_cannot_take_signups() {
     let text = err.to_string();
     assert!(text.contains("field signup") && text.starts_with("suite.toml:1:"), "{text}");
 }
+
+/// SUITE with CRM requiring a second factor and refusing one set up by a password alone.
+static LINK_FIRST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    SUITE.replace(
+        "audience = \"https://crm.example.test\"\n",
+        "audience = \"https://crm.example.test\"\nmfa = \"required\"\nmfa_enrolment = \"email_link\"\n",
+    )
+});
+
+/// A browser signed in (password only) and on its account page.
+async fn on_account(s: &TestServer, email: &str, password: &str) -> (Browser, String) {
+    let mut b = Browser::new();
+    let (csrf, _) = csrf_of(&mut b, &format!("{}/login?next=/account", s.base)).await;
+    let form = [("email", email), ("password", password), ("csrf", csrf.as_str()), ("next", "/account")];
+    let (status, _, _) = b.post_form(&format!("{}/login", s.base), &form).await;
+    assert_eq!(status, 303);
+    let (_, _, account) = b.get(&format!("{}/account", s.base)).await;
+    (b, account)
+}
+
+/// Opens the mailed link in `b`: the page, then its button.
+async fn open_link(b: &mut Browser, s: &TestServer, link: &str) -> (u16, Option<String>, String) {
+    let (csrf, page) = csrf_of(b, link).await;
+    let token = hidden(&page, "token").unwrap();
+    b.post_form(&format!("{}/account/factor-link", s.base), &[("token", &token), ("csrf", &csrf)])
+        .await
+}
+
+async fn a_product_refusing_trust_on_first_use_needs_the_mailed_link_before_the_first_factor(s: &TestServer) {
+    let (ada, _) = s.store().user_by_email(ADA).await.unwrap().unwrap();
+    // A password alone (a thief's, say) can set up nothing for Ada, who uses CRM.
+    let (mut a, account) = on_account(s, ADA, ADA_PASSWORD).await;
+    assert!(
+        account.contains("Email me a link") && !account.contains("Set up an authenticator app"),
+        "{account}"
+    );
+    let csrf = hidden(&account, "csrf").unwrap();
+    let (status, _, page) = a.post_form(&format!("{}/account/totp/start", s.base), &[("csrf", &csrf)]).await;
+    assert!(status == 403 && !page.contains("data:image/svg"), "{status} {page}");
+    let (status, _, problem) = a.post_form(&format!("{}/account/passkeys/options", s.base), &[("csrf", &csrf)]).await;
+    assert!(status == 403 && problem.contains("link we mail you"), "{status} {problem}");
+    // Nor through the step-up page of CRM's sign-in.
+    let (_, _, step_up) = a.follow(&s.base, authorize_url_for(s, "crm-web")).await;
+    assert!(step_up.contains("Email me a link") && !step_up.contains("data:image/svg"), "{step_up}");
+    assert!(s.store().totp_of(&ada.id).await.unwrap().is_none(), "no authenticator started");
+    // An authenticator started some other way is not turned on by the step-up form either.
+    let secret = [7u8; 20];
+    let now = portico_testkit::now();
+    let sealed = s.running.provider.kek.seal_totp(ada.id.as_str(), &secret);
+    assert!(s.store().start_totp(&ada.id, &sealed, now).await.unwrap());
+    let app = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec(), None, "ada".into());
+    let next = hidden(&step_up, "next").unwrap();
+    let req = next.strip_prefix("/login/second-factor?req=").unwrap();
+    let code = app.generate(now as u64);
+    let form = [("csrf", csrf.as_str()), ("req", req), ("enrol", "1"), ("code", code.as_str())];
+    let (status, _, page) = a.post_form(&format!("{}/login/second-factor", s.base), &form).await;
+    assert!(status != 200 && !page.contains("recovery-codes"), "{status} {page}");
+    assert!(!portico_protocol::totp::enrolled(&s.running.provider, &ada.id).await.unwrap());
+    // Bob uses no such product: trust on first use, as by default.
+    let (_, bobs) = on_account(s, "bob@example.test", "bob's long enough password").await;
+    assert!(bobs.contains("Set up an authenticator app"), "{bobs}");
+
+    // The link, mailed to Ada.
+    let (status, _, sent) = a
+        .post_form(&format!("{}/account/factor-link/send", s.base), &[("csrf", &csrf), ("next", "/account")])
+        .await;
+    assert!(status == 200 && sent.contains("Check your mail"), "{sent}");
+    let link = mailed_link(s, ADA, 1, "/account/factor-link").await;
+    // Opened by Bob, or by a browser signed in as nobody: refused, and still good.
+    let (mut bob, _) = on_account(s, "bob@example.test", "bob's long enough password").await;
+    let (status, _, page) = open_link(&mut bob, s, &link).await;
+    assert!(status == 403 && page.contains("another account"), "{page}");
+    let (status, _, page) = open_link(&mut Browser::new(), s, &link).await;
+    assert!(status == 403 && page.contains("Sign in first"), "{page}");
+    // Opened by another of Ada's sessions: that session, and it alone, may set up a factor.
+    let (mut c, _) = on_account(s, ADA, ADA_PASSWORD).await;
+    let (status, loc, _) = open_link(&mut c, s, &link).await;
+    assert_eq!((status, loc.as_deref()), (303, Some("/account")));
+    let (_, _, account) = c.get(&format!("{}/account", s.base)).await;
+    let c_csrf = hidden(&account, "csrf").unwrap();
+    let (status, _, page) = c.post_form(&format!("{}/account/totp/start", s.base), &[("csrf", &c_csrf)]).await;
+    assert!(status == 200 && page.contains("data:image/svg"), "{status} {page}");
+    let (status, _, _) = a.post_form(&format!("{}/account/totp/start", s.base), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 403, "the session that asked for the link did not open it");
+    // Once only.
+    let (status, _, _) = open_link(&mut c, s, &link).await;
+    assert_eq!(status, 400);
+    assert_eq!(audited(s, "mfa.enrolment_link_opened").await, 1);
+}
+both_stores!(
+    enrolment_link,
+    &LINK_FIRST,
+    a_product_refusing_trust_on_first_use_needs_the_mailed_link_before_the_first_factor
+);
+
+/// An authorization request URL for a confidential client of SUITE.
+fn authorize_url_for(s: &TestServer, client: &str) -> String {
+    let (_, challenge) = pkce();
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", client),
+            ("redirect_uri", CALLBACK),
+            ("scope", "openid"),
+            ("state", "st"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    format!("{}/oauth2/authorize?{q}", s.base)
+}

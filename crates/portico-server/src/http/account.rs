@@ -125,11 +125,17 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
     // This device first, then the others, most recently active first.
     sessions.sort_by_key(|x| x.id != current.id);
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
-    let (Ok(second_factor), Ok(keys)) = (
+    let (Ok(second_factor), Ok(keys), Ok(change)) = (
         super::mfa::account_section(&s, &current.user_id, &csrf).await,
         p.store.passkeys_of(&current.user_id).await,
+        portico_protocol::enrolment::may_change_factors(p, &current, now()).await,
     ) else {
         return unavailable();
+    };
+    // The first factor of this user needs the mailed link first: offer it instead.
+    let second_factor = match change {
+        portico_protocol::enrolment::FactorChange::EmailLinkNeeded => super::enrolment::offer(&csrf, &user.email, "/account"),
+        _ => second_factor,
     };
     let passkeys = super::passkey::account_section(&s, &keys, &csrf);
     let rows: String = sessions.iter().map(|x| row(&s, x, &current.id, &csrf)).collect();

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use portico_model::{User, UserId};
 use portico_protocol::authorize::AuthRequest;
+use portico_protocol::enrolment::{self, FactorChange};
 use portico_protocol::login::{self, Factors};
 use portico_protocol::{random, totp};
 use serde::{Deserialize, Serialize};
@@ -327,7 +328,7 @@ pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Respon
 }
 
 /// The signed-in user behind an account-page form that changes a factor, with a valid CSRF token
-/// and a session that may change factors ([`login::may_change_factors`]); otherwise the answer.
+/// and a session that may change factors ([`enrolment::may_change_factors`]); otherwise the answer.
 async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<User, Response> {
     let Some((session, user)) = session_user(s, headers).await else {
         return Err(html::secure(Redirect::to("/login?next=/account").into_response(), None));
@@ -335,9 +336,10 @@ async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> 
     if !cookies::csrf_ok(s, headers, csrf) {
         return Err(bad_form());
     }
-    match login::may_change_factors(&s.provider, &session).await {
-        Ok(true) => Ok(user),
-        Ok(false) => Err(html::html(
+    match enrolment::may_change_factors(&s.provider, &session, now()).await {
+        Ok(FactorChange::Allowed) => Ok(user),
+        Ok(FactorChange::EmailLinkNeeded) => Err(super::enrolment::offer_page(s, headers, &user.email, "/account")),
+        Ok(FactorChange::SecondFactorNeeded) => Err(html::html(
             StatusCode::FORBIDDEN,
             "Two-step verification",
             &format!(
@@ -488,7 +490,7 @@ pub async fn second_factor_form(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let Some((_, user)) = session_user(&s, &headers).await else {
+    let Some((session, user)) = session_user(&s, &headers).await else {
         // Signed out meanwhile: the authorization starts over at the login form.
         return html::secure(Redirect::to(&resume(&req.id)).into_response(), None);
     };
@@ -498,8 +500,17 @@ pub async fn second_factor_form(
         Ok(f) => f,
         Err(resp) => return resp,
     };
+    let change = match enrolment::may_change_factors(&s.provider, &session, now()).await {
+        Ok(c) => c,
+        Err(_) => return unavailable(),
+    };
     let body = match factors.any() {
         true => code_page(&s, &csrf, "/login/second-factor", &hidden, None, factors, STEP_UP_OPTIONS),
+        // No factor yet, and this user's products refuse one set up by a password alone.
+        false if change == FactorChange::EmailLinkNeeded => {
+            let offer = super::enrolment::offer(&csrf, &user.email, &format!("/login/second-factor?req={}", req.id));
+            format!("<h1>Two-step verification</h1><p class=\"muted\">This application requires two-step verification.</p>{offer}")
+        }
         false => match totp::start(&s.provider, &user, now()).await {
             Ok(Some(e)) => {
                 let intro = "<p class=\"muted\">This application requires two-step verification. Set it up now to continue.</p>";

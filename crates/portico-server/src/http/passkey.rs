@@ -14,6 +14,7 @@ use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use portico_model::{User, UserId};
+use portico_protocol::enrolment::FactorChange;
 use portico_protocol::passkey::{self, PasskeyError, Started};
 use portico_store::{PasskeyRow, StoreError};
 use serde::Deserialize;
@@ -149,17 +150,25 @@ pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, For
         return refused_csrf();
     }
     match may_change_factors(&s, &user).await {
-        Ok(true) => options(passkey::start_registration(&s.provider, &user.1, now()).await.map(Some)),
-        Ok(false) => Problem::new(StatusCode::FORBIDDEN, SIGN_IN_AGAIN).into_response(),
+        Ok(FactorChange::Allowed) => options(passkey::start_registration(&s.provider, &user.1, now()).await.map(Some)),
+        Ok(refused) => Problem::new(StatusCode::FORBIDDEN, refusal(refused)).into_response(),
         Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response(),
     }
 }
 
 pub const SIGN_IN_AGAIN: &str = "Sign in again with your second factor to change how you sign in.";
+pub const LINK_FIRST: &str = "Setting up two-step verification starts with a link we mail you: ask for it on your account page.";
 
-/// Whether this session may add or remove a passkey ([`portico_protocol::login::may_change_factors`]).
-async fn may_change_factors(s: &AppState, (session, _): &(portico_store::SsoSession, User)) -> Result<bool, StoreError> {
-    portico_protocol::login::may_change_factors(&s.provider, session).await
+fn refusal(refused: FactorChange) -> &'static str {
+    match refused {
+        FactorChange::EmailLinkNeeded => LINK_FIRST,
+        _ => SIGN_IN_AGAIN,
+    }
+}
+
+/// Whether this session may add or remove a passkey ([`portico_protocol::enrolment::may_change_factors`]).
+async fn may_change_factors(s: &AppState, (session, _): &(portico_store::SsoSession, User)) -> Result<FactorChange, StoreError> {
+    portico_protocol::enrolment::may_change_factors(&s.provider, session, now()).await
 }
 
 fn to_account() -> Response {
@@ -186,8 +195,8 @@ pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): Conne
         return bad_form();
     }
     match may_change_factors(&s, &account).await {
-        Ok(true) => {}
-        Ok(false) => return account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN),
+        Ok(FactorChange::Allowed) => {}
+        Ok(refused) => return account_error(StatusCode::FORBIDDEN, refusal(refused)),
         Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
     }
     let user = account.1;
@@ -246,8 +255,8 @@ async fn change(s: AppState, addr: SocketAddr, headers: HeaderMap, f: ChangeForm
     }
     if remove {
         match may_change_factors(&s, &account).await {
-            Ok(true) => {}
-            Ok(false) => return account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN),
+            Ok(FactorChange::Allowed) => {}
+            Ok(refused) => return account_error(StatusCode::FORBIDDEN, refusal(refused)),
             Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
         }
     }

@@ -160,12 +160,12 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// The page behind a mailed link: a button that posts the token (a GET spends nothing), and the
 /// fields `extra` asks for.
-fn link_page(s: &AppState, headers: &HeaderMap, action: &str, title: &str, text: &str, extra: &str, button: &str, token: &str) -> Response {
+pub(crate) fn link_page(s: &AppState, headers: &HeaderMap, action: &str, title: &str, text: &str, extra: &str, button: &str, token: &str) -> Response {
     let (csrf, cookie) = cookies::csrf_token(s, headers);
     let body = format!(
         "<h1>{title}</h1><p>{text}</p><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
@@ -213,8 +213,8 @@ fn confirm_page(s: &AppState, headers: &HeaderMap, token: &str, text: &'static s
 
 #[derive(Deserialize)]
 pub struct TokenForm {
-    token: String,
-    csrf: Option<String>,
+    pub(crate) token: String,
+    pub(crate) csrf: Option<String>,
     /// The sign-up confirmation's password.
     password: Option<String>,
 }

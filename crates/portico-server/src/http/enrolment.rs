@@ -1,0 +1,142 @@
+//! The mailed link that lets a session set up the first second factor when a product of the user
+//! refuses trust on first use (`mfa_enrolment = "email_link"`; the rule is
+//! [`portico_protocol::enrolment`]).
+
+use super::html::{self, esc};
+use super::mfa::session_user;
+use super::pages::{bad_form, with_cookie};
+use super::password::{mail_rate, no_mail};
+use super::signup::{TokenForm, TokenQuery, link_page};
+use super::{client_ip, cookies, now};
+use crate::app::AppState;
+use crate::mail::Job;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use portico_protocol::enrolment::{self, FactorChange, LinkOutcome};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+fn unavailable() -> Response {
+    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again.")
+}
+
+/// Where a link may send the browser back to: the account page, or the step-up page of a request.
+fn local(next: Option<&str>) -> String {
+    let step_up = next.and_then(|n| n.strip_prefix("/login/second-factor?req="));
+    match step_up {
+        Some(req) if !req.is_empty() && req.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => format!("/login/second-factor?req={req}"),
+        _ => "/account".to_owned(),
+    }
+}
+
+/// The offer of the link, on the page that would have set up a factor; back to `next` once opened.
+pub fn offer(csrf: &str, email: &str, next: &str) -> String {
+    format!(
+        "<h2>Two-step verification</h2><p>Setting it up starts with a link we mail to <strong>{}</strong>: open it in this browser, \
+         then set up an authenticator app or a passkey.</p>\
+         <form method=\"post\" action=\"/account/factor-link/send\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input type=\"hidden\" name=\"next\" value=\"{}\"><button class=\"small\" type=\"submit\">Email me a link</button></form>",
+        esc(email),
+        esc(csrf),
+        esc(next)
+    )
+}
+
+/// The page for a refused set-up: the offer.
+pub fn offer_page(s: &AppState, headers: &HeaderMap, email: &str, next: &str) -> Response {
+    let (csrf, cookie) = cookies::csrf_token(s, headers);
+    let body = format!("<h1>Confirm it is you</h1>{}", offer(&csrf, email, next));
+    with_cookie(html::html(StatusCode::FORBIDDEN, "Two-step verification", &body), cookie)
+}
+
+#[derive(Deserialize)]
+pub struct SendForm {
+    csrf: Option<String>,
+    next: Option<String>,
+}
+
+/// `POST /account/factor-link/send`: mails the link to the signed-in user, when it is what they need.
+pub async fn send(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SendForm>) -> Response {
+    let Some(mailer) = &s.mailer else { return no_mail() };
+    let Some((session, user)) = session_user(&s, &headers).await else {
+        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
+    };
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let next = local(f.next.as_deref());
+    match enrolment::may_change_factors(&s.provider, &session, now()).await {
+        Ok(FactorChange::EmailLinkNeeded) => {}
+        Ok(_) => return html::secure(Redirect::to(&next).into_response(), None),
+        Err(e) => {
+            tracing::error!(error = %e, "second-factor lookup failed");
+            return unavailable();
+        }
+    }
+    let ip = client_ip(Some(&addr));
+    if let Some(resp) = mail_rate(&s, ip.as_deref()) {
+        return resp;
+    }
+    let email = user.email.clone();
+    mailer.submit(Job::Enrolment { user, next, ip });
+    html::html(
+        StatusCode::OK,
+        "Check your mail",
+        &format!(
+            "<h1>Check your mail</h1><p>A link is on its way to <strong>{}</strong>. Open it in this browser within {} to set up two-step verification.</p>",
+            esc(&email),
+            portico_protocol::mail::lifetime(enrolment::LINK_TTL)
+        ),
+    )
+}
+
+/// `GET /account/factor-link?token=`: a button that spends the link (a mail scanner's GET spends nothing).
+pub async fn form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let Some(token) = q.token else { return dead() };
+    link_page(
+        &s,
+        &headers,
+        "/account/factor-link",
+        "Set up two-step verification",
+        "Continue to set up two-step verification for your account, in this browser.",
+        "",
+        "Continue",
+        &token,
+    )
+}
+
+fn dead() -> Response {
+    html::html(
+        StatusCode::BAD_REQUEST,
+        "Link not valid",
+        "<h1>This link is not valid</h1><p>It was used already, or it expired. Ask for a new one from your account page.</p>",
+    )
+}
+
+/// `POST /account/factor-link`: this session may set up the first factor for a while.
+pub async fn open(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
+    let Some((session, _)) = session_user(&s, &headers).await else {
+        return html::html(
+            StatusCode::FORBIDDEN,
+            "Sign in first",
+            "<h1>Sign in first</h1><p>Open the link in the browser where you are signed in. It still works.</p><p><a href=\"/login?next=/account\">Sign in</a></p>",
+        );
+    };
+    match enrolment::open_link(&s.provider, &f.token, &session, client_ip(Some(&addr)), now()).await {
+        Ok(LinkOutcome::Opened { next }) => html::secure(Redirect::to(&local(next.as_deref())).into_response(), None),
+        Ok(LinkOutcome::OtherUser) => html::html(
+            StatusCode::FORBIDDEN,
+            "Another account",
+            "<h1>This link is for another account</h1><p>Sign out, sign in as the account it was sent to, and open it again.</p>",
+        ),
+        Ok(LinkOutcome::Dead) => dead(),
+        Err(e) => {
+            tracing::error!(error = %e, "enrolment link failed");
+            unavailable()
+        }
+    }
+}
