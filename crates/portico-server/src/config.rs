@@ -66,6 +66,9 @@ pub struct Config {
     pub read_timeout: String,
     /// Connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; more are closed unserved.
+    /// Trusted proxies are not limited.
+    pub max_connections_per_address: usize,
     /// How long a password reset link works ("30m").
     pub reset_link_lifetime: String,
     /// How long a sign-up or email verification link works ("24h").
@@ -110,6 +113,7 @@ impl Default for Config {
             forwarded_header: "x-forwarded-for".into(),
             read_timeout: "10s".into(),
             max_connections: 4096,
+            max_connections_per_address: 1024,
             reset_link_lifetime: "30m".into(),
             verify_link_lifetime: "24h".into(),
         }
@@ -180,6 +184,7 @@ impl Config {
             self.read_timeout
         );
         anyhow::ensure!(self.max_connections >= 1, "max_connections must be at least 1");
+        anyhow::ensure!(self.max_connections_per_address >= 1, "max_connections_per_address must be at least 1");
         anyhow::ensure!(
             self.tenant_handle_period().is_some(),
             "tenant_handle_rotation: {:?} is not a duration between 1m and 1d (like \"30m\")",

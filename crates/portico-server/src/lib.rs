@@ -192,6 +192,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     let limits = serve::ConnectionLimits {
         header_read_timeout: read_timeout,
         max_connections: cfg.max_connections,
+        max_connections_per_address: cfg.max_connections_per_address,
     };
     let tls = cfg.tls_cert.is_some();
     let trusted = state.trusted_proxies.clone();
@@ -203,7 +204,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     // Behind trusted proxies, the client's address replaces the peer's before any handler runs
     // (only then: without proxies the layer would cost every request for nothing).
     if trusted.is_configured() {
-        router = router.layer(axum::middleware::from_fn_with_state(trusted, http::proxy::resolve_client));
+        router = router.layer(axum::middleware::from_fn_with_state(trusted.clone(), http::proxy::resolve_client));
     }
     if tls {
         // Served over TLS by Portico itself: browsers should never try plain HTTP again.
@@ -212,7 +213,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
             axum::http::HeaderValue::from_static("max-age=31536000"),
         ));
     }
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let addr = listener.local_addr()?;
     // Configuration changed by another node or the CLI reaches this one within a second. The same
     // tick folds the metrics recorder's raw histogram samples into buckets: without that upkeep,
@@ -248,27 +249,14 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         }
     });
     let logout_worker = backchannel::spawn(provider.clone(), rx.clone());
-    let task = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => {
-            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let tls = tls_config(cert, key).await?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                let _ = rx.changed().await;
-                stopper.graceful_shutdown(Some(GRACE));
-            });
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).handshake_timeout(read_timeout);
-            let mut server = axum_server::from_tcp(listener.into_std()?).acceptor(acceptor).handle(handle);
-            serve::http_builder(server.http_builder(), limits);
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(service).await {
-                    tracing::error!(error = %e, "server stopped");
-                }
-            })
-        }
-        _ => tokio::spawn(serve::serve_plain(listener, router, limits, rx, GRACE)),
+    // Portico's own accept loop for plain HTTP and TLS alike: the same connection limits on both.
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(axum_server::tls_rustls::RustlsAcceptor::new(tls_config(cert, key).await?).handshake_timeout(read_timeout)),
+        _ => None,
     };
+    let exempt = trusted.clone();
+    let exempt: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync> = Arc::new(move |ip| exempt.trusts(ip));
+    let task = tokio::spawn(serve::serve(listener, router, limits, tls, exempt, rx, GRACE));
     Ok(Running {
         addr,
         provider,

@@ -917,6 +917,76 @@ both_stores_with!(
     a_client_that_never_finishes_its_headers_is_cut_off_and_holds_no_slot
 );
 
+async fn an_idle_http2_connection_is_closed_like_an_idle_http1_one(s: &TestServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame, then nothing.
+    let mut c = tokio::net::TcpStream::connect(s.running.addr).await.unwrap();
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {} // SETTINGS, its ACK, a GOAWAY
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an HTTP/2 connection that starts no request held its slot");
+}
+both_stores_with!(idle_http2_closed, &SUITE, impatient, an_idle_http2_connection_is_closed_like_an_idle_http1_one);
+
+fn per_address(c: &mut portico_server::config::Config) {
+    c.read_timeout = "2s".into();
+    c.max_connections = 8;
+    c.max_connections_per_address = 2;
+}
+
+async fn one_address_holds_at_most_its_share_of_the_connections(s: &TestServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.running.addr;
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = from("127.0.0.1").await;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+        held.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A third from the same address is hung up on at once, unserved.
+    let mut third = from("127.0.0.1").await;
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_millis(1500), third.read(&mut buf))
+        .await
+        .expect("the third connection was neither served nor closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "served beyond the address's share: {}", String::from_utf8_lossy(&buf[..n]));
+    // Another address is served meanwhile.
+    let mut other = from("127.0.0.2").await;
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    other.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+}
+both_stores_with!(
+    connections_per_address,
+    &SUITE,
+    per_address,
+    one_address_holds_at_most_its_share_of_the_connections
+);
+
 // ---- From the adversarial review ---------------------------------------------------------
 
 async fn a_consent_to_more_keeps_what_was_consented_before(s: &TestServer) {

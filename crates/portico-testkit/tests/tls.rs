@@ -82,3 +82,51 @@ fn tls_needs_an_https_issuer_and_both_files() {
     c.tls_key = Some("key.pem".into());
     assert!(c.validate().expect_err("http issuer").to_string().contains("issuer must be https"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_too_a_client_that_never_finishes_its_handshake_holds_no_slot_for_long() {
+    use tokio::io::AsyncReadExt;
+    let dir = std::env::temp_dir().join(format!("portico-tls-{}", portico_protocol::random::id("")));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+    let s = TestServer::start_with(Backend::Sqlite, SUITE, |c| {
+        let port = c.listen.rsplit(':').next().expect("port").to_owned();
+        c.issuer = format!("https://localhost:{port}");
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+        c.read_timeout = "1s".into();
+        c.max_connections = 2;
+    })
+    .await
+    .expect("server");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).expect("pem"))
+        .resolve("localhost", s.running.addr)
+        .build()
+        .expect("client");
+    // Two connections that never say hello: every slot taken ...
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(s.running.addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let quick = http
+        .get(format!("{}/healthz", s.base))
+        .timeout(std::time::Duration::from_millis(400))
+        .send()
+        .await;
+    assert!(quick.is_err(), "a third connection was served beside two held ones");
+    // ... until the handshake timeout closes them.
+    for mut c in silent {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut buf)).await;
+        assert!(read.is_ok(), "a silent TLS connection was never closed");
+    }
+    let served = http.get(format!("{}/healthz", s.base)).send().await.expect("served");
+    assert_eq!(served.status(), 200);
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -55,7 +55,8 @@ impl TrustedProxies {
         !self.nets.is_empty()
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = unmapped(ip);
         self.nets.iter().any(|n| n.contains(&ip))
     }
