@@ -94,7 +94,12 @@ enum Command {
 enum AuditCmd {
     /// Prove the audit log unbroken: every record chained to the one before and unchanged, none
     /// missing (exit status 1 and the first break otherwise)
-    Verify,
+    Verify {
+        /// A head printed by an earlier run (SEQ:HASH), kept outside the database: the log must
+        /// still hold that record, unchanged (neither cut off nor rewritten since)
+        #[arg(long)]
+        head: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +242,7 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
             let known: HashSet<String> = store.list_users().await?.into_iter().map(|u| u.email.to_lowercase()).collect();
             let suite = Suite::parse(&file.display().to_string(), &text, &known)?;
             suite.check_for_issuer(&cfg.issuer)?;
+            suite.check_for_mail(cfg.smtp_url.is_some())?;
             let report = suite.apply(&store, &kek, "apply", now).await?;
             if report.is_empty() {
                 println!("no changes");
@@ -246,17 +252,36 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
             }
         }
         Command::User(cmd) => user(&cfg, cmd, now).await?,
-        Command::Audit(AuditCmd::Verify) => {
-            let (store, _) = open_store(&cfg, NewKey::Refused).await?;
+        Command::Audit(AuditCmd::Verify { head: saved }) => {
+            // Reads only: records no key, mark or check value, and makes no key file.
+            let (store, _) = open_store(&cfg, NewKey::Never).await?;
+            let saved = match saved.as_deref().map(|h| h.split_once(':').map(|(n, hash)| (n.parse::<i64>(), hash))) {
+                None => None,
+                Some(Some((Ok(n), hash))) if n >= 1 && !hash.is_empty() => Some((n, hash.to_owned())),
+                Some(_) => anyhow::bail!("--head: {:?} is not a head like 42:h2:…, as audit verify prints it", saved.unwrap_or_default()),
+            };
             match store.verify_audit().await? {
                 portico_store::AuditCheck::Intact { records, head, keyed_from } => {
-                    println!("audit log intact: {records} records, head {head}");
+                    if let Some((n, hash)) = &saved {
+                        let record = store.audit_records(n - 1, 1).await?.into_iter().next().filter(|r| r.seq == *n);
+                        match record {
+                            None => anyhow::bail!("audit log cut off: it ends at record {records}, before the saved head {n}"),
+                            Some(r) if r.hash != *hash => anyhow::bail!("audit log rewritten: record {n} is not what it was when its head was saved"),
+                            Some(_) => {}
+                        }
+                    }
+                    println!("audit log intact: {records} records, head {records}:{head}");
                     match keyed_from {
                         Some(1) => println!("keyed from its first record"),
                         Some(n) => println!("keyed from record {n}; records 1 to {} predate the key (plain SHA-256)", n - 1),
                         None => {}
                     }
-                    println!("keep the head where the database's writers cannot reach it: only it shows a log cut short");
+                    match saved {
+                        Some((n, _)) => println!("record {n} is as it was when its head was saved"),
+                        None => println!(
+                            "keep the head where the database's writers cannot reach it, and check it with --head: only it shows a log cut short or rewritten whole"
+                        ),
+                    }
                 }
                 portico_store::AuditCheck::Broken { seq, reason } => anyhow::bail!("audit log broken at record {seq}: {reason}"),
             }

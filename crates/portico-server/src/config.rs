@@ -113,7 +113,7 @@ impl Default for Config {
             forwarded_header: "x-forwarded-for".into(),
             read_timeout: "10s".into(),
             max_connections: 4096,
-            max_connections_per_address: 1024,
+            max_connections_per_address: 256,
             reset_link_lifetime: "30m".into(),
             verify_link_lifetime: "24h".into(),
         }
@@ -140,6 +140,13 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Whether the store is PostgreSQL (shared by nodes) rather than a SQLite file.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
+
     /// `read_timeout` in seconds, when it is a duration between 1 s and 5 min.
     pub fn read_timeout_secs(&self) -> Option<u64> {
         crate::suite::parse_duration(&self.read_timeout)
@@ -183,7 +190,7 @@ impl Config {
             "read_timeout: {:?} is not a duration between 1s and 5m (like \"10s\")",
             self.read_timeout
         );
-        anyhow::ensure!(self.max_connections >= 1, "max_connections must be at least 1");
+        anyhow::ensure!((1..=1_000_000).contains(&self.max_connections), "max_connections must be between 1 and 1000000");
         anyhow::ensure!(self.max_connections_per_address >= 1, "max_connections_per_address must be at least 1");
         anyhow::ensure!(
             self.tenant_handle_period().is_some(),

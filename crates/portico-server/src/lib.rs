@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portico_protocol::Provider;
 use portico_protocol::kek::Kek;
 use portico_protocol::writer::Writer;
-use portico_store::Store;
+use portico_store::{Keying, Store};
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 
@@ -46,7 +46,13 @@ pub fn load_kek(cfg: &Config, new: NewKey) -> anyhow::Result<Kek> {
     // On SQLite the key lives beside the store it seals: whichever process opens the store first
     // makes both. On PostgreSQL the store is shared and a key made here would be this machine's
     // alone: only a server makes one (the store's key check then refuses any other).
-    if new == NewKey::Refused && cfg.database_url.is_some() && !file.exists() {
+    if new == NewKey::Never && !file.exists() {
+        anyhow::bail!(
+            "no key-encryption key: {} does not exist; set key_encryption_key (or PORTICO_KEY_ENCRYPTION_KEY) to the deployment's key",
+            file.display()
+        );
+    }
+    if new == NewKey::Refused && cfg.is_postgres() && !file.exists() {
         anyhow::bail!(
             "no key-encryption key: the store is on PostgreSQL and {} does not exist; set key_encryption_key \
              (or PORTICO_KEY_ENCRYPTION_KEY) to the deployment's key",
@@ -63,6 +69,8 @@ pub enum NewKey {
     Allowed,
     /// Every other command: on PostgreSQL it must use the deployment's key.
     Refused,
+    /// A command that only reads (`audit verify`): it makes no key anywhere, and records nothing.
+    Never,
 }
 
 /// Creates `dir` (and its parents) readable by its owner only.
@@ -106,7 +114,17 @@ pub async fn open_store(cfg: &Config, new: NewKey) -> anyhow::Result<(Store, Kek
     let store = open_migrated(cfg).await?;
     // Every process that writes or verifies the audit chain holds its key.
     let kek = load_kek(cfg, new)?;
-    store.use_keys(kek.check_value(), kek.audit_chain_key(), http::now()).await?;
+    // A store used before its key was checked (an upgrade): the key must open what the store
+    // holds before it is recorded as the deployment's, or a process with a wrong key (a laptop's)
+    // would claim the store and every right node would be refused.
+    if !store.has_kek_check().await?
+        && let Some(row) = store.list_keys().await?.first()
+        && kek.open_signing_key(&row.kid, &row.private_enc).is_err()
+    {
+        anyhow::bail!("{}", portico_store::StoreError::WrongKey);
+    }
+    let keying = if new == NewKey::Never { Keying::ReadOnly } else { Keying::Record };
+    store.use_keys(kek.check_value(), kek.audit_chain_key(), keying, http::now()).await?;
     Ok((store, kek))
 }
 
@@ -143,7 +161,7 @@ impl Running {
 /// Seconds between sweeps of expired rows.
 const SWEEP_EVERY: u64 = 60;
 
-/// How long in-flight requests may take to finish after a stop over TLS.
+/// How long in-flight requests may take to finish after a stop.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// rustls on aws-lc-rs (the crypto Portico already signs with), from PEM files.
@@ -164,9 +182,13 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     if cfg.database_url.is_none() {
         warn_if_readable_by_others(&cfg.data_dir.join("portico.db"));
     }
+    anyhow::ensure!(store.is_keyed(), "the store was opened without its keys: open it with open_store");
     let kek = load_kek(cfg, NewKey::Allowed)?;
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);
+    if cfg.smtp_url.is_none() && provider.config().products().any(|p| p.mfa_enrolment == portico_model::MfaEnrolment::EmailLink) {
+        tracing::error!("a product says mfa_enrolment = \"email_link\" and smtp_url is not set: its users cannot set up a first factor");
+    }
     let mailer = match &cfg.smtp_url {
         Some(url) => Some(mail::Mailer::spawn(provider.clone(), url, &cfg.mail_from())?),
         None => None,

@@ -53,8 +53,10 @@ pub async fn serve(
     let per_address = Arc::new(PerAddress::default());
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // One connection's concurrent HTTP/2 streams count against nothing else: keep them few.
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
+    let mut tasks = tokio::task::JoinSet::new();
     let tls = tls.map(Arc::new);
     loop {
         let permit = tokio::select! {
@@ -82,8 +84,10 @@ pub async fn serve(
                 None => continue,
             }
         };
+        // Finished connections' results, collected as they come, so the set holds only live ones.
+        while tasks.try_join_next().is_some() {}
         let (router, builder, tls, shutdown) = (router.clone(), builder.clone(), tls.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _held = (permit, share);
             match tls {
                 Some(tls) => {
@@ -97,12 +101,18 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // Every connection gives its permit back when it ends: all of them back, all ended.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace + Duration::from_secs(1), permits.acquire_many(all)).await.is_err() {
+    // Each connection finishes what it has within the grace period (a TLS handshake in progress
+    // within the read timeout); whatever is left after that is cut off.
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace + Duration::from_secs(1), all_done).await.is_err() {
         tracing::warn!("connections still open after the grace period: closing them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 }
+
+/// Concurrent requests one HTTP/2 connection may carry.
+const MAX_STREAMS: u32 = 32;
 
 /// Serves one connection until it ends, it starts no request for the read timeout, or the server
 /// stops (then it finishes what it has, for up to `grace`).

@@ -174,6 +174,27 @@ pub const RESERVED_ID_PREFIXES: [&str; 7] = ["usr_", "ten_", "th_", "sso_", "sid
 impl Suite {
     /// Checks what needs the deployment's issuer: no product may take the audience of the built-in
     /// `portico-admin` (`<issuer>/api`), or its tokens would be admin tokens.
+    /// A product whose first factors need a mailed link needs a Portico that sends mail: without
+    /// `smtp_url` its users without a factor could never set one up.
+    pub fn check_for_mail(&self, sends_mail: bool) -> Result<(), SuiteError> {
+        let needs = self
+            .products
+            .iter()
+            .zip(&self.product_lines)
+            .find(|(p, _)| p.mfa_enrolment == portico_model::MfaEnrolment::EmailLink);
+        match needs {
+            Some((p, (_, line))) if !sends_mail => Err(SuiteError {
+                file: self.file.clone(),
+                line: *line,
+                message: format!(
+                    "product {:?}: field mfa_enrolment: \"email_link\" mails a link, and this Portico sends no mail (set smtp_url)",
+                    p.slug.as_str()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn check_for_issuer(&self, issuer: &str) -> Result<(), SuiteError> {
         let admin = admin::product(issuer).audience;
         match self.products.iter().zip(&self.product_lines).find(|(p, _)| p.audience == admin) {

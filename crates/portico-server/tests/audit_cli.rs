@@ -44,6 +44,22 @@ fn audit_verify_proves_the_log_and_finds_tampering() {
     let records: i64 = out.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(records >= 3, "one per product and user applied: {out}");
     assert!(out.contains("keyed from its first record"), "{out}");
+    // The head it printed, kept outside: checked later, it holds; a wrong or a future one does not.
+    let head = out.split("head ").nth(1).and_then(|x| x.lines().next()).unwrap().trim().to_owned();
+    let (seq, hash) = head.split_once(':').unwrap();
+    let (ok, out) = portico(&dir, &["audit", "verify", "--head", &head]);
+    assert!(ok && out.contains(&format!("record {seq} is as it was")), "{out}");
+    let forged = format!("{seq}:{}", hash.replace('a', "b").replace('1', "2"));
+    let (ok, out) = portico(&dir, &["audit", "verify", "--head", &forged]);
+    assert!(!ok && out.contains("rewritten"), "{out}");
+    let later = format!("{}:{hash}", records + 5);
+    let (ok, out) = portico(&dir, &["audit", "verify", "--head", &later]);
+    assert!(!ok && out.contains("cut off"), "{out}");
+    let (ok, out) = portico(&dir, &["audit", "verify", "--head", "nonsense"]);
+    assert!(!ok && out.contains("--head"), "{out}");
+    // Verifying wrote nothing.
+    let (_, again) = portico(&dir, &["audit", "verify"]);
+    assert!(again.contains(&format!("head {head}")), "{again}");
 
     // The key file swapped for another: every command is refused, and says why.
     let kek = std::fs::read(dir.join("kek")).unwrap();
@@ -51,6 +67,11 @@ fn audit_verify_proves_the_log_and_finds_tampering() {
     let (ok, out) = portico(&dir, &["audit", "verify"]);
     assert!(!ok && out.contains("not this deployment's"), "{out}");
     std::fs::write(dir.join("kek"), kek).unwrap();
+    // Nor does it make a key where there is none.
+    let empty = dir.join("empty");
+    let (ok, out) = portico(&empty, &["audit", "verify"]);
+    assert!(!ok && out.contains("no key-encryption key"), "{out}");
+    assert!(!empty.join("kek").exists());
 
     sql(&dir, "UPDATE audit_events SET actor = 'someone else' WHERE seq = 2");
     let (ok, out) = portico(&dir, &["audit", "verify"]);

@@ -164,6 +164,13 @@ pub(crate) use append_in;
 
 type Row = (i64, i64, String, String, Option<String>, Option<String>, Option<String>, String, String, String);
 
+/// Whether [`Store::use_keys`] may record keys and mark the chain, or only check them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keying {
+    Record,
+    ReadOnly,
+}
+
 /// The mark of where keying began: the first keyed record's number and the hash before it.
 fn keyed_mark(key: &ChainKey, from_seq: i64, prev_hash: &str) -> String {
     let tag = hmac::sign(&key.0, format!("portico audit keyed from {from_seq} after {prev_hash}").as_bytes());
@@ -181,35 +188,61 @@ impl Store {
     /// The first process with a key records its check value; a process with another key is
     /// refused ([`StoreError::WrongKey`]) before it writes anything. The first to key the audit
     /// chain marks where keying begins and appends an `audit.keyed` record, the first keyed one.
-    /// Serialised on the chain head, so two processes starting at once mark it once.
-    pub async fn use_keys(&self, kek_check: &str, chain_key: &[u8; 32], now: i64) -> Result<()> {
+    /// Both are written in one transaction, so a store with a check value and no mark has had its
+    /// mark removed: it is not marked again (verification names it). Serialised on the chain head,
+    /// so two processes starting at once mark it once. With `Keying::ReadOnly` (`audit verify`)
+    /// nothing is written: the key is checked against a recorded check value, if there is one.
+    pub async fn use_keys(&self, kek_check: &str, chain_key: &[u8; 32], keying: Keying, now: i64) -> Result<()> {
         let key = ChainKey::new(chain_key);
+        if keying == Keying::ReadOnly {
+            let stored: Option<String> =
+                on_read!(self, pool => sqlx::query_scalar("SELECT value FROM meta WHERE key = 'kek_check'").fetch_optional(pool).await)?;
+            if stored.is_some_and(|stored| !ct_eq(&stored, kek_check)) {
+                return Err(StoreError::WrongKey);
+            }
+            let _ = self.audit_key.set(key);
+            return Ok(());
+        }
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let (head_seq, head_hash): (i64, String) =
                 sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
             let stored: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'kek_check'").fetch_optional(&mut *tx).await?;
-            match stored {
+            let first = match stored {
                 Some(stored) if !ct_eq(&stored, kek_check) => return Err(StoreError::WrongKey),
-                Some(_) => {}
+                Some(_) => false,
                 None => {
                     sqlx::query("INSERT INTO meta (key, value) VALUES ('kek_check', $1)").bind(kek_check).execute(&mut *tx).await?;
+                    true
                 }
-            }
+            };
             // Set only once the key is known to be the deployment's.
             let _ = self.audit_key.set(key.clone());
             let mark: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_keyed_from'").fetch_optional(&mut *tx).await?;
-            if mark.is_none() {
+            if mark.is_none() && first {
                 sqlx::query("INSERT INTO meta (key, value) VALUES ('audit_keyed_from', $1)")
                     .bind(keyed_mark(&key, head_seq + 1, &head_hash))
                     .execute(&mut *tx)
                     .await?;
                 let event = AuditEvent::new(now, "audit.keyed", "system").data(serde_json::json!({"unkeyed_records": head_seq}));
                 append_in!(&mut tx, self, std::slice::from_ref(&event));
+            } else if mark.is_none() {
+                tracing::error!("the audit log's mark of where keying began was removed: run portico audit verify");
             }
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Whether the store has its keys ([`Store::use_keys`]).
+    pub fn is_keyed(&self) -> bool {
+        self.audit_key.get().is_some()
+    }
+
+    /// Whether the store records a KEK check value (it has been opened with a key before).
+    pub async fn has_kek_check(&self) -> Result<bool> {
+        let stored: Option<String> = on_read!(self, pool => sqlx::query_scalar("SELECT value FROM meta WHERE key = 'kek_check'").fetch_optional(pool).await)?;
+        Ok(stored.is_some())
     }
 
     /// Appends events in their own transaction (group commit: callers batch them).
@@ -277,6 +310,13 @@ impl Store {
         let key = self.audit_key.get();
         let broken = |seq: i64, reason: String| Ok(AuditCheck::Broken { seq, reason });
         let keyed_from = match (&mark, key) {
+            // The check value and the mark are written together: one without the other was removed.
+            (None, _) if self.has_kek_check().await? => {
+                return broken(
+                    1,
+                    "the mark of where keying began was removed (the store was keyed: its check value is there)".into(),
+                );
+            }
             (None, _) => None,
             (Some(m), key) => {
                 let Some(from) = m.split_once(':').and_then(|(n, _)| n.parse::<i64>().ok()).filter(|n| *n >= 1) else {

@@ -23,7 +23,7 @@ mod throttle;
 mod tokens;
 pub mod users;
 
-pub use audit::{AuditCheck, AuditEvent, AuditRecord, chain_hash};
+pub use audit::{AuditCheck, AuditEvent, AuditRecord, Keying, chain_hash};
 pub use config::{ConfigChange, ConfigDocs};
 pub use handoff::HandoffRedemption;
 pub use keys::KeyRow;

@@ -380,8 +380,17 @@ async fn a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_mov
     s.running.provider.writer.flush().await;
     behind_the_back(s, "DELETE FROM audit_events").await;
     behind_the_back(s, "UPDATE audit_head SET seq = 0, hash = '' WHERE id = 1").await;
-    behind_the_back(s, "DELETE FROM meta WHERE key = 'audit_keyed_from'").await;
+    behind_the_back(s, "DELETE FROM meta WHERE key IN ('audit_keyed_from', 'kek_check')").await;
     keyless.append_audit(&events(3)).await.unwrap();
+    // An operator's laptop with another key is the first to open it: refused, and nothing recorded
+    // (the store's signing keys do not open under that key).
+    let mut other = s.config.clone();
+    other.key_encryption_key = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]));
+    let err = portico_server::open_store(&other, portico_server::NewKey::Refused)
+        .await
+        .expect_err("another key refused");
+    assert!(err.to_string().contains("not this deployment's"), "{err}");
+    assert!(!keyless.has_kek_check().await.unwrap(), "nothing recorded under the wrong key");
     // The upgrade: the first process with the key marks where keying begins.
     let (keyed, _) = portico_server::open_store(&s.config, portico_server::NewKey::Refused).await.unwrap();
     keyed.append_audit(&events(2)).await.unwrap();
@@ -457,6 +466,16 @@ async fn a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_mov
     };
     behind_the_back(s, "DELETE FROM meta WHERE key = 'audit_keyed_from'").await;
     let (seq, reason) = broken().await;
+    assert_eq!((seq, reason.contains("was removed")), (1, true), "{reason}");
+    // Opened again, the store is not marked anew (that would hide the removal).
+    let (again, _) = portico_server::open_store(&s.config, portico_server::NewKey::Refused).await.unwrap();
+    assert_eq!(again.audit_head().await.unwrap(), keyed.audit_head().await.unwrap(), "nothing appended");
+    again.close().await;
+    let (seq, _) = broken().await;
+    assert_eq!(seq, 1);
+    // With the check value gone too, a record keyed after an unmarked start is named.
+    behind_the_back(s, "DELETE FROM meta WHERE key = 'kek_check'").await;
+    let (seq, reason) = broken().await;
     assert_eq!((seq, reason.contains("nothing marks")), (4, true), "{reason}");
     let (_, tag) = mark.split_once(':').unwrap();
     for (moved, at) in [(2, 2), (5, 4), (9, 4)] {
@@ -481,8 +500,6 @@ async fn a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_mov
 
     // A process with another key-encryption key is refused before it writes anything.
     let (head, _) = keyed.audit_head().await.unwrap();
-    let mut other = s.config.clone();
-    other.key_encryption_key = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]));
     let err = portico_server::open_store(&other, portico_server::NewKey::Allowed)
         .await
         .expect_err("another key refused");

@@ -80,3 +80,19 @@ async fn bad_file_leaves_store_unchanged_and_apply_is_idempotent() {
     store.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_first_factor_by_mailed_link_needs_a_portico_that_sends_mail() {
+    let text = "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\nmfa_enrolment = \"email_link\"\n";
+    let suite = portico_server::suite::Suite::parse("suite.toml", text, &std::collections::HashSet::new()).unwrap();
+    let e = suite.check_for_mail(false).unwrap_err().to_string();
+    assert!(
+        e.starts_with("suite.toml:1:") && e.contains("field mfa_enrolment") && e.contains("smtp_url"),
+        "{e}"
+    );
+    assert!(suite.check_for_mail(true).is_ok());
+    let Err(e) = portico_server::suite::Suite::parse("suite.toml", &text.replace("email_link", "by_pigeon"), &std::collections::HashSet::new()) else {
+        panic!("an unknown mfa_enrolment was taken")
+    };
+    assert!(e.to_string().starts_with("suite.toml:5:") && e.to_string().contains("email_link"), "{e}");
+}

@@ -75,20 +75,21 @@ fn with_headers(mut resp: Response, script: &str, ancestor: Option<&str>) -> Res
     resp
 }
 
-/// The CSP source that lets a form lead to `uri`: its origin (scheme, host, port), or its scheme
-/// alone for a private-use scheme (a native app's `com.example.app:/callback`). None for anything
-/// else.
+/// The CSP source that lets a form lead to `uri`: its origin (scheme, host, port); its scheme alone
+/// for a private-use scheme (a native app's `com.example.app:/callback`) or an IPv6 literal host,
+/// which CSP's host syntax cannot name. Never `javascript:`, `data:` and their kind; None for
+/// anything that is not an absolute URL.
 pub fn form_target(uri: &str) -> Option<String> {
     let url = url::Url::parse(uri).ok()?;
     match url.scheme() {
+        "javascript" | "data" | "blob" | "filesystem" | "about" | "file" | "vbscript" => None,
+        scheme @ ("http" | "https") if matches!(url.host(), Some(url::Host::Ipv6(_))) => Some(format!("{scheme}:")),
         "http" | "https" => {
             let origin = url.origin();
             origin.is_tuple().then(|| origin.ascii_serialization())
         }
-        // A reverse-domain private-use scheme (RFC 8252 §7.1), never `javascript:` or `data:`;
         // RFC 3986 scheme characters only, so nothing can end the directive.
-        scheme if scheme.contains('.') => Some(format!("{scheme}:")),
-        _ => None,
+        scheme => Some(format!("{scheme}:")),
     }
 }
 
@@ -155,6 +156,8 @@ mod tests {
         assert_eq!(form_target("https://app.acme.test/a b").as_deref(), Some("https://app.acme.test"));
         assert_eq!(form_target("http://127.0.0.1:9/callback").as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(form_target("com.example.app:/oauth2redirect").as_deref(), Some("com.example.app:"));
+        assert_eq!(form_target("myapp://callback").as_deref(), Some("myapp:"));
+        assert_eq!(form_target("http://[::1]:8080/cb").as_deref(), Some("http:"));
         assert_eq!(form_target("/relative"), None);
         assert_eq!(form_target("javascript:alert(1)"), None);
         assert_eq!(form_target("data:text/html,x"), None);
