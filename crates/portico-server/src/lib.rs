@@ -197,7 +197,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
     let strength_limits = Arc::new(http::limits::AddressLimits::per_minute(http::password::STRENGTH_PER_MINUTE));
     let pending_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
     let ceremony_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
-    let state = AppState {
+    let state = AppState::new(app::AppInner {
         provider: provider.clone(),
         metrics: metrics_handle(),
         secure_cookies: cfg.https(),
@@ -209,7 +209,7 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         pending_limits: pending_limits.clone(),
         ceremony_limits: ceremony_limits.clone(),
         trusted_proxies: Arc::new(http::proxy::TrustedProxies::parse(&cfg.trusted_proxies, &cfg.forwarded_header).map_err(|e| anyhow::anyhow!(e))?),
-    };
+    });
     let read_timeout = std::time::Duration::from_secs(cfg.read_timeout_secs().unwrap_or(10));
     let limits = serve::ConnectionLimits {
         header_read_timeout: read_timeout,
