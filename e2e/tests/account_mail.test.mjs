@@ -11,11 +11,19 @@ after(async () => { await browser?.close(); await dev?.stop(); });
 
 const meter = (page) => page.locator('#strength span');
 
-/** Opens the newest mail's link to `path` from the dev mail page. */
+/** Opens the newest mail's link to `path` from the dev mail page, reloading it until the mail is
+ * there (mail goes out after the page that asked for it has answered). */
 async function followMailedLink(page, path, shot) {
+  const link = page.locator(`article a[href*="${path}?token="]`).first();
+  const deadline = Date.now() + 15000;
   await page.goto(`${dev.base}/dev/mail`);
+  while ((await link.count()) === 0) {
+    if (Date.now() > deadline) throw new Error(`no mail with a ${path} link arrived`);
+    await new Promise((r) => setTimeout(r, 200));
+    await page.reload();
+  }
   if (shot) await page.screenshot({ path: `${shots}/${shot}`, fullPage: true });
-  await page.locator(`article a[href*="${path}?token="]`).first().click();
+  await link.click();
 }
 
 test('a newcomer signs up for Reports, confirms the email and gets in', async () => {
