@@ -228,6 +228,7 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
 mod account_mail;
 mod admin_api;
 mod backchannel;
+mod escaping;
 mod expiry;
 mod flow;
 mod grant_properties;
