@@ -37,15 +37,27 @@ input.short{max-width:12rem;display:block}ul.codes{columns:2;font-size:1.1rem;pa
 .badge{background:#e6f0ff;color:#2d5bd7;padding:.1rem .4rem;border-radius:6px;font-size:.8rem;white-space:nowrap}
 "#;
 
-/// A full page. `wide` for the developer pages.
+/// A full page around a body already made (and escaped) by hand; pages moving to templates of
+/// their own extend `layout.html` instead. `wide` for the developer pages.
 pub fn page(title: &str, body: &str, wide: bool) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{} · Portico</title><link rel=\"stylesheet\" href=\"/static/portico.css\"></head><body><main{}>{}</main></body></html>",
-        esc(title),
-        if wide { " class=\"wide\"" } else { "" },
-        body
-    )
+    render(&Page { title, body, wide })
+}
+
+#[derive(askama::Template)]
+#[template(path = "page.html")]
+struct Page<'a> {
+    title: &'a str,
+    body: &'a str,
+    wide: bool,
+}
+
+/// A template's HTML. Rendering fails only on a template error (a value's `Display` failing),
+/// which the templates' own test would show.
+pub fn render(t: &impl askama::Template) -> String {
+    t.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a page did not render");
+        String::from("<!doctype html><title>Error · Portico</title><p>This page could not be shown.</p>")
+    })
 }
 
 /// Security headers for hosted pages: a strict CSP, no framing, no referrer, no caching.
@@ -132,6 +144,11 @@ pub fn scripted(resp: Response) -> Response {
 
 pub fn html(status: axum::http::StatusCode, title: &str, body: &str) -> Response {
     secure((status, Html(page(title, body, false))).into_response(), None)
+}
+
+/// A page from its template, with the hosted pages' headers.
+pub fn view(status: axum::http::StatusCode, page: &impl askama::Template) -> Response {
+    secure((status, Html(render(page))).into_response(), None)
 }
 
 /// The error page for requests that cannot be sent back to the client.

@@ -272,32 +272,55 @@ pub async fn consent_form(State(s): State<AppState>, ConnectInfo(addr): ConnectI
         .as_ref()
         .and_then(|w| w.tenant.as_deref())
         .and_then(|t| config.tenant(&portico_model::TenantId::new(t)))
-        .map(|t| format!(" at <strong>{}</strong>", esc(&t.name)))
-        .unwrap_or_default();
-    let scopes: String = req
-        .scope
-        .iter()
-        .map(|sc| match sc.as_str() {
-            "openid" => "<li>Know who you are</li>".to_owned(),
-            "profile" => "<li>See your name</li>".to_owned(),
-            "email" => "<li>See your email address</li>".to_owned(),
-            "offline_access" => "<li>Stay signed in when you are not using it</li>".to_owned(),
-            other => format!("<li>{}</li>", esc(other)),
-        })
-        .collect();
+        .map(|t| t.name.clone());
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
-    let body = format!(
-        "<h1>Allow access?</h1><p><strong>{}</strong> wants to use your account for <strong>{}</strong>{tenant}:</p><ul>{scopes}</ul>\
-         <form method=\"post\" action=\"/consent\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">\
-         <button name=\"decision\" value=\"allow\" type=\"submit\">Allow</button>\
-         <button class=\"secondary\" name=\"decision\" value=\"deny\" type=\"submit\">Deny</button></form>",
-        esc(if client.is_empty() { &req.client_id } else { &client }),
-        esc(&product),
-        esc(&csrf),
-        esc(&req.id)
-    );
-    let page = html::forms_may_reach(html::html(StatusCode::OK, "Allow access", &body), Some(&req.redirect_uri));
+    let view = ConsentPage {
+        title: "Allow access",
+        wide: false,
+        client: if client.is_empty() { &req.client_id } else { &client },
+        product: &product,
+        tenant: tenant.as_deref(),
+        scopes: req.scope.iter().map(|sc| describe_scope(sc)).collect(),
+        csrf: &csrf,
+        req: &req.id,
+    };
+    let page = html::forms_may_reach(html::view(StatusCode::OK, &view), Some(&req.redirect_uri));
     with_cookie(page, cookie)
+}
+
+/// What a scope lets the client do, in the user's words (an unknown scope by its name).
+fn describe_scope(scope: &str) -> &str {
+    match scope {
+        "openid" => "Know who you are",
+        "profile" => "See your name",
+        "email" => "See your email address",
+        "offline_access" => "Stay signed in when you are not using it",
+        other => other,
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    title: &'a str,
+    wide: bool,
+    client: &'a str,
+    product: &'a str,
+    tenant: Option<&'a str>,
+    scopes: Vec<&'a str>,
+    csrf: &'a str,
+    req: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "select_tenant.html")]
+struct TenantPage<'a> {
+    title: &'a str,
+    wide: bool,
+    product: &'a str,
+    entries: &'a [portico_protocol::tenants::PickerEntry],
+    csrf: &'a str,
+    req: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -392,26 +415,15 @@ pub async fn tenant_form(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     // Buttons in a list: Tab moves between them, Enter picks; the last one used has the focus.
-    let options: String = entries
-        .iter()
-        .map(|e| {
-            format!(
-                "<li><button type=\"submit\" name=\"organization\" value=\"{}\"{}>{}{}</button></li>",
-                esc(&e.handle),
-                if e.last_used { " autofocus" } else { "" },
-                esc(&e.name),
-                if e.last_used { " <span class=\"muted\">(last used)</span>" } else { "" }
-            )
-        })
-        .collect();
-    let body = format!(
-        "<h1>Choose an organization</h1><p class=\"muted\">for <strong>{}</strong></p>\
-         <form method=\"post\" action=\"/select-tenant\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\"><ul class=\"choices\" aria-label=\"Organizations\">{options}</ul></form>",
-        esc(&product.name),
-        esc(&csrf),
-        esc(&req.id)
-    );
-    let page = html::forms_may_reach(html::html(StatusCode::OK, "Choose an organization", &body), Some(&req.redirect_uri));
+    let view = TenantPage {
+        title: "Choose an organization",
+        wide: false,
+        product: &product.name,
+        entries: &entries,
+        csrf: &csrf,
+        req: &req.id,
+    };
+    let page = html::forms_may_reach(html::view(StatusCode::OK, &view), Some(&req.redirect_uri));
     with_cookie(page, cookie)
 }
 
