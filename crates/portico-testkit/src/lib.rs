@@ -285,7 +285,8 @@ pub fn hidden(page: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page.find(&marker)? + marker.len();
     let end = page[start..].find('"')? + start;
-    Some(page[start..end].replace("&amp;", "&"))
+    // Named entities (pages by hand) or numeric ones (pages from templates).
+    Some(page[start..end].replace("&amp;", "&").replace("&#38;", "&"))
 }
 
 /// A query parameter of a URL.

@@ -148,6 +148,13 @@ async fn every_name_reaches_every_page_escaped(s: &TestServer) {
         ))
         .await;
     escaped("sign-out confirmation", &confirm, &["Client"]);
+    // Confirmed without a post-logout URI: the signed-out page names the application to return to.
+    let (_, _, confirm) = b.get(&format!("{}/oauth2/logout?client_id=partner-web", s.base)).await;
+    let csrf = hidden(&confirm, "csrf").unwrap();
+    let form = [("csrf", csrf.as_str()), ("confirm", "yes"), ("client_id", "partner-web")];
+    let (status, _, done) = b.post_form(&format!("{}/oauth2/logout", s.base), &form).await;
+    assert_eq!(status, 200, "{done}");
+    escaped("signed out", &done, &["Client"]);
 }
 /// The issuer at `localhost`, so the pages offer passkeys (WebAuthn refuses IP addresses).
 fn on_localhost(c: &mut portico_server::config::Config) {

@@ -153,11 +153,24 @@ pub fn view(status: axum::http::StatusCode, page: &impl askama::Template) -> Res
 
 /// The error page for requests that cannot be sent back to the client.
 pub fn error_page(status: axum::http::StatusCode, message: &str) -> Response {
-    html(
+    view(
         status,
-        "Something went wrong",
-        &format!("<h1>This sign-in request cannot be completed</h1><p class=\"error\">{}</p>", esc(message)),
+        &ErrorPage {
+            title: "Something went wrong",
+            wide: false,
+            heading: "This sign-in request cannot be completed",
+            message,
+        },
     )
+}
+
+#[derive(askama::Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    wide: bool,
+    heading: &'a str,
+    message: &'a str,
 }
 
 #[cfg(test)]

@@ -111,15 +111,33 @@ pub(crate) fn clear_session(s: &AppState, mut resp: Response) -> Response {
 /// The page after signing out (here or from the account page), naming the application to go back
 /// to when one asked; clears the session cookie.
 pub fn signed_out(s: &AppState, app: Option<&str>) -> Response {
-    let back = app
-        .map(|name| format!("<p class=\"muted\">You can close this window, or return to {}.</p>", esc(name)))
-        .unwrap_or_else(|| "<p class=\"muted\">You can close this window.</p>".to_owned());
-    let page = html::html(
-        StatusCode::OK,
-        "Signed out",
-        &format!("<h1>You have signed out</h1><p>Your Portico session has ended in every application.</p>{back}"),
-    );
-    clear_session(s, page)
+    let page = SignedOut {
+        title: "Signed out",
+        wide: false,
+        app,
+    };
+    clear_session(s, html::view(StatusCode::OK, &page))
+}
+
+#[derive(askama::Template)]
+#[template(path = "signed_out.html")]
+struct SignedOut<'a> {
+    title: &'a str,
+    wide: bool,
+    app: Option<&'a str>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "logout_confirm.html")]
+struct Confirmation<'a> {
+    title: &'a str,
+    wide: bool,
+    email: &'a str,
+    client_name: Option<&'a str>,
+    csrf: &'a str,
+    client_id: Option<&'a str>,
+    post_logout_redirect_uri: Option<&'a str>,
+    state: Option<&'a str>,
 }
 
 /// The page that asks before signing out.
@@ -133,28 +151,17 @@ async fn confirmation(s: &AppState, headers: &HeaderMap, v: &ValidLogout, sessio
         }
     };
     let (csrf, cookie) = cookies::csrf_token(s, headers);
-    let hidden = |name: &str, value: Option<&str>| {
-        value
-            .map(|x| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", esc(x)))
-            .unwrap_or_default()
+    let page = Confirmation {
+        title: "Sign out",
+        wide: false,
+        email: &email,
+        client_name: v.client.as_ref().map(|c| c.name.as_str()),
+        csrf: &csrf,
+        client_id: v.client.as_ref().map(|c| c.id.as_str()),
+        post_logout_redirect_uri: v.post_logout_redirect_uri.as_deref(),
+        state: v.state.as_deref(),
     };
-    let from = v
-        .client
-        .as_ref()
-        .map(|c| format!(" <strong>{}</strong> asks you to sign out.", esc(&c.name)))
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>Sign out?</h1><p>You are signed in as <strong>{}</strong>.{from}</p>\
-         <p class=\"muted\">Signing out ends your session in every application you opened with it.</p>\
-         <form method=\"post\" action=\"/oauth2/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">{}{}{}\
-         <button type=\"submit\" autofocus>Sign out</button></form>",
-        esc(&email),
-        esc(&csrf),
-        hidden("client_id", v.client.as_ref().map(|c| c.id.as_str())),
-        hidden("post_logout_redirect_uri", v.post_logout_redirect_uri.as_deref()),
-        hidden("state", v.state.as_deref()),
-    );
-    let mut resp = html::forms_may_reach(html::html(StatusCode::OK, "Sign out", &body), v.post_logout_redirect_uri.as_deref());
+    let mut resp = html::forms_may_reach(html::view(StatusCode::OK, &page), v.post_logout_redirect_uri.as_deref());
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
