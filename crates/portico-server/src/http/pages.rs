@@ -70,39 +70,45 @@ pub fn expired() -> Response {
 }
 
 fn login_page(s: &AppState, csrf: &str, req: Option<&AuthRequest>, next: Option<&str>, email: &str, error: Option<&str>, product: Option<&str>) -> String {
-    let to = product
-        .map(|p| format!("<p class=\"muted\">to continue to <strong>{}</strong></p>", esc(p)))
-        .unwrap_or_default();
-    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
-    let req_field = match (req, local_next(next)) {
+    let next = local_next(next);
+    // The passkey form carries the same hidden fields (made by hand until it has a template).
+    let hidden = match (req, next) {
         (Some(r), _) => format!("<input type=\"hidden\" name=\"req\" value=\"{}\">", esc(&r.id)),
         (None, Some(n)) => format!("<input type=\"hidden\" name=\"next\" value=\"{n}\">"),
         (None, None) => String::new(),
     };
-    format!(
-        "<h1>Sign in</h1>{to}{err}<form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">{req_field}\
-         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\" autofocus>\
-         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>{}{}",
-        esc(csrf),
-        esc(email),
-        passwordless(s, csrf, &req_field),
-        account_links(s, req)
-    )
+    html::render(&LoginPage {
+        title: "Sign in",
+        wide: false,
+        product,
+        error,
+        csrf,
+        req: req.map(|r| r.id.as_str()),
+        next,
+        email,
+        passwordless: &passwordless(s, csrf, &hidden),
+        // "Forgot your password?" and, for a product that takes sign-ups, "Create an account": both
+        // need mail to go out.
+        mail: s.mailer.is_some(),
+        signup: req.filter(|r| super::signup::offered(s, r).is_some()).map(|r| r.id.as_str()),
+    })
 }
 
-/// "Forgot your password?" and, for a product that takes sign-ups, "Create an account": both need
-/// mail to go out.
-fn account_links(s: &AppState, req: Option<&AuthRequest>) -> String {
-    if s.mailer.is_none() {
-        return String::new();
-    }
-    let signup = req
-        .filter(|r| super::signup::offered(s, r).is_some())
-        .map(|r| format!("<a href=\"/signup?req={}\">Create an account</a>", esc(&r.id)))
-        .unwrap_or_default();
-    format!("<p class=\"links muted\"><a href=\"/password/forgot\">Forgot your password?</a>{signup}</p>")
+#[derive(askama::Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    title: &'a str,
+    wide: bool,
+    product: Option<&'a str>,
+    error: Option<&'a str>,
+    csrf: &'a str,
+    req: Option<&'a str>,
+    next: Option<&'a str>,
+    email: &'a str,
+    /// The passkey button's form and script, escaped where it is made.
+    passwordless: &'a str,
+    mail: bool,
+    signup: Option<&'a str>,
 }
 
 /// The login page's passkey button: passwordless sign-in with a discoverable passkey.
@@ -123,9 +129,10 @@ fn passwordless(s: &AppState, csrf: &str, hidden: &str) -> String {
     format!("{form}{}", super::passkey::SCRIPT_TAG)
 }
 
-/// The login page: it may run the passkey script, and its forms end at the client of `req`.
-fn login_response(status: StatusCode, body: &str, req: Option<&AuthRequest>) -> Response {
-    let resp = html::scripted((status, axum::response::Html(html::page("Sign in", body, false))).into_response());
+/// The login page (a whole page, from [`login_page`]): it may run the passkey script, and its
+/// forms end at the client of `req`.
+fn login_response(status: StatusCode, page: &str, req: Option<&AuthRequest>) -> Response {
+    let resp = html::scripted((status, axum::response::Html(page.to_owned())).into_response());
     html::forms_may_reach(resp, req.map(|r| r.redirect_uri.as_str()))
 }
 
