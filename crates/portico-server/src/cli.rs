@@ -440,121 +440,13 @@ async fn shutdown_signal() {
 
 /// The demo suite of `portico dev`.
 pub fn demo_suite(issuer: &str, crm_secret: &str, reports_secret: &str, payments_secret: &str) -> String {
-    let crm_cb = http::demo::callback_uri(issuer, "crm-web");
-    let rep_cb = http::demo::callback_uri(issuer, "reports-web");
-    let pay_cb = http::demo::callback_uri(issuer, "payments-web");
-    format!(
-        r#"
-[[product]]
-slug = "crm"
-name = "CRM"
-audience = "https://crm.example.test"
-tenant_aware = true
-[product.roles]
-viewer = ["read:contacts"]
-editor = ["read:contacts", "write:contacts"]
-
-[[product]]
-slug = "reports"
-name = "Reports"
-audience = "https://reports.example.test"
-signup = true
-[product.roles]
-analyst = ["read:reports"]
-
-[[product]]
-slug = "payments"
-name = "Payments"
-audience = "https://payments.example.test"
-mfa = "required"
-[product.roles]
-approver = ["approve:payments"]
-
-[[client]]
-id = "crm-web"
-name = "CRM"
-product = "crm"
-kind = "confidential"
-secret = "{crm_secret}"
-redirect_uris = ["{crm_cb}"]
-first_party = true
-
-[[client]]
-id = "reports-web"
-name = "Reports"
-product = "reports"
-kind = "confidential"
-secret = "{reports_secret}"
-redirect_uris = ["{rep_cb}"]
-first_party = true
-
-[[client]]
-id = "payments-web"
-name = "Payments"
-product = "payments"
-kind = "confidential"
-secret = "{payments_secret}"
-redirect_uris = ["{pay_cb}"]
-first_party = true
-
-[[tenant]]
-slug = "acme"
-name = "Acme Bank"
-
-[[tenant]]
-slug = "globex"
-name = "Globex Savings"
-
-[[user]]
-email = "ada@example.test"
-name = "Ada Lovelace"
-password = "correct horse battery staple"
-
-[[user]]
-email = "grace@example.test"
-name = "Grace Hopper"
-password = "debugging the harvard mark ii"
-
-[[user]]
-email = "margaret@example.test"
-name = "Margaret Hamilton"
-password = "apollo guidance computer"
-
-[[grant]]
-user = "ada@example.test"
-product = "crm"
-tenant = "acme"
-roles = ["editor"]
-
-[[grant]]
-user = "ada@example.test"
-product = "reports"
-roles = ["analyst"]
-
-[[grant]]
-user = "ada@example.test"
-product = "payments"
-roles = ["approver"]
-
-[[grant]]
-user = "grace@example.test"
-product = "crm"
-tenant = "globex"
-roles = ["viewer"]
-
-[[grant]]
-user = "margaret@example.test"
-product = "crm"
-tenant = "acme"
-roles = ["editor"]
-
-[[grant]]
-user = "margaret@example.test"
-product = "crm"
-tenant = "globex"
-roles = ["viewer"]
-"#
-    )
+    include_str!("demo_suite.toml")
+        .replace("${CRM_CALLBACK}", &http::demo::callback_uri(issuer, "crm-web"))
+        .replace("${REPORTS_CALLBACK}", &http::demo::callback_uri(issuer, "reports-web"))
+        .replace("${PAYMENTS_CALLBACK}", &http::demo::callback_uri(issuer, "payments-web"))
+        .replace("${CRM_SECRET}", crm_secret)
+        .replace("${REPORTS_SECRET}", reports_secret)
+        .replace("${PAYMENTS_SECRET}", payments_secret)
 }
 
 async fn mail_sink(listen: &str) -> anyhow::Result<()> {

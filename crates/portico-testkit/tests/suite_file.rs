@@ -96,3 +96,14 @@ fn a_first_factor_by_mailed_link_needs_a_portico_that_sends_mail() {
     };
     assert!(e.to_string().starts_with("suite.toml:5:") && e.to_string().contains("email_link"), "{e}");
 }
+
+#[test]
+fn the_demo_suite_is_whole_once_filled_in() {
+    let secret = "demo-secret-0123456789abcdef0123456789abcdef";
+    let text = portico_server::cli::demo_suite("http://127.0.0.1:8080", secret, secret, secret);
+    let unfilled: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && l.contains("${")).collect();
+    assert!(unfilled.is_empty(), "{unfilled:?}");
+    let suite = portico_server::suite::Suite::parse("demo suite", &text, &std::collections::HashSet::new());
+    assert!(suite.is_ok(), "the demo suite does not parse");
+    assert!(text.contains("redirect_uris = [\"http://127.0.0.1:8080/demo/callback/crm-web\"]"), "{text}");
+}
