@@ -314,17 +314,27 @@ pub async fn account_section(s: &AppState, user: &UserId, csrf: &str) -> Result<
 
 /// The recovery codes, shown this once.
 pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
-    let items: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();
-    html::html(
+    html::view(
         StatusCode::OK,
-        "Recovery codes",
-        &format!(
-            "<h1>{}</h1><p>Save these recovery codes somewhere safe. Each signs you in once if your phone is not at hand. \
-             They are shown only now.</p><ul id=\"recovery-codes\" class=\"codes\">{items}</ul><p><a class=\"button\" href=\"{}\">Done</a></p>",
-            esc(title),
-            esc(next)
-        ),
+        &RecoveryPage {
+            title: "Recovery codes",
+            wide: false,
+            heading: title,
+            codes,
+            next,
+        },
     )
+}
+
+#[derive(askama::Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryPage<'a> {
+    title: &'a str,
+    wide: bool,
+    heading: &'a str,
+    codes: &'a [String],
+    /// Where "Done" leads: a local path.
+    next: &'a str,
 }
 
 /// The signed-in user behind an account-page form that changes a factor, with a valid CSRF token
