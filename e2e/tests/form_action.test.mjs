@@ -120,14 +120,14 @@ test('sign-in and consent forms end at a relying party on another site', async (
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/consent/);
   assert.equal(await formAction(seen), `form-action 'self' ${appOrigin()}`);
-  await page.screenshot({ path: `${shots}/15-consent-cross-site.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/40-consent-cross-site.png`, fullPage: true });
   await page.getByRole('button', { name: 'Allow' }).click();
   await page.waitForURL(`${appOrigin()}/callback?**`);
   assert.equal(await page.locator('#arrived').textContent(), 'GET /callback');
   const got = last('/callback');
   assert.equal(got.params.state, state);
   assert.match(got.params.code, /^[A-Za-z0-9_-]{20,}$/);
-  await page.screenshot({ path: `${shots}/16-code-at-another-site.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/41-code-at-another-site.png`, fullPage: true });
 
   // form_post: the response page's form posts to the redirect URI (the session and consent stand).
   const post = authorizeUrl({ response_mode: 'form_post' });
