@@ -55,10 +55,11 @@ impl Store {
         Ok(())
     }
 
-    /// A user's passkeys, oldest first.
+    /// A user's passkeys, oldest first (those added in the same second by name: the order must not
+    /// depend on random credential ids).
     pub async fn passkeys_of(&self, user: &UserId) -> Result<Vec<PasskeyRow>> {
         let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, credential_id"))
+            "SELECT {COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, name, credential_id"))
             .bind(user.as_str()).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(row).collect())
     }
