@@ -37,23 +37,30 @@ fn unavailable() -> Response {
     html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-up is unavailable right now. Try again.")
 }
 
+/// The sign-up form's body (the page around it is the caller's: it runs the strength meter).
 fn signup_page(s: &AppState, csrf: &str, req: &AuthRequest, product: &str, name: &str, email: &str, error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
-    format!(
-        "<h1>Create your account</h1><p class=\"muted\">to continue to <strong>{}</strong></p>{err}\
-         <form method=\"post\" action=\"/signup\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"req\" value=\"{}\">\
-         <label for=\"name\">Name</label><input id=\"name\" name=\"name\" type=\"text\" autocomplete=\"name\" required maxlength=\"200\" value=\"{}\" autofocus>\
-         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required maxlength=\"254\" value=\"{}\">\
-         {}<button type=\"submit\">Create account</button></form>\
-         <p class=\"muted\">Already have an account? <a href=\"/login?req={}\">Sign in</a></p>",
-        esc(product),
-        esc(csrf),
-        esc(&req.id),
-        esc(name),
-        esc(email),
-        new_password_field(s, "password", "Password", None),
-        esc(&req.id),
-    )
+    html::render(&SignupPage {
+        product,
+        error,
+        csrf,
+        req: &req.id,
+        name,
+        email,
+        password_field: &new_password_field(s, "password", "Password", None),
+    })
+}
+
+#[derive(askama::Template)]
+#[template(path = "signup.html")]
+struct SignupPage<'a> {
+    product: &'a str,
+    error: Option<&'a str>,
+    csrf: &'a str,
+    req: &'a str,
+    name: &'a str,
+    email: &'a str,
+    /// The new-password field with its strength meter, escaped where it is made.
+    password_field: &'a str,
 }
 
 #[derive(Deserialize)]
