@@ -114,13 +114,13 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub const STRENGTH_PER_MINUTE: u32 = 300;
 
 fn forgot_page(csrf: &str) -> String {
-    format!(
-        "<h1>Forgot your password?</h1><p>Enter your email. If it belongs to an account, we send it a link to choose a new password.</p>\
-         <form method=\"post\" action=\"/password/forgot\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
-         <button type=\"submit\">Send me a link</button></form><p class=\"muted\"><a href=\"/login\">Back to sign in</a></p>",
-        esc(csrf)
-    )
+    html::render(&ForgotPage { csrf })
+}
+
+#[derive(askama::Template)]
+#[template(path = "forgot.html")]
+struct ForgotPage<'a> {
+    csrf: &'a str,
 }
 
 pub async fn forgot_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -177,19 +177,24 @@ fn dead_link() -> Response {
 }
 
 fn reset_page(s: &AppState, csrf: &str, token: &str, user: &portico_model::User, error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
-    format!(
-        "<h1>Choose a new password</h1><p class=\"muted\">for {}</p>{err}<form method=\"post\" action=\"/password/reset\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
-         <input type=\"hidden\" name=\"email\" autocomplete=\"username\" value=\"{}\">{}\
-         <button type=\"submit\">Set the new password</button></form>\
-         <p class=\"muted\">Setting it signs you out everywhere.</p>",
-        esc(&user.email),
-        esc(csrf),
-        esc(token),
-        esc(&user.email),
-        new_password_field(s, "new_password", "New password", Some((&user.email, &user.name)))
-    )
+    html::render(&ResetPage {
+        email: &user.email,
+        error,
+        csrf,
+        token,
+        password_field: &new_password_field(s, "new_password", "New password", Some((&user.email, &user.name))),
+    })
+}
+
+#[derive(askama::Template)]
+#[template(path = "reset.html")]
+struct ResetPage<'a> {
+    email: &'a str,
+    error: Option<&'a str>,
+    csrf: &'a str,
+    token: &'a str,
+    /// The new-password field with its strength meter, escaped where it is made.
+    password_field: &'a str,
 }
 
 pub async fn reset_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
@@ -250,17 +255,22 @@ pub async fn reset_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectI
 }
 
 fn change_page(s: &AppState, csrf: &str, user: &portico_model::User, error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
-    format!(
-        "<h1>Change your password</h1>{err}<form method=\"post\" action=\"/account/password\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"email\" autocomplete=\"username\" value=\"{}\">\
-         <label for=\"current-password\">Current password</label><input id=\"current-password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-         {}<button type=\"submit\">Change password</button></form>\
-         <p class=\"muted\">Changing it signs you out on every other device. <a href=\"/account\">Back to your account</a></p>",
-        esc(csrf),
-        esc(&user.email),
-        new_password_field(s, "new_password", "New password", Some((&user.email, &user.name)))
-    )
+    html::render(&ChangePage {
+        error,
+        csrf,
+        email: &user.email,
+        password_field: &new_password_field(s, "new_password", "New password", Some((&user.email, &user.name))),
+    })
+}
+
+#[derive(askama::Template)]
+#[template(path = "change_password.html")]
+struct ChangePage<'a> {
+    error: Option<&'a str>,
+    csrf: &'a str,
+    email: &'a str,
+    /// The new-password field with its strength meter, escaped where it is made.
+    password_field: &'a str,
 }
 
 pub async fn change_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
