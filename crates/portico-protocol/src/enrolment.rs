@@ -10,6 +10,7 @@
 //! factor for [`PERMIT_TTL`] seconds. A password thief who cannot read the user's mail cannot
 //! enrol a factor of their own first.
 
+use crate::login::Factors;
 use crate::mail::{LinkKind, Mail, lifetime, new_link, peek_link, site, take_link};
 use crate::provider::Provider;
 use crate::random;
@@ -36,7 +37,15 @@ pub async fn may_change_factors(p: &Provider, session: &SsoSession, now: i64) ->
     if portico_model::gate::is_multi_factor(&session.amr) {
         return Ok(FactorChange::Allowed);
     }
-    if crate::login::factors(p, &session.user_id).await?.any() {
+    may_change_factors_given(p, session, crate::login::factors(p, &session.user_id).await?, now).await
+}
+
+/// As [`may_change_factors`], for a caller that has read the user's factors already.
+pub async fn may_change_factors_given(p: &Provider, session: &SsoSession, factors: Factors, now: i64) -> Result<FactorChange, StoreError> {
+    if portico_model::gate::is_multi_factor(&session.amr) {
+        return Ok(FactorChange::Allowed);
+    }
+    if factors.any() {
         return Ok(FactorChange::SecondFactorNeeded);
     }
     if !needs_link(p, &session.user_id, now).await? || p.store.auth_request(&permit_key(session), now).await?.as_deref() == Some(session.user_id.as_str()) {
@@ -47,7 +56,7 @@ pub async fn may_change_factors(p: &Provider, session: &SsoSession, now: i64) ->
 
 /// Whether the user's first factor needs the mailed link: a product they hold a live grant of
 /// refuses trust on first use.
-pub async fn needs_link(p: &Provider, user: &UserId, now: i64) -> Result<bool, StoreError> {
+async fn needs_link(p: &Provider, user: &UserId, now: i64) -> Result<bool, StoreError> {
     let config = p.config();
     Ok(p.store
         .grants_of(&Grantee::User(user.clone()))

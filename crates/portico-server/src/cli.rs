@@ -222,9 +222,9 @@ async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyho
     match command {
         Command::Serve => {
             init_logs(cfg.log_format);
-            let (store, _) = open_store(&cfg, NewKey::Allowed).await?;
+            let (store, kek) = open_store(&cfg, NewKey::Allowed).await?;
             let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
-            let running = start(&cfg, store, listener, None).await?;
+            let running = start(&cfg, store, kek, listener, None).await?;
             tracing::info!(addr = %running.addr, issuer = %cfg.issuer, "portico listening");
             shutdown_signal().await;
             tracing::info!("shutting down; letting in-flight requests finish");
@@ -540,7 +540,7 @@ async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::Result<()> 
     for (email, pw, access) in &demo.users {
         println!("  {email}  password: {pw:?}  ({access})");
     }
-    let running = start(&cfg, store, listener, Some(Arc::new(demo))).await?;
+    let running = start(&cfg, store, kek, listener, Some(Arc::new(demo))).await?;
     shutdown_signal().await;
     running.stop().await;
     Ok(())

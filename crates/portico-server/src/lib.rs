@@ -46,16 +46,15 @@ pub fn load_kek(cfg: &Config, new: NewKey) -> anyhow::Result<Kek> {
     // On SQLite the key lives beside the store it seals: whichever process opens the store first
     // makes both. On PostgreSQL the store is shared and a key made here would be this machine's
     // alone: only a server makes one (the store's key check then refuses any other).
-    if new == NewKey::Never && !file.exists() {
+    let must_exist = match new {
+        NewKey::Allowed => false,
+        NewKey::Refused => cfg.is_postgres(),
+        NewKey::Never => true,
+    };
+    if must_exist && !file.exists() {
+        let on = if cfg.is_postgres() { "the store is on PostgreSQL and " } else { "" };
         anyhow::bail!(
-            "no key-encryption key: {} does not exist; set key_encryption_key (or PORTICO_KEY_ENCRYPTION_KEY) to the deployment's key",
-            file.display()
-        );
-    }
-    if new == NewKey::Refused && cfg.is_postgres() && !file.exists() {
-        anyhow::bail!(
-            "no key-encryption key: the store is on PostgreSQL and {} does not exist; set key_encryption_key \
-             (or PORTICO_KEY_ENCRYPTION_KEY) to the deployment's key",
+            "no key-encryption key: {on}{} does not exist; set key_encryption_key (or PORTICO_KEY_ENCRYPTION_KEY) to the deployment's key",
             file.display()
         );
     }
@@ -172,7 +171,7 @@ async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Re
 }
 
 /// Starts serving on `listener` with `store`; returns once it accepts connections.
-pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
+pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<Running> {
     // Several crates may enable rustls providers; Portico names its own (for serving TLS and for
     // back-channel logout requests) once per process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -183,7 +182,6 @@ pub async fn start(cfg: &Config, store: Store, listener: TcpListener, demo: Opti
         warn_if_readable_by_others(&cfg.data_dir.join("portico.db"));
     }
     anyhow::ensure!(store.is_keyed(), "the store was opened without its keys: open it with open_store");
-    let kek = load_kek(cfg, NewKey::Allowed)?;
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);
     if cfg.smtp_url.is_none() && provider.config().products().any(|p| p.mfa_enrolment == portico_model::MfaEnrolment::EmailLink) {

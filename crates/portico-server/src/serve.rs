@@ -49,14 +49,14 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let max = limits.max_connections.max(1);
+    let max = limits.max_connections;
     let permits = Arc::new(Semaphore::new(max));
     let per_address = Arc::new(PerAddress::default());
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // No per-request header timer (hyper's costs a timer per request, some 7 % of a JWKS
-    // answer): the connection's own watch below closes one that starts no request for the read
+    // No per-request header timer (hyper arms one per request whenever it has a timer, 30 s by
+    // default): the connection's own watch below closes one that starts no request for the read
     // timeout, which a request whose headers never finish never does.
-    builder.http1().timer(TokioTimer::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
     // One connection's concurrent HTTP/2 streams count against nothing else: keep them few.
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
@@ -214,11 +214,10 @@ impl PerAddress {
     fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<Share> {
         let key = portico_protocol::throttle::address_key(&ip.to_string());
         let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key.clone()).or_insert(0);
-        if *n >= limit {
+        if open.get(&key).is_some_and(|n| *n >= limit) {
             return None;
         }
-        *n += 1;
+        *open.entry(key.clone()).or_insert(0) += 1;
         Some(Share(self.clone(), key))
     }
 }

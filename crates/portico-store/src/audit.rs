@@ -91,7 +91,7 @@ pub(crate) fn record_hash(key: Option<&ChainKey>, seq: i64, event: &AuditEvent, 
     match key {
         Some(k) => {
             let tag = hmac::sign(&k.0, chain_content(seq, event, prev_hash).as_bytes());
-            format!("{KEYED}{}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+            format!("{KEYED}{}", hex(tag.as_ref()))
         }
         None => chain_hash(seq, event, prev_hash),
     }
@@ -101,7 +101,7 @@ pub(crate) fn record_hash(key: Option<&ChainKey>, seq: i64, event: &AuditEvent, 
 /// (what anyone can recompute; records before the chain key, and tests).
 pub fn chain_hash(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
     let d = digest::digest(&digest::SHA256, chain_content(seq, event, prev_hash).as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(d.as_ref())
 }
 
 fn chain_content(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
@@ -174,7 +174,11 @@ pub enum Keying {
 /// The mark of where keying began: the first keyed record's number and the hash before it.
 fn keyed_mark(key: &ChainKey, from_seq: i64, prev_hash: &str) -> String {
     let tag = hmac::sign(&key.0, format!("portico audit keyed from {from_seq} after {prev_hash}").as_bytes());
-    format!("{from_seq}:{}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("{from_seq}:{}", hex(tag.as_ref()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {

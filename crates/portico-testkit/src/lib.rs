@@ -93,7 +93,7 @@ impl TestServer {
         let parsed = Suite::parse("test suite", suite, &HashSet::new()).expect("valid suite");
         parsed.check_for_issuer(&config.issuer).expect("valid suite for this issuer");
         parsed.apply(&store, &kek, "test", now()).await.expect("apply");
-        let running = portico_server::start(&config, store, listener, None).await.expect("start");
+        let running = portico_server::start(&config, store, kek, listener, None).await.expect("start");
         Some(Self {
             base,
             running,
@@ -125,8 +125,8 @@ impl TestServer {
         running.stop().await;
         store.close().await;
         let listener = listener_on(&socket);
-        let (store, _) = portico_server::open_store(&config, portico_server::NewKey::Allowed).await.expect("open store");
-        let running = portico_server::start(&config, store, listener, None).await.expect("start");
+        let (store, kek) = portico_server::open_store(&config, portico_server::NewKey::Allowed).await.expect("open store");
+        let running = portico_server::start(&config, store, kek, listener, None).await.expect("start");
         Self {
             base,
             running,

@@ -727,20 +727,26 @@ async fn pending_from(s: &TestServer, forwarded_for: &str) -> bool {
     loc.starts_with("/login?req=")
 }
 
-async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &TestServer) {
-    // A Forwarded header the client wrote, passed through by a proxy that writes X-Forwarded-For:
-    // not believed.
-    let http = openidconnect::reqwest::Client::new();
-    http.post(format!("{}/oauth2/token", s.base))
-        .header("forwarded", "for=192.0.2.99")
-        .header("x-forwarded-for", "203.0.113.77")
-        .basic_auth("crm-web", Some("wrong secret"))
+/// Sends a token request with a wrong secret and `headers`; the address the refusal's audit event
+/// names.
+async fn refused_from(s: &TestServer, headers: &[(&str, &str)]) -> Option<String> {
+    let mut req = openidconnect::reqwest::Client::new().post(format!("{}/oauth2/token", s.base));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.basic_auth("crm-web", Some("wrong secret"))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await
         .unwrap();
-    let refused = crate::backchannel::audited(s, "token.refused").await;
-    assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("203.0.113.77"));
+    crate::backchannel::audited(s, "token.refused").await.last().and_then(|e| e.ip.clone())
+}
+
+async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &TestServer) {
+    // A Forwarded header the client wrote, passed through by a proxy that writes X-Forwarded-For:
+    // not believed.
+    let ip = refused_from(s, &[("forwarded", "for=192.0.2.99"), ("x-forwarded-for", "203.0.113.77")]).await;
+    assert_eq!(ip.as_deref(), Some("203.0.113.77"));
     // The client typed its own header; the proxy appended the address it saw.
     let spoofing = |n: u32| format!("10.9.9.{n}, 198.51.100.7");
     let kept = [
@@ -759,15 +765,8 @@ async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &Test
     assert!(!pending_from(s, "2001:db8:1:2::4").await, "a new address in the same /64 escaped the limit");
     assert!(pending_from(s, "2001:db8:1:3::1").await, "the next /64 is another client");
     // Audit events name the client, not the proxy.
-    http.post(format!("{}/oauth2/token", s.base))
-        .header("x-forwarded-for", "203.0.113.5")
-        .basic_auth("crm-web", Some("wrong secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    let refused = crate::backchannel::audited(s, "token.refused").await;
-    assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("203.0.113.5"));
+    let ip = refused_from(s, &[("x-forwarded-for", "203.0.113.5")]).await;
+    assert_eq!(ip.as_deref(), Some("203.0.113.5"));
 }
 both_stores_with!(
     client_address_behind_a_proxy,
@@ -777,17 +776,8 @@ both_stores_with!(
 );
 
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored(s: &TestServer) {
-    let http = openidconnect::reqwest::Client::new();
-    http.post(format!("{}/oauth2/token", s.base))
-        .header("x-forwarded-for", "203.0.113.5")
-        .header("forwarded", "for=203.0.113.6")
-        .basic_auth("crm-web", Some("wrong secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    let refused = crate::backchannel::audited(s, "token.refused").await;
-    assert_eq!(refused.last().and_then(|e| e.ip.clone()).as_deref(), Some("127.0.0.1"));
+    let ip = refused_from(s, &[("x-forwarded-for", "203.0.113.5"), ("forwarded", "for=203.0.113.6")]).await;
+    assert_eq!(ip.as_deref(), Some("127.0.0.1"));
 }
 both_stores!(untrusted_forwarding_ignored, &SUITE, forwarding_headers_from_an_untrusted_peer_are_ignored);
 

@@ -3,20 +3,22 @@
 use crate::*;
 use openidconnect::reqwest;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_https_and_sets_host_prefixed_secure_cookies() {
+/// Portico over HTTPS at `https://localhost:<port>` with a certificate made now (SQLite), `configure`
+/// adjusting the rest; a client that trusts the certificate and follows no redirect; the directory
+/// holding the certificate, to remove.
+async fn https_server(configure: impl FnOnce(&mut portico_server::config::Config)) -> (TestServer, reqwest::Client, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("portico-tls-{}", portico_protocol::random::id("")));
     std::fs::create_dir_all(&dir).expect("dir");
     let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, made.cert.pem()).expect("write cert");
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
-
     let s = TestServer::start_with(Backend::Sqlite, SUITE, |c| {
         let port = c.listen.rsplit(':').next().expect("port").to_owned();
         c.issuer = format!("https://localhost:{port}");
         c.tls_cert = Some(cert.clone());
         c.tls_key = Some(key.clone());
+        configure(c);
     })
     .await
     .expect("server");
@@ -26,6 +28,12 @@ async fn serves_https_and_sets_host_prefixed_secure_cookies() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    (s, http, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_and_sets_host_prefixed_secure_cookies() {
+    let (s, http, dir) = https_server(|_| {}).await;
 
     // Discovery answers over TLS and names the https issuer; HSTS tells browsers to stay on TLS.
     let resp = http
@@ -86,27 +94,11 @@ fn tls_needs_an_https_issuer_and_both_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_too_a_client_that_never_finishes_its_handshake_holds_no_slot_for_long() {
     use tokio::io::AsyncReadExt;
-    let dir = std::env::temp_dir().join(format!("portico-tls-{}", portico_protocol::random::id("")));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).expect("write cert");
-    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
-    let s = TestServer::start_with(Backend::Sqlite, SUITE, |c| {
-        let port = c.listen.rsplit(':').next().expect("port").to_owned();
-        c.issuer = format!("https://localhost:{port}");
-        c.tls_cert = Some(cert.clone());
-        c.tls_key = Some(key.clone());
+    let (s, http, dir) = https_server(|c| {
         c.read_timeout = "1s".into();
         c.max_connections = 2;
     })
-    .await
-    .expect("server");
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).expect("pem"))
-        .resolve("localhost", s.running.addr)
-        .build()
-        .expect("client");
+    .await;
     // Two connections that never say hello: every slot taken ...
     let mut silent = Vec::new();
     for _ in 0..2 {

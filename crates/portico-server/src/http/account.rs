@@ -125,11 +125,18 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
     // This device first, then the others, most recently active first.
     sessions.sort_by_key(|x| x.id != current.id);
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
-    let (Ok(second_factor), Ok(keys), Ok(change)) = (
+    let (Ok(second_factor), Ok(keys), Ok(totp)) = (
         super::mfa::account_section(&s, &current.user_id, &csrf).await,
         p.store.passkeys_of(&current.user_id).await,
-        portico_protocol::enrolment::may_change_factors(p, &current, now()).await,
+        portico_protocol::totp::enrolled(p, &current.user_id).await,
     ) else {
+        return unavailable();
+    };
+    let factors = portico_protocol::login::Factors {
+        totp,
+        passkeys: !keys.is_empty(),
+    };
+    let Ok(change) = portico_protocol::enrolment::may_change_factors_given(p, &current, factors, now()).await else {
         return unavailable();
     };
     // The first factor of this user needs the mailed link first: offer it instead.

@@ -25,7 +25,9 @@ fn unavailable() -> Response {
 fn local(next: Option<&str>) -> String {
     let step_up = next.and_then(|n| n.strip_prefix("/login/second-factor?req="));
     match step_up {
-        Some(req) if !req.is_empty() && req.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => format!("/login/second-factor?req={req}"),
+        Some(req) if (1..=128).contains(&req.len()) && req.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            format!("/login/second-factor?req={req}")
+        }
         _ => "/account".to_owned(),
     }
 }

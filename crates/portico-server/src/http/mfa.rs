@@ -510,7 +510,7 @@ pub async fn second_factor_form(
         Ok(f) => f,
         Err(resp) => return resp,
     };
-    let change = match enrolment::may_change_factors(&s.provider, &session, now()).await {
+    let change = match enrolment::may_change_factors_given(&s.provider, &session, factors, now()).await {
         Ok(c) => c,
         Err(_) => return unavailable(),
     };
