@@ -2,6 +2,7 @@
 //! may get which token, as plain types and pure functions. Nothing here knows HTTP or SQL.
 
 pub mod admin;
+pub mod amr;
 pub mod claims;
 pub mod concepts;
 pub mod gate;
@@ -9,6 +10,7 @@ pub mod ids;
 pub mod policy;
 pub mod secret;
 
+pub use amr::{Acr, Amr};
 pub use claims::{AccessClaims, Actor};
 pub use concepts::*;
 pub use gate::{MintFacts, Refusal, admit};

@@ -467,7 +467,10 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
     let tenant_id = tenant.as_ref().map(|t| t.id.as_str().to_owned());
     // A second factor: the product may always want one; this request may ask for the MFA level
     // (`acr_values`, OIDC Core §3.1.2.1), so a product can demand it for a sensitive action.
-    let acr_mfa_requested = req.acr_values.as_deref().is_some_and(|v| v.split(' ').any(|a| a == crate::login::ACR_MFA));
+    let acr_mfa_requested = req
+        .acr_values
+        .as_deref()
+        .is_some_and(|v| v.split(' ').any(|a| a == portico_model::Acr::Mfa.as_str()));
     let auth = AuthInfo {
         auth_time: session.auth_time,
         amr: session.amr.clone(),

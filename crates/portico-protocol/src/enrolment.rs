@@ -10,18 +10,16 @@
 //! factor for [`PERMIT_TTL`] seconds. A password thief who cannot read the user's mail cannot
 //! enrol a factor of their own first.
 
+use crate::interaction::pending::{self, Kind};
 use crate::login::Factors;
 use crate::mail::{LinkKind, Mail, lifetime, new_link, peek_link, site, take_link};
 use crate::provider::Provider;
-use crate::random;
 use portico_model::{Grantee, MfaEnrolment, User, UserId};
 use portico_store::{AuditEvent, SsoSession, StoreError};
 use serde_json::json;
 
-/// How long the mailed link works.
-pub const LINK_TTL: i64 = 30 * 60;
-/// How long a session that opened the link may set up the first factor.
-pub const PERMIT_TTL: i64 = 15 * 60;
+/// How long the mailed link works, and how long a session that opened it may set up the first factor.
+pub use crate::interaction::pending::{ENROLMENT_LINK_TTL as LINK_TTL, FACTOR_PERMIT_TTL as PERMIT_TTL};
 
 /// Whether a session may change its user's factors, and if not, what it needs first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +46,9 @@ pub async fn may_change_factors_given(p: &Provider, session: &SsoSession, factor
     if factors.any() {
         return Ok(FactorChange::SecondFactorNeeded);
     }
-    if !needs_link(p, &session.user_id, now).await? || p.store.auth_request(&permit_key(session), now).await?.as_deref() == Some(session.user_id.as_str()) {
+    if !needs_link(p, &session.user_id, now).await?
+        || pending::get::<String>(p, Kind::FactorPermit, &session.id, now).await?.as_deref() == Some(session.user_id.as_str())
+    {
         return Ok(FactorChange::Allowed);
     }
     Ok(FactorChange::EmailLinkNeeded)
@@ -65,13 +65,9 @@ async fn needs_link(p: &Provider, user: &UserId, now: i64) -> Result<bool, Store
         .any(|g| g.is_active_at(now) && config.product(&g.product).is_some_and(|x| x.mfa_enrolment == MfaEnrolment::EmailLink)))
 }
 
-fn permit_key(session: &SsoSession) -> String {
-    format!("enrol_ok_{}", random::hash(&session.id))
-}
-
 /// The mail with the link; `next` is the local page to return to once it is opened.
 pub async fn link_mail(p: &Provider, user: &User, next: Option<&str>, ip: Option<String>, now: i64) -> Result<Mail, StoreError> {
-    let link = new_link(p, LinkKind::Enrolment, &json!({"user": user.id.as_str(), "next": next}), LINK_TTL, now).await?;
+    let link = new_link(p, LinkKind::Enrolment, &json!({"user": user.id.as_str(), "next": next}), now).await?;
     p.writer.record(AuditEvent::new(now, "mfa.enrolment_link_sent", user.id.as_str()).ip(ip));
     Ok(Mail {
         to: user.email.clone(),
@@ -109,9 +105,7 @@ pub async fn open_link(p: &Provider, token: &str, session: &SsoSession, ip: Opti
     let Some(payload) = take_link(p, LinkKind::Enrolment, token, now).await?.filter(for_user) else {
         return Ok(LinkOutcome::Dead);
     };
-    p.store
-        .put_auth_request(&permit_key(session), session.user_id.as_str(), now + PERMIT_TTL)
-        .await?;
+    pending::put(p, Kind::FactorPermit, &session.id, &session.user_id.as_str(), now).await?;
     p.writer
         .record(AuditEvent::new(now, "mfa.enrolment_link_opened", session.user_id.as_str()).ip(ip));
     Ok(LinkOutcome::Opened {

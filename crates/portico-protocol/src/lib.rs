@@ -2,6 +2,7 @@
 //! steps they call, keys and JOSE. Functions take typed requests, the [`Provider`] and `now`, and
 //! return typed outcomes; nothing here knows HTTP.
 
+pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod backchannel;
@@ -11,6 +12,7 @@ pub mod enrolment;
 pub mod error;
 pub mod gate;
 pub mod handoff;
+pub mod interaction;
 pub mod introspect;
 pub mod kek;
 pub mod keys;

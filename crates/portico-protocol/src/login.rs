@@ -3,7 +3,7 @@
 
 use crate::provider::Provider;
 use crate::{password, random};
-use portico_model::User;
+use portico_model::{Acr, Amr, User};
 use portico_store::{AuditEvent, NewSsoSession, SsoSession, StoreError};
 
 /// Checks an email and password. Unknown email, wrong password and disabled user all answer
@@ -31,13 +31,9 @@ pub async fn check_password(p: &Provider, email: &str, password: &str, ip: Optio
     Ok(user)
 }
 
-/// `acr` of a session that passed a password only, and of one that passed a second factor too.
-pub const ACR_PWD: &str = "urn:portico:acr:pwd";
-pub const ACR_MFA: &str = "urn:portico:acr:mfa";
-
 /// The `acr` a session with these `amr` values reached.
 pub fn acr_for(amr: &[String]) -> &'static str {
-    if portico_model::gate::is_multi_factor(amr) { ACR_MFA } else { ACR_PWD }
+    Acr::of(amr).as_str()
 }
 
 /// Which second factors a user has set up.
@@ -62,17 +58,18 @@ pub async fn factors(p: &Provider, user: &portico_model::UserId) -> Result<Facto
 
 /// The signed-in session passed another factor (`amr` value): from now on it counts as a
 /// two-factor session.
-pub async fn add_factor(p: &Provider, session: &SsoSession, factor: &str) -> Result<(), StoreError> {
+pub async fn add_factor(p: &Provider, session: &SsoSession, factor: Amr) -> Result<(), StoreError> {
     let mut amr = session.amr.clone();
-    if !amr.iter().any(|a| a == factor) {
-        amr.push(factor.to_owned());
+    if !amr.iter().any(|a| a == factor.as_str()) {
+        amr.push(factor.as_str().to_owned());
     }
     p.store.set_session_factors(&session.id, &amr, acr_for(&amr)).await
 }
 
 /// Starts an SSO session; returns the cookie value.
-pub async fn start_session(p: &Provider, user: &User, amr: Vec<String>, user_agent: &str, ip: &str, now: i64) -> Result<(String, SsoSession), StoreError> {
+pub async fn start_session(p: &Provider, user: &User, methods: &[Amr], user_agent: &str, ip: &str, now: i64) -> Result<(String, SsoSession), StoreError> {
     let cookie = random::token();
+    let amr = Amr::names(methods);
     let acr = acr_for(&amr).to_owned();
     let new = NewSsoSession {
         id: random::id("sso_"),
@@ -105,4 +102,9 @@ pub async fn start_session(p: &Provider, user: &User, amr: Vec<String>, user_age
 /// The live session behind a cookie value, its idle expiry extended.
 pub async fn session_from_cookie(p: &Provider, cookie: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
     p.store.live_sso_session(&random::hash(cookie), now, now + p.settings.session_idle).await
+}
+
+/// The user of a signed-in session.
+pub async fn user_of(p: &Provider, session: &SsoSession) -> Result<Option<User>, StoreError> {
+    p.store.user_by_id(&session.user_id).await
 }

@@ -1,7 +1,8 @@
 //! The mails Portico writes (password reset, sign-up confirmation, email verification) and the
 //! single-use links in them. A link carries a 256-bit random token; the store keeps only its hash,
-//! under a kind prefix, with the link's expiry, and takes it out once when it is used.
+//! as a pending state of its kind, and takes it out once when it is used.
 
+use crate::interaction::pending::{self, Kind};
 use crate::provider::Provider;
 use crate::random;
 use portico_store::StoreError;
@@ -28,15 +29,6 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
-    fn prefix(self) -> &'static str {
-        match self {
-            LinkKind::Reset => "lnk_reset_",
-            LinkKind::Signup => "lnk_signup_",
-            LinkKind::Verify => "lnk_verify_",
-            LinkKind::Enrolment => "lnk_enrol_",
-        }
-    }
-
     fn path(self) -> &'static str {
         match self {
             LinkKind::Reset => "/password/reset",
@@ -47,28 +39,27 @@ impl LinkKind {
     }
 }
 
-/// Stores a new link's payload for `ttl` seconds; returns the URL to mail.
-pub async fn new_link(p: &Provider, kind: LinkKind, payload: &serde_json::Value, ttl: i64, now: i64) -> Result<String, StoreError> {
+/// Stores a new link's payload for its kind's lifetime; returns the URL to mail.
+pub async fn new_link(p: &Provider, kind: LinkKind, payload: &serde_json::Value, now: i64) -> Result<String, StoreError> {
     let token = random::token();
-    p.store.put_auth_request(&key(kind, &token), &payload.to_string(), now + ttl).await?;
+    pending::put(p, Kind::Link(kind), &token, payload, now).await?;
     Ok(format!("{}{}?token={token}", p.issuer, kind.path()))
 }
 
 /// A live link's payload, left in place (the page that shows the form reads it; mail scanners
 /// that fetch links spend nothing).
 pub async fn peek_link(p: &Provider, kind: LinkKind, token: &str, now: i64) -> Result<Option<serde_json::Value>, StoreError> {
-    let data = p.store.auth_request(&key(kind, token), now).await?;
-    Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+    pending::get(p, Kind::Link(kind), token, now).await
 }
 
 /// Takes a live link's payload out: a second use finds nothing.
 pub async fn take_link(p: &Provider, kind: LinkKind, token: &str, now: i64) -> Result<Option<serde_json::Value>, StoreError> {
-    let data = p.store.take_auth_request(&key(kind, token), now).await?;
-    Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+    pending::take(p, Kind::Link(kind), token, now).await
 }
 
-fn key(kind: LinkKind, token: &str) -> String {
-    format!("{}{}", kind.prefix(), random::hash(token))
+/// How long a link of `kind` works.
+pub fn link_ttl(p: &Provider, kind: LinkKind) -> i64 {
+    Kind::Link(kind).ttl(&p.settings)
 }
 
 /// "30 minutes", "24 hours", "2 days": how long a link works, for the mail's reader.

@@ -7,6 +7,7 @@
 //! state (its challenge) is kept server-side for five minutes under the hash of a random token the
 //! page holds, and is taken out of the store once: a response is never accepted twice.
 
+use crate::interaction::pending::{self, Kind};
 use crate::provider::Provider;
 use portico_model::{User, UserId};
 use portico_store::{AuditEvent, PasskeyRow, StoreError};
@@ -17,7 +18,7 @@ use webauthn_rs::prelude::{
 };
 
 /// How long a ceremony may take.
-pub const CEREMONY_TTL: i64 = 300;
+pub use crate::interaction::pending::CEREMONY_TTL;
 /// The longest name a passkey may have.
 pub const MAX_NAME: usize = 64;
 
@@ -77,10 +78,6 @@ enum Ceremony {
     },
 }
 
-fn key(token: &str) -> String {
-    format!("pk_{}", crate::random::hash(token))
-}
-
 /// A started ceremony: the token the page sends back, and the options for the browser
 /// (`PublicKeyCredentialCreationOptionsJSON` / `…RequestOptionsJSON`).
 #[derive(Debug, Serialize)]
@@ -92,14 +89,12 @@ pub struct Started {
 
 async fn remember(p: &Provider, c: &Ceremony, public_key: serde_json::Value, now: i64) -> Result<Started, PasskeyError> {
     let token = crate::random::token();
-    let data = serde_json::to_string(c).map_err(|e| PasskeyError::Refused(e.to_string()))?;
-    p.store.put_auth_request(&key(&token), &data, now + CEREMONY_TTL).await?;
+    pending::put(p, Kind::Ceremony, &token, c, now).await?;
     Ok(Started { token, public_key })
 }
 
 async fn take(p: &Provider, token: &str, now: i64) -> Result<Ceremony, PasskeyError> {
-    let data = p.store.take_auth_request(&key(token), now).await?.ok_or(PasskeyError::Expired)?;
-    serde_json::from_str(&data).map_err(|_| PasskeyError::Expired)
+    pending::take(p, Kind::Ceremony, token, now).await?.ok_or(PasskeyError::Expired)
 }
 
 /// The credential a stored row holds.

@@ -7,7 +7,7 @@
 //! by change, ends the user's other sessions in the same transaction (NIST SP 800-63B: a changed
 //! secret must not leave an attacker's session alive) and tells their products.
 
-use crate::mail::{LinkKind, Mail, lifetime, new_link, peek_link, site, take_link};
+use crate::mail::{LinkKind, Mail, lifetime, link_ttl, new_link, peek_link, site, take_link};
 use crate::password_policy::Refusal;
 use crate::provider::Provider;
 use crate::{password, random};
@@ -32,9 +32,9 @@ pub async fn request(p: &Provider, email: &str, ip: Option<String>, now: i64) ->
         );
         return Ok(None);
     };
-    let ttl = p.settings.reset_link_ttl;
+    let ttl = link_ttl(p, LinkKind::Reset);
     let payload = json!({"user": user.id.as_str(), "stamp": stamp(hash.as_deref())});
-    let link = new_link(p, LinkKind::Reset, &payload, ttl, now).await?;
+    let link = new_link(p, LinkKind::Reset, &payload, now).await?;
     p.writer.record(
         AuditEvent::new(now, "password.reset_requested", user.id.as_str())
             .ip(ip)

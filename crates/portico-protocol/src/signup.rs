@@ -13,7 +13,7 @@
 //!
 //! Only products without tenants take sign-ups: a tenant admits its own members.
 
-use crate::mail::{LinkKind, Mail, lifetime, new_link, peek_link, site, take_link};
+use crate::mail::{LinkKind, Mail, lifetime, link_ttl, new_link, peek_link, site, take_link};
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, Product, User, UserId, UserStatus};
@@ -62,9 +62,9 @@ pub async fn request(p: &Provider, req: &SignupRequest, ip: Option<String>, now:
             ),
         });
     }
-    let ttl = p.settings.verify_link_ttl;
+    let ttl = link_ttl(p, LinkKind::Signup);
     let payload = serde_json::to_value(req).unwrap_or_default();
-    let link = new_link(p, LinkKind::Signup, &payload, ttl, now).await?;
+    let link = new_link(p, LinkKind::Signup, &payload, now).await?;
     p.writer
         .record(AuditEvent::new(now, "signup.requested", "anonymous").ip(ip).product(req.product.clone()));
     Ok(Mail {
@@ -160,8 +160,8 @@ pub async fn verification_mail(p: &Provider, user: &User, ip: Option<String>, no
     if user.email_verified {
         return Ok(None);
     }
-    let ttl = p.settings.verify_link_ttl;
-    let link = new_link(p, LinkKind::Verify, &json!({"user": user.id.as_str(), "email": user.email}), ttl, now).await?;
+    let ttl = link_ttl(p, LinkKind::Verify);
+    let link = new_link(p, LinkKind::Verify, &json!({"user": user.id.as_str(), "email": user.email}), now).await?;
     p.writer.record(AuditEvent::new(now, "email.verification_sent", user.id.as_str()).ip(ip));
     Ok(Some(Mail {
         to: user.email.clone(),

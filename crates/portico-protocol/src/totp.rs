@@ -154,7 +154,7 @@ pub async fn step_up(
     if !passed {
         return Ok(false);
     }
-    crate::login::add_factor(p, session, "otp").await?;
+    crate::login::add_factor(p, session, portico_model::Amr::Otp).await?;
     Ok(true)
 }
 
@@ -216,6 +216,11 @@ pub async fn use_recovery_code(p: &Provider, user: &User, code: &str, ip: Option
 pub async fn remove(p: &Provider, user: &UserId, ip: Option<String>, now: i64) -> Result<bool, StoreError> {
     let event = AuditEvent::new(now, "mfa.totp_removed", user.as_str()).ip(ip);
     p.store.remove_totp(user, &[event]).await
+}
+
+/// How many of the user's recovery codes are left, and when one was last used.
+pub async fn recovery_codes_left(p: &Provider, user: &UserId) -> Result<(i64, Option<i64>), StoreError> {
+    p.store.recovery_codes_left(user).await
 }
 
 #[cfg(test)]

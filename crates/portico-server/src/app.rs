@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{account, api, demo, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, signup};
+use crate::http::{account, api, demo, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, second_factor, signup};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
@@ -87,10 +87,13 @@ pub fn app(state: AppState) -> Router {
         .route("/account/passkeys/remove", post(passkey::remove))
         .route("/login/passkey", post(passkey::login_finish))
         .route("/login/passkey/options", post(passkey::login_options))
-        .route("/login/mfa/passkey/options", post(mfa::passkey_options))
-        .route("/login/second-factor/passkey/options", post(mfa::step_up_passkey_options))
-        .route("/login/mfa", get(mfa::code_form).post(mfa::code_submit))
-        .route("/login/second-factor", get(mfa::second_factor_form).post(mfa::second_factor_submit))
+        .route("/login/mfa/passkey/options", post(second_factor::passkey_options))
+        .route("/login/second-factor/passkey/options", post(second_factor::step_up_passkey_options))
+        .route("/login/mfa", get(second_factor::code_form).post(second_factor::code_submit))
+        .route(
+            "/login/second-factor",
+            get(second_factor::second_factor_form).post(second_factor::second_factor_submit),
+        )
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/password/forgot", get(password::forgot_form).post(password::forgot_submit))
         .route("/password/reset", get(password::reset_form).post(password::reset_submit))

@@ -18,6 +18,7 @@ mod keys;
 mod mfa;
 mod outbox;
 mod passkeys;
+mod pending;
 mod sessions;
 mod throttle;
 mod tokens;

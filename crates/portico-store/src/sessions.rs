@@ -331,7 +331,7 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
-    /// Deletes what has expired: pending requests, ceremonies and links (`auth_requests`), codes
+    /// Deletes what has expired: the states of browser flows (`pending`), codes
     /// and hand-off codes a day after they expired (a replay within the day is still recognised),
     /// revoked-token records once the token would have expired anyway, refresh tokens a day past
     /// their expiry, and throttle counters that are neither blocking nor remembered (`now_ms`,
@@ -343,7 +343,7 @@ impl Store {
         // (statement, the time it compares with): each deletes one batch of one table.
         let statements: [(&str, i64); 5] = [
             (
-                "DELETE FROM auth_requests WHERE id IN (SELECT id FROM auth_requests WHERE expires_at <= $1 LIMIT $2)",
+                "DELETE FROM pending WHERE (kind, key) IN (SELECT kind, key FROM pending WHERE expires_at <= $1 LIMIT $2)",
                 now,
             ),
             (
@@ -371,33 +371,6 @@ impl Store {
             "DELETE FROM throttle WHERE key IN (SELECT key FROM throttle WHERE last_failure < $1 AND blocked_until <= $2 LIMIT $3)")
             .bind(now_ms - forget_ms).bind(now_ms).bind(SWEEP_BATCH).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(deleted)
-    }
-
-    /// Stores a validated authorization request while the user logs in or consents.
-    pub async fn put_auth_request(&self, id: &str, data: &str, expires_at: i64) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)
-                                            ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at")
-            .bind(id).bind(data).bind(expires_at).execute(pool).await.map(|_| ()))?;
-        Ok(())
-    }
-
-    pub async fn auth_request(&self, id: &str, now: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as("SELECT data FROM auth_requests WHERE id = $1 AND expires_at > $2")
-            .bind(id).bind(now).fetch_optional(pool).await)?;
-        Ok(row.map(|r| r.0))
-    }
-
-    /// Removes a finished authorization request, and any that have expired.
-    /// Takes a live entry out, once: of two concurrent takers only one gets it.
-    pub async fn take_auth_request(&self, id: &str, now: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as("DELETE FROM auth_requests WHERE id = $1 AND expires_at > $2 RETURNING data")
-            .bind(id).bind(now).fetch_optional(pool).await)?;
-        Ok(row.map(|r| r.0))
-    }
-
-    pub async fn finish_auth_request(&self, id: &str, now: i64) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM auth_requests WHERE id = $1 OR expires_at <= $2").bind(id).bind(now).execute(pool).await.map(|_| ()))?;
-        Ok(())
     }
 
     /// The scope `user_id` consented to for `client_id`'s tokens of `product`, if any.

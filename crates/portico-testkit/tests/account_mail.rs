@@ -130,9 +130,9 @@ async fn older_and_expired_reset_links_are_dead(s: &TestServer) {
     assert!(page.contains("no longer works"));
     // An expired link: the third, its record aged past its lifetime.
     let token = query_param(&third, "token").unwrap();
-    let key = format!("lnk_reset_{}", portico_protocol::random::hash(&token));
-    let payload = s.store().take_auth_request(&key, portico_testkit::now()).await.unwrap().unwrap();
-    s.store().put_auth_request(&key, &payload, portico_testkit::now() - 1).await.unwrap();
+    let key = portico_protocol::random::hash(&token);
+    let payload = s.store().take_pending("link_reset", &key, portico_testkit::now()).await.unwrap().unwrap();
+    s.store().put_pending("link_reset", &key, &payload, portico_testkit::now() - 1).await.unwrap();
     assert_eq!(reset_with(s, &third, "yet another long passphrase").await.0, 400);
     assert_eq!(login_status(s, ADA, NEW_PASSWORD).await, 303, "neither changed the password");
 }

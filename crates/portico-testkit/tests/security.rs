@@ -693,13 +693,16 @@ both_stores_with!(
 async fn expired_rows_are_swept(s: &TestServer) {
     let store = s.store();
     let now = portico_testkit::now();
-    store.put_auth_request("gone", "{}", now - 1).await.unwrap();
-    store.put_auth_request("kept", "{}", now + 600).await.unwrap();
+    store.put_pending("authorize", "gone", "{}", now - 1).await.unwrap();
+    store.put_pending("authorize", "kept", "{}", now + 600).await.unwrap();
     store.revoke_jti("old-jti", now - 1, &[]).await.unwrap();
     let deleted = store.sweep_expired(now, now * 1000, 900_000).await.unwrap();
     assert!(deleted >= 2, "{deleted}");
-    assert!(store.take_auth_request("gone", now - 100).await.unwrap().is_none(), "an expired request stays");
-    assert!(store.take_auth_request("kept", now).await.unwrap().is_some());
+    assert!(
+        store.take_pending("authorize", "gone", now - 100).await.unwrap().is_none(),
+        "an expired request stays"
+    );
+    assert!(store.take_pending("authorize", "kept", now).await.unwrap().is_some());
 }
 both_stores!(sweep_expired_rows, &SUITE, expired_rows_are_swept);
 

@@ -520,3 +520,35 @@ both_stores!(
     store_audit_keyed_from_a_mark,
     a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_moved_nor_removed
 );
+
+async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
+    use portico_protocol::interaction::pending::{self, Kind};
+    use portico_protocol::mail::LinkKind;
+    let p = s.running.provider.clone();
+    let now = portico_testkit::now();
+    let handle = portico_protocol::random::token();
+    pending::put(&p, Kind::SecondFactor, &handle, &serde_json::json!({"user": "usr_x"}), now)
+        .await
+        .unwrap();
+    // The same handle names nothing of another kind: a second-factor cookie is no mailed link,
+    // no ceremony and no authorization request.
+    for other in [Kind::Authorize, Kind::Ceremony, Kind::Link(LinkKind::Reset), Kind::FactorPermit] {
+        let found: Option<serde_json::Value> = pending::get(&p, other, &handle, now).await.unwrap();
+        assert!(found.is_none(), "{other:?}");
+    }
+    // The store keeps the hash of the handle, never the handle itself.
+    assert!(s.store().pending(Kind::SecondFactor.name(), &handle, now).await.unwrap().is_none());
+    // Fifty takers at once: one gets it.
+    let tries = (0..50).map(|_| {
+        let (p, handle) = (p.clone(), handle.clone());
+        tokio::spawn(async move { pending::take::<serde_json::Value>(&p, Kind::SecondFactor, &handle, now).await.unwrap() })
+    });
+    let outcomes = futures_join(tries).await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_some()).count(), 1, "{outcomes:?}");
+    // Dead once its kind's lifetime has passed.
+    pending::put(&p, Kind::SecondFactor, &handle, &1, now).await.unwrap();
+    let late = now + pending::SECOND_FACTOR_TTL;
+    assert!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late).await.unwrap().is_none());
+    assert_eq!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late - 1).await.unwrap(), Some(1));
+}
+both_stores!(store_pending_once, a_pending_state_is_named_by_its_kind_and_taken_once);

@@ -117,34 +117,18 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
     let Some(current) = current_user(&s, &headers).await else {
         return login_first();
     };
-    let p = &s.provider;
-    let (user, mut sessions) = match (p.store.user_by_id(&current.user_id).await, p.store.sessions_of(&current.user_id, now()).await) {
-        (Ok(Some(u)), Ok(list)) => (u, list),
+    let o = match portico_protocol::account::overview(&s.provider, &current, now()).await {
+        Ok(Some(o)) => o,
         _ => return unavailable(),
     };
-    // This device first, then the others, most recently active first.
-    sessions.sort_by_key(|x| x.id != current.id);
+    let (user, sessions) = (&o.user, &o.sessions);
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
-    let (Ok(second_factor), Ok(keys), Ok(totp)) = (
-        super::mfa::account_section(&s, &current.user_id, &csrf).await,
-        p.store.passkeys_of(&current.user_id).await,
-        portico_protocol::totp::enrolled(p, &current.user_id).await,
-    ) else {
-        return unavailable();
-    };
-    let factors = portico_protocol::login::Factors {
-        totp,
-        passkeys: !keys.is_empty(),
-    };
-    let Ok(change) = portico_protocol::enrolment::may_change_factors_given(p, &current, factors, now()).await else {
-        return unavailable();
-    };
     // The first factor of this user needs the mailed link first: offer it instead.
-    let second_factor = match change {
+    let second_factor = match o.change {
         portico_protocol::enrolment::FactorChange::EmailLinkNeeded => super::enrolment::offer(&csrf, &user.email, "/account"),
-        _ => second_factor,
+        _ => super::mfa::account_section(&o, &csrf),
     };
-    let passkeys = super::passkey::account_section(&s, &keys, &csrf);
+    let passkeys = super::passkey::account_section(&s, &o.passkeys, &csrf);
     let rows: String = sessions.iter().map(|x| row(&s, x, &current.id, &csrf)).collect();
     let body = format!(
         "<h1>Your account</h1>{}<p>{} · <strong>{}</strong></p>{}\
@@ -156,7 +140,7 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
         notice(q.done.as_deref()),
         esc(&user.name),
         esc(&user.email),
-        sign_in_section(&s, &user, &csrf),
+        sign_in_section(&s, user, &csrf),
         esc(&csrf)
     );
     let mut resp = html::scripted((StatusCode::OK, Html(html::page("Your account", &body, true))).into_response());

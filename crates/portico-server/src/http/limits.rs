@@ -71,3 +71,9 @@ impl AddressLimits {
         }
     }
 }
+
+impl portico_protocol::interaction::PendingLimit for AddressLimits {
+    fn wait(&self, ip: &str) -> Option<u64> {
+        self.check(ip)
+    }
+}

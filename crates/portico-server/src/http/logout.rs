@@ -142,7 +142,7 @@ struct Confirmation<'a> {
 
 /// The page that asks before signing out.
 async fn confirmation(s: &AppState, headers: &HeaderMap, v: &ValidLogout, session: &portico_store::SsoSession) -> Response {
-    let email = match s.provider.store.user_by_id(&session.user_id).await {
+    let email = match portico_protocol::login::user_of(&s.provider, session).await {
         Ok(Some(u)) => u.email,
         Ok(None) => String::new(),
         Err(e) => {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cookies;
 pub mod demo;
 pub mod enrolment;
+pub mod flow;
 pub mod html;
 pub mod limits;
 pub mod logout;
@@ -16,6 +17,7 @@ pub mod pages;
 pub mod passkey;
 pub mod password;
 pub mod proxy;
+pub mod second_factor;
 pub mod signup;
 
 use axum::http::HeaderMap;

@@ -1,7 +1,8 @@
 //! OAuth 2.0 / OpenID Connect endpoints. Each handler extracts, calls one protocol function and
 //! maps its outcome to a response.
 
-use super::{client_ip, cookies, html, now};
+use super::flow::Flow;
+use super::{client_ip, html, now};
 use crate::app::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -10,8 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use portico_model::Secret;
-use portico_protocol::authorize::{self, AuthRequest, AuthResponse, AuthorizeError, AuthorizeOutcome, ResponseMode};
+use portico_protocol::authorize::{AuthResponse, ResponseMode};
 use portico_protocol::client_auth::ClientCredentials;
+use portico_protocol::interaction;
 use portico_protocol::token::{self, TokenRequest};
 use portico_protocol::{OAuthError, discovery, introspect as introspection, revoke as revocation, userinfo as user_info};
 use std::net::SocketAddr;
@@ -262,28 +264,16 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap, body: Bytes
     }
 }
 
-pub async fn authorize_get(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn authorize_get(State(s): State<AppState>, flow: Flow, RawQuery(q): RawQuery) -> Response {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
-    authorize(&s, &headers, &addr, &params).await
+    let i = interaction::authorize(&flow.cx(&s), &params).await;
+    flow.answer(&s, i, |v| match v {})
 }
 
-pub async fn authorize_post(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn authorize_post(State(s): State<AppState>, flow: Flow, body: Bytes) -> Response {
     let params = form_pairs(&body).unwrap_or_default();
-    authorize(&s, &headers, &addr, &params).await
-}
-
-async fn authorize(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, params: &[(String, String)]) -> Response {
-    let n = now();
-    match authorize::validate(&s.provider, params, n) {
-        Err(AuthorizeError::Page(msg)) => html::error_page(StatusCode::BAD_REQUEST, msg),
-        Err(AuthorizeError::Redirect(resp, _)) => respond(*resp),
-        Ok(mut req) => {
-            // Bound to this browser: only it may carry the request on.
-            let (value, set) = cookies::binding(s, headers);
-            req.browser = portico_protocol::random::hash(&value);
-            super::pages::with_cookie(proceed(s, headers, addr, req).await, set)
-        }
-    }
+    let i = interaction::authorize(&flow.cx(&s), &params).await;
+    flow.answer(&s, i, |v| match v {})
 }
 
 #[derive(serde::Deserialize)]
@@ -292,140 +282,9 @@ pub struct ResumeQuery {
 }
 
 /// After login, consent or the tenant picker: decide the stored request again.
-pub async fn authorize_resume(
-    State(s): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<ResumeQuery>,
-) -> Response {
-    match request_page(&s, &headers, &addr, &q.req).await {
-        Ok(req) => proceed(&s, &headers, &addr, req).await,
-        Err(resp) => resp,
-    }
-}
-
-/// A stored authorization request as a page or form finds it.
-pub enum Loaded {
-    /// Started in this browser.
-    Found(AuthRequest),
-    /// Started in another browser: it does not go on here.
-    OtherBrowser(AuthRequest),
-    Gone,
-}
-
-/// The stored request `id`, and whether this browser started it.
-pub async fn load_request(s: &AppState, headers: &HeaderMap, id: &str) -> Loaded {
-    let Some(req) = stored_request(s, id).await else { return Loaded::Gone };
-    let ours = cookies::binding_hash(s, headers).is_some_and(|h| {
-        use subtle::ConstantTimeEq;
-        !req.browser.is_empty() && bool::from(h.as_bytes().ct_eq(req.browser.as_bytes()))
-    });
-    if ours { Loaded::Found(req) } else { Loaded::OtherBrowser(req) }
-}
-
-/// The stored request `id`, whoever started it: only to tell whether it still waits.
-pub async fn stored_request(s: &AppState, id: &str) -> Option<AuthRequest> {
-    let data = s.provider.store.auth_request(id, now()).await.ok()??;
-    serde_json::from_str(&data).ok()
-}
-
-/// Seconds within which a restarted request coming back without a binding cookie means a browser
-/// that keeps none (each restart would redirect it to another restart).
-const RESTART_LOOP: i64 = 10;
-
-/// The request a page (GET) shows. One started in another browser starts over here, as if this
-/// browser had just sent it to `/oauth2/authorize`: nothing anyone did for it elsewhere carries.
-pub async fn request_page(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, id: &str) -> Result<AuthRequest, Response> {
-    match load_request(s, headers, id).await {
-        Loaded::Found(req) => Ok(req),
-        Loaded::Gone => Err(super::pages::expired()),
-        // Restarted moments ago and back without any cookie: this browser keeps none. Say
-        // so rather than restart it again and again. (A link to a restarted request opened later
-        // in yet another browser starts over as usual.)
-        Loaded::OtherBrowser(req) if req.restarted && !headers.contains_key(axum::http::header::COOKIE) && now() - req.created_at < RESTART_LOOP => {
-            Err(html::error_page(
-                StatusCode::BAD_REQUEST,
-                "Signing in needs cookies. Allow cookies for this site, then go back to the application and start again.",
-            ))
-        }
-        Loaded::OtherBrowser(req) => {
-            let (value, set) = cookies::binding(s, headers);
-            let fresh = req.restarted(portico_protocol::random::hash(&value), now());
-            Err(super::pages::with_cookie(proceed(s, headers, addr, fresh).await, set))
-        }
-    }
-}
-
-/// The request a form (POST) moves on: only in the browser that started it; anything else
-/// changes nothing.
-pub async fn request_form(s: &AppState, headers: &HeaderMap, id: &str) -> Result<AuthRequest, Response> {
-    match load_request(s, headers, id).await {
-        Loaded::Found(req) => Ok(req),
-        Loaded::Gone => Err(super::pages::expired()),
-        Loaded::OtherBrowser(_) => Err(html::error_page(
-            StatusCode::FORBIDDEN,
-            "This sign-in was started in another browser. Go back to the application and start again here.",
-        )),
-    }
-}
-
-pub async fn save_request(s: &AppState, req: &AuthRequest) -> Result<(), portico_store::StoreError> {
-    let data = serde_json::to_string(req).expect("serializes");
-    s.provider
-        .store
-        .put_auth_request(&req.id, &data, req.created_at + s.provider.settings.auth_request_ttl)
-        .await
-}
-
-/// Runs `decide` for the browser's session and turns the outcome into a response.
-pub async fn proceed(s: &AppState, headers: &HeaderMap, addr: &SocketAddr, req: AuthRequest) -> Response {
-    let n = now();
-    let p = &s.provider;
-    let session = match cookies::get(headers, cookies::session_name(s)) {
-        Some(c) => portico_protocol::login::session_from_cookie(p, c, n).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "session lookup failed");
-            None
-        }),
-        None => None,
-    };
-    let id = req.id.clone();
-    // A request not yet stored (just validated, or restarted): saving it is a new row anyone can
-    // cause. Later saves of the same request (after each step) are not counted again.
-    let first_save = req.waiting.is_none();
-    let from = authorize::Origin {
-        ip: client_ip(Some(addr)),
-        user_agent: super::user_agent(headers),
-    };
-    let outcome = authorize::decide(p, req, session.as_ref(), &from, n).await;
-    let (req, page) = match outcome {
-        Ok(AuthorizeOutcome::Respond(resp)) => {
-            let _ = p.store.finish_auth_request(&id, n).await;
-            return respond(resp);
-        }
-        Ok(AuthorizeOutcome::ShowLogin(req)) => (req, "/login"),
-        Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, "/consent"),
-        Ok(AuthorizeOutcome::ShowTenantPicker(req, _)) => (req, "/select-tenant"),
-        Ok(AuthorizeOutcome::ShowSecondFactor(req)) => (req, "/login/second-factor"),
-        Err(e) => {
-            tracing::error!(error = %e, "authorize failed");
-            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");
-        }
-    };
-    // Kept while the user signs in: a write anyone can cause, so bounded per address.
-    if let Some(wait) = client_ip(Some(addr)).filter(|_| first_save).and_then(|ip| s.pending_limits.check(&ip)) {
-        tracing::info!(retry_after = wait, "pending authorization requests over the per-address rate");
-        return respond(authorize::deny(
-            p,
-            &req,
-            portico_protocol::ErrorCode::TemporarilyUnavailable,
-            "too many sign-ins from this address: try again later",
-        ));
-    }
-    if let Err(e) = save_request(s, &req).await {
-        tracing::error!(error = %e, "cannot store the authorization request");
-        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed. Try again.");
-    }
-    html::secure(Redirect::to(&format!("{page}?req={}", req.id)).into_response(), None)
+pub async fn authorize_resume(State(s): State<AppState>, flow: Flow, Query(q): Query<ResumeQuery>) -> Response {
+    let i = interaction::resume(&flow.cx(&s), &q.req).await;
+    flow.answer(&s, i, |v| match v {})
 }
 
 /// Sends an authorization response the way its response mode says.

@@ -4,10 +4,10 @@
 //! returns its options as JSON and finishes with a form POST carrying the browser's answer.
 
 use super::api::Problem;
+use super::flow::{Checked, Flow, csrf_form};
 use super::html::{self, esc};
 use super::mfa::session_user;
-use super::oauth::request_form;
-use super::pages::{bad_form, local_next, request_for_form, signed_in};
+use super::pages::bad_form;
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, State};
@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use portico_model::{User, UserId};
 use portico_protocol::enrolment::FactorChange;
+use portico_protocol::interaction::{self, PasskeyRefused};
 use portico_protocol::passkey::{self, PasskeyError, Started};
 use portico_store::{PasskeyRow, StoreError};
 use serde::Deserialize;
@@ -96,43 +97,26 @@ pub struct FinishForm {
     name: Option<String>,
 }
 
+csrf_form!(FinishForm);
+
 /// `POST /login/passkey`: signs in whoever's passkey answered the challenge.
-pub async fn login_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
-    let n = now();
-    let req = match request_for_form(&s, &headers, f.req.as_deref()).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
-    let ip = client_ip(Some(&addr));
+pub async fn login_finish(State(s): State<AppState>, flow: Flow, Checked(f): Checked<FinishForm>) -> Response {
     let (token, credential) = (f.token.unwrap_or_default(), f.credential.unwrap_or_default());
-    match passkey::finish_sign_in(&s.provider, &token, &credential, None, ip.clone(), n).await {
-        Ok(user) => signed_in(&s, &headers, &user, amr_passwordless(), req, local_next(f.next.as_deref()), ip, n).await,
-        Err(e) => refused(&e, "/login", f.req.as_deref(), f.next.as_deref()),
-    }
+    let i = interaction::passkey_sign_in(&flow.cx(&s), f.req.as_deref(), f.next.as_deref(), &token, &credential).await;
+    flow.answer(&s, i, |r| refused(r, f.req.as_deref(), f.next.as_deref()))
 }
 
-/// A passkey sign-in with user verification: possession and a PIN or biometric.
-pub fn amr_passwordless() -> Vec<String> {
-    vec!["hwk".into(), "mfa".into()]
-}
-
-/// A ceremony that failed: where to try again.
-fn refused(e: &PasskeyError, back: &str, req: Option<&str>, next: Option<&str>) -> Response {
-    let message = match e {
-        PasskeyError::Store(err) => {
-            tracing::error!(error = %err, "a passkey sign-in failed");
-            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is unavailable right now. Try again.");
-        }
-        PasskeyError::Expired => "The passkey request expired. Try again.",
-        _ => "That passkey was not accepted.",
+/// A passwordless sign-in that failed: back to the login page to try again.
+fn refused(r: PasskeyRefused, req: Option<&str>, next: Option<&str>) -> Response {
+    let message = if r.expired {
+        "The passkey request expired. Try again."
+    } else {
+        "That passkey was not accepted."
     };
-    let again = match (req, local_next(next)) {
-        (Some(r), _) => format!("{back}?req={}", esc(r)),
-        (None, Some(n)) => format!("{back}?next={n}"),
-        (None, None) => back.to_owned(),
+    let again = match (req, interaction::local_next(next)) {
+        (Some(r), _) => format!("/login?req={}", esc(r)),
+        (None, Some(n)) => format!("/login?next={n}"),
+        (None, None) => "/login".to_owned(),
     };
     html::html(
         StatusCode::UNAUTHORIZED,
@@ -203,12 +187,10 @@ pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): Conne
     let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
     let name = f.name.unwrap_or_default();
     // Set up while an application waits for a second factor: back to that step, to use it.
-    let then = match f.req.as_deref() {
-        Some(req) => match request_form(&s, &headers, req).await {
-            Ok(r) => format!("/login/second-factor?req={}", r.id),
-            Err(resp) => return resp,
-        },
-        None => "/account".to_owned(),
+    let then = match Flow::new(&s, headers.clone(), Some(&addr)).form_request(&s, f.req.as_deref()).await {
+        Ok(Some(r)) => format!("/login/second-factor?req={}", r.id),
+        Ok(None) => "/account".to_owned(),
+        Err(resp) => return resp,
     };
     match passkey::finish_registration(p, &user, &f.token.unwrap_or_default(), &name, &f.credential.unwrap_or_default(), ip.clone(), n).await {
         Ok(_) => first_factor_codes(&s, &user.id, &then, ip, n).await,
@@ -229,7 +211,7 @@ pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): Conne
 /// (a lost authenticator must not lock them out); otherwise back to the account page.
 async fn first_factor_codes(s: &AppState, user: &UserId, then: &str, ip: Option<String>, n: i64) -> Response {
     let p = &s.provider;
-    match p.store.recovery_codes_left(user).await {
+    match portico_protocol::totp::recovery_codes_left(p, user).await {
         Ok((0, None)) => match portico_protocol::totp::new_recovery_codes(p, user, ip, n).await {
             Ok(codes) => super::mfa::recovery_page(&codes, "Your passkey is added", then),
             Err(_) => account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),

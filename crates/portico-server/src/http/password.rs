@@ -277,7 +277,7 @@ pub async fn change_form(State(s): State<AppState>, headers: HeaderMap) -> Respo
     let Some(session) = current_user(&s, &headers).await else {
         return html::secure(Redirect::to("/login?next=/account").into_response(), None);
     };
-    let Ok(Some(user)) = s.provider.store.user_by_id(&session.user_id).await else {
+    let Ok(Some(user)) = portico_protocol::login::user_of(&s.provider, &session).await else {
         return unavailable();
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
@@ -305,7 +305,7 @@ pub async fn change_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
     }
     let p = &s.provider;
     let ip = client_ip(Some(&addr));
-    let Ok(Some(user)) = p.store.user_by_id(&session.user_id).await else {
+    let Ok(Some(user)) = portico_protocol::login::user_of(p, &session).await else {
         return unavailable();
     };
     let again = |status: StatusCode, message: &str| {

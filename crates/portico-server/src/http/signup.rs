@@ -3,9 +3,9 @@
 //! the address has an account (the mail says which). The links in the mails lead to a page with a
 //! button: following a link (as mail scanners do) spends nothing.
 
+use super::flow::Flow;
 use super::html::{self, esc};
-use super::oauth::stored_request;
-use super::pages::{bad_form, current_user, request_for_form, request_for_page, with_cookie};
+use super::pages::{bad_form, current_user, with_cookie};
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
@@ -72,7 +72,7 @@ pub async fn signup_form(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
     if s.mailer.is_none() {
         return no_mail();
     }
-    let req = match request_for_page(&s, &headers, &addr, q.req.as_deref()).await {
+    let req = match Flow::new(&s, headers.clone(), Some(&addr)).page_request(&s, q.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
@@ -108,7 +108,7 @@ fn deliverable(email: &str) -> bool {
 /// names the address typed and nothing else.
 pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SignupForm>) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    let req = match request_for_form(&s, &headers, f.req.as_deref()).await {
+    let req = match Flow::new(&s, headers.clone(), Some(&addr)).form_request(&s, f.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
@@ -254,7 +254,7 @@ pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): Connec
     };
     // Back into the application's request when it is still waiting, else to the account page.
     let live = match req {
-        Some(id) => stored_request(&s, &id).await.map(|r| r.id),
+        Some(id) => portico_protocol::interaction::peek(&s.provider, &id, now()).await.ok().flatten().map(|r| r.id),
         None => None,
     };
     let next = live.map_or_else(|| "/login?next=/account".to_owned(), |id| format!("/login?req={id}"));
@@ -283,7 +283,7 @@ pub async fn verify_send(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
     if let Some(resp) = mail_rate(&s, ip.as_deref()) {
         return resp;
     }
-    let Ok(Some(user)) = s.provider.store.user_by_id(&session.user_id).await else {
+    let Ok(Some(user)) = portico_protocol::login::user_of(&s.provider, &session).await else {
         return unavailable();
     };
     mailer.submit(Job::Verify { user, ip });

@@ -1,0 +1,48 @@
+//! The account page's facts about the signed-in user: who they are, where they are signed in,
+//! their second factors, and whether this session may change those.
+
+use crate::enrolment::{self, FactorChange};
+use crate::login::Factors;
+use crate::provider::Provider;
+use portico_model::User;
+use portico_store::{PasskeyRow, SessionInfo, SsoSession, StoreError};
+
+/// What the account page shows.
+#[derive(Debug)]
+pub struct Overview {
+    pub user: User,
+    /// The user's live sessions: this one first, then the others, most recently active first.
+    pub sessions: Vec<SessionInfo>,
+    pub passkeys: Vec<PasskeyRow>,
+    pub factors: Factors,
+    /// Whether this session may change the factors ([`enrolment::may_change_factors`]).
+    pub change: FactorChange,
+    /// Recovery codes left, and when one was last used.
+    pub recovery_left: i64,
+    pub recovery_last_used: Option<i64>,
+}
+
+/// The overview for `session`; `None` when its user is gone.
+pub async fn overview(p: &Provider, session: &SsoSession, now: i64) -> Result<Option<Overview>, StoreError> {
+    let Some(user) = p.store.user_by_id(&session.user_id).await? else {
+        return Ok(None);
+    };
+    let mut sessions = p.store.sessions_of(&user.id, now).await?;
+    sessions.sort_by_key(|x| x.id != session.id);
+    let passkeys = p.store.passkeys_of(&user.id).await?;
+    let factors = Factors {
+        totp: crate::totp::enrolled(p, &user.id).await?,
+        passkeys: !passkeys.is_empty(),
+    };
+    let change = enrolment::may_change_factors_given(p, session, factors, now).await?;
+    let (recovery_left, recovery_last_used) = crate::totp::recovery_codes_left(p, &user.id).await?;
+    Ok(Some(Overview {
+        user,
+        sessions,
+        passkeys,
+        factors,
+        change,
+        recovery_left,
+        recovery_last_used,
+    }))
+}

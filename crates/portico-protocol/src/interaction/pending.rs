@@ -1,0 +1,91 @@
+//! The typed pending-state store: every short-lived state of a browser flow in one table, named by
+//! its [`Kind`] and the hash of a random handle (the store never sees the handle), with a lifetime
+//! per kind. A handle lives in the browser (a cookie, a form field, a mailed link's query); only
+//! the browser that holds it can name the state.
+
+use crate::mail::LinkKind;
+use crate::provider::{Provider, Settings};
+use crate::random;
+use portico_store::StoreError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a pending state is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A validated authorization request waiting for login, consent or the tenant picker.
+    Authorize,
+    /// A sign-in past its password, waiting for its second factor.
+    SecondFactor,
+    /// A WebAuthn ceremony between its options and the authenticator's answer.
+    Ceremony,
+    /// A mailed single-use link.
+    Link(LinkKind),
+    /// An opened enrolment link: the session may set up its first factor.
+    FactorPermit,
+}
+
+/// How long the second factor may take after the password.
+pub const SECOND_FACTOR_TTL: i64 = 300;
+/// How long a passkey ceremony may take.
+pub const CEREMONY_TTL: i64 = 300;
+/// How long an enrolment link works, and the permit it gives once opened.
+pub const ENROLMENT_LINK_TTL: i64 = 30 * 60;
+pub const FACTOR_PERMIT_TTL: i64 = 15 * 60;
+
+impl Kind {
+    /// The name it is stored under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Authorize => "authorize",
+            Kind::SecondFactor => "second_factor",
+            Kind::Ceremony => "ceremony",
+            Kind::Link(LinkKind::Reset) => "link_reset",
+            Kind::Link(LinkKind::Signup) => "link_signup",
+            Kind::Link(LinkKind::Verify) => "link_verify",
+            Kind::Link(LinkKind::Enrolment) => "link_enrolment",
+            Kind::FactorPermit => "factor_permit",
+        }
+    }
+
+    /// Seconds a state of this kind lives.
+    pub fn ttl(self, s: &Settings) -> i64 {
+        match self {
+            Kind::Authorize => s.auth_request_ttl,
+            Kind::SecondFactor => SECOND_FACTOR_TTL,
+            Kind::Ceremony => CEREMONY_TTL,
+            Kind::Link(LinkKind::Reset) => s.reset_link_ttl,
+            Kind::Link(LinkKind::Signup | LinkKind::Verify) => s.verify_link_ttl,
+            Kind::Link(LinkKind::Enrolment) => ENROLMENT_LINK_TTL,
+            Kind::FactorPermit => FACTOR_PERMIT_TTL,
+        }
+    }
+}
+
+fn key(handle: &str) -> String {
+    random::hash(handle)
+}
+
+/// Stores `value` under `handle` until its kind's lifetime after `since`.
+pub async fn put<T: Serialize>(p: &Provider, kind: Kind, handle: &str, value: &T, since: i64) -> Result<(), StoreError> {
+    let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
+    p.store.put_pending(kind.name(), &key(handle), &data, since + kind.ttl(&p.settings)).await
+}
+
+/// The live state under `handle`, left in place; `None` when there is none (or it does not read
+/// as this kind's).
+pub async fn get<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
+    let data = p.store.pending(kind.name(), &key(handle), now).await?;
+    Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+/// Takes the live state under `handle` out, once: of two concurrent takers only one gets it.
+pub async fn take<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
+    let data = p.store.take_pending(kind.name(), &key(handle), now).await?;
+    Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+/// Removes the state under `handle`, live or not.
+pub async fn forget(p: &Provider, kind: Kind, handle: &str) -> Result<(), StoreError> {
+    p.store.forget_pending(kind.name(), &key(handle)).await
+}

@@ -1,0 +1,45 @@
+//! The pending authorization request: stored under the hash of its id (which the browser carries
+//! in `?req=` and forms), bound to the browser that started it.
+
+use super::pending::{self, Kind};
+use crate::authorize::AuthRequest;
+use crate::provider::Provider;
+use portico_store::StoreError;
+use subtle::ConstantTimeEq;
+
+/// A stored authorization request as a page or form finds it.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Started in this browser.
+    Found(AuthRequest),
+    /// Started in another browser: it does not go on here.
+    OtherBrowser(AuthRequest),
+    Gone,
+}
+
+/// The stored request `id`, and whether the browser bound by `bound` (its binding's hash) started it.
+pub async fn load(p: &Provider, bound: Option<&str>, id: &str, now: i64) -> Result<Loaded, StoreError> {
+    let Some(req) = peek(p, id, now).await? else { return Ok(Loaded::Gone) };
+    let ours = bound.is_some_and(|h| !req.browser.is_empty() && bool::from(h.as_bytes().ct_eq(req.browser.as_bytes())));
+    Ok(if ours { Loaded::Found(req) } else { Loaded::OtherBrowser(req) })
+}
+
+/// The stored request `id`, whoever started it: only to tell whether it still waits.
+pub async fn peek(p: &Provider, id: &str, now: i64) -> Result<Option<AuthRequest>, StoreError> {
+    pending::get(p, Kind::Authorize, id, now).await
+}
+
+/// Stores (or updates) the request until its lifetime after it was made.
+pub(super) async fn save(p: &Provider, req: &AuthRequest) -> Result<(), StoreError> {
+    pending::put(p, Kind::Authorize, &req.id, req, req.created_at).await
+}
+
+/// Takes the request out, once: of two answers sent at once only one goes on.
+pub(super) async fn take(p: &Provider, id: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(pending::take::<serde_json::Value>(p, Kind::Authorize, id, now).await?.is_some())
+}
+
+/// Removes the request: it has been answered.
+pub(super) async fn finish(p: &Provider, id: &str) -> Result<(), StoreError> {
+    pending::forget(p, Kind::Authorize, id).await
+}

@@ -1,0 +1,240 @@
+//! The authorization request's steps: start it, decide it again after each step, show and answer
+//! the consent page and the tenant picker.
+
+use super::request::{self, Loaded};
+use super::{Cookie, Cx, Failed, Interaction, Place, Refusal, Then, failed};
+use crate::ErrorCode;
+use crate::authorize::{self, AuthRequest, AuthorizeError, AuthorizeOutcome, Step};
+use crate::tenants::PickerEntry;
+use portico_model::TenantId;
+use portico_store::AuditEvent;
+
+/// Seconds within which a restarted request coming back without any cookie means a browser that
+/// keeps none (each restart would send it to another restart).
+const RESTART_LOOP: i64 = 10;
+
+/// `/oauth2/authorize`: validates the request, binds it to this browser and decides it.
+pub async fn authorize(cx: &Cx<'_>, params: &[(String, String)]) -> Interaction {
+    match authorize::validate(cx.p, params, cx.now) {
+        Err(AuthorizeError::Page(msg)) => Interaction::refuse(Refusal::BadRequest(msg)),
+        Err(AuthorizeError::Redirect(resp, _)) => Then::Respond(*resp).into(),
+        Ok(mut req) => {
+            req.browser = cx.browser.binding.clone();
+            bound(cx, proceed(cx, req).await)
+        }
+    }
+}
+
+/// The answer of a step that bound the browser: with its binding cookie when that is new.
+fn bound<V>(cx: &Cx<'_>, answer: Interaction<V>) -> Interaction<V> {
+    if cx.browser.binding_is_new { answer.with(Cookie::Binding) } else { answer }
+}
+
+/// `/oauth2/authorize/resume`: after login, the second factor, consent or the tenant picker.
+pub async fn resume(cx: &Cx<'_>, id: &str) -> Interaction {
+    match page_request(cx, id).await {
+        Ok(req) => proceed(cx, req).await,
+        Err(answer) => answer,
+    }
+}
+
+async fn load(cx: &Cx<'_>, id: &str) -> Result<Loaded, Interaction> {
+    request::load(cx.p, cx.browser.bound.as_deref(), id, cx.now)
+        .await
+        .map_err(|e| failed(Failed::Authorization, e))
+}
+
+/// The request a page (GET) shows. One started in another browser starts over here, as if this
+/// browser had just sent it to `/oauth2/authorize`: nothing anyone did for it elsewhere carries.
+pub async fn page_request(cx: &Cx<'_>, id: &str) -> Result<AuthRequest, Interaction> {
+    match load(cx, id).await? {
+        Loaded::Found(req) => Ok(req),
+        Loaded::Gone => Err(Interaction::refuse(Refusal::Expired)),
+        // Restarted moments ago and back without any cookie: this browser keeps none. Say so
+        // rather than restart it again and again. (A link to a restarted request opened later
+        // in yet another browser starts over as usual.)
+        Loaded::OtherBrowser(req) if req.restarted && !cx.browser.sent_cookies && cx.now - req.created_at < RESTART_LOOP => {
+            Err(Interaction::refuse(Refusal::NeedsCookies))
+        }
+        Loaded::OtherBrowser(req) => {
+            let fresh = req.restarted(cx.browser.binding.clone(), cx.now);
+            Err(bound(cx, proceed(cx, fresh).await))
+        }
+    }
+}
+
+/// The request a form (POST) moves on: only in the browser that started it; anything else
+/// changes nothing.
+pub async fn form_request(cx: &Cx<'_>, id: &str) -> Result<AuthRequest, Interaction> {
+    match load(cx, id).await? {
+        Loaded::Found(req) => Ok(req),
+        Loaded::Gone => Err(Interaction::refuse(Refusal::Expired)),
+        Loaded::OtherBrowser(_) => Err(Interaction::refuse(Refusal::OtherBrowser)),
+    }
+}
+
+/// Decides the request for the browser's session; stores it where it waits for a step.
+pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
+    let (p, now) = (cx.p, cx.now);
+    let session = cx.session().await;
+    let id = req.id.clone();
+    // A request not yet stored (just validated, or restarted): saving it is a new row anyone can
+    // cause. Later saves of the same request (after each step) are not counted again.
+    let first_save = req.waiting.is_none();
+    let (req, step) = match authorize::decide(p, req, session.as_ref(), &cx.browser.from, now).await {
+        Ok(AuthorizeOutcome::Respond(resp)) => {
+            if let Err(e) = request::finish(p, &id).await {
+                tracing::warn!(error = %e, "an answered authorization request stays until it expires");
+            }
+            return Then::Respond(resp).into();
+        }
+        Ok(AuthorizeOutcome::ShowLogin(req)) => (req, Step::Login),
+        Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, Step::Consent),
+        Ok(AuthorizeOutcome::ShowTenantPicker(req, _)) => (req, Step::TenantPicker),
+        Ok(AuthorizeOutcome::ShowSecondFactor(req)) => (req, Step::SecondFactor),
+        Err(e) => return failed(Failed::Authorization, e.detail),
+    };
+    // Kept while the user signs in: a write anyone can cause, so bounded per address.
+    if let Some(wait) = cx.browser.from.ip.as_deref().filter(|_| first_save).and_then(|ip| cx.admit.wait(ip)) {
+        tracing::info!(retry_after = wait, "pending authorization requests over the per-address rate");
+        let resp = authorize::deny(
+            p,
+            &req,
+            ErrorCode::TemporarilyUnavailable,
+            "too many sign-ins from this address: try again later",
+        );
+        return Then::Respond(resp).into();
+    }
+    if let Err(e) = request::save(p, &req).await {
+        return failed(Failed::Authorization, e);
+    }
+    Interaction::go(Place::Step(step, req.id))
+}
+
+/// The request a step's page or form names, waiting at `step` for the browser's session; otherwise
+/// the answer: decided anew for a page, refused for a form (nothing changes).
+async fn waiting_at(cx: &Cx<'_>, id: &str, step: Step, form: bool) -> Result<(AuthRequest, portico_store::SsoSession), Interaction> {
+    let req = if form { form_request(cx, id).await? } else { page_request(cx, id).await? };
+    match cx.session().await {
+        Some(session) if req.waits_for(step, &session) => Ok((req, session)),
+        // Signed out meanwhile: the request is decided again (the login form).
+        None => Err(proceed(cx, req).await),
+        Some(_) if form => Err(Interaction::refuse(Refusal::NotWaiting)),
+        Some(_) => Err(proceed(cx, req).await),
+    }
+}
+
+/// What the consent page shows.
+#[derive(Debug)]
+pub struct ConsentView {
+    pub req: AuthRequest,
+    /// The client's name (its id when it has none).
+    pub client: String,
+    pub product: String,
+    pub tenant: Option<String>,
+}
+
+/// The consent page, shown only to the session the request waits for; anyone else gets the
+/// request decided anew.
+pub async fn consent_page(cx: &Cx<'_>, id: &str) -> Interaction<ConsentView> {
+    let (req, _) = match waiting_at(cx, id, Step::Consent, false).await {
+        Ok(x) => x,
+        Err(answer) => return answer.into_any(),
+    };
+    let config = cx.p.config();
+    let client = config.client(&req.client_id).map(|e| e.client.name.clone()).filter(|n| !n.is_empty());
+    let product = config.product_by_audience(&req.audience).map(|p| p.name.clone()).unwrap_or_default();
+    let tenant = req
+        .waiting
+        .as_ref()
+        .and_then(|w| w.tenant.as_deref())
+        .and_then(|t| config.tenant(&TenantId::new(t)))
+        .map(|t| t.name.clone());
+    Interaction::show(ConsentView {
+        client: client.unwrap_or_else(|| req.client_id.clone()),
+        product,
+        tenant,
+        req,
+    })
+}
+
+/// The consent form's answer. Only the session the request waits for, at the consent step, may
+/// give it, once: of two answers sent at once only one goes on (and makes a code).
+pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
+    let (mut req, session) = match waiting_at(cx, id, Step::Consent, true).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    let p = cx.p;
+    match request::take(p, &req.id, cx.now).await {
+        Ok(true) => {}
+        Ok(false) => return Interaction::refuse(Refusal::Expired),
+        Err(e) => return failed(Failed::Consent, e),
+    }
+    if !allow {
+        return Then::Respond(authorize::deny(p, &req, ErrorCode::AccessDenied, "the user denied the request")).into();
+    }
+    let Some(product) = p.config().product_by_audience(&req.audience).map(|x| x.slug.clone()) else {
+        return Interaction::refuse(Refusal::Expired);
+    };
+    let event = AuditEvent::new(cx.now, "consent.granted", session.user_id.as_str())
+        .product(product.as_str())
+        .data(serde_json::json!({"client_id": req.client_id, "scope": req.scope_string()}));
+    if let Err(e) = p
+        .store
+        .put_consent(&session.user_id, &req.client_id, product.as_str(), &req.scope_string(), cx.now, &[event])
+        .await
+    {
+        return failed(Failed::Consent, e);
+    }
+    req.advance(&session, |g| g.consent_done = true);
+    proceed(cx, req).await
+}
+
+/// What the tenant picker shows: buttons in a list, the last one used first.
+#[derive(Debug)]
+pub struct TenantView {
+    pub req: AuthRequest,
+    pub product: String,
+    pub entries: Vec<PickerEntry>,
+}
+
+/// The tenant picker, shown only to the session the request waits for.
+pub async fn tenant_page(cx: &Cx<'_>, id: &str) -> Interaction<TenantView> {
+    let (req, session) = match waiting_at(cx, id, Step::TenantPicker, false).await {
+        Ok(x) => x,
+        Err(answer) => return answer.into_any(),
+    };
+    let config = cx.p.config();
+    let Some(product) = config.product_by_audience(&req.audience) else {
+        return Interaction::refuse(Refusal::Expired);
+    };
+    match crate::tenants::picker_entries(cx.p, &session.user_id, product, cx.now).await {
+        Ok(entries) => Interaction::show(TenantView {
+            product: product.name.clone(),
+            entries,
+            req,
+        }),
+        Err(e) => failed(Failed::Organizations, e),
+    }
+}
+
+/// The picker's choice: only the session the request waits for, at the picker, chooses its
+/// tenant; once.
+pub async fn choose_tenant(cx: &Cx<'_>, id: &str, organization: Option<String>) -> Interaction {
+    let (mut req, session) = match waiting_at(cx, id, Step::TenantPicker, true).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    match request::take(cx.p, &req.id, cx.now).await {
+        Ok(true) => {}
+        Ok(false) => return Interaction::refuse(Refusal::Expired),
+        Err(e) => return failed(Failed::Authorization, e),
+    }
+    // Kept with the request: bounded like the `organization` parameter it stands for (a longer
+    // one names no tenant, and the picker shows again).
+    let limit = authorize::MAX_PARAM.iter().find(|(k, _)| *k == "organization").map_or(0, |(_, l)| *l);
+    let choice = organization.filter(|o| !o.is_empty() && o.len() <= limit);
+    req.advance(&session, |g| g.organization = choice);
+    proceed(cx, req).await
+}

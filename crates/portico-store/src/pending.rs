@@ -1,0 +1,38 @@
+//! The short-lived states of browser flows (`pending`): each row is named by a kind and a key (the
+//! hash of a random handle, made by the protocol), holds that kind's JSON, and is dead once
+//! `expires_at` has passed. The protocol's `interaction::pending` is the only caller.
+
+use crate::{Result, Store, on_pool, on_read};
+
+impl Store {
+    /// Stores (or replaces) the state `kind`/`key` until `expires_at`.
+    pub async fn put_pending(&self, kind: &str, key: &str, data: &str, expires_at: i64) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("INSERT INTO pending (kind, key, data, expires_at) VALUES ($1, $2, $3, $4)
+                                            ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at")
+            .bind(kind).bind(key).bind(data).bind(expires_at).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The live state `kind`/`key`, left in place.
+    pub async fn pending(&self, kind: &str, key: &str, now: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as(
+            "SELECT data FROM pending WHERE kind = $1 AND key = $2 AND expires_at > $3")
+            .bind(kind).bind(key).bind(now).fetch_optional(pool).await)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Takes the live state `kind`/`key` out, once: of two concurrent takers only one gets it.
+    pub async fn take_pending(&self, kind: &str, key: &str, now: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(
+            "DELETE FROM pending WHERE kind = $1 AND key = $2 AND expires_at > $3 RETURNING data")
+            .bind(kind).bind(key).bind(now).fetch_optional(pool).await)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Removes the state `kind`/`key`, live or not.
+    pub async fn forget_pending(&self, kind: &str, key: &str) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM pending WHERE kind = $1 AND key = $2")
+            .bind(kind).bind(key).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}
