@@ -9,6 +9,7 @@ pub mod gate;
 pub mod ids;
 pub mod policy;
 pub mod secret;
+pub mod spec;
 
 pub use amr::{Acr, Amr};
 pub use claims::{AccessClaims, Actor};

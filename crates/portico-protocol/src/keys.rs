@@ -49,6 +49,23 @@ pub struct KeyRing {
     keys: Vec<ManagedKey>,
 }
 
+/// Publishes a new signing key of `alg` that signs from `activate_at` (published at once, so
+/// relying parties fetch it before it signs), audited as `by`'s rotation. The one door for a
+/// rotation, from the command line or elsewhere.
+pub async fn publish(
+    store: &portico_store::Store,
+    kek: &Kek,
+    alg: SigningAlg,
+    activate_at: i64,
+    by: &str,
+    now: i64,
+) -> Result<KeyRow, portico_store::StoreError> {
+    let row = generate(alg, kek, now, activate_at);
+    let event = portico_store::AuditEvent::new(now, "key.rotated", by).data(json!({"kid": row.kid, "alg": row.alg, "activate_at": row.activate_at}));
+    store.insert_key(&row, &[event]).await?;
+    Ok(row)
+}
+
 /// A freshly generated key, ready to store.
 pub fn generate(alg: SigningAlg, kek: &Kek, now: i64, activate_at: i64) -> KeyRow {
     let rng = aws_lc_rs::rand::SystemRandom::new();

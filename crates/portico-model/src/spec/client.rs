@@ -1,0 +1,163 @@
+//! A client's definition and its rules.
+
+use super::{FieldError, RESERVED_ID_PREFIXES};
+use crate::{AuthMethod, Client, ClientId, ClientKind, GrantType, ProductSlug, RedirectUri, Secret, SigningAlg};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub id: String,
+    pub product: String,
+    pub name: Option<String>,
+    pub kind: ClientKind,
+    /// The secret, or `env:NAME`: resolved by the caller before [`ClientSpec::check`].
+    pub secret: Option<String>,
+    pub auth_method: Option<AuthMethod>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub web_origins: Vec<String>,
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub first_party: bool,
+    pub signing_alg: Option<String>,
+}
+
+/// The shortest secret a confidential client may have.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+impl ClientSpec {
+    /// The client and its secret, when the definition meets every rule of its own; `secret` is
+    /// the resolved [`ClientSpec::secret`], and `product_known` says whether a product exists.
+    pub fn check(&self, secret: Option<String>, product_known: impl Fn(&str) -> bool) -> Result<(Client, Option<Secret>), FieldError> {
+        self.check_id()?;
+        if !product_known(&self.product) {
+            return Err(FieldError::new("product", format!("unknown product {:?}", self.product)));
+        }
+        let secret = self.check_secret(secret)?;
+        let auth_method = self.auth_method()?;
+        let grant_types = self.grant_types()?;
+        if let Some(bad) = self.resources.iter().find(|r| !product_known(r)) {
+            return Err(FieldError::new("resources", format!("unknown product {bad:?}")));
+        }
+        let signing_alg = match &self.signing_alg {
+            None => SigningAlg::EdDSA,
+            Some(a) => SigningAlg::parse(a).ok_or_else(|| FieldError::new("signing_alg", format!("{a:?} is not EdDSA, ES256 or RS256")))?,
+        };
+        self.check_logout_uri()?;
+        self.check_web_origins()?;
+        let client = Client {
+            id: ClientId::new(&self.id),
+            product: ProductSlug::new(&self.product),
+            kind: self.kind,
+            name: self.name.clone().unwrap_or_else(|| self.id.clone()),
+            auth_method,
+            redirect_uris: uris("redirect_uris", &self.redirect_uris)?,
+            post_logout_redirect_uris: uris("post_logout_redirect_uris", &self.post_logout_redirect_uris)?,
+            web_origins: self.web_origins.clone(),
+            grant_types,
+            resources: self.resources.iter().map(ProductSlug::new).collect(),
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            first_party: self.first_party,
+            signing_alg,
+        };
+        Ok((client, secret))
+    }
+
+    fn check_id(&self) -> Result<(), FieldError> {
+        let id = &self.id;
+        if id.is_empty() || id.contains(':') || id.contains(char::is_whitespace) {
+            return Err(FieldError::new("id", "must be non-empty, without ':' or spaces"));
+        }
+        // A client's token names the client as its subject: an id shaped like a user's (or any
+        // other of Portico's ids) could pass for one.
+        if let Some(prefix) = RESERVED_ID_PREFIXES.iter().find(|p| id.starts_with(*p)) {
+            return Err(FieldError::new(
+                "id",
+                format!("{prefix:?} begins Portico's own ids (users, tenants, sessions); choose another id"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_secret(&self, secret: Option<String>) -> Result<Option<Secret>, FieldError> {
+        match (self.kind, secret) {
+            (ClientKind::Public, Some(_)) => Err(FieldError::new("secret", "a public client has no secret")),
+            (ClientKind::Public, None) => Ok(None),
+            (ClientKind::Confidential, None) => Err(FieldError::new("secret", "a confidential client needs a secret (literal or env:NAME)")),
+            (ClientKind::Confidential, Some(s)) if s.chars().count() < MIN_SECRET_CHARS => Err(FieldError::new("secret", "must be at least 32 characters")),
+            (ClientKind::Confidential, Some(s)) => Ok(Some(Secret::new(s))),
+        }
+    }
+
+    fn auth_method(&self) -> Result<AuthMethod, FieldError> {
+        match (self.kind, self.auth_method) {
+            (ClientKind::Public, None | Some(AuthMethod::None)) => Ok(AuthMethod::None),
+            (ClientKind::Public, Some(_)) => Err(FieldError::new("auth_method", "a public client uses \"none\"")),
+            (ClientKind::Confidential, None) => Ok(AuthMethod::ClientSecretBasic),
+            (ClientKind::Confidential, Some(AuthMethod::None)) => Err(FieldError::new("auth_method", "a confidential client must authenticate")),
+            (ClientKind::Confidential, Some(m)) => Ok(m),
+        }
+    }
+
+    fn grant_types(&self) -> Result<Vec<GrantType>, FieldError> {
+        let grant_types = match &self.grant_types {
+            None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            Some(list) => list
+                .iter()
+                .map(|g| GrantType::parse(g).ok_or_else(|| FieldError::new("grant_types", format!("unknown grant type {g:?}"))))
+                .collect::<Result<_, _>>()?,
+        };
+        let public = self.kind == ClientKind::Public;
+        if public && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(FieldError::new("grant_types", "a public client cannot use client_credentials"));
+        }
+        if public && grant_types.contains(&GrantType::TokenExchange) {
+            return Err(FieldError::new("grant_types", "a public client cannot use token exchange"));
+        }
+        if grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            return Err(FieldError::new("redirect_uris", "the authorization_code grant needs at least one"));
+        }
+        Ok(grant_types)
+    }
+
+    /// Back-Channel Logout 1.0 §2.2: an absolute URI without a fragment; Portico POSTs to it, so
+    /// http(s) only.
+    fn check_logout_uri(&self) -> Result<(), FieldError> {
+        let Some(u) = &self.backchannel_logout_uri else { return Ok(()) };
+        let ok = url::Url::parse(u).is_ok_and(|url| matches!(url.scheme(), "https" | "http") && url.fragment().is_none() && url.has_host());
+        if ok {
+            Ok(())
+        } else {
+            Err(FieldError::new("backchannel_logout_uri", "must be an absolute http(s) URI without a fragment"))
+        }
+    }
+
+    /// An origin exactly as browsers serialize it (`https://app.example.test`, a port when not
+    /// the default, no path or trailing slash): web messages go to it verbatim.
+    fn check_web_origins(&self) -> Result<(), FieldError> {
+        let bad = self
+            .web_origins
+            .iter()
+            .find(|o| url::Url::parse(o).map_or(true, |u| !matches!(u.scheme(), "https" | "http") || u.origin().ascii_serialization() != **o));
+        match bad {
+            Some(bad) => Err(FieldError::new(
+                "web_origins",
+                format!("{bad:?} is not an origin like \"https://app.example.test\""),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn uris(field: &'static str, list: &[String]) -> Result<Vec<RedirectUri>, FieldError> {
+    list.iter()
+        .map(|u| RedirectUri::parse(u).map_err(|m| FieldError::new(field, format!("{u:?} {m}"))))
+        .collect()
+}

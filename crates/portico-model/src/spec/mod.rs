@@ -1,0 +1,125 @@
+//! What an operator writes to define a product, a client, a tenant or a grant (the suite file's
+//! sections; an admin API for clients would take the same), and the rules each must meet on its
+//! own. Rules that relate one definition to another (duplicates, unknown products) are the
+//! caller's, which knows the whole set.
+
+mod client;
+mod product;
+
+pub use client::ClientSpec;
+pub use product::{ProductSpec, check_targets};
+
+use serde::Deserialize;
+
+/// A definition that breaks a rule: which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field {}: {}", self.field, self.message)
+    }
+}
+
+/// Prefixes of the ids Portico makes (users, tenants, tenant handles, sessions, families, links).
+pub const RESERVED_ID_PREFIXES: [&str; 7] = ["usr_", "ten_", "th_", "sso_", "sid_", "fam_", "lgt_"];
+
+/// Parses "10m", "90s", "1h", "2d" into seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|v| *v > 0)
+}
+
+/// A product's or tenant's slug: lowercase letters, digits and '-', at most 64.
+pub fn valid_slug(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A tenant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub slug: String,
+    pub name: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+impl TenantSpec {
+    pub fn check(&self) -> Result<(), FieldError> {
+        if !valid_slug(&self.slug) {
+            return Err(FieldError::new("slug", "use lowercase letters, digits and '-'"));
+        }
+        Ok(())
+    }
+}
+
+/// A user the operator defines (the password, when given, already resolved).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    pub email: String,
+    pub name: Option<String>,
+    pub password: Option<String>,
+}
+
+impl UserSpec {
+    pub fn check(&self) -> Result<(), FieldError> {
+        if !self.email.contains('@') {
+            return Err(FieldError::new("email", "not an email address"));
+        }
+        Ok(())
+    }
+}
+
+/// A grant of a product's roles to a user (by email) or a client.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    pub user: Option<String>,
+    pub client: Option<String>,
+    pub product: String,
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// RFC 3339 instant after which the grant covers nothing.
+    pub expires: Option<String>,
+}
+
+impl GrantSpec {
+    /// The rules of the grant against its product: a tenant exactly when the product has tenants
+    /// (`tenant_known` says whether a named one exists), and only the product's roles.
+    pub fn check(&self, product: &crate::Product, tenant_known: impl Fn(&str) -> bool) -> Result<(), FieldError> {
+        match (&self.tenant, product.tenant_aware) {
+            (None, true) => return Err(FieldError::new("tenant", "this product is tenant-aware; name a tenant or \"*\"")),
+            (Some(_), false) => return Err(FieldError::new("tenant", "this product has no tenants")),
+            (Some(t), true) if t != "*" && !tenant_known(t) => return Err(FieldError::new("tenant", format!("unknown tenant {t:?}"))),
+            _ => {}
+        }
+        if let Some(bad) = self.roles.iter().find(|r| !product.roles.contains_key(*r)) {
+            return Err(FieldError::new("roles", format!("product {:?} has no role {bad:?}", self.product)));
+        }
+        Ok(())
+    }
+}
