@@ -19,6 +19,7 @@ pub mod keys;
 pub mod login;
 pub mod logout;
 pub mod mail;
+pub mod params;
 pub mod passkey;
 pub mod password;
 pub mod password_policy;

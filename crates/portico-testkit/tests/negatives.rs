@@ -266,3 +266,46 @@ async fn an_old_password_hash_is_replaced_at_sign_in(s: &TestServer) {
     code_flow_tokens(s).await;
 }
 both_stores!(password_rehash, an_old_password_hash_is_replaced_at_sign_in);
+
+/// RFC 6749 §3.1 and §3.2: a parameter sent twice is `invalid_request` at every endpoint that
+/// takes form parameters, whichever copy would have been read; `resource` alone may repeat.
+async fn a_repeated_parameter_is_refused_at_every_endpoint(s: &TestServer) {
+    let (code, verifier) = crm_code(s).await;
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let twice: Vec<(&str, &str)> = redeem.iter().chain(&redeem[3..]).copied().collect();
+    let (status, body) = post_basic(s, "/oauth2/token", "crm-web", SECRET, &twice).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    // Refused before anything was read: the code still redeems once.
+    let (status, tokens) = post_basic(s, "/oauth2/token", "crm-web", SECRET, &redeem).await;
+    assert_eq!(status, 200, "{tokens}");
+    let token = tokens["access_token"].as_str().unwrap();
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        ("/oauth2/token", vec![("grant_type", "refresh_token"), ("grant_type", "refresh_token")]),
+        ("/oauth2/introspect", vec![("token", token), ("token", "something else")]),
+        ("/oauth2/revoke", vec![("token", "something else"), ("token", token)]),
+        ("/oauth2/handoff", vec![("subject_token", token), ("subject_token", token)]),
+    ];
+    for (path, form) in cases {
+        let (status, body) = post_basic(s, path, "crm-web", SECRET, &form).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{path}: {body}");
+    }
+    // The refused revocation revoked nothing.
+    let (_, intro) = post_basic(s, "/oauth2/introspect", "crm-web", SECRET, &[("token", token)]).await;
+    assert_eq!(intro["active"], true, "{intro}");
+    // The authorization endpoint answers at the redirect URI.
+    let (_, c) = pkce();
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&client_id=crm-web&redirect_uri={}&code_challenge={c}&code_challenge_method=S256&scope=openid&scope=email",
+        s.base,
+        urlenc(CALLBACK)
+    );
+    let (status, loc, _) = Browser::new().get(&url).await;
+    assert_eq!(status, 303);
+    assert_eq!(query_param(&loc.unwrap(), "error").as_deref(), Some("invalid_request"));
+}
+both_stores!(repeated_parameters, a_repeated_parameter_is_refused_at_every_endpoint);

@@ -117,20 +117,17 @@ fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<
     })
 }
 
-/// RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once."
-fn reject_duplicates(form: &[(String, String)]) -> Result<(), OAuthError> {
-    for (i, (k, _)) in form.iter().enumerate() {
-        if k != "resource" && form[..i].iter().any(|(n, _)| n == k) {
-            return Err(OAuthError::new(portico_protocol::ErrorCode::InvalidRequest, "a parameter is repeated").detail(k.clone()));
-        }
-    }
-    Ok(())
+/// A form-encoded OAuth request's parameters, refused when one is repeated
+/// ([`portico_protocol::params::Params::reject_repeated`], the rule every endpoint shares).
+fn oauth_form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    let form = form_pairs(body)?;
+    portico_protocol::params::Params(&form).reject_repeated()?;
+    Ok(form)
 }
 
 pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let form = form_pairs(&body)?;
-        reject_duplicates(&form)?;
+        let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         if let Some(wait) = over_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
@@ -199,8 +196,7 @@ fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Opt
 /// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.
 pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let form = form_pairs(&body)?;
-        reject_duplicates(&form)?;
+        let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let req = portico_protocol::handoff::HandoffRequest {
@@ -221,7 +217,7 @@ pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<S
 
 pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let form = form_pairs(&body)?;
+        let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
         introspection::introspect(&s.provider, &creds, token, now()).await
@@ -235,7 +231,7 @@ pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Byt
 
 pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let form = form_pairs(&body)?;
+        let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
         revocation::revoke(&s.provider, &creds, token, client_ip(Some(&addr)), now()).await

@@ -1,0 +1,113 @@
+//! Issuing the authorization code: the product session it belongs to, the code's record and
+//! family, and the response that carries it.
+
+use super::{AuthRequest, AuthResponse, Origin};
+use crate::error::OAuthError;
+use crate::provider::Provider;
+use crate::random;
+use portico_model::{Product, Sid, Tenant, UserId};
+use portico_store::{AuditEvent, Family, ProductSessionStart, SsoSession};
+use serde::{Deserialize, Serialize};
+
+/// What an authorization code stands for, stored under the code's hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeData {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: UserId,
+    pub audience: String,
+    pub tenant: Option<String>,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub sid: Sid,
+}
+
+/// Starts (or continues) the product session of the code and issues the code; the response
+/// carries it with `state` and `iss` (RFC 9207).
+pub(super) async fn issue_code(
+    p: &Provider,
+    req: &AuthRequest,
+    session: &SsoSession,
+    product: &Product,
+    tenant: Option<&Tenant>,
+    from: &Origin,
+    now: i64,
+) -> Result<AuthResponse, OAuthError> {
+    let sid = product_session(p, req, session, product, from, now).await?;
+    let code = random::token();
+    let tenant_id = tenant.map(|t| t.id.as_str().to_owned());
+    let data = CodeData {
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        user_id: session.user_id.clone(),
+        audience: product.audience.as_str().to_owned(),
+        tenant: tenant_id.clone(),
+        scope: req.scope_string(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        acr: session.acr.clone(),
+        sid: sid.clone(),
+    };
+    let family = Family {
+        id: random::id("fam_"),
+        subject: session.user_id.as_str().to_owned(),
+        client_id: req.client_id.clone(),
+        product: product.slug.as_str().to_owned(),
+        tenant: tenant_id.unwrap_or_default(),
+        sid: Some(sid.as_str().to_owned()),
+        created_at: now,
+        revoked_at: None,
+    };
+    let record = serde_json::to_string(&data).expect("serializes");
+    p.store.issue_code(&random::hash(&code), &family, &record, now + p.settings.code_ttl).await?;
+    p.writer.record(
+        AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
+            .product(product.slug.as_str())
+            .tenant(tenant.map(|t| t.id.as_str()))
+            .ip(from.ip.clone())
+            .data(serde_json::json!({"client_id": req.client_id, "sid": sid.as_str()})),
+    );
+    Ok(code_response(p, req, code))
+}
+
+/// The product session the code belongs to: this client's in this SSO session, or a new one
+/// (which, for a single-session product, ends the user's others and queues their logouts).
+async fn product_session(p: &Provider, req: &AuthRequest, session: &SsoSession, product: &Product, from: &Origin, now: i64) -> Result<Sid, OAuthError> {
+    let config = p.config();
+    let notify = |c: &str| config.notifies_logout(c);
+    let start = ProductSessionStart {
+        sso_id: &session.id,
+        client_id: &req.client_id,
+        product: product.slug.as_str(),
+        new_sid: &Sid::new(random::id("sid_")),
+        ip: from.ip.as_deref().unwrap_or(""),
+        user_agent: &from.user_agent,
+        single: product.single_session,
+        now,
+    };
+    let sid = p.store.product_session(&start, &notify).await?;
+    if product.single_session {
+        p.logout_due.notify_one();
+    }
+    Ok(sid)
+}
+
+fn code_response(p: &Provider, req: &AuthRequest, code: String) -> AuthResponse {
+    let mut params = vec![("code".to_owned(), code)];
+    if let Some(s) = &req.state {
+        params.push(("state".into(), s.clone()));
+    }
+    params.push(("iss".into(), p.issuer.clone()));
+    AuthResponse {
+        redirect_uri: req.redirect_uri.clone(),
+        mode: req.response_mode,
+        params,
+        web_origin: req.web_origin.clone(),
+    }
+}
