@@ -16,9 +16,10 @@ use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::gate;
 use crate::provider::Provider;
 use crate::random;
+use crate::snapshot::Snapshot;
 use crate::token::issue::AuthInfo;
 use crate::verify::own_user_token;
-use portico_model::{TenantId, UserId};
+use portico_model::{Product, TenantId, UserId};
 use portico_store::AuditEvent;
 use serde::{Deserialize, Serialize};
 
@@ -71,26 +72,8 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         .product(&client.product)
         .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
     let claims = own_user_token(p, req.subject_token.as_deref(), source, now).await?;
-    if req.resource.len() != 1 {
-        return Err(oauth!(InvalidTarget, "name exactly one resource: the product to hand off to"));
-    }
-    if req.context.as_ref().is_some_and(|c| c.len() > MAX_CONTEXT) {
-        return Err(oauth!(InvalidRequest, "context is larger than 1 KiB"));
-    }
-    let target = config
-        .product_by_audience(&req.resource[0])
-        .filter(|t| source.handoff_to.contains(&t.slug))
-        .ok_or_else(|| oauth!(InvalidTarget, "this product may not hand users off to the requested resource"))?;
-    let tenant = if target.tenant_aware {
-        let reference = req
-            .organization
-            .as_deref()
-            .or(claims.org_id.as_deref())
-            .ok_or_else(|| oauth!(InvalidRequest, "organization is required for this target product"))?;
-        crate::tenants::find(p, &config, reference, now).map(|t| t.id.clone())
-    } else {
-        None
-    };
+    let target = handoff_target(&config, source, &req)?;
+    let tenant = target_tenant(p, &config, target, &req, &claims, now)?;
     let user_id = UserId::new(&claims.sub);
     // The gate, for the target product, before any code exists: its grant (an unknown tenant is
     // refused too: a tenant-aware product's grants need one), its second-factor policy and session
@@ -113,7 +96,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
             AuditEvent::new(now, "handoff.refused", user_id.as_str())
                 .product(target.slug.as_str())
                 .tenant(tenant.as_ref().map(|t| t.as_str()))
-                .ip(req.ip)
+                .ip(req.ip.clone())
                 .data(serde_json::json!({"client_id": client.id.as_str(), "reason": r.as_str()})),
         );
         return Err(gate::refused(ErrorCode::InvalidRequest, r));
@@ -129,17 +112,68 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         source_family: crate::token::issue::family_of_jti(&claims.jti).map(str::to_owned),
         context: req.context,
     };
+    issue(p, &data, target, client, source, req.ip, now).await
+}
+
+/// The product the code is for: the one `resource` names, when the source product's `handoff_to`
+/// lists it; and the request's `context` bounded.
+fn handoff_target<'a>(config: &'a Snapshot, source: &Product, req: &HandoffRequest) -> Result<&'a Product, OAuthError> {
+    if req.resource.len() != 1 {
+        return Err(oauth!(InvalidTarget, "name exactly one resource: the product to hand off to"));
+    }
+    if req.context.as_ref().is_some_and(|c| c.len() > MAX_CONTEXT) {
+        return Err(oauth!(InvalidRequest, "context is larger than 1 KiB"));
+    }
+    config
+        .product_by_audience(&req.resource[0])
+        .filter(|t| source.handoff_to.contains(&t.slug))
+        .ok_or_else(|| oauth!(InvalidTarget, "this product may not hand users off to the requested resource"))
+}
+
+/// A tenant-aware target's tenant: the one the request names, else the subject token's. An
+/// unknown one is `None`, which the gate refuses (a tenant-aware product's grants need one).
+fn target_tenant(
+    p: &Provider,
+    config: &Snapshot,
+    target: &Product,
+    req: &HandoffRequest,
+    claims: &portico_model::AccessClaims,
+    now: i64,
+) -> Result<Option<TenantId>, OAuthError> {
+    if !target.tenant_aware {
+        return Ok(None);
+    }
+    let reference = req
+        .organization
+        .as_deref()
+        .or(claims.org_id.as_deref())
+        .ok_or_else(|| oauth!(InvalidRequest, "organization is required for this target product"))?;
+    Ok(crate::tenants::find(p, config, reference, now).map(|t| t.id.clone()))
+}
+
+/// Stores the code's record for its lifetime, audited; the answer carries the code.
+async fn issue(
+    p: &Provider,
+    data: &HandoffData,
+    target: &Product,
+    client: &portico_model::Client,
+    source: &Product,
+    ip: Option<String>,
+    now: i64,
+) -> Result<HandoffResponse, OAuthError> {
+    let user_id = &data.user_id;
+    let tenant = &data.tenant;
     let code = random::token();
     let event = AuditEvent::new(now, "handoff.created", user_id.as_str())
         .product(target.slug.as_str())
         .tenant(tenant.as_ref().map(|t| t.as_str()))
-        .ip(req.ip)
+        .ip(ip)
         .data(serde_json::json!({"client_id": client.id.as_str(), "from": source.slug.as_str()}));
     p.store
         .issue_handoff(
             &random::hash(&code),
             target.slug.as_str(),
-            &serde_json::to_string(&data).expect("serializes"),
+            &serde_json::to_string(data).expect("serializes"),
             now,
             now + p.settings.handoff_ttl,
             &[event],

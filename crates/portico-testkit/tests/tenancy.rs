@@ -515,6 +515,26 @@ both_stores!(
     handoff_fails_once_the_grant_is_revoked_meanwhile
 );
 
+/// The source token's family revoked after the code was made (its refresh token revoked, RFC
+/// 7009 §2.1: the tokens of the grant go with it), the SSO session still live: the code redeems
+/// nothing, and is spent.
+async fn handoff_fails_once_the_source_family_is_revoked(s: &TestServer) {
+    let crm = ada_crm(s).await;
+    let (_, h) = handoff(s, crm["access_token"].as_str().unwrap(), &[("resource", REPORTS)]).await;
+    let code = h["handoff_code"].as_str().unwrap();
+    let (status, _) = post_basic(s, "/oauth2/revoke", "crm-web", CRM_SECRET, &[("token", crm["refresh_token"].as_str().unwrap())]).await;
+    assert_eq!(status, 200);
+    let (status, e) = redeem_handoff(s, "reports-web", REPORTS_SECRET, code).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
+    let (status, _) = redeem_handoff(s, "reports-web", REPORTS_SECRET, code).await;
+    assert_eq!(status, 400, "spent by the refusal");
+}
+both_stores!(
+    handoff_fails_once_the_source_family_is_revoked_,
+    TENANTS,
+    handoff_fails_once_the_source_family_is_revoked
+);
+
 async fn handoff_refuses_targets_not_listed_large_context_and_missing_grants(s: &TestServer) {
     let crm = ada_crm(s).await;
     let at = crm["access_token"].as_str().unwrap();

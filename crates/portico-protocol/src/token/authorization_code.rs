@@ -16,26 +16,7 @@ use portico_store::{AuditEvent, CodeConsumption};
 
 pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
     let code = req.code.as_deref().ok_or_else(|| oauth!(InvalidRequest, "code is required"))?;
-    let (family, data, expires_at) = match p.store.consume_code(&random::hash(code), now).await? {
-        CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),
-        CodeConsumption::AlreadyConsumed { family } => {
-            let event = AuditEvent::new(now, "token.code_replayed", format!("client:{}", client.id))
-                .ip(req.ip.clone())
-                .data(serde_json::json!({"family": family}));
-            p.store.revoke_family(&family, "code_replayed", now, &[event]).await?;
-            return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used"));
-        }
-        CodeConsumption::NotFound => return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used")),
-    };
-    let data: CodeData = serde_json::from_str(&data).map_err(OAuthError::server)?;
-    // RFC 6749 §4.1.3: "ensure that the authorization code was issued to the authenticated confidential client".
-    if data.client_id != client.id.as_str() {
-        p.store.revoke_family(&family, "code_stolen", now, &[]).await?;
-        return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used").detail("code of another client"));
-    }
-    if now >= expires_at {
-        return Err(oauth!(InvalidGrant, "the authorization code is invalid, expired or already used").detail("expired"));
-    }
+    let (family, data) = consume(p, client, code, req.ip.as_deref(), now).await?;
     // "ensure that the redirect_uri parameter is present if [it] was included in the initial authorization request … and if included ensure that their values are identical."
     if req.redirect_uri.as_deref() != Some(data.redirect_uri.as_str()) {
         return Err(oauth!(InvalidGrant, "redirect_uri does not match the authorization request"));
@@ -51,15 +32,14 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         amr: data.amr.clone(),
         acr: data.acr.clone(),
     };
-    // A code dies with its session: signing out (anywhere, or a password change) revoked the
-    // family the code was issued into.
-    let session_live = p.store.family(&family).await?.is_some_and(|f| f.revoked_at.is_none());
     let mint = gate::Mint {
         user: &data.user_id,
         product,
         tenant: tenant.as_ref(),
         client: Some(client),
-        session_live,
+        // A code dies with its session: signing out (anywhere, or a password change) revoked the
+        // family the code was issued into.
+        session_live: issue::family_live(p, &family).await?,
         auth: &auth,
         acr_mfa_requested: false,
         scope: &data.scope,
@@ -79,4 +59,32 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         act: None,
     };
     issue::user_token_response(p, &t, "authorization_code", req.ip, now).await
+}
+
+const BAD_CODE: &str = "the authorization code is invalid, expired or already used";
+
+/// Spends the code, once: a replay revokes what the code issued (audited), a code of another
+/// client is spent and its family revoked, an expired one is refused. Returns its family and data.
+async fn consume(p: &Provider, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(String, CodeData), OAuthError> {
+    let (family, data, expires_at) = match p.store.consume_code(&random::hash(code), now).await? {
+        CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),
+        CodeConsumption::AlreadyConsumed { family } => {
+            let event = AuditEvent::new(now, "token.code_replayed", format!("client:{}", client.id))
+                .ip(ip.map(str::to_owned))
+                .data(serde_json::json!({"family": family}));
+            p.store.revoke_family(&family, "code_replayed", now, &[event]).await?;
+            return Err(oauth!(InvalidGrant, BAD_CODE));
+        }
+        CodeConsumption::NotFound => return Err(oauth!(InvalidGrant, BAD_CODE)),
+    };
+    let data: CodeData = serde_json::from_str(&data).map_err(OAuthError::server)?;
+    // RFC 6749 §4.1.3: "ensure that the authorization code was issued to the authenticated confidential client".
+    if data.client_id != client.id.as_str() {
+        p.store.revoke_family(&family, "code_stolen", now, &[]).await?;
+        return Err(oauth!(InvalidGrant, BAD_CODE).detail("code of another client"));
+    }
+    if now >= expires_at {
+        return Err(oauth!(InvalidGrant, BAD_CODE).detail("expired"));
+    }
+    Ok((family, data))
 }

@@ -199,3 +199,9 @@ pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &
         ..TokenResponse::bearer(access_token, t.product.access_token_ttl, t.scope.to_owned()).with_tenant(p, t.tenant, now)
     })
 }
+
+/// Whether the token family `id` is still live: a code, a hand-off and a refresh die with the
+/// family they came from (signing out, a password change, a replay revoke it).
+pub async fn family_live(p: &Provider, id: &str) -> Result<bool, portico_store::StoreError> {
+    Ok(p.store.family(id).await?.is_some_and(|f| f.revoked_at.is_none()))
+}

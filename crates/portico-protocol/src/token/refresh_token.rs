@@ -8,7 +8,7 @@ use crate::gate;
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{Client, ProductSlug, Sid, TenantId, UserId};
-use portico_store::{AuditEvent, RefreshRotation, Rotation};
+use portico_store::{AuditEvent, Family, RefreshPeek, RefreshRotation, Rotation};
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
 
@@ -22,37 +22,15 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let Some(ctx) = p.store.refresh_context(&old_hash).await? else {
         return Err(oauth!(InvalidGrant, INVALID));
     };
-    let found = &ctx.token;
-    let family = &found.family;
-    let reuse = || {
-        let event = AuditEvent::new(now, "token.refresh_reused", format!("client:{}", client.id))
-            .product(family.product.clone())
-            .ip(req.ip.clone())
-            .data(serde_json::json!({"family": family.id}));
-        async move { p.store.revoke_family(&family.id, "refresh_reused", now, &[event]).await }
+    let family = &ctx.token.family;
+    let by = By {
+        p,
+        client,
+        ip: req.ip.as_deref(),
+        now,
     };
-    // RFC 6749 §6: "validate the refresh token … and ensure that the refresh token was issued to the authenticated client".
-    if family.client_id != client.id.as_str() {
-        return Err(oauth!(InvalidGrant, INVALID).detail("refresh token of another client"));
-    }
-    if found.rotated_at.is_some() {
-        reuse().await?;
-        return Err(oauth!(InvalidGrant, INVALID).detail("rotated refresh token presented again"));
-    }
-    if family.revoked_at.is_some() || now >= found.expires_at {
-        return Err(oauth!(InvalidGrant, INVALID));
-    }
-    let data: RefreshData = serde_json::from_str(&found.data).map_err(OAuthError::server)?;
-    // RFC 6749 §6: the scope "MUST NOT include any scope not originally granted".
-    let scope = match req.scope.as_deref() {
-        None => data.scope.clone(),
-        Some(asked) => {
-            if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !has_scope(&data.scope, s)) {
-                return Err(oauth!(InvalidScope, "the scope exceeds what was originally granted"));
-            }
-            asked.to_owned()
-        }
-    };
+    let data = live_token(&by, &ctx.token).await?;
+    let scope = narrowed(req.scope.as_deref(), &data.scope)?;
     let config = p.config();
     let product = config
         .product(&ProductSlug::new(&family.product))
@@ -76,26 +54,8 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     };
     let admitted = gate::admit_with(p, &mint, ctx.user.clone(), &ctx.grants, now).await?;
     let (user, grant) = admitted.map_err(|r| gate::refused(ErrorCode::InvalidGrant, r))?;
-    let new_rt = random::token();
-    let new_data = RefreshData {
-        scope: data.scope.clone(),
-        auth: data.auth.clone(),
-    };
-    let rotation = p
-        .writer
-        .rotate_refresh(Rotation {
-            old_hash: old_hash.clone(),
-            family_id: family.id.clone(),
-            new_hash: random::hash(&new_rt),
-            new_data: serde_json::to_string(&new_data).expect("serializes"),
-            now,
-            new_expires_at: product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now),
-        })
-        .await?;
-    if rotation == RefreshRotation::Reused {
-        reuse().await?;
-        return Err(oauth!(InvalidGrant, INVALID).detail("concurrent reuse"));
-    }
+    let expires_at = product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now);
+    let new_rt = rotate(&by, &ctx.token, &old_hash, &data, expires_at).await?;
     let sid = family.sid.as_deref().map(Sid::new);
     let t = UserTokens {
         client,
@@ -110,8 +70,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         nonce: None,
         act: None,
     };
-    let access_token = issue::mint_user_access(p, &t, now)?;
-    let id_token = issue::mint_id_token(p, &t, now)?;
+    let (access_token, id_token) = (issue::mint_user_access(p, &t, now)?, issue::mint_id_token(p, &t, now)?);
     p.writer.record(
         AuditEvent::new(now, "token.issued", user.id.as_str())
             .product(product.slug.as_str())
@@ -124,4 +83,78 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         id_token,
         ..TokenResponse::bearer(access_token, product.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
     })
+}
+
+/// Who presents the token: the client, from where, when.
+struct By<'a> {
+    p: &'a Provider,
+    client: &'a Client,
+    ip: Option<&'a str>,
+    now: i64,
+}
+
+/// The presented token's record, when it may be used: this client's, never rotated (a rotated
+/// one presented again revokes its family), its family live, not expired.
+async fn live_token(by: &By<'_>, found: &RefreshPeek) -> Result<RefreshData, OAuthError> {
+    let (family, client, now) = (&found.family, by.client, by.now);
+    // RFC 6749 §6: "validate the refresh token … and ensure that the refresh token was issued to the authenticated client".
+    if family.client_id != client.id.as_str() {
+        return Err(oauth!(InvalidGrant, INVALID).detail("refresh token of another client"));
+    }
+    if found.rotated_at.is_some() {
+        reused(by, family).await?;
+        return Err(oauth!(InvalidGrant, INVALID).detail("rotated refresh token presented again"));
+    }
+    if family.revoked_at.is_some() || now >= found.expires_at {
+        return Err(oauth!(InvalidGrant, INVALID));
+    }
+    serde_json::from_str(&found.data).map_err(OAuthError::server)
+}
+
+/// RFC 6749 §6: the scope "MUST NOT include any scope not originally granted".
+fn narrowed(asked: Option<&str>, granted: &str) -> Result<String, OAuthError> {
+    match asked {
+        None => Ok(granted.to_owned()),
+        Some(asked) if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !has_scope(granted, s)) => {
+            Err(oauth!(InvalidScope, "the scope exceeds what was originally granted"))
+        }
+        Some(asked) => Ok(asked.to_owned()),
+    }
+}
+
+/// A spent token presented again: its whole family is revoked (RFC 9700 §4.14.2), audited.
+async fn reused(by: &By<'_>, family: &Family) -> Result<(), OAuthError> {
+    let event = AuditEvent::new(by.now, "token.refresh_reused", format!("client:{}", by.client.id))
+        .product(family.product.clone())
+        .ip(by.ip.map(str::to_owned))
+        .data(serde_json::json!({"family": family.id}));
+    by.p.store.revoke_family(&family.id, "refresh_reused", by.now, &[event]).await?;
+    Ok(())
+}
+
+/// Spends the presented token for a new one in its family, through the group-commit writer; of
+/// two concurrent rotations of one token the second is reuse. Returns the new token.
+async fn rotate(by: &By<'_>, found: &RefreshPeek, old_hash: &str, data: &RefreshData, new_expires_at: i64) -> Result<String, OAuthError> {
+    let (p, now) = (by.p, by.now);
+    let new_rt = random::token();
+    let new_data = RefreshData {
+        scope: data.scope.clone(),
+        auth: data.auth.clone(),
+    };
+    let rotation = p
+        .writer
+        .rotate_refresh(Rotation {
+            old_hash: old_hash.to_owned(),
+            family_id: found.family.id.clone(),
+            new_hash: random::hash(&new_rt),
+            new_data: serde_json::to_string(&new_data).expect("serializes"),
+            now,
+            new_expires_at,
+        })
+        .await?;
+    if rotation == RefreshRotation::Reused {
+        reused(by, &found.family).await?;
+        return Err(oauth!(InvalidGrant, INVALID).detail("concurrent reuse"));
+    }
+    Ok(new_rt)
 }

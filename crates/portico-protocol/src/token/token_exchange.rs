@@ -52,44 +52,82 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
 
 const BAD_CODE: &str = "the hand-off code is invalid, expired, already used or not for this client";
 
-async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
-    // Spent on first presentation, whoever presents it: a code is never good twice.
-    let found = p.store.consume_handoff(&random::hash(code), now).await?;
-    let refuse = |reason: &str, user: Option<&UserId>| {
-        p.writer.record(
-            AuditEvent::new(
-                now,
-                "handoff.refused",
-                user.map_or_else(|| format!("client:{}", client.id), |u| u.as_str().to_owned()),
-            )
-            .product(client.product.as_str())
-            .ip(req.ip.clone())
-            .data(serde_json::json!({"client_id": client.id.as_str(), "reason": reason})),
+/// Who redeems: the client, from where, when; each refusal is audited as `handoff.refused`.
+struct Redeemer<'a> {
+    p: &'a Provider,
+    client: &'a Client,
+    ip: Option<&'a str>,
+    now: i64,
+}
+
+impl Redeemer<'_> {
+    fn refuse(&self, reason: &str, user: Option<&UserId>) -> OAuthError {
+        let actor = user.map_or_else(|| format!("client:{}", self.client.id), |u| u.as_str().to_owned());
+        self.p.writer.record(
+            AuditEvent::new(self.now, "handoff.refused", actor)
+                .product(self.client.product.as_str())
+                .ip(self.ip.map(str::to_owned))
+                .data(serde_json::json!({"client_id": self.client.id.as_str(), "reason": reason})),
         );
         oauth!(InvalidRequest, BAD_CODE).detail(reason.to_owned())
-    };
-    let Some(found) = found else {
-        return Err(refuse("unknown or already redeemed", None));
-    };
-    let data: HandoffData = serde_json::from_str(&found.data).map_err(OAuthError::server)?;
-    if found.target != client.product.as_str() {
-        return Err(refuse("redeemed by a client of another product", Some(&data.user_id)));
     }
-    if now >= found.expires_at {
-        return Err(refuse("expired", Some(&data.user_id)));
+
+    /// Spends the code on first presentation, whoever presents it (a code is never good twice);
+    /// its data when it is this client's product's and in time.
+    async fn spend(&self, code: &str) -> Result<HandoffData, OAuthError> {
+        let Some(found) = self.p.store.consume_handoff(&random::hash(code), self.now).await? else {
+            return Err(self.refuse("unknown or already redeemed", None));
+        };
+        let data: HandoffData = serde_json::from_str(&found.data).map_err(OAuthError::server)?;
+        if found.target != self.client.product.as_str() {
+            return Err(self.refuse("redeemed by a client of another product", Some(&data.user_id)));
+        }
+        if self.now >= found.expires_at {
+            return Err(self.refuse("expired", Some(&data.user_id)));
+        }
+        Ok(data)
     }
+
+    /// B's product session, joined to the SSO session A's token came from (so signing out
+    /// reaches B too); it is the redeeming backend's, at its address, with no browser of its own.
+    async fn join(&self, sso: &str, product: &portico_model::Product) -> Result<Sid, OAuthError> {
+        let config = self.p.config();
+        let start = ProductSessionStart {
+            sso_id: sso,
+            client_id: self.client.id.as_str(),
+            product: product.slug.as_str(),
+            new_sid: &Sid::new(random::id("sid_")),
+            ip: self.ip.unwrap_or(""),
+            user_agent: "",
+            single: product.single_session,
+            now: self.now,
+        };
+        let notify = |c: &str| config.notifies_logout(c);
+        let sid = self.p.store.product_session(&start, &notify).await?;
+        self.p.logout_due.notify_one();
+        Ok(sid)
+    }
+}
+
+async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+    let by = Redeemer {
+        p,
+        client,
+        ip: req.ip.as_deref(),
+        now,
+    };
+    let data = by.spend(code).await?;
     let config = p.config();
     let product = config.product(&client.product).ok_or_else(|| oauth!(InvalidRequest, BAD_CODE))?;
-    // B's session joins the SSO session A's token came from, so signing out reaches B too: that
-    // session must still be live.
+    // The SSO session A's token came from must still be live, and so must the source token's
+    // family: signing out or a revoked grant ends what came from it.
     let sso = match &data.source_sid {
         None => None,
         Some(source) => Some(p.store.sso_of_live_sid(source).await?),
     };
-    // The source token's family too: signing out or a revoked grant ends what came from it.
     let family_live = match &data.source_family {
         None => true,
-        Some(f) => p.store.family(f).await?.is_some_and(|f| f.revoked_at.is_none()),
+        Some(f) => issue::family_live(p, f).await?,
     };
     // The scope B's tokens will carry (RFC 8693 §2.1: narrowed, never widened) is what consent
     // must cover.
@@ -106,29 +144,10 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         acr_mfa_requested: false,
         scope: &scope,
     };
-    let (user, grant) = match gate::admit(p, &mint, now).await? {
-        Ok(admitted) => admitted,
-        Err(r) => return Err(refuse(r.as_str(), Some(&data.user_id))),
-    };
+    let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| by.refuse(r.as_str(), Some(&data.user_id)))?;
     let sid = match sso.flatten() {
+        Some(sso) => Some(by.join(&sso, product).await?),
         None => None,
-        Some(sso) => {
-            // The session is the redeeming backend's, at its address; it has no browser of its own.
-            let start = ProductSessionStart {
-                sso_id: &sso,
-                client_id: client.id.as_str(),
-                product: product.slug.as_str(),
-                new_sid: &Sid::new(random::id("sid_")),
-                ip: req.ip.as_deref().unwrap_or(""),
-                user_agent: "",
-                single: product.single_session,
-                now,
-            };
-            let notify = |c: &str| config.notifies_logout(c);
-            let sid = p.store.product_session(&start, &notify).await?;
-            p.logout_due.notify_one();
-            Some(sid)
-        }
     };
     let family = Family {
         id: random::id("fam_"),
@@ -161,7 +180,7 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         nonce: None,
         act: None,
     };
-    let resp = issue::user_token_response(p, &t, "token_exchange", req.ip, now).await?;
+    let resp = issue::user_token_response(p, &t, "token_exchange", req.ip.clone(), now).await?;
     Ok(TokenResponse {
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
         context: data.context,
@@ -189,16 +208,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
     let family = issue::family_of_jti(&claims.jti)
         .ok_or_else(|| oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product"))?
         .to_owned();
-    let target_ref = match (req.resource.first(), req.audience.as_deref()) {
-        (Some(r), Some(a)) if r != a => return Err(oauth!(InvalidTarget, "resource and audience name different products")),
-        (Some(r), _) => r.as_str(),
-        (None, Some(a)) => a,
-        (None, None) => return Err(oauth!(InvalidTarget, "name the product to call with resource or audience")),
-    };
-    let target = config
-        .product_by_audience(target_ref)
-        .filter(|t| source.exchange_to.contains(&t.slug))
-        .ok_or_else(|| oauth!(InvalidTarget, "this product may not call the requested resource on a user's behalf"))?;
+    let target = exchange_target(&config, source, &req)?;
     // The same tenant as the subject token: a tenant-aware target needs one.
     let tenant = match (target.tenant_aware, &claims.org_id) {
         (true, Some(org)) => Some(TenantId::new(org)),
@@ -220,34 +230,18 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         acr_mfa_requested: false,
         scope: &claims.scope,
     };
-    let (user, grant) = match gate::admit(p, &mint, now).await? {
-        Ok(admitted) => admitted,
-        Err(r) => {
-            p.writer.record(
-                AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
-                    .product(target.slug.as_str())
-                    .tenant(tenant.as_ref().map(|t| t.as_str()))
-                    .ip(req.ip.clone())
-                    .data(serde_json::json!({"client_id": client.id.as_str(), "reason": r.as_str()})),
-            );
-            return Err(gate::refused(ErrorCode::InvalidRequest, r));
-        }
-    };
-    // `scope` may name roles of the target: the token carries only those the user also holds.
-    let asked: Vec<&str> = req.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
-    if asked.iter().any(|r| !grant.roles.iter().any(|g| g == r)) {
-        return Err(oauth!(InvalidScope, "the scope names a role the user does not hold in the target product"));
-    }
-    let narrowed = Grant {
-        roles: if asked.is_empty() {
-            grant.roles.clone()
-        } else {
-            grant.roles.iter().filter(|r| asked.contains(&r.as_str())).cloned().collect()
-        },
-        ..grant
-    };
+    let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| {
+        p.writer.record(
+            AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
+                .product(target.slug.as_str())
+                .tenant(tenant.as_ref().map(|t| t.as_str()))
+                .ip(req.ip.clone())
+                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": r.as_str()})),
+        );
+        gate::refused(ErrorCode::InvalidRequest, r)
+    })?;
+    let (narrowed, scope) = narrow_roles(grant, req.scope.as_deref())?;
     let sid = claims.sid.as_deref().map(Sid::new);
-    let scope = asked.join(" ");
     let t = UserTokens {
         client,
         product: target,
@@ -276,4 +270,37 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
         ..TokenResponse::bearer(access_token, target.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
     })
+}
+
+/// The product `resource` or `audience` names (the same one if both), when the calling product's
+/// `exchange_to` lists it.
+fn exchange_target<'a>(
+    config: &'a crate::snapshot::Snapshot,
+    source: &portico_model::Product,
+    req: &TokenRequest,
+) -> Result<&'a portico_model::Product, OAuthError> {
+    let named = match (req.resource.first(), req.audience.as_deref()) {
+        (Some(r), Some(a)) if r != a => return Err(oauth!(InvalidTarget, "resource and audience name different products")),
+        (Some(r), _) => r.as_str(),
+        (None, Some(a)) => a,
+        (None, None) => return Err(oauth!(InvalidTarget, "name the product to call with resource or audience")),
+    };
+    config
+        .product_by_audience(named)
+        .filter(|t| source.exchange_to.contains(&t.slug))
+        .ok_or_else(|| oauth!(InvalidTarget, "this product may not call the requested resource on a user's behalf"))
+}
+
+/// `scope` may name roles of the target: the token carries only those the user also holds (all
+/// of them when it names none). Returns the narrowed grant and the scope granted.
+fn narrow_roles(grant: Grant, scope: Option<&str>) -> Result<(Grant, String), OAuthError> {
+    let asked: Vec<&str> = scope.unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    if asked.iter().any(|r| !grant.roles.iter().any(|g| g == r)) {
+        return Err(oauth!(InvalidScope, "the scope names a role the user does not hold in the target product"));
+    }
+    let roles = match asked.is_empty() {
+        true => grant.roles.clone(),
+        false => grant.roles.iter().filter(|r| asked.contains(&r.as_str())).cloned().collect(),
+    };
+    Ok((Grant { roles, ..grant }, asked.join(" ")))
 }
