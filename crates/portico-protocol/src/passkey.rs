@@ -258,12 +258,16 @@ pub async fn finish_sign_in(
         .ok_or_else(|| refused(row.user_id.as_str(), "user disabled".into()))?;
     key.update_credential(&result);
     let kind = if expected.is_some() { "mfa.passkey_used" } else { "login.succeeded" };
-    let event = AuditEvent::new(now, kind, user.id.as_str())
-        .ip(ip)
-        .data(serde_json::json!({"method": "passkey", "passkey": row.id}));
-    let stored = serde_json::to_string(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    p.store.passkey_used(&row.id, &stored, now, &[event]).await?;
+    used(p, &row, &key, AuditEvent::new(now, kind, user.id.as_str()).ip(ip), now).await?;
     Ok(user)
+}
+
+/// Records a passkey's use: its updated counter and last use, audited by `event`.
+async fn used(p: &Provider, row: &PasskeyRow, key: &Passkey, event: AuditEvent, now: i64) -> Result<(), PasskeyError> {
+    let event = event.data(serde_json::json!({"method": "passkey", "passkey": row.id}));
+    let stored = serde_json::to_string(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    p.store.passkey_used(&row.id, &stored, now, &[event]).await?;
+    Ok(())
 }
 
 /// Renames one of the user's passkeys; false when it is not theirs.

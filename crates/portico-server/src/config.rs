@@ -174,6 +174,14 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_serving()?;
+        self.validate_lifetimes()?;
+        self.validate_sign_in()?;
+        self.validate_mail()
+    }
+
+    /// The issuer, TLS, proxies and connections.
+    fn validate_serving(&self) -> anyhow::Result<()> {
         let url = url::Url::parse(&self.issuer).map_err(|e| anyhow::anyhow!("issuer {:?} is not a URL: {e}", self.issuer))?;
         let loopback = matches!(url.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]"));
         anyhow::ensure!(
@@ -184,6 +192,11 @@ impl Config {
         anyhow::ensure!(url.query().is_none() && url.fragment().is_none(), "issuer must not have a query or fragment");
         anyhow::ensure!(!self.issuer.ends_with('/'), "issuer must not end with '/': {}", self.issuer);
         anyhow::ensure!(self.tls_cert.is_none() == self.tls_key.is_none(), "tls_cert and tls_key go together");
+        anyhow::ensure!(
+            self.tls_cert.is_none() || url.scheme() == "https",
+            "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
+            self.issuer
+        );
         crate::http::proxy::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header).map_err(|e| anyhow::anyhow!(e))?;
         anyhow::ensure!(
             self.read_timeout_secs().is_some(),
@@ -192,6 +205,11 @@ impl Config {
         );
         anyhow::ensure!((1..=1_000_000).contains(&self.max_connections), "max_connections must be between 1 and 1000000");
         anyhow::ensure!(self.max_connections_per_address >= 1, "max_connections_per_address must be at least 1");
+        Ok(())
+    }
+
+    /// Tenant handles, back-channel logout, sessions and mailed links.
+    fn validate_lifetimes(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.tenant_handle_period().is_some(),
             "tenant_handle_rotation: {:?} is not a duration between 1m and 1d (like \"30m\")",
@@ -215,6 +233,22 @@ impl Config {
             self.session_idle,
             self.session_absolute
         );
+        let (reset, verify) = self.link_lifetimes();
+        anyhow::ensure!(
+            reset.is_some(),
+            "reset_link_lifetime: {:?} is not a duration between 1m and 1d (like \"30m\")",
+            self.reset_link_lifetime
+        );
+        anyhow::ensure!(
+            verify.is_some(),
+            "verify_link_lifetime: {:?} is not a duration between 1m and 7d (like \"24h\")",
+            self.verify_link_lifetime
+        );
+        Ok(())
+    }
+
+    /// The sign-in throttle and the password policy.
+    fn validate_sign_in(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.login_lock().is_some(),
             "login_lock: {:?} is not a duration between 1s and 1d (like \"15m\")",
@@ -238,28 +272,16 @@ impl Config {
             // Read (once) when the settings are made; here only whether it can be.
             std::fs::File::open(path).map_err(|e| anyhow::anyhow!("password_blocklist {}: {e}", path.display()))?;
         }
-        let (reset, verify) = self.link_lifetimes();
-        anyhow::ensure!(
-            reset.is_some(),
-            "reset_link_lifetime: {:?} is not a duration between 1m and 1d (like \"30m\")",
-            self.reset_link_lifetime
-        );
-        anyhow::ensure!(
-            verify.is_some(),
-            "verify_link_lifetime: {:?} is not a duration between 1m and 7d (like \"24h\")",
-            self.verify_link_lifetime
-        );
+        Ok(())
+    }
+
+    fn validate_mail(&self) -> anyhow::Result<()> {
         if let Some(smtp) = &self.smtp_url {
             crate::mail::Mailer::check_url(smtp)?;
         }
         self.mail_from()
             .parse::<lettre::message::Mailbox>()
             .map_err(|e| anyhow::anyhow!("mail_from {:?} is not a mailbox: {e}", self.mail_from()))?;
-        anyhow::ensure!(
-            self.tls_cert.is_none() || url.scheme() == "https",
-            "tls_cert is set, so Portico serves https: the issuer must be https too (got {})",
-            self.issuer
-        );
         Ok(())
     }
 

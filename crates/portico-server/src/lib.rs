@@ -175,46 +175,77 @@ pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, 
     // Several crates may enable rustls providers; Portico names its own (for serving TLS and for
     // back-channel logout requests) once per process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    if cfg.key_encryption_key.is_none() {
-        warn_if_readable_by_others(&cfg.data_dir.join("kek"));
-    }
-    if cfg.database_url.is_none() {
-        warn_if_readable_by_others(&cfg.data_dir.join("portico.db"));
-    }
+    warn_about_permissions(cfg);
     anyhow::ensure!(store.is_keyed(), "the store was opened without its keys: open it with open_store");
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);
     if cfg.smtp_url.is_none() && provider.config().products().any(|p| p.mfa_enrolment == portico_model::MfaEnrolment::EmailLink) {
         tracing::error!("a product says mfa_enrolment = \"email_link\" and smtp_url is not set: its users cannot set up a first factor");
     }
-    let mailer = match &cfg.smtp_url {
-        Some(url) => Some(mail::Mailer::spawn(provider.clone(), url, &cfg.mail_from())?),
-        None => None,
-    };
-    let mail_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.mail_requests_per_minute));
-    let strength_limits = Arc::new(http::limits::AddressLimits::per_minute(http::password::STRENGTH_PER_MINUTE));
-    let pending_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
-    let ceremony_limits = Arc::new(http::limits::AddressLimits::per_minute(cfg.pending_requests_per_minute));
-    let state = AppState::new(app::AppInner {
-        provider: provider.clone(),
-        metrics: metrics_handle(),
-        secure_cookies: cfg.https(),
-        demo,
-        client_limits: Arc::new(http::limits::ClientLimits::new(cfg.token_requests_per_client)),
-        mailer,
-        mail_limits: mail_limits.clone(),
-        strength_limits: strength_limits.clone(),
-        pending_limits: pending_limits.clone(),
-        ceremony_limits: ceremony_limits.clone(),
-        trusted_proxies: Arc::new(http::proxy::TrustedProxies::parse(&cfg.trusted_proxies, &cfg.forwarded_header).map_err(|e| anyhow::anyhow!(e))?),
-    });
+    let state = app_state(cfg, provider.clone(), demo)?;
     let read_timeout = std::time::Duration::from_secs(cfg.read_timeout_secs().unwrap_or(10));
     let limits = serve::ConnectionLimits {
         header_read_timeout: read_timeout,
         max_connections: cfg.max_connections,
         max_connections_per_address: cfg.max_connections_per_address,
     };
-    let tls = cfg.tls_cert.is_some();
+    let trusted = state.trusted_proxies.clone();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    spawn_upkeep(&state, rx.clone());
+    let router = router(state, cfg.tls_cert.is_some(), read_timeout);
+    let addr = listener.local_addr()?;
+    let logout_worker = backchannel::spawn(provider.clone(), rx.clone());
+    // Portico's own accept loop for plain HTTP and TLS alike: the same connection limits on both.
+    let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(axum_server::tls_rustls::RustlsAcceptor::new(tls_config(cert, key).await?).handshake_timeout(read_timeout)),
+        _ => None,
+    };
+    let task = tokio::spawn(serve::serve(listener, router, limits, acceptor, trusted, rx, GRACE));
+    Ok(Running {
+        addr,
+        provider,
+        shutdown: tx,
+        task,
+        logout_worker,
+    })
+}
+
+/// Warns when the key file or the SQLite store can be read by other users of the machine.
+fn warn_about_permissions(cfg: &Config) {
+    if cfg.key_encryption_key.is_none() {
+        warn_if_readable_by_others(&cfg.data_dir.join("kek"));
+    }
+    if cfg.database_url.is_none() {
+        warn_if_readable_by_others(&cfg.data_dir.join("portico.db"));
+    }
+}
+
+/// What every handler shares: the provider, the mailer, the limits, the trusted proxies.
+fn app_state(cfg: &Config, provider: Arc<Provider>, demo: Option<Arc<http::demo::Demo>>) -> anyhow::Result<AppState> {
+    let mailer = match &cfg.smtp_url {
+        Some(url) => Some(mail::Mailer::spawn(provider.clone(), url, &cfg.mail_from())?),
+        None => None,
+    };
+    let per_minute = |n| Arc::new(http::limits::AddressLimits::per_minute(n));
+    let trusted = http::proxy::TrustedProxies::parse(&cfg.trusted_proxies, &cfg.forwarded_header).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(AppState::new(app::AppInner {
+        provider,
+        metrics: metrics_handle(),
+        secure_cookies: cfg.https(),
+        demo,
+        client_limits: Arc::new(http::limits::ClientLimits::new(cfg.token_requests_per_client)),
+        mailer,
+        mail_limits: per_minute(cfg.mail_requests_per_minute),
+        strength_limits: per_minute(http::password::STRENGTH_PER_MINUTE),
+        pending_limits: per_minute(cfg.pending_requests_per_minute),
+        ceremony_limits: per_minute(cfg.pending_requests_per_minute),
+        trusted_proxies: Arc::new(trusted),
+    }))
+}
+
+/// The routes with the layers every request passes: a body limit, the body timeout, the client's
+/// address behind trusted proxies, and HSTS when Portico serves TLS itself.
+fn router(state: AppState, tls: bool, read_timeout: std::time::Duration) -> axum::Router {
     let trusted = state.trusted_proxies.clone();
     // Every body is small (forms, JSON of the admin API, a passkey's answer): 64 KiB at most, and
     // it must arrive within the read timeout.
@@ -224,7 +255,7 @@ pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, 
     // Behind trusted proxies, the client's address replaces the peer's before any handler runs
     // (only then: without proxies the layer would cost every request for nothing).
     if trusted.is_configured() {
-        router = router.layer(axum::middleware::from_fn_with_state(trusted.clone(), http::proxy::resolve_client));
+        router = router.layer(axum::middleware::from_fn_with_state(trusted, http::proxy::resolve_client));
     }
     if tls {
         // Served over TLS by Portico itself: browsers should never try plain HTTP again.
@@ -233,55 +264,41 @@ pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, 
             axum::http::HeaderValue::from_static("max-age=31536000"),
         ));
     }
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let addr = listener.local_addr()?;
-    // Configuration changed by another node or the CLI reaches this one within a second. The same
-    // tick folds the metrics recorder's raw histogram samples into buckets: without that upkeep,
-    // memory grows with every request while nobody scrapes /metrics.
-    let reloader = provider.clone();
+    router
+}
+
+/// Once a second until shutdown: configuration changed by another node or the CLI is reloaded,
+/// the metrics recorder folds its raw histogram samples into buckets (without that upkeep,
+/// memory grows with every request while nobody scrapes /metrics), the rate limiters forget idle
+/// addresses, and every [`SWEEP_EVERY`] ticks what has expired is deleted (every node does it;
+/// it is idempotent).
+fn spawn_upkeep(state: &AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let s = state.clone();
     let metrics = metrics_handle();
-    let mut reload_rx = rx.clone();
     tokio::spawn(async move {
         let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = reload_rx.changed() => break,
+                _ = stop.changed() => break,
             }
             metrics.run_upkeep();
-            mail_limits.sweep();
-            strength_limits.sweep();
-            pending_limits.sweep();
-            ceremony_limits.sweep();
-            // Everything that expires is deleted once it has (every node does it; it is idempotent).
+            for limits in [&s.mail_limits, &s.strength_limits, &s.pending_limits, &s.ceremony_limits] {
+                limits.sweep();
+            }
             ticks += 1;
+            let p = &s.provider;
             if ticks.is_multiple_of(SWEEP_EVERY) {
-                let lock_ms = reloader.settings.throttle.lock * 1000;
-                match reloader.store.sweep_expired(http::now(), portico_protocol::throttle::now_ms(), lock_ms).await {
+                let lock_ms = p.settings.throttle.lock * 1000;
+                match p.store.sweep_expired(http::now(), portico_protocol::throttle::now_ms(), lock_ms).await {
                     Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired rows swept"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
                 }
             }
-            if let Err(e) = reloader.reload_if_changed().await {
+            if let Err(e) = p.reload_if_changed().await {
                 tracing::warn!(error = %e, "configuration reload failed");
             }
         }
     });
-    let logout_worker = backchannel::spawn(provider.clone(), rx.clone());
-    // Portico's own accept loop for plain HTTP and TLS alike: the same connection limits on both.
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => Some(axum_server::tls_rustls::RustlsAcceptor::new(tls_config(cert, key).await?).handshake_timeout(read_timeout)),
-        _ => None,
-    };
-    let exempt = trusted.clone();
-    let exempt: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync> = Arc::new(move |ip| exempt.trusts(ip));
-    let task = tokio::spawn(serve::serve(listener, router, limits, tls, exempt, rx, GRACE));
-    Ok(Running {
-        addr,
-        provider,
-        shutdown: tx,
-        task,
-        logout_worker,
-    })
 }

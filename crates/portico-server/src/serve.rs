@@ -11,6 +11,7 @@
 //!
 //! The same hyper connection builder `axum::serve` uses, with those limits set.
 
+use crate::http::proxy::TrustedProxies;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum_server::accept::Accept;
@@ -38,28 +39,20 @@ pub struct ConnectionLimits {
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` changes, then lets open
-/// connections finish for up to `grace`. `exempt` names addresses without a per-address limit
+/// connections finish for up to `grace`. `exempt`'s addresses have no per-address limit
 /// (trusted proxies: every client behind one shares its address).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     tls: Option<RustlsAcceptor>,
-    exempt: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+    exempt: Arc<TrustedProxies>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let max = limits.max_connections;
-    let permits = Arc::new(Semaphore::new(max));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Arc::new(PerAddress::default());
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // No per-request header timer (hyper arms one per request whenever it has a timer, 30 s by
-    // default): the connection's own watch below closes one that starts no request for the read
-    // timeout, which a request whose headers never finish never does.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
-    // One connection's concurrent HTTP/2 streams count against nothing else: keep them few.
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http_builder());
     let mut tasks = tokio::task::JoinSet::new();
     let tls = tls.map(Arc::new);
     loop {
@@ -79,7 +72,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let share = if exempt(peer.ip()) {
+        let share = if exempt.trusts(peer.ip()) {
             None
         } else {
             match per_address.take(peer.ip(), limits.max_connections_per_address) {
@@ -105,8 +98,24 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // Each connection finishes what it has within the grace period (a TLS handshake in progress
-    // within the read timeout); whatever is left after that is cut off.
+    finish(tasks, grace).await;
+}
+
+/// hyper's connection builder for HTTP/1.1 and HTTP/2.
+fn http_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // No per-request header timer (hyper arms one per request whenever it has a timer, 30 s by
+    // default): the connection's own watch closes one that starts no request for the read
+    // timeout, which a request whose headers never finish never does.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
+    // One connection's concurrent HTTP/2 streams count against nothing else: keep them few.
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
+    builder
+}
+
+/// Each connection finishes what it has within the grace period (a TLS handshake in progress
+/// within the read timeout); whatever is left after that is cut off.
+async fn finish(mut tasks: tokio::task::JoinSet<()>, grace: Duration) {
     let all_done = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace + Duration::from_secs(1), all_done).await.is_err() {
         tracing::warn!("connections still open after the grace period: closing them");

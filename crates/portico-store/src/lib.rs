@@ -12,6 +12,7 @@
 
 mod audit;
 mod config;
+mod consents;
 mod grants;
 mod handoff;
 mod keys;
@@ -20,6 +21,7 @@ mod outbox;
 mod passkeys;
 mod pending;
 mod sessions;
+mod sweep;
 mod throttle;
 mod tokens;
 pub mod users;

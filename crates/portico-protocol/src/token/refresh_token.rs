@@ -71,13 +71,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         act: None,
     };
     let (access_token, id_token) = (issue::mint_user_access(p, &t, now)?, issue::mint_id_token(p, &t, now)?);
-    p.writer.record(
-        AuditEvent::new(now, "token.issued", user.id.as_str())
-            .product(product.slug.as_str())
-            .tenant(tenant.as_ref().map(|t| t.as_str()))
-            .ip(req.ip)
-            .data(serde_json::json!({"grant_type": "refresh_token", "client_id": client.id.as_str(), "family": family.id})),
-    );
+    by.issued(&t);
     Ok(TokenResponse {
         refresh_token: Some(new_rt),
         id_token,
@@ -91,6 +85,18 @@ struct By<'a> {
     client: &'a Client,
     ip: Option<&'a str>,
     now: i64,
+}
+
+impl By<'_> {
+    fn issued(&self, t: &UserTokens<'_>) {
+        self.p.writer.record(
+            AuditEvent::new(self.now, "token.issued", t.user.id.as_str())
+                .product(t.product.slug.as_str())
+                .tenant(t.tenant.map(|t| t.as_str()))
+                .ip(self.ip.map(str::to_owned))
+                .data(serde_json::json!({"grant_type": "refresh_token", "client_id": self.client.id.as_str(), "family": t.family})),
+        );
+    }
 }
 
 /// The presented token's record, when it may be used: this client's, never rotated (a rotated

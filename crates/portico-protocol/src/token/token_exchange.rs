@@ -88,6 +88,29 @@ impl Redeemer<'_> {
         Ok(data)
     }
 
+    /// B's own token family for the redeemed code, audited as `handoff.redeemed`.
+    async fn new_family(&self, data: &HandoffData, product: &portico_model::Product, sid: Option<&Sid>) -> Result<Family, OAuthError> {
+        let family = Family {
+            id: random::id("fam_"),
+            subject: data.user_id.as_str().to_owned(),
+            client_id: self.client.id.as_str().to_owned(),
+            product: product.slug.as_str().to_owned(),
+            tenant: data.tenant.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+            sid: sid.map(|s| s.as_str().to_owned()),
+            created_at: self.now,
+            revoked_at: None,
+        };
+        self.p.store.insert_family(&family).await?;
+        self.p.writer.record(
+            AuditEvent::new(self.now, "handoff.redeemed", data.user_id.as_str())
+                .product(product.slug.as_str())
+                .tenant(data.tenant.as_ref().map(|t| t.as_str()))
+                .ip(self.ip.map(str::to_owned))
+                .data(serde_json::json!({"client_id": self.client.id.as_str(), "from": data.source_product, "family": family.id})),
+        );
+        Ok(family)
+    }
+
     /// B's product session, joined to the SSO session A's token came from (so signing out
     /// reaches B too); it is the redeeming backend's, at its address, with no browser of its own.
     async fn join(&self, sso: &str, product: &portico_model::Product) -> Result<Sid, OAuthError> {
@@ -149,24 +172,7 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         Some(sso) => Some(by.join(&sso, product).await?),
         None => None,
     };
-    let family = Family {
-        id: random::id("fam_"),
-        subject: user.id.as_str().to_owned(),
-        client_id: client.id.as_str().to_owned(),
-        product: product.slug.as_str().to_owned(),
-        tenant: data.tenant.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
-        sid: sid.as_ref().map(|s| s.as_str().to_owned()),
-        created_at: now,
-        revoked_at: None,
-    };
-    p.store.insert_family(&family).await?;
-    p.writer.record(
-        AuditEvent::new(now, "handoff.redeemed", user.id.as_str())
-            .product(product.slug.as_str())
-            .tenant(data.tenant.as_ref().map(|t| t.as_str()))
-            .ip(req.ip.clone())
-            .data(serde_json::json!({"client_id": client.id.as_str(), "from": data.source_product, "family": family.id})),
-    );
+    let family = by.new_family(&data, product, sid.as_ref()).await?;
     let t = UserTokens {
         client,
         product,
@@ -230,16 +236,15 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         acr_mfa_requested: false,
         scope: &claims.scope,
     };
-    let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| {
-        p.writer.record(
-            AuditEvent::new(now, "token.exchange_refused", user_id.as_str())
-                .product(target.slug.as_str())
-                .tenant(tenant.as_ref().map(|t| t.as_str()))
-                .ip(req.ip.clone())
-                .data(serde_json::json!({"client_id": client.id.as_str(), "reason": r.as_str()})),
-        );
-        gate::refused(ErrorCode::InvalidRequest, r)
-    })?;
+    let exchange = Exchange {
+        p,
+        client,
+        target,
+        tenant: tenant.as_ref(),
+        ip: req.ip.as_deref(),
+        now,
+    };
+    let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| exchange.refused(&user_id, r))?;
     let (narrowed, scope) = narrow_roles(grant, req.scope.as_deref())?;
     let sid = claims.sid.as_deref().map(Sid::new);
     let t = UserTokens {
@@ -259,13 +264,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         }),
     };
     let access_token = issue::mint_user_access(p, &t, now)?;
-    p.writer.record(
-        AuditEvent::new(now, "token.exchanged", user.id.as_str())
-            .product(target.slug.as_str())
-            .tenant(tenant.as_ref().map(|x| x.as_str()))
-            .ip(req.ip)
-            .data(serde_json::json!({"client_id": client.id.as_str(), "from": source.slug.as_str(), "family": family})),
-    );
+    exchange.audit("token.exchanged", &user.id, serde_json::json!({"from": source.slug.as_str(), "family": family}));
     Ok(TokenResponse {
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
         ..TokenResponse::bearer(access_token, target.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
@@ -303,4 +302,33 @@ fn narrow_roles(grant: Grant, scope: Option<&str>) -> Result<(Grant, String), OA
         false => grant.roles.iter().filter(|r| asked.contains(&r.as_str())).cloned().collect(),
     };
     Ok((Grant { roles, ..grant }, asked.join(" ")))
+}
+
+/// An exchange on a user's behalf, for the audit of its outcome.
+struct Exchange<'a> {
+    p: &'a Provider,
+    client: &'a Client,
+    target: &'a portico_model::Product,
+    tenant: Option<&'a TenantId>,
+    ip: Option<&'a str>,
+    now: i64,
+}
+
+impl Exchange<'_> {
+    fn audit(&self, kind: &str, user: &UserId, mut data: serde_json::Value) {
+        data["client_id"] = self.client.id.as_str().into();
+        self.p.writer.record(
+            AuditEvent::new(self.now, kind, user.as_str())
+                .product(self.target.slug.as_str())
+                .tenant(self.tenant.map(|t| t.as_str()))
+                .ip(self.ip.map(str::to_owned))
+                .data(data),
+        );
+    }
+
+    /// The gate refused: audited, and `invalid_request` (RFC 8693 §2.2.2).
+    fn refused(&self, user: &UserId, r: portico_model::Refusal) -> OAuthError {
+        self.audit("token.exchange_refused", user, serde_json::json!({"reason": r.as_str()}));
+        gate::refused(ErrorCode::InvalidRequest, r)
+    }
 }

@@ -67,7 +67,25 @@ pub(super) async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::
     Suite::parse("demo suite", &text, &HashSet::new())?
         .apply(&store, &kek, "dev", http::now())
         .await?;
-    let demo = Demo {
+    let demo = demo(crm_secret, reports_secret, payments_secret, sink);
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
+    println!("Portico dev: {} (data in {})", cfg.issuer, cfg.data_dir.display());
+    println!(
+        "Open {}/ and sign in to a demo product (Reports takes sign-ups; mail sent shows at {}/dev/mail). Demo users:",
+        cfg.issuer, cfg.issuer
+    );
+    for (email, pw, access) in &demo.users {
+        println!("  {email}  password: {pw:?}  ({access})");
+    }
+    let running = start(&cfg, store, kek, listener, Some(Arc::new(demo))).await?;
+    shutdown_signal().await;
+    running.stop().await;
+    Ok(())
+}
+
+/// The demo's clients (with the secrets just made) and users, shown on its home page.
+fn demo(crm_secret: String, reports_secret: String, payments_secret: String, mail: Option<crate::mailsink::MailSink>) -> Demo {
+    Demo {
         clients: vec![
             DemoClient {
                 client_id: "crm-web".into(),
@@ -102,19 +120,6 @@ pub(super) async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::
                 "CRM editor in Acme Bank and viewer in Globex Savings: picks one".into(),
             ),
         ],
-        mail: sink,
-    };
-    let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
-    println!("Portico dev: {} (data in {})", cfg.issuer, cfg.data_dir.display());
-    println!(
-        "Open {}/ and sign in to a demo product (Reports takes sign-ups; mail sent shows at {}/dev/mail). Demo users:",
-        cfg.issuer, cfg.issuer
-    );
-    for (email, pw, access) in &demo.users {
-        println!("  {email}  password: {pw:?}  ({access})");
+        mail,
     }
-    let running = start(&cfg, store, kek, listener, Some(Arc::new(demo))).await?;
-    shutdown_signal().await;
-    running.stop().await;
-    Ok(())
 }
