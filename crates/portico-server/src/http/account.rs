@@ -2,15 +2,14 @@
 //! one marked) with the applications opened in each, and ends one or all of them ("sign out
 //! everywhere"), which ends their product sessions and tells the products.
 
-use super::html::{self, esc};
+use super::html;
 use super::pages::{bad_form, current_user};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use portico_protocol::logout;
-use portico_store::SessionInfo;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -57,60 +56,60 @@ fn device(ua: &str) -> String {
     }
 }
 
-fn row(s: &AppState, session: &SessionInfo, current: &str, csrf: &str) -> String {
-    let config = s.provider.config();
-    let apps: Vec<String> = session
-        .products
-        .iter()
-        .map(|p| esc(&config.client(&p.client_id).map_or_else(|| p.client_id.clone(), |c| c.client.name.clone())))
-        .collect();
-    let here = session.id == current;
-    format!(
-        "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/account/sessions/end\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"session\" value=\"{}\">\
-         <button class=\"secondary small\" type=\"submit\">{}</button></form></td></tr>",
-        esc(&device(&session.user_agent)),
-        if here { " <strong class=\"badge\">This device</strong>" } else { "" },
-        esc(&session.ip),
-        when(session.auth_time),
-        when(session.last_seen),
-        if apps.is_empty() {
-            "<span class=\"muted\">none</span>".to_owned()
-        } else {
-            apps.join(", ")
-        },
-        esc(csrf),
-        esc(&session.id),
-        if here { "Sign out here" } else { "Sign out" }
-    )
-}
-
 #[derive(Deserialize)]
 pub struct PageQuery {
     /// What was just done, for a notice (a fixed set: no text from the URL reaches the page).
     done: Option<String>,
 }
 
-fn notice(done: Option<&str>) -> &'static str {
-    match done {
-        Some("password") => "<p class=\"notice\" role=\"status\">Your password is changed. Every other session was signed out.</p>",
-        Some("verification-sent") => "<p class=\"notice\" role=\"status\">A verification link is on its way to your email.</p>",
-        _ => "",
-    }
+/// What was just done, for the notice: a fixed set, so no text from the URL reaches the page.
+enum Done {
+    Password,
+    VerificationSent,
 }
 
-/// The email and password section: verification state, the link to change the password.
-fn sign_in_section(s: &AppState, user: &portico_model::User, csrf: &str) -> String {
-    let verify = match (user.email_verified, s.mailer.is_some()) {
-        (true, _) => "<p class=\"muted\">Your email is verified.</p>".to_owned(),
-        (false, true) => format!(
-            "<form method=\"post\" action=\"/account/verify-email/send\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <p class=\"muted\">Your email is not verified yet. <button class=\"secondary small\" type=\"submit\">Send a verification link</button></p></form>",
-            esc(csrf)
-        ),
-        (false, false) => "<p class=\"muted\">Your email is not verified.</p>".to_owned(),
-    };
-    format!("<h2>Email and password</h2>{verify}<p><a href=\"/account/password\">Change your password</a></p>")
+#[derive(askama::Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    title: &'a str,
+    wide: bool,
+    done: Option<Done>,
+    name: &'a str,
+    email: &'a str,
+    email_verified: bool,
+    /// Whether mail goes out (a verification link can be sent).
+    mail: bool,
+    csrf: &'a str,
+    sessions: Vec<SessionRow>,
+    /// The mailed-link offer, when the first factor needs it (rendered from its template).
+    factor_offer: Option<String>,
+    totp: bool,
+    recovery_left: i64,
+    recovery_total: usize,
+    recovery_used: Option<String>,
+    passkeys_available: bool,
+    passkeys: Vec<PasskeyRowView>,
+    max_name: usize,
+    passkey_add: &'a str,
+}
+
+/// A session on the account page.
+struct SessionRow {
+    id: String,
+    device: String,
+    here: bool,
+    ip: String,
+    signed_in: String,
+    last_active: String,
+    /// The applications opened in it, by name.
+    apps: Vec<String>,
+}
+
+struct PasskeyRowView {
+    id: String,
+    name: String,
+    added: String,
+    used: String,
 }
 
 pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
@@ -121,33 +120,75 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
         Ok(Some(o)) => o,
         _ => return unavailable(),
     };
-    let (user, sessions) = (&o.user, &o.sessions);
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let config = s.provider.config();
+    let sessions = o
+        .sessions
+        .iter()
+        .map(|x| SessionRow {
+            id: x.id.clone(),
+            device: device(&x.user_agent),
+            here: x.id == current.id,
+            ip: x.ip.clone(),
+            signed_in: when(x.auth_time),
+            last_active: when(x.last_seen),
+            apps: x
+                .products
+                .iter()
+                .map(|p| config.client(&p.client_id).map_or_else(|| p.client_id.clone(), |c| c.client.name.clone()))
+                .collect(),
+        })
+        .collect();
+    let passkeys = o
+        .passkeys
+        .iter()
+        .map(|k| PasskeyRowView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            added: when(k.created_at),
+            used: k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+        })
+        .collect();
     // The first factor of this user needs the mailed link first: offer it instead.
-    let second_factor = match o.change {
-        portico_protocol::enrolment::FactorChange::EmailLinkNeeded => super::enrolment::offer(&csrf, &user.email, "/account"),
-        _ => super::mfa::account_section(&o, &csrf),
+    let factor_offer =
+        (o.change == portico_protocol::enrolment::FactorChange::EmailLinkNeeded).then(|| super::enrolment::offer(&csrf, &o.user.email, "/account"));
+    let passkey_add = super::pages::PasskeyForm {
+        id: "passkey-add",
+        action: "/account/passkeys",
+        options: "/account/passkeys/options",
+        mode: "create",
+        csrf: &csrf,
+        req: None,
+        next: None,
+        name_field: true,
+        label: "Add a passkey",
+        class: "small",
     };
-    let passkeys = super::passkey::account_section(&s, &o.passkeys, &csrf);
-    let rows: String = sessions.iter().map(|x| row(&s, x, &current.id, &csrf)).collect();
-    let body = format!(
-        "<h1>Your account</h1>{}<p>{} · <strong>{}</strong></p>{}\
-         <h2>Where you are signed in</h2>\
-         <table aria-label=\"Sessions\"><tr><th>Device</th><th>IP address</th><th>Signed in</th><th>Last active</th><th>Applications</th><th></th></tr>{rows}</table>\
-         <form method=\"post\" action=\"/account/sessions/end-all\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">Sign out everywhere</button></form>\
-         <p class=\"muted\">Signing out everywhere ends every session above, on every device, and signs you out of every application.</p>{second_factor}{passkeys}",
-        notice(q.done.as_deref()),
-        esc(&user.name),
-        esc(&user.email),
-        sign_in_section(&s, user, &csrf),
-        esc(&csrf)
-    );
-    let mut resp = html::scripted((StatusCode::OK, Html(html::page("Your account", &body, true))).into_response());
-    if let Some(c) = cookie {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
-    resp
+    let view = AccountPage {
+        title: "Your account",
+        wide: true,
+        done: match q.done.as_deref() {
+            Some("password") => Some(Done::Password),
+            Some("verification-sent") => Some(Done::VerificationSent),
+            _ => None,
+        },
+        name: &o.user.name,
+        email: &o.user.email,
+        email_verified: o.user.email_verified,
+        mail: s.mailer.is_some(),
+        csrf: &csrf,
+        sessions,
+        factor_offer,
+        totp: o.factors.totp,
+        recovery_left: o.recovery_left,
+        recovery_total: portico_protocol::totp::RECOVERY_CODES,
+        recovery_used: o.recovery_last_used.map(when),
+        passkeys_available: super::passkey::available(&s),
+        passkeys,
+        max_name: portico_protocol::passkey::MAX_NAME,
+        passkey_add: &passkey_add.render_if(&s),
+    };
+    super::pages::with_cookie(html::scripted(html::view(StatusCode::OK, &view)), cookie)
 }
 
 #[derive(Deserialize)]

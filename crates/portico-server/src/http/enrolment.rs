@@ -34,15 +34,17 @@ fn local(next: Option<&str>) -> String {
 
 /// The offer of the link, on the page that would have set up a factor; back to `next` once opened.
 pub fn offer(csrf: &str, email: &str, next: &str) -> String {
-    format!(
-        "<h2>Two-step verification</h2><p>Setting it up starts with a link we mail to <strong>{}</strong>: open it in this browser, \
-         then set up an authenticator app or a passkey.</p>\
-         <form method=\"post\" action=\"/account/factor-link/send\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\"><button class=\"small\" type=\"submit\">Email me a link</button></form>",
-        esc(email),
-        esc(csrf),
-        esc(next)
-    )
+    html::render(&FactorOffer { csrf, email, next })
+}
+
+/// The offer of the mailed link that lets this session set up the first factor.
+#[derive(askama::Template)]
+#[template(path = "factor_offer.html")]
+struct FactorOffer<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    /// A local path: where the link leads back to.
+    next: &'a str,
 }
 
 /// The page for a refused set-up: the offer.

@@ -24,38 +24,6 @@ pub struct CodeForm {
     code: Option<String>,
 }
 
-/// The account page's section on the second factor.
-pub fn account_section(o: &portico_protocol::account::Overview, csrf: &str) -> String {
-    let (on, left, last_used) = (o.factors.totp, o.recovery_left, o.recovery_last_used);
-    let recovery = format!(
-        "<p>Recovery codes: <strong>{left}</strong> of {} left{}.</p>\
-         <form method=\"post\" action=\"/account/recovery/new\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label for=\"new-code\">For new recovery codes (the old ones stop working), enter a code from the app</label>\
-         <input id=\"new-code\" class=\"short\" name=\"code\" type=\"text\" inputmode=\"numeric\" maxlength=\"6\" autocomplete=\"one-time-code\" required>\
-         <button class=\"secondary small\" type=\"submit\">New recovery codes</button></form>",
-        totp::RECOVERY_CODES,
-        last_used.map(|t| format!("; one was used on {}", super::account::when(t))).unwrap_or_default(),
-        esc(csrf)
-    );
-    if on {
-        format!(
-            "<h2>Two-step verification</h2><p>Authenticator app: <strong>on</strong>. Signing in asks for a code from it.</p>{recovery}\
-             <form method=\"post\" action=\"/account/totp/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <label for=\"off-code\">To turn it off, enter a code from the app</label>\
-             <input id=\"off-code\" class=\"short\" name=\"code\" type=\"text\" inputmode=\"numeric\" maxlength=\"6\" autocomplete=\"one-time-code\" required>\
-             <button class=\"secondary small\" type=\"submit\">Turn off</button></form>",
-            esc(csrf)
-        )
-    } else {
-        format!(
-            "<h2>Two-step verification</h2><p>Add an authenticator app: signing in will then ask for a code from it.</p>\
-             <form method=\"post\" action=\"/account/totp/start\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button class=\"small\" type=\"submit\">Set up an authenticator app</button></form>",
-            esc(csrf)
-        )
-    }
-}
-
 /// The recovery codes, shown this once.
 pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
     html::view(

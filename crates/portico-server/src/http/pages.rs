@@ -66,6 +66,8 @@ pub struct PasskeyForm<'a> {
     pub csrf: &'a str,
     pub req: Option<&'a str>,
     pub next: Option<&'a str>,
+    /// A field naming the passkey being registered.
+    pub name_field: bool,
     pub label: &'a str,
     pub class: &'a str,
 }
@@ -93,6 +95,7 @@ fn login_page(s: &AppState, flow: &Flow, v: LoginView) -> Response {
         csrf: &csrf,
         req,
         next: v.next,
+        name_field: false,
         label: "Sign in with a passkey",
         class: "secondary",
     };

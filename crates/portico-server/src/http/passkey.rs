@@ -17,7 +17,7 @@ use portico_model::{User, UserId};
 use portico_protocol::enrolment::FactorChange;
 use portico_protocol::interaction::{self, PasskeyRefused};
 use portico_protocol::passkey::{self, PasskeyError, Started};
-use portico_store::{PasskeyRow, StoreError};
+use portico_store::StoreError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -31,20 +31,6 @@ pub async fn script() -> Response {
 pub fn available(s: &AppState) -> bool {
     s.provider.webauthn.is_some()
 }
-
-/// A form that finishes a ceremony at `action`: `hidden` fields, and a button (shown by the
-/// script) that starts it at `options`.
-pub fn form(id: &str, action: &str, options: &str, mode: &str, csrf: &str, hidden: &str, label: &str, class: &str) -> String {
-    format!(
-        "<form id=\"{id}\" method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}\
-         <input type=\"hidden\" name=\"token\"><input type=\"hidden\" name=\"credential\">\
-         <button type=\"button\" class=\"{class}\" data-passkey=\"{mode}\" data-options=\"{options}\" data-form=\"{id}\" hidden>{label}</button></form>",
-        esc(csrf)
-    )
-}
-
-/// The script tag for a page with a passkey form.
-pub const SCRIPT_TAG: &str = "<script src=\"/static/passkey.js\" defer></script>";
 
 /// The answer to a ceremony's start: its options as JSON, or a problem document. `Ok(None)`: the
 /// user has no passkey.
@@ -265,46 +251,4 @@ pub async fn rename(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<So
 
 pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
     change(s, addr, headers, f, true).await
-}
-
-/// The account page's passkey section: the list, and a form to add one.
-pub fn account_section(s: &AppState, keys: &[PasskeyRow], csrf: &str) -> String {
-    if !available(s) {
-        return String::new();
-    }
-    let when = super::account::when;
-    let rows: String = keys
-        .iter()
-        .map(|k| {
-            format!(
-                "<tr><td><form method=\"post\" action=\"/account/passkeys/rename\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
-                 <input type=\"hidden\" name=\"id\" value=\"{id}\"><input type=\"text\" name=\"name\" value=\"{name}\" maxlength=\"{max}\" aria-label=\"Name of passkey {name}\">\
-                 <button class=\"secondary small\" type=\"submit\">Rename</button></form></td><td>{added}</td><td>{used}</td>\
-                 <td><form method=\"post\" action=\"/account/passkeys/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
-                 <input type=\"hidden\" name=\"id\" value=\"{id}\"><button class=\"secondary small\" type=\"submit\" aria-label=\"Remove passkey {name}\">Remove</button></form></td></tr>",
-                c = esc(csrf),
-                id = esc(&k.id),
-                name = esc(&k.name),
-                max = passkey::MAX_NAME,
-                added = when(k.created_at),
-                used = k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
-            )
-        })
-        .collect();
-    let list = if keys.is_empty() {
-        "<p class=\"muted\">No passkeys yet. A passkey signs you in with your device's screen lock or a security key, without a password.</p>".to_owned()
-    } else {
-        format!("<table aria-label=\"Passkeys\"><tr><th>Name</th><th>Added</th><th>Last used</th><th></th></tr>{rows}</table>")
-    };
-    let add = form(
-        "passkey-add",
-        "/account/passkeys",
-        "/account/passkeys/options",
-        "create",
-        csrf,
-        "<label for=\"passkey-name\">Name for a new passkey</label><input id=\"passkey-name\" class=\"short\" name=\"name\" type=\"text\" maxlength=\"64\" placeholder=\"Work laptop\">",
-        "Add a passkey",
-        "small",
-    );
-    format!("<h2>Passkeys</h2>{list}{add}{SCRIPT_TAG}")
 }

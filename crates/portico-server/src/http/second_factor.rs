@@ -61,6 +61,7 @@ fn code_page(s: &AppState, flow: &Flow, v: &FactorView, action: &str, options: &
         csrf: &csrf,
         req: v.req.as_deref(),
         next: None,
+        name_field: false,
         label: "Use a passkey",
         class: "",
     };
@@ -218,6 +219,7 @@ pub fn enrol_page(s: &AppState, flow: &Flow, e: &Enrollment, req: Option<&AuthRe
         csrf: &csrf,
         req: req.map(|r| r.id.as_str()),
         next: None,
+        name_field: false,
         label: "Add a passkey instead",
         class: "secondary",
     };
