@@ -1,41 +1,32 @@
-//! OAuth 2.0 and OpenID Connect for Portico: one module per endpoint and per grant, the shared
-//! steps they call, keys and JOSE. Functions take typed requests, the [`Provider`] and `now`, and
-//! return typed outcomes; nothing here knows HTTP.
+//! OAuth 2.0 and OpenID Connect for Portico. Functions take typed requests, the [`Provider`] and
+//! `now`, and return typed outcomes; nothing here knows HTTP. The folders are the architecture:
+//!
+//! - [`endpoints`]: the OAuth and OIDC endpoints (authorization, token and its grants,
+//!   introspection, revocation, userinfo, logout and its back channel, discovery, hand-off) and the
+//!   steps they share (client authentication, request parameters, errors);
+//! - [`interaction`]: the browser sign-in as a state machine over typed pending states;
+//! - [`account`]: what a user does with their account (password, second factors, passkeys,
+//!   sign-up, reset, mail) and its rules (password policy, throttle, who may change factors);
+//! - [`jose`]: signing keys, the key-encryption key, and verifying Portico's own tokens;
+//! - [`runtime`]: the provider, its configuration snapshot, the group-commit writer, randomness;
+//! - and at the top the policy gate every minting path passes ([`gate`]), tenants, and the
+//!   operations of the admin API and command line ([`admin`]).
+//!
+//! Each module is also reachable at the crate's root (`portico_protocol::totp`, …).
 
 pub mod account;
 pub mod admin;
-pub mod authorize;
-pub mod backchannel;
-pub mod client_auth;
-pub mod discovery;
-pub mod enrolment;
-pub mod error;
+pub mod endpoints;
 pub mod gate;
-pub mod handoff;
 pub mod interaction;
-pub mod introspect;
-pub mod kek;
-pub mod keys;
-pub mod login;
-pub mod logout;
-pub mod mail;
-pub mod params;
-pub mod passkey;
-pub mod password;
-pub mod password_policy;
-pub mod provider;
-pub mod random;
-pub mod reset;
-pub mod revoke;
-pub mod signup;
-pub mod snapshot;
+pub mod jose;
+pub mod runtime;
 pub mod tenants;
-pub mod throttle;
-pub mod token;
-pub mod totp;
-pub mod userinfo;
-pub mod verify;
-pub mod writer;
+
+pub use account::{enrolment, login, mail, passkey, password, password_policy, reset, signup, throttle, totp};
+pub use endpoints::{authorize, backchannel, client_auth, discovery, error, handoff, introspect, logout, params, revoke, token, userinfo};
+pub use jose::{kek, keys, verify};
+pub use runtime::{provider, random, snapshot, writer};
 
 pub use error::{ErrorCode, OAuthError};
 pub use provider::{Provider, Settings};

@@ -1,9 +1,23 @@
-//! The account page's facts about the signed-in user: who they are, where they are signed in,
-//! their second factors, and whether this session may change those.
+//! What a user does with their account, and its rules: signing in with a password ([`login`]) and
+//! its [`throttle`], the authenticator app and recovery codes ([`totp`]), [`passkey`]s, who may
+//! change factors ([`enrolment`]), passwords ([`password`], [`password_policy`], [`reset`]),
+//! [`signup`], and the [`mail`] these send. Here too: the account page's facts about the
+//! signed-in user ([`overview`]).
 
-use crate::enrolment::{self, FactorChange};
-use crate::login::Factors;
+pub mod enrolment;
+pub mod login;
+pub mod mail;
+pub mod passkey;
+pub mod password;
+pub mod password_policy;
+pub mod reset;
+pub mod signup;
+pub mod throttle;
+pub mod totp;
+
 use crate::provider::Provider;
+use enrolment::FactorChange;
+use login::Factors;
 use portico_model::User;
 use portico_store::{PasskeyRow, SessionInfo, SsoSession, StoreError};
 

@@ -1,6 +1,6 @@
 //! The authorization endpoint (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2, RFC 7636, RFC 8707,
 //! RFC 9207): [`validate`] the request, then [`decide`] — show login, show consent, answer an
-//! error at the redirect URI, or issue a code ([`code`]).
+//! error at the redirect URI, or issue a code (`code.rs`).
 
 mod code;
 mod decide;

@@ -1,0 +1,15 @@
+//! The OAuth 2.0 and OpenID Connect endpoints, one module each (the token endpoint one per grant),
+//! and the steps they share: client authentication, request parameters, errors.
+
+pub mod authorize;
+pub mod backchannel;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod handoff;
+pub mod introspect;
+pub mod logout;
+pub mod params;
+pub mod revoke;
+pub mod token;
+pub mod userinfo;
