@@ -325,6 +325,9 @@ pub async fn end_sessions(p: &Provider, reference: &str, session: Option<&str>, 
     }
 }
 
+/// The shortest password an operator may set by skipping the policy.
+pub const MIN_BYPASS_LENGTH: usize = 8;
+
 /// A new user's password, checked by the deployment's policy — or not, when the operator says so.
 pub enum NewPassword<'a> {
     /// Checked by the policy sign-up, reset and change use ([`crate::password_policy`]).
@@ -347,6 +350,14 @@ pub async fn add_user(store: &Store, email: &str, name: &str, password: Option<N
                 .await
                 .map_err(|r| AdminError::Invalid("password", r.to_string()))?;
             (Some(pw), false)
+        }
+        // Skipping the policy still leaves a floor no operator can go below: no empty or
+        // few-character password becomes a way in.
+        Some(NewPassword::OperatorBypass(pw)) if pw.chars().count() < MIN_BYPASS_LENGTH => {
+            return Err(AdminError::Invalid(
+                "password",
+                format!("must be at least {MIN_BYPASS_LENGTH} characters, even when the policy is skipped"),
+            ));
         }
         Some(NewPassword::OperatorBypass(pw)) => (Some(pw), true),
     };

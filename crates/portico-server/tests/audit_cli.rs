@@ -59,6 +59,12 @@ fn user_add_holds_the_password_policy_unless_the_operator_skips_it_by_name() {
     let args = ["user", "add", "ada@example.test", "--password-stdin", "--skip-password-policy"];
     let (ok, out) = portico_with_stdin(&dir, &args, "password1\n");
     assert!(ok, "{out}");
+    // Even then, not below the floor: an empty or short password is refused.
+    for weak in ["\n", "short\n"] {
+        let args = ["user", "add", "bob@example.test", "--password-stdin", "--skip-password-policy"];
+        let (ok, out) = portico_with_stdin(&dir, &args, weak);
+        assert!(!ok && out.contains("at least 8 characters"), "{weak:?}: {out}");
+    }
     let events = query(&dir, "SELECT data FROM audit_events WHERE kind = 'user.created'");
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(events[0].contains("\"password_policy_bypassed\":true"), "{events:?}");

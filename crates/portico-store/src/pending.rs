@@ -29,6 +29,15 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// Takes the live state `kind`/`key` out only if it still holds `data`: a caller that decided
+    /// on what it read cannot take a state that changed since (another step moved it on).
+    pub async fn take_pending_if(&self, kind: &str, key: &str, data: &str, now: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "DELETE FROM pending WHERE kind = $1 AND key = $2 AND data = $3 AND expires_at > $4")
+            .bind(kind).bind(key).bind(data).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
     /// Removes the state `kind`/`key`, live or not.
     pub async fn forget_pending(&self, kind: &str, key: &str) -> Result<()> {
         on_pool!(self, pool => sqlx::query("DELETE FROM pending WHERE kind = $1 AND key = $2")

@@ -552,3 +552,54 @@ async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
     assert_eq!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late - 1).await.unwrap(), Some(1));
 }
 both_stores!(store_pending_once, a_pending_state_is_named_by_its_kind_and_taken_once);
+
+/// Migration 0011 moves the short-lived states out of `auth_requests`: a mailed link, a ceremony,
+/// a waiting second factor and a factor permit made before the upgrade still work after it,
+/// under their new kind and the same hash; a pending authorization request is dropped.
+#[tokio::test]
+async fn mailed_links_survive_the_move_to_the_pending_table() {
+    use sqlx::Connection;
+    let dir = std::env::temp_dir().join(format!("portico-0011-{}", uuid::Uuid::new_v4().simple()));
+    let before = dir.join("migrations");
+    std::fs::create_dir_all(&before).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../portico-store/migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_str().unwrap() < "0011" {
+            std::fs::copy(&path, before.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}?mode=rwc", dir.join("portico.db").display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path()).await.unwrap().run(&mut c).await.unwrap();
+    let now = portico_testkit::now();
+    let h = portico_protocol::random::hash;
+    for (id, data) in [
+        (format!("lnk_reset_{}", h("reset-token")), r#"{"user":"usr_a"}"#.to_owned()),
+        (format!("lnk_verify_{}", h("verify-token")), r#"{"user":"usr_a"}"#.to_owned()),
+        (format!("pk_{}", h("ceremony-token")), r#"{"kind":"x"}"#.to_owned()),
+        (format!("enrol_ok_{}", h("sso_1")), "usr_a".to_owned()),
+        ("a-raw-request-id".to_owned(), "{}".to_owned()),
+    ] {
+        sqlx::query("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(data)
+            .bind(now + 600)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    c.close().await.unwrap();
+    let store = Store::open(None, &dir).await.unwrap();
+    store.migrate().await.unwrap();
+    let get = |kind: &'static str, handle: &'static str| {
+        let store = store.clone();
+        async move { store.pending(kind, &h(handle), now).await.unwrap() }
+    };
+    assert_eq!(get("link_reset", "reset-token").await.as_deref(), Some(r#"{"user":"usr_a"}"#));
+    assert_eq!(get("link_verify", "verify-token").await.as_deref(), Some(r#"{"user":"usr_a"}"#));
+    assert_eq!(get("ceremony", "ceremony-token").await.as_deref(), Some(r#"{"kind":"x"}"#));
+    assert_eq!(get("factor_permit", "sso_1").await.as_deref(), Some(r#""usr_a""#), "now a JSON string");
+    assert!(get("authorize", "a-raw-request-id").await.is_none());
+    std::fs::remove_dir_all(&dir).ok();
+}

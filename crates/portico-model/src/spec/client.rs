@@ -11,7 +11,7 @@ pub struct ClientSpec {
     pub product: String,
     pub name: Option<String>,
     pub kind: ClientKind,
-    /// The secret, or `env:NAME`: resolved by the caller before [`ClientSpec::check`].
+    /// The secret, or `env:NAME`: [`ClientSpec::check`] resolves it with the caller's resolver.
     pub secret: Option<String>,
     pub auth_method: Option<AuthMethod>,
     #[serde(default)]
@@ -33,14 +33,19 @@ pub struct ClientSpec {
 pub const MIN_SECRET_CHARS: usize = 32;
 
 impl ClientSpec {
-    /// The client and its secret, when the definition meets every rule of its own; `secret` is
-    /// the resolved [`ClientSpec::secret`], and `product_known` says whether a product exists.
-    pub fn check(&self, secret: Option<String>, product_known: impl Fn(&str) -> bool) -> Result<(Client, Option<Secret>), FieldError> {
+    /// The client and its secret, when the definition meets every rule of its own. `resolve`
+    /// turns a confidential client's [`ClientSpec::secret`] into the secret (`env:NAME`, say), and
+    /// `product_known` says whether a product exists.
+    pub fn check(
+        &self,
+        resolve: impl Fn(&str) -> Result<String, String>,
+        product_known: impl Fn(&str) -> bool,
+    ) -> Result<(Client, Option<Secret>), FieldError> {
         self.check_id()?;
         if !product_known(&self.product) {
             return Err(FieldError::new("product", format!("unknown product {:?}", self.product)));
         }
-        let secret = self.check_secret(secret)?;
+        let secret = self.check_secret(resolve)?;
         let auth_method = self.auth_method()?;
         let grant_types = self.grant_types()?;
         if let Some(bad) = self.resources.iter().find(|r| !product_known(r)) {
@@ -86,13 +91,18 @@ impl ClientSpec {
         Ok(())
     }
 
-    fn check_secret(&self, secret: Option<String>) -> Result<Option<Secret>, FieldError> {
-        match (self.kind, secret) {
+    fn check_secret(&self, resolve: impl Fn(&str) -> Result<String, String>) -> Result<Option<Secret>, FieldError> {
+        match (self.kind, &self.secret) {
             (ClientKind::Public, Some(_)) => Err(FieldError::new("secret", "a public client has no secret")),
             (ClientKind::Public, None) => Ok(None),
             (ClientKind::Confidential, None) => Err(FieldError::new("secret", "a confidential client needs a secret (literal or env:NAME)")),
-            (ClientKind::Confidential, Some(s)) if s.chars().count() < MIN_SECRET_CHARS => Err(FieldError::new("secret", "must be at least 32 characters")),
-            (ClientKind::Confidential, Some(s)) => Ok(Some(Secret::new(s))),
+            (ClientKind::Confidential, Some(s)) => {
+                let s = resolve(s).map_err(|m| FieldError::new("secret", m))?;
+                if s.chars().count() < MIN_SECRET_CHARS {
+                    return Err(FieldError::new("secret", "must be at least 32 characters"));
+                }
+                Ok(Some(Secret::new(s)))
+            }
         }
     }
 

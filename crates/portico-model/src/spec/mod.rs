@@ -75,7 +75,7 @@ impl TenantSpec {
     }
 }
 
-/// A user the operator defines (the password, when given, already resolved).
+/// A user the operator defines; the password, when given, may be `env:NAME` (the caller resolves it).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {

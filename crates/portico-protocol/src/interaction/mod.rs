@@ -2,7 +2,9 @@
 //! authorization request, the password and its throttle, the second factor, the tenant picker,
 //! consent, and the resume that ends in a code. Each browser request is one call here and one
 //! [`Interaction`] back; the server words the [`Refusal`]s, renders the views and sets the
-//! [`Cookie`]s. Every state between two requests is a [`pending`] state bound to the browser.
+//! [`Cookie`]s. Every state between two requests is a [`pending`] state; the authorization
+//! request is bound to the browser that started it, the waiting second factor is named by that
+//! browser's cookie.
 
 pub mod pending;
 mod request;
@@ -21,8 +23,8 @@ use crate::authorize::{AuthResponse, Origin, Step};
 use crate::provider::Provider;
 use portico_store::SsoSession;
 
-/// What a browser brings to a step of the interaction.
-#[derive(Clone, Debug, Default)]
+/// What a browser brings to a step of the interaction. Its `Debug` leaves out the cookie values.
+#[derive(Clone, Default)]
 pub struct Browser {
     /// The hash of the binding cookie it sent, whatever its form.
     pub bound: Option<String>,
@@ -38,6 +40,19 @@ pub struct Browser {
     /// Whether it sent any cookie at all.
     pub sent_cookies: bool,
     pub from: Origin,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("bound", &self.bound.is_some())
+            .field("binding_is_new", &self.binding_is_new)
+            .field("session", &self.session.is_some())
+            .field("second_factor", &self.second_factor.is_some())
+            .field("sent_cookies", &self.sent_cookies)
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// The context of one browser request: the provider, the browser, the clock, and the rate at
@@ -74,8 +89,8 @@ impl Cx<'_> {
     }
 }
 
-/// A cookie the answer sets.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A cookie the answer sets. Its `Debug` names the cookie, never its value.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Cookie {
     /// Bind the browser with its fresh binding ([`Browser::binding_is_new`]).
     Binding,
@@ -83,6 +98,17 @@ pub enum Cookie {
     Session(String),
     /// The handle of the sign-in waiting for its second factor; `None` clears it.
     SecondFactor(Option<String>),
+}
+
+impl std::fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cookie::Binding => "Binding",
+            Cookie::Session(_) => "Session(…)",
+            Cookie::SecondFactor(Some(_)) => "SecondFactor(…)",
+            Cookie::SecondFactor(None) => "SecondFactor(cleared)",
+        })
+    }
 }
 
 /// Where the browser goes next inside Portico.

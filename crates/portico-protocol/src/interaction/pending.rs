@@ -1,7 +1,9 @@
 //! The typed pending-state store: every short-lived state of a browser flow in one table, named by
-//! its [`Kind`] and the hash of a random handle (the store never sees the handle), with a lifetime
-//! per kind. A handle lives in the browser (a cookie, a form field, a mailed link's query); only
-//! the browser that holds it can name the state.
+//! its [`Kind`] and the hash of a random handle (the key is never the handle itself), with a
+//! lifetime per kind. A handle lives with its holder (a cookie, a form field, a mailed link's
+//! query): only who holds it can name the state. An authorization request's handle is its id,
+//! which the request's own data also carries (pages and forms name it in `?req=`); what binds it
+//! to one browser is the binding hash it holds, checked by [`super::load`].
 
 use crate::mail::LinkKind;
 use crate::provider::{Provider, Settings};
@@ -83,6 +85,14 @@ pub async fn get<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, no
 pub async fn take<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
     let data = p.store.take_pending(kind.name(), &key(handle), now).await?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+/// Takes the state under `handle` out only if it is still `value` (as read): of two steps that
+/// read the same state and decided on it, only one takes it, and none takes a state another step
+/// has moved on since.
+pub async fn take_if_unchanged<T: Serialize>(p: &Provider, kind: Kind, handle: &str, value: &T, now: i64) -> Result<bool, StoreError> {
+    let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
+    p.store.take_pending_if(kind.name(), &key(handle), &data, now).await
 }
 
 /// Removes the state under `handle`, live or not.

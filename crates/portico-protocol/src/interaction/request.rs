@@ -34,9 +34,10 @@ pub(super) async fn save(p: &Provider, req: &AuthRequest) -> Result<(), StoreErr
     pending::put(p, Kind::Authorize, &req.id, req, req.created_at).await
 }
 
-/// Takes the request out, once: of two answers sent at once only one goes on.
-pub(super) async fn take(p: &Provider, id: &str, now: i64) -> Result<bool, StoreError> {
-    Ok(pending::take::<serde_json::Value>(p, Kind::Authorize, id, now).await?.is_some())
+/// Takes the request out as it was read, once: of two answers sent at once only one goes on, and
+/// an answer decided on a copy that another step has since moved on takes nothing.
+pub(super) async fn take(p: &Provider, req: &AuthRequest, now: i64) -> Result<bool, StoreError> {
+    pending::take_if_unchanged(p, Kind::Authorize, &req.id, req, now).await
 }
 
 /// Removes the request: it has been answered.

@@ -43,8 +43,8 @@ pub struct FactorView {
     pub error: Option<FactorError>,
 }
 
-/// What the step-up page shows.
-#[derive(Debug)]
+/// What the step-up page shows. No `Debug`: it may hold a new authenticator's secret and recovery
+/// codes.
 pub enum StepUpView {
     /// Ask for a factor the user has.
     Code(FactorView),

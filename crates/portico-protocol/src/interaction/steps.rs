@@ -166,7 +166,7 @@ pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
         Err(answer) => return answer,
     };
     let p = cx.p;
-    match request::take(p, &req.id, cx.now).await {
+    match request::take(p, &req, cx.now).await {
         Ok(true) => {}
         Ok(false) => return Interaction::refuse(Refusal::Expired),
         Err(e) => return failed(Failed::Consent, e),
@@ -226,7 +226,7 @@ pub async fn choose_tenant(cx: &Cx<'_>, id: &str, organization: Option<String>) 
         Ok(x) => x,
         Err(answer) => return answer,
     };
-    match request::take(cx.p, &req.id, cx.now).await {
+    match request::take(cx.p, &req, cx.now).await {
         Ok(true) => {}
         Ok(false) => return Interaction::refuse(Refusal::Expired),
         Err(e) => return failed(Failed::Authorization, e),

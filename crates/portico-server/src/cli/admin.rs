@@ -22,10 +22,14 @@ pub(super) async fn user(cfg: &Config, cmd: UserCmd, now: i64) -> anyhow::Result
                 true => Some(read_password()?),
                 false => None,
             };
-            let policy = cfg.password_policy()?;
-            let password = password.map(|pw| match skip_password_policy {
-                true => admin::NewPassword::OperatorBypass(pw),
-                false => admin::NewPassword::Checked(pw, &policy),
+            // The blocklist is read only when a password is to be checked.
+            let policy = match (&password, skip_password_policy) {
+                (Some(_), false) => Some(cfg.password_policy()?),
+                _ => None,
+            };
+            let password = password.map(|pw| match &policy {
+                Some(policy) => admin::NewPassword::Checked(pw, policy),
+                None => admin::NewPassword::OperatorBypass(pw),
             });
             let u = admin::add_user(&store, &email, name.as_deref().unwrap_or_default(), password, &admin::Caller::cli(), now).await?;
             println!("added user {email} ({})", u.id);

@@ -112,23 +112,26 @@ struct PasskeyRowView {
     used: String,
 }
 
-pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let Some(current) = current_user(&s, &headers).await else {
-        return login_first();
-    };
-    let o = match portico_protocol::account::overview(&s.provider, &current, now()).await {
-        Ok(Some(o)) => o,
-        _ => return unavailable(),
-    };
-    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+impl PasskeyRowView {
+    fn of(k: &portico_store::PasskeyRow) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            added: when(k.created_at),
+            used: k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+        }
+    }
+}
+
+/// The user's sessions (this one first), each with the applications opened in it by name.
+fn session_rows(s: &AppState, o: &portico_protocol::account::Overview, current: &str) -> Vec<SessionRow> {
     let config = s.provider.config();
-    let sessions = o
-        .sessions
+    o.sessions
         .iter()
         .map(|x| SessionRow {
             id: x.id.clone(),
             device: device(&x.user_agent),
-            here: x.id == current.id,
+            here: x.id == current,
             ip: x.ip.clone(),
             signed_in: when(x.auth_time),
             last_active: when(x.last_seen),
@@ -138,17 +141,20 @@ pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
                 .map(|p| config.client(&p.client_id).map_or_else(|| p.client_id.clone(), |c| c.client.name.clone()))
                 .collect(),
         })
-        .collect();
-    let passkeys = o
-        .passkeys
-        .iter()
-        .map(|k| PasskeyRowView {
-            id: k.id.clone(),
-            name: k.name.clone(),
-            added: when(k.created_at),
-            used: k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
-        })
-        .collect();
+        .collect()
+}
+
+pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let Some(current) = current_user(&s, &headers).await else {
+        return login_first();
+    };
+    let o = match portico_protocol::account::overview(&s.provider, &current, now()).await {
+        Ok(Some(o)) => o,
+        _ => return unavailable(),
+    };
+    let (csrf, cookie) = cookies::csrf_token(&s, &headers);
+    let sessions = session_rows(&s, &o, &current.id);
+    let passkeys = o.passkeys.iter().map(PasskeyRowView::of).collect();
     // The first factor of this user needs the mailed link first: offer it instead.
     let factor_offer =
         (o.change == portico_protocol::enrolment::FactorChange::EmailLinkNeeded).then(|| super::enrolment::offer(&csrf, &o.user.email, "/account"));

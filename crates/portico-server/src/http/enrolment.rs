@@ -2,7 +2,7 @@
 //! refuses trust on first use (`mfa_enrolment = "email_link"`; the rule is
 //! [`portico_protocol::enrolment`]).
 
-use super::html::{self, esc};
+use super::html::{self, Message, strong, t};
 use super::mfa::session_user;
 use super::pages::{bad_form, with_cookie};
 use super::password::{mail_rate, no_mail};
@@ -84,15 +84,14 @@ pub async fn send(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Sock
     }
     let email = user.email.clone();
     mailer.submit(Job::Enrolment { user, next, ip });
-    html::html(
-        StatusCode::OK,
-        "Check your mail",
-        &format!(
-            "<h1>Check your mail</h1><p>A link is on its way to <strong>{}</strong>. Open it in this browser within {} to set up two-step verification.</p>",
-            esc(&email),
-            portico_protocol::mail::lifetime(enrolment::LINK_TTL)
-        ),
-    )
+    let within = portico_protocol::mail::lifetime(enrolment::LINK_TTL);
+    Message::new("Check your mail", "Check your mail")
+        .text(vec![
+            t("A link is on its way to "),
+            strong(email),
+            t(format!(". Open it in this browser within {within} to set up two-step verification.")),
+        ])
+        .page(StatusCode::OK)
 }
 
 /// `GET /account/factor-link?token=`: a button that spends the link (a mail scanner's GET spends nothing).

@@ -23,11 +23,16 @@ pub struct Flow {
 }
 
 impl FromRequestParts<AppState> for Flow {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
+    /// Refused without the peer's address: the per-address limits and the throttle count by it,
+    /// and must not fail open (Portico's accept loop always gives it).
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        Ok(Flow::new(s, parts.headers.clone(), addr.as_ref()))
+        let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
+            tracing::error!("a sign-in request without its peer's address");
+            return Err(refusal(Refusal::Unavailable(Failed::SignIn)));
+        };
+        Ok(Flow::new(s, parts.headers.clone(), Some(&addr)))
     }
 }
 

@@ -200,3 +200,92 @@ mod tests {
         assert!(csp(&forms_may_reach(page, None)).contains("form-action 'self' https://app.acme.test:8443;"));
     }
 }
+
+/// A page that says something: a heading and paragraphs of text, emphasis and links, every part
+/// escaped by its template (`message.html`). The pages that only tell the user what happened.
+#[derive(askama::Template)]
+#[template(path = "message.html")]
+pub struct Message {
+    title: String,
+    wide: bool,
+    heading: String,
+    paras: Vec<Para>,
+}
+
+/// One paragraph of a [`Message`]: its class (`error`, `muted`, or none) and its parts.
+pub struct Para {
+    class: &'static str,
+    alert: bool,
+    parts: Vec<Part>,
+}
+
+/// A piece of a paragraph.
+pub enum Part {
+    Text(String),
+    Strong(String),
+    /// A link: its local href and its label.
+    Link(String, String),
+    /// A link shown as a button.
+    Button(String, String),
+}
+
+impl Message {
+    pub fn new(title: &str, heading: &str) -> Self {
+        Self {
+            title: title.to_owned(),
+            wide: false,
+            heading: heading.to_owned(),
+            paras: Vec::new(),
+        }
+    }
+
+    /// A plain paragraph.
+    pub fn text(self, parts: Vec<Part>) -> Self {
+        self.para("", false, parts)
+    }
+
+    /// A paragraph in muted type.
+    pub fn muted(self, parts: Vec<Part>) -> Self {
+        self.para("muted", false, parts)
+    }
+
+    /// What went wrong, announced to screen readers.
+    pub fn alert(self, message: &str) -> Self {
+        self.para("error", true, vec![Part::Text(message.to_owned())])
+    }
+
+    /// A paragraph holding one link.
+    pub fn link(self, href: &str, label: &str) -> Self {
+        self.text(vec![Part::Link(href.to_owned(), label.to_owned())])
+    }
+
+    /// A paragraph holding one link shown as a button.
+    pub fn button(self, href: &str, label: &str) -> Self {
+        self.text(vec![Part::Button(href.to_owned(), label.to_owned())])
+    }
+
+    fn para(mut self, class: &'static str, alert: bool, parts: Vec<Part>) -> Self {
+        self.paras.push(Para { class, alert, parts });
+        self
+    }
+
+    /// The page, with the hosted pages' headers.
+    pub fn page(&self, status: axum::http::StatusCode) -> Response {
+        view(status, self)
+    }
+}
+
+/// Plain text, for a [`Part`].
+pub fn t(s: impl Into<String>) -> Part {
+    Part::Text(s.into())
+}
+
+/// Emphasised text, for a [`Part`].
+pub fn strong(s: impl Into<String>) -> Part {
+    Part::Strong(s.into())
+}
+
+/// A link, for a [`Part`].
+pub fn a(href: impl Into<String>, label: impl Into<String>) -> Part {
+    Part::Link(href.into(), label.into())
+}

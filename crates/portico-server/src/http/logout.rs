@@ -3,7 +3,7 @@
 //! (a logout nobody can prove an application asked for). Either way the browser then goes to the
 //! client's registered `post_logout_redirect_uri` (with `state`), or sees that it signed out.
 
-use super::html::{self, esc};
+use super::html;
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, Query, State};
@@ -33,11 +33,9 @@ pub async fn logout_post(s: State<AppState>, addr: ConnectInfo<SocketAddr>, head
 }
 
 fn refused(message: &str) -> Response {
-    html::html(
-        StatusCode::BAD_REQUEST,
-        "Sign out",
-        &format!("<h1>This sign-out request cannot be completed</h1><p class=\"error\">{}</p>", esc(message)),
-    )
+    html::Message::new("Sign out", "This sign-out request cannot be completed")
+        .alert(message)
+        .page(StatusCode::BAD_REQUEST)
 }
 
 fn unavailable() -> Response {

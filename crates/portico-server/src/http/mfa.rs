@@ -1,7 +1,7 @@
 //! Two-step verification on the account page: the authenticator app (set up, turn off) and the
 //! recovery codes. Every change passes the factor rule ([`enrolment::may_change_factors`]).
 
-use super::html::{self, esc};
+use super::html;
 use super::pages::{bad_form, current_user};
 use super::{client_ip, cookies, now, passkey};
 use crate::app::AppState;
@@ -61,14 +61,10 @@ async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> 
     match enrolment::may_change_factors(&s.provider, &session, now()).await {
         Ok(FactorChange::Allowed) => Ok(user),
         Ok(FactorChange::EmailLinkNeeded) => Err(super::enrolment::offer_page(s, headers, &user.email, "/account")),
-        Ok(FactorChange::SecondFactorNeeded) => Err(html::html(
-            StatusCode::FORBIDDEN,
-            "Two-step verification",
-            &format!(
-                "<h1>Sign in again</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/account\">Back to your account</a></p>",
-                esc(passkey::SIGN_IN_AGAIN)
-            ),
-        )),
+        Ok(FactorChange::SecondFactorNeeded) => Err(html::Message::new("Two-step verification", "Sign in again")
+            .alert(passkey::SIGN_IN_AGAIN)
+            .link("/account", "Back to your account")
+            .page(StatusCode::FORBIDDEN)),
         Err(e) => {
             tracing::error!(error = %e, "second-factor lookup failed");
             Err(unavailable())

@@ -32,10 +32,6 @@ pub fn with_cookie(mut resp: Response, cookie: Option<axum::http::HeaderValue>) 
     resp
 }
 
-pub fn expired() -> Response {
-    html::error_page(StatusCode::BAD_REQUEST, super::flow::EXPIRED)
-}
-
 #[derive(askama::Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {

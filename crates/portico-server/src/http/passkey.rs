@@ -5,7 +5,7 @@
 
 use super::api::Problem;
 use super::flow::{Checked, Flow, csrf_form};
-use super::html::{self, esc};
+use super::html;
 use super::mfa::session_user;
 use super::pages::bad_form;
 use super::{client_ip, cookies, now};
@@ -100,15 +100,14 @@ fn refused(r: PasskeyRefused, req: Option<&str>, next: Option<&str>) -> Response
         "That passkey was not accepted."
     };
     let again = match (req, interaction::local_next(next)) {
-        (Some(r), _) => format!("/login?req={}", esc(r)),
+        (Some(r), _) => format!("/login?req={r}"),
         (None, Some(n)) => format!("/login?next={n}"),
         (None, None) => "/login".to_owned(),
     };
-    html::html(
-        StatusCode::UNAUTHORIZED,
-        "Passkey",
-        &format!("<h1>Passkey not accepted</h1><p class=\"error\" role=\"alert\">{message}</p><p><a class=\"button\" href=\"{again}\">Try again</a></p>"),
-    )
+    html::Message::new("Passkey", "Passkey not accepted")
+        .alert(message)
+        .button(&again, "Try again")
+        .page(StatusCode::UNAUTHORIZED)
 }
 
 /// `POST /account/passkeys/options`: registering a new passkey for the signed-in user.
@@ -146,14 +145,10 @@ fn to_account() -> Response {
 }
 
 fn account_error(status: StatusCode, message: &str) -> Response {
-    html::html(
-        status,
-        "Passkeys",
-        &format!(
-            "<h1>Passkeys</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/account\">Back to your account</a></p>",
-            esc(message)
-        ),
-    )
+    html::Message::new("Passkeys", "Passkeys")
+        .alert(message)
+        .link("/account", "Back to your account")
+        .page(status)
 }
 
 /// `POST /account/passkeys`: stores the new passkey under the name the user gave it.

@@ -6,7 +6,7 @@ use super::flow::{Checked, Flow, csrf_form};
 use super::html;
 use super::pages::{PasskeyForm, with_cookie};
 use crate::app::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -115,7 +115,7 @@ pub struct CsrfForm {
     csrf: Option<String>,
 }
 
-csrf_form!(CodeForm, CsrfForm);
+csrf_form!(CodeForm);
 
 impl CodeForm {
     fn answer(&self) -> FactorAnswer {
@@ -142,7 +142,11 @@ pub async fn code_submit(State(s): State<AppState>, flow: Flow, Checked(f): Chec
 }
 
 /// `POST /login/mfa/passkey/options`: the passkey ceremony of the waiting sign-in's user.
-pub async fn passkey_options(State(s): State<AppState>, flow: Flow, Checked(_): Checked<CsrfForm>) -> Response {
+pub async fn passkey_options(State(s): State<AppState>, flow: Flow, Form(f): Form<CsrfForm>) -> Response {
+    // The page's script reads the answer as JSON: a failed CSRF check is a problem document too.
+    if !super::cookies::csrf_ok(&s, &flow.headers, f.csrf.as_deref()) {
+        return super::passkey::refused_csrf();
+    }
     match interaction::second_factor_options(&flow.cx(&s)).await {
         Some(started) => super::passkey::options(started),
         None => super::api::Problem::new(StatusCode::BAD_REQUEST, "This sign-in has expired. Start again.").into_response(),
@@ -150,7 +154,10 @@ pub async fn passkey_options(State(s): State<AppState>, flow: Flow, Checked(_): 
 }
 
 /// `POST /login/second-factor/passkey/options`: the passkey ceremony of the signed-in user stepping up.
-pub async fn step_up_passkey_options(State(s): State<AppState>, flow: Flow, Checked(_): Checked<CsrfForm>) -> Response {
+pub async fn step_up_passkey_options(State(s): State<AppState>, flow: Flow, Form(f): Form<CsrfForm>) -> Response {
+    if !super::cookies::csrf_ok(&s, &flow.headers, f.csrf.as_deref()) {
+        return super::passkey::refused_csrf();
+    }
     match interaction::step_up_options(&flow.cx(&s)).await {
         Some(started) => super::passkey::options(started),
         None => super::api::Problem::new(StatusCode::BAD_REQUEST, "You are signed out. Start again.").into_response(),
@@ -224,7 +231,12 @@ pub fn enrol_page(s: &AppState, flow: &Flow, e: &Enrollment, req: Option<&AuthRe
         class: "secondary",
     };
     let page = EnrolPage {
-        title: "Set up an authenticator app",
+        // The step-up's page keeps the step's title; the account page's names what it does.
+        title: if req.is_some() {
+            "Two-step verification"
+        } else {
+            "Set up an authenticator app"
+        },
         wide: false,
         qr: &qr,
         secret: &e.secret,

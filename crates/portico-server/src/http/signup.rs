@@ -4,7 +4,7 @@
 //! button: following a link (as mail scanners do) spends nothing.
 
 use super::flow::Flow;
-use super::html::{self, esc};
+use super::html::{self, Message, a, esc, strong, t};
 use super::pages::{bad_form, current_user, with_cookie};
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
@@ -153,16 +153,18 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
     };
     mailer.submit(Job::Signup { request, ip });
     let within = portico_protocol::mail::lifetime(s.provider.settings.verify_link_ttl);
-    html::html(
-        StatusCode::OK,
-        "Check your email",
-        &format!(
-            "<h1>Check your email</h1><p>We sent a mail to <strong>{}</strong>. Follow the link in it within {within} to finish.</p>\
-             <p class=\"muted\">No mail? Check the spam folder, or <a href=\"/signup?req={}\">try again</a>.</p>",
-            esc(email),
-            esc(&req.id)
-        ),
-    )
+    Message::new("Check your email", "Check your email")
+        .text(vec![
+            t("We sent a mail to "),
+            strong(email),
+            t(format!(". Follow the link in it within {within} to finish.")),
+        ])
+        .muted(vec![
+            t("No mail? Check the spam folder, or "),
+            a(format!("/signup?req={}", req.id), "try again"),
+            t("."),
+        ])
+        .page(StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -188,11 +190,9 @@ const CONFIRM_PASSWORD: &str = "<label for=\"password\">The password you chose</
     <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus>";
 
 fn dead_link(what: &str) -> Response {
-    html::html(
-        StatusCode::BAD_REQUEST,
-        "Link expired",
-        &format!("<h1>This link no longer works</h1><p class=\"error\" role=\"alert\">It was used already or it expired. {what}</p>"),
-    )
+    Message::new("Link expired", "This link no longer works")
+        .alert(&format!("It was used already or it expired. {what}"))
+        .page(StatusCode::BAD_REQUEST)
 }
 
 pub async fn confirm_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
@@ -258,16 +258,14 @@ pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): Connec
         None => None,
     };
     let next = live.map_or_else(|| "/login?next=/account".to_owned(), |id| format!("/login?req={id}"));
-    html::html(
-        StatusCode::OK,
-        "Account created",
-        &format!(
-            "<h1>Your account is ready</h1><p>Your email <strong>{}</strong> is confirmed. Sign in with your new password to continue.</p>\
-             <p><a class=\"button\" href=\"{}\">Continue to sign in</a></p>",
-            esc(&user.email),
-            esc(&next)
-        ),
-    )
+    Message::new("Account created", "Your account is ready")
+        .text(vec![
+            t("Your email "),
+            strong(&user.email),
+            t(" is confirmed. Sign in with your new password to continue."),
+        ])
+        .button(&next, "Continue to sign in")
+        .page(StatusCode::OK)
 }
 
 /// Sends the signed-in user a link to verify their email.

@@ -221,11 +221,7 @@ fn clients(src: &Source<'_>, defs: &[Spanned<ClientSpec>], product_known: &dyn F
         if !seen.insert(d.id.clone()) {
             return Err(fail(FieldError::new("id", "duplicate client")));
         }
-        let secret = match (d.kind, &d.secret) {
-            (ClientKind::Confidential, Some(s)) => Some(resolve_secret(s).map_err(|m| fail(FieldError::new("secret", m)))?),
-            (_, s) => s.clone(),
-        };
-        clients.push(d.check(secret, product_known).map_err(fail)?);
+        clients.push(d.check(resolve_secret, product_known).map_err(fail)?);
     }
     Ok(clients)
 }

@@ -32,13 +32,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let data = live_token(&by, &ctx.token).await?;
     let scope = narrowed(req.scope.as_deref(), &data.scope)?;
     let config = p.config();
-    let product = config
-        .product(&ProductSlug::new(&family.product))
-        .ok_or_else(|| oauth!(InvalidGrant, INVALID))?;
-    // The refresh token is bound to its product: `resource` may only name it again.
-    if req.resource.first().is_some_and(|r| r != product.audience.as_str()) {
-        return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
-    }
+    let product = own_product(&config, family, &req.resource)?;
     let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
     // The gate, on the user and grants read with the token (its subject is the family's). The
     // product's own session lifetime stops refresh here too.
@@ -77,6 +71,17 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         id_token,
         ..TokenResponse::bearer(access_token, product.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
     })
+}
+
+/// The family's product, which `resource` may only name again: a refresh token is bound to it.
+fn own_product<'a>(config: &'a crate::snapshot::Snapshot, family: &Family, resource: &[String]) -> Result<&'a portico_model::Product, OAuthError> {
+    let product = config
+        .product(&ProductSlug::new(&family.product))
+        .ok_or_else(|| oauth!(InvalidGrant, INVALID))?;
+    if resource.first().is_some_and(|r| r != product.audience.as_str()) {
+        return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
+    }
+    Ok(product)
 }
 
 /// Who presents the token: the client, from where, when.

@@ -88,8 +88,24 @@ impl Redeemer<'_> {
         Ok(data)
     }
 
-    /// B's own token family for the redeemed code, audited as `handoff.redeemed`.
-    async fn new_family(&self, data: &HandoffData, product: &portico_model::Product, sid: Option<&Sid>) -> Result<Family, OAuthError> {
+    /// What the code came from, and whether it still lives: the SSO session A's token came from
+    /// (B's session joins it) and the source token's family — signing out or a revoked grant ends
+    /// what came from them.
+    async fn source(&self, data: &HandoffData) -> Result<(Option<String>, bool), OAuthError> {
+        let sso = match &data.source_sid {
+            None => None,
+            Some(source) => Some(self.p.store.sso_of_live_sid(source).await?),
+        };
+        let family_live = match &data.source_family {
+            None => true,
+            Some(f) => issue::family_live(self.p, f).await?,
+        };
+        Ok((sso.clone().flatten(), !matches!(sso, Some(None)) && family_live))
+    }
+
+    /// B's own token family for the redeemed code, stored; the redemption is audited
+    /// (`handoff.redeemed`) with it.
+    async fn redeemed_family(&self, data: &HandoffData, product: &portico_model::Product, sid: Option<&Sid>) -> Result<Family, OAuthError> {
         let family = Family {
             id: random::id("fam_"),
             subject: data.user_id.as_str().to_owned(),
@@ -142,16 +158,7 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
     let data = by.spend(code).await?;
     let config = p.config();
     let product = config.product(&client.product).ok_or_else(|| oauth!(InvalidRequest, BAD_CODE))?;
-    // The SSO session A's token came from must still be live, and so must the source token's
-    // family: signing out or a revoked grant ends what came from it.
-    let sso = match &data.source_sid {
-        None => None,
-        Some(source) => Some(p.store.sso_of_live_sid(source).await?),
-    };
-    let family_live = match &data.source_family {
-        None => true,
-        Some(f) => issue::family_live(p, f).await?,
-    };
+    let (sso, source_live) = by.source(&data).await?;
     // The scope B's tokens will carry (RFC 8693 §2.1: narrowed, never widened) is what consent
     // must cover.
     let scope = narrow_scope(&data.scope, req.scope.as_deref())?;
@@ -162,17 +169,17 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         product,
         tenant: data.tenant.as_ref(),
         client: Some(client),
-        session_live: !matches!(sso, Some(None)) && family_live,
+        session_live: source_live,
         auth: &data.auth,
         acr_mfa_requested: false,
         scope: &scope,
     };
     let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| by.refuse(r.as_str(), Some(&data.user_id)))?;
-    let sid = match sso.flatten() {
+    let sid = match sso {
         Some(sso) => Some(by.join(&sso, product).await?),
         None => None,
     };
-    let family = by.new_family(&data, product, sid.as_ref()).await?;
+    let family = by.redeemed_family(&data, product, sid.as_ref()).await?;
     let t = UserTokens {
         client,
         product,
@@ -211,16 +218,10 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
     // A backend exchanges its own user's token: one made for its own product, for a user.
     let claims = own_user_token(p, Some(subject), source, now).await?;
     // A user's access token always names its family; the exchanged token lives and dies with it.
-    let family = issue::family_of_jti(&claims.jti)
-        .ok_or_else(|| oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product"))?
-        .to_owned();
+    let bad_subject = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
+    let family = issue::family_of_jti(&claims.jti).ok_or_else(bad_subject)?.to_owned();
     let target = exchange_target(&config, source, &req)?;
-    // The same tenant as the subject token: a tenant-aware target needs one.
-    let tenant = match (target.tenant_aware, &claims.org_id) {
-        (true, Some(org)) => Some(TenantId::new(org)),
-        (true, None) => return Err(oauth!(InvalidTarget, "the target product needs a tenant and the subject token names none")),
-        (false, _) => None,
-    };
+    let tenant = same_tenant(target, &claims)?;
     let user_id = UserId::new(&claims.sub);
     let auth = issue::AuthInfo::of(&claims);
     // The gate, for the target product: its grant, its second-factor policy and session lifetime
@@ -236,14 +237,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         acr_mfa_requested: false,
         scope: &claims.scope,
     };
-    let exchange = Exchange {
-        p,
-        client,
-        target,
-        tenant: tenant.as_ref(),
-        ip: req.ip.as_deref(),
-        now,
-    };
+    let exchange = Exchange::new(p, client, target, tenant.as_ref(), req.ip.as_deref(), now);
     let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| exchange.refused(&user_id, r))?;
     let (narrowed, scope) = narrow_roles(grant, req.scope.as_deref())?;
     let sid = claims.sid.as_deref().map(Sid::new);
@@ -258,6 +252,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         family: &family,
         auth: &auth,
         nonce: None,
+        // §4.1: the calling client acts for the user (after whoever acted before it).
         act: Some(Actor {
             sub: client.id.as_str().to_owned(),
             act: claims.act.map(Box::new),
@@ -290,6 +285,15 @@ fn exchange_target<'a>(
         .ok_or_else(|| oauth!(InvalidTarget, "this product may not call the requested resource on a user's behalf"))
 }
 
+/// The same tenant as the subject token: a tenant-aware target needs one.
+fn same_tenant(target: &portico_model::Product, claims: &portico_model::AccessClaims) -> Result<Option<TenantId>, OAuthError> {
+    match (target.tenant_aware, &claims.org_id) {
+        (true, Some(org)) => Ok(Some(TenantId::new(org))),
+        (true, None) => Err(oauth!(InvalidTarget, "the target product needs a tenant and the subject token names none")),
+        (false, _) => Ok(None),
+    }
+}
+
 /// `scope` may name roles of the target: the token carries only those the user also holds (all
 /// of them when it names none). Returns the narrowed grant and the scope granted.
 fn narrow_roles(grant: Grant, scope: Option<&str>) -> Result<(Grant, String), OAuthError> {
@@ -314,7 +318,18 @@ struct Exchange<'a> {
     now: i64,
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
+    fn new(p: &'a Provider, client: &'a Client, target: &'a portico_model::Product, tenant: Option<&'a TenantId>, ip: Option<&'a str>, now: i64) -> Self {
+        Self {
+            p,
+            client,
+            target,
+            tenant,
+            ip,
+            now,
+        }
+    }
+
     fn audit(&self, kind: &str, user: &UserId, mut data: serde_json::Value) {
         data["client_id"] = self.client.id.as_str().into();
         self.p.writer.record(
