@@ -2,12 +2,12 @@
 //! real authorization code flow (PKCE, state), acting as that product's backend, and to see the
 //! tokens it received, decoded.
 
-use super::html::{self, esc};
+use super::html;
 use super::{cookies, now};
 use crate::app::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portico_model::Secret;
@@ -35,39 +35,60 @@ pub async fn mail(State(s): State<AppState>) -> Response {
         return html::error_page(StatusCode::NOT_FOUND, "The mail page exists only in `portico dev`.");
     };
     let issuer = &s.provider.issuer;
-    let mails: String = sink
+    let mails = sink
         .mails()
         .iter()
-        .map(|m| {
-            format!(
-                "<article><h2>{}</h2><p class=\"muted\">to {} · {}</p><pre>{}</pre></article>",
-                esc(&m.subject),
-                esc(&m.to.join(", ")),
-                super::account::when(m.at),
-                linkify(&m.text, issuer)
-            )
+        .map(|m| MailView {
+            subject: m.subject.clone(),
+            to: m.to.join(", "),
+            at: super::account::when(m.at),
+            words: words(&m.text, issuer),
         })
         .collect();
-    let body = if mails.is_empty() {
-        "<h1>Mail</h1><p>No mail yet. Sign-up, password reset and email verification send mail here.</p>".to_owned()
-    } else {
-        format!("<h1>Mail</h1><p class=\"muted\">What Portico sent through SMTP to the development sink, newest first. Reload to see new mail.</p>{mails}")
-    };
-    html::secure((StatusCode::OK, Html(html::page("Mail", &body, true))).into_response(), None)
+    html::view(
+        StatusCode::OK,
+        &MailPage {
+            title: "Mail",
+            wide: true,
+            mails,
+        },
+    )
 }
 
-/// Escapes a mail's text and makes Portico's own links in it clickable.
-fn linkify(text: &str, issuer: &str) -> String {
-    text.split_inclusive(char::is_whitespace)
-        .map(|word| {
-            let trimmed = word.trim_end();
-            if trimmed.starts_with(&format!("{issuer}/")) {
-                format!("<a href=\"{0}\">{0}</a>{1}", esc(trimmed), &word[trimmed.len()..])
-            } else {
-                esc(word)
-            }
-        })
-        .collect()
+#[derive(askama::Template)]
+#[template(path = "demo_mail.html")]
+struct MailPage<'a> {
+    title: &'a str,
+    wide: bool,
+    mails: Vec<MailView>,
+}
+
+struct MailView {
+    subject: String,
+    to: String,
+    at: String,
+    words: Vec<Word>,
+}
+
+/// A piece of a mail's text: Portico's own links are clickable.
+enum Word {
+    Link(String),
+    Text(String),
+}
+
+/// A mail's text in pieces, each of Portico's own links (`issuer/…`) one.
+fn words(text: &str, issuer: &str) -> Vec<Word> {
+    let mut out = Vec::new();
+    for word in text.split_inclusive(char::is_whitespace) {
+        let trimmed = word.trim_end();
+        if trimmed.starts_with(&format!("{issuer}/")) {
+            out.push(Word::Link(trimmed.to_owned()));
+            out.push(Word::Text(word[trimmed.len()..].to_owned()));
+        } else {
+            out.push(Word::Text(word.to_owned()));
+        }
+    }
+    out
 }
 
 pub fn callback_uri(issuer: &str, client: &str) -> String {
@@ -76,32 +97,42 @@ pub fn callback_uri(issuer: &str, client: &str) -> String {
 
 pub async fn home(State(s): State<AppState>) -> Response {
     let Some(demo) = &s.demo else {
-        let body = "<h1>Portico</h1><p>This identity provider is running.</p><p><a href=\"/.well-known/openid-configuration\">OpenID configuration</a></p>";
-        return html::html(StatusCode::OK, "Portico", body);
+        return html::Message::new("Portico", "Portico")
+            .text(vec![html::t("This identity provider is running.")])
+            .link("/.well-known/openid-configuration", "OpenID configuration")
+            .page(StatusCode::OK);
     };
-    let users: String = demo
-        .users
-        .iter()
-        .map(|(e, p, g)| format!("<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>", esc(e), esc(p), esc(g)))
-        .collect();
-    let products: String = demo
-        .clients
-        .iter()
-        .map(|c| {
-            format!(
-                "<a class=\"button\" href=\"/demo/login/{}\">Sign in to {}</a> ",
-                esc(&c.client_id),
-                esc(&c.product)
-            )
-        })
-        .collect();
-    let body = format!(
-        "<h1>Portico — developer demo</h1><p>Sign in to a demo product. Each button runs the authorization code flow with PKCE as that product's backend would, then shows the tokens it received.</p>\
-         <p>{products}</p><h2>Demo users</h2><table><tr><th>email</th><th>password</th><th>access</th></tr>{users}</table>\
-         <p class=\"muted\">Signing in to a second product needs no second login: the SSO session carries over.</p>\
-         <p class=\"muted\"><a href=\"/account\">Your account and sessions</a> · <a href=\"/dev/mail\">Mail sent</a> · <a href=\"/.well-known/openid-configuration\">OpenID configuration</a> · <a href=\"/oauth2/jwks\">JWKS</a> · <a href=\"/metrics\">metrics</a></p>"
-    );
-    html::secure((StatusCode::OK, Html(html::page("Demo", &body, true))).into_response(), None)
+    let page = HomePage {
+        title: "Demo",
+        wide: true,
+        clients: &demo.clients,
+        users: &demo.users,
+    };
+    html::view(StatusCode::OK, &page)
+}
+
+#[derive(askama::Template)]
+#[template(path = "demo_home.html")]
+struct HomePage<'a> {
+    title: &'a str,
+    wide: bool,
+    clients: &'a [DemoClient],
+    /// (email, password, what they may reach)
+    users: &'a [(String, String, String)],
+}
+
+#[derive(askama::Template)]
+#[template(path = "demo_tokens.html")]
+struct TokensPage<'a> {
+    title: &'a str,
+    wide: bool,
+    product: &'a str,
+    /// A tenant-aware product: switching organization is a new authorization, which the SSO
+    /// session answers without a login form (the picker shows when there is a choice).
+    switch: Option<&'a str>,
+    access: String,
+    id_token: String,
+    refresh: bool,
 }
 
 fn demo_client<'a>(s: &'a AppState, id: &str) -> Option<&'a DemoClient> {
@@ -156,13 +187,10 @@ pub async fn callback(State(s): State<AppState>, Path(client): Path<String>, hea
         return html::error_page(StatusCode::NOT_FOUND, "No such demo product.");
     };
     if let Some(e) = q.error {
-        let body = format!(
-            "<h1>{} refused the sign-in</h1><p class=\"error\">{}: {}</p><p><a href=\"/\">Back</a></p>",
-            esc(&c.product),
-            esc(&e),
-            esc(&q.error_description.unwrap_or_default())
-        );
-        return html::html(StatusCode::OK, "Refused", &body);
+        return html::Message::new("Refused", &format!("{} refused the sign-in", c.product))
+            .alert(&format!("{e}: {}", q.error_description.unwrap_or_default()))
+            .link("/", "Back")
+            .page(StatusCode::OK);
     }
     let Some((state, verifier)) = cookies::get(&headers, "portico_demo").and_then(|v| v.split_once('.')) else {
         return html::error_page(StatusCode::BAD_REQUEST, "The demo's state cookie is missing.");
@@ -181,28 +209,22 @@ pub async fn callback(State(s): State<AppState>, Path(client): Path<String>, hea
         code_verifier: Some(verifier.to_owned()),
         ..Default::default()
     };
-    let body = match token::exchange(&s.provider, &creds, req, now()).await.1 {
-        Ok(t) => format!(
-            "<h1>Signed in to {}</h1><p>The product's backend received these tokens.</p>{}<h2>Access token (for {})</h2><pre>{}</pre><h2>ID token</h2><pre>{}</pre>\
-             <h2>Refresh token</h2><p class=\"muted\">{}</p><p><a href=\"/\">Back to the demo</a></p>",
-            esc(&c.product),
-            // A tenant-aware product: switching organization is a new authorization, which the
-            // SSO session answers without a login form (the picker shows when there is a choice).
-            if t.org_id.is_some() {
-                format!("<p><a class=\"button\" href=\"/demo/login/{}\">Switch organization</a></p>", esc(&c.client_id))
-            } else {
-                String::new()
-            },
-            esc(&c.product),
-            esc(&decode_jwt(&t.access_token)),
-            esc(&t.id_token.as_deref().map(decode_jwt).unwrap_or_default()),
-            if t.refresh_token.is_some() { "received (opaque, rotating)" } else { "none" }
-        ),
-        Err(e) => format!(
-            "<h1>The token request failed</h1><p class=\"error\">{}: {}</p><p><a href=\"/\">Back</a></p>",
-            e.code.as_str(),
-            esc(e.description)
-        ),
-    };
-    html::secure((StatusCode::OK, Html(html::page("Tokens", &body, true))).into_response(), None)
+    match token::exchange(&s.provider, &creds, req, now()).await.1 {
+        Ok(t) => {
+            let page = TokensPage {
+                title: "Tokens",
+                wide: true,
+                product: &c.product,
+                switch: t.org_id.is_some().then_some(c.client_id.as_str()),
+                access: decode_jwt(&t.access_token),
+                id_token: t.id_token.as_deref().map(decode_jwt).unwrap_or_default(),
+                refresh: t.refresh_token.is_some(),
+            };
+            html::view(StatusCode::OK, &page)
+        }
+        Err(e) => html::Message::new("Tokens", "The token request failed")
+            .alert(&format!("{}: {}", e.code.as_str(), e.description))
+            .link("/", "Back")
+            .page(StatusCode::OK),
+    }
 }

@@ -6,7 +6,7 @@ use super::html::{self, Message, strong, t};
 use super::mfa::session_user;
 use super::pages::{bad_form, with_cookie};
 use super::password::{mail_rate, no_mail};
-use super::signup::{TokenForm, TokenQuery, link_page};
+use super::signup::{MailedLink, TokenForm, TokenQuery, link_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use crate::mail::Job;
@@ -100,11 +100,13 @@ pub async fn form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
     link_page(
         &s,
         &headers,
-        "/account/factor-link",
-        "Set up two-step verification",
-        "Continue to set up two-step verification for your account, in this browser.",
-        "",
-        "Continue",
+        &MailedLink {
+            action: "/account/factor-link",
+            title: "Set up two-step verification",
+            text: "Continue to set up two-step verification for your account, in this browser.",
+            ask_password: false,
+            button: "Continue",
+        },
         &token,
     )
 }

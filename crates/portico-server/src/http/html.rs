@@ -1,22 +1,8 @@
-//! Hosted pages: a small layout, HTML escaping, and the headers every page carries.
+//! Hosted pages: rendering templates (askama escapes every value), the layout for the few
+//! bodies made of fixed text, and the headers every page carries.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
-
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 pub const CSS: &str = r#"
 *{box-sizing:border-box}body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}

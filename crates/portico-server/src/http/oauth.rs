@@ -294,24 +294,30 @@ pub fn respond(resp: AuthResponse) -> Response {
         ResponseMode::Fragment => html::secure(Redirect::to(&format!("{}#{encoded}", resp.redirect_uri)).into_response(), None),
         ResponseMode::FormPost => {
             let nonce = portico_protocol::random::token();
-            let inputs: String = resp
-                .params
-                .iter()
-                .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", html::esc(k), html::esc(v)))
-                .collect();
-            let body = format!(
-                "<h1>Signing you in…</h1><form method=\"post\" action=\"{}\">{inputs}<noscript><button type=\"submit\">Continue</button></noscript></form>\
-                 <script nonce=\"{nonce}\">document.forms[0].submit()</script>",
-                html::esc(&resp.redirect_uri)
-            );
-            let page = html::secure(
-                (StatusCode::OK, axum::response::Html(html::page("Signing in", &body, false))).into_response(),
-                Some(&nonce),
-            );
+            let page = FormPostPage {
+                title: "Signing in",
+                wide: false,
+                action: &resp.redirect_uri,
+                params: &resp.params,
+                nonce: &nonce,
+            };
+            let page = html::secure((StatusCode::OK, axum::response::Html(html::render(&page))).into_response(), Some(&nonce));
             html::forms_may_reach(page, Some(&resp.redirect_uri))
         }
         ResponseMode::WebMessage => web_message(&resp),
     }
+}
+
+/// The Form Post Response Mode answer: the parameters as hidden fields, posted to the redirect URI
+/// by a script this page's nonce allows (a button without scripts).
+#[derive(askama::Template)]
+#[template(path = "form_post.html")]
+struct FormPostPage<'a> {
+    title: &'a str,
+    wide: bool,
+    action: &'a str,
+    params: &'a [(String, String)],
+    nonce: &'a str,
 }
 
 /// JSON that is safe inside a `<script>` element.

@@ -3,7 +3,7 @@
 //! shows as the user types (it asks `/password/strength`, which gives the verdict the server will
 //! give on submit).
 
-use super::html::{self, esc};
+use super::html;
 use super::pages::{bad_form, current_user};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
@@ -25,18 +25,25 @@ pub async fn script() -> Response {
 /// A new-password field named `name` with its strength meter; `context` (email, name) is what
 /// the meter counts against the password when the page has no such fields.
 pub fn new_password_field(s: &AppState, name: &str, label: &str, context: Option<(&str, &str)>) -> String {
-    let data = context
-        .map(|(email, name)| format!(" data-email=\"{}\" data-name=\"{}\"", esc(email), esc(name)))
-        .unwrap_or_default();
-    let min = s.provider.settings.password.min_length;
-    format!(
-        "<label for=\"new-password\">{label}</label>\
-         <input id=\"new-password\" name=\"{name}\" type=\"password\" autocomplete=\"new-password\" required minlength=\"{min}\" maxlength=\"{max}\" data-strength=\"strength\"{data} aria-describedby=\"strength\">\
-         <div id=\"strength\" class=\"strength\" aria-live=\"polite\"><meter min=\"0\" max=\"4\" low=\"2\" high=\"3\" optimum=\"4\" value=\"0\"></meter>\
-         <span class=\"muted\">At least {min} characters. Several uncommon words make a strong password.</span></div>\
-         <script src=\"/static/password.js\" defer></script>",
-        max = portico_protocol::password_policy::MAX_LENGTH,
-    )
+    html::render(&NewPasswordField {
+        label,
+        name,
+        min: s.provider.settings.password.min_length,
+        max: portico_protocol::password_policy::MAX_LENGTH,
+        context,
+    })
+}
+
+/// The new-password field (`new_password_field.html`), an include of the forms that set one.
+#[derive(askama::Template)]
+#[template(path = "new_password_field.html")]
+struct NewPasswordField<'a> {
+    label: &'a str,
+    name: &'a str,
+    min: usize,
+    max: usize,
+    /// The email and name the meter counts against the password, when the form has no such fields.
+    context: Option<(&'a str, &'a str)>,
 }
 
 /// A page with a password meter (it runs Portico's own script).

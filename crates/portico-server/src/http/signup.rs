@@ -4,7 +4,7 @@
 //! button: following a link (as mail scanners do) spends nothing.
 
 use super::flow::Flow;
-use super::html::{self, Message, a, esc, strong, t};
+use super::html::{self, Message, a, strong, t};
 use super::pages::{bad_form, current_user, with_cookie};
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
@@ -172,22 +172,44 @@ pub struct TokenQuery {
     pub(crate) token: Option<String>,
 }
 
-/// The page behind a mailed link: a button that posts the token (a GET spends nothing), and the
-/// fields `extra` asks for.
-pub(crate) fn link_page(s: &AppState, headers: &HeaderMap, action: &str, title: &str, text: &str, extra: &str, button: &str, token: &str) -> Response {
+/// The page behind a mailed link: a button that posts the token (a GET spends nothing), and for
+/// a sign-up the password chosen then (`ask_password`).
+pub(crate) fn link_page(s: &AppState, headers: &HeaderMap, link: &MailedLink<'_>, token: &str) -> Response {
     let (csrf, cookie) = cookies::csrf_token(s, headers);
-    let body = format!(
-        "<h1>{title}</h1><p>{text}</p><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"token\" value=\"{}\">{extra}<button type=\"submit\">{button}</button></form>",
-        esc(&csrf),
-        esc(token)
-    );
-    with_cookie(html::html(StatusCode::OK, title, &body), cookie)
+    let page = LinkPage {
+        title: link.title,
+        wide: false,
+        text: link.text,
+        action: link.action,
+        csrf: &csrf,
+        token,
+        ask_password: link.ask_password,
+        button: link.button,
+    };
+    with_cookie(html::view(StatusCode::OK, &page), cookie)
 }
 
-/// The sign-up confirmation asks for the password chosen at sign-up.
-const CONFIRM_PASSWORD: &str = "<label for=\"password\">The password you chose</label>\
-    <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus>";
+/// What a mailed link's page says and where its button posts.
+pub(crate) struct MailedLink<'a> {
+    pub action: &'a str,
+    pub title: &'a str,
+    pub text: &'a str,
+    pub ask_password: bool,
+    pub button: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "link_page.html")]
+struct LinkPage<'a> {
+    title: &'a str,
+    wide: bool,
+    text: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    token: &'a str,
+    ask_password: bool,
+    button: &'a str,
+}
 
 fn dead_link(what: &str) -> Response {
     Message::new("Link expired", "This link no longer works")
@@ -209,11 +231,13 @@ fn confirm_page(s: &AppState, headers: &HeaderMap, token: &str, text: &'static s
     link_page(
         s,
         headers,
-        "/signup/confirm",
-        "Confirm your email",
-        text,
-        CONFIRM_PASSWORD,
-        "Create my account",
+        &MailedLink {
+            action: "/signup/confirm",
+            title: "Confirm your email",
+            text,
+            ask_password: true,
+            button: "Create my account",
+        },
         token,
     )
 }
@@ -300,11 +324,13 @@ pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
     link_page(
         &s,
         &headers,
-        "/account/verify-email",
-        "Verify your email",
-        "Confirm that this email is yours.",
-        "",
-        "Verify my email",
+        &MailedLink {
+            action: "/account/verify-email",
+            title: "Verify your email",
+            text: "Confirm that this email is yours.",
+            ask_password: false,
+            button: "Verify my email",
+        },
         &token,
     )
 }
