@@ -142,6 +142,8 @@ pub async fn open_migrated(cfg: &Config) -> anyhow::Result<Store> {
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub provider: Arc<Provider>,
+    /// The routes with every layer, as served: for in-process requests (tests' `oneshot`).
+    pub router: axum::Router,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     logout_worker: tokio::task::JoinHandle<()>,
@@ -200,10 +202,11 @@ pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, 
         (Some(cert), Some(key)) => Some(axum_server::tls_rustls::RustlsAcceptor::new(tls_config(cert, key).await?).handshake_timeout(read_timeout)),
         _ => None,
     };
-    let task = tokio::spawn(serve::serve(listener, router, limits, acceptor, trusted, rx, GRACE));
+    let task = tokio::spawn(serve::serve(listener, router.clone(), limits, acceptor, trusted, rx, GRACE));
     Ok(Running {
         addr,
         provider,
+        router,
         shutdown: tx,
         task,
         logout_worker,

@@ -232,6 +232,7 @@ mod escaping;
 mod expiry;
 mod flow;
 mod grant_properties;
+mod http_shape;
 mod isolation;
 mod keys;
 mod logout;
