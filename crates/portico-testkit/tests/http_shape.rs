@@ -84,13 +84,12 @@ async fn oauth_errors_carry_their_status_challenge_and_no_store(s: &TestServer) 
         {"error":"invalid_request","error_description":"a parameter is repeated"}
         "##);
     let no_token = shape(s, get("/oauth2/userinfo")).await;
+    // RFC 6750 §3.1: no token at all, so no error code or other error information.
     insta::assert_snapshot!(no_token, @r##"
         401
-        content-type: application/json
         cache-control: no-store
         pragma: no-cache
-        www-authenticate: Bearer error="invalid_token", error_description="an access token is required"
-        {"error":"invalid_token","error_description":"an access token is required"}
+        www-authenticate: Bearer realm="portico"
         "##);
     let bad_token = shape(
         s,

@@ -72,6 +72,9 @@ pub struct OAuthError {
     pub detail: String,
     /// The client tried HTTP Basic: a 401 must carry `WWW-Authenticate: Basic`.
     pub basic_challenge: bool,
+    /// A protected resource asked without any access token: RFC 6750 §3.1, the challenge carries
+    /// no error code or other error information.
+    pub no_credentials: bool,
 }
 
 impl OAuthError {
@@ -81,6 +84,7 @@ impl OAuthError {
             description,
             detail: String::new(),
             basic_challenge: false,
+            no_credentials: false,
         }
     }
     pub fn detail(mut self, detail: impl Into<String>) -> Self {

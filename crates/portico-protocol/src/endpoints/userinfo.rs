@@ -8,7 +8,10 @@ use portico_model::UserId;
 use serde_json::{Value, json};
 
 pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Value, OAuthError> {
-    let token = bearer.ok_or_else(|| oauth!(InvalidToken, "an access token is required"))?;
+    let token = bearer.ok_or_else(|| OAuthError {
+        no_credentials: true,
+        ..oauth!(InvalidToken, "an access token is required")
+    })?;
     let c = decode_access_token(p, token, now).ok_or_else(|| oauth!(InvalidToken, "the access token is invalid or expired"))?;
     if !c.sub.starts_with("usr_") || !has_scope(&c.scope, "openid") || !is_live(p, &c, now).await? {
         return Err(oauth!(InvalidToken, "the access token is invalid or expired"));

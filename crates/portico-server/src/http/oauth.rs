@@ -31,6 +31,13 @@ impl IntoResponse for OAuthJsonError {
             tracing::info!(error = e.code.as_str(), detail = %e.detail, "request refused");
         }
         let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        // RFC 6750 §3.1: a request without any access token learns only that one is needed.
+        if e.no_credentials {
+            let mut resp = no_store(StatusCode::UNAUTHORIZED.into_response());
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portico\""));
+            return resp;
+        }
         let mut resp = (status, Json(e.body())).into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
