@@ -114,7 +114,7 @@ async fn a_reset_link_sets_a_new_password_once_and_signs_out_everywhere(s: &Test
     assert_eq!(audited(s, "password.reset_requested").await, 1);
     assert_eq!(audited(s, "password.reset").await, 1);
 }
-both_stores!(reset_once, a_reset_link_sets_a_new_password_once_and_signs_out_everywhere);
+both_stores!(a_reset_link_sets_a_new_password_once_and_signs_out_everywhere);
 
 async fn older_and_expired_reset_links_are_dead(s: &TestServer) {
     forgot(s, ADA).await;
@@ -136,7 +136,7 @@ async fn older_and_expired_reset_links_are_dead(s: &TestServer) {
     assert_eq!(reset_with(s, &third, "yet another long passphrase").await.0, 400);
     assert_eq!(login_status(s, ADA, NEW_PASSWORD).await, 303, "neither changed the password");
 }
-both_stores!(reset_links_dead, older_and_expired_reset_links_are_dead);
+both_stores!(older_and_expired_reset_links_are_dead);
 
 async fn reset_and_signup_answers_do_not_reveal_accounts(s: &TestServer) {
     // Reset: the same bytes for an account and for nobody; only the account gets mail.
@@ -169,7 +169,7 @@ async fn reset_and_signup_answers_do_not_reveal_accounts(s: &TestServer) {
         "no mail to a stranger's address"
     );
 }
-both_stores_with!(no_enumeration, &signup_suite(), |_| {}, reset_and_signup_answers_do_not_reveal_accounts);
+both_stores_with!(reset_and_signup_answers_do_not_reveal_accounts, &signup_suite(), |_| {});
 
 /// Submits the sign-up form of authorization request `req`: (status, body).
 async fn sign_up(b: &mut Browser, s: &TestServer, req: &str, name: &str, email: &str, password: &str) -> (u16, String) {
@@ -282,12 +282,7 @@ async fn signing_up_makes_a_verified_account_with_access_to_the_product(s: &Test
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"), "{loc}");
     assert_eq!(query_param(&loc, "code"), None);
 }
-both_stores_with!(
-    signup_flow,
-    &signup_suite(),
-    |_| {},
-    signing_up_makes_a_verified_account_with_access_to_the_product
-);
+both_stores_with!(signing_up_makes_a_verified_account_with_access_to_the_product, &signup_suite(), |_| {});
 
 fn claims_of(jwt: &str) -> serde_json::Value {
     use base64::Engine;
@@ -306,7 +301,7 @@ async fn a_product_without_signup_offers_none(s: &TestServer) {
     let (status, _, _) = b.get(&format!("{}/signup", s.base)).await;
     assert_eq!(status, 404, "no application, no sign-up");
 }
-both_stores_with!(signup_closed, &signup_suite(), |_| {}, a_product_without_signup_offers_none);
+both_stores_with!(a_product_without_signup_offers_none, &signup_suite(), |_| {});
 
 async fn changing_the_password_ends_the_other_sessions_only(s: &TestServer) {
     let other = code_flow_tokens(s).await;
@@ -344,7 +339,7 @@ async fn changing_the_password_ends_the_other_sessions_only(s: &TestServer) {
     assert_eq!(audited(s, "password.changed").await, 1);
     assert_eq!(audited(s, "password.change_failed").await, 1);
 }
-both_stores!(password_change, changing_the_password_ends_the_other_sessions_only);
+both_stores!(changing_the_password_ends_the_other_sessions_only);
 
 async fn a_password_change_needs_a_session_and_the_form(s: &TestServer) {
     let mut b = Browser::new();
@@ -366,7 +361,7 @@ async fn a_password_change_needs_a_session_and_the_form(s: &TestServer) {
     assert_eq!(status, 403, "a cross-site form");
     assert_eq!(login_status(s, ADA, ADA_PASSWORD).await, 303, "unchanged");
 }
-both_stores!(password_change_refusals, a_password_change_needs_a_session_and_the_form);
+both_stores!(a_password_change_needs_a_session_and_the_form);
 
 async fn an_unverified_email_is_verified_by_its_link(s: &TestServer) {
     let email = "cli-made@example.test";
@@ -406,7 +401,7 @@ async fn an_unverified_email_is_verified_by_its_link(s: &TestServer) {
     assert!(account.contains("Your email is verified."));
     assert_eq!(audited(s, "email.verified").await, 1);
 }
-both_stores!(verify_email, an_unverified_email_is_verified_by_its_link);
+both_stores!(an_unverified_email_is_verified_by_its_link);
 
 async fn the_meter_gives_the_servers_verdict(s: &TestServer) {
     let ask = |password: &'static str| async move {
@@ -444,7 +439,7 @@ async fn the_meter_gives_the_servers_verdict(s: &TestServer) {
     let refused = refused.expect("refused within 400 readings");
     assert!(refused.headers().get("retry-after").is_some());
 }
-both_stores!(strength_meter, the_meter_gives_the_servers_verdict);
+both_stores!(the_meter_gives_the_servers_verdict);
 
 async fn one_address_cannot_flood_inboxes(s: &TestServer) {
     for _ in 0..10 {
@@ -458,7 +453,7 @@ async fn one_address_cannot_flood_inboxes(s: &TestServer) {
     assert_eq!(status, 429);
     assert!(headers.get("retry-after").is_some());
 }
-both_stores!(mail_rate, one_address_cannot_flood_inboxes);
+both_stores!(one_address_cannot_flood_inboxes);
 
 fn blocklisted(c: &mut Config) {
     let path = c.data_dir.join("blocklist.txt");
@@ -474,7 +469,7 @@ async fn the_operators_blocklist_is_honoured(s: &TestServer) {
     assert_eq!(status, 400);
     assert!(page.contains("one of the most common"), "{page}");
 }
-both_stores_with!(blocklist, SUITE, blocklisted, the_operators_blocklist_is_honoured);
+both_stores_with!(the_operators_blocklist_is_honoured, SUITE, blocklisted);
 
 #[test]
 fn configuration_refuses_bad_password_and_mail_settings() {
@@ -615,11 +610,7 @@ async fn a_product_refusing_trust_on_first_use_needs_the_mailed_link_before_the_
     assert_eq!(status, 400);
     assert_eq!(audited(s, "mfa.enrolment_link_opened").await, 1);
 }
-both_stores!(
-    enrolment_link,
-    &LINK_FIRST,
-    a_product_refusing_trust_on_first_use_needs_the_mailed_link_before_the_first_factor
-);
+both_stores!(a_product_refusing_trust_on_first_use_needs_the_mailed_link_before_the_first_factor, &LINK_FIRST);
 
 /// An authorization request URL for a confidential client of SUITE.
 fn authorize_url_for(s: &TestServer, client: &str) -> String {

@@ -128,11 +128,7 @@ async fn admin_api_refuses_everything_but_a_live_admin_token(s: &TestServer) {
     assert_eq!(status, 201);
     assert_eq!(grant_count(s).await, before + 1);
 }
-both_stores!(
-    admin_api_refuses_everything_but_a_live_admin_token_,
-    &ADMIN,
-    admin_api_refuses_everything_but_a_live_admin_token
-);
+both_stores!(admin_api_refuses_everything_but_a_live_admin_token, &ADMIN);
 
 async fn revoking_a_grant_ends_refresh_introspection_and_the_product_session(s: &TestServer) {
     let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
@@ -171,11 +167,7 @@ async fn revoking_a_grant_ends_refresh_introspection_and_the_product_session(s: 
     assert_eq!(refused.event.data["grant_type"], "refresh_token");
     assert_eq!(refused.event.data["error"], "invalid_grant");
 }
-both_stores!(
-    revoking_a_grant_ends_refresh_introspection_and_the_product_session_,
-    &ADMIN,
-    revoking_a_grant_ends_refresh_introspection_and_the_product_session
-);
+both_stores!(revoking_a_grant_ends_refresh_introspection_and_the_product_session, &ADMIN);
 
 async fn disabling_a_user_ends_everything_and_refuses_login(s: &TestServer) {
     let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
@@ -206,11 +198,7 @@ async fn disabling_a_user_ends_everything_and_refuses_login(s: &TestServer) {
     assert_eq!(status, 200);
     tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
 }
-both_stores!(
-    disabling_a_user_ends_everything_and_refuses_login_,
-    &ADMIN,
-    disabling_a_user_ends_everything_and_refuses_login
-);
+both_stores!(disabling_a_user_ends_everything_and_refuses_login, &ADMIN);
 
 async fn an_expired_grant_covers_nothing(s: &TestServer) {
     use portico_protocol::client_auth::ClientCredentials;
@@ -239,7 +227,7 @@ async fn an_expired_grant_covers_nothing(s: &TestServer) {
     let refused = exchange(p, &creds, refresh, until).await.1.unwrap_err();
     assert_eq!(refused.code, portico_protocol::ErrorCode::InvalidGrant);
 }
-both_stores!(an_expired_grant_covers_nothing_, &ADMIN, an_expired_grant_covers_nothing);
+both_stores!(an_expired_grant_covers_nothing, &ADMIN);
 
 async fn revoking_a_client_grant_ends_its_tokens_at_once(s: &TestServer) {
     let ops = admin_token(s, "ops-bot", OPS_SECRET).await;
@@ -257,11 +245,7 @@ async fn revoking_a_client_grant_ends_its_tokens_at_once(s: &TestServer) {
     let (status, t) = post_basic(s, "/oauth2/token", "audit-bot", AUDIT_SECRET, &[("grant_type", "client_credentials")]).await;
     assert_eq!((status, t["error"].as_str()), (400, Some("invalid_grant")), "{t}");
 }
-both_stores!(
-    revoking_a_client_grant_ends_its_tokens_at_once_,
-    &ADMIN,
-    revoking_a_client_grant_ends_its_tokens_at_once
-);
+both_stores!(revoking_a_client_grant_ends_its_tokens_at_once, &ADMIN);
 
 async fn forged_admin_tokens_are_refused(s: &TestServer) {
     let before = grant_count(s).await;
@@ -281,7 +265,7 @@ async fn forged_admin_tokens_are_refused(s: &TestServer) {
     assert_eq!(api(s, "GET", "/api/v1/grants", Some(&moved), None).await.0, 401);
     assert_eq!(grant_count(s).await, before, "nothing written");
 }
-both_stores!(forged_admin_tokens_are_refused_, &ADMIN, forged_admin_tokens_are_refused);
+both_stores!(forged_admin_tokens_are_refused, &ADMIN);
 
 /// Whether `value` matches `schema` (the subset of JSON Schema the admin API's document uses:
 /// `$ref`, object with `required`, `properties` and `additionalProperties: false`, array, string,
@@ -475,4 +459,4 @@ async fn every_answer_matches_the_openapi_document(s: &TestServer) {
     }
     assert!(seen.iter().filter(|(_, _, st)| *st >= 400).count() >= 6, "refusals were tried: {seen:?}");
 }
-both_stores!(every_answer_matches_the_openapi_document_, &ADMIN, every_answer_matches_the_openapi_document);
+both_stores!(every_answer_matches_the_openapi_document, &ADMIN);

@@ -160,4 +160,4 @@ async fn every_name_reaches_every_page_escaped(s: &TestServer) {
 fn on_localhost(c: &mut portico_server::config::Config) {
     c.issuer = c.issuer.replace("127.0.0.1", "localhost");
 }
-both_stores_with!(names_escaped, NAMES, on_localhost, every_name_reaches_every_page_escaped);
+both_stores_with!(every_name_reaches_every_page_escaped, NAMES, on_localhost);

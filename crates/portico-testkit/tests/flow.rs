@@ -70,7 +70,7 @@ async fn relying_party_signs_in(s: &TestServer) {
     // Ada has no grant for reports: the answer is access_denied at the redirect URI.
     assert_eq!(query_param(loc2.as_deref().unwrap(), "error").as_deref(), Some("access_denied"));
 }
-both_stores!(relying_party_code_flow, relying_party_signs_in);
+both_stores!(relying_party_signs_in);
 
 pub fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -122,7 +122,7 @@ async fn second_client_needs_no_login(s: &TestServer) {
     assert_eq!(query_param(&loc, "error").as_deref(), Some("login_required"));
     assert_eq!(query_param(&loc, "state").as_deref(), Some("x"));
 }
-both_stores!(sso_and_prompt_none, second_client_needs_no_login);
+both_stores!(second_client_needs_no_login);
 
 async fn eddsa_token_verifies_with_jwks(s: &TestServer) {
     let (status, body) = post_basic(
@@ -162,4 +162,4 @@ async fn eddsa_token_verifies_with_jwks(s: &TestServer) {
     assert_eq!(claims["scope"], "api:read");
     assert_eq!(claims["roles"], serde_json::json!(["service"]));
 }
-both_stores!(client_credentials_eddsa, eddsa_token_verifies_with_jwks);
+both_stores!(eddsa_token_verifies_with_jwks);

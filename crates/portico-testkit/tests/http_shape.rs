@@ -108,7 +108,7 @@ async fn oauth_errors_carry_their_status_challenge_and_no_store(s: &TestServer) 
         {"error":"invalid_token","error_description":"the access token is invalid or expired"}
         "##);
 }
-both_stores!(oauth_error_shape, oauth_errors_carry_their_status_challenge_and_no_store);
+both_stores!(oauth_errors_carry_their_status_challenge_and_no_store);
 
 async fn the_admin_api_answers_problem_documents(s: &TestServer) {
     let anonymous = shape(s, get("/api/v1/grants")).await;
@@ -120,7 +120,7 @@ async fn the_admin_api_answers_problem_documents(s: &TestServer) {
         {"detail":"an access token for the admin API is required","status":401,"title":"Unauthorized","type":"about:blank"}
         "##);
 }
-both_stores!(admin_problem_shape, the_admin_api_answers_problem_documents);
+both_stores!(the_admin_api_answers_problem_documents);
 
 async fn public_documents_are_cacheable_and_pages_are_not(s: &TestServer) {
     let discovery = shape(s, get("/.well-known/openid-configuration")).await;
@@ -152,4 +152,4 @@ async fn public_documents_are_cacheable_and_pages_are_not(s: &TestServer) {
         404
         "##);
 }
-both_stores!(page_shape, public_documents_are_cacheable_and_pages_are_not);
+both_stores!(public_documents_are_cacheable_and_pages_are_not);

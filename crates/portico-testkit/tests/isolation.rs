@@ -194,11 +194,7 @@ async fn every_combination_gives_exactly_what_the_grants_allow(s: &TestServer) {
     }
     assert_eq!(checked, 6 * 3 * 5);
 }
-both_stores!(
-    every_combination_gives_exactly_what_the_grants_allow_,
-    &MATRIX,
-    every_combination_gives_exactly_what_the_grants_allow
-);
+both_stores!(every_combination_gives_exactly_what_the_grants_allow, &MATRIX);
 
 /// Refresh, introspection by every product, token exchange and hand-off for a token just issued.
 async fn check_follow_ups(

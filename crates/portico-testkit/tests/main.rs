@@ -75,14 +75,15 @@ pub use portico_testkit::{Backend, Browser, TestServer, hidden, query_param};
 /// configuration adjusted by `configure`.
 #[macro_export]
 macro_rules! both_stores_with {
-    ($name:ident, $suite:expr, $configure:expr, $body:expr) => {
-        mod $name {
+    ($body:ident, $suite:expr, $configure:expr) => {
+        mod $body {
+            #[allow(unused_imports)]
             use super::*;
             async fn run(backend: $crate::Backend) {
                 let Some(s) = $crate::TestServer::start_with(backend, $suite, $configure).await else {
                     return;
                 };
-                ($body)(&s).await;
+                (super::$body)(&s).await;
                 s.stop().await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,16 +101,18 @@ macro_rules! both_stores_with {
 /// Runs `f` on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! both_stores {
-    ($name:ident, $body:expr) => {
-        $crate::both_stores!($name, $crate::SUITE, $body);
+    ($body:ident) => {
+        $crate::both_stores!($body, $crate::SUITE);
     };
-    ($name:ident, $suite:expr, $body:expr) => {
-        mod $name {
+    ($body:ident, $suite:expr) => {
+        mod $body {
+            // The suite expression names constants of the file that invokes the macro.
+            #[allow(unused_imports)]
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 let s = $crate::TestServer::start($crate::Backend::Sqlite, $suite).await.expect("sqlite");
-                ($body)(&s).await;
+                (super::$body)(&s).await;
                 s.stop().await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +120,7 @@ macro_rules! both_stores {
                 let Some(s) = $crate::TestServer::start($crate::Backend::Postgres, $suite).await else {
                     return;
                 };
-                ($body)(&s).await;
+                (super::$body)(&s).await;
                 s.stop().await;
             }
         }

@@ -33,7 +33,7 @@ async fn passkeys_need_a_domain_name(s: &TestServer) {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("not available"), "{body}");
 }
-both_stores!(passkeys_need_a_domain_name_, TENANTS, passkeys_need_a_domain_name);
+both_stores!(passkeys_need_a_domain_name, TENANTS);
 
 async fn passkey_options_and_forged_answers(s: &TestServer) {
     let mut b = Browser::new();
@@ -96,7 +96,7 @@ async fn passkey_options_and_forged_answers(s: &TestServer) {
     assert!(!body.contains(&portico_protocol::random::b64url(b"ada@example.test")));
     assert_eq!(key["rp"]["id"], "localhost");
 }
-both_stores_with!(passkey_options_and_forged_answers_, TENANTS, on_localhost, passkey_options_and_forged_answers);
+both_stores_with!(passkey_options_and_forged_answers, TENANTS, on_localhost);
 
 fn a_passkey(id: &str, user: &portico_model::UserId, name: &str) -> PasskeyRow {
     PasskeyRow {
@@ -150,4 +150,4 @@ async fn only_a_passkeys_owner_changes_it(s: &TestServer) {
     };
     assert!(page.contains("Use a passkey"), "{page}");
 }
-both_stores_with!(only_a_passkeys_owner_changes_it_, TENANTS, on_localhost, only_a_passkeys_owner_changes_it);
+both_stores_with!(only_a_passkeys_owner_changes_it, TENANTS, on_localhost);

@@ -228,7 +228,7 @@ async fn only_an_admin_grants_or_revokes_portico_admin(s: &TestServer) {
     let viewer = serde_json::json!({"user": "bob@example.test", "product": "portico-admin", "roles": ["viewer"]});
     assert_eq!(api(s, "POST", "/api/v1/grants", Some(&admin), Some(viewer)).await.0, 201);
 }
-both_stores!(only_an_admin_grants_portico_admin, &SUITE, only_an_admin_grants_or_revokes_portico_admin);
+both_stores!(only_an_admin_grants_or_revokes_portico_admin, &SUITE);
 
 // ---- 14. Role changes are immediate --------------------------------------------------------
 
@@ -251,7 +251,7 @@ async fn shrunk_roles_end_the_tokens_that_carry_them(s: &TestServer) {
     let (_, after) = post_basic(s, "/oauth2/introspect", "crm-web", CRM_SECRET, &[("token", at)]).await;
     assert_eq!(after["active"], false, "{after}");
 }
-both_stores!(shrunk_roles_are_immediate, &SUITE, shrunk_roles_end_the_tokens_that_carry_them);
+both_stores!(shrunk_roles_end_the_tokens_that_carry_them, &SUITE);
 
 // ---- 2. Consent and sign-in fixation -------------------------------------------------------
 
@@ -287,7 +287,7 @@ async fn consent_is_bound_to_the_browser_and_user_that_gave_it(s: &TestServer) {
         assert!(page.contains("Allow access?"), "{entry}: {page}");
     }
 }
-both_stores!(consent_bound_to_browser_and_user, &SUITE, consent_is_bound_to_the_browser_and_user_that_gave_it);
+both_stores!(consent_is_bound_to_the_browser_and_user_that_gave_it, &SUITE);
 
 async fn a_fresh_sign_in_is_bound_to_the_browser_that_made_it(s: &TestServer) {
     // Olga (every tenant) starts a prompt=login request and signs in: it waits at the picker.
@@ -315,7 +315,7 @@ async fn a_fresh_sign_in_is_bound_to_the_browser_that_made_it(s: &TestServer) {
     };
     assert!(loc.as_deref().and_then(|l| query_param(l, "code")).is_none(), "{loc:?}");
 }
-both_stores!(fresh_sign_in_bound_to_browser, &SUITE, a_fresh_sign_in_is_bound_to_the_browser_that_made_it);
+both_stores!(a_fresh_sign_in_is_bound_to_the_browser_that_made_it, &SUITE);
 
 // ---- 8. Consent names the product --------------------------------------------------------
 
@@ -352,7 +352,7 @@ async fn consent_covers_one_product(s: &TestServer) {
     let Step::AtClient(loc) = step else { panic!() };
     assert_eq!(query_param(&loc, "error").as_deref(), Some("consent_required"));
 }
-both_stores!(consent_per_product, &SUITE, consent_covers_one_product);
+both_stores!(consent_covers_one_product, &SUITE);
 
 // ---- 3. One policy gate on every path that mints ---------------------------------------------
 
@@ -390,11 +390,7 @@ async fn a_password_only_session_gets_no_token_for_an_mfa_product_on_any_path(s:
     // CRM, without the requirement, still works on every path.
     assert_eq!(refresh(s, "crm-web", CRM_SECRET, crm["refresh_token"].as_str().unwrap()).await.0, 200);
 }
-both_stores!(
-    mfa_policy_on_every_path,
-    &SUITE,
-    a_password_only_session_gets_no_token_for_an_mfa_product_on_any_path
-);
+both_stores!(a_password_only_session_gets_no_token_for_an_mfa_product_on_any_path, &SUITE);
 
 async fn an_expired_product_session_gets_no_token_on_any_path(s: &TestServer) {
     let mut b = Browser::new();
@@ -428,11 +424,7 @@ async fn an_expired_product_session_gets_no_token_on_any_path(s: &TestServer) {
     );
     assert!(token_at(s, "crm-web", CRM_SECRET, on_behalf(&crm_at), early).await.is_ok());
 }
-both_stores!(
-    product_session_on_every_path,
-    &SHORT_REPORTS,
-    an_expired_product_session_gets_no_token_on_any_path
-);
+both_stores!(an_expired_product_session_gets_no_token_on_any_path, &SHORT_REPORTS);
 
 async fn a_revoked_grant_gets_no_token_on_any_path(s: &TestServer) {
     let mut b = Browser::new();
@@ -471,7 +463,7 @@ async fn a_revoked_grant_gets_no_token_on_any_path(s: &TestServer) {
     let Step::AtClient(loc) = step else { panic!() };
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"), "authorize");
 }
-both_stores!(revoked_grant_on_every_path, &SUITE, a_revoked_grant_gets_no_token_on_any_path);
+both_stores!(a_revoked_grant_gets_no_token_on_any_path, &SUITE);
 
 // ---- 4. Factor changes need a second factor --------------------------------------------------
 
@@ -500,11 +492,7 @@ async fn a_password_only_session_cannot_add_an_authenticator_beside_a_passkey(s:
     assert!(!portico_protocol::totp::enrolled(&s.running.provider, &ada).await.unwrap());
     assert_eq!(s.store().passkeys_of(&ada).await.unwrap().len(), 1);
 }
-both_stores!(
-    factor_changes_need_a_factor,
-    &SUITE,
-    a_password_only_session_cannot_add_an_authenticator_beside_a_passkey
-);
+both_stores!(a_password_only_session_cannot_add_an_authenticator_beside_a_passkey, &SUITE);
 
 // ---- 10. Codes do not outlive logout -------------------------------------------------------
 
@@ -522,7 +510,7 @@ async fn a_code_issued_before_sign_out_everywhere_is_refused(s: &TestServer) {
     let (status, body) = redeem_raw(s, "crm-web", CRM_SECRET, &code, &verifier).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
 }
-both_stores!(codes_die_with_their_session, &SUITE, a_code_issued_before_sign_out_everywhere_is_refused);
+both_stores!(a_code_issued_before_sign_out_everywhere_is_refused, &SUITE);
 
 // ---- 11. Public clients do not introspect -----------------------------------------------------
 
@@ -540,7 +528,7 @@ async fn a_public_client_cannot_introspect(s: &TestServer) {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
     assert!(body.get("active").is_none());
 }
-both_stores!(public_clients_do_not_introspect, &SUITE, a_public_client_cannot_introspect);
+both_stores!(a_public_client_cannot_introspect, &SUITE);
 
 // ---- 12. An old ID token does not sign out the current session ------------------------------
 
@@ -561,7 +549,7 @@ async fn an_id_token_of_another_session_asks_before_signing_out(s: &TestServer) 
     let (step, _) = start(&mut current, s, "crm-web", &[("organization", "acme"), ("prompt", "none")], "-").await;
     assert!(matches!(step, Step::AtClient(ref l) if query_param(l, "code").is_some()), "still signed in");
 }
-both_stores!(old_id_token_hint_asks, &SUITE, an_id_token_of_another_session_asks_before_signing_out);
+both_stores!(an_id_token_of_another_session_asks_before_signing_out, &SUITE);
 
 // ---- 6. Metrics labels are bounded --------------------------------------------------------
 
@@ -577,7 +565,7 @@ async fn made_up_methods_do_not_become_metric_labels(s: &TestServer) {
     assert!(!metrics.contains("nowhere"), "a raw path became a label");
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
 }
-both_stores!(metric_labels_are_bounded, &SUITE, made_up_methods_do_not_become_metric_labels);
+both_stores!(made_up_methods_do_not_become_metric_labels, &SUITE);
 
 // ---- 13. The data directory is private ------------------------------------------------------
 
@@ -619,11 +607,7 @@ async fn fifty_concurrent_guesses_verify_no_more_passwords_than_the_limit(s: &Te
     );
     assert!(statuses.iter().filter(|s| **s == 429).count() >= 50 - limits.account_lock_after as usize);
 }
-both_stores!(
-    throttle_holds_under_concurrency,
-    &SUITE,
-    fifty_concurrent_guesses_verify_no_more_passwords_than_the_limit
-);
+both_stores!(fifty_concurrent_guesses_verify_no_more_passwords_than_the_limit, &SUITE);
 
 // ---- 7. Nothing from outside is stored without a bound ------------------------------------
 
@@ -654,11 +638,7 @@ async fn oversized_authorization_parameters_are_refused_and_not_kept(s: &TestSer
     let (status, loc, _) = b.get(&authorize_url(s, "crm-web", &[("padding", &"p".repeat(17_000))])).await;
     assert_eq!((status, loc), (400, None));
 }
-both_stores!(
-    oversized_parameters_refused,
-    &SUITE,
-    oversized_authorization_parameters_are_refused_and_not_kept
-);
+both_stores!(oversized_authorization_parameters_are_refused_and_not_kept, &SUITE);
 
 fn five_pending_a_minute(c: &mut portico_server::config::Config) {
     c.pending_requests_per_minute = 5;
@@ -683,12 +663,7 @@ async fn one_address_cannot_fill_the_store_with_pending_requests(s: &TestServer)
     let (status, _, _) = b.post_form(&format!("{}/login/passkey/options", s.base), &[("csrf", &csrf)]).await;
     assert!(status == 429 || status == 404, "{status}");
 }
-both_stores_with!(
-    pending_requests_rate,
-    &SUITE,
-    five_pending_a_minute,
-    one_address_cannot_fill_the_store_with_pending_requests
-);
+both_stores_with!(one_address_cannot_fill_the_store_with_pending_requests, &SUITE, five_pending_a_minute);
 
 async fn expired_rows_are_swept(s: &TestServer) {
     let store = s.store();
@@ -704,7 +679,7 @@ async fn expired_rows_are_swept(s: &TestServer) {
     );
     assert!(store.take_pending("authorize", "kept", now).await.unwrap().is_some());
 }
-both_stores!(sweep_expired_rows, &SUITE, expired_rows_are_swept);
+both_stores!(expired_rows_are_swept, &SUITE);
 
 // ---- 9. The client's address behind a proxy ------------------------------------------------
 
@@ -771,18 +746,13 @@ async fn limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64(s: &Test
     let ip = refused_from(s, &[("x-forwarded-for", "203.0.113.5")]).await;
     assert_eq!(ip.as_deref(), Some("203.0.113.5"));
 }
-both_stores_with!(
-    client_address_behind_a_proxy,
-    &SUITE,
-    behind_a_proxy,
-    limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64
-);
+both_stores_with!(limits_count_the_client_behind_a_trusted_proxy_and_ipv6_per_64, &SUITE, behind_a_proxy);
 
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored(s: &TestServer) {
     let ip = refused_from(s, &[("x-forwarded-for", "203.0.113.5"), ("forwarded", "for=203.0.113.6")]).await;
     assert_eq!(ip.as_deref(), Some("127.0.0.1"));
 }
-both_stores!(untrusted_forwarding_ignored, &SUITE, forwarding_headers_from_an_untrusted_peer_are_ignored);
+both_stores!(forwarding_headers_from_an_untrusted_peer_are_ignored, &SUITE);
 
 // ---- Hardening: the suite file, tenants, clients ------------------------------------------
 
@@ -812,7 +782,7 @@ async fn a_client_without_a_grant_gets_no_token(s: &TestServer) {
     let (status, _, _) = api(s, "GET", "/api/v1/grants", Some(&admin), None).await;
     assert_eq!(status, 401);
 }
-both_stores!(no_grant_no_client_token, &SUITE, a_client_without_a_grant_gets_no_token);
+both_stores!(a_client_without_a_grant_gets_no_token, &SUITE);
 
 #[test]
 fn the_suite_file_refuses_ids_and_audiences_that_are_portico_s_own() {
@@ -865,7 +835,7 @@ async fn removing_a_tenant_revokes_its_grants_and_tokens_at_once(s: &TestServer)
             .all(|g| g.status != portico_model::GrantStatus::Active)
     );
 }
-both_stores!(tenant_removal_revokes, &SUITE, removing_a_tenant_revokes_its_grants_and_tokens_at_once);
+both_stores!(removing_a_tenant_revokes_its_grants_and_tokens_at_once, &SUITE);
 
 // ---- Hardening: slow clients and HSTS -----------------------------------------------------
 
@@ -903,12 +873,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_and_holds_no_slot(s
     let served = http.get(format!("{}/healthz", s.base)).send().await.unwrap();
     assert_eq!(served.status(), 200);
 }
-both_stores_with!(
-    slow_clients_cut_off,
-    &SUITE,
-    impatient,
-    a_client_that_never_finishes_its_headers_is_cut_off_and_holds_no_slot
-);
+both_stores_with!(a_client_that_never_finishes_its_headers_is_cut_off_and_holds_no_slot, &SUITE, impatient);
 
 async fn an_idle_http2_connection_is_closed_like_an_idle_http1_one(s: &TestServer) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -927,7 +892,7 @@ async fn an_idle_http2_connection_is_closed_like_an_idle_http1_one(s: &TestServe
     .await;
     assert!(closed.is_ok(), "an HTTP/2 connection that starts no request held its slot");
 }
-both_stores_with!(idle_http2_closed, &SUITE, impatient, an_idle_http2_connection_is_closed_like_an_idle_http1_one);
+both_stores_with!(an_idle_http2_connection_is_closed_like_an_idle_http1_one, &SUITE, impatient);
 
 fn per_address(c: &mut portico_server::config::Config) {
     c.read_timeout = "2s".into();
@@ -973,12 +938,7 @@ async fn one_address_holds_at_most_its_share_of_the_connections(s: &TestServer) 
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
 }
-both_stores_with!(
-    connections_per_address,
-    &SUITE,
-    per_address,
-    one_address_holds_at_most_its_share_of_the_connections
-);
+both_stores_with!(one_address_holds_at_most_its_share_of_the_connections, &SUITE, per_address);
 
 // ---- From the adversarial review ---------------------------------------------------------
 
@@ -998,7 +958,7 @@ async fn a_consent_to_more_keeps_what_was_consented_before(s: &TestServer) {
     let (status, body) = refresh(s, "partner-web", PARTNER_SECRET, first["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{body}");
 }
-both_stores!(consent_accumulates, &SUITE, a_consent_to_more_keeps_what_was_consented_before);
+both_stores!(a_consent_to_more_keeps_what_was_consented_before, &SUITE);
 
 async fn two_answers_to_one_consent_page_make_one_code(s: &TestServer) {
     let mut b = Browser::new();
@@ -1023,7 +983,7 @@ async fn two_answers_to_one_consent_page_make_one_code(s: &TestServer) {
     let codes: Vec<_> = futures_util::future::join_all(answers).await.into_iter().flatten().collect();
     assert_eq!(codes.len(), 1, "{codes:?}");
 }
-both_stores!(consent_answered_once, &SUITE, two_answers_to_one_consent_page_make_one_code);
+both_stores!(two_answers_to_one_consent_page_make_one_code, &SUITE);
 
 async fn a_link_to_a_restarted_request_opened_later_elsewhere_starts_over(s: &TestServer) {
     let mut a = Browser::new();
@@ -1049,11 +1009,7 @@ async fn a_link_to_a_restarted_request_opened_later_elsewhere_starts_over(s: &Te
     let text = resp.text().await.unwrap();
     assert!(text.contains("needs cookies"), "{text}");
 }
-both_stores!(
-    restart_once_per_browser,
-    &SUITE,
-    a_link_to_a_restarted_request_opened_later_elsewhere_starts_over
-);
+both_stores!(a_link_to_a_restarted_request_opened_later_elsewhere_starts_over, &SUITE);
 
 async fn an_oversized_body_is_refused_unread(s: &TestServer) {
     let http = openidconnect::reqwest::Client::new();
@@ -1068,7 +1024,7 @@ async fn an_oversized_body_is_refused_unread(s: &TestServer) {
         .unwrap();
     assert_eq!(resp.status(), 413);
 }
-both_stores!(oversized_bodies_refused, &SUITE, an_oversized_body_is_refused_unread);
+both_stores!(an_oversized_body_is_refused_unread, &SUITE);
 
 // ---- Hardening: TOTP secrets bound to their user -------------------------------------------
 
@@ -1114,8 +1070,4 @@ async fn an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_on
             .unwrap()
     );
 }
-both_stores!(
-    v1_totp_resealed,
-    &SUITE,
-    an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_once_used
-);
+both_stores!(an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_once_used, &SUITE);

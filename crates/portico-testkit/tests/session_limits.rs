@@ -46,7 +46,7 @@ async fn a_product_idle_limit_ends_an_unused_refresh_token(s: &TestServer) {
         Err(portico_protocol::ErrorCode::InvalidGrant)
     );
 }
-both_stores!(product_idle_limit, &LIMITS, a_product_idle_limit_ends_an_unused_refresh_token);
+both_stores!(a_product_idle_limit_ends_an_unused_refresh_token, &LIMITS);
 
 async fn a_product_absolute_limit_stops_refresh_an_hour_after_sign_in(s: &TestServer) {
     let t = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
@@ -62,7 +62,7 @@ async fn a_product_absolute_limit_stops_refresh_an_hour_after_sign_in(s: &TestSe
     }
     assert_eq!(refresh_at(s, &rt, signed_in + 3600).await, Err(portico_protocol::ErrorCode::InvalidGrant));
 }
-both_stores!(product_absolute_limit, &LIMITS, a_product_absolute_limit_stops_refresh_an_hour_after_sign_in);
+both_stores!(a_product_absolute_limit_stops_refresh_an_hour_after_sign_in, &LIMITS);
 
 async fn a_product_absolute_limit_asks_for_a_fresh_sign_in(s: &TestServer) {
     let mut b = Browser::new();
@@ -90,7 +90,7 @@ async fn a_product_absolute_limit_asks_for_a_fresh_sign_in(s: &TestServer) {
     };
     assert!(query_param(&loc, "code").is_some(), "{loc}");
 }
-both_stores!(product_fresh_sign_in, &LIMITS, a_product_absolute_limit_asks_for_a_fresh_sign_in);
+both_stores!(a_product_absolute_limit_asks_for_a_fresh_sign_in, &LIMITS);
 
 #[test]
 fn deployment_session_lifetimes_are_checked() {

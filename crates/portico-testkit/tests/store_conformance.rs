@@ -64,7 +64,7 @@ async fn a_code_is_consumed_exactly_once(s: &TestServer) {
     let won = outcomes.iter().filter(|o| matches!(o, CodeConsumption::Consumed { .. })).count();
     assert_eq!(won, 1, "{outcomes:?}");
 }
-both_stores!(store_code_once, a_code_is_consumed_exactly_once);
+both_stores!(a_code_is_consumed_exactly_once);
 
 async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
@@ -103,7 +103,7 @@ async fn a_refresh_token_rotates_exactly_once(s: &TestServer) {
     let records = store.audit_records(0, 10_000).await.expect("audit");
     assert!(records.iter().any(|r| r.event.kind == "test.rotated"));
 }
-both_stores!(store_refresh_once, a_refresh_token_rotates_exactly_once);
+both_stores!(a_refresh_token_rotates_exactly_once);
 
 async fn refresh_context_carries_user_and_grants(s: &TestServer) {
     let store = s.store();
@@ -140,7 +140,7 @@ async fn refresh_context_carries_user_and_grants(s: &TestServer) {
     assert_eq!(ctx.grants[0].product.as_str(), "crm");
     assert_eq!(ctx.grants[0].roles, ["editor"]);
 }
-both_stores!(store_refresh_context, refresh_context_carries_user_and_grants);
+both_stores!(refresh_context_carries_user_and_grants);
 
 async fn revoking_a_family_kills_its_tokens(s: &TestServer) {
     let store = s.store();
@@ -159,7 +159,7 @@ async fn revoking_a_family_kills_its_tokens(s: &TestServer) {
     store.revoke_jti("jti-2", now + 600, &[]).await.expect("revoke jti");
     assert!(!store.access_token_live("jti-2", None).await.expect("live"));
 }
-both_stores!(store_family_revocation, revoking_a_family_kills_its_tokens);
+both_stores!(revoking_a_family_kills_its_tokens);
 
 async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
     let store = s.store();
@@ -192,7 +192,7 @@ async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
     assert!(store.set_user_status(&user, UserStatus::Active, now, &|_| false, &[]).await.expect("enable"));
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
 }
-both_stores!(store_user_disable, disabling_a_user_ends_sessions_and_families);
+both_stores!(disabling_a_user_ends_sessions_and_families);
 
 async fn the_audit_log_is_one_unbroken_chain(s: &TestServer) {
     let store = s.store();
@@ -215,7 +215,7 @@ async fn the_audit_log_is_one_unbroken_chain(s: &TestServer) {
     }
     assert!(matches!(store.verify_audit().await.unwrap(), portico_store::AuditCheck::Intact { .. }));
 }
-both_stores!(store_audit_chain, the_audit_log_is_one_unbroken_chain);
+both_stores!(the_audit_log_is_one_unbroken_chain);
 
 async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked(s: &TestServer) {
     let store = s.store();
@@ -268,10 +268,7 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
         "a revoked grant"
     );
 }
-both_stores!(
-    store_client_token_live,
-    a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked
-);
+both_stores!(a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked);
 
 /// Runs one SQL statement on the test server's database, behind the store's back: a tamperer.
 async fn behind_the_back(s: &TestServer, sql: &str) {
@@ -349,7 +346,7 @@ async fn audit_verification_finds_a_changed_or_removed_record(s: &TestServer) {
     let (seq, reason) = broken().await;
     assert_eq!((seq, reason.contains("head")), (head, true), "{reason}");
 }
-both_stores!(store_audit_verify, audit_verification_finds_a_changed_or_removed_record);
+both_stores!(audit_verification_finds_a_changed_or_removed_record);
 
 async fn audit_verification_ends_on_a_gap_past_a_lowered_head(s: &TestServer) {
     use portico_store::AuditCheck;
@@ -369,7 +366,7 @@ async fn audit_verification_ends_on_a_gap_past_a_lowered_head(s: &TestServer) {
         .unwrap();
     assert!(matches!(check, AuditCheck::Broken { .. }), "{check:?}");
 }
-both_stores!(store_audit_verify_ends, audit_verification_ends_on_a_gap_past_a_lowered_head);
+both_stores!(audit_verification_ends_on_a_gap_past_a_lowered_head);
 
 async fn a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_moved_nor_removed(s: &TestServer) {
     use portico_store::AuditCheck;
@@ -516,10 +513,7 @@ async fn a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_mov
     keyless.close().await;
     keyed.close().await;
 }
-both_stores!(
-    store_audit_keyed_from_a_mark,
-    a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_moved_nor_removed
-);
+both_stores!(a_log_begun_before_the_key_is_keyed_from_a_mark_that_can_be_neither_moved_nor_removed);
 
 async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
     use portico_protocol::interaction::pending::{self, Kind};
@@ -551,7 +545,7 @@ async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
     assert!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late).await.unwrap().is_none());
     assert_eq!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late - 1).await.unwrap(), Some(1));
 }
-both_stores!(store_pending_once, a_pending_state_is_named_by_its_kind_and_taken_once);
+both_stores!(a_pending_state_is_named_by_its_kind_and_taken_once);
 
 /// Migration 0011 moves the short-lived states out of `auth_requests`: a mailed link, a ceremony,
 /// a waiting second factor and a factor permit made before the upgrade still work after it,

@@ -281,7 +281,7 @@ async fn picker_then_switch_without_a_form(s: &TestServer) {
     assert!(page.contains("(last used)"));
     assert_ne!(globex, acme_at["org_id"]);
 }
-both_stores!(picker_then_switch_without_a_form_, TENANTS, picker_then_switch_without_a_form);
+both_stores!(picker_then_switch_without_a_form, TENANTS);
 
 async fn one_tenant_goes_straight_through(s: &TestServer) {
     let mut b = Browser::new();
@@ -290,7 +290,7 @@ async fn one_tenant_goes_straight_through(s: &TestServer) {
     assert_eq!(at["org_name"], "Acme Bank");
     assert_eq!(at["roles"], serde_json::json!(["viewer"]));
 }
-both_stores!(one_tenant_goes_straight_through_, TENANTS, one_tenant_goes_straight_through);
+both_stores!(one_tenant_goes_straight_through, TENANTS);
 
 async fn unknown_and_forbidden_tenants_get_the_same_answer(s: &TestServer) {
     let mut b = Browser::new();
@@ -324,11 +324,7 @@ async fn unknown_and_forbidden_tenants_get_the_same_answer(s: &TestServer) {
     let Step::AtClient(loc) = step else { panic!() };
     assert_eq!(query_param(&loc, "error").as_deref(), Some("login_required"));
 }
-both_stores!(
-    unknown_and_forbidden_tenants_get_the_same_answer_,
-    TENANTS,
-    unknown_and_forbidden_tenants_get_the_same_answer
-);
+both_stores!(unknown_and_forbidden_tenants_get_the_same_answer, TENANTS);
 
 async fn operators_enter_one_tenant_at_a_time_and_the_token_says_so(s: &TestServer) {
     let mut b = Browser::new();
@@ -349,11 +345,7 @@ async fn operators_enter_one_tenant_at_a_time_and_the_token_says_so(s: &TestServ
     let Step::AtClient(loc) = step else { panic!() };
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
 }
-both_stores!(
-    operators_enter_one_tenant_at_a_time_and_the_token_says_so_,
-    TENANTS,
-    operators_enter_one_tenant_at_a_time_and_the_token_says_so
-);
+both_stores!(operators_enter_one_tenant_at_a_time_and_the_token_says_so, TENANTS);
 
 /// Ada's CRM tokens in Acme.
 async fn ada_crm(s: &TestServer) -> serde_json::Value {
@@ -414,11 +406,7 @@ async fn handoff_gives_b_its_own_tokens_and_the_context(s: &TestServer) {
     let (status, e) = refresh(s, "reports-web", REPORTS_SECRET, crm["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
 }
-both_stores!(
-    handoff_gives_b_its_own_tokens_and_the_context_,
-    TENANTS,
-    handoff_gives_b_its_own_tokens_and_the_context
-);
+both_stores!(handoff_gives_b_its_own_tokens_and_the_context, TENANTS);
 
 async fn handoff_code_is_single_use(s: &TestServer) {
     let crm = ada_crm(s).await;
@@ -428,7 +416,7 @@ async fn handoff_code_is_single_use(s: &TestServer) {
     let (status, e) = redeem_handoff(s, "reports-web", REPORTS_SECRET, code).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
 }
-both_stores!(handoff_code_is_single_use_, TENANTS, handoff_code_is_single_use);
+both_stores!(handoff_code_is_single_use, TENANTS);
 
 async fn handoff_code_of_another_product_is_refused_and_spent(s: &TestServer) {
     let crm = ada_crm(s).await;
@@ -456,11 +444,7 @@ async fn handoff_code_of_another_product_is_refused_and_spent(s: &TestServer) {
     let e: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(e["error"], "unauthorized_client");
 }
-both_stores!(
-    handoff_code_of_another_product_is_refused_and_spent_,
-    TENANTS,
-    handoff_code_of_another_product_is_refused_and_spent
-);
+both_stores!(handoff_code_of_another_product_is_refused_and_spent, TENANTS);
 
 async fn handoff_code_expires_after_120_seconds(s: &TestServer) {
     use portico_protocol::client_auth::ClientCredentials;
@@ -485,7 +469,7 @@ async fn handoff_code_expires_after_120_seconds(s: &TestServer) {
     let in_time = exchange(p, &creds, req(h["handoff_code"].as_str().unwrap()), issued + 119).await.1;
     assert!(in_time.is_ok(), "{in_time:?}");
 }
-both_stores!(handoff_code_expires_after_120_seconds_, TENANTS, handoff_code_expires_after_120_seconds);
+both_stores!(handoff_code_expires_after_120_seconds, TENANTS);
 
 async fn handoff_fails_once_the_grant_is_revoked_meanwhile(s: &TestServer) {
     let crm = ada_crm(s).await;
@@ -509,11 +493,7 @@ async fn handoff_fails_once_the_grant_is_revoked_meanwhile(s: &TestServer) {
     let (status, e) = redeem_handoff(s, "reports-web", REPORTS_SECRET, h["handoff_code"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
 }
-both_stores!(
-    handoff_fails_once_the_grant_is_revoked_meanwhile_,
-    TENANTS,
-    handoff_fails_once_the_grant_is_revoked_meanwhile
-);
+both_stores!(handoff_fails_once_the_grant_is_revoked_meanwhile, TENANTS);
 
 /// The source token's family revoked after the code was made (its refresh token revoked, RFC
 /// 7009 §2.1: the tokens of the grant go with it), the SSO session still live: the code redeems
@@ -529,11 +509,7 @@ async fn handoff_fails_once_the_source_family_is_revoked(s: &TestServer) {
     let (status, _) = redeem_handoff(s, "reports-web", REPORTS_SECRET, code).await;
     assert_eq!(status, 400, "spent by the refusal");
 }
-both_stores!(
-    handoff_fails_once_the_source_family_is_revoked_,
-    TENANTS,
-    handoff_fails_once_the_source_family_is_revoked
-);
+both_stores!(handoff_fails_once_the_source_family_is_revoked, TENANTS);
 
 async fn handoff_refuses_targets_not_listed_large_context_and_missing_grants(s: &TestServer) {
     let crm = ada_crm(s).await;
@@ -563,11 +539,7 @@ async fn handoff_refuses_targets_not_listed_large_context_and_missing_grants(s: 
     let (status, _) = handoff(s, &changed, &[("resource", REPORTS)]).await;
     assert_eq!(status, 400);
 }
-both_stores!(
-    handoff_refuses_targets_not_listed_large_context_and_missing_grants_,
-    TENANTS,
-    handoff_refuses_targets_not_listed_large_context_and_missing_grants
-);
+both_stores!(handoff_refuses_targets_not_listed_large_context_and_missing_grants, TENANTS);
 
 pub async fn exchange_for(s: &TestServer, client: &str, secret: &str, subject: &str, extra: &[(&str, &str)]) -> (u16, serde_json::Value) {
     let mut f = vec![
@@ -612,11 +584,7 @@ async fn service_exchange_is_narrowed_and_names_the_actor(s: &TestServer) {
     let (status, e) = exchange_for(s, "reports-web", REPORTS_SECRET, at, &[("resource", REPORTS)]).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")));
 }
-both_stores!(
-    service_exchange_is_narrowed_and_names_the_actor_,
-    TENANTS,
-    service_exchange_is_narrowed_and_names_the_actor
-);
+both_stores!(service_exchange_is_narrowed_and_names_the_actor, TENANTS);
 
 async fn service_exchange_needs_the_grant_in_the_same_tenant(s: &TestServer) {
     // Ada in Globex holds no Reports grant there.
@@ -638,11 +606,7 @@ async fn service_exchange_needs_the_grant_in_the_same_tenant(s: &TestServer) {
     .await;
     assert_eq!(i["active"], false);
 }
-both_stores!(
-    service_exchange_needs_the_grant_in_the_same_tenant_,
-    TENANTS,
-    service_exchange_needs_the_grant_in_the_same_tenant
-);
+both_stores!(service_exchange_needs_the_grant_in_the_same_tenant, TENANTS);
 
 async fn forged_subject_tokens_are_refused_for_exchange_and_hand_off(s: &TestServer) {
     // Ada in Globex holds no Reports grant; moved to Acme, where she does, a forged subject would pass
@@ -656,8 +620,4 @@ async fn forged_subject_tokens_are_refused_for_exchange_and_hand_off(s: &TestSer
         assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "hand-off of a forged subject");
     }
 }
-both_stores!(
-    forged_subject_tokens_are_refused_for_exchange_and_hand_off_,
-    TENANTS,
-    forged_subject_tokens_are_refused_for_exchange_and_hand_off
-);
+both_stores!(forged_subject_tokens_are_refused_for_exchange_and_hand_off, TENANTS);

@@ -116,7 +116,7 @@ async fn signing_in_takes_a_code_once_enrolled(s: &TestServer) {
     let crate::tenancy::Step::AtClient(loc) = step_page else { panic!() };
     assert_eq!(query_param(&loc, "error").as_deref(), Some("interaction_required"));
 }
-both_stores!(totp_sign_in, &MFA, signing_in_takes_a_code_once_enrolled);
+both_stores!(signing_in_takes_a_code_once_enrolled, &MFA);
 
 fn b_has_session(b: &Browser) -> bool {
     b.cookies.get("portico_session").is_some_and(|v| !v.is_empty())
@@ -149,7 +149,7 @@ async fn codes_are_good_once_and_within_a_step(s: &TestServer) {
     assert!(portico_protocol::totp::remove(p, &ada.id, None, portico_testkit::now()).await.unwrap());
     assert!(!portico_protocol::totp::enrolled(p, &ada.id).await.unwrap());
 }
-both_stores!(totp_window, &MFA, codes_are_good_once_and_within_a_step);
+both_stores!(codes_are_good_once_and_within_a_step, &MFA);
 
 async fn a_recovery_code_signs_in_once(s: &TestServer) {
     let (_, _, codes) = enrol(&mut Browser::new(), s).await;
@@ -201,7 +201,7 @@ async fn a_recovery_code_signs_in_once(s: &TestServer) {
     assert_eq!(sign_in(codes[4].clone()).await.0, 401, "replaced");
     assert_eq!(sign_in(app_code[0].clone()).await.0, 303);
 }
-both_stores!(recovery_codes_once, &MFA, a_recovery_code_signs_in_once);
+both_stores!(a_recovery_code_signs_in_once, &MFA);
 
 async fn one_pending_sign_in_starts_one_session(s: &TestServer) {
     let (_, _, codes) = enrol(&mut Browser::new(), s).await;
@@ -224,7 +224,7 @@ async fn one_pending_sign_in_starts_one_session(s: &TestServer) {
     let after = s.store().sessions_of(&ada.id, portico_testkit::now()).await.unwrap().len();
     assert_eq!(after, before + 1);
 }
-both_stores!(pending_once, &MFA, one_pending_sign_in_starts_one_session);
+both_stores!(one_pending_sign_in_starts_one_session, &MFA);
 
 /// Follows the authorization after a step-up until it reaches the client.
 async fn follow_to_client(b: &mut Browser, s: &TestServer, path: &str) -> String {
@@ -290,7 +290,7 @@ async fn a_product_requiring_mfa_leads_through_setup_and_step_up(s: &TestServer)
         (serde_json::json!(["pwd", "otp"]), Some("urn:portico:acr:mfa"))
     );
 }
-both_stores!(mfa_required_setup_and_step_up, &MFA, a_product_requiring_mfa_leads_through_setup_and_step_up);
+both_stores!(a_product_requiring_mfa_leads_through_setup_and_step_up, &MFA);
 
 async fn five_wrong_codes_lock_the_second_factor_for_five_minutes(s: &TestServer) {
     let (app, step, _) = enrol(&mut Browser::new(), s).await;
@@ -316,7 +316,7 @@ async fn five_wrong_codes_lock_the_second_factor_for_five_minutes(s: &TestServer
     let later = at + portico_protocol::totp::LOCKOUT + 1;
     assert!(portico_protocol::totp::check(p, &ada, &code_at(&app, later), false, None, later).await.unwrap());
 }
-both_stores!(totp_lockout, &MFA, five_wrong_codes_lock_the_second_factor_for_five_minutes);
+both_stores!(five_wrong_codes_lock_the_second_factor_for_five_minutes, &MFA);
 
 async fn acr_values_asks_for_a_second_factor_for_one_request(s: &TestServer) {
     let mut a = Browser::new();
@@ -355,7 +355,7 @@ async fn acr_values_asks_for_a_second_factor_for_one_request(s: &TestServer) {
     let crate::tenancy::Step::AtClient(loc) = step else { panic!() };
     assert_eq!(query_param(&loc, "error").as_deref(), Some("interaction_required"));
 }
-both_stores!(acr_values_mfa, &MFA, acr_values_asks_for_a_second_factor_for_one_request);
+both_stores!(acr_values_asks_for_a_second_factor_for_one_request, &MFA);
 
 async fn a_session_alone_cannot_replace_the_authenticator(s: &TestServer) {
     // A session signed in with the password only, from before the authenticator existed (as a
@@ -388,7 +388,7 @@ async fn a_session_alone_cannot_replace_the_authenticator(s: &TestServer) {
     let at = (step + 1) * 30;
     assert!(portico_protocol::totp::check(p, &ada, &code_at(&app, at), false, None, at).await.unwrap());
 }
-both_stores!(totp_not_replaceable, &MFA, a_session_alone_cannot_replace_the_authenticator);
+both_stores!(a_session_alone_cannot_replace_the_authenticator, &MFA);
 
 /// The CSP's form-action directive of a response.
 fn form_action(headers: &openidconnect::http::HeaderMap) -> String {
@@ -451,8 +451,4 @@ async fn every_page_of_a_pending_request_lets_its_forms_reach_that_client_alone(
         .await;
     assert_eq!((status, form_action(&headers).as_str()), (401, CLIENT));
 }
-both_stores!(
-    form_action_per_request,
-    &MFA,
-    every_page_of_a_pending_request_lets_its_forms_reach_that_client_alone
-);
+both_stores!(every_page_of_a_pending_request_lets_its_forms_reach_that_client_alone, &MFA);

@@ -82,7 +82,7 @@ async fn the_response_goes_only_to_the_registered_origin(s: &TestServer) {
     assert_eq!(status, 200, "{page}");
     assert!(csp(&h).contains("frame-ancestors 'none'"));
 }
-both_stores!(web_message_response, &WEB, the_response_goes_only_to_the_registered_origin);
+both_stores!(the_response_goes_only_to_the_registered_origin, &WEB);
 
 #[test]
 fn web_origins_must_be_origins() {
