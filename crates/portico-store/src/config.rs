@@ -1,7 +1,8 @@
 //! Products, clients and tenants: the suite's configuration. Servers cache it in memory and reload
 //! when `config_version` moves; every change bumps it in the same transaction.
 
-use crate::{Result, Store, StoreError, audit::AuditEvent, from_json, json, on_pool, on_read};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, StoreError, audit::AuditEvent, from_json, json, on_read};
 use portico_model::{Client, Product, Tenant};
 
 /// Everything a server caches: the active products, clients (with their secret hashes) and tenants.
@@ -59,75 +60,82 @@ impl Store {
     /// Applies configuration changes, bumps `config_version` and appends the audit events, all in
     /// one transaction: either everything is written or nothing.
     pub async fn apply_config(&self, changes: &[ConfigChange], audit: &[AuditEvent], now: i64) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // Take the write lock first, so concurrent appliers serialize instead of deadlocking.
-            sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'")
-                .execute(&mut *tx).await?;
-            for change in changes {
-                match change {
-                    ConfigChange::UpsertProduct(p) => {
-                        sqlx::query("INSERT INTO products (slug, doc, status, updated_at) VALUES ($1, $2, 'active', $3)
-                                     ON CONFLICT (slug) DO UPDATE SET doc = excluded.doc, status = 'active', updated_at = excluded.updated_at")
-                            .bind(p.slug.as_str()).bind(json(p)).bind(now).execute(&mut *tx).await?;
-                    }
-                    ConfigChange::UpsertClient(c, secret_hash) => {
-                        sqlx::query("INSERT INTO clients (id, product, doc, secret_hash, status, updated_at) VALUES ($1, $2, $3, $4, 'active', $5)
-                                     ON CONFLICT (id) DO UPDATE SET product = excluded.product, doc = excluded.doc,
-                                       secret_hash = COALESCE(excluded.secret_hash, clients.secret_hash), status = 'active', updated_at = excluded.updated_at")
-                            .bind(c.id.as_str()).bind(c.product.as_str()).bind(json(c)).bind(secret_hash.as_deref()).bind(now)
-                            .execute(&mut *tx).await?;
-                    }
-                    ConfigChange::UpsertTenant(t) => {
-                        sqlx::query("INSERT INTO tenants (id, slug, doc, status, updated_at) VALUES ($1, $2, $3, 'active', $4)
-                                     ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, doc = excluded.doc, status = 'active', updated_at = excluded.updated_at")
-                            .bind(t.id.as_str()).bind(&t.slug).bind(json(t)).bind(now).execute(&mut *tx).await
-                            .map_err(|e| crate::conflict(e, "tenant slug"))?;
-                    }
-                    ConfigChange::CreateUser(u, hash) => {
-                        sqlx::query("INSERT INTO users (id, email, email_norm, email_verified, name, password_hash, status, created_at, updated_at)
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
-                            .bind(u.id.as_str()).bind(&u.email).bind(crate::users::normalize_email(&u.email)).bind(u.email_verified)
-                            .bind(&u.name).bind(hash.as_deref()).bind(u.status.as_str()).bind(u.created_at)
-                            .execute(&mut *tx).await.map_err(|e| crate::conflict(e, "email"))?;
-                    }
-                    ConfigChange::UpdateUser(id, name, hash) => {
-                        sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
-                            .bind(id.as_str()).bind(name).bind(hash.as_deref()).bind(now).execute(&mut *tx).await?;
-                    }
-                    ConfigChange::PutGrant(g) => {
-                        crate::grants::put_grant_in!(&mut tx, g);
-                    }
-                    ConfigChange::RemoveProduct(slug) => {
-                        sqlx::query("UPDATE products SET status = 'removed', updated_at = $2 WHERE slug = $1")
-                            .bind(slug).bind(now).execute(&mut *tx).await?;
-                    }
-                    ConfigChange::RemoveClient(id) => {
-                        sqlx::query("UPDATE clients SET status = 'removed', updated_at = $2 WHERE id = $1")
-                            .bind(id).bind(now).execute(&mut *tx).await?;
-                    }
-                    ConfigChange::RemoveTenant(id) => {
-                        sqlx::query("UPDATE tenants SET status = 'removed', updated_at = $2 WHERE id = $1")
-                            .bind(id).bind(now).execute(&mut *tx).await?;
-                        // A removed tenant takes its grants and every token family issued in it
-                        // along, in the same transaction: nothing of it stays usable.
-                        sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $2, revoked_by = 'tenant_removed'
-                                     WHERE tenant = $1 AND status = 'active'")
-                            .bind(id).bind(now).execute(&mut *tx).await?;
-                        sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'tenant_removed'
-                                     WHERE tenant = $1 AND revoked_at IS NULL")
-                            .bind(id).bind(now).execute(&mut *tx).await?;
-                    }
-                }
-            }
-            crate::audit::append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+        let mut tx = self.write().await?;
+        // Take the write lock first, so concurrent appliers serialize instead of deadlocking.
+        on_tx!(tx, t => sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'")
+            .execute(&mut **t).await.map(|_| ()))?;
+        for change in changes {
+            apply_change(&mut tx, change, now).await?;
+        }
+        for event in audit {
+            tx.audit(event.clone());
+        }
+        tx.commit().await
     }
 
     /// Tenants including removed ones' slugs, so `apply` keeps a tenant's opaque id stable.
     pub async fn tenant_ids_by_slug(&self) -> Result<Vec<(String, String)>> {
         Ok(on_read!(self, pool => sqlx::query_as("SELECT slug, id FROM tenants").fetch_all(pool).await)?)
     }
+}
+
+/// One change of the configuration, in the open transaction.
+async fn apply_change(tx: &mut Tx<'_>, change: &ConfigChange, now: i64) -> Result<()> {
+    on_tx!(tx, tx => {
+        match change {
+            ConfigChange::UpsertProduct(p) => {
+                sqlx::query("INSERT INTO products (slug, doc, status, updated_at) VALUES ($1, $2, 'active', $3)
+                             ON CONFLICT (slug) DO UPDATE SET doc = excluded.doc, status = 'active', updated_at = excluded.updated_at")
+                    .bind(p.slug.as_str()).bind(json(p)).bind(now).execute(&mut **tx).await?;
+            }
+            ConfigChange::UpsertClient(c, secret_hash) => {
+                sqlx::query("INSERT INTO clients (id, product, doc, secret_hash, status, updated_at) VALUES ($1, $2, $3, $4, 'active', $5)
+                             ON CONFLICT (id) DO UPDATE SET product = excluded.product, doc = excluded.doc,
+                               secret_hash = COALESCE(excluded.secret_hash, clients.secret_hash), status = 'active', updated_at = excluded.updated_at")
+                    .bind(c.id.as_str()).bind(c.product.as_str()).bind(json(c)).bind(secret_hash.as_deref()).bind(now)
+                    .execute(&mut **tx).await?;
+            }
+            ConfigChange::UpsertTenant(t) => {
+                sqlx::query("INSERT INTO tenants (id, slug, doc, status, updated_at) VALUES ($1, $2, $3, 'active', $4)
+                             ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, doc = excluded.doc, status = 'active', updated_at = excluded.updated_at")
+                    .bind(t.id.as_str()).bind(&t.slug).bind(json(t)).bind(now).execute(&mut **tx).await
+                    .map_err(|e| crate::conflict(e, "tenant slug"))?;
+            }
+            ConfigChange::CreateUser(u, hash) => {
+                sqlx::query("INSERT INTO users (id, email, email_norm, email_verified, name, password_hash, status, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
+                    .bind(u.id.as_str()).bind(&u.email).bind(crate::users::normalize_email(&u.email)).bind(u.email_verified)
+                    .bind(&u.name).bind(hash.as_deref()).bind(u.status.as_str()).bind(u.created_at)
+                    .execute(&mut **tx).await.map_err(|e| crate::conflict(e, "email"))?;
+            }
+            ConfigChange::UpdateUser(id, name, hash) => {
+                sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
+                    .bind(id.as_str()).bind(name).bind(hash.as_deref()).bind(now).execute(&mut **tx).await?;
+            }
+            ConfigChange::PutGrant(g) => {
+                crate::grants::put_grant_in!(tx, g);
+            }
+            ConfigChange::RemoveProduct(slug) => {
+                sqlx::query("UPDATE products SET status = 'removed', updated_at = $2 WHERE slug = $1")
+                    .bind(slug).bind(now).execute(&mut **tx).await?;
+            }
+            ConfigChange::RemoveClient(id) => {
+                sqlx::query("UPDATE clients SET status = 'removed', updated_at = $2 WHERE id = $1")
+                    .bind(id).bind(now).execute(&mut **tx).await?;
+            }
+            ConfigChange::RemoveTenant(id) => {
+                sqlx::query("UPDATE tenants SET status = 'removed', updated_at = $2 WHERE id = $1")
+                    .bind(id).bind(now).execute(&mut **tx).await?;
+                // A removed tenant takes its grants and every token family issued in it
+                // along, in the same transaction: nothing of it stays usable.
+                sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $2, revoked_by = 'tenant_removed'
+                             WHERE tenant = $1 AND status = 'active'")
+                    .bind(id).bind(now).execute(&mut **tx).await?;
+                sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'tenant_removed'
+                             WHERE tenant = $1 AND revoked_at IS NULL")
+                    .bind(id).bind(now).execute(&mut **tx).await?;
+            }
+        }
+    });
+    Ok(())
 }

@@ -24,6 +24,7 @@ mod sessions;
 mod sweep;
 mod throttle;
 mod tokens;
+mod tx;
 pub mod users;
 
 pub use audit::{AuditCheck, AuditEvent, AuditRecord, Keying, chain_hash};
@@ -35,6 +36,7 @@ pub use outbox::{LogoutFilter, LogoutNotice};
 pub use passkeys::PasskeyRow;
 pub use sessions::{NewSsoSession, ProductSessionInfo, ProductSessionStart, SessionInfo, SsoSession};
 pub use tokens::{CodeConsumption, Family, RefreshContext, RefreshPeek, RefreshRotation, Rotation};
+pub use tx::Tx;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

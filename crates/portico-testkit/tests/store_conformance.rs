@@ -597,3 +597,25 @@ async fn mailed_links_survive_the_move_to_the_pending_table() {
     assert!(get("authorize", "a-raw-request-id").await.is_none());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A write transaction records its audit events when it commits, in order and chained, and
+/// nothing when it is dropped uncommitted.
+async fn a_transaction_records_its_audit_only_when_it_commits(s: &TestServer) {
+    let store = s.store();
+    s.running.provider.writer.flush().await;
+    let (before, _) = store.audit_head().await.unwrap();
+    let now = portico_testkit::now();
+    let mut tx = store.write().await.unwrap();
+    tx.audit(AuditEvent::new(now, "test.dropped", "test"));
+    drop(tx);
+    assert_eq!(store.audit_head().await.unwrap().0, before, "a dropped transaction records nothing");
+    let mut tx = store.write().await.unwrap();
+    tx.audit(AuditEvent::new(now, "test.first", "test"));
+    tx.audit(AuditEvent::new(now, "test.second", "test"));
+    tx.commit().await.unwrap();
+    let records = store.audit_records(before, 10).await.unwrap();
+    let kinds: Vec<&str> = records.iter().map(|r| r.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["test.first", "test.second"]);
+    assert!(matches!(store.verify_audit().await.unwrap(), portico_store::AuditCheck::Intact { .. }));
+}
+both_stores!(a_transaction_records_its_audit_only_when_it_commits);

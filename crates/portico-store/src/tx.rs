@@ -1,0 +1,70 @@
+//! A transaction of either back end, as one type: [`Store::write`] opens it (on SQLite, on the
+//! one writer connection), statements run on it through [`on_tx!`] (the same SQL, type-checked
+//! for both back ends), [`Tx::audit`] buffers the acts to record, and [`Tx::commit`] appends them
+//! to the hash-chained audit log in the same transaction, then commits. Dropped without a commit,
+//! nothing it did stays.
+
+use crate::{AuditEvent, Backend, Result, Store};
+
+/// An open write transaction.
+pub struct Tx<'s> {
+    store: &'s Store,
+    pub(crate) inner: Inner,
+    audit: Vec<AuditEvent>,
+}
+
+pub(crate) enum Inner {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` with `$t` bound to the `sqlx::Transaction` of either back end (a statement runs
+/// on `&mut **$t`).
+macro_rules! on_tx {
+    ($tx:expr, $t:ident => $body:expr) => {
+        match &mut $tx.inner {
+            $crate::tx::Inner::Sqlite($t) => $body,
+            $crate::tx::Inner::Postgres($t) => $body,
+        }
+    };
+}
+pub(crate) use on_tx;
+
+impl Store {
+    /// Opens a write transaction.
+    pub async fn write(&self) -> Result<Tx<'_>> {
+        let inner = match &self.backend {
+            Backend::Sqlite(pools) => Inner::Sqlite(pools.write.begin().await?),
+            Backend::Postgres(pool) => Inner::Postgres(pool.begin().await?),
+        };
+        Ok(Tx {
+            store: self,
+            inner,
+            audit: Vec::new(),
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// Records `event` when the transaction commits (and only then).
+    pub fn audit(&mut self, event: AuditEvent) {
+        self.audit.push(event);
+    }
+
+    /// Appends the buffered audit events to the chain and commits, both or neither.
+    pub async fn commit(mut self) -> Result<()> {
+        let events = std::mem::take(&mut self.audit);
+        let store = self.store;
+        match self.inner {
+            Inner::Sqlite(mut t) => {
+                crate::audit::append_in!(&mut t, store, &events);
+                t.commit().await?;
+            }
+            Inner::Postgres(mut t) => {
+                crate::audit::append_in!(&mut t, store, &events);
+                t.commit().await?;
+            }
+        }
+        Ok(())
+    }
+}
