@@ -1,7 +1,7 @@
 //! Consent records: the scope a user consented to for a client's tokens of a product.
 
-use crate::audit::append_in;
-use crate::{AuditEvent, Result, Store, on_pool, on_read};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, on_read};
 use portico_model::UserId;
 
 impl Store {
@@ -12,30 +12,34 @@ impl Store {
             .bind(user_id.as_str()).bind(client_id).bind(product).fetch_optional(pool).await)?;
         Ok(row.map(|r| r.0))
     }
+}
 
+impl Tx<'_> {
     /// Records consent to `client_id` for `product`: the scope consented to before and `scope`
     /// together (a consent to more never takes back what was consented to already, nor the
     /// refresh tokens issued under it).
-    pub async fn put_consent(&self, user_id: &UserId, client_id: &str, product: &str, scope: &str, now: i64, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+    pub async fn put_consent(&mut self, user_id: &UserId, client_id: &str, product: &str, scope: &str, now: i64) -> Result<()> {
+        on_tx!(self, tx => {
             // Taken in the transaction's first write, so two consents at once cannot lose a scope.
             let before: Option<(String,)> = sqlx::query_as(
                 "UPDATE consents SET granted_at = $4 WHERE user_id = $1 AND client_id = $2 AND product = $3 RETURNING scope")
-                .bind(user_id.as_str()).bind(client_id).bind(product).bind(now).fetch_optional(&mut *tx).await?;
-            let mut all: Vec<&str> = before.as_ref().map(|(s,)| s.split(' ').collect()).unwrap_or_default();
-            for s in scope.split(' ') {
-                if !s.is_empty() && !all.contains(&s) {
-                    all.push(s);
-                }
-            }
-            all.retain(|s| !s.is_empty());
+                .bind(user_id.as_str()).bind(client_id).bind(product).bind(now).fetch_optional(&mut **tx).await?;
+            let all = union(before.as_ref().map_or("", |(s,)| s.as_str()), scope);
             sqlx::query("INSERT INTO consents (user_id, client_id, product, scope, granted_at) VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (user_id, client_id, product) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at")
-                .bind(user_id.as_str()).bind(client_id).bind(product).bind(all.join(" ")).bind(now).execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
+                .bind(user_id.as_str()).bind(client_id).bind(product).bind(all).bind(now).execute(&mut **tx).await?;
         });
         Ok(())
     }
+}
+
+/// The scopes of `before` and then those of `added` not in it, space-separated.
+fn union(before: &str, added: &str) -> String {
+    let mut all: Vec<&str> = before.split(' ').filter(|s| !s.is_empty()).collect();
+    for s in added.split(' ') {
+        if !s.is_empty() && !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all.join(" ")
 }

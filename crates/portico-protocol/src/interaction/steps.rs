@@ -180,15 +180,25 @@ pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
     let event = AuditEvent::new(cx.now, "consent.granted", session.user_id.as_str())
         .product(product.as_str())
         .data(serde_json::json!({"client_id": req.client_id, "scope": req.scope_string()}));
-    if let Err(e) = p
-        .store
-        .put_consent(&session.user_id, &req.client_id, product.as_str(), &req.scope_string(), cx.now, &[event])
-        .await
-    {
+    if let Err(e) = record_consent(cx, &session, &req, product.as_str(), event).await {
         return failed(Failed::Consent, e);
     }
     req.advance(&session, |g| g.consent_done = true);
     proceed(cx, req).await
+}
+
+/// Records the consent and its audit event in one transaction.
+async fn record_consent(
+    cx: &Cx<'_>,
+    session: &portico_store::SsoSession,
+    req: &AuthRequest,
+    product: &str,
+    event: AuditEvent,
+) -> Result<(), portico_store::StoreError> {
+    let mut tx = cx.p.store.write().await?;
+    tx.put_consent(&session.user_id, &req.client_id, product, &req.scope_string(), cx.now).await?;
+    tx.audit(event);
+    tx.commit().await
 }
 
 /// What the tenant picker shows: buttons in a list, the last one used first.
