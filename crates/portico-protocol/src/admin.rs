@@ -351,8 +351,8 @@ pub async fn add_user(store: &Store, email: &str, name: &str, password: Option<N
                 .map_err(|r| AdminError::Invalid("password", r.to_string()))?;
             (Some(pw), false)
         }
-        // Skipping the policy still leaves a floor no operator can go below: no empty or
-        // few-character password becomes a way in.
+        // Skipping the policy still leaves the floor every operator-set password keeps (the
+        // suite file's too): no empty or few-character password becomes a way in.
         Some(NewPassword::OperatorBypass(pw)) if pw.chars().count() < MIN_BYPASS_LENGTH => {
             return Err(AdminError::Invalid(
                 "password",

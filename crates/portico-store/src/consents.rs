@@ -20,7 +20,12 @@ impl Tx<'_> {
     /// refresh tokens issued under it).
     pub async fn put_consent(&mut self, user_id: &UserId, client_id: &str, product: &str, scope: &str, now: i64) -> Result<()> {
         on_tx!(self, tx => {
-            // Taken in the transaction's first write, so two consents at once cannot lose a scope.
+            // The row exists first (an empty one for a first consent), so the UPDATE below locks
+            // it: of two consents at once, even two first ones, the second waits and reads the
+            // first's scope, and neither is lost.
+            sqlx::query("INSERT INTO consents (user_id, client_id, product, scope, granted_at) VALUES ($1, $2, $3, '', $4)
+                         ON CONFLICT (user_id, client_id, product) DO NOTHING")
+                .bind(user_id.as_str()).bind(client_id).bind(product).bind(now).execute(&mut **tx).await?;
             let before: Option<(String,)> = sqlx::query_as(
                 "UPDATE consents SET granted_at = $4 WHERE user_id = $1 AND client_id = $2 AND product = $3 RETURNING scope")
                 .bind(user_id.as_str()).bind(client_id).bind(product).bind(now).fetch_optional(&mut **tx).await?;

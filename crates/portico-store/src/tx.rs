@@ -1,12 +1,13 @@
 //! A transaction of either back end, as one type: [`Store::write`] opens it (on SQLite, on the
-//! one writer connection), statements run on it through [`on_tx!`] (the same SQL, type-checked
-//! for both back ends), [`Tx::audit`] buffers the acts to record, and [`Tx::commit`] appends them
+//! one writer connection), statements run on it through [`on_tx!`] (the same SQL written once,
+//! compiled against both back ends' types), [`Tx::audit`] buffers the acts to record, and [`Tx::commit`] appends them
 //! to the hash-chained audit log in the same transaction, then commits. Dropped without a commit,
 //! nothing it did stays.
 
 use crate::{AuditEvent, Backend, Result, Store};
 
-/// An open write transaction.
+/// An open write transaction: dropped without [`Tx::commit`], it is rolled back.
+#[must_use = "a transaction does nothing until it is committed"]
 pub struct Tx<'s> {
     store: &'s Store,
     pub(crate) inner: Inner,

@@ -1,6 +1,6 @@
 //! The shape of Portico's HTTP answers, in process (`Router::oneshot`, no socket): status codes,
 //! the headers a client or browser acts on (`Cache-Control`, `WWW-Authenticate`, the content
-//! type, the hosted pages' security headers) and the error bodies, each as an inline snapshot
+//! type, the hosted pages' frame and content policies) and the error bodies, each as an inline snapshot
 //! beside its request. The issuer's random port reads `{issuer}`.
 
 use crate::*;

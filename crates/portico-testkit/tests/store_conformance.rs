@@ -544,6 +544,14 @@ async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
     let late = now + pending::SECOND_FACTOR_TTL;
     assert!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late).await.unwrap().is_none());
     assert_eq!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late - 1).await.unwrap(), Some(1));
+    // Taken only as read: a step that decided on a record another step has since replaced takes
+    // nothing, and the newer record stays.
+    let (_, read) = pending::get_with_record::<i64>(&p, Kind::SecondFactor, &handle, now).await.unwrap().unwrap();
+    pending::put(&p, Kind::SecondFactor, &handle, &2, now).await.unwrap();
+    assert!(!pending::take_if_unchanged(&p, Kind::SecondFactor, &handle, &read, now).await.unwrap());
+    let (value, current) = pending::get_with_record::<i64>(&p, Kind::SecondFactor, &handle, now).await.unwrap().unwrap();
+    assert_eq!(value, 2);
+    assert!(pending::take_if_unchanged(&p, Kind::SecondFactor, &handle, &current, now).await.unwrap());
 }
 both_stores!(a_pending_state_is_named_by_its_kind_and_taken_once);
 
@@ -572,6 +580,9 @@ async fn mailed_links_survive_the_move_to_the_pending_table() {
         (format!("lnk_reset_{}", h("reset-token")), r#"{"user":"usr_a"}"#.to_owned()),
         (format!("lnk_verify_{}", h("verify-token")), r#"{"user":"usr_a"}"#.to_owned()),
         (format!("pk_{}", h("ceremony-token")), r#"{"kind":"x"}"#.to_owned()),
+        (format!("lnk_signup_{}", h("signup-token")), r#"{"email":"b@x.test"}"#.to_owned()),
+        (format!("lnk_enrol_{}", h("enrol-token")), r#"{"user":"usr_a"}"#.to_owned()),
+        (format!("mfa_{}", h("mfa-cookie")), r#"{"user":"usr_a"}"#.to_owned()),
         (format!("enrol_ok_{}", h("sso_1")), "usr_a".to_owned()),
         ("a-raw-request-id".to_owned(), "{}".to_owned()),
     ] {
@@ -593,22 +604,28 @@ async fn mailed_links_survive_the_move_to_the_pending_table() {
     assert_eq!(get("link_reset", "reset-token").await.as_deref(), Some(r#"{"user":"usr_a"}"#));
     assert_eq!(get("link_verify", "verify-token").await.as_deref(), Some(r#"{"user":"usr_a"}"#));
     assert_eq!(get("ceremony", "ceremony-token").await.as_deref(), Some(r#"{"kind":"x"}"#));
+    assert_eq!(get("link_signup", "signup-token").await.as_deref(), Some(r#"{"email":"b@x.test"}"#));
+    assert_eq!(get("link_enrolment", "enrol-token").await.as_deref(), Some(r#"{"user":"usr_a"}"#));
+    assert_eq!(get("second_factor", "mfa-cookie").await.as_deref(), Some(r#"{"user":"usr_a"}"#));
     assert_eq!(get("factor_permit", "sso_1").await.as_deref(), Some(r#""usr_a""#), "now a JSON string");
     assert!(get("authorize", "a-raw-request-id").await.is_none());
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A write transaction records its audit events when it commits, in order and chained, and
-/// nothing when it is dropped uncommitted.
+/// A write transaction records its writes and audit events when it commits, in order and
+/// chained, and nothing of either when it is dropped uncommitted.
 async fn a_transaction_records_its_audit_only_when_it_commits(s: &TestServer) {
     let store = s.store();
     s.running.provider.writer.flush().await;
     let (before, _) = store.audit_head().await.unwrap();
     let now = portico_testkit::now();
+    let user = ada(store).await;
     let mut tx = store.write().await.unwrap();
+    tx.put_consent(&user, "crm-web", "crm", "openid", now).await.unwrap();
     tx.audit(AuditEvent::new(now, "test.dropped", "test"));
     drop(tx);
     assert_eq!(store.audit_head().await.unwrap().0, before, "a dropped transaction records nothing");
+    assert_eq!(store.consent(&user, "crm-web", "crm").await.unwrap(), None, "nor keeps its writes");
     let mut tx = store.write().await.unwrap();
     tx.audit(AuditEvent::new(now, "test.first", "test"));
     tx.audit(AuditEvent::new(now, "test.second", "test"));
@@ -619,3 +636,29 @@ async fn a_transaction_records_its_audit_only_when_it_commits(s: &TestServer) {
     assert!(matches!(store.verify_audit().await.unwrap(), portico_store::AuditCheck::Intact { .. }));
 }
 both_stores!(a_transaction_records_its_audit_only_when_it_commits);
+
+/// Twenty first consents at once to one client for one product, each to another scope: none is
+/// lost (the second of two first consents must not overwrite the first's scope).
+async fn concurrent_first_consents_lose_no_scope(s: &TestServer) {
+    let store = s.store().clone();
+    let user = ada(&store).await;
+    let now = portico_testkit::now();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    let tries = (0..20).map(|i| {
+        let (store, user, start) = (store.clone(), user.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            let mut tx = store.write().await.unwrap();
+            tx.put_consent(&user, "crm-web", "crm", &format!("s{i}"), now).await.unwrap();
+            tx.commit().await.unwrap();
+        })
+    });
+    futures_join(tries).await;
+    let scope = store.consent(&user, "crm-web", "crm").await.unwrap().unwrap();
+    let mut got: Vec<&str> = scope.split(' ').collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
+both_stores!(concurrent_first_consents_lose_no_scope);

@@ -107,3 +107,15 @@ fn the_demo_suite_is_whole_once_filled_in() {
     assert!(suite.is_ok(), "the demo suite does not parse");
     assert!(text.contains("redirect_uris = [\"http://127.0.0.1:8080/demo/callback/crm-web\"]"), "{text}");
 }
+
+#[test]
+fn an_empty_or_short_user_password_is_refused() {
+    // (An `env:` password is checked the same way once resolved.)
+    for password in ["\"\"", "\"short\""] {
+        let e = err(&format!("[[user]]\nemail = \"ada@example.test\"\npassword = {password}\n"));
+        assert!(
+            e.starts_with("suite.toml:1:") && e.contains("field password: must be at least 8 characters"),
+            "{password}: {e}"
+        );
+    }
+}

@@ -87,12 +87,18 @@ pub async fn take<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, n
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
 }
 
-/// Takes the state under `handle` out only if it is still `value` (as read): of two steps that
-/// read the same state and decided on it, only one takes it, and none takes a state another step
-/// has moved on since.
-pub async fn take_if_unchanged<T: Serialize>(p: &Provider, kind: Kind, handle: &str, value: &T, now: i64) -> Result<bool, StoreError> {
-    let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
-    p.store.take_pending_if(kind.name(), &key(handle), &data, now).await
+/// The live state under `handle` and the record it was read from, exactly (for
+/// [`take_if_unchanged`]).
+pub async fn get_with_record<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<(T, String)>, StoreError> {
+    let data = p.store.pending(kind.name(), &key(handle), now).await?;
+    Ok(data.and_then(|d| serde_json::from_str(&d).ok().map(|v| (v, d))))
+}
+
+/// Takes the state under `handle` out only if the store still holds `record`, the exact record
+/// it was read from: of two steps that read the same state and decided on it, only one takes
+/// it, and none takes a state another step has moved on since.
+pub async fn take_if_unchanged(p: &Provider, kind: Kind, handle: &str, record: &str, now: i64) -> Result<bool, StoreError> {
+    p.store.take_pending_if(kind.name(), &key(handle), record, now).await
 }
 
 /// Removes the state under `handle`, live or not.

@@ -24,9 +24,14 @@ pub async fn load(p: &Provider, bound: Option<&str>, id: &str, now: i64) -> Resu
     Ok(if ours { Loaded::Found(req) } else { Loaded::OtherBrowser(req) })
 }
 
-/// The stored request `id`, whoever started it: only to tell whether it still waits.
+/// The stored request `id`, whoever started it: only to tell whether it still waits. It keeps
+/// the record it was read from ([`AuthRequest::stored`]).
 pub async fn peek(p: &Provider, id: &str, now: i64) -> Result<Option<AuthRequest>, StoreError> {
-    pending::get(p, Kind::Authorize, id, now).await
+    let found = pending::get_with_record::<AuthRequest>(p, Kind::Authorize, id, now).await?;
+    Ok(found.map(|(mut req, record)| {
+        req.stored = Some(record);
+        req
+    }))
 }
 
 /// Stores (or updates) the request until its lifetime after it was made.
@@ -37,7 +42,11 @@ pub(super) async fn save(p: &Provider, req: &AuthRequest) -> Result<(), StoreErr
 /// Takes the request out as it was read, once: of two answers sent at once only one goes on, and
 /// an answer decided on a copy that another step has since moved on takes nothing.
 pub(super) async fn take(p: &Provider, req: &AuthRequest, now: i64) -> Result<bool, StoreError> {
-    pending::take_if_unchanged(p, Kind::Authorize, &req.id, req, now).await
+    match &req.stored {
+        Some(record) => pending::take_if_unchanged(p, Kind::Authorize, &req.id, record, now).await,
+        // Never read from the store: nothing to take.
+        None => Ok(false),
+    }
 }
 
 /// Removes the request: it has been answered.

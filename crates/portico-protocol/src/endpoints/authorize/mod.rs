@@ -68,6 +68,10 @@ pub struct AuthRequest {
     /// registered); `None` posts nothing.
     #[serde(default)]
     pub web_origin: Option<String>,
+    /// The stored record this request was read from, exactly: a step takes the request out only
+    /// if the store still holds it ([`crate::interaction::pending::take_if_unchanged`]).
+    #[serde(skip)]
+    pub stored: Option<String>,
 }
 
 /// What a user has done for a pending request. It counts only in the SSO session that earned it:
@@ -142,6 +146,7 @@ impl AuthRequest {
             progress: None,
             waiting: None,
             restarted: true,
+            stored: None,
             ..self.clone()
         }
     }

@@ -92,6 +92,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
         waiting: None,
         restarted: false,
         web_origin,
+        stored: None,
     })
 }
 
