@@ -161,3 +161,26 @@ fn on_localhost(c: &mut portico_server::config::Config) {
     c.issuer = c.issuer.replace("127.0.0.1", "localhost");
 }
 both_stores_with!(every_name_reaches_every_page_escaped, NAMES, on_localhost);
+
+/// What a client sends comes back escaped too: a `state` holding `<script>"'&` reaches the
+/// form_post page as a hidden field's value, never as markup.
+async fn what_a_client_sends_comes_back_escaped(s: &TestServer) {
+    let mut b = Browser::new();
+    let (_, challenge) = pkce();
+    let state = url::form_urlencoded::byte_serialize(RAW.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&response_mode=form_post&client_id=crm-web&redirect_uri={}&scope=openid&state={state}&code_challenge={challenge}&code_challenge_method=S256",
+        s.base,
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    );
+    let (_, _, login) = b.follow(&s.base, url).await;
+    let (status, _, page) = b.login(&s.base, &login, "ada@example.test", "correct horse battery staple").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("document.forms[0].submit()"), "the form_post page: {page}");
+    escaped("form_post", &page, &[]);
+    // What the browser posts on is the value decoded: the state whole.
+    let state = hidden(&page, "state").unwrap();
+    let decoded = state.replace("&#60;", "<").replace("&#62;", ">").replace("&#34;", "\"").replace("&#39;", "'");
+    assert_eq!(decoded, RAW, "the state comes back whole: {page}");
+}
+both_stores!(what_a_client_sends_comes_back_escaped);
