@@ -65,11 +65,16 @@ string_id!(
 pub struct RedirectUri(String);
 
 impl RedirectUri {
-    /// Parses a URI for registration: absolute, no fragment (RFC 6749 §3.1.2).
+    /// Parses a URI for registration: absolute, no fragment (RFC 6749 §3.1.2), and a scheme a
+    /// response can be sent to: http(s), or a native app's private-use scheme (RFC 8252 §7.1);
+    /// never one that runs or embeds content where it is opened (`javascript:`, `data:`, …).
     pub fn parse(value: &str) -> Result<Self, String> {
         let url = url::Url::parse(value).map_err(|e| format!("not an absolute URI: {e}"))?;
         if url.fragment().is_some() {
             return Err("must not contain a fragment".into());
+        }
+        if matches!(url.scheme(), "javascript" | "data" | "vbscript" | "blob" | "file" | "about" | "filesystem") {
+            return Err(format!("must not use the {}: scheme", url.scheme()));
         }
         Ok(Self(value.to_owned()))
     }

@@ -119,3 +119,25 @@ fn an_empty_or_short_user_password_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_redirect_uri_that_runs_or_embeds_content_is_refused() {
+    let suite = |uri: &str| {
+        format!(
+            "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n[[client]]\nid = \"app\"\nproduct = \"crm\"\nkind = \"public\"\nredirect_uris = [{uri:?}]\n"
+        )
+    };
+    for bad in [
+        "javascript:alert(1)//",
+        "data:text/html,<script>x</script>",
+        "vbscript:msgbox",
+        "file:///etc/passwd",
+    ] {
+        let e = err(&suite(bad));
+        assert!(e.contains("field redirect_uris") && e.contains("must not use the"), "{bad}: {e}");
+    }
+    // A native app's private-use scheme (RFC 8252 §7.1) and loopback stay allowed.
+    for good in ["com.example.app:/oauth2redirect", "http://127.0.0.1:7000/cb", "https://app.example.test/cb"] {
+        assert!(Suite::parse("suite.toml", &suite(good), &HashSet::new()).is_ok(), "{good}");
+    }
+}

@@ -155,14 +155,27 @@ impl AuthRequest {
     }
 }
 
-/// Where an authorization response goes and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where an authorization response goes and how. Its `Debug` names the parameters, never their
+/// values (one is the authorization code).
+#[derive(Clone, PartialEq, Eq)]
 pub struct AuthResponse {
     pub redirect_uri: String,
     pub mode: ResponseMode,
     pub params: Vec<(String, String)>,
     /// For `web_message`: the only origin that may receive the response, and frame the page.
     pub web_origin: Option<String>,
+}
+
+impl std::fmt::Debug for AuthResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("AuthResponse")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("mode", &self.mode)
+            .field("params", &names)
+            .field("web_origin", &self.web_origin)
+            .finish()
+    }
 }
 
 /// Why validation stopped.
