@@ -136,7 +136,11 @@ async fn every_name_reaches_every_page_escaped(s: &TestServer) {
         created_at: portico_testkit::now(),
         last_used_at: None,
     };
-    s.store().add_passkey(&key, &[]).await.unwrap();
+    {
+        let mut tx = s.store().write().await.unwrap();
+        tx.add_passkey(&key).await.unwrap();
+        tx.commit().await.unwrap();
+    }
     let (_, _, account) = b.get(&format!("{}/account", s.base)).await;
     escaped("account with a passkey", &account, &["Ada", "Client", "Key"]);
     // The sign-out confirmation names the client.

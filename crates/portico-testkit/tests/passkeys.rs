@@ -115,8 +115,16 @@ async fn only_a_passkeys_owner_changes_it(s: &TestServer) {
     // A session with the password alone, from before Ada had a second factor (as a stolen cookie).
     let mut thief = Browser::new();
     tokens(&mut thief, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
-    s.store().add_passkey(&a_passkey("bob-key", &bob.id, "Bob's"), &[]).await.unwrap();
-    s.store().add_passkey(&a_passkey("ada-key", &ada.id, "Ada's"), &[]).await.unwrap();
+    {
+        let mut tx = s.store().write().await.unwrap();
+        tx.add_passkey(&a_passkey("bob-key", &bob.id, "Bob's")).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    {
+        let mut tx = s.store().write().await.unwrap();
+        tx.add_passkey(&a_passkey("ada-key", &ada.id, "Ada's")).await.unwrap();
+        tx.commit().await.unwrap();
+    }
     let (_, _, account) = thief.get(&format!("{}/account", s.base)).await;
     assert!(account.contains("Ada&#39;s") && !account.contains("Bob"), "her own passkeys only: {account}");
 

@@ -479,7 +479,11 @@ async fn a_password_only_session_cannot_add_an_authenticator_beside_a_passkey(s:
         created_at: portico_testkit::now(),
         last_used_at: None,
     };
-    s.store().add_passkey(&key, &[]).await.unwrap();
+    {
+        let mut tx = s.store().write().await.unwrap();
+        tx.add_passkey(&key).await.unwrap();
+        tx.commit().await.unwrap();
+    }
     let (_, _, account) = thief.get(&format!("{}/account", s.base)).await;
     let csrf = hidden(&account, "csrf").unwrap();
     let (status, _, page) = thief.post_form(&format!("{}/account/totp/start", s.base), &[("csrf", &csrf)]).await;

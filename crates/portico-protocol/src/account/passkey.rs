@@ -168,11 +168,15 @@ pub async fn finish_registration(
     let event = AuditEvent::new(now, "mfa.passkey_added", user.id.as_str())
         .ip(ip)
         .data(serde_json::json!({"passkey": row.id, "name": row.name}));
-    match p.store.add_passkey(&row, &[event]).await {
-        Ok(()) => Ok(row),
-        Err(StoreError::Conflict(_)) => Err(PasskeyError::Duplicate),
-        Err(e) => Err(e.into()),
+    let mut tx = p.store.write().await?;
+    match tx.add_passkey(&row).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(PasskeyError::Duplicate),
+        Err(e) => return Err(e.into()),
     }
+    tx.audit(event);
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// Starts the second factor for a user who has passkeys; `None` when they have none.
@@ -266,7 +270,10 @@ pub async fn finish_sign_in(
 async fn used(p: &Provider, row: &PasskeyRow, key: &Passkey, event: AuditEvent, now: i64) -> Result<(), PasskeyError> {
     let event = event.data(serde_json::json!({"method": "passkey", "passkey": row.id}));
     let stored = serde_json::to_string(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    p.store.passkey_used(&row.id, &stored, now, &[event]).await?;
+    let mut tx = p.store.write().await?;
+    tx.passkey_used(&row.id, &stored, now).await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(())
 }
 
@@ -276,7 +283,7 @@ pub async fn rename(p: &Provider, user: &UserId, id: &str, name: &str, ip: Optio
     let event = AuditEvent::new(now, "mfa.passkey_renamed", user.as_str())
         .ip(ip)
         .data(serde_json::json!({"passkey": id, "name": name}));
-    p.store.rename_passkey(user, id, &name, &[event]).await
+    change(p, user, id, Some(&name), event).await
 }
 
 /// Removes one of the user's passkeys; false when it is not theirs.
@@ -284,7 +291,18 @@ pub async fn remove(p: &Provider, user: &UserId, id: &str, ip: Option<String>, n
     let event = AuditEvent::new(now, "mfa.passkey_removed", user.as_str())
         .ip(ip)
         .data(serde_json::json!({"passkey": id}));
-    p.store.remove_passkey(user, id, &[event]).await
+    change(p, user, id, None, event).await
+}
+
+/// Renames or removes one of the user's passkeys, audited by `event` when it was theirs.
+async fn change(p: &Provider, user: &UserId, id: &str, rename: Option<&str>, event: AuditEvent) -> Result<bool, StoreError> {
+    let mut tx = p.store.write().await?;
+    let changed = tx.change_passkey(user, id, rename).await?;
+    if changed {
+        tx.audit(event);
+    }
+    tx.commit().await?;
+    Ok(changed)
 }
 
 #[cfg(test)]
