@@ -107,7 +107,13 @@ pub async fn check(p: &Provider, user: &User, code: &str, confirming: bool, ip: 
     let accepted = match matching_step(&totp(p, secret, &user.email), code, now) {
         Some(step) => {
             let event = AuditEvent::new(now, kind, user.id.as_str()).ip(ip.clone());
-            p.store.use_totp_step(&user.id, step, confirming, now, &[event]).await?
+            let mut tx = p.store.write().await?;
+            let used = tx.use_totp_step(&user.id, step, confirming, now).await?;
+            if used {
+                tx.audit(event);
+            }
+            tx.commit().await?;
+            used
         }
         None => false,
     };
@@ -120,7 +126,11 @@ pub async fn check(p: &Provider, user: &User, code: &str, confirming: bool, ip: 
         let lock = AuditEvent::new(now, "mfa.totp_locked", user.id.as_str())
             .ip(ip)
             .data(serde_json::json!({"until": now + LOCKOUT}));
-        p.store.totp_failed(&user.id, MAX_FAILURES, now + LOCKOUT, &[lock]).await?;
+        let mut tx = p.store.write().await?;
+        if tx.totp_failed(&user.id, MAX_FAILURES, now + LOCKOUT).await? {
+            tx.audit(lock);
+        }
+        tx.commit().await?;
     }
     Ok(accepted)
 }
@@ -184,7 +194,10 @@ pub async fn new_recovery_codes(p: &Provider, user: &UserId, ip: Option<String>,
         .collect();
     let hashes: Vec<String> = codes.iter().map(|c| p.kek.hash_recovery_code(&normalize_recovery(c))).collect();
     let event = AuditEvent::new(now, "mfa.recovery_codes_created", user.as_str()).ip(ip);
-    p.store.replace_recovery_codes(user, &hashes, now, &[event]).await?;
+    let mut tx = p.store.write().await?;
+    tx.replace_recovery_codes(user, &hashes, now).await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(codes)
 }
 
@@ -196,16 +209,15 @@ pub async fn use_recovery_code(p: &Provider, user: &User, code: &str, ip: Option
         .ip(ip.clone())
         .data(serde_json::json!({"left": left - 1}));
     // Codes made before per-purpose keys are stored under the old key: found under either.
-    let mut used = p
-        .store
-        .use_recovery_code(&user.id, &p.kek.hash_recovery_code(&normalized), now, std::slice::from_ref(&event))
-        .await?;
+    let mut tx = p.store.write().await?;
+    let mut used = tx.use_recovery_code(&user.id, &p.kek.hash_recovery_code(&normalized), now).await?;
     if !used {
-        used = p
-            .store
-            .use_recovery_code(&user.id, &p.kek.v1_recovery_code_hash(&normalized), now, &[event])
-            .await?;
+        used = tx.use_recovery_code(&user.id, &p.kek.v1_recovery_code_hash(&normalized), now).await?;
     }
+    if used {
+        tx.audit(event);
+    }
+    tx.commit().await?;
     if !used {
         p.writer.record(AuditEvent::new(now, "mfa.recovery_code_refused", user.id.as_str()).ip(ip));
     }
@@ -215,7 +227,13 @@ pub async fn use_recovery_code(p: &Provider, user: &User, code: &str, ip: Option
 /// Removes the user's authenticator.
 pub async fn remove(p: &Provider, user: &UserId, ip: Option<String>, now: i64) -> Result<bool, StoreError> {
     let event = AuditEvent::new(now, "mfa.totp_removed", user.as_str()).ip(ip);
-    p.store.remove_totp(user, &[event]).await
+    let mut tx = p.store.write().await?;
+    let removed = tx.remove_totp(user).await?;
+    if removed {
+        tx.audit(event);
+    }
+    tx.commit().await?;
+    Ok(removed)
 }
 
 /// How many of the user's recovery codes are left, and when one was last used.
