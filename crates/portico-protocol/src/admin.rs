@@ -266,7 +266,10 @@ pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Ca
         .product(g.product.as_str())
         .tenant((!g.scope.key().is_empty()).then(|| g.scope.key().to_owned()))
         .data(serde_json::json!({"grantee": g.grantee.key(), "roles": g.roles, "expires_at": g.expires_at}));
-    store.put_grant(&g, &[event]).await?;
+    let mut tx = store.write().await?;
+    tx.put_grant(&g).await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(view(config, &g))
 }
 

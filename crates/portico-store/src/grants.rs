@@ -1,6 +1,7 @@
 //! Grants: (grantee, product, tenant scope) → roles. Revoking is a status change that also kills
 //! the token families it let be issued.
 
+use crate::tx::{Tx, on_tx};
 use crate::{
     Result, Store,
     audit::{AuditEvent, append_in},
@@ -70,17 +71,6 @@ impl Store {
         rows.into_iter().map(grant).collect()
     }
 
-    /// Creates or replaces a grant (making it active again).
-    pub async fn put_grant(&self, g: &Grant, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            put_grant_in!(&mut tx, g);
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// Revokes a grant and every token family issued under it (same grantee, product, tenant;
     /// for an all-tenants grant, every tenant's families); the product sessions that held them end,
     /// and those of clients `notify` accepts get a back-channel logout notice. Returns false when
@@ -123,5 +113,15 @@ impl Store {
             revoked
         });
         Ok(revoked)
+    }
+}
+
+impl Tx<'_> {
+    /// Creates or replaces a grant (making it active again).
+    pub async fn put_grant(&mut self, g: &Grant) -> Result<()> {
+        on_tx!(self, tx => {
+            put_grant_in!(tx, g);
+            Ok(())
+        })
     }
 }

@@ -1,11 +1,8 @@
 //! Hand-off codes (DESIGN.md `/oauth2/handoff`) and the tenant a user last chose per product
 //! (written with each authorization code, see `issue_code`).
 
-use crate::{
-    Result, Store,
-    audit::{AuditEvent, append_in},
-    on_pool, on_read,
-};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, on_pool, on_read};
 use portico_model::UserId;
 
 /// A hand-off code as its redeemer consumed it.
@@ -18,18 +15,6 @@ pub struct HandoffRedemption {
 }
 
 impl Store {
-    pub async fn issue_handoff(&self, hash: &str, target: &str, data: &str, now: i64, expires_at: i64, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO handoff_codes (hash, target, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(hash).bind(target).bind(data).bind(now).bind(expires_at).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1").bind(now - 86_400).execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// Consumes a hand-off code, atomically: of any number of presentations exactly one gets it,
     /// whoever presents it (a code presented by the wrong client is spent all the same).
     pub async fn consume_handoff(&self, hash: &str, now: i64) -> Result<Option<HandoffRedemption>> {
@@ -44,5 +29,16 @@ impl Store {
         let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as("SELECT tenant FROM tenant_choices WHERE user_id = $1 AND product = $2")
             .bind(user.as_str()).bind(product).fetch_optional(pool).await)?;
         Ok(row.map(|r| r.0))
+    }
+}
+
+impl Tx<'_> {
+    pub async fn issue_handoff(&mut self, hash: &str, target: &str, data: &str, now: i64, expires_at: i64) -> Result<()> {
+        on_tx!(self, tx => {
+            sqlx::query("INSERT INTO handoff_codes (hash, target, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(hash).bind(target).bind(data).bind(now).bind(expires_at).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1").bind(now - 86_400).execute(&mut **tx).await?;
+            Ok(())
+        })
     }
 }

@@ -2,11 +2,8 @@
 //! key-encryption key. Rows are never deleted: a key's life is derived from `activate_at` and its
 //! successor's.
 
-use crate::{
-    Result, Store,
-    audit::{AuditEvent, append_in},
-    on_pool, on_read,
-};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, on_read};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRow {
@@ -21,20 +18,6 @@ pub struct KeyRow {
 }
 
 impl Store {
-    pub async fn insert_key(&self, k: &KeyRow, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO signing_keys (kid, alg, private_enc, public_jwk, created_at, activate_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(&k.kid).bind(&k.alg).bind(&k.private_enc).bind(&k.public_jwk).bind(k.created_at).bind(k.activate_at)
-                .execute(&mut *tx).await?;
-            // Key changes must reach every node's cache.
-            sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'").execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// All keys, oldest activation first.
     pub async fn list_keys(&self) -> Result<Vec<KeyRow>> {
         let rows: Vec<(String, String, String, String, i64, i64)> = on_read!(self, pool => sqlx::query_as(
@@ -51,5 +34,18 @@ impl Store {
                 activate_at,
             })
             .collect())
+    }
+}
+
+impl Tx<'_> {
+    pub async fn insert_key(&mut self, k: &KeyRow) -> Result<()> {
+        on_tx!(self, tx => {
+            sqlx::query("INSERT INTO signing_keys (kid, alg, private_enc, public_jwk, created_at, activate_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&k.kid).bind(&k.alg).bind(&k.private_enc).bind(&k.public_jwk).bind(k.created_at).bind(k.activate_at)
+                .execute(&mut **tx).await?;
+            // Key changes must reach every node's cache.
+            sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'").execute(&mut **tx).await?;
+            Ok(())
+        })
     }
 }

@@ -41,10 +41,10 @@ async fn rotation_is_seen_by_the_running_server(s: &TestServer) {
     let now = portico_testkit::now();
     // A successor that activates in an hour: published now, not signing yet.
     let next = portico_protocol::keys::generate(SigningAlg::EdDSA, &p.kek, now, now + 3600);
-    s.store()
-        .insert_key(&next, &[AuditEvent::new(now, "key.rotated", "test")])
-        .await
-        .expect("insert");
+    let mut tx = s.store().write().await.unwrap();
+    tx.insert_key(&next).await.expect("insert");
+    tx.audit(AuditEvent::new(now, "key.rotated", "test"));
+    tx.commit().await.unwrap();
     p.reload_if_changed().await.expect("reload");
     let kids = jwks_kids(s).await;
     assert!(kids.contains(&next.kid) && kids.contains(&old_kid), "{kids:?}");
@@ -54,7 +54,9 @@ async fn rotation_is_seen_by_the_running_server(s: &TestServer) {
     // would tie on activation time): from then on it signs, while a token the old key signed stays
     // good. Time is pinned through the protocol functions.
     let soon = portico_protocol::keys::generate(SigningAlg::EdDSA, &p.kek, now, now + 1);
-    s.store().insert_key(&soon, &[]).await.expect("insert");
+    let mut tx = s.store().write().await.unwrap();
+    tx.insert_key(&soon).await.expect("insert");
+    tx.commit().await.unwrap();
     p.reload_if_changed().await.expect("reload");
     let creds = portico_protocol::client_auth::ClientCredentials {
         basic: Some(("reports-web".into(), portico_model::Secret::new(REPORTS_SECRET))),

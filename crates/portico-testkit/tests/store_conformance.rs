@@ -127,7 +127,9 @@ async fn refresh_context_carries_user_and_grants(s: &TestServer) {
             granted_at: now,
             expires_at: None,
         };
-        store.put_grant(&g, &[]).await.expect("grant");
+        let mut tx = store.write().await.unwrap();
+        tx.put_grant(&g).await.expect("grant");
+        tx.commit().await.unwrap();
     }
     let ctx = store.refresh_context("rt-ctx").await.expect("read").expect("row");
     assert_eq!(ctx.token.family.id, "fam-ctx");
@@ -246,7 +248,9 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
         granted_at: now,
         expires_at: Some(until),
     };
-    store.put_grant(&expiring, &[]).await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    tx.put_grant(&expiring).await.unwrap();
+    tx.commit().await.unwrap();
     assert!(store.client_token_grant("jti-1", &client, &reports, until - 1).await.unwrap().is_some());
     assert!(
         store.client_token_grant("jti-1", &client, &reports, until).await.unwrap().is_none(),

@@ -169,16 +169,12 @@ async fn issue(
         .tenant(tenant.as_ref().map(|t| t.as_str()))
         .ip(ip)
         .data(serde_json::json!({"client_id": client.id.as_str(), "from": source.slug.as_str()}));
-    p.store
-        .issue_handoff(
-            &random::hash(&code),
-            target.slug.as_str(),
-            &serde_json::to_string(data).expect("serializes"),
-            now,
-            now + p.settings.handoff_ttl,
-            &[event],
-        )
+    let record = serde_json::to_string(data).expect("serializes");
+    let mut tx = p.store.write().await?;
+    tx.issue_handoff(&random::hash(&code), target.slug.as_str(), &record, now, now + p.settings.handoff_ttl)
         .await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(HandoffResponse {
         handoff_code: code,
         expires_in: p.settings.handoff_ttl,

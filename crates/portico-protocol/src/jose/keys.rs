@@ -62,7 +62,10 @@ pub async fn publish(
 ) -> Result<KeyRow, portico_store::StoreError> {
     let row = generate(alg, kek, now, activate_at);
     let event = portico_store::AuditEvent::new(now, "key.rotated", by).data(json!({"kid": row.kid, "alg": row.alg, "activate_at": row.activate_at}));
-    store.insert_key(&row, &[event]).await?;
+    let mut tx = store.write().await?;
+    tx.insert_key(&row).await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(row)
 }
 

@@ -107,7 +107,10 @@ impl Provider {
             for alg in missing {
                 let row = keys::generate(alg, &p.kek, now, now);
                 let event = AuditEvent::new(now, "key.created", "system").data(serde_json::json!({"kid": row.kid, "alg": row.alg}));
-                p.store.insert_key(&row, &[event]).await?;
+                let mut tx = p.store.write().await?;
+                tx.insert_key(&row).await?;
+                tx.audit(event);
+                tx.commit().await?;
             }
             p.reload().await?;
         }
