@@ -128,19 +128,7 @@ async fn every_name_reaches_every_page_escaped(s: &TestServer) {
     let (_, _, account) = b.get(&format!("{}/account", s.base)).await;
     escaped("account", &account, &["Ada", "Client"]);
     let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
-    let key = portico_store::PasskeyRow {
-        id: "cred-1".into(),
-        user_id: ada.id.clone(),
-        name: format!("{RAW}Key"),
-        credential: "{}".into(),
-        created_at: portico_testkit::now(),
-        last_used_at: None,
-    };
-    {
-        let mut tx = s.store().write().await.unwrap();
-        tx.add_passkey(&key).await.unwrap();
-        tx.commit().await.unwrap();
-    }
+    plant_passkey(s, "cred-1", &ada.id, &format!("{RAW}Key")).await;
     let (_, _, account) = b.get(&format!("{}/account", s.base)).await;
     escaped("account with a passkey", &account, &["Ada", "Client", "Key"]);
     // The sign-out confirmation names the client.

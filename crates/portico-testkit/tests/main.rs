@@ -169,6 +169,22 @@ pub async fn post_basic(s: &TestServer, path: &str, client: &str, secret: &str, 
 }
 
 /// Signs ada in for crm-web (offline_access, PKCE S256); returns (code, verifier).
+/// Stores a passkey row for `user` straight into the store (its credential is not a real one: for
+/// pages that list passkeys and rules that count them).
+pub async fn plant_passkey(s: &TestServer, id: &str, user: &portico_model::UserId, name: &str) {
+    let row = portico_store::PasskeyRow {
+        id: id.into(),
+        user_id: user.clone(),
+        name: name.into(),
+        credential: "{}".into(),
+        created_at: portico_testkit::now(),
+        last_used_at: None,
+    };
+    let mut tx = s.store().write().await.unwrap();
+    tx.add_passkey(&row).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 pub async fn crm_code(s: &TestServer) -> (String, String) {
     let mut b = Browser::new();
     let (verifier, challenge) = pkce();

@@ -4,7 +4,6 @@
 
 use crate::tenancy::{CRM_SECRET, TENANTS, tokens};
 use crate::*;
-use portico_store::PasskeyRow;
 
 /// The issuer at `localhost` (WebAuthn refuses IP addresses).
 fn on_localhost(c: &mut portico_server::config::Config) {
@@ -98,33 +97,14 @@ async fn passkey_options_and_forged_answers(s: &TestServer) {
 }
 both_stores_with!(passkey_options_and_forged_answers, TENANTS, on_localhost);
 
-fn a_passkey(id: &str, user: &portico_model::UserId, name: &str) -> PasskeyRow {
-    PasskeyRow {
-        id: id.into(),
-        user_id: user.clone(),
-        name: name.into(),
-        credential: "{}".into(),
-        created_at: portico_testkit::now(),
-        last_used_at: None,
-    }
-}
-
 async fn only_a_passkeys_owner_changes_it(s: &TestServer) {
     let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
     let (bob, _) = s.store().user_by_email("bob@example.test").await.unwrap().unwrap();
     // A session with the password alone, from before Ada had a second factor (as a stolen cookie).
     let mut thief = Browser::new();
     tokens(&mut thief, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
-    {
-        let mut tx = s.store().write().await.unwrap();
-        tx.add_passkey(&a_passkey("bob-key", &bob.id, "Bob's")).await.unwrap();
-        tx.commit().await.unwrap();
-    }
-    {
-        let mut tx = s.store().write().await.unwrap();
-        tx.add_passkey(&a_passkey("ada-key", &ada.id, "Ada's")).await.unwrap();
-        tx.commit().await.unwrap();
-    }
+    plant_passkey(s, "bob-key", &bob.id, "Bob's").await;
+    plant_passkey(s, "ada-key", &ada.id, "Ada's").await;
     let (_, _, account) = thief.get(&format!("{}/account", s.base)).await;
     assert!(account.contains("Ada&#39;s") && !account.contains("Bob"), "her own passkeys only: {account}");
 

@@ -471,19 +471,7 @@ async fn a_password_only_session_cannot_add_an_authenticator_beside_a_passkey(s:
     let mut thief = Browser::new();
     tokens(&mut thief, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
     let ada = user_id(s, "ada@example.test").await;
-    let key = portico_store::PasskeyRow {
-        id: "ada-key".into(),
-        user_id: ada.clone(),
-        name: "Ada's".into(),
-        credential: "{}".into(),
-        created_at: portico_testkit::now(),
-        last_used_at: None,
-    };
-    {
-        let mut tx = s.store().write().await.unwrap();
-        tx.add_passkey(&key).await.unwrap();
-        tx.commit().await.unwrap();
-    }
+    plant_passkey(s, "ada-key", &ada, "Ada's").await;
     let (_, _, account) = thief.get(&format!("{}/account", s.base)).await;
     let csrf = hidden(&account, "csrf").unwrap();
     let (status, _, page) = thief.post_form(&format!("{}/account/totp/start", s.base), &[("csrf", &csrf)]).await;

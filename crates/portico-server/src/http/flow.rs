@@ -162,6 +162,14 @@ pub fn bad_form() -> Response {
     )
 }
 
+/// A form of nothing but its CSRF token (a button that posts).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
+csrf_form!(CsrfForm);
+
 /// A form that carries a CSRF token (field `csrf`).
 pub trait CsrfField {
     fn csrf(&self) -> Option<&str>;

@@ -1,6 +1,7 @@
 //! Two-step verification on the account page: the authenticator app (set up, turn off) and the
 //! recovery codes. Every change passes the factor rule ([`enrolment::may_change_factors`]).
 
+use super::flow::CsrfForm;
 use super::html;
 use super::pages::{bad_form, current_user};
 use super::{client_ip, cookies, now, passkey};
@@ -70,11 +71,6 @@ async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> 
             Err(unavailable())
         }
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
 }
 
 pub async fn enrol_start(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {

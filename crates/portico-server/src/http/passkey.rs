@@ -4,6 +4,7 @@
 //! returns its options as JSON and finishes with a form POST carrying the browser's answer.
 
 use super::api::Problem;
+use super::flow::CsrfForm;
 use super::flow::{Checked, Flow, csrf_form};
 use super::html;
 use super::mfa::session_user;
@@ -52,11 +53,6 @@ pub fn options(r: Result<Option<Started>, PasskeyError>) -> Response {
 
 pub fn refused_csrf() -> Response {
     Problem::new(StatusCode::FORBIDDEN, "The page expired. Reload it and try again.").into_response()
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
 }
 
 /// `POST /login/passkey/options`: a passwordless ceremony.

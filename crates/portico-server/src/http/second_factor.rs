@@ -2,6 +2,7 @@
 //! without a second factor (`/login/second-factor`). Between the password and the code no session
 //! exists: the protocol keeps the waiting sign-in under the handle in the browser's cookie.
 
+use super::flow::CsrfForm;
 use super::flow::{Checked, Flow, csrf_form};
 use super::html;
 use super::pages::{PasskeyForm, with_cookie};
@@ -108,11 +109,6 @@ pub struct CodeForm {
     /// The step-up's request, and whether its code confirms a new authenticator.
     req: Option<String>,
     enrol: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
 }
 
 csrf_form!(CodeForm);

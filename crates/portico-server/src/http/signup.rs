@@ -3,6 +3,7 @@
 //! the address has an account (the mail says which). The links in the mails lead to a page with a
 //! button: following a link (as mail scanners do) spends nothing.
 
+use super::flow::CsrfForm;
 use super::flow::Flow;
 use super::html::{self, Message, a, strong, t};
 use super::pages::{bad_form, current_user, with_cookie};
@@ -310,11 +311,6 @@ pub async fn verify_send(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
     };
     mailer.submit(Job::Verify { user, ip });
     html::secure(Redirect::to("/account?done=verification-sent").into_response(), None)
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
 }
 
 pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
