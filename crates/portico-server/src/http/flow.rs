@@ -143,7 +143,7 @@ pub fn refusal(r: Refusal) -> Response {
     html::error_page(status, message)
 }
 
-pub const EXPIRED: &str = "This sign-in request has expired. Go back to the application and start again.";
+const EXPIRED: &str = "This sign-in request has expired. Go back to the application and start again.";
 
 fn unavailable(what: Failed) -> &'static str {
     match what {

@@ -79,7 +79,7 @@ pub async fn enrol_start(State(s): State<AppState>, headers: HeaderMap, Form(f):
         Err(resp) => return resp,
     };
     match totp::start(&s.provider, &user, now()).await {
-        Ok(Some(e)) => super::second_factor::enrol_page(&s, &super::flow::Flow::new(&s, headers, None), &e, None),
+        Ok(Some(e)) => super::second_factor::enrol_page(&s, &headers, &e, None),
         // Already on: the account page says so.
         Ok(None) => html::secure(Redirect::to("/account").into_response(), None),
         Err(e) => {

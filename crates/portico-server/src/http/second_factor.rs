@@ -188,7 +188,7 @@ fn step_up_page(s: &AppState, flow: &Flow, v: StepUpView) -> Response {
             let page = html::scripted((StatusCode::OK, axum::response::Html(html::page("Two-step verification", &body, false))).into_response());
             with_cookie(html::forms_may_reach(page, Some(&req.redirect_uri)), cookie)
         }
-        StepUpView::Enrol { req, enrollment } => enrol_page(s, flow, &enrollment, Some(&req)),
+        StepUpView::Enrol { req, enrollment } => enrol_page(s, &flow.headers, &enrollment, Some(&req)),
         StepUpView::RecoveryCodes { req, codes } => {
             super::mfa::recovery_page(&codes, "Your authenticator app is on", &super::flow::url(&interaction::Place::Resume(req.id)))
         }
@@ -211,8 +211,8 @@ struct EnrolPage<'a> {
 
 /// The enrolment form (QR code, key, first code): on the account page, or (`req`) as the step-up
 /// of a request, where a passkey may be added instead.
-pub fn enrol_page(s: &AppState, flow: &Flow, e: &Enrollment, req: Option<&AuthRequest>) -> Response {
-    let (csrf, cookie) = flow.csrf(s);
+pub fn enrol_page(s: &AppState, headers: &axum::http::HeaderMap, e: &Enrollment, req: Option<&AuthRequest>) -> Response {
+    let (csrf, cookie) = super::cookies::csrf_token(s, headers);
     let qr = base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes());
     let passkey = PasskeyForm {
         id: "passkey-add",

@@ -148,17 +148,14 @@ async fn reused(by: &By<'_>, family: &Family) -> Result<(), OAuthError> {
 async fn rotate(by: &By<'_>, found: &RefreshPeek, old_hash: &str, data: &RefreshData, new_expires_at: i64) -> Result<String, OAuthError> {
     let (p, now) = (by.p, by.now);
     let new_rt = random::token();
-    let new_data = RefreshData {
-        scope: data.scope.clone(),
-        auth: data.auth.clone(),
-    };
     let rotation = p
         .writer
         .rotate_refresh(Rotation {
             old_hash: old_hash.to_owned(),
             family_id: found.family.id.clone(),
             new_hash: random::hash(&new_rt),
-            new_data: serde_json::to_string(&new_data).expect("serializes"),
+            // The new token carries what the old one did: the same scope and sign-in.
+            new_data: serde_json::to_string(data).expect("serializes"),
             now,
             new_expires_at,
         })
