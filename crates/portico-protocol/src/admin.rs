@@ -285,11 +285,13 @@ pub async fn revoke_grant(store: &Store, config: &Snapshot, key: &GrantKey, by: 
         .tenant((!scope.key().is_empty()).then(|| scope.key().to_owned()))
         .data(serde_json::json!({"grantee": grantee.key()}));
     let notify = |c: &str| config.notifies_logout(c);
-    if store.revoke_grant(&grantee, &product, &scope, &by.actor, now, &notify, &[event]).await? {
-        Ok(())
-    } else {
-        Err(AdminError::NotFound("no active grant for that holder, product and tenant".into()))
+    let mut tx = store.write().await?;
+    if !tx.revoke_grant(&grantee, &product, &scope, &by.actor, now, &notify).await? {
+        return Err(AdminError::NotFound("no active grant for that holder, product and tenant".into()));
     }
+    tx.audit(event);
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Disables (deprovisions) or re-enables a user. Disabling ends every session (queuing their
@@ -301,7 +303,12 @@ pub async fn set_user_status(store: &Store, config: &Snapshot, reference: &str, 
     let kind = if status == UserStatus::Disabled { "user.disabled" } else { "user.enabled" };
     let event = by.event(kind, now).data(serde_json::json!({"user": user.id.as_str()}));
     let notify = |c: &str| config.notifies_logout(c);
-    let changed = store.set_user_status(&user.id, status, now, &notify, &[event]).await?;
+    let mut tx = store.write().await?;
+    let changed = tx.set_user_status(&user.id, status, now, &notify).await?;
+    if changed {
+        tx.audit(event);
+    }
+    tx.commit().await?;
     Ok((User { status, ..user }, changed))
 }
 
@@ -379,9 +386,12 @@ pub async fn add_user(store: &Store, email: &str, name: &str, password: Option<N
     let event = by
         .event("user.created", now)
         .data(serde_json::json!({"user": user.id.as_str(), "password_policy_bypassed": bypass}));
-    store.insert_user(&user, hash.as_deref(), &[], &[event]).await.map_err(|e| match e {
+    let mut tx = store.write().await?;
+    tx.insert_user(&user, hash.as_deref(), &[]).await.map_err(|e| match e {
         StoreError::Conflict(_) => AdminError::Invalid("email", format!("a user with email {email} already exists")),
         e => e.into(),
     })?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(user)
 }

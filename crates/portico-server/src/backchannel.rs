@@ -60,7 +60,7 @@ pub fn spawn(provider: Arc<Provider>, mut stop: tokio::sync::watch::Receiver<boo
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = provider.logout_due.notified() => {}
+                _ = provider.store.logout_due().notified() => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = stop.changed() => break,
             }

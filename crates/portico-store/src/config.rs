@@ -2,7 +2,7 @@
 //! when `config_version` moves; every change bumps it in the same transaction.
 
 use crate::tx::{Tx, on_tx};
-use crate::{Result, Store, StoreError, audit::AuditEvent, from_json, json, on_read};
+use crate::{Result, Store, StoreError, from_json, json, on_read};
 use portico_model::{Client, Product, Tenant};
 
 /// Everything a server caches: the active products, clients (with their secret hashes) and tenants.
@@ -57,25 +57,26 @@ impl Store {
         })
     }
 
-    /// Applies configuration changes, bumps `config_version` and appends the audit events, all in
-    /// one transaction: either everything is written or nothing.
-    pub async fn apply_config(&self, changes: &[ConfigChange], audit: &[AuditEvent], now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        // Take the write lock first, so concurrent appliers serialize instead of deadlocking.
-        on_tx!(tx, t => sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'")
-            .execute(&mut **t).await.map(|_| ()))?;
-        for change in changes {
-            apply_change(&mut tx, change, now).await?;
-        }
-        for event in audit {
-            tx.audit(event.clone());
-        }
-        tx.commit().await
-    }
-
     /// Tenants including removed ones' slugs, so `apply` keeps a tenant's opaque id stable.
     pub async fn tenant_ids_by_slug(&self) -> Result<Vec<(String, String)>> {
         Ok(on_read!(self, pool => sqlx::query_as("SELECT slug, id FROM tenants").fetch_all(pool).await)?)
+    }
+}
+
+impl Tx<'_> {
+    /// Applies configuration changes and bumps `config_version`: with the caller's audit events,
+    /// everything commits or nothing. Call it first in its transaction: it takes the write lock
+    /// before anything else, so concurrent appliers serialize instead of deadlocking.
+    pub async fn apply_config(&mut self, changes: &[ConfigChange], now: i64) -> Result<()> {
+        on_tx!(self, t => sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'")
+            .execute(&mut **t).await.map(|_| ()))?;
+        for change in changes {
+            match change {
+                ConfigChange::PutGrant(g) => self.put_grant(g).await?,
+                other => apply_change(self, other, now).await?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -112,9 +113,7 @@ async fn apply_change(tx: &mut Tx<'_>, change: &ConfigChange, now: i64) -> Resul
                 sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
                     .bind(id.as_str()).bind(name).bind(hash.as_deref()).bind(now).execute(&mut **tx).await?;
             }
-            ConfigChange::PutGrant(g) => {
-                crate::grants::put_grant_in!(tx, g);
-            }
+            ConfigChange::PutGrant(_) => unreachable!("grants are put by Tx::put_grant"),
             ConfigChange::RemoveProduct(slug) => {
                 sqlx::query("UPDATE products SET status = 'removed', updated_at = $2 WHERE slug = $1")
                     .bind(slug).bind(now).execute(&mut **tx).await?;

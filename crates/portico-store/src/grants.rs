@@ -2,12 +2,7 @@
 //! the token families it let be issued.
 
 use crate::tx::{Tx, on_tx};
-use crate::{
-    Result, Store,
-    audit::{AuditEvent, append_in},
-    from_json, on_pool, on_read,
-    outbox::{LogoutFilter, queue_logouts_in},
-};
+use crate::{Result, Store, from_json, on_read, outbox::LogoutFilter};
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug};
 
 type Row = (String, String, String, String, String, String, i64, Option<i64>);
@@ -25,30 +20,6 @@ pub(crate) fn grant((grantee, product, tenant, roles, status, granted_by, grante
         expires_at,
     })
 }
-
-/// Upserts a grant inside an open transaction of either back end.
-macro_rules! put_grant_in {
-    ($tx:expr, $g:expr) => {{
-        let g: &portico_model::Grant = $g;
-        sqlx::query(
-            "INSERT INTO grants (grantee, product, tenant, roles, status, granted_by, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                      ON CONFLICT (grantee, product, tenant) DO UPDATE SET roles = excluded.roles, status = excluded.status,
-                        granted_by = excluded.granted_by, granted_at = excluded.granted_at, expires_at = excluded.expires_at,
-                        revoked_at = NULL, revoked_by = NULL",
-        )
-        .bind(g.grantee.key())
-        .bind(g.product.as_str())
-        .bind(g.scope.key())
-        .bind($crate::json(&g.roles))
-        .bind(g.status.as_str())
-        .bind(&g.granted_by)
-        .bind(g.granted_at)
-        .bind(g.expires_at)
-        .execute(&mut **$tx)
-        .await?;
-    }};
-}
-pub(crate) use put_grant_in;
 
 impl Store {
     /// Every grant (any status) this grantee holds.
@@ -70,58 +41,62 @@ impl Store {
         let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
         rows.into_iter().map(grant).collect()
     }
+}
+
+impl Tx<'_> {
+    /// Creates or replaces a grant (making it active again).
+    pub async fn put_grant(&mut self, g: &Grant) -> Result<()> {
+        on_tx!(self, t => sqlx::query(
+            "INSERT INTO grants (grantee, product, tenant, roles, status, granted_by, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (grantee, product, tenant) DO UPDATE SET roles = excluded.roles, status = excluded.status,
+               granted_by = excluded.granted_by, granted_at = excluded.granted_at, expires_at = excluded.expires_at,
+               revoked_at = NULL, revoked_by = NULL")
+            .bind(g.grantee.key()).bind(g.product.as_str()).bind(g.scope.key()).bind(crate::json(&g.roles)).bind(g.status.as_str())
+            .bind(&g.granted_by).bind(g.granted_at).bind(g.expires_at)
+            .execute(&mut **t).await.map(|_| ()))?;
+        Ok(())
+    }
 
     /// Revokes a grant and every token family issued under it (same grantee, product, tenant;
     /// for an all-tenants grant, every tenant's families); the product sessions that held them end,
     /// and those of clients `notify` accepts get a back-channel logout notice. Returns false when
     /// there was no active grant.
     pub async fn revoke_grant(
-        &self,
+        &mut self,
         grantee: &Grantee,
         product: &ProductSlug,
         scope: &GrantScope,
         by: &str,
         now: i64,
         notify: LogoutFilter<'_>,
-        audit: &[AuditEvent],
     ) -> Result<bool> {
-        let revoked = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let r = sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $4, revoked_by = $5
-                                 WHERE grantee = $1 AND product = $2 AND tenant = $3 AND status = 'active'")
-                .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).bind(by).execute(&mut *tx).await?;
-            let revoked = r.rows_affected() > 0;
-            if revoked {
-                sqlx::query("UPDATE token_families SET revoked_at = $4, revoked_reason = 'grant_revoked'
-                             WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3) AND revoked_at IS NULL")
-                    .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).execute(&mut *tx).await?;
-                // The product sessions holding those families end, and with them every other family
-                // issued in them: a product told to end a session must not find part of it alive.
-                let ended: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $4 WHERE ended_at IS NULL AND sid IN (
-                               SELECT sid FROM token_families WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3)
-                                 AND revoked_at = $4 AND revoked_reason = 'grant_revoked' AND sid IS NOT NULL)
-                               RETURNING sid, client_id")
-                    .bind(grantee.key()).bind(product.as_str()).bind(scope.key()).bind(now).fetch_all(&mut *tx).await?;
-                queue_logouts_in!(&mut tx, &ended, grantee.key(), "grant_revoked", now, notify);
-                sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'session_ended'
-                             WHERE subject = $1 AND product = $2 AND revoked_at IS NULL
-                               AND sid IN (SELECT sid FROM product_sessions WHERE ended_at IS NOT NULL)")
-                    .bind(grantee.key()).bind(product.as_str()).bind(now).execute(&mut *tx).await?;
-                append_in!(&mut tx, self, audit);
-            }
-            tx.commit().await?;
-            revoked
+        let who = grantee.key();
+        let (who, product, scope) = (who.as_str(), product.as_str(), scope.key());
+        let revoked = on_tx!(self, t => sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $4, revoked_by = $5
+                             WHERE grantee = $1 AND product = $2 AND tenant = $3 AND status = 'active'")
+            .bind(who).bind(product).bind(scope).bind(now).bind(by).execute(&mut **t).await.map(|r| r.rows_affected()))?
+            > 0;
+        if !revoked {
+            return Ok(false);
+        }
+        let ended: Vec<(String, String)> = on_tx!(self, t => {
+            sqlx::query("UPDATE token_families SET revoked_at = $4, revoked_reason = 'grant_revoked'
+                         WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3) AND revoked_at IS NULL")
+                .bind(who).bind(product).bind(scope).bind(now).execute(&mut **t).await?;
+            // The product sessions holding those families end, and with them every other family
+            // issued in them: a product told to end a session must not find part of it alive.
+            let ended = sqlx::query_as("UPDATE product_sessions SET ended_at = $4 WHERE ended_at IS NULL AND sid IN (
+                           SELECT sid FROM token_families WHERE subject = $1 AND product = $2 AND ($3 = '*' OR tenant = $3)
+                             AND revoked_at = $4 AND revoked_reason = 'grant_revoked' AND sid IS NOT NULL)
+                           RETURNING sid, client_id")
+                .bind(who).bind(product).bind(scope).bind(now).fetch_all(&mut **t).await?;
+            sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'session_ended'
+                         WHERE subject = $1 AND product = $2 AND revoked_at IS NULL
+                           AND sid IN (SELECT sid FROM product_sessions WHERE ended_at IS NOT NULL)")
+                .bind(who).bind(product).bind(now).execute(&mut **t).await?;
+            ended
         });
-        Ok(revoked)
-    }
-}
-
-impl Tx<'_> {
-    /// Creates or replaces a grant (making it active again).
-    pub async fn put_grant(&mut self, g: &Grant) -> Result<()> {
-        on_tx!(self, tx => {
-            put_grant_in!(tx, g);
-            Ok(())
-        })
+        self.queue_logouts(&ended, who, "grant_revoked", now, notify).await?;
+        Ok(true)
     }
 }

@@ -36,7 +36,7 @@ pub use outbox::{LogoutFilter, LogoutNotice};
 pub use passkeys::PasskeyRow;
 pub use sessions::{NewSsoSession, ProductSessionInfo, ProductSessionStart, SessionInfo, SsoSession};
 pub use tokens::{CodeConsumption, Family, RefreshContext, RefreshPeek, RefreshRotation, Rotation};
-pub use tx::Tx;
+pub use tx::{Committed, Tx};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -75,6 +75,8 @@ pub struct Store {
     backend: Backend,
     /// Set once after opening ([`Store::use_keys`]); every clone shares it.
     audit_key: std::sync::Arc<std::sync::OnceLock<audit::ChainKey>>,
+    /// Woken by a commit that queued back-channel logout notices ([`Tx::commit`]).
+    logout_due: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone, Debug)]
@@ -181,7 +183,14 @@ impl Store {
         Self {
             backend,
             audit_key: Default::default(),
+            logout_due: Default::default(),
         }
+    }
+
+    /// Notified when this process commits logout notices: the delivery worker waits on it (and
+    /// polls, for notices other processes queue).
+    pub fn logout_due(&self) -> &tokio::sync::Notify {
+        &self.logout_due
     }
 
     /// Applies the embedded migrations (idempotent).

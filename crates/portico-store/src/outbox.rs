@@ -2,11 +2,8 @@
 //! disabled user) writes its notice here in the same transaction, so no ended session goes
 //! untold, whatever crashes after the commit; a delivery worker on any node claims due notices.
 
-use crate::{
-    Result, Store,
-    audit::{AuditEvent, append_in},
-    on_pool, on_read,
-};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, on_pool, on_read};
 
 /// Which clients get back-channel logout notices (those with a back-channel logout URI).
 pub type LogoutFilter<'a> = &'a (dyn Fn(&str) -> bool + Sync);
@@ -37,28 +34,36 @@ fn notice((sid, client_id, subject, reason, created_at, attempts): Row) -> Logou
     }
 }
 
-/// Queues a notice for every ended product session (`sid`, `client_id`) whose client `notify`
-/// accepts, inside an open transaction of either back end.
-macro_rules! queue_logouts_in {
-    ($tx:expr, $ended:expr, $subject:expr, $reason:expr, $now:expr, $notify:expr) => {{
-        let ended: &[(String, String)] = $ended;
-        let notify: $crate::outbox::LogoutFilter<'_> = $notify;
+impl Tx<'_> {
+    /// Queues a notice for every ended product session (`sid`, `client_id`) whose client `notify`
+    /// accepts; [`Tx::commit`] reports them and wakes the delivery worker.
+    pub(crate) async fn queue_logouts(&mut self, ended: &[(String, String)], subject: &str, reason: &str, now: i64, notify: LogoutFilter<'_>) -> Result<()> {
         for (sid, client_id) in ended.iter().filter(|(_, c)| notify(c)) {
-            sqlx::query(
+            let r = on_tx!(self, t => sqlx::query(
                 "INSERT INTO logout_outbox (sid, client_id, subject, reason, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5)
                  ON CONFLICT (sid) DO NOTHING",
             )
-            .bind(sid)
-            .bind(client_id)
-            .bind($subject)
-            .bind($reason)
-            .bind($now)
-            .execute(&mut **$tx)
-            .await?;
+            .bind(sid).bind(client_id).bind(subject).bind(reason).bind(now)
+            .execute(&mut **t).await.map(|r| r.rows_affected()))?;
+            self.logouts += r as usize;
         }
-    }};
+        Ok(())
+    }
+
+    /// A notice is done with (delivered, or given up): it leaves the outbox (the caller audits its
+    /// outcome).
+    pub async fn finish_logout(&mut self, sid: &str) -> Result<()> {
+        on_tx!(self, t => sqlx::query("DELETE FROM logout_outbox WHERE sid = $1").bind(sid).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// An attempt failed: the notice is due again at `next_attempt_at`.
+    pub async fn retry_logout(&mut self, sid: &str, next_attempt_at: i64, error: &str) -> Result<()> {
+        on_tx!(self, t => sqlx::query("UPDATE logout_outbox SET next_attempt_at = $2, last_error = $3 WHERE sid = $1")
+            .bind(sid).bind(next_attempt_at).bind(error).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 }
-pub(crate) use queue_logouts_in;
 
 impl Store {
     /// Claims up to `limit` notices due at `now`: each is leased until `lease_until` (so another
@@ -70,30 +75,6 @@ impl Store {
              RETURNING sid, client_id, subject, reason, created_at, attempts")
             .bind(now).bind(lease_until).bind(limit).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(notice).collect())
-    }
-
-    /// A notice is done with (delivered, or given up): it leaves the outbox, its outcome enters
-    /// the audit log.
-    pub async fn finish_logout(&self, sid: &str, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM logout_outbox WHERE sid = $1").bind(sid).execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
-    /// An attempt failed: the notice is due again at `next_attempt_at`.
-    pub async fn retry_logout(&self, sid: &str, next_attempt_at: i64, error: &str, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE logout_outbox SET next_attempt_at = $2, last_error = $3 WHERE sid = $1")
-                .bind(sid).bind(next_attempt_at).bind(error).execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
     }
 
     /// Notices not yet delivered, oldest first.

@@ -1,51 +1,9 @@
 //! SSO sessions (the browser's session at Portico), product sessions (one client's login inside
 //! one, its `sid`) and pending authorization requests, all durable so any node can serve them.
 
-use crate::{
-    Result, Store,
-    audit::{AuditEvent, append_in},
-    on_pool, on_read,
-    outbox::{LogoutFilter, queue_logouts_in},
-};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, on_pool, on_read, outbox::LogoutFilter};
 use portico_model::{Sid, UserId};
-
-/// Ends a user's live SSO sessions except `$except` (a session id, or "" for none), their product
-/// sessions and those sessions' token families, and queues the logout notices; the number of SSO
-/// sessions ended.
-macro_rules! end_sessions_in {
-    ($tx:expr, $user:expr, $except:expr, $reason:expr, $now:expr, $notify:expr) => {{
-        let user: &str = $user.as_str();
-        let except: &str = $except;
-        let ended: Vec<(String,)> = sqlx::query_as("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND id <> $3 AND ended_at IS NULL RETURNING id")
-            .bind(user)
-            .bind($now)
-            .bind(except)
-            .fetch_all(&mut **$tx)
-            .await?;
-        let sessions: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
-                       AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1 AND id <> $3) RETURNING sid, client_id",
-        )
-        .bind(user)
-        .bind($now)
-        .bind(except)
-        .fetch_all(&mut **$tx)
-        .await?;
-        sqlx::query(
-            "UPDATE token_families SET revoked_at = $2, revoked_reason = $4
-                     WHERE revoked_at IS NULL AND sid IN (
-                       SELECT p.sid FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id WHERE s.user_id = $1 AND s.id <> $3)",
-        )
-        .bind(user)
-        .bind($now)
-        .bind(except)
-        .bind($reason)
-        .execute(&mut **$tx)
-        .await?;
-        queue_logouts_in!($tx, &sessions, user, $reason, $now, $notify);
-        ended.len()
-    }};
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSsoSession {
@@ -113,24 +71,29 @@ pub struct SsoSession {
     pub expires_at: i64,
 }
 
+/// One row of [`Store::sessions_of`]: an SSO session and, when it has any, one live product session.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    created_at: i64,
+    last_seen: i64,
+    auth_time: i64,
+    user_agent: String,
+    ip: String,
+    expires_at: i64,
+    sid: Option<String>,
+    client_id: Option<String>,
+    product: Option<String>,
+    p_created_at: Option<i64>,
+    p_last_seen: Option<i64>,
+    p_ip: Option<String>,
+    p_user_agent: Option<String>,
+}
+
 /// The most rows of one table a sweep deletes at a time.
 pub const SWEEP_BATCH: i64 = 1000;
 
 impl Store {
-    pub async fn create_sso_session(&self, s: &NewSsoSession, now: i64, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO sso_sessions (id, token_hash, user_id, auth_time, amr, acr, created_at, last_seen, idle_expires_at, expires_at, user_agent, ip)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)")
-                .bind(&s.id).bind(&s.token_hash).bind(s.user_id.as_str()).bind(s.auth_time).bind(crate::json(&s.amr)).bind(&s.acr)
-                .bind(now).bind(s.idle_expires_at).bind(s.expires_at).bind(&s.user_agent).bind(&s.ip)
-                .execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// The live session behind a cookie: not ended, within its idle and absolute lifetimes, and
     /// its user active. Extends the idle expiry to `idle_until`.
     pub async fn live_sso_session(&self, token_hash: &str, now: i64, idle_until: i64) -> Result<Option<SsoSession>> {
@@ -154,30 +117,6 @@ impl Store {
         .transpose()
     }
 
-    /// Ends `user`'s SSO session `id`, its product sessions (queuing a logout notice for each one
-    /// whose client `notify` accepts) and the token families issued in them. False when there was
-    /// no such live session of that user.
-    pub async fn end_sso_session(&self, id: &str, user: &UserId, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<bool> {
-        let ended = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let r = sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE id = $1 AND user_id = $3 AND ended_at IS NULL")
-                .bind(id).bind(now).bind(user.as_str()).execute(&mut *tx).await?;
-            let ended = r.rows_affected() > 0;
-            if ended {
-                let sessions: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE sso_id = $1 AND ended_at IS NULL RETURNING sid, client_id")
-                    .bind(id).bind(now).fetch_all(&mut *tx).await?;
-                sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'logout'
-                             WHERE revoked_at IS NULL AND sid IN (SELECT sid FROM product_sessions WHERE sso_id = $1)")
-                    .bind(id).bind(now).execute(&mut *tx).await?;
-                queue_logouts_in!(&mut tx, &sessions, user.as_str(), "logout", now, notify);
-                append_in!(&mut tx, self, audit);
-            }
-            tx.commit().await?;
-            ended
-        });
-        Ok(ended)
-    }
-
     /// Records that a live SSO session passed further factors (step-up): its `amr` and `acr`.
     pub async fn set_session_factors(&self, id: &str, amr: &[String], acr: &str) -> Result<()> {
         on_pool!(self, pool => sqlx::query("UPDATE sso_sessions SET amr = $2, acr = $3 WHERE id = $1 AND ended_at IS NULL")
@@ -185,132 +124,42 @@ impl Store {
         Ok(())
     }
 
-    /// Ends every live SSO session of a user ("sign out everywhere"), with their product sessions
-    /// (queuing logout notices for clients `notify` accepts) and the token families issued in
-    /// them. Returns how many SSO sessions ended.
-    pub async fn end_user_sessions(&self, user: &UserId, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<usize> {
-        let ended = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let ended = end_sessions_in!(&mut tx, user, "", "logout", now, notify);
-            if ended > 0 {
-                append_in!(&mut tx, self, audit);
-            }
-            tx.commit().await?;
-            ended
-        });
-        Ok(ended)
-    }
-
-    /// Replaces a user's password hash and, in the same transaction, ends every SSO session of
-    /// theirs but `keep` (the one that changed it, if any) with its product sessions: their token
-    /// families are revoked and their products told. Returns how many sessions ended.
-    pub async fn replace_password(
-        &self,
-        user: &UserId,
-        hash: &str,
-        keep: Option<&str>,
-        now: i64,
-        notify: LogoutFilter<'_>,
-        audit: &[AuditEvent],
-    ) -> Result<usize> {
-        let ended = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-                .bind(user.as_str()).bind(hash).bind(now).execute(&mut *tx).await?;
-            let ended = end_sessions_in!(&mut tx, user, keep.unwrap_or(""), "password_changed", now, notify);
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-            ended
-        });
-        Ok(ended)
-    }
-
     /// A user's live SSO sessions, most recently seen first, each with its live product sessions.
     pub async fn sessions_of(&self, user: &UserId, now: i64) -> Result<Vec<SessionInfo>> {
-        type Row = (
-            String,
-            i64,
-            i64,
-            i64,
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(
-            "SELECT s.id, s.created_at, s.last_seen, s.auth_time, s.user_agent, s.ip, s.expires_at, p.sid, p.client_id, p.product, p.created_at, p.last_seen, p.ip, p.user_agent
+        let rows: Vec<SessionRow> = on_read!(self, pool => sqlx::query_as(
+            "SELECT s.id, s.created_at, s.last_seen, s.auth_time, s.user_agent, s.ip, s.expires_at,
+                    p.sid, p.client_id, p.product, p.created_at AS p_created_at, p.last_seen AS p_last_seen, p.ip AS p_ip, p.user_agent AS p_user_agent
              FROM sso_sessions s LEFT JOIN product_sessions p ON p.sso_id = s.id AND p.ended_at IS NULL
              WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.idle_expires_at > $2 AND s.expires_at > $2
              ORDER BY s.last_seen DESC, s.id, p.created_at")
             .bind(user.as_str()).bind(now).fetch_all(pool).await)?;
         let mut out: Vec<SessionInfo> = Vec::new();
-        for (id, created_at, last_seen, auth_time, user_agent, ip, expires_at, sid, client_id, product, p_created, p_seen, p_ip, p_ua) in rows {
-            if out.last().is_none_or(|s| s.id != id) {
+        for r in rows {
+            if out.last().is_none_or(|s| s.id != r.id) {
                 out.push(SessionInfo {
-                    id,
-                    created_at,
-                    last_seen,
-                    auth_time,
-                    user_agent,
-                    ip,
-                    expires_at,
+                    id: r.id,
+                    created_at: r.created_at,
+                    last_seen: r.last_seen,
+                    auth_time: r.auth_time,
+                    user_agent: r.user_agent,
+                    ip: r.ip,
+                    expires_at: r.expires_at,
                     products: Vec::new(),
                 });
             }
-            if let (Some(sid), Some(client_id), Some(product), Some(created_at)) = (sid, client_id, product, p_created) {
+            if let (Some(sid), Some(client_id), Some(product), Some(created_at)) = (r.sid, r.client_id, r.product, r.p_created_at) {
                 out.last_mut().expect("pushed").products.push(ProductSessionInfo {
                     sid,
                     client_id,
                     product,
                     created_at,
-                    last_seen: p_seen.unwrap_or(created_at),
-                    ip: p_ip.unwrap_or_default(),
-                    user_agent: p_ua.unwrap_or_default(),
+                    last_seen: r.p_last_seen.unwrap_or(created_at),
+                    ip: r.p_ip.unwrap_or_default(),
+                    user_agent: r.p_user_agent.unwrap_or_default(),
                 });
             }
         }
         Ok(out)
-    }
-
-    /// The product session `s.client_id` authorizes in, inside SSO session `s.sso_id`: the live one
-    /// (its last use, address and user agent updated), or a new one (`s.new_sid`) when there is
-    /// none or the last one ended. For a `single_session` product the live sessions of that
-    /// product in this SSO session end first, their families revoked and their clients told (when
-    /// `notify` accepts them): a browser holds one session of such a product at a time.
-    pub async fn product_session(&self, s: &ProductSessionStart<'_>, notify: LogoutFilter<'_>) -> Result<Sid> {
-        let sid: (String,) = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if s.single {
-                let ended: Vec<(String, String)> = sqlx::query_as(
-                    "UPDATE product_sessions SET ended_at = $3 WHERE sso_id = $1 AND product = $2 AND ended_at IS NULL RETURNING sid, client_id")
-                    .bind(s.sso_id).bind(s.product).bind(s.now).fetch_all(&mut *tx).await?;
-                if !ended.is_empty() {
-                    let (user,): (String,) = sqlx::query_as("SELECT user_id FROM sso_sessions WHERE id = $1").bind(s.sso_id).fetch_one(&mut *tx).await?;
-                    for (sid, _) in &ended {
-                        sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'session_replaced' WHERE sid = $1 AND revoked_at IS NULL")
-                            .bind(sid).bind(s.now).execute(&mut *tx).await?;
-                    }
-                    queue_logouts_in!(&mut tx, &ended, &user, "session_replaced", s.now, notify);
-                }
-            }
-            let row = sqlx::query_as("INSERT INTO product_sessions (sid, sso_id, client_id, product, created_at, last_seen, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
-                         ON CONFLICT (sso_id, client_id) DO UPDATE SET
-                           sid = CASE WHEN product_sessions.ended_at IS NULL THEN product_sessions.sid ELSE excluded.sid END,
-                           created_at = CASE WHEN product_sessions.ended_at IS NULL THEN product_sessions.created_at ELSE excluded.created_at END,
-                           ended_at = NULL, last_seen = excluded.last_seen, ip = excluded.ip, user_agent = excluded.user_agent
-                         RETURNING sid")
-                .bind(s.new_sid.as_str()).bind(s.sso_id).bind(s.client_id).bind(s.product).bind(s.now).bind(s.ip).bind(s.user_agent)
-                .fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            row
-        });
-        Ok(Sid::new(sid.0))
     }
 
     /// Whether the product session `sid` is live (not ended, its SSO session not ended).
@@ -329,5 +178,110 @@ impl Store {
              WHERE p.sid = $1 AND p.ended_at IS NULL AND s.ended_at IS NULL")
             .bind(sid).fetch_optional(pool).await)?;
         Ok(row.map(|r| r.0))
+    }
+}
+
+impl Tx<'_> {
+    pub async fn create_sso_session(&mut self, s: &NewSsoSession, now: i64) -> Result<()> {
+        on_tx!(self, t => sqlx::query("INSERT INTO sso_sessions (id, token_hash, user_id, auth_time, amr, acr, created_at, last_seen, idle_expires_at, expires_at, user_agent, ip)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)")
+            .bind(&s.id).bind(&s.token_hash).bind(s.user_id.as_str()).bind(s.auth_time).bind(crate::json(&s.amr)).bind(&s.acr)
+            .bind(now).bind(s.idle_expires_at).bind(s.expires_at).bind(&s.user_agent).bind(&s.ip)
+            .execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Ends `user`'s SSO session `id`, its product sessions (queuing a logout notice for each one
+    /// whose client `notify` accepts) and the token families issued in them. False when there was
+    /// no such live session of that user.
+    pub async fn end_sso_session(&mut self, id: &str, user: &UserId, now: i64, notify: LogoutFilter<'_>) -> Result<bool> {
+        let ended = on_tx!(self, t => sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE id = $1 AND user_id = $3 AND ended_at IS NULL")
+            .bind(id).bind(now).bind(user.as_str()).execute(&mut **t).await.map(|r| r.rows_affected()))?
+            > 0;
+        if !ended {
+            return Ok(false);
+        }
+        let sessions: Vec<(String, String)> = on_tx!(self, t => {
+            let sessions = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE sso_id = $1 AND ended_at IS NULL RETURNING sid, client_id")
+                .bind(id).bind(now).fetch_all(&mut **t).await?;
+            sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'logout'
+                         WHERE revoked_at IS NULL AND sid IN (SELECT sid FROM product_sessions WHERE sso_id = $1)")
+                .bind(id).bind(now).execute(&mut **t).await?;
+            sessions
+        });
+        self.queue_logouts(&sessions, user.as_str(), "logout", now, notify).await?;
+        Ok(true)
+    }
+
+    /// Ends every live SSO session of a user ("sign out everywhere"), with their product sessions
+    /// (queuing logout notices for clients `notify` accepts) and the token families issued in
+    /// them. Returns how many SSO sessions ended.
+    pub async fn end_user_sessions(&mut self, user: &UserId, now: i64, notify: LogoutFilter<'_>) -> Result<usize> {
+        self.end_sessions(user, "", "logout", now, notify).await
+    }
+
+    /// Replaces a user's password hash and ends every SSO session of theirs but `keep` (the one
+    /// that changed it, if any) with its product sessions: their token families are revoked and
+    /// their products told. Returns how many sessions ended.
+    pub async fn replace_password(&mut self, user: &UserId, hash: &str, keep: Option<&str>, now: i64, notify: LogoutFilter<'_>) -> Result<usize> {
+        on_tx!(self, t => sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(user.as_str()).bind(hash).bind(now).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        self.end_sessions(user, keep.unwrap_or(""), "password_changed", now, notify).await
+    }
+
+    /// Ends a user's live SSO sessions except `except` (a session id, or "" for none), their
+    /// product sessions and those sessions' token families, and queues the logout notices; the
+    /// number of SSO sessions ended.
+    async fn end_sessions(&mut self, user: &UserId, except: &str, reason: &str, now: i64, notify: LogoutFilter<'_>) -> Result<usize> {
+        let user = user.as_str();
+        let (ended, sessions): (Vec<(String,)>, Vec<(String, String)>) = on_tx!(self, t => {
+            let ended = sqlx::query_as("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND id <> $3 AND ended_at IS NULL RETURNING id")
+                .bind(user).bind(now).bind(except).fetch_all(&mut **t).await?;
+            let sessions = sqlx::query_as(
+                "UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
+                   AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1 AND id <> $3) RETURNING sid, client_id")
+                .bind(user).bind(now).bind(except).fetch_all(&mut **t).await?;
+            sqlx::query(
+                "UPDATE token_families SET revoked_at = $2, revoked_reason = $4
+                 WHERE revoked_at IS NULL AND sid IN (
+                   SELECT p.sid FROM product_sessions p JOIN sso_sessions s ON s.id = p.sso_id WHERE s.user_id = $1 AND s.id <> $3)")
+                .bind(user).bind(now).bind(except).bind(reason).execute(&mut **t).await?;
+            (ended, sessions)
+        });
+        self.queue_logouts(&sessions, user, reason, now, notify).await?;
+        Ok(ended.len())
+    }
+
+    /// The product session `s.client_id` authorizes in, inside SSO session `s.sso_id`: the live one
+    /// (its last use, address and user agent updated), or a new one (`s.new_sid`) when there is
+    /// none or the last one ended. For a `single_session` product the live sessions of that
+    /// product in this SSO session end first, their families revoked and their clients told (when
+    /// `notify` accepts them): a browser holds one session of such a product at a time.
+    pub async fn product_session(&mut self, s: &ProductSessionStart<'_>, notify: LogoutFilter<'_>) -> Result<Sid> {
+        if s.single {
+            let ended: Vec<(String, String)> = on_tx!(self, t => sqlx::query_as(
+                "UPDATE product_sessions SET ended_at = $3 WHERE sso_id = $1 AND product = $2 AND ended_at IS NULL RETURNING sid, client_id")
+                .bind(s.sso_id).bind(s.product).bind(s.now).fetch_all(&mut **t).await)?;
+            if !ended.is_empty() {
+                let user: String = on_tx!(self, t => {
+                    let (user,): (String,) = sqlx::query_as("SELECT user_id FROM sso_sessions WHERE id = $1").bind(s.sso_id).fetch_one(&mut **t).await?;
+                    for (sid, _) in &ended {
+                        sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'session_replaced' WHERE sid = $1 AND revoked_at IS NULL")
+                            .bind(sid).bind(s.now).execute(&mut **t).await?;
+                    }
+                    user
+                });
+                self.queue_logouts(&ended, &user, "session_replaced", s.now, notify).await?;
+            }
+        }
+        let (sid,): (String,) = on_tx!(self, t => sqlx::query_as("INSERT INTO product_sessions (sid, sso_id, client_id, product, created_at, last_seen, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+                     ON CONFLICT (sso_id, client_id) DO UPDATE SET
+                       sid = CASE WHEN product_sessions.ended_at IS NULL THEN product_sessions.sid ELSE excluded.sid END,
+                       created_at = CASE WHEN product_sessions.ended_at IS NULL THEN product_sessions.created_at ELSE excluded.created_at END,
+                       ended_at = NULL, last_seen = excluded.last_seen, ip = excluded.ip, user_agent = excluded.user_agent
+                     RETURNING sid")
+            .bind(s.new_sid.as_str()).bind(s.sso_id).bind(s.client_id).bind(s.product).bind(s.now).bind(s.ip).bind(s.user_agent)
+            .fetch_one(&mut **t).await)?;
+        Ok(Sid::new(sid))
     }
 }

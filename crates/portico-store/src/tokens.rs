@@ -4,14 +4,8 @@
 //! names the family), and its chain of refresh tokens. Replaying a code or a rotated refresh
 //! token revokes the family (RFC 9700 §4.14.2, RFC 6749 §4.1.2 and §10.5).
 
-use crate::{
-    Result, Store,
-    audit::{AuditEvent, append_in},
-    from_json,
-    grants::grant as grant_row,
-    on_pool, on_read,
-    users::user as user_row,
-};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, from_json, grants::grant as grant_row, on_pool, on_read, users::user as user_row};
 use portico_model::{Grant, Grantee, ProductSlug, User};
 use sqlx::Row as _;
 use std::sync::LazyLock;
@@ -114,54 +108,23 @@ fn family((id, subject, client_id, product, tenant, sid, created_at, revoked_at)
     }
 }
 
-macro_rules! insert_family {
-    ($tx:expr, $f:expr) => {
-        sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&$f.id)
-            .bind(&$f.subject)
-            .bind(&$f.client_id)
-            .bind(&$f.product)
-            .bind(&$f.tenant)
-            .bind(&$f.sid)
-            .bind($f.created_at)
-            .execute(&mut **$tx)
-            .await?
-    };
-}
-
 impl Store {
     /// Stores a new authorization code and the family it will start; a family in a tenant also
     /// becomes the tenant the user last chose in that product (the picker lists it first).
     pub async fn issue_code(&self, code_hash: &str, fam: &Family, data: &str, expires_at: i64) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            insert_family!(&mut tx, fam);
+        let mut tx = self.write().await?;
+        tx.insert_family(fam).await?;
+        on_tx!(tx, t => {
             sqlx::query("INSERT INTO auth_codes (hash, family, data, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(code_hash).bind(&fam.id).bind(data).bind(expires_at).execute(&mut *tx).await?;
+                .bind(code_hash).bind(&fam.id).bind(data).bind(expires_at).execute(&mut **t).await?;
             if !fam.tenant.is_empty() {
                 sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
                              ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
-                    .bind(&fam.subject).bind(&fam.product).bind(&fam.tenant).bind(fam.created_at).execute(&mut *tx).await?;
+                    .bind(&fam.subject).bind(&fam.product).bind(&fam.tenant).bind(fam.created_at).execute(&mut **t).await?;
             }
-            tx.commit().await?;
         });
+        tx.commit().await?;
         Ok(())
-    }
-
-    /// Marks a code consumed, atomically: of two concurrent presentations exactly one gets `Consumed`.
-    pub async fn consume_code(&self, code_hash: &str, now: i64) -> Result<CodeConsumption> {
-        let consumed: Option<(String, String, i64)> = on_pool!(self, pool => sqlx::query_as(
-            "UPDATE auth_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL RETURNING family, data, expires_at")
-            .bind(code_hash).bind(now).fetch_optional(pool).await)?;
-        if let Some((family, data, expires_at)) = consumed {
-            return Ok(CodeConsumption::Consumed { family, data, expires_at });
-        }
-        let seen: Option<(String,)> = on_pool!(self, pool => sqlx::query_as("SELECT family FROM auth_codes WHERE hash = $1")
-            .bind(code_hash).fetch_optional(pool).await)?;
-        Ok(match seen {
-            Some((family,)) => CodeConsumption::AlreadyConsumed { family },
-            None => CodeConsumption::NotFound,
-        })
     }
 
     pub async fn family(&self, id: &str) -> Result<Option<Family>> {
@@ -172,25 +135,10 @@ impl Store {
 
     /// Starts a family without a code (token exchange, hand-off).
     pub async fn insert_family(&self, fam: &Family) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            insert_family!(&mut tx, fam);
-            tx.commit().await?;
-        });
+        let mut tx = self.write().await?;
+        tx.insert_family(fam).await?;
+        tx.commit().await?;
         Ok(())
-    }
-
-    /// Revokes a family: its refresh tokens stop working and its access tokens introspect inactive.
-    pub async fn revoke_family(&self, id: &str, reason: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
-        let revoked = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let r = sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-            r.rows_affected() > 0
-        });
-        Ok(revoked)
     }
 
     pub async fn insert_refresh(&self, hash: &str, family_id: &str, data: &str, now: i64, expires_at: i64) -> Result<()> {
@@ -249,56 +197,6 @@ impl Store {
         })
     }
 
-    /// Replaces each `old_hash` with a new refresh token in the same family and appends `audit`, in
-    /// one transaction (group commit). Each rotation is atomic on its own: of two presentations of one
-    /// token, in one batch or in two, exactly one gets `Rotated`. Results are in the order given.
-    pub async fn rotate_refresh_batch(&self, rotations: &[Rotation], audit: &[AuditEvent]) -> Result<Vec<RefreshRotation>> {
-        let mut results = Vec::with_capacity(rotations.len());
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // One UPDATE for the whole batch; the hashes it returns are the tokens this batch spent.
-            let mut spent = std::collections::HashSet::new();
-            for chunk in rotations.chunks(512) {
-                let mut q = sqlx::QueryBuilder::new("UPDATE refresh_tokens SET rotated_at = ");
-                q.push_bind(chunk[0].now).push(" WHERE rotated_at IS NULL AND hash IN (");
-                let mut list = q.separated(", ");
-                for r in chunk {
-                    list.push_bind(r.old_hash.clone());
-                }
-                q.push(") RETURNING hash");
-                let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
-                spent.extend(rows.into_iter().map(|(h,)| h));
-            }
-            // A token presented twice in one batch was spent once: the first presentation gets it.
-            for r in rotations {
-                results.push(if spent.remove(&r.old_hash) { RefreshRotation::Rotated } else { RefreshRotation::Reused });
-            }
-            let fresh: Vec<&Rotation> = rotations.iter().zip(&results).filter(|(_, o)| **o == RefreshRotation::Rotated).map(|(r, _)| r).collect();
-            for chunk in fresh.chunks(512) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) ");
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.new_hash.clone()).push_bind(r.family_id.clone()).push_bind(r.new_data.clone()).push_bind(r.now).push_bind(r.new_expires_at);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(results)
-    }
-
-    /// Records a revoked access token until it would have expired anyway.
-    pub async fn revoke_jti(&self, jti: &str, expires_at: i64, audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-                .bind(jti).bind(expires_at).execute(&mut *tx).await?;
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// The roles of the grant behind a client's access token, in one read: `None` when its `jti`
     /// was revoked or the client's grant for the product is not active now (the SQL form of
     /// `Grant::is_active_at` for a grant without tenant).
@@ -321,5 +219,82 @@ impl Store {
             "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1) + (SELECT COUNT(*) FROM token_families WHERE id = $2 AND revoked_at IS NOT NULL)")
             .bind(jti).bind(family_id).fetch_one(pool).await)?;
         Ok(row.0 == 0)
+    }
+}
+
+impl Tx<'_> {
+    pub async fn insert_family(&mut self, f: &Family) -> Result<()> {
+        on_tx!(self, t => sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&f.id).bind(&f.subject).bind(&f.client_id).bind(&f.product).bind(&f.tenant).bind(&f.sid).bind(f.created_at)
+            .execute(&mut **t).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Marks a code consumed, atomically: of two concurrent presentations exactly one gets
+    /// `Consumed`. What the caller does about a replay (revoke the family, audit) commits with it.
+    pub async fn consume_code(&mut self, code_hash: &str, now: i64) -> Result<CodeConsumption> {
+        let (consumed, seen): (Option<(String, String, i64)>, Option<(String,)>) = on_tx!(self, t => {
+            let consumed = sqlx::query_as("UPDATE auth_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL RETURNING family, data, expires_at")
+                .bind(code_hash).bind(now).fetch_optional(&mut **t).await?;
+            let seen = match consumed {
+                Some(_) => None,
+                None => sqlx::query_as("SELECT family FROM auth_codes WHERE hash = $1").bind(code_hash).fetch_optional(&mut **t).await?,
+            };
+            (consumed, seen)
+        });
+        Ok(match (consumed, seen) {
+            (Some((family, data, expires_at)), _) => CodeConsumption::Consumed { family, data, expires_at },
+            (None, Some((family,))) => CodeConsumption::AlreadyConsumed { family },
+            (None, None) => CodeConsumption::NotFound,
+        })
+    }
+
+    /// Revokes a family: its refresh tokens stop working and its access tokens introspect
+    /// inactive. Whether it was live.
+    pub async fn revoke_family(&mut self, id: &str, reason: &str, now: i64) -> Result<bool> {
+        let n = on_tx!(self, t => sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id).bind(now).bind(reason).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    /// Replaces each `old_hash` with a new refresh token in the same family (the group-commit
+    /// writer puts a whole batch in one transaction). Each rotation is atomic on its own: of two
+    /// presentations of one token, in one batch or in two, exactly one gets `Rotated`. Results are
+    /// in the order given.
+    pub async fn rotate_refresh_batch(&mut self, rotations: &[Rotation]) -> Result<Vec<RefreshRotation>> {
+        let mut results = Vec::with_capacity(rotations.len());
+        on_tx!(self, t => {
+            // One UPDATE per chunk; the hashes it returns are the tokens this batch spent.
+            let mut spent = std::collections::HashSet::new();
+            for chunk in rotations.chunks(512) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE refresh_tokens SET rotated_at = ");
+                q.push_bind(chunk[0].now).push(" WHERE rotated_at IS NULL AND hash IN (");
+                let mut list = q.separated(", ");
+                for r in chunk {
+                    list.push_bind(r.old_hash.clone());
+                }
+                q.push(") RETURNING hash");
+                let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut **t).await?;
+                spent.extend(rows.into_iter().map(|(h,)| h));
+            }
+            // A token presented twice in one batch was spent once: the first presentation gets it.
+            results.extend(rotations.iter().map(|r| if spent.remove(&r.old_hash) { RefreshRotation::Rotated } else { RefreshRotation::Reused }));
+            let fresh: Vec<&Rotation> = rotations.iter().zip(&results).filter(|(_, o)| **o == RefreshRotation::Rotated).map(|(r, _)| r).collect();
+            for chunk in fresh.chunks(512) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) ");
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.new_hash.clone()).push_bind(r.family_id.clone()).push_bind(r.new_data.clone()).push_bind(r.now).push_bind(r.new_expires_at);
+                });
+                q.build().execute(&mut **t).await?;
+            }
+        });
+        Ok(results)
+    }
+
+    /// Records a revoked access token until it would have expired anyway.
+    pub async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<()> {
+        on_tx!(self, t => sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti).bind(expires_at).execute(&mut **t).await.map(|_| ()))?;
+        Ok(())
     }
 }

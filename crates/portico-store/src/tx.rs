@@ -9,9 +9,18 @@ use crate::{AuditEvent, Backend, Result, Store};
 /// An open write transaction: dropped without [`Tx::commit`], it is rolled back.
 #[must_use = "a transaction does nothing until it is committed"]
 pub struct Tx<'s> {
-    store: &'s Store,
+    pub(crate) store: &'s Store,
     pub(crate) inner: Inner,
-    audit: Vec<AuditEvent>,
+    pub(crate) audit: Vec<AuditEvent>,
+    /// Back-channel logout notices this transaction queued.
+    pub(crate) logouts: usize,
+}
+
+/// What a committed transaction did beyond its own rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Back-channel logout notices queued (the delivery worker has been woken for them).
+    pub logouts_queued: usize,
 }
 
 pub(crate) enum Inner {
@@ -42,6 +51,7 @@ impl Store {
             store: self,
             inner,
             audit: Vec::new(),
+            logouts: 0,
         })
     }
 }
@@ -52,20 +62,18 @@ impl Tx<'_> {
         self.audit.push(event);
     }
 
-    /// Appends the buffered audit events to the chain and commits, both or neither.
-    pub async fn commit(mut self) -> Result<()> {
-        let events = std::mem::take(&mut self.audit);
-        let store = self.store;
+    /// Appends the buffered audit events to the chain and commits, both or neither; then, when it
+    /// queued logout notices, wakes this process's delivery worker (the one place that does).
+    pub async fn commit(mut self) -> Result<Committed> {
+        self.append_audit().await?;
+        let done = Committed { logouts_queued: self.logouts };
         match self.inner {
-            Inner::Sqlite(mut t) => {
-                crate::audit::append_in!(&mut t, store, &events);
-                t.commit().await?;
-            }
-            Inner::Postgres(mut t) => {
-                crate::audit::append_in!(&mut t, store, &events);
-                t.commit().await?;
-            }
+            Inner::Sqlite(t) => t.commit().await?,
+            Inner::Postgres(t) => t.commit().await?,
         }
-        Ok(())
+        if done.logouts_queued > 0 {
+            self.store.logout_due.notify_one();
+        }
+        Ok(done)
     }
 }

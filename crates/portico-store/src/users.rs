@@ -1,11 +1,7 @@
 //! Users: the one identity. Disabling is a status change, never a delete.
 
-use crate::{
-    Result, Store, StoreError,
-    audit::{AuditEvent, append_in},
-    conflict, on_pool, on_read,
-    outbox::{LogoutFilter, queue_logouts_in},
-};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, StoreError, conflict, on_pool, on_read, outbox::LogoutFilter};
 use portico_model::{User, UserId, UserStatus};
 
 type Row = (String, String, bool, String, String, i64);
@@ -28,24 +24,6 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 impl Store {
-    /// Creates a user with `grants`; `Conflict` when the email is taken.
-    pub async fn insert_user(&self, u: &User, password_hash: Option<&str>, grants: &[portico_model::Grant], audit: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO users (id, email, email_norm, email_verified, name, password_hash, status, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
-                .bind(u.id.as_str()).bind(&u.email).bind(normalize_email(&u.email)).bind(u.email_verified)
-                .bind(&u.name).bind(password_hash).bind(u.status.as_str()).bind(u.created_at)
-                .execute(&mut *tx).await.map_err(|e| conflict(e, "email"))?;
-            for g in grants {
-                crate::grants::put_grant_in!(&mut tx, g);
-            }
-            append_in!(&mut tx, self, audit);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// Updates name and (when given) password hash of an existing user.
     pub async fn update_user_profile(&self, id: &UserId, name: &str, password_hash: Option<&str>, now: i64) -> Result<()> {
         on_pool!(self, pool => sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
@@ -73,57 +51,60 @@ impl Store {
         Ok(rows.into_iter().map(user).collect())
     }
 
-    /// Marks a user's email as verified (they followed a link sent to it); whether it changed.
-    pub async fn verify_email(&self, id: &UserId, email: &str, now: i64, audit: &[AuditEvent]) -> Result<bool> {
-        let changed = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // Only the address the link was sent to: not one the user has since changed to.
-            let r = sqlx::query("UPDATE users SET email_verified = $3, updated_at = $4 WHERE id = $1 AND email_norm = $2 AND email_verified = $5")
-                .bind(id.as_str()).bind(normalize_email(email)).bind(true).bind(now).bind(false).execute(&mut *tx).await?;
-            if r.rows_affected() > 0 {
-                append_in!(&mut tx, self, audit);
-            }
-            tx.commit().await?;
-            r.rows_affected() > 0
-        });
-        Ok(changed)
-    }
-
     pub async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> Result<()> {
         on_pool!(self, pool => sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(id.as_str()).bind(hash).bind(now).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
+}
+
+impl Tx<'_> {
+    /// Creates a user with `grants`; `Conflict` when the email is taken.
+    pub async fn insert_user(&mut self, u: &User, password_hash: Option<&str>, grants: &[portico_model::Grant]) -> Result<()> {
+        on_tx!(self, t => sqlx::query("INSERT INTO users (id, email, email_norm, email_verified, name, password_hash, status, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")
+            .bind(u.id.as_str()).bind(&u.email).bind(normalize_email(&u.email)).bind(u.email_verified)
+            .bind(&u.name).bind(password_hash).bind(u.status.as_str()).bind(u.created_at)
+            .execute(&mut **t).await.map(|_| ()).map_err(|e| conflict(e, "email")))?;
+        for g in grants {
+            self.put_grant(g).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a user's email as verified (they followed a link sent to it); whether it changed.
+    pub async fn verify_email(&mut self, id: &UserId, email: &str, now: i64) -> Result<bool> {
+        // Only the address the link was sent to: not one the user has since changed to.
+        let changed = on_tx!(self, t => sqlx::query("UPDATE users SET email_verified = $3, updated_at = $4 WHERE id = $1 AND email_norm = $2 AND email_verified = $5")
+            .bind(id.as_str()).bind(normalize_email(email)).bind(true).bind(now).bind(false).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        Ok(changed > 0)
+    }
 
     /// Sets a user's status. Disabling also ends their SSO and product sessions (queuing a logout
     /// notice for each one whose client `notify` accepts) and revokes every token family they hold,
     /// in the same transaction (invariant 4). Returns whether the status changed.
-    pub async fn set_user_status(&self, id: &UserId, status: UserStatus, now: i64, notify: LogoutFilter<'_>, audit: &[AuditEvent]) -> Result<bool> {
-        let changed = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+    pub async fn set_user_status(&mut self, id: &UserId, status: UserStatus, now: i64, notify: LogoutFilter<'_>) -> Result<bool> {
+        let (changed, exists) = on_tx!(self, t => {
             let r = sqlx::query("UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2")
-                .bind(id.as_str()).bind(status.as_str()).bind(now).execute(&mut *tx).await?;
-            let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!("user {id}")));
-            }
-            if status == UserStatus::Disabled {
-                sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL")
-                    .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
-                sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'user_disabled' WHERE subject = $1 AND revoked_at IS NULL")
-                    .bind(id.as_str()).bind(now).execute(&mut *tx).await?;
-                let ended: Vec<(String, String)> = sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
-                               AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1) RETURNING sid, client_id")
-                    .bind(id.as_str()).bind(now).fetch_all(&mut *tx).await?;
-                queue_logouts_in!(&mut tx, &ended, id.as_str(), "user_disabled", now, notify);
-            }
-            let changed = r.rows_affected() > 0;
-            if changed {
-                append_in!(&mut tx, self, audit);
-            }
-            tx.commit().await?;
-            changed
+                .bind(id.as_str()).bind(status.as_str()).bind(now).execute(&mut **t).await?;
+            let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(id.as_str()).fetch_optional(&mut **t).await?;
+            (r.rows_affected() > 0, exists.is_some())
         });
+        if !exists {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        if status == UserStatus::Disabled {
+            let ended: Vec<(String, String)> = on_tx!(self, t => {
+                sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL")
+                    .bind(id.as_str()).bind(now).execute(&mut **t).await?;
+                sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'user_disabled' WHERE subject = $1 AND revoked_at IS NULL")
+                    .bind(id.as_str()).bind(now).execute(&mut **t).await?;
+                sqlx::query_as("UPDATE product_sessions SET ended_at = $2 WHERE ended_at IS NULL
+                               AND sso_id IN (SELECT id FROM sso_sessions WHERE user_id = $1) RETURNING sid, client_id")
+                    .bind(id.as_str()).bind(now).fetch_all(&mut **t).await?
+            });
+            self.queue_logouts(&ended, id.as_str(), "user_disabled", now, notify).await?;
+        }
         Ok(changed)
     }
 }

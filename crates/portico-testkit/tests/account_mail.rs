@@ -374,7 +374,7 @@ async fn an_unverified_email_is_verified_by_its_link(s: &TestServer) {
         created_at: portico_testkit::now(),
     };
     let hash = portico_protocol::password::hash(ADA_PASSWORD);
-    s.store().insert_user(&user, Some(&hash), &[], &[]).await.unwrap();
+    committed!(s.store(), t => t.insert_user(&user, Some(&hash), &[])).await.unwrap();
     let mut b = Browser::new();
     let (csrf, _) = csrf_of(&mut b, &format!("{}/login?next=/account", s.base)).await;
     let form = [("email", email), ("password", ADA_PASSWORD), ("csrf", csrf.as_str()), ("next", "/account")];

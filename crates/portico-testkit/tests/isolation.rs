@@ -147,18 +147,16 @@ async fn every_combination_gives_exactly_what_the_grants_allow(s: &TestServer) {
     let store = s.store();
     let (eve, _) = store.user_by_email("eve@example.test").await.unwrap().unwrap();
     let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
-    let revoked = store
-        .revoke_grant(
-            &portico_model::Grantee::User(eve.id),
-            &portico_model::ProductSlug::new("crm"),
-            &portico_model::GrantScope::One(acme),
-            "test",
-            portico_testkit::now(),
-            &|_| false,
-            &[],
-        )
-        .await
-        .unwrap();
+    let revoked = committed!(store, t => t.revoke_grant(
+        &portico_model::Grantee::User(eve.id),
+        &portico_model::ProductSlug::new("crm"),
+        &portico_model::GrantScope::One(acme),
+        "test",
+        portico_testkit::now(),
+        &|_| false
+    ))
+    .await
+    .unwrap();
     assert!(revoked);
     let orgs = [None, Some("acme"), Some("globex"), Some("initech"), Some("nowhere")];
     let mut checked = 0;

@@ -1,5 +1,18 @@
 //! End-to-end tests against a real server on 127.0.0.1, on SQLite and on PostgreSQL.
 
+/// One store capability in a transaction of its own, committed: `committed!(store, t =>
+/// t.revoke_family(id, reason, now)).await` is the capability's result.
+macro_rules! committed {
+    ($store:expr, $t:ident => $call:expr) => {
+        async {
+            let mut $t = $store.write().await?;
+            let out = $call.await?;
+            $t.commit().await?;
+            Ok::<_, portico_store::StoreError>(out)
+        }
+    };
+}
+
 pub const SECRET: &str = "crm-secret-0123456789abcdef0123456789abcdef";
 pub const REPORTS_SECRET: &str = "reports-secret-0123456789abcdef0123456789ab";
 pub const CALLBACK: &str = "http://127.0.0.1:9/callback";

@@ -203,19 +203,16 @@ both_stores!(user_without_grant_gets_access_denied);
 async fn revoked_grant_stops_refresh_at_once(s: &TestServer) {
     let t = code_flow_tokens(s).await;
     let user = s.store().user_by_email("ada@example.test").await.unwrap().unwrap().0;
-    let done = s
-        .store()
-        .revoke_grant(
-            &portico_model::Grantee::User(user.id),
-            &portico_model::ProductSlug::new("crm"),
-            &portico_model::GrantScope::NoTenant,
-            "test",
-            portico_testkit::now(),
-            &|_| false,
-            &[],
-        )
-        .await
-        .unwrap();
+    let done = committed!(s.store(), t => t.revoke_grant(
+        &portico_model::Grantee::User(user.id),
+        &portico_model::ProductSlug::new("crm"),
+        &portico_model::GrantScope::NoTenant,
+        "test",
+        portico_testkit::now(),
+        &|_| false,
+    ))
+    .await
+    .unwrap();
     assert!(done);
     let (_, r) = post_basic(
         s,

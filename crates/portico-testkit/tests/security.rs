@@ -662,7 +662,7 @@ async fn expired_rows_are_swept(s: &TestServer) {
     let now = portico_testkit::now();
     store.put_pending("authorize", "gone", "{}", now - 1).await.unwrap();
     store.put_pending("authorize", "kept", "{}", now + 600).await.unwrap();
-    store.revoke_jti("old-jti", now - 1, &[]).await.unwrap();
+    committed!(store, t => t.revoke_jti("old-jti", now - 1)).await.unwrap();
     let deleted = store.sweep_expired(now, now * 1000, 900_000).await.unwrap();
     assert!(deleted >= 2, "{deleted}");
     assert!(
@@ -759,18 +759,16 @@ async fn a_client_without_a_grant_gets_no_token(s: &TestServer) {
     assert_eq!(before["active"], false, "another product's token");
     let (status, _, _) = api(s, "GET", "/api/v1/grants", Some(&admin), None).await;
     assert_eq!(status, 200);
-    s.store()
-        .revoke_grant(
-            &portico_model::Grantee::Client(portico_model::ClientId::new("ops-bot")),
-            &portico_model::ProductSlug::new("portico-admin"),
-            &portico_model::GrantScope::NoTenant,
-            "test",
-            portico_testkit::now(),
-            &|_| false,
-            &[],
-        )
-        .await
-        .unwrap();
+    committed!(s.store(), t => t.revoke_grant(
+        &portico_model::Grantee::Client(portico_model::ClientId::new("ops-bot")),
+        &portico_model::ProductSlug::new("portico-admin"),
+        &portico_model::GrantScope::NoTenant,
+        "test",
+        portico_testkit::now(),
+        &|_| false
+    ))
+    .await
+    .unwrap();
     let (status, _, _) = api(s, "GET", "/api/v1/grants", Some(&admin), None).await;
     assert_eq!(status, 401);
 }
@@ -794,14 +792,12 @@ fn the_suite_file_refuses_ids_and_audiences_that_are_portico_s_own() {
 async fn removing_a_tenant_revokes_its_grants_and_tokens_at_once(s: &TestServer) {
     let t = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
     let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
-    s.store()
-        .apply_config(
-            &[portico_store::ConfigChange::RemoveTenant(acme.as_str().to_owned())],
-            &[],
-            portico_testkit::now(),
-        )
-        .await
-        .unwrap();
+    committed!(s.store(), t => t.apply_config(
+        &[portico_store::ConfigChange::RemoveTenant(acme.as_str().to_owned())],
+        portico_testkit::now(),
+    ))
+    .await
+    .unwrap();
     s.running.provider.reload().await.unwrap();
     let (status, body) = refresh(s, "crm-web", CRM_SECRET, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");

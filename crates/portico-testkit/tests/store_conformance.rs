@@ -42,23 +42,26 @@ async fn a_code_is_consumed_exactly_once(s: &TestServer) {
         .issue_code("code-1", &family("fam-c1", &user), "{\"x\":1}", now + 60)
         .await
         .expect("issue");
-    match store.consume_code("code-1", now).await.expect("consume") {
+    match committed!(store, t => t.consume_code("code-1", now)).await.expect("consume") {
         CodeConsumption::Consumed { family, data, expires_at } => {
             assert_eq!((family.as_str(), data.as_str(), expires_at), ("fam-c1", "{\"x\":1}", now + 60));
         }
         other => panic!("first presentation: {other:?}"),
     }
     assert_eq!(
-        store.consume_code("code-1", now).await.expect("consume"),
+        committed!(store, t => t.consume_code("code-1", now)).await.expect("consume"),
         CodeConsumption::AlreadyConsumed { family: "fam-c1".into() }
     );
-    assert_eq!(store.consume_code("no-such-code", now).await.expect("consume"), CodeConsumption::NotFound);
+    assert_eq!(
+        committed!(store, t => t.consume_code("no-such-code", now)).await.expect("consume"),
+        CodeConsumption::NotFound
+    );
 
     // Eight concurrent presentations of one fresh code: exactly one wins.
     store.issue_code("code-2", &family("fam-c2", &user), "{}", now + 60).await.expect("issue");
     let tries = (0..8).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move { store.consume_code("code-2", now).await.expect("consume") })
+        tokio::spawn(async move { committed!(store, t => t.consume_code("code-2", now)).await.expect("consume") })
     });
     let outcomes = futures_join(tries).await;
     let won = outcomes.iter().filter(|o| matches!(o, CodeConsumption::Consumed { .. })).count();
@@ -88,7 +91,12 @@ async fn a_refresh_token_rotates_exactly_once(s: &TestServer) {
         rotation("rt-unknown", "fam-r", "rt-x"),
     ];
     let events = [AuditEvent::new(now, "test.rotated", "conformance")];
-    let out = store.rotate_refresh_batch(&batch, &events).await.expect("rotate");
+    let mut tx = store.write().await.expect("write");
+    let out = tx.rotate_refresh_batch(&batch).await.expect("rotate");
+    for e in events {
+        tx.audit(e);
+    }
+    tx.commit().await.expect("commit");
     assert_eq!(out, [RefreshRotation::Rotated, RefreshRotation::Reused, RefreshRotation::Reused]);
     // Only the winner's successor exists; the spent token is marked rotated.
     assert!(store.refresh_context("rt-1a").await.expect("read").is_some());
@@ -97,7 +105,9 @@ async fn a_refresh_token_rotates_exactly_once(s: &TestServer) {
     let spent = store.refresh_context("rt-0").await.expect("read").expect("row");
     assert!(spent.token.rotated_at.is_some());
     // A later batch presenting the spent token again is reuse.
-    let again = store.rotate_refresh_batch(&[rotation("rt-0", "fam-r", "rt-2")], &[]).await.expect("rotate");
+    let again = committed!(store, t => t.rotate_refresh_batch(&[rotation("rt-0", "fam-r", "rt-2")]))
+        .await
+        .expect("rotate");
     assert_eq!(again, [RefreshRotation::Reused]);
     // The audit events of the batch were committed with it.
     let records = store.audit_records(0, 10_000).await.expect("audit");
@@ -150,15 +160,15 @@ async fn revoking_a_family_kills_its_tokens(s: &TestServer) {
     let now = portico_testkit::now();
     store.insert_family(&family("fam-v", &user)).await.expect("family");
     assert!(store.access_token_live("jti-1", Some("fam-v")).await.expect("live"));
-    assert!(store.revoke_family("fam-v", "test", now, &[]).await.expect("revoke"));
+    assert!(committed!(store, t => t.revoke_family("fam-v", "test", now)).await.expect("revoke"));
     assert!(
-        !store.revoke_family("fam-v", "test", now, &[]).await.expect("revoke"),
+        !committed!(store, t => t.revoke_family("fam-v", "test", now)).await.expect("revoke"),
         "a second revoke changes nothing"
     );
     assert!(!store.access_token_live("jti-1", Some("fam-v")).await.expect("live"));
     // A single revoked access token, outside any family.
     assert!(store.access_token_live("jti-2", None).await.expect("live"));
-    store.revoke_jti("jti-2", now + 600, &[]).await.expect("revoke jti");
+    committed!(store, t => t.revoke_jti("jti-2", now + 600)).await.expect("revoke jti");
     assert!(!store.access_token_live("jti-2", None).await.expect("live"));
 }
 both_stores!(revoking_a_family_kills_its_tokens);
@@ -179,11 +189,15 @@ async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
         user_agent: "test".into(),
         ip: "127.0.0.1".into(),
     };
-    store.create_sso_session(&session, now, &[]).await.expect("session");
+    committed!(store, t => t.create_sso_session(&session, now)).await.expect("session");
     store.insert_family(&family("fam-d", &user)).await.expect("family");
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_some());
 
-    assert!(store.set_user_status(&user, UserStatus::Disabled, now, &|_| false, &[]).await.expect("disable"));
+    assert!(
+        committed!(store, t => t.set_user_status(&user, UserStatus::Disabled, now, &|_| false))
+            .await
+            .expect("disable")
+    );
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
     assert!(!store.access_token_live("jti", Some("fam-d")).await.expect("live"));
     assert!(
@@ -191,7 +205,11 @@ async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
         "disabled, not deleted"
     );
     // Enabling again does not bring the ended session back.
-    assert!(store.set_user_status(&user, UserStatus::Active, now, &|_| false, &[]).await.expect("enable"));
+    assert!(
+        committed!(store, t => t.set_user_status(&user, UserStatus::Active, now, &|_| false))
+            .await
+            .expect("enable")
+    );
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_none());
 }
 both_stores!(disabling_a_user_ends_sessions_and_families);
@@ -256,14 +274,13 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
         store.client_token_grant("jti-1", &client, &reports, until).await.unwrap().is_none(),
         "expired at its instant"
     );
-    store.revoke_jti("jti-2", now + 600, &[]).await.unwrap();
+    committed!(store, t => t.revoke_jti("jti-2", now + 600)).await.unwrap();
     assert!(
         store.client_token_grant("jti-2", &client, &reports, now).await.unwrap().is_none(),
         "a revoked jti"
     );
     assert!(
-        store
-            .revoke_grant(&client, &reports, &GrantScope::NoTenant, "test", now, &|_| false, &[])
+        committed!(store, t => t.revoke_grant(&client, &reports, &GrantScope::NoTenant, "test", now, &|_| false))
             .await
             .unwrap()
     );
@@ -666,3 +683,67 @@ async fn concurrent_first_consents_lose_no_scope(s: &TestServer) {
     assert_eq!(got, want);
 }
 both_stores!(concurrent_first_consents_lose_no_scope);
+
+/// A commit says how many back-channel notices it queued and wakes the delivery worker; a
+/// transaction dropped before its commit ends no session and queues nothing.
+async fn a_commit_reports_and_announces_the_logout_notices_it_queued(s: &TestServer) {
+    // A second process's handle on the same store: no delivery worker waits on it.
+    let (store, _) = portico_server::open_store(&s.config, portico_server::NewKey::Allowed).await.expect("open");
+    let store = &store;
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    let session = NewSsoSession {
+        id: "sso-n".into(),
+        token_hash: "cookie-n".into(),
+        user_id: user.clone(),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        acr: "urn:portico:acr:pwd".into(),
+        idle_expires_at: now + 3600,
+        expires_at: now + 7200,
+        user_agent: "test".into(),
+        ip: "127.0.0.1".into(),
+    };
+    let mut tx = store.write().await.expect("write");
+    tx.create_sso_session(&session, now).await.expect("session");
+    for (client, sid) in [("crm-web", "sid-n1"), ("reports-web", "sid-n2")] {
+        let start = portico_store::ProductSessionStart {
+            sso_id: "sso-n",
+            client_id: client,
+            product: if client == "crm-web" { "crm" } else { "reports" },
+            new_sid: &portico_model::Sid::new(sid.to_owned()),
+            ip: "127.0.0.1",
+            user_agent: "test",
+            single: false,
+            now,
+        };
+        tx.product_session(&start, &|_| true).await.expect("product session");
+    }
+    let opened = tx.commit().await.expect("commit");
+    assert_eq!(opened.logouts_queued, 0);
+
+    // Ended and then dropped: nothing of it happened.
+    let mut tx = store.write().await.expect("write");
+    assert_eq!(tx.end_user_sessions(&user, now, &|_| true).await.expect("end"), 1);
+    drop(tx);
+    assert!(store.live_sso_session("cookie-n", now, now + 3600).await.expect("read").is_some());
+    assert!(store.pending_logouts().await.expect("outbox").is_empty());
+
+    // Ended and committed: one notice per product session whose client the filter accepts, and
+    // the worker's wake-up is waiting for it (a commit that queues nothing wakes nobody).
+    let woken = store.logout_due().notified();
+    let mut woken = std::pin::pin!(woken);
+    woken.as_mut().enable();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    committed!(store, t => t.revoke_family("no-such-family", "test", now)).await.expect("commit");
+    assert!(
+        std::future::Future::poll(woken.as_mut(), &mut cx).is_pending(),
+        "woken by a commit that queued nothing"
+    );
+    let mut tx = store.write().await.expect("write");
+    assert_eq!(tx.end_user_sessions(&user, now, &|c: &str| c == "crm-web").await.expect("end"), 1);
+    let done = tx.commit().await.expect("commit");
+    assert_eq!(done.logouts_queued, 1);
+    assert!(std::future::Future::poll(woken.as_mut(), &mut cx).is_ready(), "the commit woke the worker");
+}
+both_stores!(a_commit_reports_and_announces_the_logout_notices_it_queued);

@@ -477,18 +477,16 @@ async fn handoff_fails_once_the_grant_is_revoked_meanwhile(s: &TestServer) {
     let store = s.store();
     let (ada, _) = store.user_by_email("ada@example.test").await.unwrap().unwrap();
     let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
-    let revoked = store
-        .revoke_grant(
-            &portico_model::Grantee::User(ada.id),
-            &portico_model::ProductSlug::new("reports"),
-            &portico_model::GrantScope::One(acme),
-            "test",
-            portico_testkit::now(),
-            &|_| false,
-            &[],
-        )
-        .await
-        .unwrap();
+    let revoked = committed!(store, t => t.revoke_grant(
+        &portico_model::Grantee::User(ada.id),
+        &portico_model::ProductSlug::new("reports"),
+        &portico_model::GrantScope::One(acme),
+        "test",
+        portico_testkit::now(),
+        &|_| false
+    ))
+    .await
+    .unwrap();
     assert!(revoked);
     let (status, e) = redeem_handoff(s, "reports-web", REPORTS_SECRET, h["handoff_code"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "{e}");

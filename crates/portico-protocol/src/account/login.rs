@@ -86,7 +86,10 @@ pub async fn start_session(p: &Provider, user: &User, methods: &[Amr], user_agen
     let event = AuditEvent::new(now, "session.started", user.id.as_str())
         .ip(Some(ip.to_owned()))
         .data(serde_json::json!({"session": new.id}));
-    p.store.create_sso_session(&new, now, &[event]).await?;
+    let mut tx = p.store.write().await?;
+    tx.create_sso_session(&new, now).await?;
+    tx.audit(event);
+    tx.commit().await?;
     let session = SsoSession {
         id: new.id,
         user_id: new.user_id,

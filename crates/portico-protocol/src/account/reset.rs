@@ -135,7 +135,9 @@ pub async fn change(
 async fn replace(p: &Provider, user: &UserId, hash: &str, keep: Option<&str>, event: AuditEvent, now: i64) -> Result<(), StoreError> {
     let config = p.config();
     let notify = |c: &str| config.notifies_logout(c);
-    p.store.replace_password(user, hash, keep, now, &notify, &[event]).await?;
-    p.logout_due.notify_one();
+    let mut tx = p.store.write().await?;
+    tx.replace_password(user, hash, keep, now, &notify).await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(())
 }

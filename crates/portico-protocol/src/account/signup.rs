@@ -148,11 +148,17 @@ pub async fn confirm(
             .data(json!({"granted": !grants.is_empty()})),
         AuditEvent::new(now, "email.verified", user.id.as_str()).ip(ip),
     ];
-    match p.store.insert_user(&user, Some(&req.password_hash), &grants, &events).await {
-        Ok(()) => Ok(Ok((user, req.auth_request))),
-        Err(StoreError::Conflict(_)) => Ok(Err(ConfirmRefusal::Taken)),
-        Err(e) => Err(e),
+    let mut tx = p.store.write().await?;
+    match tx.insert_user(&user, Some(&req.password_hash), &grants).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Ok(Err(ConfirmRefusal::Taken)),
+        Err(e) => return Err(e),
     }
+    for e in events {
+        tx.audit(e);
+    }
+    tx.commit().await?;
+    Ok(Ok((user, req.auth_request)))
 }
 
 /// The mail that verifies a signed-in user's email, if it is not verified yet.
@@ -185,6 +191,11 @@ pub async fn verify_email(p: &Provider, token: &str, ip: Option<String>, now: i6
         return Ok(false);
     };
     let id = UserId::new(id.to_owned());
-    let event = AuditEvent::new(now, "email.verified", id.as_str()).ip(ip);
-    p.store.verify_email(&id, email, now, &[event]).await
+    let mut tx = p.store.write().await?;
+    let verified = tx.verify_email(&id, email, now).await?;
+    if verified {
+        tx.audit(AuditEvent::new(now, "email.verified", id.as_str()).ip(ip));
+    }
+    tx.commit().await?;
+    Ok(verified)
 }

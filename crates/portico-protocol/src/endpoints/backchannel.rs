@@ -86,15 +86,13 @@ pub async fn prepare(p: &Provider, n: &LogoutNotice, now: i64) -> Result<Deliver
     };
     let (client, uri) = match target {
         None => {
-            p.store
-                .finish_logout(&n.sid, &[retire("the client no longer has a back-channel logout URI")])
-                .await?;
+            finish(p, n, retire("the client no longer has a back-channel logout URI")).await?;
             return Ok(Delivery::Nothing);
         }
         Some(t) => t,
     };
     if now > n.created_at + p.settings.logout_window {
-        p.store.finish_logout(&n.sid, &[retire("the retry window passed")]).await?;
+        finish(p, n, retire("the retry window passed")).await?;
         return Ok(Delivery::Nothing);
     }
     match logout_token(p, &client, &n.sid, &n.subject, now) {
@@ -115,7 +113,7 @@ pub async fn record(p: &Provider, n: &LogoutNotice, outcome: Result<u16, String>
         Ok(status) if (200..300).contains(&status) => {
             let mut e = event(p, n, "logout.delivered", now);
             e.data["status"] = status.into();
-            return p.store.finish_logout(&n.sid, &[e]).await;
+            return finish(p, n, e).await;
         }
         Ok(status) => format!("HTTP {status}"),
         Err(e) => e,
@@ -125,12 +123,25 @@ pub async fn record(p: &Provider, n: &LogoutNotice, outcome: Result<u16, String>
         let mut e = event(p, n, "logout.abandoned", now);
         e.data["why"] = "the retry window passed".into();
         e.data["error"] = failure.into();
-        return p.store.finish_logout(&n.sid, &[e]).await;
+        return finish(p, n, e).await;
     }
     let mut e = event(p, n, "logout.failed", now);
     e.data["error"] = failure.clone().into();
     e.data["next_attempt_at"] = next.into();
-    p.store.retry_logout(&n.sid, next, &failure, &[e]).await
+    let mut tx = p.store.write().await?;
+    tx.retry_logout(&n.sid, next, &failure).await?;
+    tx.audit(e);
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The notice leaves the outbox; `outcome` (delivered, abandoned) enters the audit log with it.
+async fn finish(p: &Provider, n: &LogoutNotice, outcome: AuditEvent) -> Result<(), StoreError> {
+    let mut tx = p.store.write().await?;
+    tx.finish_logout(&n.sid).await?;
+    tx.audit(outcome);
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ pub async fn needs_confirmation(p: &Provider, v: &ValidLogout, session: &SsoSess
     Ok(p.store.sso_of_live_sid(sid).await?.as_deref() != Some(session.id.as_str()))
 }
 
-/// Ends one SSO session and everything in it; wakes the back-channel worker. `by` is who asked
+/// Ends one SSO session and everything in it (its commit wakes the back-channel worker). `by` is who asked
 /// (the user, or an administrator); `how` says through what (`rp_logout`, `account`, `admin`).
 pub async fn end_session(p: &Provider, session_id: &str, user: &UserId, by: &str, how: &str, ip: Option<String>, now: i64) -> Result<bool, StoreError> {
     let config = p.config();
@@ -98,8 +98,12 @@ pub async fn end_session(p: &Provider, session_id: &str, user: &UserId, by: &str
     let event = AuditEvent::new(now, "session.ended", by)
         .ip(ip)
         .data(serde_json::json!({"user": user.as_str(), "session": session_id, "via": how}));
-    let ended = p.store.end_sso_session(session_id, user, now, &notify, &[event]).await?;
-    p.logout_due.notify_one();
+    let mut tx = p.store.write().await?;
+    let ended = tx.end_sso_session(session_id, user, now, &notify).await?;
+    if ended {
+        tx.audit(event);
+    }
+    tx.commit().await?;
     Ok(ended)
 }
 
@@ -110,7 +114,11 @@ pub async fn end_all_sessions(p: &Provider, user: &UserId, by: &str, how: &str, 
     let event = AuditEvent::new(now, "session.ended_all", by)
         .ip(ip)
         .data(serde_json::json!({"user": user.as_str(), "via": how}));
-    let ended = p.store.end_user_sessions(user, now, &notify, &[event]).await?;
-    p.logout_due.notify_one();
+    let mut tx = p.store.write().await?;
+    let ended = tx.end_user_sessions(user, now, &notify).await?;
+    if ended > 0 {
+        tx.audit(event);
+    }
+    tx.commit().await?;
     Ok(ended)
 }

@@ -21,13 +21,19 @@ pub async fn revoke(p: &Provider, creds: &ClientCredentials, token: Option<&str>
                 .product(found.family.product.clone())
                 .ip(ip)
                 .data(serde_json::json!({"family": found.family.id}));
-            p.store.revoke_family(&found.family.id, "revoked_by_client", now, &[event]).await?;
+            let mut tx = p.store.write().await?;
+            tx.revoke_family(&found.family.id, "revoked_by_client", now).await?;
+            tx.audit(event);
+            tx.commit().await?;
         }
         return Ok(());
     }
     if let Some(c) = decode_access_token(p, token, now).filter(|c| c.client_id == client.id.as_str()) {
         let event = AuditEvent::new(now, "token.revoked", actor).ip(ip).data(serde_json::json!({"jti": c.jti}));
-        p.store.revoke_jti(&c.jti, c.exp, &[event]).await?;
+        let mut tx = p.store.write().await?;
+        tx.revoke_jti(&c.jti, c.exp).await?;
+        tx.audit(event);
+        tx.commit().await?;
     }
     Ok(())
 }

@@ -198,7 +198,8 @@ async fn record_consent(
     let mut tx = cx.p.store.write().await?;
     tx.put_consent(&session.user_id, &req.client_id, product, &req.scope_string(), cx.now).await?;
     tx.audit(event);
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What the tenant picker shows: buttons in a list, the last one used first.

@@ -63,8 +63,6 @@ pub struct Provider {
     pub kek: Kek,
     pub writer: Writer,
     pub tenant_handles: TenantHandles,
-    /// Woken when back-channel logout notices were queued, so the first attempt goes out at once.
-    pub logout_due: tokio::sync::Notify,
     /// The WebAuthn relying party; `None` when the issuer's host is an IP address (no passkeys).
     pub webauthn: Option<webauthn_rs::Webauthn>,
     config: RwLock<Arc<Snapshot>>,
@@ -96,7 +94,6 @@ impl Provider {
             settings,
             kek,
             writer,
-            logout_due: tokio::sync::Notify::new(),
             webauthn,
             config: RwLock::default(),
             keys: RwLock::default(),

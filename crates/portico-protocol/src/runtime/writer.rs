@@ -45,14 +45,15 @@ impl Writer {
                     }
                 }
                 if !events.is_empty() || !rotations.is_empty() {
-                    match store.rotate_refresh_batch(&rotations, &events).await {
+                    let gathered = events.len();
+                    match commit_batch(&store, &rotations, &mut events).await {
                         Ok(results) => {
                             for (reply, outcome) in replies.drain(..).zip(results) {
                                 let _ = reply.send(Ok(outcome));
                             }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, events = events.len(), rotations = rotations.len(), "group commit failed");
+                            tracing::error!(error = %e, events = gathered, rotations = rotations.len(), "group commit failed");
                             for reply in replies.drain(..) {
                                 let _ = reply.send(Err(e.to_string()));
                             }
@@ -94,4 +95,19 @@ impl Writer {
             let _ = rx.await;
         }
     }
+}
+
+/// One batch in one transaction: the rotations, then `events` (drained) appended to the chain.
+async fn commit_batch(store: &Store, rotations: &[Rotation], events: &mut Vec<AuditEvent>) -> Result<Vec<RefreshRotation>, StoreError> {
+    let mut tx = store.write().await?;
+    let results = if rotations.is_empty() {
+        Vec::new()
+    } else {
+        tx.rotate_refresh_batch(rotations).await?
+    };
+    for e in events.drain(..) {
+        tx.audit(e);
+    }
+    tx.commit().await?;
+    Ok(results)
 }

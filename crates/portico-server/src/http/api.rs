@@ -141,7 +141,6 @@ pub async fn revoke_grant(
         let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
         let Query(key) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
         admin::revoke_grant(&s.provider.store, &s.provider.config(), &key, &by, now()).await?;
-        s.provider.logout_due.notify_one();
         Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -151,7 +150,6 @@ async fn set_status(s: AppState, addr: SocketAddr, headers: HeaderMap, id: Strin
     let result = async {
         let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
         let (user, _) = admin::set_user_status(&s.provider.store, &s.provider.config(), &id, status, &by, now()).await?;
-        s.provider.logout_due.notify_one();
         Ok::<_, Problem>(Json(serde_json::json!({"id": user.id.as_str(), "email": user.email, "status": user.status.as_str()})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

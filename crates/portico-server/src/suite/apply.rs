@@ -49,7 +49,12 @@ impl Suite {
             plan_grant(store, g, &tenant_ids, &user_ids, &mut plan).await?;
         }
         if !plan.changes.is_empty() {
-            store.apply_config(&plan.changes, &plan.audit, now).await?;
+            let mut tx = store.write().await?;
+            tx.apply_config(&plan.changes, now).await?;
+            for event in plan.audit {
+                tx.audit(event);
+            }
+            tx.commit().await?;
         }
         Ok(plan.report)
     }

@@ -9,7 +9,8 @@
 //! nor removed, and the unkeyed part can no longer be rewritten either: the first keyed record
 //! names its hash.
 
-use crate::{Result, Store, StoreError, on_pool, on_read};
+use crate::tx::{Tx, on_tx};
+use crate::{Result, Store, StoreError, on_read};
 use aws_lc_rs::{digest, hmac};
 use serde::Serialize;
 
@@ -119,21 +120,30 @@ fn chain_content(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
     content.to_string()
 }
 
-/// Appends `events` inside an open transaction of either back end. Claims the chain head with an
-/// `UPDATE … RETURNING` first, so concurrent writers (two nodes, the CLI) serialize on it.
-macro_rules! append_in {
-    ($tx:expr, $store:expr, $events:expr) => {{
-        let events: &[$crate::audit::AuditEvent] = $events;
-        let key = $store.audit_key.get();
-        if !events.is_empty() {
+impl Tx<'_> {
+    /// Inserts a `meta` row that is not there yet.
+    async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        on_tx!(self, t => sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)").bind(key).bind(value).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Appends the buffered events to the chain, inside this transaction. Claims the chain head
+    /// with an `UPDATE … RETURNING` first, so concurrent writers (two nodes, the CLI) serialize on it.
+    pub(crate) async fn append_audit(&mut self) -> Result<()> {
+        let events = std::mem::take(&mut self.audit);
+        if events.is_empty() {
+            return Ok(());
+        }
+        let key = self.store.audit_key.get();
+        on_tx!(self, t => {
             let (last_seq, mut prev): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq - $1, hash")
                 .bind(events.len() as i64)
-                .fetch_one(&mut **$tx)
+                .fetch_one(&mut **t)
                 .await?;
             let mut rows = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
                 let seq = last_seq + 1 + i as i64;
-                let hash = $crate::audit::record_hash(key, seq, e, &prev);
+                let hash = record_hash(key, seq, e, &prev);
                 rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
             }
             // One multi-row INSERT per chunk (well under both back ends' bind-parameter limits).
@@ -151,16 +161,13 @@ macro_rules! append_in {
                         .push_bind(prev_hash.clone())
                         .push_bind(hash.clone());
                 });
-                q.build().execute(&mut **$tx).await?;
+                q.build().execute(&mut **t).await?;
             }
-            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-                .bind(&prev)
-                .execute(&mut **$tx)
-                .await?;
-        }
-    }};
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&prev).execute(&mut **t).await?;
+        });
+        Ok(())
+    }
 }
-pub(crate) use append_in;
 
 type Row = (i64, i64, String, String, Option<String>, Option<String>, Option<String>, String, String, String);
 
@@ -207,34 +214,31 @@ impl Store {
             let _ = self.audit_key.set(key);
             return Ok(());
         }
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let mut tx = self.write().await?;
+        let (head_seq, head_hash, stored, mark) = on_tx!(tx, t => {
             let (head_seq, head_hash): (i64, String) =
-                sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
-            let stored: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'kek_check'").fetch_optional(&mut *tx).await?;
-            let first = match stored {
-                Some(stored) if !ct_eq(&stored, kek_check) => return Err(StoreError::WrongKey),
-                Some(_) => false,
-                None => {
-                    sqlx::query("INSERT INTO meta (key, value) VALUES ('kek_check', $1)").bind(kek_check).execute(&mut *tx).await?;
-                    true
-                }
-            };
-            // Set only once the key is known to be the deployment's.
-            let _ = self.audit_key.set(key.clone());
-            let mark: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_keyed_from'").fetch_optional(&mut *tx).await?;
-            if mark.is_none() && first {
-                sqlx::query("INSERT INTO meta (key, value) VALUES ('audit_keyed_from', $1)")
-                    .bind(keyed_mark(&key, head_seq + 1, &head_hash))
-                    .execute(&mut *tx)
-                    .await?;
-                let event = AuditEvent::new(now, "audit.keyed", "system").data(serde_json::json!({"unkeyed_records": head_seq}));
-                append_in!(&mut tx, self, std::slice::from_ref(&event));
-            } else if mark.is_none() {
-                tracing::error!("the audit log's mark of where keying began was removed: run portico audit verify");
-            }
-            tx.commit().await?;
+                sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut **t).await?;
+            let stored: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'kek_check'").fetch_optional(&mut **t).await?;
+            let mark: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_keyed_from'").fetch_optional(&mut **t).await?;
+            (head_seq, head_hash, stored, mark)
         });
+        let first = match stored {
+            Some(stored) if !ct_eq(&stored, kek_check) => return Err(StoreError::WrongKey),
+            Some(_) => false,
+            None => {
+                tx.set_meta("kek_check", kek_check).await?;
+                true
+            }
+        };
+        // Set only once the key is known to be the deployment's.
+        let _ = self.audit_key.set(key.clone());
+        if mark.is_none() && first {
+            tx.set_meta("audit_keyed_from", &keyed_mark(&key, head_seq + 1, &head_hash)).await?;
+            tx.audit(AuditEvent::new(now, "audit.keyed", "system").data(serde_json::json!({"unkeyed_records": head_seq})));
+        } else if mark.is_none() {
+            tracing::error!("the audit log's mark of where keying began was removed: run portico audit verify");
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -251,11 +255,11 @@ impl Store {
 
     /// Appends events in their own transaction (group commit: callers batch them).
     pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            append_in!(&mut tx, self, events);
-            tx.commit().await?;
-        });
+        let mut tx = self.write().await?;
+        for e in events {
+            tx.audit(e.clone());
+        }
+        tx.commit().await?;
         Ok(())
     }
 

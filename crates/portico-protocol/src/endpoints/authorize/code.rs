@@ -91,10 +91,9 @@ async fn product_session(p: &Provider, req: &AuthRequest, session: &SsoSession, 
         single: product.single_session,
         now,
     };
-    let sid = p.store.product_session(&start, &notify).await?;
-    if product.single_session {
-        p.logout_due.notify_one();
-    }
+    let mut tx = p.store.write().await?;
+    let sid = tx.product_session(&start, &notify).await?;
+    tx.commit().await?;
     Ok(sid)
 }
 

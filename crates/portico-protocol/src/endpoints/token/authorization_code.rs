@@ -65,24 +65,40 @@ const BAD_CODE: &str = "the authorization code is invalid, expired or already us
 
 /// Spends the code, once: a replay revokes what the code issued (audited), a code of another
 /// client is spent and its family revoked, an expired one is refused. Returns its family and data.
+///
+/// A refusal that must be remembered commits before it answers (STYLE.md rule 7): consume →
+/// already consumed → revoke the family → audit → commit → `invalid_grant`.
 async fn consume(p: &Provider, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(String, CodeData), OAuthError> {
-    let (family, data, expires_at) = match p.store.consume_code(&random::hash(code), now).await? {
+    let mut tx = p.store.write().await?;
+    let (family, data, expires_at) = match tx.consume_code(&random::hash(code), now).await? {
         CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),
         CodeConsumption::AlreadyConsumed { family } => {
-            let event = AuditEvent::new(now, "token.code_replayed", format!("client:{}", client.id))
-                .ip(ip.map(str::to_owned))
-                .data(serde_json::json!({"family": family}));
-            p.store.revoke_family(&family, "code_replayed", now, &[event]).await?;
+            tx.revoke_family(&family, "code_replayed", now).await?;
+            tx.audit(
+                AuditEvent::new(now, "token.code_replayed", format!("client:{}", client.id))
+                    .ip(ip.map(str::to_owned))
+                    .data(serde_json::json!({"family": family})),
+            );
+            tx.commit().await?;
             return Err(oauth!(InvalidGrant, BAD_CODE));
         }
         CodeConsumption::NotFound => return Err(oauth!(InvalidGrant, BAD_CODE)),
     };
-    let data: CodeData = serde_json::from_str(&data).map_err(OAuthError::server)?;
+    let data: CodeData = match serde_json::from_str(&data) {
+        Ok(data) => data,
+        Err(e) => {
+            // Spent all the same: an unreadable code is never presented twice.
+            tx.commit().await?;
+            return Err(OAuthError::server(e));
+        }
+    };
     // RFC 6749 §4.1.3: "ensure that the authorization code was issued to the authenticated confidential client".
     if data.client_id != client.id.as_str() {
-        p.store.revoke_family(&family, "code_stolen", now, &[]).await?;
+        tx.revoke_family(&family, "code_stolen", now).await?;
+        tx.commit().await?;
         return Err(oauth!(InvalidGrant, BAD_CODE).detail("code of another client"));
     }
+    tx.commit().await?;
     if now >= expires_at {
         return Err(oauth!(InvalidGrant, BAD_CODE).detail("expired"));
     }

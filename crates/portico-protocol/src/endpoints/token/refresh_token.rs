@@ -139,7 +139,10 @@ async fn reused(by: &By<'_>, family: &Family) -> Result<(), OAuthError> {
         .product(family.product.clone())
         .ip(by.ip.map(str::to_owned))
         .data(serde_json::json!({"family": family.id}));
-    by.p.store.revoke_family(&family.id, "refresh_reused", by.now, &[event]).await?;
+    let mut tx = by.p.store.write().await?;
+    tx.revoke_family(&family.id, "refresh_reused", by.now).await?;
+    tx.audit(event);
+    tx.commit().await?;
     Ok(())
 }
 

@@ -142,8 +142,9 @@ impl Redeemer<'_> {
             now: self.now,
         };
         let notify = |c: &str| config.notifies_logout(c);
-        let sid = self.p.store.product_session(&start, &notify).await?;
-        self.p.logout_due.notify_one();
+        let mut tx = self.p.store.write().await?;
+        let sid = tx.product_session(&start, &notify).await?;
+        tx.commit().await?;
         Ok(sid)
     }
 }
