@@ -1,17 +1,19 @@
 //! The browser side of signing in, as one state machine behind typed outcomes: the pending
 //! authorization request, the password and its throttle, the second factor, the tenant picker,
-//! consent, and the resume that ends in a code. Each browser request is one call here and one
+//! consent, the resume that ends in a code, and RP-initiated logout. Each browser request is one call here and one
 //! [`Interaction`] back; the server words the [`Refusal`]s, renders the views and sets the
 //! [`Cookie`]s. Every state between two requests is a [`pending`] state; the authorization
 //! request is bound to the browser that started it, the waiting second factor is named by that
 //! browser's cookie.
 
+mod logout;
 pub mod pending;
 mod request;
 mod second_factor;
 mod sign_in;
 mod steps;
 
+pub use logout::{LogoutView, confirm_logout};
 pub use request::{Loaded, load, peek};
 pub use second_factor::{
     FactorAnswer, FactorError, FactorView, StepUpView, second_factor, second_factor_options, second_factor_page, step_up, step_up_options, step_up_page,
@@ -98,6 +100,8 @@ pub enum Cookie {
     Session(String),
     /// The handle of the sign-in waiting for its second factor; `None` clears it.
     SecondFactor(Option<String>),
+    /// The session is over (or was never here): clear its cookie.
+    ClearSession,
 }
 
 impl std::fmt::Debug for Cookie {
@@ -107,6 +111,7 @@ impl std::fmt::Debug for Cookie {
             Cookie::Session(_) => "Session(…)",
             Cookie::SecondFactor(Some(_)) => "SecondFactor(…)",
             Cookie::SecondFactor(None) => "SecondFactor(cleared)",
+            Cookie::ClearSession => "Session(cleared)",
         })
     }
 }
@@ -137,6 +142,9 @@ pub enum Refusal {
     NeedsCookies,
     /// A form for a step the request does not wait at, for this session.
     NotWaiting,
+    /// A logout request that cannot be carried out (RP-Initiated Logout §3: shown, never
+    /// redirected).
+    BadLogout(&'static str),
     /// The store failed; what could not be done.
     Unavailable(Failed),
 }
@@ -148,6 +156,7 @@ pub enum Failed {
     Authorization,
     Consent,
     Organizations,
+    SignOut,
 }
 
 /// How a step ends.

@@ -93,6 +93,7 @@ impl Flow {
                     Some(portico_protocol::interaction::pending::SECOND_FACTOR_TTL),
                 )),
                 Cookie::SecondFactor(None) => Some(cookies::set(s, cookies::mfa_name(s), "", Some(0))),
+                Cookie::ClearSession => Some(cookies::set(s, cookies::session_name(s), "", Some(0))),
             };
             if let Some(v) = value {
                 resp.headers_mut().append(header::SET_COOKIE, v);
@@ -138,6 +139,11 @@ pub fn refusal(r: Refusal) -> Response {
             StatusCode::BAD_REQUEST,
             "This sign-in is not waiting for that step. Go back to the application and start again.",
         ),
+        Refusal::BadLogout(message) => {
+            return html::Message::new("Sign out", "This sign-out request cannot be completed")
+                .alert(message)
+                .page(StatusCode::BAD_REQUEST);
+        }
         Refusal::Unavailable(what) => (StatusCode::INTERNAL_SERVER_ERROR, unavailable(what)),
     };
     html::error_page(status, message)
@@ -151,6 +157,7 @@ fn unavailable(what: Failed) -> &'static str {
         Failed::Authorization => "The sign-in could not be completed. Try again.",
         Failed::Consent => "The consent could not be saved. Try again.",
         Failed::Organizations => "The organizations could not be loaded. Try again.",
+        Failed::SignOut => "Signing out is unavailable right now. Try again.",
     }
 }
 

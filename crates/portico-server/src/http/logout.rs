@@ -3,15 +3,15 @@
 //! (a logout nobody can prove an application asked for). Either way the browser then goes to the
 //! client's registered `post_logout_redirect_uri` (with `state`), or sees that it signed out.
 
-use super::html;
-use super::{client_ip, cookies, now};
+use super::flow::{Flow, bad_form};
+use super::{cookies, html};
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Form, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use portico_protocol::logout::{self, LogoutRequest, ValidLogout};
+use portico_protocol::interaction::{self, LogoutView};
+use portico_protocol::logout::{LogoutRequest, ValidLogout};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// The request's parameters (§2), plus the confirmation form's own fields.
 #[derive(Debug, Default, Deserialize)]
@@ -24,79 +24,38 @@ pub struct LogoutParams {
     confirm: Option<String>,
 }
 
-pub async fn logout_get(s: State<AppState>, addr: ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LogoutParams>) -> Response {
-    handle(s, addr, headers, q, false).await
+pub async fn logout_get(State(s): State<AppState>, flow: Flow, Query(q): Query<LogoutParams>) -> Response {
+    handle(&s, &flow, q, false).await
 }
 
-pub async fn logout_post(s: State<AppState>, addr: ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LogoutParams>) -> Response {
-    handle(s, addr, headers, f, true).await
+pub async fn logout_post(State(s): State<AppState>, flow: Flow, Form(f): Form<LogoutParams>) -> Response {
+    handle(&s, &flow, f, true).await
 }
 
-fn refused(message: &str) -> Response {
-    html::Message::new("Sign out", "This sign-out request cannot be completed")
-        .alert(message)
-        .page(StatusCode::BAD_REQUEST)
-}
-
-fn unavailable() -> Response {
-    html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Signing out is unavailable right now. Try again.")
-}
-
-async fn handle(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, f: LogoutParams, post: bool) -> Response {
-    let n = now();
-    let p = &s.provider;
+async fn handle(s: &AppState, flow: &Flow, f: LogoutParams, post: bool) -> Response {
+    // An application's form post carries no CSRF token; the confirmation form does, and must.
+    let confirmed = post && f.confirm.as_deref() == Some("yes");
+    if confirmed && !cookies::csrf_ok(s, &flow.headers, f.csrf.as_deref()) {
+        return bad_form();
+    }
     let req = LogoutRequest {
         id_token_hint: f.id_token_hint,
         client_id: f.client_id,
         post_logout_redirect_uri: f.post_logout_redirect_uri,
         state: f.state,
     };
-    let v = match logout::validate(p, &req, n) {
-        Ok(v) => v,
-        Err(message) => return refused(message),
-    };
-    let confirming = post && f.confirm.as_deref() == Some("yes");
-    if confirming && !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return super::pages::bad_form();
-    }
-    let session = match cookies::get(&headers, cookies::session_name(&s)) {
-        Some(c) => match portico_protocol::login::session_from_cookie(p, c, n).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(error = %e, "session lookup failed");
-                return unavailable();
-            }
-        },
-        None => None,
-    };
-    let Some(session) = session else {
-        // Nothing to end here (already signed out, or another browser): say so, or go back.
-        return done(&s, &v);
-    };
-    if !confirming {
-        match logout::needs_confirmation(p, &v, &session).await {
-            Ok(false) => {}
-            Ok(true) => return confirmation(&s, &headers, &v, &session).await,
-            Err(e) => {
-                tracing::error!(error = %e, "session lookup failed");
-                return unavailable();
-            }
-        }
-    }
-    let via = if confirming { "confirmed_logout" } else { "rp_logout" };
-    if let Err(e) = logout::end_session(p, &session.id, &session.user_id, session.user_id.as_str(), via, client_ip(Some(&addr)), n).await {
-        tracing::error!(error = %e, "ending the session failed");
-        return unavailable();
-    }
-    done(&s, &v)
+    let answer = interaction::confirm_logout(&flow.cx(s), &req, confirmed).await;
+    flow.answer(s, answer, |view| match view {
+        LogoutView::Confirm { email, logout } => confirmation(s, flow, &email, &logout),
+        LogoutView::Done { logout } => done(&logout),
+    })
 }
 
-/// After logout: the registered redirect (303, so a POST becomes a GET), or a page. The session
-/// cookie is cleared either way.
-fn done(s: &AppState, v: &ValidLogout) -> Response {
+/// After logout: the registered redirect (303, so a POST becomes a GET), or a page.
+fn done(v: &ValidLogout) -> Response {
     match &v.redirect {
-        Some(to) => clear_session(s, html::secure(Redirect::to(to).into_response(), None)),
-        None => signed_out(s, v.client.as_ref().map(|c| c.name.as_str())),
+        Some(to) => html::secure(Redirect::to(to).into_response(), None),
+        None => signed_out_page(v.client.as_ref().map(|c| c.name.as_str())),
     }
 }
 
@@ -109,12 +68,16 @@ pub(crate) fn clear_session(s: &AppState, mut resp: Response) -> Response {
 /// The page after signing out (here or from the account page), naming the application to go back
 /// to when one asked; clears the session cookie.
 pub fn signed_out(s: &AppState, app: Option<&str>) -> Response {
+    clear_session(s, signed_out_page(app))
+}
+
+fn signed_out_page(app: Option<&str>) -> Response {
     let page = SignedOut {
         title: "Signed out",
         wide: false,
         app,
     };
-    clear_session(s, html::view(StatusCode::OK, &page))
+    html::view(StatusCode::OK, &page)
 }
 
 #[derive(askama::Template)]
@@ -139,20 +102,12 @@ struct Confirmation<'a> {
 }
 
 /// The page that asks before signing out.
-async fn confirmation(s: &AppState, headers: &HeaderMap, v: &ValidLogout, session: &portico_store::SsoSession) -> Response {
-    let email = match portico_protocol::login::user_of(&s.provider, session).await {
-        Ok(Some(u)) => u.email,
-        Ok(None) => String::new(),
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return unavailable();
-        }
-    };
-    let (csrf, cookie) = cookies::csrf_token(s, headers);
+fn confirmation(s: &AppState, flow: &Flow, email: &str, v: &ValidLogout) -> Response {
+    let (csrf, cookie) = flow.csrf(s);
     let page = Confirmation {
         title: "Sign out",
         wide: false,
-        email: &email,
+        email,
         client_name: v.client.as_ref().map(|c| c.name.as_str()),
         csrf: &csrf,
         client_id: v.client.as_ref().map(|c| c.id.as_str()),
