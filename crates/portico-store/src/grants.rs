@@ -5,19 +5,30 @@ use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, from_json, on_read, outbox::LogoutFilter};
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug};
 
-type Row = (String, String, String, String, String, String, i64, Option<i64>);
+/// A `grants` row as stored ([`COLUMNS`]).
+#[derive(sqlx::FromRow)]
+pub(crate) struct Row {
+    pub grantee: String,
+    pub product: String,
+    pub tenant: String,
+    pub roles: String,
+    pub status: String,
+    pub granted_by: String,
+    pub granted_at: i64,
+    pub expires_at: Option<i64>,
+}
 pub(crate) const COLUMNS: &str = "grantee, product, tenant, roles, status, granted_by, granted_at, expires_at";
 
-pub(crate) fn grant((grantee, product, tenant, roles, status, granted_by, granted_at, expires_at): Row) -> Result<Grant> {
+pub(crate) fn grant(r: Row) -> Result<Grant> {
     Ok(Grant {
-        grantee: Grantee::from_key(&grantee),
-        product: ProductSlug::new(product),
-        scope: GrantScope::from_key(&tenant),
-        roles: from_json(&roles, "grant roles")?,
-        status: GrantStatus::parse(&status),
-        granted_by,
-        granted_at,
-        expires_at,
+        grantee: Grantee::from_key(&r.grantee),
+        product: ProductSlug::new(r.product),
+        scope: GrantScope::from_key(&r.tenant),
+        roles: from_json(&r.roles, "grant roles")?,
+        status: GrantStatus::parse(&r.status),
+        granted_by: r.granted_by,
+        granted_at: r.granted_at,
+        expires_at: r.expires_at,
     })
 }
 

@@ -5,7 +5,7 @@
 use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, on_read};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRow {
     pub kid: String,
     pub alg: String,
@@ -20,20 +20,9 @@ pub struct KeyRow {
 impl Store {
     /// All keys, oldest activation first.
     pub async fn list_keys(&self) -> Result<Vec<KeyRow>> {
-        let rows: Vec<(String, String, String, String, i64, i64)> = on_read!(self, pool => sqlx::query_as(
+        Ok(on_read!(self, pool => sqlx::query_as(
             "SELECT kid, alg, private_enc, public_jwk, created_at, activate_at FROM signing_keys ORDER BY activate_at, created_at, kid")
-            .fetch_all(pool).await)?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, alg, private_enc, public_jwk, created_at, activate_at)| KeyRow {
-                kid,
-                alg,
-                private_enc,
-                public_jwk,
-                created_at,
-                activate_at,
-            })
-            .collect())
+            .fetch_all(pool).await)?)
     }
 }
 

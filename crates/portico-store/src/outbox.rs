@@ -9,7 +9,7 @@ use crate::{Result, Store, on_pool, on_read};
 pub type LogoutFilter<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
 /// A notice owed to a client: product session `sid` of `subject` ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct LogoutNotice {
     pub sid: String,
     pub client_id: String,
@@ -19,19 +19,6 @@ pub struct LogoutNotice {
     pub created_at: i64,
     /// Attempts so far, this one included once claimed.
     pub attempts: i64,
-}
-
-type Row = (String, String, String, String, i64, i64);
-
-fn notice((sid, client_id, subject, reason, created_at, attempts): Row) -> LogoutNotice {
-    LogoutNotice {
-        sid,
-        client_id,
-        subject,
-        reason,
-        created_at,
-        attempts,
-    }
 }
 
 impl Tx<'_> {
@@ -69,19 +56,19 @@ impl Store {
     /// Claims up to `limit` notices due at `now`: each is leased until `lease_until` (so another
     /// node or a restart retries it only if this attempt never reports) and its attempt counted.
     pub async fn claim_logouts(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<LogoutNotice>> {
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(
+        let rows: Vec<LogoutNotice> = on_pool!(self, pool => sqlx::query_as(
             "UPDATE logout_outbox SET next_attempt_at = $2, attempts = attempts + 1
              WHERE next_attempt_at <= $1 AND sid IN (SELECT sid FROM logout_outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3)
              RETURNING sid, client_id, subject, reason, created_at, attempts")
             .bind(now).bind(lease_until).bind(limit).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(notice).collect())
+        Ok(rows)
     }
 
     /// Notices not yet delivered, oldest first.
     pub async fn pending_logouts(&self) -> Result<Vec<LogoutNotice>> {
-        let rows: Vec<Row> = on_read!(self, pool => sqlx::query_as(
+        let rows: Vec<LogoutNotice> = on_read!(self, pool => sqlx::query_as(
             "SELECT sid, client_id, subject, reason, created_at, attempts FROM logout_outbox ORDER BY created_at, sid")
             .fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(notice).collect())
+        Ok(rows)
     }
 }

@@ -18,16 +18,24 @@ pub struct PasskeyRow {
     pub last_used_at: Option<i64>,
 }
 
-type Row = (String, String, String, String, i64, Option<i64>);
+#[derive(sqlx::FromRow)]
+struct Row {
+    credential_id: String,
+    user_id: String,
+    name: String,
+    credential: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
 
-fn row((id, user_id, name, credential, created_at, last_used_at): Row) -> PasskeyRow {
+fn row(r: Row) -> PasskeyRow {
     PasskeyRow {
-        id,
-        user_id: UserId::new(&user_id),
-        name,
-        credential,
-        created_at,
-        last_used_at,
+        id: r.credential_id,
+        user_id: UserId::new(&r.user_id),
+        name: r.name,
+        credential: r.credential,
+        created_at: r.created_at,
+        last_used_at: r.last_used_at,
     }
 }
 

@@ -7,11 +7,10 @@
 use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, from_json, grants::grant as grant_row, on_pool, on_read, users::user as user_row};
 use portico_model::{Grant, Grantee, ProductSlug, User};
-use sqlx::Row as _;
 use std::sync::LazyLock;
 
 /// One family of tokens. `tenant` is `""` for a product without tenants.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Family {
     pub id: String,
     pub subject: String,
@@ -40,8 +39,9 @@ pub enum CodeConsumption {
 }
 
 /// A refresh token as found, before rotation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefreshPeek {
+    #[sqlx(flatten)]
     pub family: Family,
     pub data: String,
     pub expires_at: i64,
@@ -75,36 +75,68 @@ pub enum RefreshRotation {
     Reused,
 }
 
-type FamilyRow = (String, String, String, String, String, Option<String>, i64, Option<i64>);
 const FAMILY_COLUMNS: &str = "f.id, f.subject, f.client_id, f.product, f.tenant, f.sid, f.created_at, f.revoked_at";
-
-/// A refresh token and its family, as `peek_refresh` decodes them (columns 0..11).
 const TOKEN_COLUMNS: &str = "r.data, r.expires_at, r.rotated_at";
 const TOKEN_FROM: &str = "FROM refresh_tokens r JOIN token_families f ON f.id = r.family";
 static PEEK_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS} {TOKEN_FROM} WHERE r.hash = $1"));
-/// The same with the family's user and that user's grants for the family's product, in the column
-/// order `user_row` and `grant_row` decode (columns 11.. and 17..).
+/// The same with the family's user (`u_…`) and that user's grants for the family's product
+/// (`g_…`), one row per grant: [`ContextRow`].
 static CONTEXT_SQL: LazyLock<String> = LazyLock::new(|| {
-    let user = crate::users::COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
-    let grant = crate::grants::COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ");
+    let prefixed = |columns: &str, t: &str| columns.split(", ").map(|c| format!("{t}.{c} AS {t}_{c}")).collect::<Vec<_>>().join(", ");
     format!(
         "SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS}, {user}, {grant} {TOKEN_FROM}
          LEFT JOIN users u ON u.id = f.subject
          LEFT JOIN grants g ON g.grantee = f.subject AND g.product = f.product
-         WHERE r.hash = $1"
+         WHERE r.hash = $1",
+        user = prefixed(crate::users::COLUMNS, "u"),
+        grant = prefixed(crate::grants::COLUMNS, "g"),
     )
 });
 
-fn family((id, subject, client_id, product, tenant, sid, created_at, revoked_at): FamilyRow) -> Family {
-    Family {
-        id,
-        subject,
-        client_id,
-        product,
-        tenant,
-        sid,
-        created_at,
-        revoked_at,
+/// One row of [`CONTEXT_SQL`]: the token, the user when there is one, one grant when there is one.
+#[derive(sqlx::FromRow)]
+struct ContextRow {
+    #[sqlx(flatten)]
+    token: RefreshPeek,
+    u_id: Option<String>,
+    u_email: Option<String>,
+    u_email_verified: Option<bool>,
+    u_name: Option<String>,
+    u_status: Option<String>,
+    u_created_at: Option<i64>,
+    g_grantee: Option<String>,
+    g_product: Option<String>,
+    g_tenant: Option<String>,
+    g_roles: Option<String>,
+    g_status: Option<String>,
+    g_granted_by: Option<String>,
+    g_granted_at: Option<i64>,
+    g_expires_at: Option<i64>,
+}
+
+impl ContextRow {
+    fn user(&self) -> Option<User> {
+        Some(user_row(crate::users::Row {
+            id: self.u_id.clone()?,
+            email: self.u_email.clone()?,
+            email_verified: self.u_email_verified?,
+            name: self.u_name.clone()?,
+            status: self.u_status.clone()?,
+            created_at: self.u_created_at?,
+        }))
+    }
+
+    fn grant(self) -> Option<Result<Grant>> {
+        Some(grant_row(crate::grants::Row {
+            grantee: self.g_grantee?,
+            product: self.g_product?,
+            tenant: self.g_tenant?,
+            roles: self.g_roles?,
+            status: self.g_status?,
+            granted_by: self.g_granted_by?,
+            granted_at: self.g_granted_at?,
+            expires_at: self.g_expires_at,
+        }))
     }
 }
 
@@ -129,8 +161,7 @@ impl Store {
 
     pub async fn family(&self, id: &str) -> Result<Option<Family>> {
         let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.id = $1");
-        let row: Option<FamilyRow> = on_read!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
-        Ok(row.map(family))
+        Ok(on_read!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
     }
 
     /// Starts a family without a code (token exchange, hand-off).
@@ -149,52 +180,16 @@ impl Store {
 
     /// The refresh token with this hash and its family, without changing anything.
     pub async fn peek_refresh(&self, hash: &str) -> Result<Option<RefreshPeek>> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            i64,
-            Option<i64>,
-            String,
-            i64,
-            Option<i64>,
-        );
-        let row: Option<Row> = on_read!(self, pool => sqlx::query_as(&PEEK_SQL).bind(hash).fetch_optional(pool).await)?;
-        Ok(row.map(|(a, b, c, d, e, f, g, h, data, expires_at, rotated_at)| RefreshPeek {
-            family: family((a, b, c, d, e, f, g, h)),
-            data,
-            expires_at,
-            rotated_at,
-        }))
+        Ok(on_read!(self, pool => sqlx::query_as(&PEEK_SQL).bind(hash).fetch_optional(pool).await)?)
     }
 
     /// The refresh token `hash` with its family's user and that user's grants for the family's product.
     pub async fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>> {
-        let sql = &*CONTEXT_SQL;
-        on_read!(self, pool => {
-            let rows = sqlx::query(sql).bind(hash).fetch_all(pool).await?;
-            let Some(first) = rows.first() else { return Ok(None) };
-            let token = RefreshPeek {
-                family: family((first.try_get(0)?, first.try_get(1)?, first.try_get(2)?, first.try_get(3)?, first.try_get(4)?, first.try_get(5)?, first.try_get(6)?, first.try_get(7)?)),
-                data: first.try_get(8)?,
-                expires_at: first.try_get(9)?,
-                rotated_at: first.try_get(10)?,
-            };
-            let user = match first.try_get::<Option<String>, _>(11)? {
-                Some(id) => Some(user_row((id, first.try_get(12)?, first.try_get(13)?, first.try_get(14)?, first.try_get(15)?, first.try_get(16)?))),
-                None => None,
-            };
-            let mut grants = Vec::new();
-            for r in &rows {
-                if let Some(grantee) = r.try_get::<Option<String>, _>(17)? {
-                    grants.push(grant_row((grantee, r.try_get(18)?, r.try_get(19)?, r.try_get(20)?, r.try_get(21)?, r.try_get(22)?, r.try_get(23)?, r.try_get(24)?))?);
-                }
-            }
-            Ok(Some(RefreshContext { token, user, grants }))
-        })
+        let rows: Vec<ContextRow> = on_read!(self, pool => sqlx::query_as(&CONTEXT_SQL).bind(hash).fetch_all(pool).await)?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let (token, user) = (first.token.clone(), first.user());
+        let grants = rows.into_iter().filter_map(ContextRow::grant).collect::<Result<_>>()?;
+        Ok(Some(RefreshContext { token, user, grants }))
     }
 
     /// The roles of the grant behind a client's access token, in one read: `None` when its `jti`

@@ -4,17 +4,26 @@ use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, StoreError, conflict, on_pool, on_read, outbox::LogoutFilter};
 use portico_model::{User, UserId, UserStatus};
 
-type Row = (String, String, bool, String, String, i64);
+/// A `users` row as read ([`COLUMNS`]).
+#[derive(sqlx::FromRow)]
+pub(crate) struct Row {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: String,
+    pub status: String,
+    pub created_at: i64,
+}
 pub(crate) const COLUMNS: &str = "id, email, email_verified, name, status, created_at";
 
-pub(crate) fn user((id, email, email_verified, name, status, created_at): Row) -> User {
+pub(crate) fn user(r: Row) -> User {
     User {
-        id: UserId::new(id),
-        email,
-        email_verified,
-        name,
-        status: UserStatus::parse(&status),
-        created_at,
+        id: UserId::new(r.id),
+        email: r.email,
+        email_verified: r.email_verified,
+        name: r.name,
+        status: UserStatus::parse(&r.status),
+        created_at: r.created_at,
     }
 }
 
@@ -34,9 +43,14 @@ impl Store {
     /// The user with this email (any case) and their password hash.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE email_norm = $1");
-        let row: Option<(String, String, bool, String, String, i64, Option<String>)> =
-            on_read!(self, pool => sqlx::query_as(&sql).bind(normalize_email(email)).fetch_optional(pool).await)?;
-        Ok(row.map(|(a, b, c, d, e, f, hash)| (user((a, b, c, d, e, f)), hash)))
+        #[derive(sqlx::FromRow)]
+        struct WithHash {
+            #[sqlx(flatten)]
+            user: Row,
+            password_hash: Option<String>,
+        }
+        let row: Option<WithHash> = on_read!(self, pool => sqlx::query_as(&sql).bind(normalize_email(email)).fetch_optional(pool).await)?;
+        Ok(row.map(|r| (user(r.user), r.password_hash)))
     }
 
     pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>> {
