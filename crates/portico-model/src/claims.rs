@@ -39,6 +39,13 @@ pub struct AccessClaims {
     pub act: Option<Actor>,
 }
 
+impl AccessClaims {
+    /// Whom the token is about.
+    pub fn subject(&self) -> crate::Subject {
+        crate::Subject::of_claim(&self.sub)
+    }
+}
+
 /// RFC 8693 §4.1 `act`: who acts for the subject; a chain of delegation nests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

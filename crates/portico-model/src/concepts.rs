@@ -264,6 +264,47 @@ impl Grantee {
     }
 }
 
+/// Whom a token is about: a person, or an automation client acting as itself
+/// (`client_credentials`, whose `sub` is the client's id, RFC 9068 §2.2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    User(UserId),
+    Client(ClientId),
+}
+
+impl Subject {
+    /// The subject a `sub` claim names. User ids carry [`USER_ID_PREFIX`], which no client id may
+    /// (the suite file refuses it, [`crate::spec::RESERVED_ID_PREFIXES`]): this is the one place
+    /// that tells the two apart.
+    pub fn of_claim(sub: &str) -> Self {
+        if sub.starts_with(USER_ID_PREFIX) {
+            Subject::User(UserId::new(sub))
+        } else {
+            Subject::Client(ClientId::new(sub))
+        }
+    }
+
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Subject::User(u) => Some(u),
+            Subject::Client(_) => None,
+        }
+    }
+
+    /// Who would hold the grant behind a token about this subject.
+    pub fn grantee(&self) -> Grantee {
+        match self {
+            Subject::User(u) => Grantee::User(u.clone()),
+            Subject::Client(c) => Grantee::Client(c.clone()),
+        }
+    }
+
+    /// How the audit log names it as an actor: a user by id, a client as `client:<id>`.
+    pub fn actor(&self) -> String {
+        self.grantee().key()
+    }
+}
+
 /// Which tenants a grant covers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GrantScope {
@@ -333,5 +374,23 @@ pub struct Grant {
 impl Grant {
     pub fn is_active_at(&self, now: i64) -> bool {
         self.status == GrantStatus::Active && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sub_claim_names_a_user_only_by_the_user_id_prefix() {
+        assert_eq!(Subject::of_claim("usr_abc"), Subject::User(UserId::new("usr_abc")));
+        // Client ids may not begin with a reserved prefix, so anything else is a client; a
+        // lookalike stays a client and is never read as a user.
+        for client in ["ops-bot", "usr", "USR_abc", "client:usr_abc", ""] {
+            assert_eq!(Subject::of_claim(client), Subject::Client(ClientId::new(client)), "{client:?}");
+        }
+        assert_eq!(Subject::of_claim("ops-bot").actor(), "client:ops-bot");
+        assert_eq!(Subject::of_claim("usr_abc").actor(), "usr_abc");
+        assert!(crate::spec::RESERVED_ID_PREFIXES.contains(&USER_ID_PREFIX));
     }
 }

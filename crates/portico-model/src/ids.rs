@@ -36,6 +36,9 @@ string_id!(
     /// A user's id (`usr_…`): the same `sub` at every product of the suite.
     UserId
 );
+
+/// What every user id begins with ([`crate::Subject::of_claim`]).
+pub const USER_ID_PREFIX: &str = "usr_";
 string_id!(
     /// An OAuth client's id, as registered.
     ClientId
@@ -55,6 +58,11 @@ string_id!(
 string_id!(
     /// A product session id (`sid`), carried in ID and access tokens.
     Sid
+);
+string_id!(
+    /// A token family's id (`fam_…`): everything issued from one authorization code, hand-off
+    /// or exchange, revoked as one.
+    FamilyId
 );
 
 /// A redirect URI as registered. It is compared by exact string equality only

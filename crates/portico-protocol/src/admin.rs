@@ -88,13 +88,8 @@ pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'stat
     if !live.permissions.iter().any(|x| x == permission) {
         return Err(AdminError::Forbidden(permission));
     }
-    let actor = if claims.sub.starts_with("usr_") {
-        claims.sub
-    } else {
-        format!("client:{}", claims.sub)
-    };
     Ok(Caller {
-        actor,
+        actor: claims.subject().actor(),
         ip,
         authority: Authority::Roles(live.roles),
     })
@@ -188,7 +183,7 @@ impl NewGrant {
 
 /// A user named by id (`usr_…`) or email.
 pub async fn find_user(store: &Store, reference: &str) -> Result<User, AdminError> {
-    let found = if reference.starts_with("usr_") {
+    let found = if reference.starts_with(portico_model::USER_ID_PREFIX) {
         store.user_by_id(&UserId::new(reference)).await?
     } else {
         store.user_by_email(reference).await?.map(|(u, _)| u)
@@ -376,7 +371,7 @@ pub async fn add_user(store: &Store, email: &str, name: &str, password: Option<N
         None => None,
     };
     let user = User {
-        id: UserId::new(crate::random::id("usr_")),
+        id: UserId::new(crate::random::id(portico_model::USER_ID_PREFIX)),
         email: email.to_owned(),
         email_verified: false,
         name: name.to_owned(),

@@ -6,20 +6,56 @@
 
 use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, from_json, grants::grant as grant_row, on_pool, on_read, users::user as user_row};
-use portico_model::{Grant, Grantee, ProductSlug, User};
+use portico_model::{ClientId, FamilyId, Grant, Grantee, ProductSlug, Sid, TenantId, User, UserId};
 use std::sync::LazyLock;
 
-/// One family of tokens. `tenant` is `""` for a product without tenants.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// One family of tokens, issued to one user through one client for one product (and, when the
+/// product has tenants, one tenant).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Family {
-    pub id: String,
-    pub subject: String,
-    pub client_id: String,
-    pub product: String,
-    pub tenant: String,
-    pub sid: Option<String>,
+    pub id: FamilyId,
+    pub subject: UserId,
+    pub client_id: ClientId,
+    pub product: ProductSlug,
+    pub tenant: Option<TenantId>,
+    pub sid: Option<Sid>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+/// A `token_families` row as stored (`tenant` is `''` for none).
+#[derive(sqlx::FromRow)]
+struct FamilyRow {
+    id: String,
+    subject: String,
+    client_id: String,
+    product: String,
+    tenant: String,
+    sid: Option<String>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<FamilyRow> for Family {
+    fn from(r: FamilyRow) -> Self {
+        Family {
+            id: FamilyId::new(r.id),
+            subject: UserId::new(r.subject),
+            client_id: ClientId::new(r.client_id),
+            product: ProductSlug::new(r.product),
+            tenant: (!r.tenant.is_empty()).then(|| TenantId::new(r.tenant)),
+            sid: r.sid.map(Sid::new),
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+impl Family {
+    /// The stored form of the tenant: `''` for none.
+    fn tenant_key(&self) -> &str {
+        self.tenant.as_ref().map_or("", TenantId::as_str)
+    }
 }
 
 /// The outcome of presenting an authorization code.
@@ -27,21 +63,20 @@ pub struct Family {
 pub enum CodeConsumption {
     /// First use: the code's data, now marked consumed.
     Consumed {
-        family: String,
+        family: FamilyId,
         data: String,
         expires_at: i64,
     },
     /// The code was used before: a replay.
     AlreadyConsumed {
-        family: String,
+        family: FamilyId,
     },
     NotFound,
 }
 
 /// A refresh token as found, before rotation.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefreshPeek {
-    #[sqlx(flatten)]
     pub family: Family,
     pub data: String,
     pub expires_at: i64,
@@ -61,7 +96,7 @@ pub struct RefreshContext {
 #[derive(Clone, Debug)]
 pub struct Rotation {
     pub old_hash: String,
-    pub family_id: String,
+    pub family_id: FamilyId,
     pub new_hash: String,
     pub new_data: String,
     pub now: i64,
@@ -93,11 +128,32 @@ static CONTEXT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A [`PEEK_SQL`] row.
+#[derive(sqlx::FromRow)]
+struct PeekRow {
+    #[sqlx(flatten)]
+    family: FamilyRow,
+    data: String,
+    expires_at: i64,
+    rotated_at: Option<i64>,
+}
+
+impl From<PeekRow> for RefreshPeek {
+    fn from(r: PeekRow) -> Self {
+        RefreshPeek {
+            family: r.family.into(),
+            data: r.data,
+            expires_at: r.expires_at,
+            rotated_at: r.rotated_at,
+        }
+    }
+}
+
 /// One row of [`CONTEXT_SQL`]: the token, the user when there is one, one grant when there is one.
 #[derive(sqlx::FromRow)]
 struct ContextRow {
     #[sqlx(flatten)]
-    token: RefreshPeek,
+    token: PeekRow,
     u_id: Option<String>,
     u_email: Option<String>,
     u_email_verified: Option<bool>,
@@ -126,16 +182,16 @@ impl ContextRow {
         }))
     }
 
-    fn grant(self) -> Option<Result<Grant>> {
+    fn take_grant(&mut self) -> Option<Result<Grant>> {
         Some(grant_row(crate::grants::Row {
-            grantee: self.g_grantee?,
-            product: self.g_product?,
-            tenant: self.g_tenant?,
-            roles: self.g_roles?,
-            status: self.g_status?,
-            granted_by: self.g_granted_by?,
-            granted_at: self.g_granted_at?,
-            expires_at: self.g_expires_at,
+            grantee: self.g_grantee.take()?,
+            product: self.g_product.take()?,
+            tenant: self.g_tenant.take()?,
+            roles: self.g_roles.take()?,
+            status: self.g_status.take()?,
+            granted_by: self.g_granted_by.take()?,
+            granted_at: self.g_granted_at.take()?,
+            expires_at: self.g_expires_at.take(),
         }))
     }
 }
@@ -148,20 +204,21 @@ impl Store {
         tx.insert_family(fam).await?;
         on_tx!(tx, t => {
             sqlx::query("INSERT INTO auth_codes (hash, family, data, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(code_hash).bind(&fam.id).bind(data).bind(expires_at).execute(&mut **t).await?;
-            if !fam.tenant.is_empty() {
+                .bind(code_hash).bind(fam.id.as_str()).bind(data).bind(expires_at).execute(&mut **t).await?;
+            if let Some(tenant) = &fam.tenant {
                 sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
                              ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
-                    .bind(&fam.subject).bind(&fam.product).bind(&fam.tenant).bind(fam.created_at).execute(&mut **t).await?;
+                    .bind(fam.subject.as_str()).bind(fam.product.as_str()).bind(tenant.as_str()).bind(fam.created_at).execute(&mut **t).await?;
             }
         });
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn family(&self, id: &str) -> Result<Option<Family>> {
+    pub async fn family(&self, id: &FamilyId) -> Result<Option<Family>> {
         let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.id = $1");
-        Ok(on_read!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
+        let row: Option<FamilyRow> = on_read!(self, pool => sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(pool).await)?;
+        Ok(row.map(Into::into))
     }
 
     /// Starts a family without a code (token exchange, hand-off).
@@ -180,15 +237,18 @@ impl Store {
 
     /// The refresh token with this hash and its family, without changing anything.
     pub async fn peek_refresh(&self, hash: &str) -> Result<Option<RefreshPeek>> {
-        Ok(on_read!(self, pool => sqlx::query_as(&PEEK_SQL).bind(hash).fetch_optional(pool).await)?)
+        let row: Option<PeekRow> = on_read!(self, pool => sqlx::query_as(&PEEK_SQL).bind(hash).fetch_optional(pool).await)?;
+        Ok(row.map(Into::into))
     }
 
     /// The refresh token `hash` with its family's user and that user's grants for the family's product.
     pub async fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>> {
         let rows: Vec<ContextRow> = on_read!(self, pool => sqlx::query_as(&CONTEXT_SQL).bind(hash).fetch_all(pool).await)?;
         let Some(first) = rows.first() else { return Ok(None) };
-        let (token, user) = (first.token.clone(), first.user());
-        let grants = rows.into_iter().filter_map(ContextRow::grant).collect::<Result<_>>()?;
+        let user = first.user();
+        let mut rows = rows;
+        let grants = rows.iter_mut().filter_map(ContextRow::take_grant).collect::<Result<_>>()?;
+        let token = rows.swap_remove(0).token.into();
         Ok(Some(RefreshContext { token, user, grants }))
     }
 
@@ -220,7 +280,8 @@ impl Store {
 impl Tx<'_> {
     pub async fn insert_family(&mut self, f: &Family) -> Result<()> {
         on_tx!(self, t => sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&f.id).bind(&f.subject).bind(&f.client_id).bind(&f.product).bind(&f.tenant).bind(&f.sid).bind(f.created_at)
+            .bind(f.id.as_str()).bind(f.subject.as_str()).bind(f.client_id.as_str()).bind(f.product.as_str()).bind(f.tenant_key())
+            .bind(f.sid.as_ref().map(Sid::as_str)).bind(f.created_at)
             .execute(&mut **t).await.map(|_| ()))?;
         Ok(())
     }
@@ -238,17 +299,21 @@ impl Tx<'_> {
             (consumed, seen)
         });
         Ok(match (consumed, seen) {
-            (Some((family, data, expires_at)), _) => CodeConsumption::Consumed { family, data, expires_at },
-            (None, Some((family,))) => CodeConsumption::AlreadyConsumed { family },
+            (Some((family, data, expires_at)), _) => CodeConsumption::Consumed {
+                family: FamilyId::new(family),
+                data,
+                expires_at,
+            },
+            (None, Some((family,))) => CodeConsumption::AlreadyConsumed { family: FamilyId::new(family) },
             (None, None) => CodeConsumption::NotFound,
         })
     }
 
     /// Revokes a family: its refresh tokens stop working and its access tokens introspect
     /// inactive. Whether it was live.
-    pub async fn revoke_family(&mut self, id: &str, reason: &str, now: i64) -> Result<bool> {
+    pub async fn revoke_family(&mut self, id: &FamilyId, reason: &str, now: i64) -> Result<bool> {
         let n = on_tx!(self, t => sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id).bind(now).bind(reason).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+            .bind(id.as_str()).bind(now).bind(reason).execute(&mut **t).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)
     }
 
@@ -278,7 +343,7 @@ impl Tx<'_> {
             for chunk in fresh.chunks(512) {
                 let mut q = sqlx::QueryBuilder::new("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) ");
                 q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.new_hash.clone()).push_bind(r.family_id.clone()).push_bind(r.new_data.clone()).push_bind(r.now).push_bind(r.new_expires_at);
+                    b.push_bind(r.new_hash.clone()).push_bind(r.family_id.as_str().to_owned()).push_bind(r.new_data.clone()).push_bind(r.now).push_bind(r.new_expires_at);
                 });
                 q.build().execute(&mut **t).await?;
             }

@@ -2,16 +2,16 @@
 //! SQLite and on PostgreSQL alike. Each case states the promise the protocol builds on.
 
 use crate::*;
-use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug, UserId, UserStatus};
+use portico_model::{FamilyId, Grant, GrantScope, GrantStatus, Grantee, ProductSlug, UserId, UserStatus};
 use portico_store::{AuditEvent, CodeConsumption, Family, NewSsoSession, RefreshRotation, Rotation, Store, chain_hash};
 
 fn family(id: &str, user: &UserId) -> Family {
     Family {
-        id: id.into(),
-        subject: user.as_str().into(),
-        client_id: "crm-web".into(),
-        product: "crm".into(),
-        tenant: String::new(),
+        id: FamilyId::new(id),
+        subject: user.clone(),
+        client_id: portico_model::ClientId::new("crm-web"),
+        product: ProductSlug::new("crm"),
+        tenant: None,
         sid: None,
         created_at: portico_testkit::now(),
         revoked_at: None,
@@ -26,7 +26,7 @@ fn rotation(old: &str, family: &str, new: &str) -> Rotation {
     let now = portico_testkit::now();
     Rotation {
         old_hash: old.into(),
-        family_id: family.into(),
+        family_id: FamilyId::new(family),
         new_hash: new.into(),
         new_data: "{}".into(),
         now,
@@ -50,7 +50,9 @@ async fn a_code_is_consumed_exactly_once(s: &TestServer) {
     }
     assert_eq!(
         committed!(store, t => t.consume_code("code-1", now)).await.expect("consume"),
-        CodeConsumption::AlreadyConsumed { family: "fam-c1".into() }
+        CodeConsumption::AlreadyConsumed {
+            family: FamilyId::new("fam-c1")
+        }
     );
     assert_eq!(
         committed!(store, t => t.consume_code("no-such-code", now)).await.expect("consume"),
@@ -142,8 +144,8 @@ async fn refresh_context_carries_user_and_grants(s: &TestServer) {
         tx.commit().await.unwrap();
     }
     let ctx = store.refresh_context("rt-ctx").await.expect("read").expect("row");
-    assert_eq!(ctx.token.family.id, "fam-ctx");
-    assert_eq!(ctx.token.family.client_id, "crm-web");
+    assert_eq!(ctx.token.family.id.as_str(), "fam-ctx");
+    assert_eq!(ctx.token.family.client_id.as_str(), "crm-web");
     assert_eq!(ctx.token.data, "{\"scope\":\"openid\"}");
     assert_eq!(ctx.token.expires_at, now + 60);
     assert_eq!(ctx.user.expect("user").id, user);
@@ -160,9 +162,15 @@ async fn revoking_a_family_kills_its_tokens(s: &TestServer) {
     let now = portico_testkit::now();
     store.insert_family(&family("fam-v", &user)).await.expect("family");
     assert!(store.access_token_live("jti-1", Some("fam-v")).await.expect("live"));
-    assert!(committed!(store, t => t.revoke_family("fam-v", "test", now)).await.expect("revoke"));
     assert!(
-        !committed!(store, t => t.revoke_family("fam-v", "test", now)).await.expect("revoke"),
+        committed!(store, t => t.revoke_family(&FamilyId::new("fam-v"), "test", now))
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        !committed!(store, t => t.revoke_family(&FamilyId::new("fam-v"), "test", now))
+            .await
+            .expect("revoke"),
         "a second revoke changes nothing"
     );
     assert!(!store.access_token_live("jti-1", Some("fam-v")).await.expect("live"));
@@ -735,7 +743,9 @@ async fn a_commit_reports_and_announces_the_logout_notices_it_queued(s: &TestSer
     let mut woken = std::pin::pin!(woken);
     woken.as_mut().enable();
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    committed!(store, t => t.revoke_family("no-such-family", "test", now)).await.expect("commit");
+    committed!(store, t => t.revoke_family(&FamilyId::new("no-such-family"), "test", now))
+        .await
+        .expect("commit");
     assert!(
         std::future::Future::poll(woken.as_mut(), &mut cx).is_pending(),
         "woken by a commit that queued nothing"

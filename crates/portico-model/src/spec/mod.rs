@@ -34,7 +34,7 @@ impl std::fmt::Display for FieldError {
 }
 
 /// Prefixes of the ids Portico makes (users, tenants, tenant handles, sessions, families, links).
-pub const RESERVED_ID_PREFIXES: [&str; 7] = ["usr_", "ten_", "th_", "sso_", "sid_", "fam_", "lgt_"];
+pub const RESERVED_ID_PREFIXES: [&str; 7] = [crate::USER_ID_PREFIX, "ten_", "th_", "sso_", "sid_", "fam_", "lgt_"];
 
 /// Parses "10m", "90s", "1h", "2d" into seconds.
 pub fn parse_duration(s: &str) -> Option<i64> {

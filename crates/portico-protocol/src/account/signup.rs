@@ -119,7 +119,7 @@ pub async fn confirm(
         return Ok(Err(ConfirmRefusal::LinkDead));
     };
     let user = User {
-        id: UserId::new(random::id("usr_")),
+        id: UserId::new(random::id(portico_model::USER_ID_PREFIX)),
         email: req.email.clone(),
         email_verified: true,
         name: req.name.clone(),

@@ -57,7 +57,7 @@ pub struct HandoffData {
     /// The token family of the source token: when it is revoked (sign-out, a revoked grant),
     /// the code is worth nothing either.
     #[serde(default)]
-    pub source_family: Option<String>,
+    pub source_family: Option<portico_model::FamilyId>,
     pub context: Option<String>,
 }
 
@@ -109,7 +109,7 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         scope: claims.scope.clone(),
         auth,
         source_sid: claims.sid.clone(),
-        source_family: crate::token::issue::family_of_jti(&claims.jti).map(str::to_owned),
+        source_family: crate::token::issue::family_of_jti(&claims.jti).map(portico_model::FamilyId::new),
         context: req.context,
     };
     issue(p, &data, target, client, source, req.ip, now).await

@@ -6,7 +6,7 @@ use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use crate::verify::{decode_access_token, live};
-use portico_model::ProductSlug;
+
 use serde_json::{Value, json};
 
 pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&str>, now: i64) -> Result<Value, OAuthError> {
@@ -54,7 +54,7 @@ pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&
     if let Some(found) = p.store.peek_refresh(&random::hash(token)).await? {
         let f = &found.family;
         let live = found.rotated_at.is_none() && f.revoked_at.is_none() && now < found.expires_at;
-        if live && ProductSlug::new(&f.product) == own.slug {
+        if live && f.product == own.slug {
             return Ok(json!({
                 "active": true, "token_type": "refresh_token", "iss": p.issuer, "sub": f.subject,
                 "aud": own.audience.as_str(), "client_id": f.client_id, "exp": found.expires_at,

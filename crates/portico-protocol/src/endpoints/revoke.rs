@@ -16,9 +16,9 @@ pub async fn revoke(p: &Provider, creds: &ClientCredentials, token: Option<&str>
     let actor = format!("client:{}", client.id);
     if let Some(found) = p.store.peek_refresh(&random::hash(token)).await? {
         // §2.1: "The authorization server first validates the client credentials … and then verifies whether the token was issued to the client making the revocation request."
-        if found.family.client_id == client.id.as_str() {
+        if found.family.client_id == client.id {
             let event = AuditEvent::new(now, "token.revoked", actor)
-                .product(found.family.product.clone())
+                .product(found.family.product.as_str())
                 .ip(ip)
                 .data(serde_json::json!({"family": found.family.id}));
             let mut tx = p.store.write().await?;

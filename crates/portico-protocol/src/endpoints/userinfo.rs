@@ -4,7 +4,6 @@ use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::token::issue::has_scope;
 use crate::verify::{decode_access_token, is_live};
-use portico_model::UserId;
 use serde_json::{Value, json};
 
 pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Value, OAuthError> {
@@ -13,12 +12,16 @@ pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Va
         ..oauth!(InvalidToken, "an access token is required")
     })?;
     let c = decode_access_token(p, token, now).ok_or_else(|| oauth!(InvalidToken, "the access token is invalid or expired"))?;
-    if !c.sub.starts_with("usr_") || !has_scope(&c.scope, "openid") || !is_live(p, &c, now).await? {
+    let subject = c.subject();
+    let Some(user_id) = subject.user().filter(|_| has_scope(&c.scope, "openid")) else {
+        return Err(oauth!(InvalidToken, "the access token is invalid or expired"));
+    };
+    if !is_live(p, &c, now).await? {
         return Err(oauth!(InvalidToken, "the access token is invalid or expired"));
     }
     let user = p
         .store
-        .user_by_id(&UserId::new(&c.sub))
+        .user_by_id(user_id)
         .await?
         .ok_or_else(|| oauth!(InvalidToken, "the access token is invalid or expired"))?;
     let mut out = json!({"sub": user.id.as_str()});

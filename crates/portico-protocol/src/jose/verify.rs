@@ -6,7 +6,7 @@ use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::token::issue::family_of_jti;
 use jsonwebtoken::{Algorithm, Validation};
-use portico_model::{AccessClaims, ClientId, Grantee, Product, TenantId, UserId};
+use portico_model::{AccessClaims, Grantee, Product, Subject, TenantId, UserId};
 
 fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
     match alg {
@@ -79,35 +79,39 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
             permissions: c.permissions.iter().filter(|x| now_given.contains(x.as_str())).cloned().collect(),
         })
     };
-    if c.sub.starts_with("usr_") {
-        if !p.store.access_token_live(&c.jti, family_of_jti(&c.jti)).await? {
-            return Ok(None);
-        }
-        let Some(user) = p.store.user_by_id(&UserId::new(&c.sub)).await? else {
-            return Ok(None);
-        };
-        if !user.is_active() {
-            return Ok(None);
-        }
-        let grants = p.store.grants_for(&Grantee::User(user.id), &product.slug).await?;
-        let tenant = c.org_id.as_deref().map(TenantId::new);
-        return Ok(portico_model::require_active_grant(&grants, product, tenant.as_ref(), now)
-            .ok()
-            .and_then(|g| held(&g.roles)));
-    }
+    let client = match c.subject() {
+        Subject::User(user) => return Ok(user_live(p, c, product, &user, now).await?.and_then(|roles| held(&roles))),
+        Subject::Client(client) => client,
+    };
     let registered = config
-        .client(&c.sub)
+        .client(client.as_str())
         .is_some_and(|e| e.client.product == product.slug || e.client.resources.contains(&product.slug));
     if !registered {
         return Ok(None);
     }
     // A client's token came from a grant to the client: revoking, expiring or narrowing it ends
     // the token at once.
-    let granted = p
-        .store
-        .client_token_grant(&c.jti, &Grantee::Client(ClientId::new(&c.sub)), &product.slug, now)
-        .await?;
+    let granted = p.store.client_token_grant(&c.jti, &Grantee::Client(client), &product.slug, now).await?;
     Ok(granted.and_then(|roles| held(&roles)))
+}
+
+/// The roles a user's token still holds at the source: its `jti` and family live, the user
+/// active, an active grant for the token's product and tenant.
+async fn user_live(p: &Provider, c: &AccessClaims, product: &Product, user: &UserId, now: i64) -> Result<Option<Vec<String>>, portico_store::StoreError> {
+    if !p.store.access_token_live(&c.jti, family_of_jti(&c.jti)).await? {
+        return Ok(None);
+    }
+    let Some(user) = p.store.user_by_id(user).await? else {
+        return Ok(None);
+    };
+    if !user.is_active() {
+        return Ok(None);
+    }
+    let grants = p.store.grants_for(&Grantee::User(user.id), &product.slug).await?;
+    let tenant = c.org_id.as_deref().map(TenantId::new);
+    Ok(portico_model::require_active_grant(&grants, product, tenant.as_ref(), now)
+        .ok()
+        .map(|g| g.roles.clone()))
 }
 
 /// Whether a decoded access token is still good at the source: [`live`] without the detail.
@@ -124,7 +128,7 @@ pub async fn own_user_token(p: &Provider, token: Option<&str>, product: &Product
         .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
     let bad = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
     let claims = decode_access_token(p, token, now).ok_or_else(bad)?;
-    if claims.aud != product.audience.as_str() || !claims.sub.starts_with("usr_") || !is_live(p, &claims, now).await? {
+    if claims.aud != product.audience.as_str() || claims.subject().user().is_none() || !is_live(p, &claims, now).await? {
         return Err(bad());
     }
     Ok(claims)

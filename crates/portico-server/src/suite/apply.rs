@@ -142,7 +142,7 @@ impl Suite {
                 }
                 None => {
                     let u = User {
-                        id: UserId::new(random::id("usr_")),
+                        id: UserId::new(random::id(portico_model::USER_ID_PREFIX)),
                         email: email.clone(),
                         email_verified: true,
                         name: name.clone(),

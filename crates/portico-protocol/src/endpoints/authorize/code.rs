@@ -5,7 +5,7 @@ use super::{AuthRequest, AuthResponse, Origin};
 use crate::error::OAuthError;
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Product, Sid, Tenant, UserId};
+use portico_model::{ClientId, FamilyId, Product, Sid, Tenant, UserId};
 use portico_store::{AuditEvent, Family, ProductSessionStart, SsoSession};
 use serde::{Deserialize, Serialize};
 
@@ -55,12 +55,12 @@ pub(super) async fn issue_code(
         sid: sid.clone(),
     };
     let family = Family {
-        id: random::id("fam_"),
-        subject: session.user_id.as_str().to_owned(),
-        client_id: req.client_id.clone(),
-        product: product.slug.as_str().to_owned(),
-        tenant: tenant_id.unwrap_or_default(),
-        sid: Some(sid.as_str().to_owned()),
+        id: FamilyId::new(random::id("fam_")),
+        subject: session.user_id.clone(),
+        client_id: ClientId::new(&req.client_id),
+        product: product.slug.clone(),
+        tenant: tenant.map(|t| t.id.clone()),
+        sid: Some(sid.clone()),
         created_at: now,
         revoked_at: None,
     };

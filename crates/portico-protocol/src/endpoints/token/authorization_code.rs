@@ -11,7 +11,7 @@ use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::gate;
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Client, TenantId};
+use portico_model::{Client, FamilyId, TenantId};
 use portico_store::{AuditEvent, CodeConsumption};
 
 pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
@@ -68,7 +68,7 @@ const BAD_CODE: &str = "the authorization code is invalid, expired or already us
 ///
 /// A refusal that must be remembered commits before it answers (STYLE.md rule 7): consume →
 /// already consumed → revoke the family → audit → commit → `invalid_grant`.
-async fn consume(p: &Provider, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(String, CodeData), OAuthError> {
+async fn consume(p: &Provider, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(FamilyId, CodeData), OAuthError> {
     let mut tx = p.store.write().await?;
     let (family, data, expires_at) = match tx.consume_code(&random::hash(code), now).await? {
         CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),

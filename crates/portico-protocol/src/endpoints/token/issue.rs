@@ -6,7 +6,7 @@ use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use aws_lc_rs::digest;
-use portico_model::{Actor, Client, Grant, Product, Sid, TenantId, TokenContext, User, claims_for};
+use portico_model::{Actor, Client, FamilyId, Grant, Product, Sid, TenantId, TokenContext, User, claims_for};
 use portico_store::AuditEvent;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -58,7 +58,7 @@ pub struct UserTokens<'a> {
     pub grant: &'a Grant,
     pub scope: &'a str,
     pub sid: Option<&'a Sid>,
-    pub family: &'a str,
+    pub family: &'a FamilyId,
     pub auth: &'a AuthInfo,
     pub nonce: Option<&'a str>,
     /// The acting client (RFC 8693 `act`), for a token made by token exchange.
@@ -176,7 +176,7 @@ pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &
         p.store
             .insert_refresh(
                 &random::hash(&rt),
-                t.family,
+                t.family.as_str(),
                 &serde_json::to_string(&rd).expect("serializes"),
                 now,
                 t.product.refresh_expiry(p.settings.refresh_ttl, t.auth.auth_time, now),
@@ -202,6 +202,6 @@ pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &
 
 /// Whether the token family `id` is still live: a code, a hand-off and a refresh die with the
 /// family they came from (signing out, a password change, a replay revoke it).
-pub async fn family_live(p: &Provider, id: &str) -> Result<bool, portico_store::StoreError> {
+pub async fn family_live(p: &Provider, id: &FamilyId) -> Result<bool, portico_store::StoreError> {
     Ok(p.store.family(id).await?.is_some_and(|f| f.revoked_at.is_none()))
 }

@@ -7,7 +7,7 @@ use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::gate;
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Client, ProductSlug, Sid, TenantId, UserId};
+use portico_model::Client;
 use portico_store::{AuditEvent, Family, RefreshPeek, RefreshRotation, Rotation};
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
@@ -33,13 +33,13 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let scope = narrowed(req.scope.as_deref(), &data.scope)?;
     let config = p.config();
     let product = own_product(&config, family, &req.resource)?;
-    let tenant = (!family.tenant.is_empty()).then(|| TenantId::new(&family.tenant));
+    let tenant = family.tenant.as_ref();
     // The gate, on the user and grants read with the token (its subject is the family's). The
     // product's own session lifetime stops refresh here too.
     let mint = gate::Mint {
-        user: &UserId::new(&family.subject),
+        user: &family.subject,
         product,
-        tenant: tenant.as_ref(),
+        tenant,
         client: Some(client),
         session_live: family.revoked_at.is_none(),
         auth: &data.auth,
@@ -50,15 +50,14 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let (user, grant) = admitted.map_err(|r| gate::refused(ErrorCode::InvalidGrant, r))?;
     let expires_at = product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now);
     let new_rt = rotate(&by, &ctx.token, &old_hash, &data, expires_at).await?;
-    let sid = family.sid.as_deref().map(Sid::new);
     let t = UserTokens {
         client,
         product,
-        tenant: tenant.as_ref(),
+        tenant,
         user: &user,
         grant: &grant,
         scope: &scope,
-        sid: sid.as_ref(),
+        sid: family.sid.as_ref(),
         family: &family.id,
         auth: &data.auth,
         nonce: None,
@@ -69,15 +68,13 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     Ok(TokenResponse {
         refresh_token: Some(new_rt),
         id_token,
-        ..TokenResponse::bearer(access_token, product.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
+        ..TokenResponse::bearer(access_token, product.access_token_ttl, scope).with_tenant(p, tenant, now)
     })
 }
 
 /// The family's product, which `resource` may only name again: a refresh token is bound to it.
 fn own_product<'a>(config: &'a crate::snapshot::Snapshot, family: &Family, resource: &[String]) -> Result<&'a portico_model::Product, OAuthError> {
-    let product = config
-        .product(&ProductSlug::new(&family.product))
-        .ok_or_else(|| oauth!(InvalidGrant, INVALID))?;
+    let product = config.product(&family.product).ok_or_else(|| oauth!(InvalidGrant, INVALID))?;
     if resource.first().is_some_and(|r| r != product.audience.as_str()) {
         return Err(oauth!(InvalidTarget, "a refresh token only yields tokens for its own product"));
     }
@@ -109,7 +106,7 @@ impl By<'_> {
 async fn live_token(by: &By<'_>, found: &RefreshPeek) -> Result<RefreshData, OAuthError> {
     let (family, client, now) = (&found.family, by.client, by.now);
     // RFC 6749 §6: "validate the refresh token … and ensure that the refresh token was issued to the authenticated client".
-    if family.client_id != client.id.as_str() {
+    if family.client_id != client.id {
         return Err(oauth!(InvalidGrant, INVALID).detail("refresh token of another client"));
     }
     if found.rotated_at.is_some() {
@@ -136,7 +133,7 @@ fn narrowed(asked: Option<&str>, granted: &str) -> Result<String, OAuthError> {
 /// A spent token presented again: its whole family is revoked (RFC 9700 §4.14.2), audited.
 async fn reused(by: &By<'_>, family: &Family) -> Result<(), OAuthError> {
     let event = AuditEvent::new(by.now, "token.refresh_reused", format!("client:{}", by.client.id))
-        .product(family.product.clone())
+        .product(family.product.as_str())
         .ip(by.ip.map(str::to_owned))
         .data(serde_json::json!({"family": family.id}));
     let mut tx = by.p.store.write().await?;

@@ -22,7 +22,7 @@ use crate::handoff::{self, HandoffData};
 use crate::provider::Provider;
 use crate::random;
 use crate::verify::own_user_token;
-use portico_model::{Actor, Client, Grant, Sid, TenantId, UserId};
+use portico_model::{Actor, Client, FamilyId, Grant, Sid, TenantId, UserId};
 use portico_store::{AuditEvent, Family, ProductSessionStart};
 
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -107,12 +107,12 @@ impl Redeemer<'_> {
     /// (`handoff.redeemed`) with it.
     async fn redeemed_family(&self, data: &HandoffData, product: &portico_model::Product, sid: Option<&Sid>) -> Result<Family, OAuthError> {
         let family = Family {
-            id: random::id("fam_"),
-            subject: data.user_id.as_str().to_owned(),
-            client_id: self.client.id.as_str().to_owned(),
-            product: product.slug.as_str().to_owned(),
-            tenant: data.tenant.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
-            sid: sid.map(|s| s.as_str().to_owned()),
+            id: FamilyId::new(random::id("fam_")),
+            subject: data.user_id.clone(),
+            client_id: self.client.id.clone(),
+            product: product.slug.clone(),
+            tenant: data.tenant.clone(),
+            sid: sid.cloned(),
             created_at: self.now,
             revoked_at: None,
         };
@@ -220,7 +220,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
     let claims = own_user_token(p, Some(subject), source, now).await?;
     // A user's access token always names its family; the exchanged token lives and dies with it.
     let bad_subject = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
-    let family = issue::family_of_jti(&claims.jti).ok_or_else(bad_subject)?.to_owned();
+    let family = FamilyId::new(issue::family_of_jti(&claims.jti).ok_or_else(bad_subject)?);
     let target = exchange_target(&config, source, &req)?;
     let tenant = same_tenant(target, &claims)?;
     let user_id = UserId::new(&claims.sub);
