@@ -628,3 +628,69 @@ fn authorize_url_for(s: &TestServer, client: &str) -> String {
         .finish();
     format!("{}/oauth2/authorize?{q}", s.base)
 }
+
+/// Every form of the account pages: signed out, it goes to sign in; signed in with a forged CSRF
+/// token, it is refused. Either way nothing is written (the audit log does not move) and the
+/// session lives on.
+async fn every_account_form_needs_the_session_and_its_own_csrf_token(s: &TestServer) {
+    const FORMS: [&str; 12] = [
+        "/account/sessions/end",
+        "/account/sessions/end-all",
+        "/account/totp/start",
+        "/account/totp/confirm",
+        "/account/totp/remove",
+        "/account/recovery/new",
+        "/account/passkeys",
+        "/account/passkeys/rename",
+        "/account/passkeys/remove",
+        "/account/password",
+        "/account/verify-email/send",
+        "/account/factor-link/send",
+    ];
+    s.running.provider.writer.flush().await;
+    let (head, _) = s.store().audit_head().await.unwrap();
+    let mut stranger = Browser::new();
+    let (csrf, _) = csrf_of(&mut stranger, &format!("{}/login", s.base)).await;
+    for path in FORMS {
+        let (status, loc, _) = stranger
+            .post_form(
+                &format!("{}{path}", s.base),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("session", "x"),
+                    ("code", "123456"),
+                    ("current_password", "x"),
+                    ("new_password", "y"),
+                ],
+            )
+            .await;
+        assert_eq!((status, loc.as_deref()), (303, Some("/login?next=/account")), "{path} without a session");
+    }
+    let mut b = Browser::new();
+    let (_, page) = csrf_of(&mut b, &format!("{}/login?next=/account", s.base)).await;
+    assert_eq!(b.login(&s.base, &page, ADA, ADA_PASSWORD).await.0, 200);
+    s.running.provider.writer.flush().await;
+    let (signed_in, _) = s.store().audit_head().await.unwrap();
+    assert!(signed_in > head);
+    for path in FORMS {
+        let forged = "forged-forged-forged-forged-forged-forged";
+        let (status, _, _) = b
+            .post_form(
+                &format!("{}{path}", s.base),
+                &[
+                    ("csrf", forged),
+                    ("session", "x"),
+                    ("code", "123456"),
+                    ("current_password", "x"),
+                    ("new_password", "y"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 403, "{path} with a forged CSRF token");
+    }
+    s.running.provider.writer.flush().await;
+    assert_eq!(s.store().audit_head().await.unwrap().0, signed_in, "nothing was written");
+    let (status, _, page) = b.get(&format!("{}/account", s.base)).await;
+    assert!(status == 200 && page.contains(ADA), "still signed in");
+}
+both_stores!(every_account_form_needs_the_session_and_its_own_csrf_token);

@@ -2,20 +2,17 @@
 //! one marked) with the applications opened in each, and ends one or all of them ("sign out
 //! everywhere"), which ends their product sessions and tells the products.
 
+use super::flow::{Account, Checked, csrf_form};
 use super::html;
-use super::pages::{bad_form, current_user};
+use super::pages::bad_form;
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use portico_protocol::logout;
 use serde::Deserialize;
 use std::net::SocketAddr;
-
-fn login_first() -> Response {
-    html::secure(Redirect::to("/login?next=/account").into_response(), None)
-}
 
 fn unavailable() -> Response {
     html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again.")
@@ -144,10 +141,7 @@ fn session_rows(s: &AppState, o: &portico_protocol::account::Overview, current: 
         .collect()
 }
 
-pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let Some(current) = current_user(&s, &headers).await else {
-        return login_first();
-    };
+pub async fn page(State(s): State<AppState>, Account { session: current, .. }: Account, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
     let o = match portico_protocol::account::overview(&s.provider, &current, now()).await {
         Ok(Some(o)) => o,
         _ => return unavailable(),
@@ -203,14 +197,15 @@ pub struct EndForm {
     session: Option<String>,
 }
 
+csrf_form!(EndForm);
+
 /// Ends one of the user's sessions; ending this device's signs this browser out.
-pub async fn end_one(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<EndForm>) -> Response {
-    let Some(current) = current_user(&s, &headers).await else {
-        return login_first();
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+pub async fn end_one(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Account { session: current, .. }: Account,
+    Checked(f): Checked<EndForm>,
+) -> Response {
     let Some(target) = f.session else { return bad_form() };
     let who = current.user_id.as_str();
     match logout::end_session(&s.provider, &target, &current.user_id, who, "account", client_ip(Some(&addr)), now()).await {
@@ -225,13 +220,12 @@ pub async fn end_one(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<S
 }
 
 /// Signs the user out everywhere.
-pub async fn end_all(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<EndForm>) -> Response {
-    let Some(current) = current_user(&s, &headers).await else {
-        return login_first();
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+pub async fn end_all(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Account { session: current, .. }: Account,
+    Checked(_): Checked<EndForm>,
+) -> Response {
     let who = current.user_id.as_str();
     match logout::end_all_sessions(&s.provider, &current.user_id, who, "account", client_ip(Some(&addr)), now()).await {
         Ok(_) => super::logout::signed_out(&s, None),

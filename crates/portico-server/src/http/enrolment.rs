@@ -2,15 +2,15 @@
 //! refuses trust on first use (`mfa_enrolment = "email_link"`; the rule is
 //! [`portico_protocol::enrolment`]).
 
+use super::flow::{Account, Checked, csrf_form};
 use super::html::{self, Message, strong, t};
-use super::mfa::session_user;
-use super::pages::{bad_form, with_cookie};
+use super::pages::with_cookie;
 use super::password::{mail_rate, no_mail};
 use super::signup::{MailedLink, TokenForm, TokenQuery, link_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use crate::mail::Job;
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use portico_protocol::enrolment::{self, FactorChange, LinkOutcome};
@@ -60,15 +60,16 @@ pub struct SendForm {
     next: Option<String>,
 }
 
+csrf_form!(SendForm);
+
 /// `POST /account/factor-link/send`: mails the link to the signed-in user, when it is what they need.
-pub async fn send(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SendForm>) -> Response {
+pub async fn send(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Account { session, user }: Account,
+    Checked(f): Checked<SendForm>,
+) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    let Some((session, user)) = session_user(&s, &headers).await else {
-        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
     let next = local(f.next.as_deref());
     match enrolment::may_change_factors(&s.provider, &session, now()).await {
         Ok(FactorChange::EmailLinkNeeded) => {}
@@ -120,16 +121,20 @@ fn dead() -> Response {
 }
 
 /// `POST /account/factor-link`: this session may set up the first factor for a while.
-pub async fn open(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
-    let Some((session, _)) = session_user(&s, &headers).await else {
-        return html::html(
-            StatusCode::FORBIDDEN,
-            "Sign in first",
-            "<h1>Sign in first</h1><p>Open the link in the browser where you are signed in. It still works.</p><p><a href=\"/login?next=/account\">Sign in</a></p>",
-        );
+pub async fn open(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Checked(f): Checked<TokenForm>) -> Response {
+    let session = match Account::of(&s, &headers).await {
+        Ok(Some(account)) => account.session,
+        Ok(None) => {
+            return html::html(
+                StatusCode::FORBIDDEN,
+                "Sign in first",
+                "<h1>Sign in first</h1><p>Open the link in the browser where you are signed in. It still works.</p><p><a href=\"/login?next=/account\">Sign in</a></p>",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup failed");
+            return unavailable();
+        }
     };
     match enrolment::open_link(&s.provider, &f.token, &session, client_ip(Some(&addr)), now()).await {
         Ok(LinkOutcome::Opened { next }) => html::secure(Redirect::to(&local(next.as_deref())).into_response(), None),

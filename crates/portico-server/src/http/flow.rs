@@ -177,6 +177,45 @@ pub struct CsrfForm {
 
 csrf_form!(CsrfForm);
 
+/// The signed-in user of this browser: its live SSO session and that session's user. Without one
+/// the browser is sent to sign in, and back to its account page after.
+pub struct Account {
+    pub session: portico_store::SsoSession,
+    pub user: portico_model::User,
+}
+
+impl Account {
+    /// The browser's account, if it is signed in; `Err` when the store failed.
+    pub async fn of(s: &AppState, headers: &HeaderMap) -> Result<Option<Account>, portico_store::StoreError> {
+        let Some(cookie) = cookies::get(headers, cookies::session_name(s)) else {
+            return Ok(None);
+        };
+        let login = portico_protocol::login::session_from_cookie(&s.provider, cookie, super::now()).await?;
+        let Some(session) = login else { return Ok(None) };
+        Ok(portico_protocol::login::user_of(&s.provider, &session)
+            .await?
+            .map(|user| Account { session, user }))
+    }
+}
+
+impl FromRequestParts<AppState> for Account {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        match Account::of(s, &parts.headers).await {
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => Err(html::secure(Redirect::to("/login?next=/account").into_response(), None)),
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                Err(html::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Your account is unavailable right now. Try again.",
+                ))
+            }
+        }
+    }
+}
+
 /// A form that carries a CSRF token (field `csrf`).
 pub trait CsrfField {
     fn csrf(&self) -> Option<&str>;

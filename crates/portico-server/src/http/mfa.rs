@@ -2,11 +2,12 @@
 //! recovery codes. Every change passes the factor rule ([`enrolment::may_change_factors`]).
 
 use super::flow::CsrfForm;
+use super::flow::{Account, Checked, csrf_form};
 use super::html;
-use super::pages::{bad_form, current_user};
-use super::{client_ip, cookies, now, passkey};
+
+use super::{client_ip, now, passkey};
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use portico_model::User;
@@ -24,6 +25,8 @@ pub struct CodeForm {
     csrf: Option<String>,
     code: Option<String>,
 }
+
+csrf_form!(CodeForm);
 
 /// The recovery codes, shown this once.
 pub(crate) fn recovery_page(codes: &[String], title: &str, next: &str) -> Response {
@@ -50,15 +53,9 @@ struct RecoveryPage<'a> {
     next: &'a str,
 }
 
-/// The signed-in user behind an account-page form that changes a factor, with a valid CSRF token
-/// and a session that may change factors ([`enrolment::may_change_factors`]); otherwise the answer.
-async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<User, Response> {
-    let Some((session, user)) = session_user(s, headers).await else {
-        return Err(html::secure(Redirect::to("/login?next=/account").into_response(), None));
-    };
-    if !cookies::csrf_ok(s, headers, csrf) {
-        return Err(bad_form());
-    }
+/// The signed-in user behind an account-page form that changes a factor (its CSRF token checked
+/// by [`Checked`]), when the session may change factors ([`enrolment::may_change_factors`]); otherwise the answer.
+async fn account_form(s: &AppState, headers: &HeaderMap, Account { session, user }: Account) -> Result<User, Response> {
     match enrolment::may_change_factors(&s.provider, &session, now()).await {
         Ok(FactorChange::Allowed) => Ok(user),
         Ok(FactorChange::EmailLinkNeeded) => Err(super::enrolment::offer_page(s, headers, &user.email, "/account")),
@@ -73,8 +70,8 @@ async fn account_form(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> 
     }
 }
 
-pub async fn enrol_start(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let user = match account_form(&s, &headers, f.csrf.as_deref()).await {
+pub async fn enrol_start(State(s): State<AppState>, headers: HeaderMap, account: Account, Checked(_): Checked<CsrfForm>) -> Response {
+    let user = match account_form(&s, &headers, account).await {
         Ok(u) => u,
         Err(resp) => return resp,
     };
@@ -100,8 +97,8 @@ enum CodeAction {
     TurnOff,
 }
 
-async fn code_action(s: AppState, addr: SocketAddr, headers: HeaderMap, f: CodeForm, action: CodeAction) -> Response {
-    let user = match account_form(&s, &headers, f.csrf.as_deref()).await {
+async fn code_action(s: AppState, addr: SocketAddr, headers: HeaderMap, account: Account, f: CodeForm, action: CodeAction) -> Response {
+    let user = match account_form(&s, &headers, account).await {
         Ok(u) => u,
         Err(resp) => return resp,
     };
@@ -139,21 +136,32 @@ async fn code_action(s: AppState, addr: SocketAddr, headers: HeaderMap, f: CodeF
     })
 }
 
-pub async fn enrol_confirm(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
-    code_action(s, addr, headers, f, CodeAction::TurnOn).await
+pub async fn enrol_confirm(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    account: Account,
+    Checked(f): Checked<CodeForm>,
+) -> Response {
+    code_action(s, addr, headers, account, f, CodeAction::TurnOn).await
 }
 
-pub async fn recovery_new(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
-    code_action(s, addr, headers, f, CodeAction::NewRecoveryCodes).await
+pub async fn recovery_new(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    account: Account,
+    Checked(f): Checked<CodeForm>,
+) -> Response {
+    code_action(s, addr, headers, account, f, CodeAction::NewRecoveryCodes).await
 }
 
-pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
-    code_action(s, addr, headers, f, CodeAction::TurnOff).await
-}
-
-/// The session of the browser and its user.
-pub(crate) async fn session_user(s: &AppState, headers: &HeaderMap) -> Option<(portico_store::SsoSession, User)> {
-    let session = current_user(s, headers).await?;
-    let user = portico_protocol::login::user_of(&s.provider, &session).await.ok()??;
-    Some((session, user))
+pub async fn remove(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    account: Account,
+    Checked(f): Checked<CodeForm>,
+) -> Response {
+    code_action(s, addr, headers, account, f, CodeAction::TurnOff).await
 }

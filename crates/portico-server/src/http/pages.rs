@@ -207,12 +207,6 @@ struct TenantPage<'a> {
     req: &'a str,
 }
 
-/// The browser's SSO session behind its cookie, if the session is live.
-pub async fn current_user(s: &AppState, headers: &axum::http::HeaderMap) -> Option<portico_store::SsoSession> {
-    let c = super::cookies::get(headers, super::cookies::session_name(s))?;
-    portico_protocol::login::session_from_cookie(&s.provider, c, super::now()).await.ok().flatten()
-}
-
 pub async fn consent_submit(State(s): State<AppState>, flow: Flow, Checked(f): Checked<DecisionForm>) -> Response {
     let allow = f.decision.as_deref() == Some("allow");
     let i = interaction::consent(&flow.cx(&s), &f.req, allow).await;

@@ -5,16 +5,15 @@
 
 use super::api::Problem;
 use super::flow::CsrfForm;
-use super::flow::{Checked, Flow, csrf_form};
+use super::flow::{Account, Checked, Flow, csrf_form};
 use super::html;
-use super::mfa::session_user;
-use super::pages::bad_form;
+
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
-use portico_model::{User, UserId};
+use portico_model::UserId;
 use portico_protocol::enrolment::FactorChange;
 use portico_protocol::interaction::{self, PasskeyRefused};
 use portico_protocol::passkey::{self, PasskeyError, Started};
@@ -108,14 +107,17 @@ fn refused(r: PasskeyRefused, req: Option<&str>, next: Option<&str>) -> Response
 
 /// `POST /account/passkeys/options`: registering a new passkey for the signed-in user.
 pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let Some(user) = session_user(&s, &headers).await else {
-        return Problem::new(StatusCode::FORBIDDEN, "Sign in again to add a passkey.").into_response();
+    let unavailable = || Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response();
+    let account = match Account::of(&s, &headers).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return Problem::new(StatusCode::FORBIDDEN, "Sign in again to add a passkey.").into_response(),
+        Err(_) => return unavailable(),
     };
     if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
         return refused_csrf();
     }
-    match may_change_factors(&s, &user).await {
-        Ok(FactorChange::Allowed) => options(passkey::start_registration(&s.provider, &user.1, now()).await.map(Some)),
+    match may_change_factors(&s, &account).await {
+        Ok(FactorChange::Allowed) => options(passkey::start_registration(&s.provider, &account.user, now()).await.map(Some)),
         Ok(refused) => Problem::new(StatusCode::FORBIDDEN, refusal(refused)).into_response(),
         Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response(),
     }
@@ -132,8 +134,8 @@ fn refusal(refused: FactorChange) -> &'static str {
 }
 
 /// Whether this session may add or remove a passkey ([`portico_protocol::enrolment::may_change_factors`]).
-async fn may_change_factors(s: &AppState, (session, _): &(portico_store::SsoSession, User)) -> Result<FactorChange, StoreError> {
-    portico_protocol::enrolment::may_change_factors(&s.provider, session, now()).await
+async fn may_change_factors(s: &AppState, account: &Account) -> Result<FactorChange, StoreError> {
+    portico_protocol::enrolment::may_change_factors(&s.provider, &account.session, now()).await
 }
 
 fn to_account() -> Response {
@@ -148,23 +150,23 @@ fn account_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// `POST /account/passkeys`: stores the new passkey under the name the user gave it.
-pub async fn register_finish(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<FinishForm>) -> Response {
-    let Some(account) = session_user(&s, &headers).await else {
-        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+pub async fn register_finish(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    account: Account,
+    flow: Flow,
+    Checked(f): Checked<FinishForm>,
+) -> Response {
     match may_change_factors(&s, &account).await {
         Ok(FactorChange::Allowed) => {}
         Ok(refused) => return account_error(StatusCode::FORBIDDEN, refusal(refused)),
         Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
     }
-    let user = account.1;
+    let user = account.user;
     let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
     let name = f.name.unwrap_or_default();
     // Set up while an application waits for a second factor: back to that step, to use it.
-    let then = match Flow::new(&s, headers.clone(), Some(&addr)).form_request(&s, f.req.as_deref()).await {
+    let then = match flow.form_request(&s, f.req.as_deref()).await {
         Ok(Some(r)) => format!("/login/second-factor?req={}", r.id),
         Ok(None) => "/account".to_owned(),
         Err(resp) => return resp,
@@ -204,14 +206,10 @@ pub struct ChangeForm {
     name: Option<String>,
 }
 
+csrf_form!(ChangeForm);
+
 /// `POST /account/passkeys/rename` and `…/remove`.
-async fn change(s: AppState, addr: SocketAddr, headers: HeaderMap, f: ChangeForm, remove: bool) -> Response {
-    let Some(account) = session_user(&s, &headers).await else {
-        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+async fn change(s: AppState, addr: SocketAddr, account: Account, f: ChangeForm, remove: bool) -> Response {
     if remove {
         match may_change_factors(&s, &account).await {
             Ok(FactorChange::Allowed) => {}
@@ -219,7 +217,7 @@ async fn change(s: AppState, addr: SocketAddr, headers: HeaderMap, f: ChangeForm
             Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
         }
     }
-    let user = account.1;
+    let user = account.user;
     let (p, ip, n, id) = (&s.provider, client_ip(Some(&addr)), now(), f.id.unwrap_or_default());
     let done = if remove {
         passkey::remove(p, &user.id, &id, ip, n).await
@@ -236,10 +234,10 @@ async fn change(s: AppState, addr: SocketAddr, headers: HeaderMap, f: ChangeForm
     }
 }
 
-pub async fn rename(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(s, addr, headers, f, false).await
+pub async fn rename(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, account: Account, Checked(f): Checked<ChangeForm>) -> Response {
+    change(s, addr, account, f, false).await
 }
 
-pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(s, addr, headers, f, true).await
+pub async fn remove(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, account: Account, Checked(f): Checked<ChangeForm>) -> Response {
+    change(s, addr, account, f, true).await
 }

@@ -3,8 +3,8 @@
 //! shows as the user types (it asks `/password/strength`, which gives the verdict the server will
 //! give on submit).
 
+use super::flow::{Account, Checked, csrf_form};
 use super::html;
-use super::pages::{bad_form, current_user};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use crate::mail::Job;
@@ -144,12 +144,11 @@ pub struct ForgotForm {
     csrf: Option<String>,
 }
 
+csrf_form!(ForgotForm);
+
 /// Queues the reset and answers at once, the same page whether or not the email has an account.
-pub async fn forgot_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ForgotForm>) -> Response {
+pub async fn forgot_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Checked(f): Checked<ForgotForm>) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
     let ip = client_ip(Some(&addr));
     if let Some(resp) = mail_rate(&s, ip.as_deref()) {
         return resp;
@@ -228,10 +227,14 @@ pub struct ResetForm {
     csrf: Option<String>,
 }
 
-pub async fn reset_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ResetForm>) -> Response {
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+csrf_form!(ResetForm);
+
+pub async fn reset_submit(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Checked(f): Checked<ResetForm>,
+) -> Response {
     let p = &s.provider;
     match reset::complete(p, &f.token, &f.new_password, client_ip(Some(&addr)), now()).await {
         Ok(Ok(_)) => {
@@ -280,13 +283,7 @@ struct ChangePage<'a> {
     password_field: &'a str,
 }
 
-pub async fn change_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(session) = current_user(&s, &headers).await else {
-        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
-    };
-    let Ok(Some(user)) = portico_protocol::login::user_of(&s.provider, &session).await else {
-        return unavailable();
-    };
+pub async fn change_form(State(s): State<AppState>, Account { user, .. }: Account, headers: HeaderMap) -> Response {
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     super::pages::with_cookie(
         scripted_page(StatusCode::OK, "Change your password", &change_page(&s, &csrf, &user, None)),
@@ -301,20 +298,19 @@ pub struct ChangeForm {
     csrf: Option<String>,
 }
 
+csrf_form!(ChangeForm);
+
 /// Changes the password of the signed-in user; the current one is asked (a stolen session alone
 /// cannot), and wrong answers count towards the account's sign-in throttle.
-pub async fn change_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    let Some(session) = current_user(&s, &headers).await else {
-        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+pub async fn change_submit(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Account { session, user }: Account,
+    headers: HeaderMap,
+    Checked(f): Checked<ChangeForm>,
+) -> Response {
     let p = &s.provider;
     let ip = client_ip(Some(&addr));
-    let Ok(Some(user)) = portico_protocol::login::user_of(p, &session).await else {
-        return unavailable();
-    };
     let again = |status: StatusCode, message: &str| {
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         scripted_page(status, "Change your password", &change_page(&s, &csrf, &user, Some(message)))

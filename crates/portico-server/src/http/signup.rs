@@ -5,8 +5,9 @@
 
 use super::flow::CsrfForm;
 use super::flow::Flow;
+use super::flow::{Account, Checked, csrf_form};
 use super::html::{self, Message, a, strong, t};
-use super::pages::{bad_form, current_user, with_cookie};
+use super::pages::{bad_form, with_cookie};
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
@@ -251,11 +252,15 @@ pub struct TokenForm {
     password: Option<String>,
 }
 
+csrf_form!(TokenForm);
+
 /// Makes the account; the user then signs in (the link alone opens no session).
-pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+pub async fn confirm_submit(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Checked(f): Checked<TokenForm>,
+) -> Response {
     let password = f.password.as_deref().unwrap_or("");
     let (user, req) = match signup::confirm(&s.provider, &f.token, password, client_ip(Some(&addr)), now()).await {
         Ok(Ok(x)) => x,
@@ -294,21 +299,17 @@ pub async fn confirm_submit(State(s): State<AppState>, ConnectInfo(addr): Connec
 }
 
 /// Sends the signed-in user a link to verify their email.
-pub async fn verify_send(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+pub async fn verify_send(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Account { user, .. }: Account,
+    Checked(_): Checked<CsrfForm>,
+) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    let Some(session) = current_user(&s, &headers).await else {
-        return html::secure(Redirect::to("/login?next=/account").into_response(), None);
-    };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
     let ip = client_ip(Some(&addr));
     if let Some(resp) = mail_rate(&s, ip.as_deref()) {
         return resp;
     }
-    let Ok(Some(user)) = portico_protocol::login::user_of(&s.provider, &session).await else {
-        return unavailable();
-    };
     mailer.submit(Job::Verify { user, ip });
     html::secure(Redirect::to("/account?done=verification-sent").into_response(), None)
 }
@@ -331,10 +332,7 @@ pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
     )
 }
 
-pub async fn verify_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
+pub async fn verify_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Checked(f): Checked<TokenForm>) -> Response {
     match signup::verify_email(&s.provider, &f.token, client_ip(Some(&addr)), now()).await {
         Ok(true) => html::html(
             StatusCode::OK,
