@@ -79,7 +79,7 @@ struct AccountPage<'a> {
     csrf: &'a str,
     sessions: Vec<SessionRow>,
     /// The mailed-link offer, when the first factor needs it (rendered from its template).
-    factor_offer: Option<String>,
+    factor_offer: Option<html::Fragment>,
     totp: bool,
     recovery_left: i64,
     recovery_total: usize,
@@ -87,7 +87,7 @@ struct AccountPage<'a> {
     passkeys_available: bool,
     passkeys: Vec<PasskeyRowView>,
     max_name: usize,
-    passkey_add: &'a str,
+    passkey_add: &'a html::Fragment,
 }
 
 /// A session on the account page.

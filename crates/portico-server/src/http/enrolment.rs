@@ -33,8 +33,19 @@ fn local(next: Option<&str>) -> String {
 }
 
 /// The offer of the link, on the page that would have set up a factor; back to `next` once opened.
-pub fn offer(csrf: &str, email: &str, next: &str) -> String {
-    html::render(&FactorOffer { csrf, email, next })
+pub fn offer(csrf: &str, email: &str, next: &str) -> html::Fragment {
+    html::fragment(&FactorOffer { csrf, email, next })
+}
+
+/// A page that says why and offers the mailed link.
+#[derive(askama::Template)]
+#[template(path = "offer_page.html")]
+pub struct OfferPage<'a> {
+    pub title: &'a str,
+    pub wide: bool,
+    pub heading: &'a str,
+    pub intro: Option<&'a str>,
+    pub offer: html::Fragment,
 }
 
 /// The offer of the mailed link that lets this session set up the first factor.
@@ -50,8 +61,14 @@ struct FactorOffer<'a> {
 /// The page for a refused set-up: the offer.
 pub fn offer_page(s: &AppState, headers: &HeaderMap, email: &str, next: &str) -> Response {
     let (csrf, cookie) = cookies::csrf_token(s, headers);
-    let body = format!("<h1>Confirm it is you</h1>{}", offer(&csrf, email, next));
-    with_cookie(html::html(StatusCode::FORBIDDEN, "Two-step verification", &body), cookie)
+    let page = OfferPage {
+        title: "Two-step verification",
+        wide: false,
+        heading: "Confirm it is you",
+        intro: None,
+        offer: offer(&csrf, email, next),
+    };
+    with_cookie(html::view(StatusCode::FORBIDDEN, &page), cookie)
 }
 
 #[derive(Deserialize)]
@@ -113,11 +130,9 @@ pub async fn form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
 }
 
 fn dead() -> Response {
-    html::html(
-        StatusCode::BAD_REQUEST,
-        "Link not valid",
-        "<h1>This link is not valid</h1><p>It was used already, or it expired. Ask for a new one from your account page.</p>",
-    )
+    Message::new("Link not valid", "This link is not valid")
+        .text(vec![t("It was used already, or it expired. Ask for a new one from your account page.")])
+        .page(StatusCode::BAD_REQUEST)
 }
 
 /// `POST /account/factor-link`: this session may set up the first factor for a while.
@@ -125,11 +140,10 @@ pub async fn open(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Sock
     let session = match Account::of(&s, &headers).await {
         Ok(Some(account)) => account.session,
         Ok(None) => {
-            return html::html(
-                StatusCode::FORBIDDEN,
-                "Sign in first",
-                "<h1>Sign in first</h1><p>Open the link in the browser where you are signed in. It still works.</p><p><a href=\"/login?next=/account\">Sign in</a></p>",
-            );
+            return Message::new("Sign in first", "Sign in first")
+                .text(vec![t("Open the link in the browser where you are signed in. It still works.")])
+                .link("/login?next=/account", "Sign in")
+                .page(StatusCode::FORBIDDEN);
         }
         Err(e) => {
             tracing::error!(error = %e, "session lookup failed");
@@ -138,11 +152,9 @@ pub async fn open(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Sock
     };
     match enrolment::open_link(&s.provider, &f.token, &session, client_ip(Some(&addr)), now()).await {
         Ok(LinkOutcome::Opened { next }) => html::secure(Redirect::to(&local(next.as_deref())).into_response(), None),
-        Ok(LinkOutcome::OtherUser) => html::html(
-            StatusCode::FORBIDDEN,
-            "Another account",
-            "<h1>This link is for another account</h1><p>Sign out, sign in as the account it was sent to, and open it again.</p>",
-        ),
+        Ok(LinkOutcome::OtherUser) => Message::new("Another account", "This link is for another account")
+            .text(vec![t("Sign out, sign in as the account it was sent to, and open it again.")])
+            .page(StatusCode::FORBIDDEN),
         Ok(LinkOutcome::Dead) => dead(),
         Err(e) => {
             tracing::error!(error = %e, "enrolment link failed");

@@ -23,9 +23,31 @@ input.short{max-width:12rem;display:block}ul.codes{columns:2;font-size:1.1rem;pa
 .badge{background:#e6f0ff;color:#2d5bd7;padding:.1rem .4rem;border-radius:6px;font-size:.8rem;white-space:nowrap}
 "#;
 
-/// A full page around a body already made (and escaped) by hand; pages moving to templates of
-/// their own extend `layout.html` instead. `wide` for the developer pages.
-pub fn page(title: &str, body: &str, wide: bool) -> String {
+/// A piece of HTML a template made (every value in it escaped there): the one kind of value a
+/// template embeds unescaped (`|safe`). Nothing else can make one, so no page can embed a string
+/// that skipped a template.
+#[derive(Default)]
+pub struct Fragment(String);
+
+impl Fragment {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for Fragment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A template's HTML, to embed in another page.
+pub fn fragment(t: &impl askama::Template) -> Fragment {
+    Fragment(render(t))
+}
+
+/// A full page around a body made by a template. `wide` for the developer pages.
+pub fn page(title: &str, body: &Fragment, wide: bool) -> String {
     render(&Page { title, body, wide })
 }
 
@@ -33,7 +55,7 @@ pub fn page(title: &str, body: &str, wide: bool) -> String {
 #[template(path = "page.html")]
 struct Page<'a> {
     title: &'a str,
-    body: &'a str,
+    body: &'a Fragment,
     wide: bool,
 }
 
@@ -128,7 +150,7 @@ pub fn scripted(resp: Response) -> Response {
     with_headers(resp, " script-src 'self'; connect-src 'self';", None)
 }
 
-pub fn html(status: axum::http::StatusCode, title: &str, body: &str) -> Response {
+pub fn html(status: axum::http::StatusCode, title: &str, body: &Fragment) -> Response {
     secure((status, Html(page(title, body, false))).into_response(), None)
 }
 

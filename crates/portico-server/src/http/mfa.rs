@@ -122,11 +122,10 @@ async fn code_action(s: AppState, addr: SocketAddr, headers: HeaderMap, account:
                 CodeAction::NewRecoveryCodes => "Your recovery codes are unchanged.",
                 CodeAction::TurnOff => "The authenticator app stays on.",
             };
-            Ok(html::html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Two-step verification",
-                &format!("<h1>That code did not match</h1><p class=\"error\" role=\"alert\">{outcome}</p><p><a href=\"/account\">Back to your account</a></p>"),
-            ))
+            Ok(html::Message::new("Two-step verification", "That code did not match")
+                .alert(outcome)
+                .link("/account", "Back to your account")
+                .page(StatusCode::UNPROCESSABLE_ENTITY))
         }
         Err(e) => Err(e),
     };

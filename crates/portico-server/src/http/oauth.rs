@@ -327,9 +327,31 @@ struct FormPostPage<'a> {
     nonce: &'a str,
 }
 
-/// JSON that is safe inside a `<script>` element.
-fn script_json(v: &serde_json::Value) -> String {
-    v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+/// JSON that is safe inside a `<script>` element (`<`, `>`, `&` as `\\u` escapes): what the web
+/// message page embeds, unescaped, in its script.
+struct ScriptJson(String);
+
+impl ScriptJson {
+    fn of(v: &serde_json::Value) -> Self {
+        Self(v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"))
+    }
+}
+
+impl std::fmt::Display for ScriptJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "web_message.html")]
+struct WebMessagePage<'a> {
+    title: &'a str,
+    wide: bool,
+    nonce: &'a str,
+    message: ScriptJson,
+    /// The client's registered origin; `None` when it has none (nothing is posted).
+    origin: Option<ScriptJson>,
 }
 
 /// The Web Message Response Mode answer: a page that posts `{type: "authorization_response",
@@ -340,18 +362,15 @@ fn web_message(resp: &AuthResponse) -> Response {
     let nonce = portico_protocol::random::token();
     let response: serde_json::Map<String, serde_json::Value> = resp.params.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
     let message = serde_json::json!({"type": "authorization_response", "response": response});
-    let body = match &resp.web_origin {
-        Some(origin) => format!(
-            "<h1>Signing you in…</h1><p class=\"muted\">You can close this window.</p>\
-             <script nonce=\"{nonce}\">(function(){{var t=window.opener||(window.parent!==window?window.parent:null);\
-             if(t){{t.postMessage({},{});}}if(window.opener){{window.close();}}}})();</script>",
-            script_json(&message),
-            script_json(&serde_json::json!(origin))
-        ),
-        None => "<h1>This sign-in cannot be completed</h1><p class=\"error\">The application's origin is not registered for web messages.</p>".to_owned(),
+    let page = WebMessagePage {
+        title: "Signing in",
+        wide: false,
+        nonce: &nonce,
+        message: ScriptJson::of(&message),
+        origin: resp.web_origin.as_ref().map(|o| ScriptJson::of(&serde_json::json!(o))),
     };
     html::secure_framed_by(
-        (StatusCode::OK, axum::response::Html(html::page("Signing in", &body, false))).into_response(),
+        (StatusCode::OK, axum::response::Html(html::render(&page))).into_response(),
         Some(&nonce),
         resp.web_origin.as_deref(),
     )

@@ -44,7 +44,7 @@ struct LoginPage<'a> {
     next: Option<&'a str>,
     email: &'a str,
     /// The passkey button's form and script, rendered from its own template.
-    passwordless: &'a str,
+    passwordless: &'a html::Fragment,
     mail: bool,
     signup: Option<&'a str>,
 }
@@ -70,8 +70,12 @@ pub struct PasskeyForm<'a> {
 
 impl PasskeyForm<'_> {
     /// The form, when this server can do passkeys; otherwise nothing.
-    pub fn render_if(&self, s: &AppState) -> String {
-        if super::passkey::available(s) { html::render(self) } else { String::new() }
+    pub fn render_if(&self, s: &AppState) -> html::Fragment {
+        if super::passkey::available(s) {
+            html::fragment(self)
+        } else {
+            html::Fragment::default()
+        }
     }
 }
 

@@ -24,8 +24,8 @@ pub async fn script() -> Response {
 
 /// A new-password field named `name` with its strength meter; `context` (email, name) is what
 /// the meter counts against the password when the page has no such fields.
-pub fn new_password_field(s: &AppState, name: &str, label: &str, context: Option<(&str, &str)>) -> String {
-    html::render(&NewPasswordField {
+pub fn new_password_field(s: &AppState, name: &str, label: &str, context: Option<(&str, &str)>) -> html::Fragment {
+    html::fragment(&NewPasswordField {
         label,
         name,
         min: s.provider.settings.password.min_length,
@@ -47,7 +47,7 @@ struct NewPasswordField<'a> {
 }
 
 /// A page with a password meter (it runs Portico's own script).
-pub fn scripted_page(status: StatusCode, title: &str, body: &str) -> Response {
+pub fn scripted_page(status: StatusCode, title: &str, body: &html::Fragment) -> Response {
     html::scripted((status, Html(html::page(title, body, false))).into_response())
 }
 
@@ -57,11 +57,9 @@ fn unavailable() -> Response {
 
 /// The answer when a mail-sending page is used too often from one address.
 pub fn too_many(wait: u64) -> Response {
-    let mut resp = html::html(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many requests",
-        &format!("<h1>Too many requests</h1><p class=\"error\" role=\"alert\">Too many requests from your network. Try again in {wait} seconds.</p>"),
-    );
+    let mut resp = html::Message::new("Too many requests", "Too many requests")
+        .alert(&format!("Too many requests from your network. Try again in {wait} seconds."))
+        .page(StatusCode::TOO_MANY_REQUESTS);
     resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
     resp
 }
@@ -73,11 +71,11 @@ pub fn mail_rate(s: &AppState, ip: Option<&str>) -> Option<Response> {
 
 /// Reset, sign-up and verification need mail; without `smtp_url` their pages are not there.
 pub fn no_mail() -> Response {
-    html::html(
-        StatusCode::NOT_FOUND,
-        "Not available",
-        "<h1>Not available</h1><p>This Portico does not send mail, so this page is not available. Ask your administrator.</p>",
-    )
+    html::Message::new("Not available", "Not available")
+        .text(vec![html::t(
+            "This Portico does not send mail, so this page is not available. Ask your administrator.",
+        )])
+        .page(StatusCode::NOT_FOUND)
 }
 
 #[derive(Deserialize)]
@@ -120,8 +118,8 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 /// Meter readings allowed per client IP per minute.
 pub const STRENGTH_PER_MINUTE: u32 = 300;
 
-fn forgot_page(csrf: &str) -> String {
-    html::render(&ForgotPage { csrf })
+fn forgot_page(csrf: &str) -> html::Fragment {
+    html::fragment(&ForgotPage { csrf })
 }
 
 #[derive(askama::Template)]
@@ -158,14 +156,15 @@ pub async fn forgot_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
         ip,
     });
     let within = portico_protocol::mail::lifetime(s.provider.settings.reset_link_ttl);
-    html::html(
-        StatusCode::OK,
-        "Check your email",
-        &format!(
-            "<h1>Check your email</h1><p>If an account uses that email, a link to choose a new password is on its way. It works once, for {within}.</p>\
-             <p class=\"muted\">No mail? Check the spam folder, or the address you typed. <a href=\"/login\">Back to sign in</a></p>"
-        ),
-    )
+    html::Message::new("Check your email", "Check your email")
+        .text(vec![html::t(format!(
+            "If an account uses that email, a link to choose a new password is on its way. It works once, for {within}."
+        ))])
+        .muted(vec![
+            html::t("No mail? Check the spam folder, or the address you typed. "),
+            html::a("/login", "Back to sign in"),
+        ])
+        .page(StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -174,16 +173,14 @@ pub struct TokenQuery {
 }
 
 fn dead_link() -> Response {
-    html::html(
-        StatusCode::BAD_REQUEST,
-        "Link expired",
-        "<h1>This link no longer works</h1><p class=\"error\" role=\"alert\">It was used already, it expired, or the password was changed since it was sent.</p>\
-         <p><a href=\"/password/forgot\">Ask for a new link</a></p>",
-    )
+    html::Message::new("Link expired", "This link no longer works")
+        .alert("It was used already, it expired, or the password was changed since it was sent.")
+        .link("/password/forgot", "Ask for a new link")
+        .page(StatusCode::BAD_REQUEST)
 }
 
-fn reset_page(s: &AppState, csrf: &str, token: &str, user: &portico_model::User, error: Option<&str>) -> String {
-    html::render(&ResetPage {
+fn reset_page(s: &AppState, csrf: &str, token: &str, user: &portico_model::User, error: Option<&str>) -> html::Fragment {
+    html::fragment(&ResetPage {
         email: &user.email,
         error,
         csrf,
@@ -200,7 +197,7 @@ struct ResetPage<'a> {
     csrf: &'a str,
     token: &'a str,
     /// The new-password field with its strength meter, escaped where it is made.
-    password_field: &'a str,
+    password_field: &'a html::Fragment,
 }
 
 pub async fn reset_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
@@ -238,11 +235,10 @@ pub async fn reset_submit(
     let p = &s.provider;
     match reset::complete(p, &f.token, &f.new_password, client_ip(Some(&addr)), now()).await {
         Ok(Ok(_)) => {
-            let page = html::html(
-                StatusCode::OK,
-                "Password changed",
-                "<h1>Your password is changed</h1><p>You were signed out everywhere. Sign in again with the new password.</p><p><a class=\"button\" href=\"/login?next=/account\">Sign in</a></p>",
-            );
+            let page = html::Message::new("Password changed", "Your password is changed")
+                .text(vec![html::t("You were signed out everywhere. Sign in again with the new password.")])
+                .button("/login?next=/account", "Sign in")
+                .page(StatusCode::OK);
             super::logout::clear_session(&s, page)
         }
         Ok(Err(PasswordRefusal::Weak(why))) => match reset::link_user(p, &f.token, now()).await {
@@ -264,8 +260,8 @@ pub async fn reset_submit(
     }
 }
 
-fn change_page(s: &AppState, csrf: &str, user: &portico_model::User, error: Option<&str>) -> String {
-    html::render(&ChangePage {
+fn change_page(s: &AppState, csrf: &str, user: &portico_model::User, error: Option<&str>) -> html::Fragment {
+    html::fragment(&ChangePage {
         error,
         csrf,
         email: &user.email,
@@ -280,7 +276,7 @@ struct ChangePage<'a> {
     csrf: &'a str,
     email: &'a str,
     /// The new-password field with its strength meter, escaped where it is made.
-    password_field: &'a str,
+    password_field: &'a html::Fragment,
 }
 
 pub async fn change_form(State(s): State<AppState>, Account { user, .. }: Account, headers: HeaderMap) -> Response {

@@ -26,7 +26,7 @@ struct CodePage<'a> {
     wide: bool,
     intro: &'a str,
     error: Option<&'a str>,
-    passkey: &'a str,
+    passkey: &'a html::Fragment,
     action: &'a str,
     csrf: &'a str,
     req: Option<&'a str>,
@@ -88,7 +88,7 @@ fn code_page(s: &AppState, flow: &Flow, v: &FactorView, action: &str, options: &
         wide: false,
         intro,
         error: v.error.map(refusal),
-        passkey: &if with_passkey { html::render(&passkey) } else { String::new() },
+        passkey: &if with_passkey { html::fragment(&passkey) } else { html::Fragment::default() },
         action,
         csrf: &csrf,
         req: v.req.as_deref(),
@@ -184,8 +184,14 @@ fn step_up_page(s: &AppState, flow: &Flow, v: StepUpView) -> Response {
         StepUpView::Offer { req, email } => {
             let (csrf, cookie) = flow.csrf(s);
             let offer = super::enrolment::offer(&csrf, &email, &format!("/login/second-factor?req={}", req.id));
-            let body = format!("<h1>Two-step verification</h1><p class=\"muted\">This application requires two-step verification.</p>{offer}");
-            let page = html::scripted((StatusCode::OK, axum::response::Html(html::page("Two-step verification", &body, false))).into_response());
+            let page = super::enrolment::OfferPage {
+                title: "Two-step verification",
+                wide: false,
+                heading: "Two-step verification",
+                intro: Some("This application requires two-step verification."),
+                offer,
+            };
+            let page = html::scripted(html::view(StatusCode::OK, &page));
             with_cookie(html::forms_may_reach(page, Some(&req.redirect_uri)), cookie)
         }
         StepUpView::Enrol { req, enrollment } => enrol_page(s, &flow.headers, &enrollment, Some(&req)),
@@ -206,7 +212,7 @@ struct EnrolPage<'a> {
     csrf: &'a str,
     /// The step-up's request: the form carries it, and a passkey may be added instead.
     req: Option<&'a str>,
-    passkey: &'a str,
+    passkey: &'a html::Fragment,
 }
 
 /// The enrolment form (QR code, key, first code): on the account page, or (`req`) as the step-up

@@ -28,11 +28,9 @@ pub fn offered(s: &AppState, req: &AuthRequest) -> Option<portico_model::Product
 }
 
 fn not_offered() -> Response {
-    html::html(
-        StatusCode::NOT_FOUND,
-        "Sign-up not available",
-        "<h1>Sign-up is not available here</h1><p>This application does not take sign-ups. Ask its administrator for access.</p>",
-    )
+    Message::new("Sign-up not available", "Sign-up is not available here")
+        .text(vec![t("This application does not take sign-ups. Ask its administrator for access.")])
+        .page(StatusCode::NOT_FOUND)
 }
 
 fn unavailable() -> Response {
@@ -40,8 +38,8 @@ fn unavailable() -> Response {
 }
 
 /// The sign-up form's body (the page around it is the caller's: it runs the strength meter).
-fn signup_page(s: &AppState, csrf: &str, req: &AuthRequest, product: &str, name: &str, email: &str, error: Option<&str>) -> String {
-    html::render(&SignupPage {
+fn signup_page(s: &AppState, csrf: &str, req: &AuthRequest, product: &str, name: &str, email: &str, error: Option<&str>) -> html::Fragment {
+    html::fragment(&SignupPage {
         product,
         error,
         csrf,
@@ -62,7 +60,7 @@ struct SignupPage<'a> {
     name: &'a str,
     email: &'a str,
     /// The new-password field with its strength meter, escaped where it is made.
-    password_field: &'a str,
+    password_field: &'a html::Fragment,
 }
 
 #[derive(Deserialize)]
@@ -271,11 +269,15 @@ pub async fn confirm_submit(
             return resp;
         }
         Ok(Err(ConfirmRefusal::Taken)) => {
-            return html::html(
-                StatusCode::CONFLICT,
-                "Account exists",
-                "<h1>You already have an account</h1><p>An account with this email exists already. <a href=\"/login\">Sign in</a> or <a href=\"/password/forgot\">choose a new password</a>.</p>",
-            );
+            return Message::new("Account exists", "You already have an account")
+                .text(vec![
+                    t("An account with this email exists already. "),
+                    a("/login", "Sign in"),
+                    t(" or "),
+                    a("/password/forgot", "choose a new password"),
+                    t("."),
+                ])
+                .page(StatusCode::CONFLICT);
         }
         Err(e) => {
             tracing::error!(error = %e, "sign-up confirmation failed");
@@ -334,11 +336,10 @@ pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
 
 pub async fn verify_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Checked(f): Checked<TokenForm>) -> Response {
     match signup::verify_email(&s.provider, &f.token, client_ip(Some(&addr)), now()).await {
-        Ok(true) => html::html(
-            StatusCode::OK,
-            "Email verified",
-            "<h1>Your email is verified</h1><p>Applications you sign in to from now on see it as verified.</p><p><a href=\"/account\">Your account</a></p>",
-        ),
+        Ok(true) => Message::new("Email verified", "Your email is verified")
+            .text(vec![t("Applications you sign in to from now on see it as verified.")])
+            .link("/account", "Your account")
+            .page(StatusCode::OK),
         Ok(false) => dead_link("Send a new one from your account page."),
         Err(e) => {
             tracing::error!(error = %e, "email verification failed");
