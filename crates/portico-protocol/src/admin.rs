@@ -341,6 +341,16 @@ pub enum NewPassword<'a> {
     OperatorBypass(String),
 }
 
+/// The floor an operator's password keeps when the policy is skipped by name (`user add
+/// --skip-password-policy`, and every password in a suite file, which is the operator's): no empty
+/// or few-character password becomes a way in.
+pub fn bypass_floor(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_BYPASS_LENGTH {
+        return Err(format!("must be at least {MIN_BYPASS_LENGTH} characters, even when the policy is skipped"));
+    }
+    Ok(())
+}
+
 /// Adds a user (unverified email, active), audited as `by`'s. The one door for a user made by an
 /// operator; `password` is checked by the policy unless the operator bypasses it by name.
 pub async fn add_user(store: &Store, email: &str, name: &str, password: Option<NewPassword<'_>>, by: &Caller, now: i64) -> Result<User, AdminError> {
@@ -356,15 +366,10 @@ pub async fn add_user(store: &Store, email: &str, name: &str, password: Option<N
                 .map_err(|r| AdminError::Invalid("password", r.to_string()))?;
             (Some(pw), false)
         }
-        // Skipping the policy still leaves the floor every operator-set password keeps (the
-        // suite file's too): no empty or few-character password becomes a way in.
-        Some(NewPassword::OperatorBypass(pw)) if pw.chars().count() < MIN_BYPASS_LENGTH => {
-            return Err(AdminError::Invalid(
-                "password",
-                format!("must be at least {MIN_BYPASS_LENGTH} characters, even when the policy is skipped"),
-            ));
+        Some(NewPassword::OperatorBypass(pw)) => {
+            bypass_floor(&pw).map_err(|m| AdminError::Invalid("password", m))?;
+            (Some(pw), true)
         }
-        Some(NewPassword::OperatorBypass(pw)) => (Some(pw), true),
     };
     let hash = match plain {
         Some(pw) => Some(crate::password::hash_async(pw).await),
