@@ -293,7 +293,7 @@ fn spawn_upkeep(state: &AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
             let p = &s.provider;
             if ticks.is_multiple_of(SWEEP_EVERY) {
                 let lock_ms = p.settings.throttle.lock * 1000;
-                match p.store.sweep_expired(http::now(), portico_protocol::throttle::now_ms(), lock_ms).await {
+                match p.store.sweep_expired(http::now(), p.clock.now_ms(), lock_ms).await {
                     Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired rows swept"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),

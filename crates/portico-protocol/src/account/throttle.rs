@@ -52,13 +52,6 @@ pub fn blocked_until(failures: i64, delay_after: i64, lock_after: i64, lock: i64
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn account_key(email: &str) -> String {
     format!("acct:{}", crate::random::hash(&email.trim().to_lowercase()))
 }

@@ -90,7 +90,7 @@ pub async fn sign_in(cx: &Cx<'_>, req: Option<&str>, next: Option<&str>, email: 
     };
     let (p, ip) = (cx.p, cx.browser.from.ip.clone());
     let refuse = |req, why| Interaction::show(login_view(cx, req, next, email.to_owned(), Some(why)));
-    let gate = match throttle::reserve(p, email, ip.as_deref(), throttle::now_ms()).await {
+    let gate = match throttle::reserve(p, email, ip.as_deref(), p.clock.now_ms()).await {
         Ok(gate) => gate,
         Err(e) => return failed(Failed::SignIn, e),
     };
@@ -104,7 +104,7 @@ pub async fn sign_in(cx: &Cx<'_>, req: Option<&str>, next: Option<&str>, email: 
     let Some(user) = user else {
         return refuse(req, LoginError::WrongPassword);
     };
-    if let Err(e) = throttle::succeeded(p, email, ip.as_deref(), throttle::now_ms()).await {
+    if let Err(e) = throttle::succeeded(p, email, ip.as_deref(), p.clock.now_ms()).await {
         return failed(Failed::SignIn, e);
     }
     match login::factors(p, &user.id).await {

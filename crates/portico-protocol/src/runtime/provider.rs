@@ -62,6 +62,8 @@ pub struct Provider {
     pub settings: Settings,
     pub kek: Kek,
     pub writer: Writer,
+    /// Milliseconds, for the sign-in throttle.
+    pub clock: crate::clock::Clock,
     pub tenant_handles: TenantHandles,
     /// The WebAuthn relying party; `None` when the issuer's host is an IP address (no passkeys).
     pub webauthn: Option<webauthn_rs::Webauthn>,
@@ -94,6 +96,7 @@ impl Provider {
             settings,
             kek,
             writer,
+            clock: Default::default(),
             webauthn,
             config: RwLock::default(),
             keys: RwLock::default(),

@@ -311,7 +311,7 @@ pub async fn change_submit(
         let (csrf, _) = cookies::csrf_token(&s, &headers);
         scripted_page(status, "Change your password", &change_page(&s, &csrf, &user, Some(message)))
     };
-    let gate = match throttle::reserve(p, &user.email, ip.as_deref(), throttle::now_ms()).await {
+    let gate = match throttle::reserve(p, &user.email, ip.as_deref(), p.clock.now_ms()).await {
         Ok(g) => g,
         Err(_) => return unavailable(),
     };
@@ -322,7 +322,7 @@ pub async fn change_submit(
     }
     match reset::change(p, &session, &f.current_password, &f.new_password, ip.clone(), now()).await {
         Ok(Ok(())) => {
-            if throttle::succeeded(p, &user.email, ip.as_deref(), throttle::now_ms()).await.is_err() {
+            if throttle::succeeded(p, &user.email, ip.as_deref(), p.clock.now_ms()).await.is_err() {
                 return unavailable();
             }
             html::secure(Redirect::to("/account?done=password").into_response(), None)
@@ -331,7 +331,7 @@ pub async fn change_submit(
         Ok(Err(PasswordRefusal::WrongCurrent)) => again(StatusCode::BAD_REQUEST, "Your current password is not right."),
         // The current password was right (it is checked first): the attempt is given back.
         Ok(Err(PasswordRefusal::Weak(why))) => {
-            if throttle::succeeded(p, &user.email, ip.as_deref(), throttle::now_ms()).await.is_err() {
+            if throttle::succeeded(p, &user.email, ip.as_deref(), p.clock.now_ms()).await.is_err() {
                 return unavailable();
             }
             again(StatusCode::BAD_REQUEST, &why.to_string())
