@@ -20,7 +20,7 @@ pub fn is_multi_factor(amr: &[String]) -> bool {
 
 /// Whether every space-separated value of `wanted` is one of `given`'s.
 pub fn scope_covers(given: &str, wanted: &str) -> bool {
-    wanted.split(' ').filter(|s| !s.is_empty()).all(|w| given.split(' ').any(|g| g == w))
+    crate::Scope::parse(wanted).within(&crate::Scope::parse(given))
 }
 
 /// Everything the gate decides on, as the path read it.

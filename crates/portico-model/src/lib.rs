@@ -8,6 +8,7 @@ pub mod concepts;
 pub mod gate;
 pub mod ids;
 pub mod policy;
+pub mod scope;
 pub mod secret;
 pub mod spec;
 
@@ -17,4 +18,5 @@ pub use concepts::*;
 pub use gate::{MintFacts, Refusal, admit};
 pub use ids::*;
 pub use policy::*;
+pub use scope::Scope;
 pub use secret::Secret;

@@ -40,11 +40,5 @@ impl Tx<'_> {
 
 /// The scopes of `before` and then those of `added` not in it, space-separated.
 fn union(before: &str, added: &str) -> String {
-    let mut all: Vec<&str> = before.split(' ').filter(|s| !s.is_empty()).collect();
-    for s in added.split(' ') {
-        if !s.is_empty() && !all.contains(&s) {
-            all.push(s);
-        }
-    }
-    all.join(" ")
+    portico_model::Scope::parse(before).union(&portico_model::Scope::parse(added)).to_string()
 }

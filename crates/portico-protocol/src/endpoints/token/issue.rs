@@ -117,7 +117,7 @@ pub struct IdClaims {
 }
 
 pub fn has_scope(scope: &str, wanted: &str) -> bool {
-    scope.split(' ').any(|s| s == wanted)
+    portico_model::Scope::has(scope, wanted)
 }
 
 /// Signs an ID token when the scope has `openid`.

@@ -1,7 +1,7 @@
 //! `grant_type=refresh_token` (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): every use returns a
 //! new refresh token; presenting a rotated one revokes its whole family.
 
-use super::issue::{self, RefreshData, UserTokens, has_scope};
+use super::issue::{self, RefreshData, UserTokens};
 use super::{TokenRequest, TokenResponse};
 use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::gate;
@@ -121,13 +121,12 @@ async fn live_token(by: &By<'_>, found: &RefreshPeek) -> Result<RefreshData, OAu
 
 /// RFC 6749 §6: the scope "MUST NOT include any scope not originally granted".
 fn narrowed(asked: Option<&str>, granted: &str) -> Result<String, OAuthError> {
-    match asked {
-        None => Ok(granted.to_owned()),
-        Some(asked) if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !has_scope(granted, s)) => {
-            Err(oauth!(InvalidScope, "the scope exceeds what was originally granted"))
-        }
-        Some(asked) => Ok(asked.to_owned()),
+    let Some(asked) = asked else { return Ok(granted.to_owned()) };
+    let asked = portico_model::Scope::parse(asked);
+    if !asked.within(&portico_model::Scope::parse(granted)) {
+        return Err(oauth!(InvalidScope, "the scope exceeds what was originally granted"));
     }
+    Ok(asked.to_string())
 }
 
 /// A spent token presented again: its whole family is revoked (RFC 9700 §4.14.2), audited.

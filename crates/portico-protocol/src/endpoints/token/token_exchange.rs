@@ -14,7 +14,7 @@
 //! invalid for any reason, or are unacceptable based on policy, … the error parameter MUST be the
 //! invalid_request error code." A target the client may not reach is `invalid_target`.
 
-use super::issue::{self, UserTokens, has_scope};
+use super::issue::{self, UserTokens};
 use super::{TokenRequest, TokenResponse};
 use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::gate;
@@ -204,11 +204,12 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
 
 /// RFC 8693 §2.1 `scope`: may narrow what the code carried, never widen it.
 fn narrow_scope(granted: &str, asked: Option<&str>) -> Result<String, OAuthError> {
-    match asked {
-        None => Ok(granted.to_owned()),
-        Some(asked) if asked.split(' ').filter(|s| !s.is_empty()).all(|s| has_scope(granted, s)) => Ok(asked.to_owned()),
-        Some(_) => Err(oauth!(InvalidScope, "the scope exceeds what the user granted")),
+    let Some(asked) = asked else { return Ok(granted.to_owned()) };
+    let asked = portico_model::Scope::parse(asked);
+    if !asked.within(&portico_model::Scope::parse(granted)) {
+        return Err(oauth!(InvalidScope, "the scope exceeds what the user granted"));
     }
+    Ok(asked.to_string())
 }
 
 async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
