@@ -71,10 +71,7 @@ impl Tx<'_> {
         on_tx!(self, t => sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'")
             .execute(&mut **t).await.map(|_| ()))?;
         for change in changes {
-            match change {
-                ConfigChange::PutGrant(g) => self.put_grant(g).await?,
-                other => apply_change(self, other, now).await?,
-            }
+            apply_change(self, change, now).await?;
         }
         Ok(())
     }
@@ -82,6 +79,9 @@ impl Tx<'_> {
 
 /// One change of the configuration, in the open transaction.
 async fn apply_change(tx: &mut Tx<'_>, change: &ConfigChange, now: i64) -> Result<()> {
+    if let ConfigChange::PutGrant(g) = change {
+        return tx.put_grant(g).await;
+    }
     on_tx!(tx, tx => {
         match change {
             ConfigChange::UpsertProduct(p) => {
@@ -113,7 +113,8 @@ async fn apply_change(tx: &mut Tx<'_>, change: &ConfigChange, now: i64) -> Resul
                 sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
                     .bind(id.as_str()).bind(name).bind(hash.as_deref()).bind(now).execute(&mut **tx).await?;
             }
-            ConfigChange::PutGrant(_) => unreachable!("grants are put by Tx::put_grant"),
+            // Put above, through the one grant upsert.
+            ConfigChange::PutGrant(_) => {}
             ConfigChange::RemoveProduct(slug) => {
                 sqlx::query("UPDATE products SET status = 'removed', updated_at = $2 WHERE slug = $1")
                     .bind(slug).bind(now).execute(&mut **tx).await?;

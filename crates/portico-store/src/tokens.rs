@@ -201,16 +201,7 @@ impl Store {
     /// becomes the tenant the user last chose in that product (the picker lists it first).
     pub async fn issue_code(&self, code_hash: &str, fam: &Family, data: &str, expires_at: i64) -> Result<()> {
         let mut tx = self.write().await?;
-        tx.insert_family(fam).await?;
-        on_tx!(tx, t => {
-            sqlx::query("INSERT INTO auth_codes (hash, family, data, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(code_hash).bind(fam.id.as_str()).bind(data).bind(expires_at).execute(&mut **t).await?;
-            if let Some(tenant) = &fam.tenant {
-                sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
-                             ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
-                    .bind(fam.subject.as_str()).bind(fam.product.as_str()).bind(tenant.as_str()).bind(fam.created_at).execute(&mut **t).await?;
-            }
-        });
+        tx.issue_code(code_hash, fam, data, expires_at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -278,6 +269,22 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// Stores a new authorization code and the family it will start; a family in a tenant also
+    /// becomes the tenant the user last chose in that product (the picker lists it first).
+    pub async fn issue_code(&mut self, code_hash: &str, fam: &Family, data: &str, expires_at: i64) -> Result<()> {
+        self.insert_family(fam).await?;
+        on_tx!(self, t => {
+            sqlx::query("INSERT INTO auth_codes (hash, family, data, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(code_hash).bind(fam.id.as_str()).bind(data).bind(expires_at).execute(&mut **t).await?;
+            if let Some(tenant) = &fam.tenant {
+                sqlx::query("INSERT INTO tenant_choices (user_id, product, tenant, chosen_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (user_id, product) DO UPDATE SET tenant = excluded.tenant, chosen_at = excluded.chosen_at")
+                    .bind(fam.subject.as_str()).bind(fam.product.as_str()).bind(tenant.as_str()).bind(fam.created_at).execute(&mut **t).await?;
+            }
+        });
+        Ok(())
+    }
+
     pub async fn insert_family(&mut self, f: &Family) -> Result<()> {
         on_tx!(self, t => sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(f.id.as_str()).bind(f.subject.as_str()).bind(f.client_id.as_str()).bind(f.product.as_str()).bind(f.tenant_key())

@@ -176,3 +176,24 @@ async fn what_a_client_sends_comes_back_escaped(s: &TestServer) {
     assert_eq!(decoded, RAW, "the state comes back whole: {page}");
 }
 both_stores!(what_a_client_sends_comes_back_escaped);
+
+/// The templates embed unescaped only what a template made (`html::Fragment` fields) and the web
+/// message page's script-escaped JSON: a new `|safe` must be one of these, or added here knowingly.
+#[test]
+fn templates_embed_unescaped_only_fragments_and_script_json() {
+    const FRAGMENTS: [&str; 6] = ["body", "offer", "passkey", "passkey_add", "password_field", "passwordless"];
+    const SCRIPT_JSON: [&str; 2] = ["message", "origin"];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../portico-server/templates");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices("|safe") {
+            let name = text[..i].rsplit("{{").next().unwrap().trim();
+            let allowed = FRAGMENTS.contains(&name) || (SCRIPT_JSON.contains(&name) && path.ends_with("web_message.html"));
+            assert!(allowed, "{}: {name}|safe is neither a Fragment nor ScriptJson", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 8, "{seen}");
+}

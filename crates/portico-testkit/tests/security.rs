@@ -1059,3 +1059,24 @@ async fn an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_on
     );
 }
 both_stores!(an_authenticator_sealed_before_per_purpose_keys_is_bound_to_its_user_once_used, &SUITE);
+
+/// RFC 6749 §4.1.3: a code presented by a client it was not issued to is refused, spent, and what
+/// it started revoked — and the attempt is in the audit log with the refusal.
+async fn a_code_presented_by_another_client_is_spent_revoked_and_audited(s: &TestServer) {
+    let (code, verifier) = crm_code(s).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (status, body) = post_basic(s, "/oauth2/token", "reports-web", REPORTS_SECRET, &form).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, body) = post_basic(s, "/oauth2/token", "crm-web", SECRET, &form).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "spent by the attempt: {body}");
+    let stolen = crate::backchannel::audited(s, "token.code_stolen").await;
+    assert_eq!(stolen.len(), 1);
+    assert_eq!(stolen[0].actor, "client:reports-web");
+    assert_eq!(stolen[0].data["issued_to"], "crm-web");
+}
+both_stores!(a_code_presented_by_another_client_is_spent_revoked_and_audited);

@@ -23,9 +23,9 @@ input.short{max-width:12rem;display:block}ul.codes{columns:2;font-size:1.1rem;pa
 .badge{background:#e6f0ff;color:#2d5bd7;padding:.1rem .4rem;border-radius:6px;font-size:.8rem;white-space:nowrap}
 "#;
 
-/// A piece of HTML a template made (every value in it escaped there): the one kind of value a
-/// template embeds unescaped (`|safe`). Nothing else can make one, so no page can embed a string
-/// that skipped a template.
+/// A piece of HTML a template made (every value in it escaped there): what templates embed
+/// unescaped (`|safe`), with the web message page's script-escaped JSON (`oauth::ScriptJson`) the
+/// one other. Nothing else can make one, so no page can embed a string that skipped a template.
 #[derive(Default)]
 pub struct Fragment(String);
 

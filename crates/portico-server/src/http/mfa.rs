@@ -1,10 +1,8 @@
 //! Two-step verification on the account page: the authenticator app (set up, turn off) and the
 //! recovery codes. Every change passes the factor rule ([`enrolment::may_change_factors`]).
 
-use super::flow::CsrfForm;
-use super::flow::{Account, Checked, csrf_form};
+use super::flow::{Account, Checked, CsrfForm, csrf_form};
 use super::html;
-
 use super::{client_ip, now, passkey};
 use crate::app::AppState;
 use axum::extract::{ConnectInfo, State};

@@ -327,13 +327,21 @@ struct FormPostPage<'a> {
     nonce: &'a str,
 }
 
-/// JSON that is safe inside a `<script>` element (`<`, `>`, `&` as `\\u` escapes): what the web
-/// message page embeds, unescaped, in its script.
+/// JSON that is safe inside a `<script>` element (`<`, `>`, `&`, U+2028 and U+2029 as `\\u`
+/// escapes): the one value besides [`html::Fragment`] a page embeds unescaped, in the web message
+/// page's script.
 struct ScriptJson(String);
 
 impl ScriptJson {
     fn of(v: &serde_json::Value) -> Self {
-        Self(v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"))
+        let json = v.to_string();
+        Self(
+            json.replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026")
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029"),
+        )
     }
 }
 

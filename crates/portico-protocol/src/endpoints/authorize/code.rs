@@ -37,7 +37,9 @@ pub(super) async fn issue_code(
     from: &Origin,
     now: i64,
 ) -> Result<AuthResponse, OAuthError> {
-    let sid = product_session(p, req, session, product, from, now).await?;
+    // The product session, the code and its audit event commit together.
+    let mut tx = p.store.write().await?;
+    let sid = product_session(p, &mut tx, req, session, product, from, now).await?;
     let code = random::token();
     let tenant_id = tenant.map(|t| t.id.as_str().to_owned());
     let data = CodeData {
@@ -65,20 +67,29 @@ pub(super) async fn issue_code(
         revoked_at: None,
     };
     let record = serde_json::to_string(&data).expect("serializes");
-    p.store.issue_code(&random::hash(&code), &family, &record, now + p.settings.code_ttl).await?;
-    p.writer.record(
+    tx.issue_code(&random::hash(&code), &family, &record, now + p.settings.code_ttl).await?;
+    tx.audit(
         AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
             .product(product.slug.as_str())
             .tenant(tenant.map(|t| t.id.as_str()))
             .ip(from.ip.clone())
             .data(serde_json::json!({"client_id": req.client_id, "sid": sid.as_str()})),
     );
+    tx.commit().await?;
     Ok(code_response(p, req, code))
 }
 
 /// The product session the code belongs to: this client's in this SSO session, or a new one
 /// (which, for a single-session product, ends the user's others and queues their logouts).
-async fn product_session(p: &Provider, req: &AuthRequest, session: &SsoSession, product: &Product, from: &Origin, now: i64) -> Result<Sid, OAuthError> {
+async fn product_session(
+    p: &Provider,
+    tx: &mut portico_store::Tx<'_>,
+    req: &AuthRequest,
+    session: &SsoSession,
+    product: &Product,
+    from: &Origin,
+    now: i64,
+) -> Result<Sid, OAuthError> {
     let config = p.config();
     let notify = |c: &str| config.notifies_logout(c);
     let start = ProductSessionStart {
@@ -91,10 +102,7 @@ async fn product_session(p: &Provider, req: &AuthRequest, session: &SsoSession, 
         single: product.single_session,
         now,
     };
-    let mut tx = p.store.write().await?;
-    let sid = tx.product_session(&start, &notify).await?;
-    tx.commit().await?;
-    Ok(sid)
+    Ok(tx.product_session(&start, &notify).await?)
 }
 
 fn code_response(p: &Provider, req: &AuthRequest, code: String) -> AuthResponse {

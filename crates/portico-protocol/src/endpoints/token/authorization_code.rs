@@ -95,6 +95,11 @@ async fn consume(p: &Provider, client: &Client, code: &str, ip: Option<&str>, no
     // RFC 6749 §4.1.3: "ensure that the authorization code was issued to the authenticated confidential client".
     if data.client_id != client.id.as_str() {
         tx.revoke_family(&family, "code_stolen", now).await?;
+        tx.audit(
+            AuditEvent::new(now, "token.code_stolen", format!("client:{}", client.id))
+                .ip(ip.map(str::to_owned))
+                .data(serde_json::json!({"family": family, "issued_to": data.client_id})),
+        );
         tx.commit().await?;
         return Err(oauth!(InvalidGrant, BAD_CODE).detail("code of another client"));
     }

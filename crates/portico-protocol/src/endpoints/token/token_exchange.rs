@@ -61,30 +61,45 @@ struct Redeemer<'a> {
 }
 
 impl Redeemer<'_> {
-    fn refuse(&self, reason: &str, user: Option<&UserId>) -> OAuthError {
+    fn refusal(&self, reason: &str, user: Option<&UserId>) -> AuditEvent {
         let actor = user.map_or_else(|| format!("client:{}", self.client.id), |u| u.as_str().to_owned());
-        self.p.writer.record(
-            AuditEvent::new(self.now, "handoff.refused", actor)
-                .product(self.client.product.as_str())
-                .ip(self.ip.map(str::to_owned))
-                .data(serde_json::json!({"client_id": self.client.id.as_str(), "reason": reason})),
-        );
-        oauth!(InvalidRequest, BAD_CODE).detail(reason.to_owned())
+        AuditEvent::new(self.now, "handoff.refused", actor)
+            .product(self.client.product.as_str())
+            .ip(self.ip.map(str::to_owned))
+            .data(serde_json::json!({"client_id": self.client.id.as_str(), "reason": reason}))
+    }
+
+    /// Refuses the redemption, its audit committed before the answer leaves.
+    async fn refuse(&self, mut tx: portico_store::Tx<'_>, reason: &str, user: Option<&UserId>) -> OAuthError {
+        tx.audit(self.refusal(reason, user));
+        match tx.commit().await {
+            Ok(_) => oauth!(InvalidRequest, BAD_CODE).detail(reason.to_owned()),
+            Err(e) => OAuthError::from(e),
+        }
     }
 
     /// Spends the code on first presentation, whoever presents it (a code is never good twice);
-    /// its data when it is this client's product's and in time.
+    /// its data when it is this client's product's and in time. The spending and a refusal's audit
+    /// commit together.
     async fn spend(&self, code: &str) -> Result<HandoffData, OAuthError> {
-        let Some(found) = self.p.store.consume_handoff(&random::hash(code), self.now).await? else {
-            return Err(self.refuse("unknown or already redeemed", None));
+        let mut tx = self.p.store.write().await?;
+        let Some(found) = tx.consume_handoff(&random::hash(code), self.now).await? else {
+            return Err(self.refuse(tx, "unknown or already redeemed", None).await);
         };
-        let data: HandoffData = serde_json::from_str(&found.data).map_err(OAuthError::server)?;
+        let data: HandoffData = match serde_json::from_str(&found.data) {
+            Ok(data) => data,
+            Err(e) => {
+                tx.commit().await?;
+                return Err(OAuthError::server(e));
+            }
+        };
         if found.target != self.client.product.as_str() {
-            return Err(self.refuse("redeemed by a client of another product", Some(&data.user_id)));
+            return Err(self.refuse(tx, "redeemed by a client of another product", Some(&data.user_id)).await);
         }
         if self.now >= found.expires_at {
-            return Err(self.refuse("expired", Some(&data.user_id)));
+            return Err(self.refuse(tx, "expired", Some(&data.user_id)).await);
         }
+        tx.commit().await?;
         Ok(data)
     }
 
@@ -116,14 +131,16 @@ impl Redeemer<'_> {
             created_at: self.now,
             revoked_at: None,
         };
-        self.p.store.insert_family(&family).await?;
-        self.p.writer.record(
+        let mut tx = self.p.store.write().await?;
+        tx.insert_family(&family).await?;
+        tx.audit(
             AuditEvent::new(self.now, "handoff.redeemed", data.user_id.as_str())
                 .product(product.slug.as_str())
                 .tenant(data.tenant.as_ref().map(|t| t.as_str()))
                 .ip(self.ip.map(str::to_owned))
                 .data(serde_json::json!({"client_id": self.client.id.as_str(), "from": data.source_product, "family": family.id})),
         );
+        tx.commit().await?;
         Ok(family)
     }
 
@@ -175,7 +192,10 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         acr_mfa_requested: false,
         scope: &scope,
     };
-    let (user, grant) = gate::admit(p, &mint, now).await?.map_err(|r| by.refuse(r.as_str(), Some(&data.user_id)))?;
+    let (user, grant) = match gate::admit(p, &mint, now).await? {
+        Ok(admitted) => admitted,
+        Err(r) => return Err(by.refuse(p.store.write().await?, r.as_str(), Some(&data.user_id)).await),
+    };
     let sid = match sso {
         Some(sso) => Some(by.join(&sso, product).await?),
         None => None,
