@@ -22,6 +22,22 @@ async fn ada(store: &Store) -> UserId {
     store.user_by_email("ada@example.test").await.expect("read").expect("ada").0.id
 }
 
+/// A password session of `user` for an hour (two at most), its cookie hashing to `token_hash`.
+fn sso_session(id: &str, token_hash: &str, user: &UserId, now: i64) -> NewSsoSession {
+    NewSsoSession {
+        id: id.into(),
+        token_hash: token_hash.into(),
+        user_id: user.clone(),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        acr: "urn:portico:acr:pwd".into(),
+        idle_expires_at: now + 3600,
+        expires_at: now + 7200,
+        user_agent: "test".into(),
+        ip: "127.0.0.1".into(),
+    }
+}
+
 fn rotation(old: &str, family: &str, new: &str) -> Rotation {
     let now = portico_testkit::now();
     Rotation {
@@ -185,18 +201,7 @@ async fn disabling_a_user_ends_sessions_and_families(s: &TestServer) {
     let store = s.store();
     let user = ada(store).await;
     let now = portico_testkit::now();
-    let session = NewSsoSession {
-        id: "sso-1".into(),
-        token_hash: "cookie-hash".into(),
-        user_id: user.clone(),
-        auth_time: now,
-        amr: vec!["pwd".into()],
-        acr: "urn:portico:acr:pwd".into(),
-        idle_expires_at: now + 3600,
-        expires_at: now + 7200,
-        user_agent: "test".into(),
-        ip: "127.0.0.1".into(),
-    };
+    let session = sso_session("sso-1", "cookie-hash", &user, now);
     committed!(store, t => t.create_sso_session(&session, now)).await.expect("session");
     store.insert_family(&family("fam-d", &user)).await.expect("family");
     assert!(store.live_sso_session("cookie-hash", now, now + 3600).await.expect("read").is_some());
@@ -700,18 +705,7 @@ async fn a_commit_reports_and_announces_the_logout_notices_it_queued(s: &TestSer
     let store = &store;
     let user = ada(store).await;
     let now = portico_testkit::now();
-    let session = NewSsoSession {
-        id: "sso-n".into(),
-        token_hash: "cookie-n".into(),
-        user_id: user.clone(),
-        auth_time: now,
-        amr: vec!["pwd".into()],
-        acr: "urn:portico:acr:pwd".into(),
-        idle_expires_at: now + 3600,
-        expires_at: now + 7200,
-        user_agent: "test".into(),
-        ip: "127.0.0.1".into(),
-    };
+    let session = sso_session("sso-n", "cookie-n", &user, now);
     let mut tx = store.write().await.expect("write");
     tx.create_sso_session(&session, now).await.expect("session");
     for (client, sid) in [("crm-web", "sid-n1"), ("reports-web", "sid-n2")] {
