@@ -113,8 +113,7 @@ async fn apply_change(tx: &mut Tx<'_>, change: &ConfigChange, now: i64) -> Resul
                 sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
                     .bind(id.as_str()).bind(name).bind(hash.as_deref()).bind(now).execute(&mut **tx).await?;
             }
-            // Put above, through the one grant upsert.
-            ConfigChange::PutGrant(_) => {}
+            ConfigChange::PutGrant(_) => {} // put above, through the one grant upsert
             ConfigChange::RemoveProduct(slug) => {
                 sqlx::query("UPDATE products SET status = 'removed', updated_at = $2 WHERE slug = $1")
                     .bind(slug).bind(now).execute(&mut **tx).await?;

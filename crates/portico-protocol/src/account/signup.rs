@@ -118,6 +118,15 @@ pub async fn confirm(
     let Some(product) = p.config().products().find(|x| x.slug.as_str() == req.product).cloned() else {
         return Ok(Err(ConfirmRefusal::LinkDead));
     };
+    match make_account(p, &req, &product, ip, now).await? {
+        Some(user) => Ok(Ok((user, req.auth_request))),
+        None => Ok(Err(ConfirmRefusal::Taken)),
+    }
+}
+
+/// The account a confirmed sign-up makes (email verified), with its grant to the product while the
+/// product still takes sign-ups, audited with it; `None` when the email was taken meanwhile.
+async fn make_account(p: &Provider, req: &SignupRequest, product: &Product, ip: Option<String>, now: i64) -> Result<Option<User>, StoreError> {
     let user = User {
         id: UserId::new(random::id(portico_model::USER_ID_PREFIX)),
         email: req.email.clone(),
@@ -151,14 +160,14 @@ pub async fn confirm(
     let mut tx = p.store.write().await?;
     match tx.insert_user(&user, Some(&req.password_hash), &grants).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Ok(Err(ConfirmRefusal::Taken)),
+        Err(StoreError::Conflict(_)) => return Ok(None),
         Err(e) => return Err(e),
     }
     for e in events {
         tx.audit(e);
     }
     tx.commit().await?;
-    Ok(Ok((user, req.auth_request)))
+    Ok(Some(user))
 }
 
 /// The mail that verifies a signed-in user's email, if it is not verified yet.
