@@ -45,7 +45,7 @@ pub struct ProductSessionInfo {
     pub user_agent: String,
 }
 
-/// A product session about to be used: see [`Store::product_session`].
+/// A product session about to be used: see [`Tx::product_session`].
 #[derive(Clone, Debug)]
 pub struct ProductSessionStart<'a> {
     pub sso_id: &'a str,

@@ -3,6 +3,12 @@
 //! compiled against both back ends' types), [`Tx::audit`] buffers the acts to record, and [`Tx::commit`] appends them
 //! to the hash-chained audit log in the same transaction, then commits. Dropped without a commit,
 //! nothing it did stays.
+//!
+//! What changes several rows, or must be audited with its act, is a method on [`Tx`]. A single
+//! unaudited statement (a pending state, the throttle, a session's last use, a refresh token
+//! insert) stays a [`Store`] method: one statement is its own transaction. On SQLite a `Tx` holds
+//! the one writer connection, so a task with an open `Tx` must not call such a `Store` method (it
+//! would wait for the connection it holds).
 
 use crate::{AuditEvent, Backend, Result, Store};
 
