@@ -694,3 +694,44 @@ async fn every_account_form_needs_the_session_and_its_own_csrf_token(s: &TestSer
     assert!(status == 200 && page.contains(ADA), "still signed in");
 }
 both_stores!(every_account_form_needs_the_session_and_its_own_csrf_token);
+
+/// Where the first factor needs the mailed link, no form that sets up or changes a factor takes a
+/// password-only session — not even with a right code for an authenticator started some other
+/// way. Each is refused and writes nothing.
+async fn every_factor_form_keeps_the_mailed_link_rule(s: &TestServer) {
+    let (ada, _) = s.store().user_by_email(ADA).await.unwrap().unwrap();
+    let secret = [9u8; 20];
+    let now = portico_testkit::now();
+    let sealed = s.running.provider.kek.seal_totp(ada.id.as_str(), &secret);
+    assert!(s.store().start_totp(&ada.id, &sealed, now).await.unwrap());
+    let app = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec(), None, "ada".into());
+    let (mut a, account) = on_account(s, ADA, ADA_PASSWORD).await;
+    let csrf = hidden(&account, "csrf").unwrap();
+    s.running.provider.writer.flush().await;
+    let (head, _) = s.store().audit_head().await.unwrap();
+    for path in [
+        "/account/totp/start",
+        "/account/totp/confirm",
+        "/account/recovery/new",
+        "/account/totp/remove",
+        "/account/passkeys",
+        "/account/passkeys/remove",
+    ] {
+        let code = app.generate(portico_testkit::now() as u64);
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("code", code.as_str()),
+            ("id", "x"),
+            ("name", "x"),
+            ("token", "x"),
+            ("credential", "{}"),
+        ];
+        let (status, _, page) = a.post_form(&format!("{}{path}", s.base), &form).await;
+        assert_eq!(status, 403, "{path}: {}", page.chars().take(300).collect::<String>());
+    }
+    assert!(!portico_protocol::totp::enrolled(&s.running.provider, &ada.id).await.unwrap(), "not turned on");
+    assert_eq!(s.store().recovery_codes_left(&ada.id).await.unwrap().0, 0, "no recovery codes made");
+    s.running.provider.writer.flush().await;
+    assert_eq!(s.store().audit_head().await.unwrap().0, head, "nothing was written");
+}
+both_stores!(every_factor_form_keeps_the_mailed_link_rule, &LINK_FIRST);
