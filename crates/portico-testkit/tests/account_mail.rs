@@ -735,3 +735,26 @@ async fn every_factor_form_keeps_the_mailed_link_rule(s: &TestServer) {
     assert_eq!(s.store().audit_head().await.unwrap().0, head, "nothing was written");
 }
 both_stores!(every_factor_form_keeps_the_mailed_link_rule, &LINK_FIRST);
+
+/// Renaming a passkey changes a label, not how anyone signs in: a session that may not change
+/// factors may still rename one of its user's passkeys, but not remove it.
+async fn a_passkey_is_renamed_without_the_factor_rule_but_not_removed(s: &TestServer) {
+    let (ada, _) = s.store().user_by_email(ADA).await.unwrap().unwrap();
+    // A session from before the passkey (a password alone, as a stolen cookie would be).
+    let (mut a, account) = on_account(s, ADA, ADA_PASSWORD).await;
+    let csrf = hidden(&account, "csrf").unwrap();
+    plant_passkey(s, "pk-ada", &ada.id, "Laptop").await;
+    let form = [("csrf", csrf.as_str()), ("id", "pk-ada"), ("name", "Work laptop")];
+    let (status, _, page) = a.post_form(&format!("{}/account/passkeys/remove", s.base), &form).await;
+    assert_eq!(
+        status,
+        403,
+        "a password-only session removes no factor: {}",
+        page.chars().take(300).collect::<String>()
+    );
+    let (status, loc, _) = a.post_form(&format!("{}/account/passkeys/rename", s.base), &form).await;
+    assert_eq!((status, loc.as_deref()), (303, Some("/account")));
+    let names: Vec<String> = s.store().passkeys_of(&ada.id).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["Work laptop"], "renamed, and still there");
+}
+both_stores!(a_passkey_is_renamed_without_the_factor_rule_but_not_removed, &LINK_FIRST);
