@@ -9,14 +9,10 @@ pub struct Scope(Vec<String>);
 
 impl Scope {
     /// Splits on spaces; empty values (repeated spaces) are dropped, repeated values kept once.
+    /// Linear in `text` (a token request's scope is as long as its body allows).
     pub fn parse(text: &str) -> Self {
-        let mut values: Vec<String> = Vec::new();
-        for v in text.split(' ').filter(|v| !v.is_empty()) {
-            if !values.iter().any(|x| x == v) {
-                values.push(v.to_owned());
-            }
-        }
-        Self(values)
+        let mut seen = std::collections::HashSet::new();
+        Self(text.split(' ').filter(|v| !v.is_empty() && seen.insert(*v)).map(str::to_owned).collect())
     }
 
     /// Whether the space-delimited `scope` holds `value` (without building a set).
@@ -29,7 +25,8 @@ impl Scope {
     }
 
     /// Whether every value of this scope is one of `granted`'s (RFC 6749 §6: a refresh "MUST NOT
-    /// include any scope not originally granted").
+    /// include any scope not originally granted"). Linear in this scope: `granted` holds a grant's
+    /// few values.
     pub fn within(&self, granted: &Scope) -> bool {
         self.0.iter().all(|v| granted.contains(v))
     }
@@ -43,14 +40,6 @@ impl Scope {
             }
         }
         all
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
     }
 }
 

@@ -33,13 +33,6 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 impl Store {
-    /// Updates name and (when given) password hash of an existing user.
-    pub async fn update_user_profile(&self, id: &UserId, name: &str, password_hash: Option<&str>, now: i64) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("UPDATE users SET name = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
-            .bind(id.as_str()).bind(name).bind(password_hash).bind(now).execute(pool).await.map(|_| ()))?;
-        Ok(())
-    }
-
     /// The user with this email (any case) and their password hash.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let sql = format!("SELECT {COLUMNS}, password_hash FROM users WHERE email_norm = $1");

@@ -36,11 +36,8 @@ pub struct Overview {
     pub recovery_last_used: Option<i64>,
 }
 
-/// The overview for `session`; `None` when its user is gone.
-pub async fn overview(p: &Provider, session: &SsoSession, now: i64) -> Result<Option<Overview>, StoreError> {
-    let Some(user) = p.store.user_by_id(&session.user_id).await? else {
-        return Ok(None);
-    };
+/// The overview for `session` and its `user` (as the session's lookup read it).
+pub async fn overview(p: &Provider, session: &SsoSession, user: User, now: i64) -> Result<Overview, StoreError> {
     let mut sessions = p.store.sessions_of(&user.id, now).await?;
     sessions.sort_by_key(|x| x.id != session.id);
     let passkeys = p.store.passkeys_of(&user.id).await?;
@@ -50,7 +47,7 @@ pub async fn overview(p: &Provider, session: &SsoSession, now: i64) -> Result<Op
     };
     let change = enrolment::may_change_factors_given(p, session, factors, now).await?;
     let (recovery_left, recovery_last_used) = crate::totp::recovery_codes_left(p, &user.id).await?;
-    Ok(Some(Overview {
+    Ok(Overview {
         user,
         sessions,
         passkeys,
@@ -58,5 +55,5 @@ pub async fn overview(p: &Provider, session: &SsoSession, now: i64) -> Result<Op
         change,
         recovery_left,
         recovery_last_used,
-    }))
+    })
 }

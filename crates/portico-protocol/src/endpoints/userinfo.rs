@@ -2,8 +2,8 @@
 
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
-use crate::token::issue::has_scope;
 use crate::verify::{decode_access_token, is_live};
+use portico_model::Scope;
 use serde_json::{Value, json};
 
 pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Value, OAuthError> {
@@ -13,7 +13,7 @@ pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Va
     })?;
     let c = decode_access_token(p, token, now).ok_or_else(|| oauth!(InvalidToken, "the access token is invalid or expired"))?;
     let subject = c.subject();
-    let Some(user_id) = subject.user().filter(|_| has_scope(&c.scope, "openid")) else {
+    let Some(user_id) = subject.user().filter(|_| Scope::has(&c.scope, "openid")) else {
         return Err(oauth!(InvalidToken, "the access token is invalid or expired"));
     };
     if !is_live(p, &c, now).await? {
@@ -25,10 +25,10 @@ pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Va
         .await?
         .ok_or_else(|| oauth!(InvalidToken, "the access token is invalid or expired"))?;
     let mut out = json!({"sub": user.id.as_str()});
-    if has_scope(&c.scope, "profile") {
+    if Scope::has(&c.scope, "profile") {
         out["name"] = json!(user.name);
     }
-    if has_scope(&c.scope, "email") {
+    if Scope::has(&c.scope, "email") {
         out["email"] = json!(user.email);
         out["email_verified"] = json!(user.email_verified);
     }

@@ -141,10 +141,9 @@ fn session_rows(s: &AppState, o: &portico_protocol::account::Overview, current: 
         .collect()
 }
 
-pub async fn page(State(s): State<AppState>, Account { session: current, .. }: Account, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let o = match portico_protocol::account::overview(&s.provider, &current, now()).await {
-        Ok(Some(o)) => o,
-        _ => return unavailable(),
+pub async fn page(State(s): State<AppState>, Account { session: current, user }: Account, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let Ok(o) = portico_protocol::account::overview(&s.provider, &current, user, now()).await else {
+        return unavailable();
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
     let sessions = session_rows(&s, &o, &current.id);

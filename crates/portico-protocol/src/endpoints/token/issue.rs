@@ -6,7 +6,7 @@ use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use aws_lc_rs::digest;
-use portico_model::{Actor, Client, FamilyId, Grant, Product, Sid, TenantId, TokenContext, User, claims_for};
+use portico_model::{Actor, Client, FamilyId, Grant, Product, Scope, Sid, TenantId, TokenContext, User, claims_for};
 use portico_store::AuditEvent;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -116,13 +116,9 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
 }
 
-pub fn has_scope(scope: &str, wanted: &str) -> bool {
-    portico_model::Scope::has(scope, wanted)
-}
-
 /// Signs an ID token when the scope has `openid`.
 pub fn mint_id_token(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<Option<String>, OAuthError> {
-    if !has_scope(t.scope, "openid") {
+    if !Scope::has(t.scope, "openid") {
         return Ok(None);
     }
     let claims = IdClaims {
@@ -137,9 +133,9 @@ pub fn mint_id_token(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<Optio
         acr: t.auth.acr.clone(),
         amr: t.auth.amr.clone(),
         sid: t.sid.map(|s| s.as_str().to_owned()),
-        name: has_scope(t.scope, "profile").then(|| t.user.name.clone()),
-        email: has_scope(t.scope, "email").then(|| t.user.email.clone()),
-        email_verified: has_scope(t.scope, "email").then_some(t.user.email_verified),
+        name: Scope::has(t.scope, "profile").then(|| t.user.name.clone()),
+        email: Scope::has(t.scope, "email").then(|| t.user.email.clone()),
+        email_verified: Scope::has(t.scope, "email").then_some(t.user.email_verified),
     };
     Ok(Some(p.keys().sign(t.client.signing_alg, "JWT", &claims, now)?))
 }
@@ -153,7 +149,7 @@ pub struct RefreshData {
 
 /// Whether this grant earns a refresh token: the client may refresh and asked for `offline_access`.
 pub fn wants_refresh(client: &Client, scope: &str) -> bool {
-    client.allows(portico_model::GrantType::RefreshToken) && has_scope(scope, "offline_access")
+    client.allows(portico_model::GrantType::RefreshToken) && Scope::has(scope, "offline_access")
 }
 
 /// The family id named by an access token's `jti`, if it was issued to a user.
