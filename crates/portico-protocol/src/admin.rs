@@ -9,7 +9,7 @@
 use crate::provider::Provider;
 use crate::snapshot::Snapshot;
 use crate::verify::{decode_access_token, live};
-use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug, User, UserId, UserStatus, admin};
+use portico_model::{Grant, GrantScope, GrantStatus, Grantee, ProductSlug, User, UserId, UserStatus, admin, spec};
 use portico_store::{AuditEvent, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +191,10 @@ pub async fn find_user(store: &Store, reference: &str) -> Result<User, AdminErro
     found.ok_or_else(|| AdminError::NotFound(format!("no user {reference:?}")))
 }
 
+fn invalid(e: spec::FieldError) -> AdminError {
+    AdminError::Invalid(e.field, e.message)
+}
+
 /// Resolves and checks a grant key against the configuration.
 async fn resolve(store: &Store, config: &Snapshot, key: &GrantKey) -> Result<(Grantee, ProductSlug, GrantScope), AdminError> {
     let product = config
@@ -206,22 +210,11 @@ async fn resolve(store: &Store, config: &Snapshot, key: &GrantKey) -> Result<(Gr
         ),
         _ => return Err(AdminError::Invalid("user", "name exactly one of user or client".into())),
     };
-    let scope = match (&key.tenant, product.tenant_aware) {
-        (None, false) => GrantScope::NoTenant,
-        (None, true) => {
-            return Err(AdminError::Invalid(
-                "tenant",
-                format!("product {} is tenant-aware: name a tenant or \"*\"", key.product),
-            ));
-        }
-        (Some(_), false) => return Err(AdminError::Invalid("tenant", format!("product {} has no tenants", key.product))),
-        (Some(t), true) if t == "*" => GrantScope::AllTenants,
-        (Some(t), true) => GrantScope::One(
-            config
-                .tenant_by_ref(t)
-                .map(|x| x.id.clone())
-                .ok_or_else(|| AdminError::Invalid("tenant", format!("no tenant {t:?}")))?,
-        ),
+    spec::grant_tenant(product, key.tenant.as_deref(), |t| config.tenant_by_ref(t).is_some()).map_err(invalid)?;
+    let scope = match key.tenant.as_deref() {
+        None => GrantScope::NoTenant,
+        Some("*") => GrantScope::AllTenants,
+        Some(t) => GrantScope::One(config.tenant_by_ref(t).map(|x| x.id.clone()).expect("checked above")),
     };
     Ok((grantee, product.slug.clone(), scope))
 }
@@ -239,10 +232,7 @@ pub async fn list_grants(store: &Store, config: &Snapshot, user: Option<&str>) -
 pub async fn add_grant(store: &Store, config: &Snapshot, new: &NewGrant, by: &Caller, now: i64) -> Result<GrantView, AdminError> {
     let (grantee, product, scope) = resolve(store, config, &new.key()).await?;
     may_touch(by, &product)?;
-    let defined = &config.product(&product).expect("resolved").roles;
-    if let Some(bad) = new.roles.iter().find(|r| !defined.contains_key(*r)) {
-        return Err(AdminError::Invalid("roles", format!("product {product} has no role {bad:?}")));
-    }
+    spec::grant_roles(config.product(&product).expect("resolved"), &new.roles).map_err(invalid)?;
     if new.expires_at.is_some_and(|e| e <= now) {
         return Err(AdminError::Invalid("expires_at", "must be in the future".into()));
     }

@@ -108,18 +108,31 @@ pub struct GrantSpec {
 }
 
 impl GrantSpec {
-    /// The rules of the grant against its product: a tenant exactly when the product has tenants
-    /// (`tenant_known` says whether a named one exists), and only the product's roles.
+    /// The rules of the grant against its product ([`grant_tenant`], [`grant_roles`]).
     pub fn check(&self, product: &crate::Product, tenant_known: impl Fn(&str) -> bool) -> Result<(), FieldError> {
-        match (&self.tenant, product.tenant_aware) {
-            (None, true) => return Err(FieldError::new("tenant", "this product is tenant-aware; name a tenant or \"*\"")),
-            (Some(_), false) => return Err(FieldError::new("tenant", "this product has no tenants")),
-            (Some(t), true) if t != "*" && !tenant_known(t) => return Err(FieldError::new("tenant", format!("unknown tenant {t:?}"))),
-            _ => {}
-        }
-        if let Some(bad) = self.roles.iter().find(|r| !product.roles.contains_key(*r)) {
-            return Err(FieldError::new("roles", format!("product {:?} has no role {bad:?}", self.product)));
-        }
-        Ok(())
+        grant_tenant(product, self.tenant.as_deref(), tenant_known)?;
+        grant_roles(product, &self.roles)
+    }
+}
+
+/// A grant names a tenant exactly when its product has tenants: one that exists (`tenant_known`
+/// says which do) or `*`. The one rule for the suite file and the admin API.
+pub fn grant_tenant(product: &crate::Product, tenant: Option<&str>, tenant_known: impl Fn(&str) -> bool) -> Result<(), FieldError> {
+    match (tenant, product.tenant_aware) {
+        (None, true) => Err(FieldError::new(
+            "tenant",
+            format!("product {:?} is tenant-aware; name a tenant or \"*\"", product.slug.as_str()),
+        )),
+        (Some(_), false) => Err(FieldError::new("tenant", format!("product {:?} has no tenants", product.slug.as_str()))),
+        (Some(t), true) if t != "*" && !tenant_known(t) => Err(FieldError::new("tenant", format!("unknown tenant {t:?}"))),
+        _ => Ok(()),
+    }
+}
+
+/// A grant gives only roles its product defines.
+pub fn grant_roles(product: &crate::Product, roles: &[String]) -> Result<(), FieldError> {
+    match roles.iter().find(|r| !product.roles.contains_key(*r)) {
+        Some(bad) => Err(FieldError::new("roles", format!("product {:?} has no role {bad:?}", product.slug.as_str()))),
+        None => Ok(()),
     }
 }
