@@ -120,18 +120,39 @@ impl Redeemer<'_> {
 
     /// B's own token family for the redeemed code, stored; the redemption is audited
     /// (`handoff.redeemed`) with it.
-    async fn redeemed_family(&self, data: &HandoffData, product: &portico_model::Product, sid: Option<&Sid>) -> Result<Family, OAuthError> {
+    /// What redeeming sets up, in one transaction: B's product session, joined to the SSO session
+    /// A's token came from (so signing out reaches B too; it is the redeeming backend's, at its
+    /// address, with no browser of its own), and the family B's tokens belong to.
+    async fn settle(&self, data: &HandoffData, product: &portico_model::Product, sso: Option<&str>) -> Result<Family, OAuthError> {
+        let config = self.p.config();
+        let notify = |c: &str| config.notifies_logout(c);
+        let mut tx = self.p.store.write().await?;
+        let sid = match sso {
+            Some(sso_id) => {
+                let start = ProductSessionStart {
+                    sso_id,
+                    client_id: self.client.id.as_str(),
+                    product: product.slug.as_str(),
+                    new_sid: &Sid::new(random::id("sid_")),
+                    ip: self.ip.unwrap_or(""),
+                    user_agent: "",
+                    single: product.single_session,
+                    now: self.now,
+                };
+                Some(tx.product_session(&start, &notify).await?)
+            }
+            None => None,
+        };
         let family = Family {
             id: FamilyId::new(random::id("fam_")),
             subject: data.user_id.clone(),
             client_id: self.client.id.clone(),
             product: product.slug.clone(),
             tenant: data.tenant.clone(),
-            sid: sid.cloned(),
+            sid,
             created_at: self.now,
             revoked_at: None,
         };
-        let mut tx = self.p.store.write().await?;
         tx.insert_family(&family).await?;
         tx.audit(
             AuditEvent::new(self.now, "handoff.redeemed", data.user_id.as_str())
@@ -142,27 +163,6 @@ impl Redeemer<'_> {
         );
         tx.commit().await?;
         Ok(family)
-    }
-
-    /// B's product session, joined to the SSO session A's token came from (so signing out
-    /// reaches B too); it is the redeeming backend's, at its address, with no browser of its own.
-    async fn join(&self, sso: &str, product: &portico_model::Product) -> Result<Sid, OAuthError> {
-        let config = self.p.config();
-        let start = ProductSessionStart {
-            sso_id: sso,
-            client_id: self.client.id.as_str(),
-            product: product.slug.as_str(),
-            new_sid: &Sid::new(random::id("sid_")),
-            ip: self.ip.unwrap_or(""),
-            user_agent: "",
-            single: product.single_session,
-            now: self.now,
-        };
-        let notify = |c: &str| config.notifies_logout(c);
-        let mut tx = self.p.store.write().await?;
-        let sid = tx.product_session(&start, &notify).await?;
-        tx.commit().await?;
-        Ok(sid)
     }
 }
 
@@ -196,11 +196,7 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         Ok(admitted) => admitted,
         Err(r) => return Err(by.refuse(p.store.write().await?, r.as_str(), Some(&data.user_id)).await),
     };
-    let sid = match sso {
-        Some(sso) => Some(by.join(&sso, product).await?),
-        None => None,
-    };
-    let family = by.redeemed_family(&data, product, sid.as_ref()).await?;
+    let family = by.settle(&data, product, sso.as_deref()).await?;
     let t = UserTokens {
         client,
         product,
@@ -208,7 +204,7 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         user: &user,
         grant: &grant,
         scope: &scope,
-        sid: sid.as_ref(),
+        sid: family.sid.as_ref(),
         family: &family.id,
         auth: &data.auth,
         nonce: None,
