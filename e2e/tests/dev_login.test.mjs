@@ -57,3 +57,29 @@ test('a wrong password keeps the user on the login page with an error and no ses
   assert.ok(!cookies.some((c) => c.name.endsWith('portico_session')), 'no session cookie after a failed login');
   await context.close();
 });
+
+// What a URL brings is shown as text: a crafted link to the demo's callback, to a mailed link's
+// landing page or to the mail page runs no script of its author's.
+test('values from the URL reach the demo and link pages escaped', async () => {
+  const raw = '<script>window.__pwned=1</script>"\'&';
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const q = encodeURIComponent(raw);
+  for (const path of [
+    `/demo/callback/crm-web?error=${q}&error_description=${q}`,
+    `/password/reset?token=${q}`,
+    `/signup/confirm?token=${q}`,
+    `/account/verify-email?token=${q}`,
+    `/account/factor-link?token=${q}`,
+    `/dev/mail?x=${q}`,
+  ]) {
+    const resp = await page.goto(`${dev.base}${path}`);
+    const html = await resp.text();
+    assert.ok(!html.includes('<script>window.__pwned'), `${path} shows the script raw: ${html}`);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined, `${path} ran the script`);
+  }
+  await page.goto(`${dev.base}/demo/callback/crm-web?error=${q}&error_description=${q}`);
+  assert.match(await page.locator('body').textContent(), /<script>window\.__pwned=1<\/script>"'&/, 'the error is shown as text');
+  await page.screenshot({ path: `${shots}/6-callback-escaped.png`, fullPage: true });
+  await context.close();
+});
