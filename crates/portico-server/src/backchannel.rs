@@ -41,7 +41,7 @@ pub fn spawn(provider: Arc<Provider>, mut stop: tokio::sync::watch::Receiver<boo
         loop {
             let room = IN_FLIGHT - in_flight.len();
             if room > 0 {
-                let now = crate::http::now();
+                let now = provider.clock.now();
                 match provider.store.claim_logouts(now, now + LEASE, room as i64).await {
                     Ok(notices) if !notices.is_empty() => {
                         if http.is_none() {
@@ -71,7 +71,7 @@ pub fn spawn(provider: Arc<Provider>, mut stop: tokio::sync::watch::Receiver<boo
 /// One attempt for one notice, and its outcome recorded.
 async fn deliver(p: Arc<Provider>, http: reqwest::Client, n: LogoutNotice) {
     let result = async {
-        let Delivery::Send { uri, logout_token } = backchannel::prepare(&p, &n, crate::http::now()).await? else {
+        let Delivery::Send { uri, logout_token } = backchannel::prepare(&p, &n, p.clock.now()).await? else {
             return Ok(());
         };
         // §2.5: an application/x-www-form-urlencoded POST with the one parameter logout_token.
@@ -80,7 +80,7 @@ async fn deliver(p: Arc<Provider>, http: reqwest::Client, n: LogoutNotice) {
             // The error names the URI and the failure, never the token (which is in the body).
             Err(e) => Err(without_url(e)),
         };
-        backchannel::record(&p, &n, outcome, crate::http::now()).await
+        backchannel::record(&p, &n, outcome, p.clock.now()).await
     };
     if let Err(e) = result.await {
         tracing::warn!(error = %e, sid = %n.sid, client_id = %n.client_id, "back-channel logout attempt not recorded; it will be retried");

@@ -123,7 +123,14 @@ pub async fn open_store(cfg: &Config, new: NewKey) -> anyhow::Result<(Store, Kek
         anyhow::bail!("{}", portico_store::StoreError::WrongKey);
     }
     let keying = if new == NewKey::Never { Keying::ReadOnly } else { Keying::Record };
-    store.use_keys(kek.check_value(), kek.audit_chain_key(), keying, http::now()).await?;
+    store
+        .use_keys(
+            kek.check_value(),
+            kek.audit_chain_key(),
+            keying,
+            portico_protocol::clock::Clock::default().now(),
+        )
+        .await?;
     Ok((store, kek))
 }
 
@@ -180,7 +187,17 @@ pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, 
     warn_about_permissions(cfg);
     anyhow::ensure!(store.is_keyed(), "the store was opened without its keys: open it with open_store");
     let writer = Writer::spawn(store.clone());
-    let provider = Arc::new(Provider::start(store, cfg.issuer.clone(), cfg.settings()?, kek, writer, http::now()).await?);
+    let provider = Arc::new(
+        Provider::start(
+            store,
+            cfg.issuer.clone(),
+            cfg.settings()?,
+            kek,
+            writer,
+            portico_protocol::clock::Clock::default().now(),
+        )
+        .await?,
+    );
     if cfg.smtp_url.is_none() && provider.config().products().any(|p| p.mfa_enrolment == portico_model::MfaEnrolment::EmailLink) {
         tracing::error!("a product says mfa_enrolment = \"email_link\" and smtp_url is not set: its users cannot set up a first factor");
     }
@@ -293,7 +310,7 @@ fn spawn_upkeep(state: &AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
             let p = &s.provider;
             if ticks.is_multiple_of(SWEEP_EVERY) {
                 let lock_ms = p.settings.throttle.lock * 1000;
-                match p.store.sweep_expired(http::now(), p.clock.now_ms(), lock_ms).await {
+                match p.store.sweep_expired(p.clock.now(), p.clock.now_ms(), lock_ms).await {
                     Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired rows swept"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),

@@ -77,7 +77,7 @@ impl Mailer {
 }
 
 async fn run(p: &Provider, transport: &AsyncSmtpTransport<Tokio1Executor>, from: &Mailbox, job: Job) {
-    let now = crate::http::now();
+    let now = p.clock.now();
     let mail = match job {
         Job::Reset { email, ip } => portico_protocol::reset::request(p, &email, ip, now).await,
         Job::Signup { request, ip } => portico_protocol::signup::request(p, &request, ip, now).await.map(Some),

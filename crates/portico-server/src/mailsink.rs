@@ -121,7 +121,7 @@ impl mailin::Handler for Collect {
             )
         });
         let mail = Received {
-            at: crate::http::now(),
+            at: portico_protocol::clock::Clock::default().now(),
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
             subject,

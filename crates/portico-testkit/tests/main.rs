@@ -198,6 +198,48 @@ pub async fn plant_passkey(s: &TestServer, id: &str, user: &portico_model::UserI
     tx.commit().await.unwrap();
 }
 
+/// As [`plant_passkey`], with a credential webauthn-rs reads (an ES256 public key no
+/// authenticator holds): a ceremony can be started for it, never finished.
+pub async fn plant_usable_passkey(s: &TestServer, id: &str, user: &portico_model::UserId) {
+    use base64::Engine;
+    use webauthn_rs::prelude::*;
+    let key = COSEKey {
+        type_: COSEAlgorithm::ES256,
+        key: COSEKeyType::EC_EC2(COSEEC2Key {
+            curve: ECDSACurve::SECP256R1,
+            x: vec![1; 32].into(),
+            y: vec![2; 32].into(),
+        }),
+    };
+    // webauthn-rs keeps its credential type behind a feature; its stored form is public.
+    let passkey = serde_json::json!({"cred": {
+        "cred_id": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id),
+        "cred": key,
+        "counter": 0,
+        "transports": null,
+        "user_verified": true,
+        "backup_eligible": false,
+        "backup_state": false,
+        "registration_policy": "required",
+        "extensions": {},
+        "attestation": ParsedAttestation::default(),
+        "attestation_format": AttestationFormat::None,
+    }});
+    let parsed: Passkey = serde_json::from_value(passkey.clone()).expect("a passkey webauthn-rs reads");
+    assert_eq!(parsed.cred_id().as_ref(), id.as_bytes());
+    let row = portico_store::PasskeyRow {
+        id: id.into(),
+        user_id: user.clone(),
+        name: "Usable".into(),
+        credential: passkey.to_string(),
+        created_at: portico_testkit::now(),
+        last_used_at: None,
+    };
+    let mut tx = s.store().write().await.unwrap();
+    tx.add_passkey(&row).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 pub async fn crm_code(s: &TestServer) -> (String, String) {
     let mut b = Browser::new();
     let (verifier, challenge) = pkce();

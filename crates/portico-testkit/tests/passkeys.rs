@@ -139,3 +139,40 @@ async fn only_a_passkeys_owner_changes_it(s: &TestServer) {
     assert!(page.contains("Use a passkey"), "{page}");
 }
 both_stores_with!(only_a_passkeys_owner_changes_it, TENANTS, on_localhost);
+
+fn on_localhost_three_a_minute(c: &mut portico_server::config::Config) {
+    on_localhost(c);
+    c.pending_requests_per_minute = 3;
+}
+
+/// A passkey ceremony is a stored write anyone who reaches one of its four endpoints can cause:
+/// one allowance per address covers them all, so no endpoint is the way around it.
+async fn every_ceremony_endpoint_counts_against_one_allowance(s: &TestServer) {
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let mut signed_in = Browser::new();
+    tokens(&mut signed_in, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    plant_usable_passkey(s, "ada-key", &ada.id).await;
+    let (_, _, account) = signed_in.get(&format!("{}/account", s.base)).await;
+    // A sign-in waiting for Ada's passkey after her password.
+    let mut waiting = Browser::new();
+    let (step, _) = crate::tenancy::start(&mut waiting, s, "crm-web", &[], "ada@example.test").await;
+    let crate::tenancy::Step::Page(factor_page) = step else {
+        panic!("signed in without the second factor")
+    };
+
+    let mut anyone = Browser::new();
+    let login = login_page(&mut anyone, s).await;
+    for _ in 0..3 {
+        let (status, _, body) = post(&mut anyone, s, &login, "/login/passkey/options", &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, _) = post(&mut anyone, s, &login, "/login/passkey/options", &[]).await;
+    assert_eq!(status, 429);
+    let (status, _, body) = post(&mut waiting, s, &factor_page, "/login/mfa/passkey/options", &[]).await;
+    assert_eq!(status, 429, "the second factor's ceremony: {body}");
+    let (status, _, body) = post(&mut signed_in, s, &account, "/login/second-factor/passkey/options", &[]).await;
+    assert_eq!(status, 429, "the step-up ceremony: {body}");
+    let (status, _, body) = post(&mut signed_in, s, &account, "/account/passkeys/options", &[]).await;
+    assert_eq!(status, 429, "registering: {body}");
+}
+both_stores_with!(every_ceremony_endpoint_counts_against_one_allowance, TENANTS, on_localhost_three_a_minute);

@@ -67,7 +67,7 @@ both_stores!(a_product_absolute_limit_stops_refresh_an_hour_after_sign_in, &LIMI
 async fn a_product_absolute_limit_asks_for_a_fresh_sign_in(s: &TestServer) {
     let mut b = Browser::new();
     let reports = tokens(&mut b, s, "reports-web", REPORTS_SECRET, "ada@example.test", Some("acme")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    s.running.provider.clock.advance(std::time::Duration::from_millis(2100));
     // Silent authorization cannot give Reports a token from a sign-in that old.
     let (step, _) = crate::tenancy::start(&mut b, s, "reports-web", &[("organization", "acme"), ("prompt", "none")], "-").await;
     let crate::tenancy::Step::AtClient(loc) = step else {

@@ -555,13 +555,13 @@ async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
     let p = s.running.provider.clone();
     let now = portico_testkit::now();
     let handle = portico_protocol::random::token();
-    pending::put(&p, Kind::SecondFactor, &handle, &serde_json::json!({"user": "usr_x"}), now)
+    pending::put(&p.store, &p.settings, Kind::SecondFactor, &handle, &serde_json::json!({"user": "usr_x"}), now)
         .await
         .unwrap();
     // The same handle names nothing of another kind: a second-factor cookie is no mailed link,
     // no ceremony and no authorization request.
     for other in [Kind::Authorize, Kind::Ceremony, Kind::Link(LinkKind::Reset), Kind::FactorPermit] {
-        let found: Option<serde_json::Value> = pending::get(&p, other, &handle, now).await.unwrap();
+        let found: Option<serde_json::Value> = pending::get(&p.store, other, &handle, now).await.unwrap();
         assert!(found.is_none(), "{other:?}");
     }
     // The store keeps the hash of the handle, never the handle itself.
@@ -569,23 +569,29 @@ async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
     // Fifty takers at once: one gets it.
     let tries = (0..50).map(|_| {
         let (p, handle) = (p.clone(), handle.clone());
-        tokio::spawn(async move { pending::take::<serde_json::Value>(&p, Kind::SecondFactor, &handle, now).await.unwrap() })
+        tokio::spawn(async move { pending::take::<serde_json::Value>(&p.store, Kind::SecondFactor, &handle, now).await.unwrap() })
     });
     let outcomes = futures_join(tries).await;
     assert_eq!(outcomes.iter().filter(|o| o.is_some()).count(), 1, "{outcomes:?}");
     // Dead once its kind's lifetime has passed.
-    pending::put(&p, Kind::SecondFactor, &handle, &1, now).await.unwrap();
+    pending::put(&p.store, &p.settings, Kind::SecondFactor, &handle, &1, now).await.unwrap();
     let late = now + pending::SECOND_FACTOR_TTL;
-    assert!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late).await.unwrap().is_none());
-    assert_eq!(pending::get::<i64>(&p, Kind::SecondFactor, &handle, late - 1).await.unwrap(), Some(1));
+    assert!(pending::get::<i64>(&p.store, Kind::SecondFactor, &handle, late).await.unwrap().is_none());
+    assert_eq!(pending::get::<i64>(&p.store, Kind::SecondFactor, &handle, late - 1).await.unwrap(), Some(1));
     // Taken only as read: a step that decided on a record another step has since replaced takes
     // nothing, and the newer record stays.
-    let (_, read) = pending::get_with_record::<i64>(&p, Kind::SecondFactor, &handle, now).await.unwrap().unwrap();
-    pending::put(&p, Kind::SecondFactor, &handle, &2, now).await.unwrap();
-    assert!(!pending::take_if_unchanged(&p, Kind::SecondFactor, &handle, &read, now).await.unwrap());
-    let (value, current) = pending::get_with_record::<i64>(&p, Kind::SecondFactor, &handle, now).await.unwrap().unwrap();
+    let (_, read) = pending::get_with_record::<i64>(&p.store, Kind::SecondFactor, &handle, now)
+        .await
+        .unwrap()
+        .unwrap();
+    pending::put(&p.store, &p.settings, Kind::SecondFactor, &handle, &2, now).await.unwrap();
+    assert!(!pending::take_if_unchanged(&p.store, Kind::SecondFactor, &handle, &read, now).await.unwrap());
+    let (value, current) = pending::get_with_record::<i64>(&p.store, Kind::SecondFactor, &handle, now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(value, 2);
-    assert!(pending::take_if_unchanged(&p, Kind::SecondFactor, &handle, &current, now).await.unwrap());
+    assert!(pending::take_if_unchanged(&p.store, Kind::SecondFactor, &handle, &current, now).await.unwrap());
 }
 both_stores!(a_pending_state_is_named_by_its_kind_and_taken_once);
 

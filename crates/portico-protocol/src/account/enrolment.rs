@@ -47,7 +47,7 @@ pub async fn may_change_factors_given(p: &Provider, session: &SsoSession, factor
         return Ok(FactorChange::SecondFactorNeeded);
     }
     if !needs_link(p, &session.user_id, now).await?
-        || pending::get::<String>(p, Kind::FactorPermit, &session.id, now).await?.as_deref() == Some(session.user_id.as_str())
+        || pending::get::<String>(&p.store, Kind::FactorPermit, &session.id, now).await?.as_deref() == Some(session.user_id.as_str())
     {
         return Ok(FactorChange::Allowed);
     }
@@ -105,7 +105,7 @@ pub async fn open_link(p: &Provider, token: &str, session: &SsoSession, ip: Opti
     let Some(payload) = take_link(p, LinkKind::Enrolment, token, now).await?.filter(for_user) else {
         return Ok(LinkOutcome::Dead);
     };
-    pending::put(p, Kind::FactorPermit, &session.id, &session.user_id.as_str(), now).await?;
+    pending::put(&p.store, &p.settings, Kind::FactorPermit, &session.id, &session.user_id.as_str(), now).await?;
     p.writer
         .record(AuditEvent::new(now, "mfa.enrolment_link_opened", session.user_id.as_str()).ip(ip));
     Ok(LinkOutcome::Opened {

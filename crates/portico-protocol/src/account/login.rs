@@ -4,7 +4,7 @@
 use crate::provider::Provider;
 use crate::{password, random};
 use portico_model::{Acr, Amr, User};
-use portico_store::{AuditEvent, NewSsoSession, SsoSession, StoreError};
+use portico_store::{AuditEvent, NewSsoSession, SsoSession, Store, StoreError};
 
 /// Checks an email and password. Unknown email, wrong password and disabled user all answer
 /// `None`, in the same time (a dummy hash is verified for unknown emails).
@@ -58,12 +58,12 @@ pub async fn factors(p: &Provider, user: &portico_model::UserId) -> Result<Facto
 
 /// The signed-in session passed another factor (`amr` value): from now on it counts as a
 /// two-factor session.
-pub async fn add_factor(p: &Provider, session: &SsoSession, factor: Amr) -> Result<(), StoreError> {
+pub async fn add_factor(store: &Store, session: &SsoSession, factor: Amr) -> Result<(), StoreError> {
     let mut amr = session.amr.clone();
     if !amr.iter().any(|a| a == factor.as_str()) {
         amr.push(factor.as_str().to_owned());
     }
-    p.store.set_session_factors(&session.id, &amr, acr_for(&amr)).await
+    store.set_session_factors(&session.id, &amr, acr_for(&amr)).await
 }
 
 /// Starts an SSO session; returns the cookie value.

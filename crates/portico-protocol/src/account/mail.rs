@@ -42,19 +42,19 @@ impl LinkKind {
 /// Stores a new link's payload for its kind's lifetime; returns the URL to mail.
 pub async fn new_link(p: &Provider, kind: LinkKind, payload: &serde_json::Value, now: i64) -> Result<String, StoreError> {
     let token = random::token();
-    pending::put(p, Kind::Link(kind), &token, payload, now).await?;
+    pending::put(&p.store, &p.settings, Kind::Link(kind), &token, payload, now).await?;
     Ok(format!("{}{}?token={token}", p.issuer, kind.path()))
 }
 
 /// A live link's payload, left in place (the page that shows the form reads it; mail scanners
 /// that fetch links spend nothing).
 pub async fn peek_link(p: &Provider, kind: LinkKind, token: &str, now: i64) -> Result<Option<serde_json::Value>, StoreError> {
-    pending::get(p, Kind::Link(kind), token, now).await
+    pending::get(&p.store, Kind::Link(kind), token, now).await
 }
 
 /// Takes a live link's payload out: a second use finds nothing.
 pub async fn take_link(p: &Provider, kind: LinkKind, token: &str, now: i64) -> Result<Option<serde_json::Value>, StoreError> {
-    pending::take(p, Kind::Link(kind), token, now).await
+    pending::take(&p.store, Kind::Link(kind), token, now).await
 }
 
 /// How long a link of `kind` works.

@@ -10,7 +10,7 @@
 use crate::interaction::pending::{self, Kind};
 use crate::provider::Provider;
 use portico_model::{User, UserId};
-use portico_store::{AuditEvent, PasskeyRow, StoreError};
+use portico_store::{AuditEvent, PasskeyRow, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
@@ -89,12 +89,12 @@ pub struct Started {
 
 async fn remember(p: &Provider, c: &Ceremony, public_key: serde_json::Value, now: i64) -> Result<Started, PasskeyError> {
     let token = crate::random::token();
-    pending::put(p, Kind::Ceremony, &token, c, now).await?;
+    pending::put(&p.store, &p.settings, Kind::Ceremony, &token, c, now).await?;
     Ok(Started { token, public_key })
 }
 
 async fn take(p: &Provider, token: &str, now: i64) -> Result<Ceremony, PasskeyError> {
-    pending::take(p, Kind::Ceremony, token, now).await?.ok_or(PasskeyError::Expired)
+    pending::take(&p.store, Kind::Ceremony, token, now).await?.ok_or(PasskeyError::Expired)
 }
 
 /// The credential a stored row holds.
@@ -262,15 +262,15 @@ pub async fn finish_sign_in(
         .ok_or_else(|| refused(row.user_id.as_str(), "user disabled".into()))?;
     key.update_credential(&result);
     let kind = if expected.is_some() { "mfa.passkey_used" } else { "login.succeeded" };
-    used(p, &row, &key, AuditEvent::new(now, kind, user.id.as_str()).ip(ip), now).await?;
+    used(&p.store, &row, &key, AuditEvent::new(now, kind, user.id.as_str()).ip(ip), now).await?;
     Ok(user)
 }
 
 /// Records a passkey's use: its updated counter and last use, audited by `event`.
-async fn used(p: &Provider, row: &PasskeyRow, key: &Passkey, event: AuditEvent, now: i64) -> Result<(), PasskeyError> {
+async fn used(store: &Store, row: &PasskeyRow, key: &Passkey, event: AuditEvent, now: i64) -> Result<(), PasskeyError> {
     let event = event.data(serde_json::json!({"method": "passkey", "passkey": row.id}));
     let stored = serde_json::to_string(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut tx = p.store.write().await?;
+    let mut tx = store.write().await?;
     tx.passkey_used(&row.id, &stored, now).await?;
     tx.audit(event);
     tx.commit().await?;
@@ -283,7 +283,7 @@ pub async fn rename(p: &Provider, user: &UserId, id: &str, name: &str, ip: Optio
     let event = AuditEvent::new(now, "mfa.passkey_renamed", user.as_str())
         .ip(ip)
         .data(serde_json::json!({"passkey": id, "name": name}));
-    change(p, user, id, Some(&name), event).await
+    change(&p.store, user, id, Some(&name), event).await
 }
 
 /// Removes one of the user's passkeys; false when it is not theirs.
@@ -291,12 +291,12 @@ pub async fn remove(p: &Provider, user: &UserId, id: &str, ip: Option<String>, n
     let event = AuditEvent::new(now, "mfa.passkey_removed", user.as_str())
         .ip(ip)
         .data(serde_json::json!({"passkey": id}));
-    change(p, user, id, None, event).await
+    change(&p.store, user, id, None, event).await
 }
 
 /// Renames or removes one of the user's passkeys, audited by `event` when it was theirs.
-async fn change(p: &Provider, user: &UserId, id: &str, rename: Option<&str>, event: AuditEvent) -> Result<bool, StoreError> {
-    let mut tx = p.store.write().await?;
+async fn change(store: &Store, user: &UserId, id: &str, rename: Option<&str>, event: AuditEvent) -> Result<bool, StoreError> {
+    let mut tx = store.write().await?;
     let changed = tx.change_passkey(user, id, rename).await?;
     if changed {
         tx.audit(event);

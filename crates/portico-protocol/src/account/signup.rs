@@ -16,13 +16,14 @@
 use crate::mail::{LinkKind, Mail, lifetime, link_ttl, new_link, peek_link, site, take_link};
 use crate::provider::Provider;
 use crate::random;
+use crate::snapshot::Snapshot;
 use portico_model::{Grant, GrantScope, GrantStatus, Grantee, Product, User, UserId, UserStatus};
-use portico_store::{AuditEvent, StoreError};
+use portico_store::{AuditEvent, Store, StoreError};
 use serde_json::json;
 
 /// The product an authorization request is for, if it takes sign-ups.
-pub fn product_open_to_signup(p: &Provider, audience: &str) -> Option<Product> {
-    p.config().product_by_audience(audience).filter(|x| x.signup && !x.tenant_aware).cloned()
+pub fn product_open_to_signup(config: &Snapshot, audience: &str) -> Option<Product> {
+    config.product_by_audience(audience).filter(|x| x.signup && !x.tenant_aware).cloned()
 }
 
 /// What the sign-up form gave, its password already hashed.
@@ -118,7 +119,7 @@ pub async fn confirm(
     let Some(product) = p.config().products().find(|x| x.slug.as_str() == req.product).cloned() else {
         return Ok(Err(ConfirmRefusal::LinkDead));
     };
-    match make_account(p, &req, &product, ip, now).await? {
+    match make_account(&p.store, &req, &product, ip, now).await? {
         Some(user) => Ok(Ok((user, req.auth_request))),
         None => Ok(Err(ConfirmRefusal::Taken)),
     }
@@ -126,7 +127,7 @@ pub async fn confirm(
 
 /// The account a confirmed sign-up makes (email verified), with its grant to the product while the
 /// product still takes sign-ups, audited with it; `None` when the email was taken meanwhile.
-async fn make_account(p: &Provider, req: &SignupRequest, product: &Product, ip: Option<String>, now: i64) -> Result<Option<User>, StoreError> {
+async fn make_account(store: &Store, req: &SignupRequest, product: &Product, ip: Option<String>, now: i64) -> Result<Option<User>, StoreError> {
     let user = User {
         id: UserId::new(random::id(portico_model::USER_ID_PREFIX)),
         email: req.email.clone(),
@@ -157,7 +158,7 @@ async fn make_account(p: &Provider, req: &SignupRequest, product: &Product, ip: 
             .data(json!({"granted": !grants.is_empty()})),
         AuditEvent::new(now, "email.verified", user.id.as_str()).ip(ip),
     ];
-    let mut tx = p.store.write().await?;
+    let mut tx = store.write().await?;
     match tx.insert_user(&user, Some(&req.password_hash), &grants).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Ok(None),

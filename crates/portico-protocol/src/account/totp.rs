@@ -164,7 +164,7 @@ pub async fn step_up(
     if !passed {
         return Ok(false);
     }
-    crate::login::add_factor(p, session, portico_model::Amr::Otp).await?;
+    crate::login::add_factor(&p.store, session, portico_model::Amr::Otp).await?;
     Ok(true)
 }
 

@@ -7,8 +7,9 @@
 use crate::keys::KeyError;
 use crate::provider::Provider;
 use crate::random;
+use crate::snapshot::Snapshot;
 use portico_model::Client;
-use portico_store::{AuditEvent, LogoutNotice, StoreError};
+use portico_store::{AuditEvent, LogoutNotice, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// The event a logout token carries (§2.4).
@@ -63,8 +64,8 @@ pub enum Delivery {
     Nothing,
 }
 
-fn event(p: &Provider, n: &LogoutNotice, kind: &str, now: i64) -> AuditEvent {
-    let product = p.config().client(&n.client_id).map(|e| e.client.product.as_str().to_owned());
+fn event(config: &Snapshot, n: &LogoutNotice, kind: &str, now: i64) -> AuditEvent {
+    let product = config.client(&n.client_id).map(|e| e.client.product.as_str().to_owned());
     let mut e = AuditEvent::new(now, kind, "system").data(serde_json::json!({
         "client_id": n.client_id, "sid": n.sid, "user": n.subject, "reason": n.reason, "attempt": n.attempts,
     }));
@@ -80,19 +81,19 @@ pub async fn prepare(p: &Provider, n: &LogoutNotice, now: i64) -> Result<Deliver
         .client(&n.client_id)
         .and_then(|e| e.client.backchannel_logout_uri.clone().map(|u| (e.client.clone(), u)));
     let retire = |why: &str| {
-        let mut e = event(p, n, "logout.abandoned", now);
+        let mut e = event(&p.config(), n, "logout.abandoned", now);
         e.data["why"] = why.into();
         e
     };
     let (client, uri) = match target {
         None => {
-            finish(p, n, retire("the client no longer has a back-channel logout URI")).await?;
+            finish(&p.store, n, retire("the client no longer has a back-channel logout URI")).await?;
             return Ok(Delivery::Nothing);
         }
         Some(t) => t,
     };
     if now > n.created_at + p.settings.logout_window {
-        finish(p, n, retire("the retry window passed")).await?;
+        finish(&p.store, n, retire("the retry window passed")).await?;
         return Ok(Delivery::Nothing);
     }
     match logout_token(p, &client, &n.sid, &n.subject, now) {
@@ -111,21 +112,21 @@ pub async fn prepare(p: &Provider, n: &LogoutNotice, now: i64) -> Result<Deliver
 pub async fn record(p: &Provider, n: &LogoutNotice, outcome: Result<u16, String>, now: i64) -> Result<(), StoreError> {
     let failure = match outcome {
         Ok(status) if (200..300).contains(&status) => {
-            let mut e = event(p, n, "logout.delivered", now);
+            let mut e = event(&p.config(), n, "logout.delivered", now);
             e.data["status"] = status.into();
-            return finish(p, n, e).await;
+            return finish(&p.store, n, e).await;
         }
         Ok(status) => format!("HTTP {status}"),
         Err(e) => e,
     };
     let next = now + backoff(n.attempts);
     if next > n.created_at + p.settings.logout_window {
-        let mut e = event(p, n, "logout.abandoned", now);
+        let mut e = event(&p.config(), n, "logout.abandoned", now);
         e.data["why"] = "the retry window passed".into();
         e.data["error"] = failure.into();
-        return finish(p, n, e).await;
+        return finish(&p.store, n, e).await;
     }
-    let mut e = event(p, n, "logout.failed", now);
+    let mut e = event(&p.config(), n, "logout.failed", now);
     e.data["error"] = failure.clone().into();
     e.data["next_attempt_at"] = next.into();
     let mut tx = p.store.write().await?;
@@ -136,8 +137,8 @@ pub async fn record(p: &Provider, n: &LogoutNotice, outcome: Result<u16, String>
 }
 
 /// The notice leaves the outbox; `outcome` (delivered, abandoned) enters the audit log with it.
-async fn finish(p: &Provider, n: &LogoutNotice, outcome: AuditEvent) -> Result<(), StoreError> {
-    let mut tx = p.store.write().await?;
+async fn finish(store: &Store, n: &LogoutNotice, outcome: AuditEvent) -> Result<(), StoreError> {
+    let mut tx = store.write().await?;
     tx.finish_logout(&n.sid).await?;
     tx.audit(outcome);
     tx.commit().await?;

@@ -14,7 +14,7 @@ mod sign_in;
 mod steps;
 
 pub use logout::{LogoutView, confirm_logout};
-pub use request::{Loaded, load, peek};
+pub use request::{Loaded, load, peek, still_waiting};
 pub use second_factor::{
     FactorAnswer, FactorError, FactorView, StepUpView, second_factor, second_factor_options, second_factor_page, step_up, step_up_options, step_up_page,
 };

@@ -6,9 +6,9 @@
 //! to one browser is the binding hash it holds, checked by [`super::load`].
 
 use crate::mail::LinkKind;
-use crate::provider::{Provider, Settings};
+use crate::provider::Settings;
 use crate::random;
-use portico_store::StoreError;
+use portico_store::{Store, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -69,39 +69,39 @@ fn key(handle: &str) -> String {
 }
 
 /// Stores `value` under `handle` until its kind's lifetime after `since`.
-pub async fn put<T: Serialize>(p: &Provider, kind: Kind, handle: &str, value: &T, since: i64) -> Result<(), StoreError> {
+pub async fn put<T: Serialize>(store: &Store, settings: &Settings, kind: Kind, handle: &str, value: &T, since: i64) -> Result<(), StoreError> {
     let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
-    p.store.put_pending(kind.name(), &key(handle), &data, since + kind.ttl(&p.settings)).await
+    store.put_pending(kind.name(), &key(handle), &data, since + kind.ttl(settings)).await
 }
 
 /// The live state under `handle`, left in place; `None` when there is none (or it does not read
 /// as this kind's).
-pub async fn get<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
-    let data = p.store.pending(kind.name(), &key(handle), now).await?;
+pub async fn get<T: DeserializeOwned>(store: &Store, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
+    let data = store.pending(kind.name(), &key(handle), now).await?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
 }
 
 /// Takes the live state under `handle` out, once: of two concurrent takers only one gets it.
-pub async fn take<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
-    let data = p.store.take_pending(kind.name(), &key(handle), now).await?;
+pub async fn take<T: DeserializeOwned>(store: &Store, kind: Kind, handle: &str, now: i64) -> Result<Option<T>, StoreError> {
+    let data = store.take_pending(kind.name(), &key(handle), now).await?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
 }
 
 /// The live state under `handle` and the record it was read from, exactly (for
 /// [`take_if_unchanged`]).
-pub async fn get_with_record<T: DeserializeOwned>(p: &Provider, kind: Kind, handle: &str, now: i64) -> Result<Option<(T, String)>, StoreError> {
-    let data = p.store.pending(kind.name(), &key(handle), now).await?;
+pub async fn get_with_record<T: DeserializeOwned>(store: &Store, kind: Kind, handle: &str, now: i64) -> Result<Option<(T, String)>, StoreError> {
+    let data = store.pending(kind.name(), &key(handle), now).await?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok().map(|v| (v, d))))
 }
 
 /// Takes the state under `handle` out only if the store still holds `record`, the exact record
 /// it was read from: of two steps that read the same state and decided on it, only one takes
 /// it, and none takes a state another step has moved on since.
-pub async fn take_if_unchanged(p: &Provider, kind: Kind, handle: &str, record: &str, now: i64) -> Result<bool, StoreError> {
-    p.store.take_pending_if(kind.name(), &key(handle), record, now).await
+pub async fn take_if_unchanged(store: &Store, kind: Kind, handle: &str, record: &str, now: i64) -> Result<bool, StoreError> {
+    store.take_pending_if(kind.name(), &key(handle), record, now).await
 }
 
 /// Removes the state under `handle`, live or not.
-pub async fn forget(p: &Provider, kind: Kind, handle: &str) -> Result<(), StoreError> {
-    p.store.forget_pending(kind.name(), &key(handle)).await
+pub async fn forget(store: &Store, kind: Kind, handle: &str) -> Result<(), StoreError> {
+    store.forget_pending(kind.name(), &key(handle)).await
 }

@@ -59,7 +59,7 @@ pub enum StepUpView {
 
 async fn waiting(cx: &Cx<'_>) -> Result<Option<WaitingSignIn>, StoreError> {
     match cx.browser.second_factor.as_deref() {
-        Some(handle) => pending::get(cx.p, Kind::SecondFactor, handle, cx.now).await,
+        Some(handle) => pending::get(&cx.p.store, Kind::SecondFactor, handle, cx.now).await,
         None => Ok(None),
     }
 }
@@ -159,7 +159,7 @@ pub async fn second_factor(cx: &Cx<'_>, answer: FactorAnswer) -> Interaction<Fac
         Err(answer) => return answer.into_any(),
     };
     let handle = cx.browser.second_factor.as_deref().unwrap_or_default();
-    match pending::take::<WaitingSignIn>(cx.p, Kind::SecondFactor, handle, cx.now).await {
+    match pending::take::<WaitingSignIn>(&cx.p.store, Kind::SecondFactor, handle, cx.now).await {
         Ok(Some(_)) => {}
         Ok(None) => return Interaction::refuse(Refusal::Expired),
         Err(e) => return failed(Failed::SignIn, e),
@@ -225,7 +225,7 @@ pub async fn step_up(cx: &Cx<'_>, id: &str, answer: FactorAnswer, enrolling: boo
     let (p, ip, now) = (cx.p, cx.browser.from.ip.clone(), cx.now);
     let passed = match &answer {
         FactorAnswer::Passkey { .. } => match check(cx, &user, &answer).await {
-            Ok(Some(factor)) => login::add_factor(p, &session, factor).await.map(|_| true),
+            Ok(Some(factor)) => login::add_factor(&p.store, &session, factor).await.map(|_| true),
             Ok(None) => Ok(false),
             Err(e) => Err(e),
         },

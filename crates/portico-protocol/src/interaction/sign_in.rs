@@ -133,7 +133,7 @@ async fn wait_for_second_factor<V>(cx: &Cx<'_>, user: &User, req: Option<&AuthRe
         return_to: req.map(|r| r.redirect_uri.clone()),
         next: next.map(str::to_owned),
     };
-    if let Err(e) = pending::put(cx.p, Kind::SecondFactor, &handle, &waiting, cx.now).await {
+    if let Err(e) = pending::put(&cx.p.store, &cx.p.settings, Kind::SecondFactor, &handle, &waiting, cx.now).await {
         return failed(Failed::SignIn, e);
     }
     Interaction::go(Place::SecondFactor).with(Cookie::SecondFactor(Some(handle)))
@@ -152,7 +152,7 @@ pub(super) async fn signed_in(cx: &Cx<'_>, user: &User, methods: &[Amr], req: Op
         Some(mut r) => {
             // Earned by this session alone: whoever else resumes the request has not signed in.
             r.advance(&session, |g| g.login_done = true);
-            if let Err(e) = super::request::save(cx.p, &r).await {
+            if let Err(e) = super::request::save(&cx.p.store, &cx.p.settings, &r).await {
                 return failed(Failed::SignIn, e);
             }
             Place::Resume(r.id)

@@ -39,7 +39,7 @@ pub async fn resume(cx: &Cx<'_>, id: &str) -> Interaction {
 }
 
 async fn load(cx: &Cx<'_>, id: &str) -> Result<Loaded, Interaction> {
-    request::load(cx.p, cx.browser.bound.as_deref(), id, cx.now)
+    request::load(&cx.p.store, cx.browser.bound.as_deref(), id, cx.now)
         .await
         .map_err(|e| failed(Failed::Authorization, e))
 }
@@ -83,7 +83,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
     let first_save = req.waiting.is_none();
     let (req, step) = match authorize::decide(p, req, session.as_ref(), &cx.browser.from, now).await {
         Ok(AuthorizeOutcome::Respond(resp)) => {
-            if let Err(e) = request::finish(p, &id).await {
+            if let Err(e) = request::finish(&p.store, &id).await {
                 tracing::warn!(error = %e, "an answered authorization request stays until it expires");
             }
             return Then::Respond(resp).into();
@@ -105,7 +105,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
         );
         return Then::Respond(resp).into();
     }
-    if let Err(e) = request::save(p, &req).await {
+    if let Err(e) = request::save(&p.store, &p.settings, &req).await {
         return failed(Failed::Authorization, e);
     }
     Interaction::go(Place::Step(step, req.id))
@@ -166,7 +166,7 @@ pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
         Err(answer) => return answer,
     };
     let p = cx.p;
-    match request::take(p, &req, cx.now).await {
+    match request::take(&p.store, &req, cx.now).await {
         Ok(true) => {}
         Ok(false) => return Interaction::refuse(Refusal::Expired),
         Err(e) => return failed(Failed::Consent, e),
@@ -237,7 +237,7 @@ pub async fn choose_tenant(cx: &Cx<'_>, id: &str, organization: Option<String>) 
         Ok(x) => x,
         Err(answer) => return answer,
     };
-    match request::take(cx.p, &req, cx.now).await {
+    match request::take(&cx.p.store, &req, cx.now).await {
         Ok(true) => {}
         Ok(false) => return Interaction::refuse(Refusal::Expired),
         Err(e) => return failed(Failed::Authorization, e),

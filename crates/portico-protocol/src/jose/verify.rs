@@ -7,6 +7,7 @@ use crate::provider::Provider;
 use crate::token::issue::family_of_jti;
 use jsonwebtoken::{Algorithm, Validation};
 use portico_model::{AccessClaims, Grantee, Product, Subject, TenantId, UserId};
+use portico_store::Store;
 
 fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
     match alg {
@@ -80,7 +81,7 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
         })
     };
     let client = match c.subject() {
-        Subject::User(user) => return Ok(user_live(p, c, product, &user, now).await?.and_then(|roles| held(&roles))),
+        Subject::User(user) => return Ok(user_live(&p.store, c, product, &user, now).await?.and_then(|roles| held(&roles))),
         Subject::Client(client) => client,
     };
     let registered = config
@@ -97,17 +98,17 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
 
 /// The roles a user's token still holds at the source: its `jti` and family live, the user
 /// active, an active grant for the token's product and tenant.
-async fn user_live(p: &Provider, c: &AccessClaims, product: &Product, user: &UserId, now: i64) -> Result<Option<Vec<String>>, portico_store::StoreError> {
-    if !p.store.access_token_live(&c.jti, family_of_jti(&c.jti)).await? {
+async fn user_live(store: &Store, c: &AccessClaims, product: &Product, user: &UserId, now: i64) -> Result<Option<Vec<String>>, portico_store::StoreError> {
+    if !store.access_token_live(&c.jti, family_of_jti(&c.jti)).await? {
         return Ok(None);
     }
-    let Some(user) = p.store.user_by_id(user).await? else {
+    let Some(user) = store.user_by_id(user).await? else {
         return Ok(None);
     };
     if !user.is_active() {
         return Ok(None);
     }
-    let grants = p.store.grants_for(&Grantee::User(user.id), &product.slug).await?;
+    let grants = store.grants_for(&Grantee::User(user.id), &product.slug).await?;
     let tenant = c.org_id.as_deref().map(TenantId::new);
     Ok(portico_model::require_active_grant(&grants, product, tenant.as_ref(), now)
         .ok()

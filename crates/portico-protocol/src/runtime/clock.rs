@@ -1,5 +1,6 @@
-//! The provider's clock in milliseconds, for what counts time finer than seconds (the sign-in
-//! throttle). It is the system's clock; a test moves it forward instead of sleeping.
+//! The provider's clock: the seconds every request is answered at, and milliseconds for what
+//! counts time finer (the sign-in throttle). It is the system's clock; a test moves it forward
+//! instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -17,6 +18,11 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         system + self.ahead_ms.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the Unix epoch: the `now` every protocol function takes.
+    pub fn now(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
     }
 
     /// Moves this clock forward by `by` (tests: what a sleep would have waited). It never goes back.

@@ -65,7 +65,7 @@ pub(super) async fn dev(file: Option<PathBuf>, mut flags: Overrides) -> anyhow::
     let (crm_secret, reports_secret, payments_secret) = (random::token(), random::token(), random::token());
     let text = demo_suite(&cfg.issuer, &crm_secret, &reports_secret, &payments_secret);
     Suite::parse("demo suite", &text, &HashSet::new())?
-        .apply(&store, &kek, "dev", http::now())
+        .apply(&store, &kek, "dev", portico_protocol::clock::Clock::default().now())
         .await?;
     let demo = demo(crm_secret, reports_secret, payments_secret, sink);
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;

@@ -8,7 +8,7 @@ mod dev;
 
 use crate::config::{Config, LogFormat, Overrides};
 use crate::suite::Suite;
-use crate::{NewKey, http, open_store, start};
+use crate::{NewKey, open_store, start};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -217,7 +217,7 @@ where
 }
 
 async fn run(file: Option<PathBuf>, flags: Overrides, command: Command) -> anyhow::Result<()> {
-    let now = http::now();
+    let now = portico_protocol::clock::Clock::default().now();
     match command {
         Command::Dev => return dev::dev(file, flags).await,
         Command::MailSink { listen } => return dev::mail_sink(&listen).await,

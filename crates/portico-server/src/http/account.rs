@@ -142,7 +142,7 @@ fn session_rows(s: &AppState, o: &portico_protocol::account::Overview, current: 
 }
 
 pub async fn page(State(s): State<AppState>, Account { session: current, user }: Account, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let Ok(o) = portico_protocol::account::overview(&s.provider, &current, user, now()).await else {
+    let Ok(o) = portico_protocol::account::overview(&s.provider, &current, user, now(&s)).await else {
         return unavailable();
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);
@@ -207,7 +207,7 @@ pub async fn end_one(
 ) -> Response {
     let Some(target) = f.session else { return bad_form() };
     let who = current.user_id.as_str();
-    match logout::end_session(&s.provider, &target, &current.user_id, who, "account", client_ip(Some(&addr)), now()).await {
+    match logout::end_session(&s.provider, &target, &current.user_id, who, "account", client_ip(Some(&addr)), now(&s)).await {
         Ok(_) if target == current.id => super::logout::signed_out(&s, None),
         // Not one of this user's live sessions: nothing ended, the list shows what there is.
         Ok(_) => html::secure(Redirect::to("/account").into_response(), None),
@@ -226,7 +226,7 @@ pub async fn end_all(
     Checked(_): Checked<EndForm>,
 ) -> Response {
     let who = current.user_id.as_str();
-    match logout::end_all_sessions(&s.provider, &current.user_id, who, "account", client_ip(Some(&addr)), now()).await {
+    match logout::end_all_sessions(&s.provider, &current.user_id, who, "account", client_ip(Some(&addr)), now(&s)).await {
         Ok(_) => super::logout::signed_out(&s, None),
         Err(e) => {
             tracing::error!(error = %e, "signing out everywhere failed");

@@ -86,7 +86,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn caller(s: &AppState, addr: SocketAddr, headers: &HeaderMap, permission: &'static str) -> Result<Caller, Problem> {
-    Ok(admin::authenticate(&s.provider, bearer(headers), permission, client_ip(Some(&addr)), now()).await?)
+    Ok(admin::authenticate(&s.provider, bearer(headers), permission, client_ip(Some(&addr)), now(s)).await?)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
@@ -125,7 +125,7 @@ pub async fn add_grant(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo
     let result = async {
         let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
         let new: NewGrant = json_body(&headers, &body)?;
-        let view = admin::add_grant(&s.provider.store, &s.provider.config(), &new, &by, now()).await?;
+        let view = admin::add_grant(&s.provider.store, &s.provider.config(), &new, &by, now(&s)).await?;
         Ok::<_, Problem>((StatusCode::CREATED, Json(view)).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -140,7 +140,7 @@ pub async fn revoke_grant(
     let result = async {
         let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
         let Query(key) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-        admin::revoke_grant(&s.provider.store, &s.provider.config(), &key, &by, now()).await?;
+        admin::revoke_grant(&s.provider.store, &s.provider.config(), &key, &by, now(&s)).await?;
         Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -149,7 +149,7 @@ pub async fn revoke_grant(
 async fn set_status(s: AppState, addr: SocketAddr, headers: HeaderMap, id: String, status: UserStatus) -> Response {
     let result = async {
         let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
-        let (user, _) = admin::set_user_status(&s.provider.store, &s.provider.config(), &id, status, &by, now()).await?;
+        let (user, _) = admin::set_user_status(&s.provider.store, &s.provider.config(), &id, status, &by, now(&s)).await?;
         Ok::<_, Problem>(Json(serde_json::json!({"id": user.id.as_str(), "email": user.email, "status": user.status.as_str()})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -166,7 +166,7 @@ pub async fn enable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectIn
 pub async fn list_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let result = async {
         caller(&s, addr, &headers, perm::READ_USERS).await?;
-        let sessions = admin::list_sessions(&s.provider.store, &id, now()).await?;
+        let sessions = admin::list_sessions(&s.provider.store, &id, now(&s)).await?;
         Ok::<_, Problem>(Json(serde_json::json!({ "sessions": sessions })).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -175,7 +175,7 @@ pub async fn list_sessions(State(s): State<AppState>, ConnectInfo(addr): Connect
 pub async fn end_all_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let result = async {
         let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
-        let ended = admin::end_sessions(&s.provider, &id, None, &by, now()).await?;
+        let ended = admin::end_sessions(&s.provider, &id, None, &by, now(&s)).await?;
         Ok::<_, Problem>(Json(serde_json::json!({ "ended": ended })).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -189,7 +189,7 @@ pub async fn end_session(
 ) -> Response {
     let result = async {
         let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
-        admin::end_sessions(&s.provider, &id, Some(&session), &by, now()).await?;
+        admin::end_sessions(&s.provider, &id, Some(&session), &by, now(&s)).await?;
         Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

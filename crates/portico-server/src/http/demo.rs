@@ -209,7 +209,7 @@ pub async fn callback(State(s): State<AppState>, Path(client): Path<String>, hea
         code_verifier: Some(verifier.to_owned()),
         ..Default::default()
     };
-    match token::exchange(&s.provider, &creds, req, now()).await.1 {
+    match token::exchange(&s.provider, &creds, req, now(&s)).await.1 {
         Ok(t) => {
             let page = TokensPage {
                 title: "Tokens",

@@ -88,7 +88,7 @@ pub async fn send(
 ) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
     let next = local(f.next.as_deref());
-    match enrolment::may_change_factors(&s.provider, &session, now()).await {
+    match enrolment::may_change_factors(&s.provider, &session, now(&s)).await {
         Ok(FactorChange::EmailLinkNeeded) => {}
         Ok(_) => return html::secure(Redirect::to(&next).into_response(), None),
         Err(e) => {
@@ -150,7 +150,7 @@ pub async fn open(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Sock
             return unavailable();
         }
     };
-    match enrolment::open_link(&s.provider, &f.token, &session, client_ip(Some(&addr)), now()).await {
+    match enrolment::open_link(&s.provider, &f.token, &session, client_ip(Some(&addr)), now(&s)).await {
         Ok(LinkOutcome::Opened { next }) => html::secure(Redirect::to(&local(next.as_deref())).into_response(), None),
         Ok(LinkOutcome::OtherUser) => Message::new("Another account", "This link is for another account")
             .text(vec![t("Sign out, sign in as the account it was sent to, and open it again.")])

@@ -65,7 +65,7 @@ impl Flow {
             p: &s.provider,
             browser: &self.browser,
             admit: &*s.pending_limits,
-            now: super::now(),
+            now: super::now(s),
         }
     }
 
@@ -190,7 +190,7 @@ impl Account {
         let Some(cookie) = cookies::get(headers, cookies::session_name(s)) else {
             return Ok(None);
         };
-        let login = portico_protocol::login::session_from_cookie(&s.provider, cookie, super::now()).await?;
+        let login = portico_protocol::login::session_from_cookie(&s.provider, cookie, super::now(s)).await?;
         let Some(session) = login else { return Ok(None) };
         Ok(portico_protocol::login::user_of(&s.provider, &session)
             .await?
@@ -232,13 +232,30 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, s: &AppState) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
-        let axum::Form(form) = axum::Form::<T>::from_request(req, s).await.map_err(IntoResponse::into_response)?;
-        if !cookies::csrf_ok(s, &headers, form.csrf()) {
-            return Err(bad_form());
-        }
-        Ok(Checked(form))
+        checked_form(req, s).await?.map(Checked).ok_or_else(bad_form)
     }
+}
+
+/// As [`Checked`], for a form a page's script posts and whose answer it reads as JSON: a failed
+/// check is a problem document.
+pub struct CheckedForScript<T>(pub T);
+
+impl<T> FromRequest<AppState> for CheckedForScript<T>
+where
+    T: serde::de::DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Self::Rejection> {
+        checked_form(req, s).await?.map(CheckedForScript).ok_or_else(super::passkey::refused_csrf)
+    }
+}
+
+/// The form, `None` when its CSRF token does not match the cookie; a malformed form is refused.
+async fn checked_form<T: serde::de::DeserializeOwned + CsrfField>(req: Request, s: &AppState) -> Result<Option<T>, Response> {
+    let headers = req.headers().clone();
+    let axum::Form(form) = axum::Form::<T>::from_request(req, s).await.map_err(IntoResponse::into_response)?;
+    Ok(cookies::csrf_ok(s, &headers, form.csrf()).then_some(form))
 }
 
 /// Implements [`CsrfField`] for forms whose token is the field `csrf: Option<String>`.

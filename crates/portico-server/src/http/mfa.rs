@@ -54,7 +54,7 @@ struct RecoveryPage<'a> {
 /// The signed-in user behind an account-page form that changes a factor (its CSRF token checked
 /// by [`Checked`]), when the session may change factors ([`enrolment::may_change_factors`]); otherwise the answer.
 async fn account_form(s: &AppState, headers: &HeaderMap, Account { session, user }: Account) -> Result<User, Response> {
-    match enrolment::may_change_factors(&s.provider, &session, now()).await {
+    match enrolment::may_change_factors(&s.provider, &session, now(s)).await {
         Ok(FactorChange::Allowed) => Ok(user),
         Ok(FactorChange::EmailLinkNeeded) => Err(super::enrolment::offer_page(s, headers, &user.email, "/account")),
         Ok(FactorChange::SecondFactorNeeded) => Err(html::Message::new("Two-step verification", "Sign in again")
@@ -73,7 +73,7 @@ pub async fn enrol_start(State(s): State<AppState>, headers: HeaderMap, account:
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    match totp::start(&s.provider, &user, now()).await {
+    match totp::start(&s.provider, &user, now(&s)).await {
         Ok(Some(e)) => super::second_factor::enrol_page(&s, &headers, &e, None),
         // Already on: the account page says so.
         Ok(None) => html::secure(Redirect::to("/account").into_response(), None),
@@ -100,7 +100,7 @@ async fn code_action(s: AppState, addr: SocketAddr, headers: HeaderMap, account:
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
+    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now(&s));
     let confirming = matches!(action, CodeAction::TurnOn);
     let result = match totp::check(p, &user, f.code.as_deref().unwrap_or(""), confirming, ip.clone(), n).await {
         Ok(true) => match action {

@@ -22,12 +22,10 @@ pub mod signup;
 
 use axum::http::HeaderMap;
 
-/// Seconds since the Unix epoch: the `now` every protocol function takes.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
+/// Seconds since the Unix epoch by the provider's clock: the `now` every protocol function takes
+/// (a test moves the clock instead of sleeping).
+pub fn now(s: &crate::app::AppState) -> i64 {
+    s.provider.clock.now()
 }
 
 /// The caller's address: the socket's peer, or the client behind a trusted proxy

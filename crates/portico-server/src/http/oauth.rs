@@ -67,7 +67,7 @@ pub async fn discovery(State(s): State<AppState>) -> Response {
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
     let p = &s.provider;
-    let mut resp = Json(p.keys().jwks(now(), p.key_retention())).into_response();
+    let mut resp = Json(p.keys().jwks(now(&s), p.key_retention())).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     resp
@@ -155,7 +155,7 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
             actor_token: field("actor_token"),
             ip: client_ip(Some(&addr)),
         };
-        let (grant, outcome) = token::exchange(&s.provider, &creds, req, now()).await;
+        let (grant, outcome) = token::exchange(&s.provider, &creds, req, now(&s)).await;
         let label = grant.map(|g| g.label()).unwrap_or("unknown");
         match &outcome {
             Ok(_) => metrics::counter!("portico_tokens_issued_total", "grant_type" => label).increment(1),
@@ -192,7 +192,7 @@ fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Opt
     let (wait, audit) = s.client_limits.check(id)?;
     metrics::counter!("portico_token_requests_throttled_total").increment(1);
     if audit {
-        let event = portico_store::AuditEvent::new(now(), "token.throttled", format!("client:{id}"))
+        let event = portico_store::AuditEvent::new(now(s), "token.throttled", format!("client:{id}"))
             .ip(client_ip(Some(addr)))
             .data(serde_json::json!({"client_id": id, "retry_after": wait}));
         s.provider.writer.record(event);
@@ -213,7 +213,7 @@ pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<S
             context: field("context"),
             ip: client_ip(Some(&addr)),
         };
-        portico_protocol::handoff::create(&s.provider, &creds, req, now()).await
+        portico_protocol::handoff::create(&s.provider, &creds, req, now(&s)).await
     }
     .await;
     match result {
@@ -227,7 +227,7 @@ pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Byt
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
-        introspection::introspect(&s.provider, &creds, token, now()).await
+        introspection::introspect(&s.provider, &creds, token, now(&s)).await
     }
     .await;
     match result {
@@ -241,7 +241,7 @@ pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<So
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
-        revocation::revoke(&s.provider, &creds, token, client_ip(Some(&addr)), now()).await
+        revocation::revoke(&s.provider, &creds, token, client_ip(Some(&addr)), now(&s)).await
     }
     .await;
     match result {
@@ -261,7 +261,7 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap, body: Bytes
         .ok()
         .and_then(|f| f.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v));
     let bearer = from_header.or(from_body);
-    match user_info::userinfo(&s.provider, bearer.as_deref(), now()).await {
+    match user_info::userinfo(&s.provider, bearer.as_deref(), now(&s)).await {
         Ok(v) => no_store(Json(v).into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
     }

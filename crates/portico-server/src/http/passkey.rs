@@ -4,13 +4,13 @@
 //! returns its options as JSON and finishes with a form POST carrying the browser's answer.
 
 use super::api::Problem;
-use super::flow::CsrfForm;
-use super::flow::{Account, Checked, Flow, csrf_form};
+use super::flow::{Account, Checked, CheckedForScript, CsrfForm, Flow, csrf_form};
 use super::html;
 
-use super::{client_ip, cookies, now};
+use super::{client_ip, now};
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use portico_model::UserId;
@@ -50,22 +50,37 @@ pub fn options(r: Result<Option<Started>, PasskeyError>) -> Response {
     }
 }
 
+/// A passkey ceremony is a stored write anyone who reaches one of the endpoints that start one can
+/// cause: one allowance per address (`pending_requests_per_minute`) covers them all. An answer
+/// without the peer's address is refused (Portico's accept loop always gives it).
+pub struct CeremonyAllowance;
+
+impl FromRequestParts<AppState> for CeremonyAllowance {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let Some(ip) = client_ip(addr.as_ref()) else {
+            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response());
+        };
+        match s.ceremony_limits.check(&ip) {
+            None => Ok(Self),
+            Some(wait) => {
+                let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts from this address. Try again later.").into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+                Err(resp)
+            }
+        }
+    }
+}
+
 pub fn refused_csrf() -> Response {
     Problem::new(StatusCode::FORBIDDEN, "The page expired. Reload it and try again.").into_response()
 }
 
 /// `POST /login/passkey/options`: a passwordless ceremony.
-pub async fn login_options(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
-    // A ceremony is a write anyone can cause: bounded per address.
-    if let Some(wait) = client_ip(Some(&addr)).and_then(|ip| s.ceremony_limits.check(&ip)) {
-        let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts from this address. Try again later.").into_response();
-        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
-        return resp;
-    }
-    options(passkey::start_discovery(&s.provider, now()).await.map(Some))
+pub async fn login_options(State(s): State<AppState>, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
+    options(passkey::start_discovery(&s.provider, now(&s)).await.map(Some))
 }
 
 #[derive(Deserialize)]
@@ -106,18 +121,15 @@ fn refused(r: PasskeyRefused, req: Option<&str>, next: Option<&str>) -> Response
 }
 
 /// `POST /account/passkeys/options`: registering a new passkey for the signed-in user.
-pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
     let unavailable = || Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response();
     let account = match Account::of(&s, &headers).await {
         Ok(Some(account)) => account,
         Ok(None) => return Problem::new(StatusCode::FORBIDDEN, "Sign in again to add a passkey.").into_response(),
         Err(_) => return unavailable(),
     };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
     match may_change_factors(&s, &account).await {
-        Ok(FactorChange::Allowed) => options(passkey::start_registration(&s.provider, &account.user, now()).await.map(Some)),
+        Ok(FactorChange::Allowed) => options(passkey::start_registration(&s.provider, &account.user, now(&s)).await.map(Some)),
         Ok(refused) => Problem::new(StatusCode::FORBIDDEN, refusal(refused)).into_response(),
         Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response(),
     }
@@ -135,7 +147,7 @@ fn refusal(refused: FactorChange) -> &'static str {
 
 /// Whether this session may add or remove a passkey ([`portico_protocol::enrolment::may_change_factors`]).
 async fn may_change_factors(s: &AppState, account: &Account) -> Result<FactorChange, StoreError> {
-    portico_protocol::enrolment::may_change_factors(&s.provider, &account.session, now()).await
+    portico_protocol::enrolment::may_change_factors(&s.provider, &account.session, now(s)).await
 }
 
 fn to_account() -> Response {
@@ -163,7 +175,7 @@ pub async fn register_finish(
         Err(_) => return account_error(StatusCode::INTERNAL_SERVER_ERROR, "Your account is unavailable right now. Try again."),
     }
     let user = account.user;
-    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now());
+    let (p, ip, n) = (&s.provider, client_ip(Some(&addr)), now(&s));
     let name = f.name.unwrap_or_default();
     // Set up while an application waits for a second factor: back to that step, to use it.
     let then = match flow.form_request(&s, f.req.as_deref()).await {
@@ -218,7 +230,7 @@ async fn change(s: AppState, addr: SocketAddr, account: Account, f: ChangeForm, 
         }
     }
     let user = account.user;
-    let (p, ip, n, id) = (&s.provider, client_ip(Some(&addr)), now(), f.id.unwrap_or_default());
+    let (p, ip, n, id) = (&s.provider, client_ip(Some(&addr)), now(&s), f.id.unwrap_or_default());
     let done = if remove {
         passkey::remove(p, &user.id, &id, ip, n).await
     } else {

@@ -202,7 +202,7 @@ struct ResetPage<'a> {
 
 pub async fn reset_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     let Some(token) = q.token else { return dead_link() };
-    let user = match reset::link_user(&s.provider, &token, now()).await {
+    let user = match reset::link_user(&s.provider, &token, now(&s)).await {
         Ok(Some(u)) => u,
         Ok(None) => return dead_link(),
         Err(e) => {
@@ -233,7 +233,7 @@ pub async fn reset_submit(
     Checked(f): Checked<ResetForm>,
 ) -> Response {
     let p = &s.provider;
-    match reset::complete(p, &f.token, &f.new_password, client_ip(Some(&addr)), now()).await {
+    match reset::complete(p, &f.token, &f.new_password, client_ip(Some(&addr)), now(&s)).await {
         Ok(Ok(_)) => {
             let page = html::Message::new("Password changed", "Your password is changed")
                 .text(vec![html::t("You were signed out everywhere. Sign in again with the new password.")])
@@ -241,7 +241,7 @@ pub async fn reset_submit(
                 .page(StatusCode::OK);
             super::logout::clear_session(&s, page)
         }
-        Ok(Err(PasswordRefusal::Weak(why))) => match reset::link_user(p, &f.token, now()).await {
+        Ok(Err(PasswordRefusal::Weak(why))) => match reset::link_user(p, &f.token, now(&s)).await {
             Ok(Some(user)) => {
                 let (csrf, _) = cookies::csrf_token(&s, &headers);
                 scripted_page(
@@ -320,7 +320,7 @@ pub async fn change_submit(
         resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return resp;
     }
-    match reset::change(p, &session, &f.current_password, &f.new_password, ip.clone(), now()).await {
+    match reset::change(p, &session, &f.current_password, &f.new_password, ip.clone(), now(&s)).await {
         Ok(Ok(())) => {
             if throttle::succeeded(p, &user.email, ip.as_deref(), p.clock.now_ms()).await.is_err() {
                 return unavailable();

@@ -2,12 +2,12 @@
 //! without a second factor (`/login/second-factor`). Between the password and the code no session
 //! exists: the protocol keeps the waiting sign-in under the handle in the browser's cookie.
 
-use super::flow::CsrfForm;
-use super::flow::{Checked, Flow, csrf_form};
+use super::flow::{Checked, CheckedForScript, CsrfForm, Flow, csrf_form};
 use super::html;
 use super::pages::{PasskeyForm, with_cookie};
+use super::passkey::CeremonyAllowance;
 use crate::app::AppState;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -138,11 +138,7 @@ pub async fn code_submit(State(s): State<AppState>, flow: Flow, Checked(f): Chec
 }
 
 /// `POST /login/mfa/passkey/options`: the passkey ceremony of the waiting sign-in's user.
-pub async fn passkey_options(State(s): State<AppState>, flow: Flow, Form(f): Form<CsrfForm>) -> Response {
-    // The page's script reads the answer as JSON: a failed CSRF check is a problem document too.
-    if !super::cookies::csrf_ok(&s, &flow.headers, f.csrf.as_deref()) {
-        return super::passkey::refused_csrf();
-    }
+pub async fn passkey_options(State(s): State<AppState>, flow: Flow, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
     match interaction::second_factor_options(&flow.cx(&s)).await {
         Some(started) => super::passkey::options(started),
         None => super::api::Problem::new(StatusCode::BAD_REQUEST, "This sign-in has expired. Start again.").into_response(),
@@ -150,10 +146,7 @@ pub async fn passkey_options(State(s): State<AppState>, flow: Flow, Form(f): For
 }
 
 /// `POST /login/second-factor/passkey/options`: the passkey ceremony of the signed-in user stepping up.
-pub async fn step_up_passkey_options(State(s): State<AppState>, flow: Flow, Form(f): Form<CsrfForm>) -> Response {
-    if !super::cookies::csrf_ok(&s, &flow.headers, f.csrf.as_deref()) {
-        return super::passkey::refused_csrf();
-    }
+pub async fn step_up_passkey_options(State(s): State<AppState>, flow: Flow, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
     match interaction::step_up_options(&flow.cx(&s)).await {
         Some(started) => super::passkey::options(started),
         None => super::api::Problem::new(StatusCode::BAD_REQUEST, "You are signed out. Start again.").into_response(),

@@ -7,12 +7,12 @@ use super::flow::CsrfForm;
 use super::flow::Flow;
 use super::flow::{Account, Checked, csrf_form};
 use super::html::{self, Message, a, strong, t};
-use super::pages::{bad_form, with_cookie};
+use super::pages::with_cookie;
 use super::password::{mail_rate, new_password_field, no_mail, scripted_page};
 use super::{client_ip, cookies, now};
 use crate::app::AppState;
 use crate::mail::Job;
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use portico_protocol::authorize::AuthRequest;
@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 /// The product an authorization request would sign up for, when it takes sign-ups and mail goes out.
 pub fn offered(s: &AppState, req: &AuthRequest) -> Option<portico_model::Product> {
     s.mailer.as_ref()?;
-    signup::product_open_to_signup(&s.provider, &req.audience)
+    signup::product_open_to_signup(&s.provider.config(), &req.audience)
 }
 
 fn not_offered() -> Response {
@@ -99,6 +99,8 @@ pub struct SignupForm {
     req: Option<String>,
 }
 
+csrf_form!(SignupForm);
+
 /// Whether `email` is one address a mail can go to.
 fn deliverable(email: &str) -> bool {
     email.len() <= 254 && email.parse::<lettre::Address>().is_ok()
@@ -106,19 +108,16 @@ fn deliverable(email: &str) -> bool {
 
 /// Checks the form, hashes the password (for every address alike) and queues the mail; the answer
 /// names the address typed and nothing else.
-pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<SignupForm>) -> Response {
+pub async fn signup_submit(State(s): State<AppState>, flow: Flow, Checked(f): Checked<SignupForm>) -> Response {
     let Some(mailer) = &s.mailer else { return no_mail() };
-    let req = match Flow::new(&s, headers.clone(), Some(&addr)).form_request(&s, f.req.as_deref()).await {
+    let req = match flow.form_request(&s, f.req.as_deref()).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_offered(),
         Err(resp) => return resp,
     };
-    if !cookies::csrf_ok(&s, &headers, f.csrf.as_deref()) {
-        return bad_form();
-    }
     let Some(product) = offered(&s, &req) else { return not_offered() };
     // Counted before the form is checked: the check costs CPU (the strength estimate).
-    let ip = client_ip(Some(&addr));
+    let ip = flow.browser.from.ip.clone();
     if let Some(resp) = mail_rate(&s, ip.as_deref()) {
         return resp;
     }
@@ -137,7 +136,7 @@ pub async fn signup_submit(State(s): State<AppState>, ConnectInfo(addr): Connect
             .map(|r: password_policy::Refusal| r.to_string())
     };
     if let Some(message) = refusal {
-        let (csrf, _) = cookies::csrf_token(&s, &headers);
+        let (csrf, _) = flow.csrf(&s);
         return scripted_page(
             StatusCode::BAD_REQUEST,
             "Create your account",
@@ -260,7 +259,7 @@ pub async fn confirm_submit(
     Checked(f): Checked<TokenForm>,
 ) -> Response {
     let password = f.password.as_deref().unwrap_or("");
-    let (user, req) = match signup::confirm(&s.provider, &f.token, password, client_ip(Some(&addr)), now()).await {
+    let (user, req) = match signup::confirm(&s.provider, &f.token, password, client_ip(Some(&addr)), now(&s)).await {
         Ok(Ok(x)) => x,
         Ok(Err(ConfirmRefusal::LinkDead)) => return dead_link("Sign up again."),
         Ok(Err(ConfirmRefusal::WrongPassword)) => {
@@ -286,8 +285,8 @@ pub async fn confirm_submit(
     };
     // Back into the application's request when it is still waiting, else to the account page.
     let live = match req {
-        Some(id) => portico_protocol::interaction::peek(&s.provider, &id, now()).await.ok().flatten().map(|r| r.id),
-        None => None,
+        Some(id) if portico_protocol::interaction::still_waiting(&s.provider, &id, now(&s)).await => Some(id),
+        _ => None,
     };
     let next = live.map_or_else(|| "/login?next=/account".to_owned(), |id| format!("/login?req={id}"));
     Message::new("Account created", "Your account is ready")
@@ -335,7 +334,7 @@ pub async fn verify_form(State(s): State<AppState>, headers: HeaderMap, Query(q)
 }
 
 pub async fn verify_submit(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Checked(f): Checked<TokenForm>) -> Response {
-    match signup::verify_email(&s.provider, &f.token, client_ip(Some(&addr)), now()).await {
+    match signup::verify_email(&s.provider, &f.token, client_ip(Some(&addr)), now(&s)).await {
         Ok(true) => Message::new("Email verified", "Your email is verified")
             .text(vec![t("Applications you sign in to from now on see it as verified.")])
             .link("/account", "Your account")

@@ -6,6 +6,7 @@ use crate::error::{OAuthError, oauth};
 use crate::params::Params;
 use crate::provider::Provider;
 use crate::random;
+use crate::snapshot::Snapshot;
 use portico_model::Client;
 
 /// The longest value Portico keeps of each parameter it stores with a pending request (bytes);
@@ -50,7 +51,7 @@ fn oversized(params: &[(String, String)]) -> Option<String> {
 /// Validates raw request parameters (query or form, in order, duplicates kept).
 pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<AuthRequest, AuthorizeError> {
     let q = Params(params);
-    let (client, redirect_uri) = trusted_client(p, q)?;
+    let (client, redirect_uri) = trusted_client(&p.config(), q)?;
     // An oversized state is not echoed back (the request is refused for it below).
     let state = q.get("state").filter(|v| v.len() <= MAX_STATE);
     let (mode, web_origin) = response_mode(p, q, &client, &redirect_uri, state.as_deref())?;
@@ -98,7 +99,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
 
 /// The client and its redirect URI, once both can be trusted: until then an error is a page,
 /// never a redirect (RFC 6749 §4.1.2.1).
-fn trusted_client(p: &Provider, q: Params<'_>) -> Result<(std::sync::Arc<Client>, String), AuthorizeError> {
+fn trusted_client(config: &Snapshot, q: Params<'_>) -> Result<(std::sync::Arc<Client>, String), AuthorizeError> {
     // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."
     if q.count("client_id") > 1 || q.count("redirect_uri") > 1 {
         return Err(AuthorizeError::Page("The request names its client or redirect URI more than once."));
@@ -107,7 +108,7 @@ fn trusted_client(p: &Provider, q: Params<'_>) -> Result<(std::sync::Arc<Client>
     if oversized(q.0).is_some_and(|k| ["client_id", "redirect_uri", "the request as a whole"].contains(&k.as_str())) {
         return Err(AuthorizeError::Page("The request is too large."));
     }
-    let Some(entry) = q.get("client_id").and_then(|id| p.config().client(&id).cloned()) else {
+    let Some(entry) = q.get("client_id").and_then(|id| config.client(&id).cloned()) else {
         return Err(AuthorizeError::Page("The application that sent you here is not registered."));
     };
     let Some(redirect_uri) = q.get("redirect_uri") else {

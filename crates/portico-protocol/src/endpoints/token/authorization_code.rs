@@ -12,11 +12,11 @@ use crate::gate;
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{Client, FamilyId, TenantId};
-use portico_store::{AuditEvent, CodeConsumption};
+use portico_store::{AuditEvent, CodeConsumption, Store};
 
 pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
     let code = req.code.as_deref().ok_or_else(|| oauth!(InvalidRequest, "code is required"))?;
-    let (family, data) = consume(p, client, code, req.ip.as_deref(), now).await?;
+    let (family, data) = consume(&p.store, client, code, req.ip.as_deref(), now).await?;
     // "ensure that the redirect_uri parameter is present if [it] was included in the initial authorization request … and if included ensure that their values are identical."
     if req.redirect_uri.as_deref() != Some(data.redirect_uri.as_str()) {
         return Err(oauth!(InvalidGrant, "redirect_uri does not match the authorization request"));
@@ -68,8 +68,8 @@ const BAD_CODE: &str = "the authorization code is invalid, expired or already us
 ///
 /// A refusal that must be remembered commits before it answers (STYLE.md rule 7): consume →
 /// already consumed → revoke the family → audit → commit → `invalid_grant`.
-async fn consume(p: &Provider, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(FamilyId, CodeData), OAuthError> {
-    let mut tx = p.store.write().await?;
+async fn consume(store: &Store, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(FamilyId, CodeData), OAuthError> {
+    let mut tx = store.write().await?;
     let (family, data, expires_at) = match tx.consume_code(&random::hash(code), now).await? {
         CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),
         CodeConsumption::AlreadyConsumed { family } => {
