@@ -257,20 +257,28 @@ impl Tx<'_> {
     /// none or the last one ended. For a `single_session` product the live sessions of that
     /// product in this SSO session end first, their families revoked and their clients told (when
     /// `notify` accepts them): a browser holds one session of such a product at a time.
-    pub async fn product_session(&mut self, s: &ProductSessionStart<'_>, notify: LogoutFilter<'_>) -> Result<Sid> {
+    ///
+    /// `None` when the SSO session is no longer live. Its row is written first, so a logout that
+    /// ends it either commits before (and this starts nothing) or waits for this transaction (and
+    /// then ends what it started, families included): nothing issued in a session outlives it.
+    pub async fn product_session(&mut self, s: &ProductSessionStart<'_>, notify: LogoutFilter<'_>) -> Result<Option<Sid>> {
+        let live: Option<(String,)> = on_tx!(self, t => sqlx::query_as(
+            "UPDATE sso_sessions SET last_seen = $2
+             WHERE id = $1 AND ended_at IS NULL AND expires_at > $2 AND idle_expires_at > $2 RETURNING user_id")
+            .bind(s.sso_id).bind(s.now).fetch_optional(&mut **t).await)?;
+        let Some((user,)) = live else { return Ok(None) };
         if s.single {
             let ended: Vec<(String, String)> = on_tx!(self, t => sqlx::query_as(
                 "UPDATE product_sessions SET ended_at = $3 WHERE sso_id = $1 AND product = $2 AND ended_at IS NULL RETURNING sid, client_id")
                 .bind(s.sso_id).bind(s.product).bind(s.now).fetch_all(&mut **t).await)?;
             if !ended.is_empty() {
-                let user: String = on_tx!(self, t => {
-                    let (user,): (String,) = sqlx::query_as("SELECT user_id FROM sso_sessions WHERE id = $1").bind(s.sso_id).fetch_one(&mut **t).await?;
+                on_tx!(self, t => {
                     for (sid, _) in &ended {
                         sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = 'session_replaced' WHERE sid = $1 AND revoked_at IS NULL")
                             .bind(sid).bind(s.now).execute(&mut **t).await?;
                     }
-                    user
-                });
+                    Ok::<_, sqlx::Error>(())
+                })?;
                 self.queue_logouts(&ended, &user, "session_replaced", s.now, notify).await?;
             }
         }
@@ -282,6 +290,6 @@ impl Tx<'_> {
                      RETURNING sid")
             .bind(s.new_sid.as_str()).bind(s.sso_id).bind(s.client_id).bind(s.product).bind(s.now).bind(s.ip).bind(s.user_agent)
             .fetch_one(&mut **t).await)?;
-        Ok(Sid::new(sid))
+        Ok(Some(Sid::new(sid)))
     }
 }

@@ -725,7 +725,7 @@ async fn a_commit_reports_and_announces_the_logout_notices_it_queued(s: &TestSer
             single: false,
             now,
         };
-        tx.product_session(&start, &|_| true).await.expect("product session");
+        tx.product_session(&start, &|_| true).await.expect("product session").expect("live");
     }
     let opened = tx.commit().await.expect("commit");
     assert_eq!(opened.logouts_queued, 0);
@@ -757,3 +757,38 @@ async fn a_commit_reports_and_announces_the_logout_notices_it_queued(s: &TestSer
     assert!(std::future::Future::poll(woken.as_mut(), &mut cx).is_ready(), "the commit woke the worker");
 }
 both_stores!(a_commit_reports_and_announces_the_logout_notices_it_queued);
+
+/// Nothing starts in an SSO session that has ended: a sign-in answered in one tab while another
+/// signs out (the session was read live, then ended before the code was issued) gets no product
+/// session, so no family that the logout could not have revoked.
+async fn no_product_session_starts_in_an_ended_sso_session(s: &TestServer) {
+    let store = s.store();
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    let mut tx = store.write().await.expect("write");
+    tx.create_sso_session(&sso_session("sso-e", "cookie-e", &user, now), now)
+        .await
+        .expect("session");
+    tx.commit().await.expect("commit");
+    let start = portico_store::ProductSessionStart {
+        sso_id: "sso-e",
+        client_id: "crm-web",
+        product: "crm",
+        new_sid: &portico_model::Sid::new("sid-e".to_owned()),
+        ip: "127.0.0.1",
+        user_agent: "test",
+        single: false,
+        now,
+    };
+    committed!(store, t => t.end_user_sessions(&user, now, &|_| true)).await.expect("end");
+    for single in [false, true] {
+        let mut tx = store.write().await.expect("write");
+        let started = tx
+            .product_session(&portico_store::ProductSessionStart { single, ..start }, &|_| true)
+            .await
+            .expect("store");
+        assert_eq!(started, None, "single_session = {single}");
+    }
+    assert!(!store.product_session_live("sid-e").await.expect("read"));
+}
+both_stores!(no_product_session_starts_in_an_ended_sso_session);

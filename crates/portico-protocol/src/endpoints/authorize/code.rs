@@ -2,7 +2,7 @@
 //! family, and the response that carries it.
 
 use super::{AuthRequest, AuthResponse, Origin};
-use crate::error::OAuthError;
+use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{ClientId, FamilyId, Product, Sid, Tenant, UserId};
@@ -102,7 +102,10 @@ async fn product_session(
         single: product.single_session,
         now,
     };
-    Ok(tx.product_session(&start, &notify).await?)
+    // Signed out since the session was read (a logout in another tab): start nothing in it.
+    tx.product_session(&start, &notify)
+        .await?
+        .ok_or_else(|| oauth!(LoginRequired, "the session has ended"))
 }
 
 fn code_response(p: &Provider, req: &AuthRequest, code: String) -> AuthResponse {

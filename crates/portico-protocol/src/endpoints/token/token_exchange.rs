@@ -118,11 +118,10 @@ impl Redeemer<'_> {
         Ok((sso.clone().flatten(), !matches!(sso, Some(None)) && family_live))
     }
 
-    /// B's own token family for the redeemed code, stored; the redemption is audited
-    /// (`handoff.redeemed`) with it.
     /// What redeeming sets up, in one transaction: B's product session, joined to the SSO session
     /// A's token came from (so signing out reaches B too; it is the redeeming backend's, at its
-    /// address, with no browser of its own), and the family B's tokens belong to.
+    /// address, with no browser of its own), and the family B's tokens belong to, audited
+    /// (`handoff.redeemed`).
     async fn settle(&self, data: &HandoffData, product: &portico_model::Product, sso: Option<&str>) -> Result<Family, OAuthError> {
         let config = self.p.config();
         let notify = |c: &str| config.notifies_logout(c);
@@ -139,7 +138,8 @@ impl Redeemer<'_> {
                     single: product.single_session,
                     now: self.now,
                 };
-                Some(tx.product_session(&start, &notify).await?)
+                // A's session ended since the code was made (or while it was being spent).
+                Some(tx.product_session(&start, &notify).await?.ok_or_else(|| oauth!(InvalidGrant, BAD_CODE))?)
             }
             None => None,
         };
