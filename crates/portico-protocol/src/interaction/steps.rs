@@ -32,9 +32,16 @@ fn bound<V>(cx: &Cx<'_>, answer: Interaction<V>) -> Interaction<V> {
 
 /// `/oauth2/authorize/resume`: after login, the second factor, consent or the tenant picker.
 pub async fn resume(cx: &Cx<'_>, id: &str) -> Interaction {
-    match page_request(cx, id).await {
-        Ok(req) => proceed(cx, req).await,
-        Err(answer) => answer,
+    let req = match page_request(cx, id).await {
+        Ok(req) => req,
+        Err(answer) => return answer,
+    };
+    // Taken before it is decided: of two resumes sent at once only one goes on (one code, one
+    // family); a request that still waits after it is stored again.
+    match request::take(&cx.p.store, &req, cx.now).await {
+        Ok(true) => proceed(cx, req).await,
+        Ok(false) => Interaction::refuse(Refusal::Expired),
+        Err(e) => failed(Failed::Authorization, e),
     }
 }
 
