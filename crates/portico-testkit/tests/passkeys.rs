@@ -145,9 +145,11 @@ fn on_localhost_three_a_minute(c: &mut portico_server::config::Config) {
     c.pending_requests_per_minute = 3;
 }
 
-/// A passkey ceremony is a stored write anyone who reaches one of its four endpoints can cause:
-/// one allowance per address covers them all, so no endpoint is the way around it.
-async fn every_ceremony_endpoint_counts_against_one_allowance(s: &TestServer) {
+/// A passkey ceremony is a stored write: a passwordless one is bounded per address, one of a sign-in
+/// under way (second factor, step-up, registration) per user, and only a request whose CSRF token
+/// matched counts — so neither a page on another site nor a flood from a shared address can spend
+/// the allowance of someone's second factor.
+async fn passkey_ceremonies_are_bounded_per_address_and_per_user(s: &TestServer) {
     let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
     let mut signed_in = Browser::new();
     tokens(&mut signed_in, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
@@ -159,20 +161,43 @@ async fn every_ceremony_endpoint_counts_against_one_allowance(s: &TestServer) {
     let crate::tenancy::Step::Page(factor_page) = step else {
         panic!("signed in without the second factor")
     };
+    // Bob, signed in, with no factor yet: he may add a first passkey.
+    let mut bob = Browser::new();
+    tokens(&mut bob, s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
+    let (_, _, bobs_account) = bob.get(&format!("{}/account", s.base)).await;
 
+    // Forged requests (a page on another site cannot read the CSRF cookie) spend nothing.
     let mut anyone = Browser::new();
     let login = login_page(&mut anyone, s).await;
+    for _ in 0..5 {
+        let (status, _, _) = anyone
+            .post_form(&format!("{}/login/passkey/options", s.base), &[("csrf", "x".repeat(43).as_str())])
+            .await;
+        assert_eq!(status, 403);
+    }
     for _ in 0..3 {
         let (status, _, body) = post(&mut anyone, s, &login, "/login/passkey/options", &[]).await;
         assert_eq!(status, 200, "{body}");
     }
     let (status, _, _) = post(&mut anyone, s, &login, "/login/passkey/options", &[]).await;
-    assert_eq!(status, 429);
-    let (status, _, body) = post(&mut waiting, s, &factor_page, "/login/mfa/passkey/options", &[]).await;
-    assert_eq!(status, 429, "the second factor's ceremony: {body}");
+    assert_eq!(status, 429, "passwordless ceremonies are bounded per address");
+
+    // From the same address, Ada's second factor still has her own allowance, bounded too; another
+    // browser of hers shares it.
+    for _ in 0..3 {
+        let (status, _, body) = post(&mut waiting, s, &factor_page, "/login/mfa/passkey/options", &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, _) = post(&mut waiting, s, &factor_page, "/login/mfa/passkey/options", &[]).await;
+    assert_eq!(status, 429, "a second factor's ceremonies are bounded per user");
     let (status, _, body) = post(&mut signed_in, s, &account, "/login/second-factor/passkey/options", &[]).await;
-    assert_eq!(status, 429, "the step-up ceremony: {body}");
-    let (status, _, body) = post(&mut signed_in, s, &account, "/account/passkeys/options", &[]).await;
-    assert_eq!(status, 429, "registering: {body}");
+    assert_eq!(status, 429, "the step-up's count as hers: {body}");
+    // Bob's registrations have his.
+    for _ in 0..3 {
+        let (status, _, body) = post(&mut bob, s, &bobs_account, "/account/passkeys/options", &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, _) = post(&mut bob, s, &bobs_account, "/account/passkeys/options", &[]).await;
+    assert_eq!(status, 429, "registration ceremonies are bounded per user");
 }
-both_stores_with!(every_ceremony_endpoint_counts_against_one_allowance, TENANTS, on_localhost_three_a_minute);
+both_stores_with!(passkey_ceremonies_are_bounded_per_address_and_per_user, TENANTS, on_localhost_three_a_minute);

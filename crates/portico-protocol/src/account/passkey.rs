@@ -33,8 +33,21 @@ pub enum PasskeyError {
     Refused(String),
     #[error("that passkey is registered already")]
     Duplicate,
+    /// Too many ceremonies of this user: the seconds to wait.
+    #[error("too many passkey requests")]
+    TooMany(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A ceremony of a sign-in under way (its second factor, a step-up, a registration) is a stored
+/// write its user can cause: each user may start so many a minute. (A passwordless one has no
+/// user yet: the server bounds it per address.)
+pub fn allowance(limit: &dyn crate::interaction::PendingLimit, user: &UserId) -> Result<(), PasskeyError> {
+    match limit.wait(&format!("user:{}", user.as_str())) {
+        None => Ok(()),
+        Some(wait) => Err(PasskeyError::TooMany(wait)),
+    }
 }
 
 /// The relying party for `issuer`; `None` when its host is an IP address (or it is no URL).

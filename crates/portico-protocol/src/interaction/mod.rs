@@ -14,7 +14,7 @@ mod sign_in;
 mod steps;
 
 pub use logout::{LogoutView, confirm_logout};
-pub use request::{Loaded, load, peek, still_waiting};
+pub use request::still_waiting;
 pub use second_factor::{
     FactorAnswer, FactorError, FactorView, StepUpView, second_factor, second_factor_options, second_factor_page, step_up, step_up_options, step_up_page,
 };
@@ -63,14 +63,16 @@ pub struct Cx<'a> {
     pub p: &'a Provider,
     pub browser: &'a Browser,
     pub admit: &'a dyn PendingLimit,
+    /// The rate of passkey ceremonies per user ([`crate::passkey::allowance`]).
+    pub ceremonies: &'a dyn PendingLimit,
     pub now: i64,
 }
 
-/// The rate at which one address may leave new pending authorization requests: each is a row
-/// anyone can cause.
+/// The rate at which one key (an address, a user) may leave new pending states: each is a row
+/// its holder can cause.
 pub trait PendingLimit: Send + Sync {
-    /// `None` when `ip` may leave another; otherwise the seconds to wait.
-    fn wait(&self, ip: &str) -> Option<u64>;
+    /// `None` when `key` may leave another; otherwise the seconds to wait.
+    fn wait(&self, key: &str) -> Option<u64>;
 }
 
 impl Cx<'_> {

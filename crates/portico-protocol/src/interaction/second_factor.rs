@@ -14,13 +14,23 @@ use crate::totp::{self, Enrollment};
 use portico_model::{Amr, User, UserId};
 use portico_store::{SsoSession, StoreError};
 
-/// What a second factor form sent.
-#[derive(Clone, Debug)]
+/// What a second factor form sent. Its `Debug` leaves out the code and the ceremony's token: each
+/// is a live factor until used.
+#[derive(Clone)]
 pub enum FactorAnswer {
     /// A code from the authenticator app, or a recovery code.
     Code(String),
     /// A passkey's answer to its ceremony (`token`).
     Passkey { token: String, credential: String },
+}
+
+impl std::fmt::Debug for FactorAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(_) => f.write_str("Code(..)"),
+            Self::Passkey { .. } => f.write_str("Passkey { .. }"),
+        }
+    }
 }
 
 /// Why a factor was refused.
@@ -90,7 +100,13 @@ pub async fn second_factor_page(cx: &Cx<'_>) -> Interaction<FactorView> {
 /// `None` when the sign-in has expired.
 pub async fn second_factor_options(cx: &Cx<'_>) -> Option<Result<Option<Started>, PasskeyError>> {
     match waiting(cx).await {
-        Ok(Some(w)) => Some(passkey::start_verification(cx.p, &UserId::new(&w.user), cx.now).await),
+        Ok(Some(w)) => {
+            let user = UserId::new(&w.user);
+            if let Err(e) = passkey::allowance(cx.ceremonies, &user) {
+                return Some(Err(e));
+            }
+            Some(passkey::start_verification(cx.p, &user, cx.now).await)
+        }
         Ok(None) => None,
         Err(e) => Some(Err(e.into())),
     }
@@ -100,6 +116,9 @@ pub async fn second_factor_options(cx: &Cx<'_>) -> Option<Result<Option<Started>
 /// `None` when signed out.
 pub async fn step_up_options(cx: &Cx<'_>) -> Option<Result<Option<Started>, PasskeyError>> {
     let (_, user) = cx.signed_in_user().await?;
+    if let Err(e) = passkey::allowance(cx.ceremonies, &user.id) {
+        return Some(Err(e));
+    }
     Some(passkey::start_verification(cx.p, &user.id, cx.now).await)
 }
 

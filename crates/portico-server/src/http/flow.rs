@@ -65,6 +65,7 @@ impl Flow {
             p: &s.provider,
             browser: &self.browser,
             admit: &*s.pending_limits,
+            ceremonies: &*s.ceremony_limits,
             now: super::now(s),
         }
     }

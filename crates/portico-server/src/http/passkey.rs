@@ -9,8 +9,7 @@ use super::html;
 
 use super::{client_ip, now};
 use crate::app::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use portico_model::UserId;
@@ -43,6 +42,7 @@ pub fn options(r: Result<Option<Started>, PasskeyError>) -> Response {
             resp
         }
         Err(PasskeyError::Unavailable) => Problem::new(StatusCode::NOT_FOUND, "Passkeys are not available on this server.").into_response(),
+        Err(PasskeyError::TooMany(wait)) => too_many(wait),
         Err(e) => {
             tracing::error!(error = %e, "starting a passkey ceremony failed");
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response()
@@ -50,28 +50,22 @@ pub fn options(r: Result<Option<Started>, PasskeyError>) -> Response {
     }
 }
 
-/// A passkey ceremony is a stored write anyone who reaches one of the endpoints that start one can
-/// cause: one allowance per address (`pending_requests_per_minute`) covers them all. An answer
-/// without the peer's address is refused (Portico's accept loop always gives it).
-pub struct CeremonyAllowance;
+/// A passwordless ceremony is a stored write anyone can cause, counted once its form's CSRF token
+/// matched (so a page on another site cannot spend an address's allowance): so many per address
+/// (`pending_requests_per_minute`; refused without the peer's address). Those of a sign-in under
+/// way are counted per user ([`passkey::allowance`]): a flood of passwordless ones from a shared
+/// address starves no one's second factor.
+fn ceremony_refused(s: &AppState, addr: &SocketAddr) -> Option<Response> {
+    let Some(ip) = client_ip(Some(addr)) else {
+        return Some(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response());
+    };
+    s.ceremony_limits.check(&ip).map(too_many)
+}
 
-impl FromRequestParts<AppState> for CeremonyAllowance {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let Some(ip) = client_ip(addr.as_ref()) else {
-            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response());
-        };
-        match s.ceremony_limits.check(&ip) {
-            None => Ok(Self),
-            Some(wait) => {
-                let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts from this address. Try again later.").into_response();
-                resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
-                Err(resp)
-            }
-        }
-    }
+fn too_many(wait: u64) -> Response {
+    let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many passkey requests. Try again later.").into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+    resp
 }
 
 pub fn refused_csrf() -> Response {
@@ -79,7 +73,10 @@ pub fn refused_csrf() -> Response {
 }
 
 /// `POST /login/passkey/options`: a passwordless ceremony.
-pub async fn login_options(State(s): State<AppState>, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
+pub async fn login_options(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, _: CheckedForScript<CsrfForm>) -> Response {
+    if let Some(refused) = ceremony_refused(&s, &addr) {
+        return refused;
+    }
     options(passkey::start_discovery(&s.provider, now(&s)).await.map(Some))
 }
 
@@ -121,7 +118,7 @@ fn refused(r: PasskeyRefused, req: Option<&str>, next: Option<&str>) -> Response
 }
 
 /// `POST /account/passkeys/options`: registering a new passkey for the signed-in user.
-pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
+pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, _: CheckedForScript<CsrfForm>) -> Response {
     let unavailable = || Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response();
     let account = match Account::of(&s, &headers).await {
         Ok(Some(account)) => account,
@@ -129,7 +126,10 @@ pub async fn register_options(State(s): State<AppState>, headers: HeaderMap, _: 
         Err(_) => return unavailable(),
     };
     match may_change_factors(&s, &account).await {
-        Ok(FactorChange::Allowed) => options(passkey::start_registration(&s.provider, &account.user, now(&s)).await.map(Some)),
+        Ok(FactorChange::Allowed) => match passkey::allowance(&*s.ceremony_limits, &account.user.id) {
+            Ok(()) => options(passkey::start_registration(&s.provider, &account.user, now(&s)).await.map(Some)),
+            Err(e) => options(Err(e)),
+        },
         Ok(refused) => Problem::new(StatusCode::FORBIDDEN, refusal(refused)).into_response(),
         Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Passkeys are unavailable right now.").into_response(),
     }

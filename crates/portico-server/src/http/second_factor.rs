@@ -5,7 +5,6 @@
 use super::flow::{Checked, CheckedForScript, CsrfForm, Flow, csrf_form};
 use super::html;
 use super::pages::{PasskeyForm, with_cookie};
-use super::passkey::CeremonyAllowance;
 use crate::app::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -138,7 +137,7 @@ pub async fn code_submit(State(s): State<AppState>, flow: Flow, Checked(f): Chec
 }
 
 /// `POST /login/mfa/passkey/options`: the passkey ceremony of the waiting sign-in's user.
-pub async fn passkey_options(State(s): State<AppState>, flow: Flow, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
+pub async fn passkey_options(State(s): State<AppState>, flow: Flow, _: CheckedForScript<CsrfForm>) -> Response {
     match interaction::second_factor_options(&flow.cx(&s)).await {
         Some(started) => super::passkey::options(started),
         None => super::api::Problem::new(StatusCode::BAD_REQUEST, "This sign-in has expired. Start again.").into_response(),
@@ -146,7 +145,7 @@ pub async fn passkey_options(State(s): State<AppState>, flow: Flow, _: CeremonyA
 }
 
 /// `POST /login/second-factor/passkey/options`: the passkey ceremony of the signed-in user stepping up.
-pub async fn step_up_passkey_options(State(s): State<AppState>, flow: Flow, _: CeremonyAllowance, _: CheckedForScript<CsrfForm>) -> Response {
+pub async fn step_up_passkey_options(State(s): State<AppState>, flow: Flow, _: CheckedForScript<CsrfForm>) -> Response {
     match interaction::step_up_options(&flow.cx(&s)).await {
         Some(started) => super::passkey::options(started),
         None => super::api::Problem::new(StatusCode::BAD_REQUEST, "You are signed out. Start again.").into_response(),
