@@ -100,3 +100,32 @@ fn web_origins_must_be_origins() {
     }
     portico_server::suite::Suite::parse("s.toml", &suite("https://a.test:8443"), &Default::default()).expect("an origin with a port");
 }
+
+/// The one value a page embeds in a script, the message, is JSON that cannot end the script: a
+/// `state` holding `</script><script>`, quotes, `&` and the line separators U+2028/U+2029 comes
+/// back inside the message whole, and nowhere as markup.
+async fn a_hostile_state_stays_inside_the_message(s: &TestServer) {
+    let mut b = Browser::new();
+    tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let hostile = "</script><script>alert(1)</script>\"'&\u{2028}\u{2029}<!--";
+    let mut url = authorize_url(s, "crm-web", &[("prompt", "none")]);
+    url = url.replace(
+        "state=st-1",
+        &format!("state={}", url::form_urlencoded::byte_serialize(hostile.as_bytes()).collect::<String>()),
+    );
+    let (status, _, page) = b.get_with_headers(&url).await;
+    assert_eq!(status, 200, "{page}");
+    let script = page.split("<script nonce=").nth(1).expect("the page's script");
+    let script = &script[..script.find("</script>").expect("the script ends")];
+    assert!(
+        script.contains("t.postMessage("),
+        "the script ends where the page ends it, not in the state: {script}"
+    );
+    for raw in ["<", ">", "&", "\u{2028}", "\u{2029}"] {
+        assert!(!script[script.find('>').unwrap() + 1..].contains(raw), "{raw:?} raw in the script: {script}");
+    }
+    let (message, _) = posted(&page);
+    assert_eq!(message["response"]["state"], hostile, "the state reaches the client whole");
+    assert_eq!(page.matches("<script").count(), 1, "no script but the page's own: {page}");
+}
+both_stores!(a_hostile_state_stays_inside_the_message, &WEB);

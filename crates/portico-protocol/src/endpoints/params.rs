@@ -28,13 +28,11 @@ impl<'a> Params<'a> {
         self.0.iter().filter(|(n, _)| n == name).count()
     }
 
-    /// The first parameter sent more than once, but `resource`.
+    /// The first parameter sent more than once, but `resource`. Linear: it runs before the
+    /// client is authenticated, on as many parameters as a body holds.
     pub fn repeated(&self) -> Option<&'a str> {
-        self.0
-            .iter()
-            .enumerate()
-            .find(|(i, (k, _))| k != "resource" && self.0[..*i].iter().any(|(n, _)| n == k))
-            .map(|(_, (k, _))| k.as_str())
+        let mut seen = std::collections::HashSet::with_capacity(self.0.len());
+        self.0.iter().map(|(k, _)| k.as_str()).find(|k| *k != "resource" && !seen.insert(*k))
     }
 
     /// `invalid_request` naming the first repeated parameter, if any.

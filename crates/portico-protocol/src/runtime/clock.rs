@@ -1,6 +1,7 @@
-//! The provider's clock: the seconds every request is answered at, and milliseconds for what
-//! counts time finer (the sign-in throttle). It is the system's clock; a test moves it forward
-//! instead of sleeping.
+//! The provider's clock: the seconds every request is answered at and the background tasks (the
+//! outbox, the mail worker, the sweeper) read, and milliseconds for what counts time finer (the
+//! sign-in throttle). It is the system's clock; a test moves it forward instead of sleeping. (The
+//! server's per-address and per-client rate limits keep their own clock.)
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The provider: the store, the issuer, the settings, and the in-memory caches (configuration
-//! snapshot and key ring) that every endpoint reads. Protocol functions take it and `now`.
+//! snapshot and key ring) that every endpoint reads. Protocol functions take it (or the part of
+//! it they read) and `now`.
 
 use crate::kek::Kek;
 use crate::keys::{self, KeyError, KeyRing};
@@ -62,7 +63,8 @@ pub struct Provider {
     pub settings: Settings,
     pub kek: Kek,
     pub writer: Writer,
-    /// Milliseconds, for the sign-in throttle.
+    /// The instant requests are answered at (seconds, and milliseconds for the sign-in throttle);
+    /// tests move it.
     pub clock: crate::clock::Clock,
     pub tenant_handles: TenantHandles,
     /// The WebAuthn relying party; `None` when the issuer's host is an IP address (no passkeys).
