@@ -258,14 +258,13 @@ impl Tx<'_> {
     /// product in this SSO session end first, their families revoked and their clients told (when
     /// `notify` accepts them): a browser holds one session of such a product at a time.
     ///
-    /// `None` when the SSO session is no longer live. Its row is written first, so a logout that
+    /// `None` when the SSO session has ended. Its row is locked (written unchanged) first, so a logout that
     /// ends it either commits before (and this starts nothing) or waits for this transaction (and
     /// then ends what it started, families included): nothing issued in a session outlives it.
     pub async fn product_session(&mut self, s: &ProductSessionStart<'_>, notify: LogoutFilter<'_>) -> Result<Option<Sid>> {
         let live: Option<(String,)> = on_tx!(self, t => sqlx::query_as(
-            "UPDATE sso_sessions SET last_seen = $2
-             WHERE id = $1 AND ended_at IS NULL AND expires_at > $2 AND idle_expires_at > $2 RETURNING user_id")
-            .bind(s.sso_id).bind(s.now).fetch_optional(&mut **t).await)?;
+            "UPDATE sso_sessions SET last_seen = last_seen WHERE id = $1 AND ended_at IS NULL RETURNING user_id")
+            .bind(s.sso_id).fetch_optional(&mut **t).await)?;
         let Some((user,)) = live else { return Ok(None) };
         if s.single {
             let ended: Vec<(String, String)> = on_tx!(self, t => sqlx::query_as(

@@ -39,7 +39,15 @@ pub async fn resume(cx: &Cx<'_>, id: &str) -> Interaction {
     // Taken before it is decided: of two resumes sent at once only one goes on (one code, one
     // family); a request that still waits after it is stored again.
     match request::take(&cx.p.store, &req, cx.now).await {
-        Ok(true) => proceed(cx, req).await,
+        Ok(true) => {
+            let kept = req.clone();
+            let answer = proceed(cx, req).await;
+            // A failure answers nothing: the request waits again, for a reload.
+            if matches!(answer.then, Then::Refuse(Refusal::Unavailable(_))) && request::save(&cx.p.store, &cx.p.settings, &kept).await.is_err() {
+                tracing::warn!("a resumed request that failed could not be kept");
+            }
+            answer
+        }
         Ok(false) => Interaction::refuse(Refusal::Expired),
         Err(e) => failed(Failed::Authorization, e),
     }
@@ -124,10 +132,11 @@ async fn waiting_at(cx: &Cx<'_>, id: &str, step: Step, form: bool) -> Result<(Au
     let req = if form { form_request(cx, id).await? } else { page_request(cx, id).await? };
     match cx.session().await {
         Some(session) if req.waits_for(step, &session) => Ok((req, session)),
-        // Signed out meanwhile: the request is decided again (the login form).
-        None => Err(proceed(cx, req).await),
+        // Signed out meanwhile, or another session: the request is decided again, by resume,
+        // which takes it first (so two pages at once make one answer).
+        None => Err(Interaction::go(Place::Resume(req.id))),
         Some(_) if form => Err(Interaction::refuse(Refusal::NotWaiting)),
-        Some(_) => Err(proceed(cx, req).await),
+        Some(_) => Err(Interaction::go(Place::Resume(req.id))),
     }
 }
 

@@ -2,7 +2,7 @@
 //! family, and the response that carries it.
 
 use super::{AuthRequest, AuthResponse, Origin};
-use crate::error::{OAuthError, oauth};
+use crate::error::OAuthError;
 use crate::provider::Provider;
 use crate::random;
 use portico_model::{ClientId, FamilyId, Product, Sid, Tenant, UserId};
@@ -27,7 +27,8 @@ pub struct CodeData {
 }
 
 /// Starts (or continues) the product session of the code and issues the code; the response
-/// carries it with `state` and `iss` (RFC 9207).
+/// carries it with `state` and `iss` (RFC 9207). `None` when the session ended since it was read
+/// (a logout in another tab): nothing is issued.
 pub(super) async fn issue_code(
     p: &Provider,
     req: &AuthRequest,
@@ -36,10 +37,12 @@ pub(super) async fn issue_code(
     tenant: Option<&Tenant>,
     from: &Origin,
     now: i64,
-) -> Result<AuthResponse, OAuthError> {
+) -> Result<Option<AuthResponse>, OAuthError> {
     // The product session, the code and its audit event commit together.
     let mut tx = p.store.write().await?;
-    let sid = product_session(p, &mut tx, req, session, product, from, now).await?;
+    let Some(sid) = product_session(p, &mut tx, req, session, product, from, now).await? else {
+        return Ok(None);
+    };
     let code = random::token();
     let tenant_id = tenant.map(|t| t.id.as_str().to_owned());
     let data = CodeData {
@@ -76,7 +79,7 @@ pub(super) async fn issue_code(
             .data(serde_json::json!({"client_id": req.client_id, "sid": sid.as_str()})),
     );
     tx.commit().await?;
-    Ok(code_response(p, req, code))
+    Ok(Some(code_response(p, req, code)))
 }
 
 /// The product session the code belongs to: this client's in this SSO session, or a new one
@@ -89,7 +92,7 @@ async fn product_session(
     product: &Product,
     from: &Origin,
     now: i64,
-) -> Result<Sid, OAuthError> {
+) -> Result<Option<Sid>, OAuthError> {
     let config = p.config();
     let notify = |c: &str| config.notifies_logout(c);
     let start = ProductSessionStart {
@@ -102,10 +105,7 @@ async fn product_session(
         single: product.single_session,
         now,
     };
-    // Signed out since the session was read (a logout in another tab): start nothing in it.
-    tx.product_session(&start, &notify)
-        .await?
-        .ok_or_else(|| oauth!(LoginRequired, "the session has ended"))
+    Ok(tx.product_session(&start, &notify).await?)
 }
 
 fn code_response(p: &Provider, req: &AuthRequest, code: String) -> AuthResponse {

@@ -191,9 +191,12 @@ impl Deciding<'_> {
         match refusal {
             None if reconsent => {}
             None => {
-                return issue_code(self.p, &self.req, m.session, m.product, m.tenant, self.from, self.now)
-                    .await
-                    .map(AuthorizeOutcome::Respond);
+                return match issue_code(self.p, &self.req, m.session, m.product, m.tenant, self.from, self.now).await? {
+                    Some(resp) => Ok(AuthorizeOutcome::Respond(resp)),
+                    // Signed out since the session was read: as if it had never been there.
+                    None if prompt_none => self.fail(oauth!(LoginRequired, "the user is not signed in")),
+                    None => Ok(AuthorizeOutcome::ShowLogin(self.waiting(Step::Login, None, None))),
+                };
             }
             Some(Refusal::FreshSignInRequired) if prompt_none => return self.fail(oauth!(LoginRequired, "the product requires a fresh sign-in")),
             Some(Refusal::FreshSignInRequired) => return Ok(AuthorizeOutcome::ShowLogin(self.waiting(Step::Login, None, None))),

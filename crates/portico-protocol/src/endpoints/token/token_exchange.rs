@@ -139,7 +139,11 @@ impl Redeemer<'_> {
                     now: self.now,
                 };
                 // A's session ended since the code was made (or while it was being spent).
-                Some(tx.product_session(&start, &notify).await?.ok_or_else(|| oauth!(InvalidGrant, BAD_CODE))?)
+                let started = tx.product_session(&start, &notify).await?;
+                match started {
+                    Some(sid) => Some(sid),
+                    None => return Err(self.refuse(tx, "the session ended", Some(&data.user_id)).await),
+                }
             }
             None => None,
         };
