@@ -346,6 +346,52 @@ async fn a_request_is_resumed_into_one_code(s: &TestServer) {
 }
 both_stores!(a_request_is_resumed_into_one_code, &SUITE);
 
+/// A sign-in decided on a session that another tab ended a moment before (read live, then signed
+/// out before the code's transaction) issues nothing: the login form, or `login_required` for
+/// `prompt=none`; never an error page, never a code in an ended session.
+async fn a_sign_in_answered_after_a_logout_starts_nothing(s: &TestServer) {
+    use portico_protocol::authorize::{self, AuthorizeOutcome, Origin};
+    let mut b = Browser::new();
+    tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let p = &s.running.provider;
+    let now = portico_testkit::now();
+    let cookie = b.cookies.get("portico_session").expect("a session cookie").clone();
+    let session = portico_protocol::login::session_from_cookie(p, &cookie, now).await.unwrap().expect("live");
+    let ada = user_id(s, "ada@example.test").await;
+    let before = audited(s, "authorize.code_issued", ada.as_str()).await;
+    let store = s.store();
+    committed!(store, t => t.end_user_sessions(&session.user_id, now, &|_| true)).await.unwrap();
+    let (_, challenge) = pkce();
+    for prompt in ["login_form", "none"] {
+        let mut params: Vec<(String, String)> = [
+            ("response_type", "code"),
+            ("client_id", "crm-web"),
+            ("redirect_uri", CALLBACK),
+            ("scope", "openid"),
+            ("state", "st"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("organization", "acme"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        if prompt == "none" {
+            params.push(("prompt".into(), "none".into()));
+        }
+        let req = authorize::validate(p, &params, now).expect("valid");
+        match (prompt, authorize::decide(p, req, Some(&session), &Origin::default(), now).await) {
+            ("login_form", Ok(AuthorizeOutcome::ShowLogin(_))) => {}
+            ("none", Ok(AuthorizeOutcome::Respond(r))) => {
+                assert!(r.params.iter().any(|(k, v)| k == "error" && v == "login_required"), "{:?}", r.params);
+            }
+            (prompt, other) => panic!("{prompt}: {:?}", other.map(|_| "another outcome")),
+        }
+    }
+    assert_eq!(audited(s, "authorize.code_issued", ada.as_str()).await, before, "no code issued");
+}
+both_stores!(a_sign_in_answered_after_a_logout_starts_nothing, &SUITE);
+
 // ---- 8. Consent names the product --------------------------------------------------------
 
 async fn consent_covers_one_product(s: &TestServer) {
