@@ -24,6 +24,15 @@ impl Scope {
         self.0.iter().any(|v| v == value)
     }
 
+    /// What a request narrowing `granted` to `asked` gets (RFC 6749 §6, RFC 8693 §2.1):
+    /// `granted` when nothing is asked, the asked scope normalized when it is within `granted`,
+    /// `None` when it asks for more.
+    pub fn narrow(granted: &str, asked: Option<&str>) -> Option<String> {
+        let Some(asked) = asked else { return Some(granted.to_owned()) };
+        let asked = Scope::parse(asked);
+        asked.within(&Scope::parse(granted)).then(|| asked.to_string())
+    }
+
     /// Whether every value of this scope is one of `granted`'s (RFC 6749 §6: a refresh "MUST NOT
     /// include any scope not originally granted"). Linear in this scope: `granted` holds a grant's
     /// few values.

@@ -111,3 +111,12 @@ pub async fn session_from_cookie(p: &Provider, cookie: &str, now: i64) -> Result
 pub async fn user_of(p: &Provider, session: &SsoSession) -> Result<Option<User>, StoreError> {
     p.store.user_by_id(&session.user_id).await
 }
+
+/// The live SSO session the session cookie names, and its user: what a signed-in page or form
+/// stands on.
+pub async fn signed_in(p: &Provider, cookie: &str, now: i64) -> Result<Option<(SsoSession, User)>, StoreError> {
+    let Some(session) = session_from_cookie(p, cookie, now).await? else {
+        return Ok(None);
+    };
+    Ok(user_of(p, &session).await?.map(|user| (session, user)))
+}

@@ -87,9 +87,11 @@ impl Cx<'_> {
 
     /// The browser's live SSO session and its user.
     pub async fn signed_in_user(&self) -> Option<(SsoSession, portico_model::User)> {
-        let session = self.session().await?;
-        let user = crate::login::user_of(self.p, &session).await.ok()??;
-        Some((session, user))
+        let cookie = self.browser.session.as_deref()?;
+        crate::login::signed_in(self.p, cookie, self.now).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            None
+        })
     }
 }
 

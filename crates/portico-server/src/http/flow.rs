@@ -191,11 +191,8 @@ impl Account {
         let Some(cookie) = cookies::get(headers, cookies::session_name(s)) else {
             return Ok(None);
         };
-        let login = portico_protocol::login::session_from_cookie(&s.provider, cookie, super::now(s)).await?;
-        let Some(session) = login else { return Ok(None) };
-        Ok(portico_protocol::login::user_of(&s.provider, &session)
-            .await?
-            .map(|user| Account { session, user }))
+        let found = portico_protocol::login::signed_in(&s.provider, cookie, super::now(s)).await?;
+        Ok(found.map(|(session, user)| Account { session, user }))
     }
 }
 

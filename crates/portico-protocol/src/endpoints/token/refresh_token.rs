@@ -30,7 +30,8 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         now,
     };
     let data = live_token(&by, &ctx.token).await?;
-    let scope = narrowed(req.scope.as_deref(), &data.scope)?;
+    let scope =
+        portico_model::Scope::narrow(&data.scope, req.scope.as_deref()).ok_or_else(|| oauth!(InvalidScope, "the scope exceeds what was originally granted"))?;
     let config = p.config();
     let product = own_product(&config, family, &req.resource)?;
     let tenant = family.tenant.as_ref();
@@ -117,16 +118,6 @@ async fn live_token(by: &By<'_>, found: &RefreshPeek) -> Result<RefreshData, OAu
         return Err(oauth!(InvalidGrant, INVALID));
     }
     serde_json::from_str(&found.data).map_err(OAuthError::server)
-}
-
-/// RFC 6749 §6: the scope "MUST NOT include any scope not originally granted".
-fn narrowed(asked: Option<&str>, granted: &str) -> Result<String, OAuthError> {
-    let Some(asked) = asked else { return Ok(granted.to_owned()) };
-    let asked = portico_model::Scope::parse(asked);
-    if !asked.within(&portico_model::Scope::parse(granted)) {
-        return Err(oauth!(InvalidScope, "the scope exceeds what was originally granted"));
-    }
-    Ok(asked.to_string())
 }
 
 /// A spent token presented again: its whole family is revoked (RFC 9700 §4.14.2), audited.

@@ -183,7 +183,8 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
     let (sso, source_live) = by.source(&data).await?;
     // The scope B's tokens will carry (RFC 8693 §2.1: narrowed, never widened) is what consent
     // must cover.
-    let scope = narrow_scope(&data.scope, req.scope.as_deref())?;
+    let scope =
+        portico_model::Scope::narrow(&data.scope, req.scope.as_deref()).ok_or_else(|| oauth!(InvalidScope, "the scope exceeds what the user granted"))?;
     // The gate again, for the redeeming client: the grant may have been revoked since the code was
     // made, the product's policy tightened, its session lifetime passed.
     let mint = gate::Mint {
@@ -220,16 +221,6 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         context: data.context,
         ..resp
     })
-}
-
-/// RFC 8693 §2.1 `scope`: may narrow what the code carried, never widen it.
-fn narrow_scope(granted: &str, asked: Option<&str>) -> Result<String, OAuthError> {
-    let Some(asked) = asked else { return Ok(granted.to_owned()) };
-    let asked = portico_model::Scope::parse(asked);
-    if !asked.within(&portico_model::Scope::parse(granted)) {
-        return Err(oauth!(InvalidScope, "the scope exceeds what the user granted"));
-    }
-    Ok(asked.to_string())
 }
 
 async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
