@@ -113,6 +113,7 @@ pub fn claims_for(ctx: &TokenContext<'_>, product: &Product, tenant: Option<&Ten
         scope: ctx.scope.to_owned(),
         iat: ctx.now,
         exp: ctx.now + product.access_token_ttl,
+        nbf: None,
         jti: ctx.jti.clone(),
         sid: ctx.sid.map(|s| s.as_str().to_owned()),
         auth_time: ctx.auth_time,

@@ -89,7 +89,7 @@ pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'stat
         return Err(AdminError::Forbidden(permission));
     }
     Ok(Caller {
-        actor: claims.subject().actor(),
+        actor: portico_model::Subject::of_claim(&claims.sub).actor(),
         ip,
         authority: Authority::Roles(live.roles),
     })

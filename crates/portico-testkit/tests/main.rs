@@ -306,6 +306,7 @@ mod escaping;
 mod expiry;
 mod flow;
 mod grant_properties;
+mod guard;
 mod http_shape;
 mod isolation;
 mod keys;

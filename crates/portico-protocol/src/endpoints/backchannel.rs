@@ -10,42 +10,31 @@ use crate::random;
 use crate::snapshot::Snapshot;
 use portico_model::Client;
 use portico_store::{AuditEvent, LogoutNotice, Store, StoreError};
-use serde::{Deserialize, Serialize};
 
 /// The event a logout token carries (§2.4).
-pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+pub const EVENT: &str = portico_claims::BACKCHANNEL_LOGOUT_EVENT;
 /// The JWT `typ` of a logout token (§2.4: explicit typing).
-pub const TYP: &str = "logout+jwt";
+pub const TYP: &str = portico_claims::LOGOUT_TOKEN_TYP;
 /// A logout token's lifetime: long enough for clock skew, short enough not to be worth replaying.
 pub const TOKEN_TTL: i64 = 120;
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: i64 = 60;
 
-/// Logout token claims (§2.4): `sid` and `sub`, the event, never a `nonce`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LogoutClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
-    pub sid: String,
-    pub events: serde_json::Value,
-}
+pub use portico_claims::LogoutClaims;
 
 /// Signs a logout token for `client` (with the client's ID token algorithm, so the key the
 /// client already verifies ID tokens with verifies this).
 pub fn logout_token(p: &Provider, client: &Client, sid: &str, sub: &str, now: i64) -> Result<String, KeyError> {
     let claims = LogoutClaims {
         iss: p.issuer.clone(),
-        sub: sub.to_owned(),
+        sub: Some(sub.to_owned()),
         aud: client.id.as_str().to_owned(),
         iat: now,
         exp: now + TOKEN_TTL,
         jti: random::id("lgt_"),
-        sid: sid.to_owned(),
+        sid: Some(sid.to_owned()),
         events: serde_json::json!({ EVENT: {} }),
+        nonce: None,
     };
     p.keys().sign(client.signing_alg, TYP, &claims, now)
 }

@@ -12,7 +12,7 @@ pub async fn userinfo(p: &Provider, bearer: Option<&str>, now: i64) -> Result<Va
         ..oauth!(InvalidToken, "an access token is required")
     })?;
     let c = decode_access_token(p, token, now).ok_or_else(|| oauth!(InvalidToken, "the access token is invalid or expired"))?;
-    let subject = c.subject();
+    let subject = portico_model::Subject::of_claim(&c.sub);
     let Some(user_id) = subject.user().filter(|_| Scope::has(&c.scope, "openid")) else {
         return Err(oauth!(InvalidToken, "the access token is invalid or expired"));
     };

@@ -40,7 +40,7 @@ fn decode_own<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &s
 
 /// The claims of a well-formed, correctly signed, unexpired Portico access token.
 pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<AccessClaims> {
-    let claims: AccessClaims = decode_own(p, token, "at+jwt", &["exp", "iss", "sub", "aud"], now)?;
+    let claims: AccessClaims = decode_own(p, token, portico_claims::ACCESS_TOKEN_TYP, &["exp", "iss", "sub", "aud"], now)?;
     (claims.exp > now).then_some(claims)
 }
 
@@ -80,7 +80,7 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
             permissions: c.permissions.iter().filter(|x| now_given.contains(x.as_str())).cloned().collect(),
         })
     };
-    let client = match c.subject() {
+    let client = match Subject::of_claim(&c.sub) {
         Subject::User(user) => return Ok(user_live(&p.store, c, product, &user, now).await?.and_then(|roles| held(&roles))),
         Subject::Client(client) => client,
     };
@@ -129,7 +129,7 @@ pub async fn own_user_token(p: &Provider, token: Option<&str>, product: &Product
         .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
     let bad = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
     let claims = decode_access_token(p, token, now).ok_or_else(bad)?;
-    if claims.aud != product.audience.as_str() || claims.subject().user().is_none() || !is_live(p, &claims, now).await? {
+    if claims.aud != product.audience.as_str() || Subject::of_claim(&claims.sub).user().is_none() || !is_live(p, &claims, now).await? {
         return Err(bad());
     }
     Ok(claims)

@@ -44,7 +44,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         act: None,
     };
     let claims = claims_for(&ctx, product, None, Some(grant));
-    let access_token = p.keys().sign(client.signing_alg, "at+jwt", &claims, now)?;
+    let access_token = p.keys().sign(client.signing_alg, portico_claims::ACCESS_TOKEN_TYP, &claims, now)?;
     p.writer.record(
         AuditEvent::new(now, "token.issued", format!("client:{}", client.id))
             .product(product.slug.as_str())

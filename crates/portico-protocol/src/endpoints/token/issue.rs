@@ -89,7 +89,7 @@ pub fn mint_user_access(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<St
         act: t.act.clone(),
     };
     let claims = claims_for(&ctx, t.product, tenant, Some(t.grant));
-    Ok(p.keys().sign(t.client.signing_alg, "at+jwt", &claims, now)?)
+    Ok(p.keys().sign(t.client.signing_alg, portico_claims::ACCESS_TOKEN_TYP, &claims, now)?)
 }
 
 /// OpenID Connect Core §2 ID token claims.

@@ -1,0 +1,228 @@
+//! Calls this product's backend makes to Portico as its confidential client
+//! (`client_secret_basic`, RFC 6749 §2.3.1): redeeming a hand-off code (Portico's
+//! `/oauth2/handoff`, redeemed by RFC 8693 token exchange with
+//! `subject_token_type=urn:portico:token-type:handoff`), and introspection (RFC 7662) for routes
+//! that must see a revocation before the access token expires.
+
+use crate::{Guard, Principal, Reason, Refusal};
+use base64::Engine;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The token type of a Portico hand-off code.
+pub const HANDOFF_TOKEN_TYPE: &str = "urn:portico:token-type:handoff";
+/// How long an introspection answer is reused (seconds, and never past the token's `exp`).
+pub const INTROSPECTION_CACHE: i64 = 30;
+const INTROSPECTION_CAPACITY: usize = 10_000;
+
+/// A confidential client's id and secret. `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    pub(crate) id: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl ClientCredentials {
+    /// `id` and `secret` as registered in the suite file.
+    pub fn new(id: &str, secret: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        }
+    }
+
+    /// RFC 6749 §2.3.1: both form-encoded, then Basic.
+    fn basic(&self) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let pair = format!("{}:{}", enc(&self.id), enc(&self.secret));
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+    }
+}
+
+/// Why a hand-off could not be redeemed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandoffError {
+    /// The guard has no client credentials, or discovery named no token endpoint.
+    #[error("hand-off redemption needs client_credentials and the issuer's token_endpoint")]
+    NotConfigured,
+    /// Portico refused the code (used, expired, for another product…): RFC 6749 §5.2 `error`.
+    #[error("the issuer refused the hand-off code: {0}")]
+    Refused(String),
+    /// Portico could not be reached, or answered something unreadable.
+    #[error("redeeming the hand-off code failed: {0}")]
+    Unavailable(String),
+    /// The access token Portico answered did not verify for this product.
+    #[error("the token answered for the hand-off did not verify: {0:?}")]
+    Token(Reason),
+}
+
+/// A redeemed hand-off: this product's own tokens for the user, and the context the other
+/// product sent (opaque to Portico, at most 1 KiB).
+#[derive(Debug)]
+pub struct Handoff {
+    /// The user, as this product's access token says.
+    pub principal: Principal,
+    /// This product's access token.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: i64,
+    /// A refresh token, when the client may have one.
+    pub refresh_token: Option<String>,
+    /// An ID token, when `openid` was among the scopes.
+    pub id_token: Option<String>,
+    /// The deep-link context the other product attached.
+    pub context: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExchangeAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: i64,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+    context: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+#[derive(Default)]
+pub(crate) struct IntrospectionCache {
+    answers: Mutex<HashMap<[u8; 32], (bool, i64)>>,
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+impl IntrospectionCache {
+    fn get(&self, key: &[u8; 32], now: i64) -> Option<bool> {
+        let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        answers.get(key).and_then(|(active, until)| (*until > now).then_some(*active))
+    }
+
+    fn put(&self, key: [u8; 32], active: bool, until: i64, now: i64) {
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        if answers.len() >= INTROSPECTION_CAPACITY {
+            answers.retain(|_, (_, u)| *u > now);
+        }
+        if answers.len() < INTROSPECTION_CAPACITY {
+            answers.insert(key, (active, until));
+        }
+    }
+}
+
+impl Guard {
+    async fn post_form(&self, endpoint: Option<&String>, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), HandoffError> {
+        let (Some(endpoint), Some(client)) = (endpoint, self.inner.client.as_ref()) else {
+            return Err(HandoffError::NotConfigured);
+        };
+        let response = self
+            .inner
+            .http
+            .post(endpoint)
+            .header("authorization", client.basic())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish())
+            .send()
+            .await
+            .map_err(|e| HandoffError::Unavailable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| HandoffError::Unavailable(e.without_url().to_string()))?;
+        if body.len() > crate::source::MAX_DOCUMENT {
+            return Err(HandoffError::Unavailable("answer too large".into()));
+        }
+        Ok((status, body.to_vec()))
+    }
+
+    /// Redeems a hand-off code another product obtained for this one: one token-exchange call
+    /// as this product's client, then verifies the access token answered for this audience.
+    pub async fn redeem_handoff(&self, code: &str) -> Result<Handoff, HandoffError> {
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", code),
+            ("subject_token_type", HANDOFF_TOKEN_TYPE),
+        ];
+        let (status, body) = self.post_form(self.inner.endpoints.token.as_ref(), &form).await?;
+        if status != 200 {
+            let error = serde_json::from_slice::<ErrorAnswer>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(HandoffError::Refused(error));
+        }
+        let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| HandoffError::Unavailable(e.to_string()))?;
+        let principal = self.verify(&answer.access_token).await.map_err(|r| match r {
+            Refusal::Unauthorized(reason) => HandoffError::Token(reason),
+            _ => HandoffError::Token(Reason::Claims),
+        })?;
+        Ok(Handoff {
+            principal,
+            access_token: answer.access_token,
+            expires_in: answer.expires_in,
+            refresh_token: answer.refresh_token,
+            id_token: answer.id_token,
+            context: answer.context,
+        })
+    }
+
+    /// Verifies `token` and then asks the issuer whether it is still active (RFC 7662), for
+    /// routes where a revoked grant must stop access before the token expires. Answers are reused
+    /// for at most [`INTROSPECTION_CACHE`] seconds (keyed by the token's SHA-256); when the issuer
+    /// cannot be asked the request is refused (fails closed).
+    pub async fn verify_introspected(&self, token: &str) -> Result<Principal, Refusal> {
+        let principal = self.verify(token).await?;
+        let now = self.now();
+        let key = sha256(token);
+        let active = match self.inner.introspection.get(&key, now) {
+            Some(active) => active,
+            None => {
+                let active = self.introspect(token).await.map_err(|e| {
+                    tracing::warn!(error = %e, "portico-guard: introspection failed; refusing");
+                    Refusal::Unauthorized(Reason::Unavailable)
+                })?;
+                let until = (now + INTROSPECTION_CACHE).min(principal.expires_at);
+                self.inner.introspection.put(key, active, until, now);
+                active
+            }
+        };
+        metrics::counter!("portico_guard_introspections_total", "active" => if active { "true" } else { "false" }).increment(1);
+        if active {
+            Ok(principal)
+        } else {
+            Err(Refusal::Unauthorized(Reason::Inactive))
+        }
+    }
+
+    async fn introspect(&self, token: &str) -> Result<bool, HandoffError> {
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let (status, body) = self.post_form(self.inner.endpoints.introspection.as_ref(), &form).await?;
+        if status != 200 {
+            return Err(HandoffError::Unavailable(format!("introspection answered HTTP {status}")));
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| HandoffError::Unavailable(e.to_string()))?;
+        // Active, and (RFC 7662 §4) for this product: the issuer's answer must agree with the token.
+        let aud_ok = match answer.get("aud") {
+            Some(serde_json::Value::String(a)) => a == self.audience(),
+            Some(serde_json::Value::Array(a)) => a.len() == 1 && a[0] == self.audience(),
+            _ => false,
+        };
+        Ok(answer.get("active") == Some(&serde_json::Value::Bool(true)) && aud_ok)
+    }
+}
