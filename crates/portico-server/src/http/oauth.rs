@@ -153,6 +153,7 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
             subject_token_type: field("subject_token_type"),
             requested_token_type: field("requested_token_type"),
             actor_token: field("actor_token"),
+            organization: field("organization"),
             ip: client_ip(Some(&addr)),
         };
         let (grant, outcome) = token::exchange(&s.provider, &creds, req, now(&s)).await;

@@ -1,7 +1,9 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): service-to-service. The token's `sub` is the
 //! client; its audience is the client's product or one it may call (`resource`); its roles are
 //! those a grant gives the client for that product. A client without an active grant for the
-//! product gets no token at all (invariant 3).
+//! product gets no token at all (invariant 3). At a tenant-aware product the request names one
+//! tenant (`organization`) and the token carries that tenant only if the client's grant covers
+//! it (invariant 5); an unknown tenant and one the grant does not cover answer alike.
 
 use super::{TokenRequest, TokenResponse};
 use crate::error::{OAuthError, oauth};
@@ -17,12 +19,20 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     }
     let config = p.config();
     let product = config.resolve_audience(client, req.resource.first().map(String::as_str))?;
+    let tenant = match (product.tenant_aware, req.organization.as_deref()) {
+        (false, None) => None,
+        (false, Some(_)) => return Err(oauth!(InvalidRequest, "this product has no organizations")),
+        (true, None) => return Err(oauth!(InvalidRequest, "organization is required for this product")),
+        (true, Some(reference)) => crate::tenants::find(p, &config, reference, now),
+    };
     let grants = p.store.grants_for(&Grantee::Client(client.id.clone()), &product.slug).await?;
     // Invariant 3 holds for clients too: no grant, no token (not even a token without roles).
-    let grant = grants
-        .iter()
-        .find(|g| g.is_active_at(now) && g.scope.covers(None))
-        .ok_or_else(|| oauth!(InvalidGrant, "the client has no active grant for this product"))?;
+    // An organization that does not exist meets the same refusal as one the grant does not cover.
+    let no_grant = || oauth!(InvalidGrant, "the client has no active grant for this product and organization");
+    if product.tenant_aware && tenant.is_none() {
+        return Err(no_grant());
+    }
+    let grant = portico_model::require_active_grant(&grants, product, tenant.map(|t| &t.id), now).map_err(|_| no_grant())?;
     let held: Vec<&str> = grant.roles.iter().filter_map(|r| product.roles.get(r)).flatten().map(String::as_str).collect();
     // The scope is a list of the product's permissions the client holds; asking for more is refused.
     let scope: Vec<&str> = req.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
@@ -43,11 +53,12 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         amr: None,
         act: None,
     };
-    let claims = claims_for(&ctx, product, None, Some(grant));
+    let claims = claims_for(&ctx, product, tenant, Some(grant));
     let access_token = p.keys().sign(client.signing_alg, portico_claims::ACCESS_TOKEN_TYP, &claims, now)?;
     p.writer.record(
         AuditEvent::new(now, "token.issued", format!("client:{}", client.id))
             .product(product.slug.as_str())
+            .tenant(tenant.map(|t| t.id.as_str()))
             .ip(req.ip)
             .data(serde_json::json!({"grant_type": "client_credentials", "jti": claims.jti})),
     );

@@ -30,6 +30,9 @@ pub struct TokenRequest {
     pub subject_token_type: Option<String>,
     pub requested_token_type: Option<String>,
     pub actor_token: Option<String>,
+    /// Portico's extension for `client_credentials` at a tenant-aware product: the one tenant
+    /// (its id, slug or handle) the service's token is for.
+    pub organization: Option<String>,
     pub ip: Option<String>,
 }
 
