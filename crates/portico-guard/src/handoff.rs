@@ -134,13 +134,15 @@ impl Guard {
         let (Some(endpoint), Some(client)) = (endpoint, self.inner.client.as_ref()) else {
             return Err(HandoffError::NotConfigured);
         };
+        // Built before the request: the serializer is not `Send`, so it must not live across `.await`.
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let response = self
             .inner
             .http
             .post(endpoint)
             .header("authorization", client.basic())
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish())
+            .body(body)
             .send()
             .await
             .map_err(|e| HandoffError::Unavailable(e.without_url().to_string()))?;
@@ -150,6 +152,38 @@ impl Guard {
             return Err(HandoffError::Unavailable("answer too large".into()));
         }
         Ok((status, body.to_vec()))
+    }
+
+    /// Obtains a hand-off code (Portico's `/oauth2/handoff`) that moves the caller of this product
+    /// to the product `resource` (its audience), for `organization` (default: the token's tenant)
+    /// with an opaque `context` (at most 1 KiB, e.g. a deep link), as this product's client.
+    /// `subject_token` is the caller's access token for this product. Returns the single-use code
+    /// and its lifetime in seconds; hand the code to the other product's front end, never a token.
+    pub async fn create_handoff(
+        &self,
+        subject_token: &str,
+        resource: &str,
+        organization: Option<&str>,
+        context: Option<&str>,
+    ) -> Result<(String, i64), HandoffError> {
+        let mut form = vec![("subject_token", subject_token), ("resource", resource)];
+        form.extend(organization.map(|o| ("organization", o)));
+        form.extend(context.map(|c| ("context", c)));
+        let (status, body) = self.post_form(self.inner.endpoints.handoff.as_ref(), &form).await?;
+        if status != 200 {
+            let error = serde_json::from_slice::<ErrorAnswer>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(HandoffError::Refused(error));
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| HandoffError::Unavailable(e.to_string()))?;
+        match (
+            answer.get("handoff_code").and_then(serde_json::Value::as_str),
+            answer.get("expires_in").and_then(serde_json::Value::as_i64),
+        ) {
+            (Some(code), Some(ttl)) => Ok((code.to_owned(), ttl)),
+            _ => Err(HandoffError::Unavailable("the answer lacks handoff_code".into())),
+        }
     }
 
     /// Redeems a hand-off code another product obtained for this one: one token-exchange call

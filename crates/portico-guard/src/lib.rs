@@ -74,6 +74,7 @@ struct Inner {
 struct Endpoints {
     token: Option<String>,
     introspection: Option<String>,
+    handoff: Option<String>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -365,6 +366,7 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<(Arc<dyn KeySo
     let endpoints = Endpoints {
         token: text("token_endpoint"),
         introspection: text("introspection_endpoint"),
+        handoff: text("handoff_endpoint"),
     };
     Ok((Arc::new(HttpKeys::new(jwks_uri)), algorithms, endpoints))
 }

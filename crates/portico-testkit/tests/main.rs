@@ -315,6 +315,7 @@ mod logs;
 mod negatives;
 mod passkeys;
 mod security;
+mod service_tenants;
 mod session_limits;
 mod shutdown;
 mod store_conformance;
