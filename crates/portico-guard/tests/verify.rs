@@ -224,3 +224,35 @@ async fn malformed_oversized_and_foreign_tokens_are_refused_before_any_key_looku
     assert_eq!(issuer.keys.fetches(), fetched, "none of them made the guard fetch keys");
     assert_eq!(portico_guard::MAX_TOKEN_BYTES, 8192);
 }
+
+#[test]
+fn verify_outcomes_fetches_and_stale_keys_are_counted() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let issuer = TestIssuer::new(ISS);
+            let clock = ManualClock::starting_now();
+            let guard = issuer.builder(CRM).clock(clock.clone()).connect().await.unwrap();
+            let mut c = issuer.claims("usr_ada", CRM);
+            c.exp += 3600;
+            let token = issuer.sign(&c);
+            guard.verify(&token).await.unwrap();
+            let _ = guard.verify("not.a.token").await;
+            let _ = guard.verify(&issuer.key.sign("JWT", &c)).await;
+            clock.advance(400); // past the keys' max-age (300 s), no refresh: served stale
+            guard.verify(&token).await.unwrap();
+        })
+    });
+    let text = handle.render();
+    for line in [
+        "portico_guard_verifications_total{outcome=\"ok\"} 2",
+        "portico_guard_verifications_total{outcome=\"malformed\"} 1",
+        "portico_guard_verifications_total{outcome=\"type\"} 1",
+        "portico_guard_jwks_fetches_total{result=\"ok\"} 1",
+        "portico_guard_stale_keys_served_total 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
