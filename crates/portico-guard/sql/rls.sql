@@ -65,6 +65,9 @@ CREATE OR REPLACE FUNCTION portico.tenant_wall(tab regclass, tenant_column text)
 DECLARE
     rel text := (SELECT relname FROM pg_catalog.pg_class WHERE oid = tab);
 BEGIN
+    IF pg_catalog.octet_length(rel || '_' || tenant_column || '_wall') > 63 THEN
+        RAISE EXCEPTION 'portico.tenant_wall: index name for %.% is longer than 63 bytes', rel, tenant_column;
+    END IF;
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tab);
     EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tab);
     EXECUTE pg_catalog.format('DROP POLICY IF EXISTS portico_tenant_wall ON %s', tab);
@@ -84,6 +87,10 @@ DECLARE
     policy text := 'portico_' || pg_catalog.lower(command) || '_' || permission;
     test text := pg_catalog.format('(SELECT portico.has_permission(%L))', permission);
 BEGIN
+    -- PostgreSQL truncates identifiers at 63 bytes: two long permissions could share a name.
+    IF pg_catalog.octet_length(policy) > 63 THEN
+        RAISE EXCEPTION 'portico.permit: policy name % is longer than 63 bytes; use a shorter permission', policy;
+    END IF;
     EXECUTE pg_catalog.format('DROP POLICY IF EXISTS %I ON %s', policy, tab);
     CASE pg_catalog.lower(command)
     WHEN 'select', 'delete' THEN

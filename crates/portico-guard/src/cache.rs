@@ -4,7 +4,8 @@
 //! and the refetch an unknown `kid` triggers take one async lock, and an unknown `kid` triggers at
 //! most one refetch per cooldown however many callers ask. A failed refresh keeps the last good
 //! set serving, up to `max_stale` past its freshness; a successful one replaces the set whole, so
-//! a key the issuer stopped publishing is dropped at once.
+//! a key the issuer stopped publishing is dropped at once. An answer without a `keys` array, or
+//! without one usable key, counts as a failure (it would otherwise refuse every token).
 
 use crate::clock::Clock;
 use crate::keys::{Key, KeySet};
@@ -14,8 +15,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-/// The shortest and longest time a key set is considered fresh, whatever `max-age` says.
+/// The shortest time a key set is considered fresh, whatever `max-age` says (seconds).
 pub const MIN_MAX_AGE: i64 = 60;
+/// The longest time a key set is considered fresh, whatever `max-age` says (seconds).
 pub const MAX_MAX_AGE: i64 = 24 * 3600;
 /// Freshness when the source names none.
 pub const DEFAULT_MAX_AGE: i64 = 300;
@@ -103,8 +105,25 @@ impl Cache {
         let now = self.clock.now();
         self.last_attempt.store(now, Ordering::SeqCst);
         match self.source.fetch().await {
+            Ok(fetched) if !fetched.jwks.get("keys").is_some_and(serde_json::Value::is_array) => self.failed(
+                now,
+                SourceError::Invalid {
+                    url: "jwks_uri".into(),
+                    reason: "no \"keys\" array (RFC 7517 §5)".into(),
+                },
+            ),
             Ok(fetched) => {
                 let (set, skipped) = KeySet::parse(&fetched.jwks, &self.allowed);
+                if set.keys.is_empty() {
+                    // An answer without one usable key would refuse every token: keep the last good set.
+                    return self.failed(
+                        now,
+                        SourceError::Invalid {
+                            url: "jwks_uri".into(),
+                            reason: "no usable signing key".into(),
+                        },
+                    );
+                }
                 if skipped > 0 {
                     tracing::warn!(skipped, usable = set.keys.len(), "portico-guard: skipped unusable keys in the issuer's JWK Set");
                 }
@@ -120,13 +139,15 @@ impl Cache {
                 metrics::counter!("portico_guard_jwks_fetches_total", "result" => "ok").increment(1);
                 Ok(())
             }
-            Err(e) => {
-                self.next_refresh.store(now + self.policy.cooldown.max(1), Ordering::SeqCst);
-                metrics::counter!("portico_guard_jwks_fetches_total", "result" => "error").increment(1);
-                tracing::warn!(error = %e, "portico-guard: refreshing the issuer's keys failed; the last good set keeps serving");
-                Err(e)
-            }
+            Err(e) => self.failed(now, e),
         }
+    }
+
+    fn failed(&self, now: i64, e: SourceError) -> Result<(), SourceError> {
+        self.next_refresh.store(now + self.policy.cooldown.max(1), Ordering::SeqCst);
+        metrics::counter!("portico_guard_jwks_fetches_total", "result" => "error").increment(1);
+        tracing::warn!(error = %e, "portico-guard: refreshing the issuer's keys failed; the last good set keeps serving");
+        Err(e)
     }
 
     /// The key `kid`, refetching the set at most once per cooldown when it is unknown.

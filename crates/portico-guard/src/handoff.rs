@@ -112,6 +112,15 @@ fn sha256(token: &str) -> [u8; 32] {
     out
 }
 
+/// RFC 6749 §5.2's `error`, or the status when the answer has none.
+fn refused(status: u16, body: &[u8]) -> HandoffError {
+    HandoffError::Refused(
+        serde_json::from_slice::<ErrorAnswer>(body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| format!("HTTP {status}")),
+    )
+}
+
 impl IntrospectionCache {
     fn get(&self, key: &[u8; 32], now: i64) -> Option<bool> {
         let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,11 +156,11 @@ impl Guard {
             .await
             .map_err(|e| HandoffError::Unavailable(e.without_url().to_string()))?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| HandoffError::Unavailable(e.without_url().to_string()))?;
-        if body.len() > crate::source::MAX_DOCUMENT {
-            return Err(HandoffError::Unavailable("answer too large".into()));
-        }
-        Ok((status, body.to_vec()))
+        let mut response = response;
+        let body = crate::source::read_capped(&mut response, endpoint)
+            .await
+            .map_err(|e| HandoffError::Unavailable(e.to_string()))?;
+        Ok((status, body))
     }
 
     /// Obtains a hand-off code (Portico's `/oauth2/handoff`) that moves the caller of this product
@@ -171,10 +180,7 @@ impl Guard {
         form.extend(context.map(|c| ("context", c)));
         let (status, body) = self.post_form(self.inner.endpoints.handoff.as_ref(), &form).await?;
         if status != 200 {
-            let error = serde_json::from_slice::<ErrorAnswer>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| format!("HTTP {status}"));
-            return Err(HandoffError::Refused(error));
+            return Err(refused(status, &body));
         }
         let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| HandoffError::Unavailable(e.to_string()))?;
         match (
@@ -196,10 +202,7 @@ impl Guard {
         ];
         let (status, body) = self.post_form(self.inner.endpoints.token.as_ref(), &form).await?;
         if status != 200 {
-            let error = serde_json::from_slice::<ErrorAnswer>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| format!("HTTP {status}"));
-            return Err(HandoffError::Refused(error));
+            return Err(refused(status, &body));
         }
         let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| HandoffError::Unavailable(e.to_string()))?;
         let principal = self.verify(&answer.access_token).await.map_err(|r| match r {

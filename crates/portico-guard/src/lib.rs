@@ -17,6 +17,8 @@
 //! The claims type is the issuer's own ([`portico_claims`]): minting and verifying read one
 //! definition.
 
+#![deny(missing_docs)]
+
 mod cache;
 pub mod clock;
 pub mod gate;
@@ -107,10 +109,19 @@ pub enum ConnectError {
     Discovery(SourceError),
     /// Discovery names another issuer (OpenID Connect Discovery §4.3: they MUST be identical).
     #[error("discovery at {expected:?} names issuer {found:?}; configure the issuer exactly as it names itself")]
-    IssuerMismatch { expected: String, found: String },
+    IssuerMismatch {
+        /// The issuer configured.
+        expected: String,
+        /// The issuer discovery names.
+        found: String,
+    },
     /// Discovery lacks a member the guard needs.
     #[error("discovery lacks {0}")]
     Incomplete(&'static str),
+    /// Discovery names an endpoint that is not https (keys or the client secret would travel in
+    /// the clear).
+    #[error("discovery names {0:?}, which is not https (http only on loopback)")]
+    InsecureEndpoint(String),
     /// No algorithm both the issuer signs with and the guard verifies.
     #[error("the issuer signs with none of the algorithms the guard verifies (EdDSA, ES256, ES384, RS*, PS*)")]
     NoAlgorithms,
@@ -230,16 +241,16 @@ impl GuardBuilder {
         self
     }
 
-    /// At most one refetch for unknown key ids per this many seconds (default 30).
+    /// At most one refetch for unknown key ids per this many seconds (default 30, at least 1).
     pub fn unknown_kid_cooldown(mut self, seconds: u32) -> Self {
-        self.cooldown = i64::from(seconds);
+        self.cooldown = i64::from(seconds.max(1));
         self
     }
 
     /// How long past their freshness cached keys keep serving while refreshes fail (default 6 h).
-    /// After that the guard refuses every token until the issuer answers again.
+    /// After that the guard refuses every token until the issuer answers again. At most 7 days.
     pub fn max_stale(mut self, seconds: u32) -> Self {
-        self.max_stale = i64::from(seconds);
+        self.max_stale = i64::from(seconds.min(7 * 24 * 3600));
         self
     }
 
@@ -271,9 +282,9 @@ impl GuardBuilder {
     }
 
     /// How long a session mark is kept: at least the longest access-token lifetime of the
-    /// product (default 24 h).
+    /// product (default 24 h, at least 1 h).
     pub fn mark_lifetime(mut self, seconds: u32) -> Self {
-        self.mark_lifetime = i64::from(seconds);
+        self.mark_lifetime = i64::from(seconds.max(3600));
         self
     }
 
@@ -335,12 +346,21 @@ impl GuardBuilder {
     }
 }
 
+/// An https URL, or http on loopback (development).
+fn secure(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        let loopback = matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+        u.scheme() == "https" || (u.scheme() == "http" && loopback)
+    })
+}
+
 fn check_issuer(issuer: &str) -> Result<(), ConnectError> {
-    let insecure = || ConnectError::InsecureIssuer(issuer.to_owned());
-    let url = url::Url::parse(issuer).map_err(|_| insecure())?;
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
-    let ok = (url.scheme() == "https" || (url.scheme() == "http" && loopback)) && url.query().is_none() && url.fragment().is_none();
-    if ok { Ok(()) } else { Err(insecure()) }
+    let plain = url::Url::parse(issuer).is_ok_and(|u| u.query().is_none() && u.fragment().is_none());
+    if secure(issuer) && plain {
+        Ok(())
+    } else {
+        Err(ConnectError::InsecureIssuer(issuer.to_owned()))
+    }
 }
 
 /// OpenID Connect Discovery §4: the document at `<issuer>/.well-known/openid-configuration`.
@@ -368,5 +388,18 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<(Arc<dyn KeySo
         introspection: text("introspection_endpoint"),
         handoff: text("handoff_endpoint"),
     };
+    for url in [
+        Some(&jwks_uri),
+        endpoints.token.as_ref(),
+        endpoints.introspection.as_ref(),
+        endpoints.handoff.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !secure(url) {
+            return Err(ConnectError::InsecureEndpoint(url.clone()));
+        }
+    }
     Ok((Arc::new(HttpKeys::new(jwks_uri)), algorithms, endpoints))
 }

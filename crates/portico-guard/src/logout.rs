@@ -126,6 +126,9 @@ impl Guard {
             return Err(LogoutRefusal::Replayed);
         }
         let until = now.saturating_add(i.mark_lifetime);
+        // Tokens carry the issuer's `iat`; the mark covers up to the later of the issuer's and
+        // this clock, so a product clock behind Portico's lets no earlier token through.
+        let now = now.max(c.iat);
         let marked = match (sid, sub) {
             (Some(sid), _) => i.marks.end_session(sid, now, until).await,
             (None, Some(sub)) => i.marks.end_subject(sub, now, until).await,

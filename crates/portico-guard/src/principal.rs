@@ -11,7 +11,8 @@ pub struct Principal {
     pub sub: String,
     /// The client the token was issued to.
     pub client_id: String,
-    /// The one tenant the token is for (its opaque handle, `org_id`), if the product has tenants.
+    /// The one tenant the token is for (its stable opaque id, `org_id` — not the rotating `th_…`
+    /// handle Portico puts in its own URLs), if the product has tenants.
     pub tenant: Option<String>,
     /// The tenant's display name.
     pub tenant_name: Option<String>,
@@ -95,11 +96,12 @@ impl Principal {
         }
     }
 
-    /// Refuses (403) unless the token is for the tenant `handle`: the gate for a route that
-    /// carries a tenant (`/tenants/{tenant}/…`). A token without a tenant passes no tenant gate.
-    pub fn require_tenant(&self, handle: &str) -> Result<&Self, Refusal> {
+    /// Refuses (403) unless the token is for the tenant `org_id` (the token's stable tenant id):
+    /// the gate for a route that carries a tenant (`/tenants/{tenant}/…`). A token without a
+    /// tenant passes no tenant gate.
+    pub fn require_tenant(&self, org_id: &str) -> Result<&Self, Refusal> {
         match &self.tenant {
-            Some(t) if t == handle => Ok(self),
+            Some(t) if t == org_id => Ok(self),
             _ => Err(Refusal::forbidden("tenant")),
         }
     }

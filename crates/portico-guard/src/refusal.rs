@@ -135,7 +135,12 @@ impl IntoResponse for Refusal {
         match self {
             // §3.1: "If the request lacks any authentication information … the resource server
             // SHOULD NOT include an error code or other error information."
-            Refusal::Unauthorized(Reason::Missing) => answer(StatusCode::UNAUTHORIZED, "Bearer".into(), "invalid_token", Reason::Missing.description()),
+            Refusal::Unauthorized(Reason::Missing) => {
+                let mut response = StatusCode::UNAUTHORIZED.into_response();
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
             Refusal::Unauthorized(r @ (Reason::Unavailable | Reason::StaleKeys)) => {
                 answer(StatusCode::SERVICE_UNAVAILABLE, "Bearer".into(), "temporarily_unavailable", r.description())
             }

@@ -58,8 +58,14 @@ pub struct Report {
     pub owned_without_force: Vec<String>,
     /// Tables it may read or write that have no row-level security.
     pub tables_without_rls: Vec<String>,
-    /// Views it may read that run with their owner's rights (no `security_invoker`).
+    /// Views it may read that run with their owner's rights (no `security_invoker`), and
+    /// materialized views (which have no row-level security).
     pub views_without_security_invoker: Vec<String>,
+    /// Tables with row-level security but no RESTRICTIVE policy applying to the role (no wall:
+    /// permissive policies alone, e.g. `USING (true)`, would let every tenant through).
+    pub tables_without_wall: Vec<String>,
+    /// Tables the role may TRUNCATE (which row-level security does not hold).
+    pub truncatable: Vec<String>,
 }
 
 impl Report {
@@ -70,6 +76,8 @@ impl Report {
             && self.owned_without_force.is_empty()
             && self.tables_without_rls.is_empty()
             && self.views_without_security_invoker.is_empty()
+            && self.tables_without_wall.is_empty()
+            && self.truncatable.is_empty()
     }
 }
 
@@ -87,39 +95,33 @@ pub enum SelfCheckError {
 fn describe(r: &Report) -> String {
     let mut problems = Vec::new();
     if r.superuser {
-        problems.push("it is a superuser".to_owned());
+        problems.push("it is (or is a member of) a superuser".to_owned());
     }
     if r.bypass_rls {
-        problems.push("it has BYPASSRLS".to_owned());
+        problems.push("it has (or is a member of a role with) BYPASSRLS".to_owned());
     }
     let list = |what: &str, items: &[String]| (!items.is_empty()).then(|| format!("{what}: {}", items.join(", ")));
     problems.extend(list("it owns tables without FORCE ROW LEVEL SECURITY", &r.owned_without_force));
     problems.extend(list("tables without row-level security", &r.tables_without_rls));
     problems.extend(list("views without security_invoker", &r.views_without_security_invoker));
+    problems.extend(list("tables without a restrictive policy for this role", &r.tables_without_wall));
+    problems.extend(list("tables it may TRUNCATE", &r.truncatable));
     problems.join("; ")
 }
 
 /// Checks the role `pool` connects as, before the application serves anything: refuses when it
-/// is a superuser, has `BYPASSRLS`, owns a table without `FORCE ROW LEVEL SECURITY`, or may use a
-/// table without row-level security or a view without `security_invoker` — except the tables and
-/// views named in `unprotected` (`schema.name`, e.g. reference data every tenant shares).
+/// (or a role it is a member of) is a superuser or has `BYPASSRLS`, owns a table without `FORCE
+/// ROW LEVEL SECURITY`, may use a table without row-level security (foreign tables included), a
+/// table without a restrictive policy applying to it, a view without `security_invoker` or a
+/// materialized view, or may TRUNCATE a table — except the relations named in `unprotected`
+/// (`schema.name`, e.g. reference data every tenant shares).
 pub async fn self_check(pool: &PgPool, unprotected: &[&str]) -> Result<Report, SelfCheckError> {
-    let (role, superuser, bypass_rls): (String, bool, bool) =
-        sqlx::query_as("SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-            .fetch_one(pool)
-            .await?;
-    let relations: Vec<(String, String, bool, bool, bool, bool)> = sqlx::query_as(
-        "SELECT n.nspname || '.' || c.relname, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity,
-                pg_has_role(current_user, c.relowner, 'USAGE'),
-                COALESCE(c.reloptions::text[] && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false)
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('r', 'p', 'v', 'm')
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-            AND (pg_has_role(current_user, c.relowner, 'USAGE')
-                 OR has_table_privilege(current_user, c.oid, 'SELECT, INSERT, UPDATE, DELETE'))
-          ORDER BY 1",
+    // The role and every role it is a member of (and could `SET ROLE` to).
+    let (role, superuser, bypass_rls): (String, bool, bool) = sqlx::query_as(
+        "SELECT current_user::text, COALESCE(bool_or(rolsuper), false), COALESCE(bool_or(rolbypassrls), false)
+           FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')",
     )
-    .fetch_all(pool)
+    .fetch_one(pool)
     .await?;
     let mut report = Report {
         role,
@@ -127,19 +129,47 @@ pub async fn self_check(pool: &PgPool, unprotected: &[&str]) -> Result<Report, S
         bypass_rls,
         ..Report::default()
     };
-    for (name, kind, rls, force, owned, invoker) in relations {
+    for (name, kind, rls, force, owned, invoker, truncate, wall) in relations(pool).await? {
         if unprotected.contains(&name.as_str()) {
             continue;
         }
-        match kind.as_str() {
-            "v" if !invoker => report.views_without_security_invoker.push(name),
-            "m" => report.views_without_security_invoker.push(name),
-            "r" | "p" if !rls => report.tables_without_rls.push(name),
-            "r" | "p" if owned && !force => report.owned_without_force.push(name),
-            _ => {}
+        if truncate && kind != "v" {
+            report.truncatable.push(name.clone());
         }
+        let list = match kind.as_str() {
+            "v" if !invoker => &mut report.views_without_security_invoker,
+            "m" => &mut report.views_without_security_invoker,
+            "f" => &mut report.tables_without_rls,
+            "r" | "p" if !rls => &mut report.tables_without_rls,
+            "r" | "p" if owned && !force => &mut report.owned_without_force,
+            "r" | "p" if !wall => &mut report.tables_without_wall,
+            _ => continue,
+        };
+        list.push(name);
     }
     if report.is_clean() { Ok(report) } else { Err(SelfCheckError::Unsafe(report)) }
+}
+
+/// Every relation the role owns or may touch (any table or column privilege, TRUNCATE too), with
+/// what the check needs to know about it.
+async fn relations(pool: &PgPool) -> sqlx::Result<Vec<(String, String, bool, bool, bool, bool, bool, bool)>> {
+    sqlx::query_as(
+        "SELECT n.nspname || '.' || c.relname, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity,
+                pg_has_role(current_user, c.relowner, 'USAGE'),
+                COALESCE(c.reloptions::text[] && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false),
+                has_table_privilege(current_user, c.oid, 'TRUNCATE'),
+                EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND NOT p.polpermissive
+                          AND (p.polroles = '{0}' OR EXISTS (SELECT 1 FROM unnest(p.polroles) r WHERE pg_has_role(current_user, r, 'MEMBER'))))
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+            AND (pg_has_role(current_user, c.relowner, 'USAGE')
+                 OR has_table_privilege(current_user, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
+                 OR has_any_column_privilege(current_user, c.oid, 'SELECT, INSERT, UPDATE'))
+          ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
 }
 
 fn quote_ident(name: &str) -> String {
@@ -152,77 +182,75 @@ fn quote_ident(name: &str) -> String {
 /// The wrong-tenant test kit: seeds `row` (a JSON object of column values) into `table` as
 /// tenant `a`, then checks that tenant `b` cannot see it (`SELECT`), change it (`UPDATE`),
 /// delete it (`DELETE`) or insert a row naming `a` (refused with SQLSTATE 42501), and that the
-/// row is untouched for `a`; then deletes it as `a`. `a` must be allowed to insert and delete.
-/// Returns what failed, if anything.
+/// row is untouched for `a`; then deletes that one row as `a`. `a` must be allowed to insert and
+/// delete; give `b` every permission on the table too, so that what stops it is the tenant wall
+/// and not a missing permission. Returns what failed, if anything.
 pub async fn wrong_tenant(pool: &PgPool, table: &str, tenant_column: &str, row: &serde_json::Value, a: &Principal, b: &Principal) -> Result<(), String> {
     let tenant_a = a.tenant.as_deref().ok_or("principal a has no tenant")?;
     let mut row = row.as_object().ok_or("row must be a JSON object")?.clone();
     row.insert(tenant_column.to_owned(), serde_json::Value::String(tenant_a.to_owned()));
-    let (t, col) = (quote_ident(table), quote_ident(tenant_column));
-    let columns: Vec<String> = row.keys().map(|k| quote_ident(k)).collect();
-    let insert = format!(
-        "INSERT INTO {t} ({cols}) SELECT {cols} FROM jsonb_populate_record(NULL::{t}, $1)",
-        cols = columns.join(", ")
-    );
+    let t = quote_ident(table);
+    let columns = row.keys().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+    let insert = format!("INSERT INTO {t} ({columns}) SELECT {columns} FROM jsonb_populate_record(NULL::{t}, $1)");
     let row = serde_json::Value::Object(row);
-    let fail = |what: &str, e: sqlx::Error| format!("{what}: {e}");
+    let fail = |what: &'static str| move |e: sqlx::Error| format!("{what}: {e}");
 
-    let mut tx = begin(pool, a).await.map_err(|e| fail("begin as a", e))?;
-    sqlx::query(&insert)
+    let mut tx = begin(pool, a).await.map_err(fail("begin as a"))?;
+    let (seeded,): (String,) = sqlx::query_as(&format!("{insert} RETURNING ctid::text"))
         .bind(&row)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| fail("seeding the row as a", e))?;
-    tx.commit().await.map_err(|e| fail("commit as a", e))?;
-
-    let mut tx = begin(pool, b).await.map_err(|e| fail("begin as b", e))?;
-    let (seen,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {t} WHERE {col}::text = $1"))
-        .bind(tenant_a)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| fail("select as b", e))?;
-    let updated = sqlx::query(&format!("UPDATE {t} SET {col} = {col} WHERE {col}::text = $1"))
-        .bind(tenant_a)
+        .map_err(fail("seeding the row as a"))?;
+    tx.commit().await.map_err(fail("commit as a"))?;
+    let mut problems = as_other_tenant(pool, &t, &quote_ident(tenant_column), &insert, &row, &seeded, b).await?;
+
+    let mut tx = begin(pool, a).await.map_err(fail("begin as a"))?;
+    let cleaned = sqlx::query(&format!("DELETE FROM {t} WHERE ctid = $1::tid"))
+        .bind(&seeded)
         .execute(&mut *tx)
         .await
-        .map_err(|e| fail("update as b", e))?;
-    let deleted = sqlx::query(&format!("DELETE FROM {t} WHERE {col}::text = $1"))
-        .bind(tenant_a)
+        .map_err(fail("cleanup as a"))?;
+    tx.commit().await.map_err(fail("commit as a"))?;
+    if cleaned.rows_affected() != 1 {
+        problems.push(format!("a found its seeded row {} times afterwards", cleaned.rows_affected()));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// What `b` can do to the row at `seeded` (its `ctid`): each finding, in a transaction rolled back.
+async fn as_other_tenant(pool: &PgPool, t: &str, col: &str, insert: &str, row: &serde_json::Value, seeded: &str, b: &Principal) -> Result<Vec<String>, String> {
+    let fail = |what: &'static str| move |e: sqlx::Error| format!("{what}: {e}");
+    let mut tx = begin(pool, b).await.map_err(fail("begin as b"))?;
+    let (seen,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {t} WHERE ctid = $1::tid"))
+        .bind(seeded)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail("select as b"))?;
+    let updated = sqlx::query(&format!("UPDATE {t} SET {col} = {col} WHERE ctid = $1::tid"))
+        .bind(seeded)
         .execute(&mut *tx)
         .await
-        .map_err(|e| fail("delete as b", e))?;
-    let inserted = sqlx::query(&insert).bind(&row).execute(&mut *tx).await;
-    drop(tx);
+        .map_err(fail("update as b"))?;
+    let deleted = sqlx::query(&format!("DELETE FROM {t} WHERE ctid = $1::tid"))
+        .bind(seeded)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail("delete as b"))?;
+    let inserted = sqlx::query(insert).bind(row).execute(&mut *tx).await;
     let mut problems = Vec::new();
     if seen != 0 {
-        problems.push(format!("b's SELECT saw {seen} of a's rows"));
+        problems.push(format!("b's SELECT saw a's row ({seen})"));
     }
     if updated.rows_affected() != 0 {
-        problems.push(format!("b's UPDATE touched {} of a's rows", updated.rows_affected()));
+        problems.push("b's UPDATE touched a's row".to_owned());
     }
     if deleted.rows_affected() != 0 {
-        problems.push(format!("b's DELETE removed {} of a's rows", deleted.rows_affected()));
+        problems.push("b's DELETE removed a's row".to_owned());
     }
     match inserted {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {}
         Err(e) => problems.push(format!("b's INSERT naming a failed, but not with 42501: {e}")),
         Ok(_) => problems.push("b's INSERT naming a succeeded".to_owned()),
     }
-
-    let mut tx = begin(pool, a).await.map_err(|e| fail("begin as a", e))?;
-    let (kept,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {t} WHERE {col}::text = $1"))
-        .bind(tenant_a)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| fail("select as a", e))?;
-    let cleaned = sqlx::query(&format!("DELETE FROM {t} WHERE {col}::text = $1"))
-        .bind(tenant_a)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| fail("cleanup as a", e))?;
-    tx.commit().await.map_err(|e| fail("commit as a", e))?;
-    if kept < 1 || cleaned.rows_affected() < 1 {
-        problems.push(format!("a sees {kept} of its rows afterwards and deleted {}", cleaned.rows_affected()));
-    }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    Ok(problems)
 }

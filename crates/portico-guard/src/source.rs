@@ -13,16 +13,34 @@ pub const MAX_DOCUMENT: usize = 256 * 1024;
 pub enum SourceError {
     /// The request failed (connection, timeout, TLS).
     #[error("request to {url} failed: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
     /// The answer was not a 200.
     #[error("{url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The status answered.
+        status: u16,
+    },
     /// The answer was larger than [`MAX_DOCUMENT`].
     #[error("{url} answered more than {MAX_DOCUMENT} bytes")]
-    TooLarge { url: String },
+    TooLarge {
+        /// The URL asked.
+        url: String,
+    },
     /// The answer was not the JSON object expected.
     #[error("{url} did not answer a JSON object: {reason}")]
-    Invalid { url: String, reason: String },
+    Invalid {
+        /// The URL asked.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
 }
 
 /// One answer of a key source: a JWK Set and how long it may be cached.
@@ -70,19 +88,28 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Result<(Val
         });
     }
     let max_age = response.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(SourceError::TooLarge { url: url.to_owned() });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_capped(&mut response, url).await?;
     let invalid = |reason: String| SourceError::Invalid { url: url.to_owned(), reason };
     let value: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
     if !value.is_object() {
         return Err(invalid("not an object".into()));
     }
     Ok((value, max_age))
+}
+
+/// Reads at most [`MAX_DOCUMENT`] bytes of `response`'s body.
+pub(crate) async fn read_capped(response: &mut reqwest::Response, url: &str) -> Result<Vec<u8>, SourceError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| SourceError::Unreachable {
+        url: url.to_owned(),
+        reason: e.without_url().to_string(),
+    })? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(SourceError::TooLarge { url: url.to_owned() });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `max-age` of a `Cache-Control` header (RFC 9111 §5.2.2.1); `no-store`/`no-cache` read as 0.

@@ -56,7 +56,16 @@ pub(crate) fn parse<'t, T: DeserializeOwned>(token: &'t str, typ: &str, allowed:
     if !value.is_object() {
         return Err(Reason::Malformed);
     }
-    let claims = serde_json::from_value(value).map_err(|e| if e.to_string().contains("aud") { Reason::Audience } else { Reason::Claims })?;
+    // `aud`: one string, or an array of exactly one string; anything else is the audience's fault.
+    let one_aud = match value.get("aud") {
+        Some(serde_json::Value::String(_)) => true,
+        Some(serde_json::Value::Array(a)) => a.len() == 1 && a[0].is_string(),
+        _ => false,
+    };
+    if !one_aud {
+        return Err(Reason::Audience);
+    }
+    let claims = serde_json::from_value(value).map_err(|_| Reason::Claims)?;
     Ok(Parts {
         header,
         claims,

@@ -157,4 +157,24 @@ async fn connect_fails_fast_on_misconfiguration() {
     assert!(matches!(err(Guard::connect(&server.issuer, CRM).await), ConnectError::Keys(_)));
     server.down.store(true, Ordering::SeqCst);
     assert!(matches!(err(Guard::connect(&server.issuer, CRM).await), ConnectError::Keys(_)));
+    // Keys (and later the client secret) never travel in the clear.
+    *server.jwks_uri.write().unwrap() = Some("http://keys.example.test/jwks".into());
+    assert!(matches!(err(Guard::connect(&server.issuer, CRM).await), ConnectError::InsecureEndpoint(_)));
+}
+
+#[tokio::test]
+async fn an_answer_without_usable_keys_does_not_wipe_the_last_good_set() {
+    let (server, issuer) = served().await;
+    let guard = Guard::connect(&server.issuer, CRM).await.unwrap();
+    let token = issuer.sign(&issuer.claims("usr_ada", CRM));
+    for answer in [
+        json!({}),
+        json!({"error": "oops"}),
+        json!({"keys": "none"}),
+        json!({"keys": [{"kid": "e", "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "use": "enc"}]}),
+    ] {
+        *server.jwks.write().unwrap() = answer.clone();
+        assert!(guard.refresh_keys().await.is_err(), "{answer}");
+        assert!(guard.verify(&token).await.is_ok(), "after {answer}");
+    }
 }

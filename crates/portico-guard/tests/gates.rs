@@ -61,6 +61,7 @@ async fn refusals_follow_rfc_6750_and_say_nothing_of_the_token() {
         (StatusCode::UNAUTHORIZED, Some("Bearer")),
         "no error code without credentials (§3.1)"
     );
+    assert_eq!(none.body, "", "no error information either (§3.1)");
     let mut c = issuer.claims("usr_secret_subject", "https://reports.example.test");
     c.permissions = vec!["write:contacts".into()];
     let other = issuer.sign(&c);

@@ -68,6 +68,14 @@ async fn a_logout_without_sid_ends_every_session_of_the_user_issued_before_it() 
     let mut after = issuer.claims("usr_ada", CRM);
     after.iat = clock.now();
     assert!(guard.verify(&issuer.sign(&after)).await.is_ok(), "a later sign-in works");
+    // Portico's clock a few seconds ahead of the product's: a token it issued just before the
+    // logout carries an `iat` later than the product's "now", and is still refused.
+    let mut ahead = issuer.claims("usr_bob", CRM);
+    ahead.iat = clock.now() + 5;
+    let mut logout = issuer.logout_claims("crm-web", None, Some("usr_bob"));
+    logout.iat = clock.now() + 5;
+    assert_eq!(send(&app, &issuer.sign_logout(&logout)).await, StatusCode::OK);
+    assert_eq!(guard.verify(&issuer.sign(&ahead)).await, Err(Refusal::Unauthorized(Reason::SessionEnded)));
     // The mark holds for the rest of the old token's lifetime.
     clock.advance(500);
     assert_eq!(guard.verify(&before).await, Err(Refusal::Unauthorized(Reason::SessionEnded)));

@@ -95,7 +95,7 @@ async fn another_tenant_sees_changes_and_inserts_nothing() {
     let broken = rls::wrong_tenant(&f.app, "contacts", "org_id", &json!({"name": "Ada"}), &acme, &globex)
         .await
         .unwrap_err();
-    assert!(broken.contains("b's SELECT saw 1"), "{broken}");
+    assert!(broken.contains("b's SELECT saw a's row"), "{broken}");
     f.finish().await;
 }
 
@@ -221,13 +221,37 @@ async fn the_self_check_refuses_roles_and_tables_that_would_bypass_rls() {
     assert_eq!(report.tables_without_rls, ["public.leaky"]);
     assert_eq!(report.views_without_security_invoker, ["public.everything"]);
     assert_eq!(report.owned_without_force, ["public.mine"]);
+    assert_eq!(report.truncatable, ["public.mine"], "its owner may truncate it");
     assert!(!report.superuser && !report.bypass_rls);
     let message = SelfCheckError::Unsafe(report).to_string();
     assert!(message.contains("public.leaky") && message.contains("FORCE ROW LEVEL SECURITY"), "{message}");
     sqlx::raw_sql("ALTER TABLE mine FORCE ROW LEVEL SECURITY").execute(&f.admin).await.unwrap();
-    rls::self_check(&f.app, &["public.leaky", "public.everything"]).await.unwrap();
-    sqlx::raw_sql(&format!("ALTER ROLE {login} BYPASSRLS")).execute(&f.admin).await.unwrap();
+    // Forced, but without a restrictive policy: no wall.
     let report = unsafe_report(rls::self_check(&f.app, &["public.leaky", "public.everything"]).await);
+    assert_eq!(report.tables_without_wall, ["public.mine"]);
+    rls::self_check(&f.app, &["public.leaky", "public.everything", "public.mine"]).await.unwrap();
+    // TRUNCATE is not held by row-level security.
+    sqlx::raw_sql(&format!("GRANT TRUNCATE ON contacts TO {group}"))
+        .execute(&f.admin)
+        .await
+        .unwrap();
+    let report = unsafe_report(rls::self_check(&f.app, &["public.leaky", "public.everything", "public.mine"]).await);
+    assert_eq!(report.truncatable, ["public.contacts"]);
+    sqlx::raw_sql(&format!("REVOKE TRUNCATE ON contacts FROM {group}"))
+        .execute(&f.admin)
+        .await
+        .unwrap();
+    // BYPASSRLS through a role the login role is a member of.
+    let bypass = format!("{login}_bypass");
+    sqlx::raw_sql(&format!("CREATE ROLE {bypass} NOLOGIN BYPASSRLS; GRANT {bypass} TO {login}"))
+        .execute(&f.admin)
+        .await
+        .unwrap();
+    let report = unsafe_report(rls::self_check(&f.app, &["public.leaky", "public.everything", "public.mine"]).await);
     assert!(report.bypass_rls);
+    sqlx::raw_sql(&format!("REVOKE {bypass} FROM {login}; DROP ROLE {bypass}"))
+        .execute(&f.admin)
+        .await
+        .unwrap();
     f.finish().await;
 }

@@ -14,6 +14,8 @@ pub struct JwksServer {
     pub issuer: String,
     pub jwks: Arc<RwLock<Value>>,
     pub algs: Arc<RwLock<Value>>,
+    /// Discovery's `jwks_uri`, when not the server's own.
+    pub jwks_uri: Arc<RwLock<Option<String>>>,
     pub hits: Arc<AtomicU64>,
     pub down: Arc<AtomicBool>,
 }
@@ -26,6 +28,7 @@ impl JwksServer {
             issuer: issuer.clone(),
             jwks: Arc::new(RwLock::new(jwks)),
             algs: Arc::new(RwLock::new(json!(["EdDSA"]))),
+            jwks_uri: Arc::default(),
             hits: Arc::default(),
             down: Arc::default(),
         };
@@ -37,7 +40,8 @@ impl JwksServer {
                     let d = d.clone();
                     async move {
                         axum::Json(json!({
-                            "issuer": d.issuer, "jwks_uri": format!("{}/jwks", d.issuer),
+                            "issuer": d.issuer,
+                            "jwks_uri": d.jwks_uri.read().unwrap().clone().unwrap_or_else(|| format!("{}/jwks", d.issuer)),
                             "id_token_signing_alg_values_supported": d.algs.read().unwrap().clone(),
                         }))
                     }

@@ -101,6 +101,10 @@ async fn aud_must_be_exactly_this_product() {
         Some(json!([])),
         Some(json!(["*"])),
         Some(json!(format!("{CRM}/"))),
+        Some(json!(7)),
+        Some(json!(null)),
+        Some(json!([7])),
+        Some(json!({ "aud": CRM })),
     ] {
         assert_eq!(refused(guard.verify(&sign(aud.clone())).await), Reason::Audience, "{aud:?}");
     }
@@ -187,9 +191,11 @@ async fn a_tampered_or_foreign_signature_is_refused() {
 #[tokio::test]
 async fn malformed_oversized_and_foreign_tokens_are_refused_before_any_key_lookup() {
     let issuer = TestIssuer::new(ISS);
-    let guard = issuer.builder(CRM).unknown_kid_cooldown(0).connect().await.unwrap();
+    let clock = ManualClock::starting_now();
+    let guard = issuer.builder(CRM).clock(clock.clone()).connect().await.unwrap();
+    clock.advance(31);
     let fetched = issuer.keys.fetches();
-    // Each of these names a kid the guard does not know: a lookup would refetch (cooldown 0).
+    // Each of these names a kid the guard does not know: past the cooldown, a lookup would refetch.
     let stranger = TestKey::generate();
     let mut big = issuer.claims("usr_ada", CRM);
     big.roles = vec!["r".repeat(9000)];
@@ -199,6 +205,8 @@ async fn malformed_oversized_and_foreign_tokens_are_refused_before_any_key_looku
     other_product.aud = "https://reports.example.test".into();
     let mut expired = issuer.claims("usr_ada", CRM);
     expired.exp -= 3600;
+    let mut fine = issuer.claims("usr_ada", CRM);
+    fine.exp += 3600;
     let cases = [
         ("oversized", stranger.sign("at+jwt", &big), Reason::Oversized),
         ("wrong issuer", stranger.sign("at+jwt", &foreign), Reason::Issuer),
@@ -222,6 +230,9 @@ async fn malformed_oversized_and_foreign_tokens_are_refused_before_any_key_looku
         assert_eq!(refused(guard.verify(&token).await), reason, "{what}");
     }
     assert_eq!(issuer.keys.fetches(), fetched, "none of them made the guard fetch keys");
+    // The same unknown kid on a token that passes those checks does fetch: the count can move.
+    let _ = guard.verify(&stranger.sign("at+jwt", &fine)).await;
+    assert_eq!(issuer.keys.fetches(), fetched + 1);
     assert_eq!(portico_guard::MAX_TOKEN_BYTES, 8192);
 }
 

@@ -244,14 +244,25 @@ impl Store {
     }
 
     /// The roles of the grant behind a client's access token, in one read: `None` when its `jti`
-    /// was revoked or the client's grant for the product is not active now (the SQL form of
-    /// `Grant::is_active_at` for a grant without tenant).
-    pub async fn client_token_grant(&self, jti: &str, client: &Grantee, product: &ProductSlug, now: i64) -> Result<Option<Vec<String>>> {
+    /// was revoked or the client's grant for the product (and the token's `tenant`) is not active
+    /// now — the SQL form of `Grant::is_active_at` and `GrantScope::covers`: a grant naming the
+    /// tenant wins over an all-tenants grant, as `require_active_grant` picks them.
+    pub async fn client_token_grant(
+        &self,
+        jti: &str,
+        client: &Grantee,
+        product: &ProductSlug,
+        tenant: Option<&TenantId>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>> {
+        let tenant = tenant.map_or("", TenantId::as_str);
         let (revoked, roles): (i64, Option<String>) = on_read!(self, pool => sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1),
-                    (SELECT roles FROM grants WHERE grantee = $2 AND product = $3 AND tenant = '' AND status = 'active'
-                       AND (expires_at IS NULL OR expires_at > $4))")
-            .bind(jti).bind(client.key()).bind(product.as_str()).bind(now).fetch_one(pool).await)?;
+                    (SELECT roles FROM grants WHERE grantee = $2 AND product = $3 AND status = 'active'
+                       AND (tenant = $5 OR ($5 <> '' AND tenant = '*'))
+                       AND (expires_at IS NULL OR expires_at > $4)
+                     ORDER BY CASE WHEN tenant = '*' THEN 1 ELSE 0 END LIMIT 1)")
+            .bind(jti).bind(client.key()).bind(product.as_str()).bind(now).bind(tenant).fetch_one(pool).await)?;
         match (revoked, roles) {
             (0, Some(roles)) => Ok(Some(from_json(&roles, "grant roles")?)),
             _ => Ok(None),

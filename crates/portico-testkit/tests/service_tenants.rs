@@ -101,3 +101,40 @@ async fn a_service_token_names_the_one_tenant_its_grant_covers(s: &TestServer) {
     assert_eq!(status, 400);
 }
 both_stores!(a_service_token_names_the_one_tenant_its_grant_covers, &SUITE);
+
+async fn introspect(s: &TestServer, token: &str) -> serde_json::Value {
+    let (status, i) = post_basic(s, "/oauth2/introspect", "reports-web", crate::tenancy::REPORTS_SECRET, &[("token", token)]).await;
+    assert_eq!(status, 200, "{i}");
+    i
+}
+
+async fn a_tenant_service_token_is_live_until_its_grant_is_revoked(s: &TestServer) {
+    let (_, one) = cc(s, "reports-bot", BOT_SECRET, &[("organization", "acme")]).await;
+    let (_, every) = cc(s, "reports-feed", FEED_SECRET, &[("organization", "globex")]).await;
+    let (one, every) = (
+        one["access_token"].as_str().unwrap().to_owned(),
+        every["access_token"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(introspect(s, &one).await["active"], true);
+    assert_eq!(introspect(s, &every).await["active"], true);
+    // Revoking the tenant's client grant ends its token at once; the other client's stays.
+    let bot = portico_model::Grantee::Client(portico_model::ClientId::new("reports-bot"));
+    let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
+    let mut tx = s.store().write().await.unwrap();
+    let scope = portico_model::GrantScope::One(acme);
+    tx.revoke_grant(
+        &bot,
+        &portico_model::ProductSlug::new("reports"),
+        &scope,
+        "test",
+        portico_testkit::now(),
+        &|_: &str| true,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(introspect(s, &one).await["active"], false);
+    assert_eq!(cc(s, "reports-bot", BOT_SECRET, &[("organization", "acme")]).await.0, 400);
+    assert_eq!(introspect(s, &every).await["active"], true);
+}
+both_stores!(a_tenant_service_token_is_live_until_its_grant_is_revoked, &SUITE);

@@ -257,12 +257,12 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
     let reports = ProductSlug::new("reports");
     let now = portico_testkit::now();
     assert_eq!(
-        store.client_token_grant("jti-1", &client, &reports, now).await.unwrap(),
+        store.client_token_grant("jti-1", &client, &reports, None, now).await.unwrap(),
         Some(vec!["service".to_owned()])
     );
     assert!(
         store
-            .client_token_grant("jti-1", &client, &ProductSlug::new("crm"), now)
+            .client_token_grant("jti-1", &client, &ProductSlug::new("crm"), None, now)
             .await
             .unwrap()
             .is_none(),
@@ -282,14 +282,14 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
     let mut tx = store.write().await.unwrap();
     tx.put_grant(&expiring).await.unwrap();
     tx.commit().await.unwrap();
-    assert!(store.client_token_grant("jti-1", &client, &reports, until - 1).await.unwrap().is_some());
+    assert!(store.client_token_grant("jti-1", &client, &reports, None, until - 1).await.unwrap().is_some());
     assert!(
-        store.client_token_grant("jti-1", &client, &reports, until).await.unwrap().is_none(),
+        store.client_token_grant("jti-1", &client, &reports, None, until).await.unwrap().is_none(),
         "expired at its instant"
     );
     committed!(store, t => t.revoke_jti("jti-2", now + 600)).await.unwrap();
     assert!(
-        store.client_token_grant("jti-2", &client, &reports, now).await.unwrap().is_none(),
+        store.client_token_grant("jti-2", &client, &reports, None, now).await.unwrap().is_none(),
         "a revoked jti"
     );
     assert!(
@@ -298,7 +298,7 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
             .unwrap()
     );
     assert!(
-        store.client_token_grant("jti-1", &client, &reports, now).await.unwrap().is_none(),
+        store.client_token_grant("jti-1", &client, &reports, None, now).await.unwrap().is_none(),
         "a revoked grant"
     );
 }

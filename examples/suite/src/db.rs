@@ -36,6 +36,7 @@ pub async fn prepare(admin_url: &str, name: &str, schema: &str) -> anyhow::Resul
              END IF;
          END $$;
          REVOKE CONNECT ON DATABASE \"{name}\" FROM PUBLIC;
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
          GRANT CONNECT ON DATABASE \"{name}\" TO \"{login}\";"
     ))
     .execute(&owner)

@@ -92,7 +92,11 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
     }
     // A client's token came from a grant to the client: revoking, expiring or narrowing it ends
     // the token at once.
-    let granted = p.store.client_token_grant(&c.jti, &Grantee::Client(client), &product.slug, now).await?;
+    let tenant = c.org_id.as_deref().map(TenantId::new);
+    let granted = p
+        .store
+        .client_token_grant(&c.jti, &Grantee::Client(client), &product.slug, tenant.as_ref(), now)
+        .await?;
     Ok(granted.and_then(|roles| held(&roles)))
 }
 
