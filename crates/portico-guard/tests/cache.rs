@@ -19,7 +19,7 @@ async fn served() -> (JwksServer, TestIssuer) {
     (server, issuer)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_unknown_kids_make_one_fetch() {
     let (server, issuer) = served().await;
     let clock = ManualClock::starting_now();
@@ -30,8 +30,13 @@ async fn a_thousand_concurrent_unknown_kids_make_one_fetch() {
     let tokens: Vec<String> = (0..1000)
         .map(|i| TestKey::generate().sign_with_header(&json!({"alg": "EdDSA", "typ": "at+jwt", "kid": format!("random-{i}")}), &c))
         .collect();
-    let outcomes = join_all(tokens.iter().map(|t| guard.verify(t))).await;
-    assert!(outcomes.iter().all(|o| *o == Err(Refusal::Unauthorized(Reason::UnknownKey))));
+    // A task each, on two worker threads: concurrent and parallel.
+    let tasks = tokens.into_iter().map(|t| {
+        let guard = guard.clone();
+        tokio::spawn(async move { guard.verify(&t).await })
+    });
+    let outcomes = join_all(tasks).await;
+    assert!(outcomes.into_iter().all(|o| o.unwrap() == Err(Refusal::Unauthorized(Reason::UnknownKey))));
     assert_eq!(server.hits(), 2, "one refetch for all of them");
     // And within the cooldown, another unknown kid fetches nothing more.
     let again = TestKey::generate().sign("at+jwt", &c);

@@ -827,8 +827,18 @@ both_stores!(forwarding_headers_from_an_untrusted_peer_are_ignored, &SUITE);
 async fn a_client_without_a_grant_gets_no_token(s: &TestServer) {
     // crm-bot may use client_credentials but holds no grant on CRM.
     let bot = "crm-bot-secret-0123456789abcdef0123456789";
-    let (status, body) = post_basic(s, "/oauth2/token", "crm-bot", bot, &[("grant_type", "client_credentials")]).await;
+    let (status, body) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-bot",
+        bot,
+        &[("grant_type", "client_credentials"), ("organization", "acme")],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // CRM is tenant-aware: a service token for it names its tenant.
+    let (status, body) = post_basic(s, "/oauth2/token", "crm-bot", bot, &[("grant_type", "client_credentials")]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
     // One whose grant is revoked loses its live tokens, roles or none.
     let admin = admin_token(s, "ops-bot", OPS_SECRET).await;
     let (_, before) = post_basic(s, "/oauth2/introspect", "reports-web", REPORTS_SECRET, &[("token", &admin)]).await;
