@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Sends N sequential requests of one scenario to a running Portico over one keep-alive connection
+and checks each answer; for bench/instructions (which counts the server's instructions meanwhile).
+
+usage: hot_paths.py BASE SCENARIO N [FILE]
+  cc          client_credentials for bench-client
+  refresh     one refresh grant per line of FILE (each token used once)
+  introspect  introspection of the token in FILE (first line) by bench-client
+"""
+import base64
+import http.client
+import json
+import sys
+import urllib.parse
+
+base, scenario, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urllib.parse.urlsplit(base)
+assert u.hostname in ("127.0.0.1", "localhost"), "loopback only"
+auth = "Basic " + base64.b64encode(b"bench-client:bench-secret-0123456789abcdef0123456789abcdef").decode()
+lines = open(sys.argv[4]).read().split() if len(sys.argv) > 4 else []
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+
+
+def post(path, form):
+    conn.request("POST", path, body=urllib.parse.urlencode(form),
+                 headers={"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit(f"{scenario}: HTTP {r.status}: {body[:200]!r}")
+    return json.loads(body)
+
+
+for i in range(n):
+    if scenario == "cc":
+        post("/oauth2/token", {"grant_type": "client_credentials"})
+    elif scenario == "refresh":
+        post("/oauth2/token", {"grant_type": "refresh_token", "refresh_token": lines[i]})
+    elif scenario == "introspect":
+        if not post("/oauth2/introspect", {"token": lines[0]}).get("active"):
+            sys.exit("introspect: inactive")
+    else:
+        sys.exit(f"unknown scenario {scenario}")
