@@ -5,6 +5,7 @@ their ratios, and each target of the core issue with PASS or MISS.
 usage: compare.py OUT
 """
 import glob
+import os
 import re
 import statistics
 import sys
@@ -20,7 +21,8 @@ for path in glob.glob(f"{out}/*/summary.txt"):
             runs[(kv["label"], kv["scenario"], int(kv["conns"]))].append(kv)
             rss[kv["label"]]["peak"].append(float(kv["peak_rss_kb"]) / 1024)
         elif line.startswith("IDLE_RSS_KB"):
-            label = "peer" if "/peer-" in path else "portico"
+            run = os.path.basename(os.path.dirname(path))
+            label = "peer" if run.startswith("peer") else "portico-pg" if run.startswith("portico-pg") else "portico"
             rss[label]["idle"].append(float(line.split()[1]) / 1024)
 
 
@@ -40,17 +42,19 @@ def startup(label):
 conns = sorted({c for (_, _, c) in runs})
 scens = ["cc_jwt", "refresh_chain", "introspect", "discovery", "jwks"]
 errors = sum(int(r["non2xx"]) + int(r["sockerr"]) for rs in runs.values() for r in rs)
-print("| scenario | conns | Portico req/s | peer req/s | ratio | Portico p50/p99 ms | peer p50/p99 ms | Portico cores |")
-print("|---|---|---|---|---|---|---|---|")
+STORES = {"portico": "SQLite", "portico-pg": "PostgreSQL"}
+print("| scenario | conns | store | Portico req/s | peer req/s | ratio | Portico p50/p99 ms | peer p50/p99 ms | Portico cores |")
+print("|---|---|---|---|---|---|---|---|---|")
 for s in scens:
     for c in conns:
-        a, b = med("portico", s, c, "rps"), med("peer", s, c, "rps")
-        if a is None or b is None:
-            continue
-        print(f"| {s} | {c} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x "
-              f"| {med('portico', s, c, 'p50_ms'):.2f} / {med('portico', s, c, 'p99_ms'):.2f} "
-              f"| {med('peer', s, c, 'p50_ms'):.2f} / {med('peer', s, c, 'p99_ms'):.2f} "
-              f"| {med('portico', s, c, 'server_cores'):.2f} |")
+        for label, store in STORES.items():
+            a, b = med(label, s, c, "rps"), med("peer", s, c, "rps")
+            if a is None or b is None:
+                continue
+            print(f"| {s} | {c} | {store} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x "
+                  f"| {med(label, s, c, 'p50_ms'):.2f} / {med(label, s, c, 'p99_ms'):.2f} "
+                  f"| {med('peer', s, c, 'p50_ms'):.2f} / {med('peer', s, c, 'p99_ms'):.2f} "
+                  f"| {med(label, s, c, 'server_cores'):.2f} |")
 
 for c in conns:
     ref = med("peer", "refresh", c, "rps")
@@ -72,6 +76,11 @@ for s, want in [("cc_jwt", 3.0), ("refresh_chain", 2.0), ("introspect", 2.0), ("
         a, b = med("portico", s, c, "rps"), med("peer", s, c, "rps")
         r = a / b if a and b else None
         check(f"{s} c{c} req/s >= {want}x peer", r, r is not None and r >= want, f"{r:.2f}x" if r else "")
+if any(label == "portico-pg" for (label, _, _) in runs):
+    for c in conns:
+        a, b = med("portico-pg", "refresh_chain", c, "rps"), med("peer", "refresh_chain", c, "rps")
+        r = a / b if a and b else None
+        check(f"refresh_chain c{c} on PostgreSQL >= 1.0x peer", r, r is not None and r >= 1.0, f"{r:.2f}x" if r else "")
 for c in conns:
     a, b = med("portico", "cc_jwt", c, "p99_ms"), med("peer", "cc_jwt", c, "p99_ms")
     r = a / b if a and b else None
