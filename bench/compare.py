@@ -22,7 +22,7 @@ for path in glob.glob(f"{out}/*/summary.txt"):
             rss[kv["label"]]["peak"].append(float(kv["peak_rss_kb"]) / 1024)
         elif line.startswith("IDLE_RSS_KB"):
             run = os.path.basename(os.path.dirname(path))
-            label = "peer" if run.startswith("peer") else "portico-pg" if run.startswith("portico-pg") else "portico"
+            label = next((l for l in ("peer", "portico-pg", "floor-sign", "floor-static") if run.startswith(l)), "portico")
             rss[label]["idle"].append(float(line.split()[1]) / 1024)
 
 
@@ -76,6 +76,16 @@ for s, want in [("cc_jwt", 3.0), ("refresh_chain", 2.0), ("introspect", 2.0), ("
         a, b = med("portico", s, c, "rps"), med("peer", s, c, "rps")
         r = a / b if a and b else None
         check(f"{s} c{c} req/s >= {want}x peer", r, r is not None and r >= want, f"{r:.2f}x" if r else "")
+for c in conns:
+    a, f = med("portico", "cc_jwt", c, "rps"), med("floor-sign", "cc_jwt", c, "rps")
+    r = f / a if a and f else None
+    check(f"cc_jwt c{c} within 1.5x of the one-signature floor ({f:,.0f}/s)" if f else f"cc_jwt c{c} within 1.5x of the floor",
+          r, r is not None and r <= 1.5, f"floor / Portico = {r:.2f}" if r else "")
+    for s in ("jwks", "discovery"):
+        a, f = med("portico", s, c, "rps"), med("floor-static", s, c, "rps")
+        r = a / f if a and f else None
+        check(f"{s} c{c} >= 90 % of the static-bytes floor ({f:,.0f}/s)" if f else f"{s} c{c} >= 90 % of the floor",
+              r, r is not None and r >= 0.9, f"{100 * r:.0f} %" if r else "")
 if any(label == "portico-pg" for (label, _, _) in runs):
     for c in conns:
         a, b = med("portico-pg", "refresh_chain", c, "rps"), med("peer", "refresh_chain", c, "rps")
