@@ -6,6 +6,7 @@ usage: hot_paths.py BASE SCENARIO N [FILE]
   cc          client_credentials for bench-client
   refresh     one refresh grant per line of FILE (each token used once)
   introspect  introspection of the token in FILE (first line) by bench-client
+  jwks        GET /oauth2/jwks
 """
 import base64
 import http.client
@@ -31,8 +32,19 @@ def post(path, form):
     return json.loads(body)
 
 
+def get(path):
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit(f"{scenario}: HTTP {r.status}")
+    return body
+
+
 for i in range(n):
-    if scenario == "cc":
+    if scenario == "jwks":
+        get("/oauth2/jwks")
+    elif scenario == "cc":
         post("/oauth2/token", {"grant_type": "client_credentials"})
     elif scenario == "refresh":
         post("/oauth2/token", {"grant_type": "refresh_token", "refresh_token": lines[i]})

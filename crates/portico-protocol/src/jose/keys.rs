@@ -16,6 +16,7 @@ use portico_model::SigningAlg;
 use portico_store::KeyRow;
 use serde::Serialize;
 use serde_json::json;
+use std::sync::Arc;
 
 enum Signer {
     Ed(Ed25519KeyPair),
@@ -47,6 +48,10 @@ pub enum KeyError {
 #[derive(Default)]
 pub struct KeyRing {
     keys: Vec<ManagedKey>,
+    /// The JWK Set last served, serialized, with the keys it published: the set changes only when
+    /// a key activates or retires (or the ring reloads, which starts a new ring), so serving it
+    /// is a comparison and a copy, not a JSON document built and written per request.
+    served: std::sync::Mutex<Option<(Vec<usize>, Arc<Vec<u8>>)>>,
 }
 
 /// Publishes a new signing key of `alg` that signs from `activate_at` (published at once, so
@@ -150,7 +155,10 @@ impl KeyRing {
             });
         }
         keys.sort_by_key(|k| k.activate_at);
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            served: Default::default(),
+        })
     }
 
     /// The algorithms that have no key at all yet.
@@ -173,6 +181,20 @@ impl KeyRing {
             .map(|k| k.activate_at)
             .min();
         successor.is_none_or(|s| now < s + retention)
+    }
+
+    /// [`KeyRing::jwks`], serialized, reused while the same keys are published.
+    pub fn jwks_bytes(&self, now: i64, retention: i64) -> Arc<Vec<u8>> {
+        let published: Vec<usize> = (0..self.keys.len()).filter(|&i| self.is_published(&self.keys[i], now, retention)).collect();
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        match &*served {
+            Some((keys, bytes)) if *keys == published => bytes.clone(),
+            _ => {
+                let bytes = Arc::new(serde_json::to_vec(&self.jwks(now, retention)).expect("a JWK Set serializes"));
+                *served = Some((published, bytes.clone()));
+                bytes
+            }
+        }
     }
 
     /// The JWK Set (RFC 7517) of every published key.
@@ -216,8 +238,12 @@ impl KeyRing {
 mod tests {
     use super::*;
 
+    /// The kids of the JWK Set as served (the cached bytes), checked against the document built
+    /// afresh, so a stale cache fails every assertion on `kids`.
     fn kids(ring: &KeyRing, now: i64, retention: i64) -> Vec<String> {
-        ring.jwks(now, retention)["keys"]
+        let served: serde_json::Value = serde_json::from_slice(&ring.jwks_bytes(now, retention)).expect("JSON");
+        assert_eq!(served, ring.jwks(now, retention), "the served bytes are the current set");
+        served["keys"]
             .as_array()
             .expect("keys")
             .iter()
@@ -242,6 +268,8 @@ mod tests {
         assert!(ring.verifier(&old.kid, 699, retention).is_some());
         // Once everything it signed has expired, the old key is gone from JWKS and verification.
         assert_eq!(kids(&ring, 700, retention), vec![next.kid.clone()]);
+        // While the same keys are published, the same bytes serve (no document per request).
+        assert!(Arc::ptr_eq(&ring.jwks_bytes(701, retention), &ring.jwks_bytes(9_999, retention)));
         assert!(ring.verifier(&old.kid, 700, retention).is_none());
     }
 

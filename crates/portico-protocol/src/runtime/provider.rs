@@ -71,6 +71,8 @@ pub struct Provider {
     pub webauthn: Option<webauthn_rs::Webauthn>,
     config: RwLock<Arc<Snapshot>>,
     keys: RwLock<Arc<KeyRing>>,
+    /// The discovery document, serialized once: it depends on the issuer alone.
+    discovery: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,11 @@ pub enum ProviderError {
 }
 
 impl Provider {
+    /// The discovery document (OIDC Discovery §3, RFC 8414 §2) as JSON bytes.
+    pub fn discovery_json(&self) -> &[u8] {
+        &self.discovery
+    }
+
     /// The issuer's host (`id.example.test`): how pages, mails and authenticator apps name this
     /// deployment.
     pub fn issuer_host(&self) -> Option<String> {
@@ -91,6 +98,7 @@ impl Provider {
     /// Loads configuration and keys; makes a first key for every algorithm that has none.
     pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, writer: Writer, now: i64) -> Result<Self, ProviderError> {
         let webauthn = crate::passkey::relying_party(&issuer);
+        let discovery = serde_json::to_vec(&crate::discovery::metadata(&issuer)).expect("metadata serializes");
         let p = Self {
             store,
             issuer,
@@ -102,6 +110,7 @@ impl Provider {
             webauthn,
             config: RwLock::default(),
             keys: RwLock::default(),
+            discovery,
         };
         p.reload().await?;
         let missing = p.keys().missing_algs();

@@ -15,7 +15,7 @@ use portico_protocol::authorize::{AuthResponse, ResponseMode};
 use portico_protocol::client_auth::ClientCredentials;
 use portico_protocol::interaction;
 use portico_protocol::token::{self, TokenRequest};
-use portico_protocol::{OAuthError, discovery, introspect as introspection, revoke as revocation, userinfo as user_info};
+use portico_protocol::{OAuthError, introspect as introspection, revoke as revocation, userinfo as user_info};
 use std::net::SocketAddr;
 
 /// One `IntoResponse` for protocol errors: RFC 6749 §5.2 JSON, the right status, and
@@ -58,19 +58,20 @@ fn no_store(mut resp: Response) -> Response {
     resp
 }
 
+/// A JSON document that caches may keep for five minutes (discovery, JWKS), from bytes serialized
+/// beforehand: these two answer far more often than they change.
+fn public_json(bytes: Vec<u8>) -> Response {
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")];
+    (headers, bytes).into_response()
+}
+
 pub async fn discovery(State(s): State<AppState>) -> Response {
-    let mut resp = Json(discovery::metadata(&s.provider.issuer)).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    resp
+    public_json(s.provider.discovery_json().to_vec())
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
     let p = &s.provider;
-    let mut resp = Json(p.keys().jwks(now(&s), p.key_retention())).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    resp
+    public_json(p.keys().jwks_bytes(now(&s), p.key_retention()).as_ref().clone())
 }
 
 /// Parses `application/x-www-form-urlencoded` keeping order and duplicates.
