@@ -38,7 +38,7 @@ struct Loaded {
 
 /// What a key lookup found.
 pub(crate) enum Lookup {
-    Found(Key),
+    Found(Arc<Key>),
     Unknown,
     /// The set is older than `max_stale` allows: nothing is served until a refresh succeeds.
     Expired,

@@ -20,7 +20,8 @@ const INTROSPECTION_CAPACITY: usize = 10_000;
 #[derive(Clone)]
 pub struct ClientCredentials {
     pub(crate) id: String,
-    secret: String,
+    /// The `Authorization` header value, made once (it carries the secret).
+    authorization: String,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -35,17 +36,14 @@ impl std::fmt::Debug for ClientCredentials {
 impl ClientCredentials {
     /// `id` and `secret` as registered in the suite file.
     pub fn new(id: &str, secret: &str) -> Self {
+        // RFC 6749 §2.3.1: both form-encoded, then Basic.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let pair = format!("{}:{}", enc(id), enc(secret));
+        let authorization = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
         Self {
             id: id.to_owned(),
-            secret: secret.to_owned(),
+            authorization,
         }
-    }
-
-    /// RFC 6749 §2.3.1: both form-encoded, then Basic.
-    fn basic(&self) -> String {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let pair = format!("{}:{}", enc(&self.id), enc(&self.secret));
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
     }
 }
 
@@ -132,9 +130,13 @@ impl IntrospectionCache {
         if answers.len() >= INTROSPECTION_CAPACITY {
             answers.retain(|_, (_, u)| *u > now);
         }
-        if answers.len() < INTROSPECTION_CAPACITY {
-            answers.insert(key, (active, until));
+        // Still full of live answers: make room (any one; it is only a cache) rather than stop
+        // caching and sweep again on every miss.
+        if answers.len() >= INTROSPECTION_CAPACITY {
+            let victim = answers.keys().next().copied();
+            victim.map(|k| answers.remove(&k));
         }
+        answers.insert(key, (active, until));
     }
 }
 
@@ -149,7 +151,7 @@ impl Guard {
             .inner
             .http
             .post(endpoint)
-            .header("authorization", client.basic())
+            .header("authorization", &client.authorization)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()

@@ -7,9 +7,11 @@
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The asymmetric signature algorithms the guard can verify. `none` and `HS*` are not among them:
-/// a symmetric "key" in a public JWK Set would let anyone who reads it sign.
+/// a symmetric "key" in a public JWK Set would let anyone who reads it sign. The RSA algorithms
+/// come last ([`family`] relies on it).
 pub const SUPPORTED: [Algorithm; 9] = [
     Algorithm::EdDSA,
     Algorithm::ES256,
@@ -37,7 +39,7 @@ pub(crate) struct Key {
 /// The usable keys of one JWK Set answer, by `kid`.
 #[derive(Clone, Default)]
 pub(crate) struct KeySet {
-    pub keys: HashMap<String, Key>,
+    pub keys: HashMap<String, Arc<Key>>,
 }
 
 impl KeySet {
@@ -54,7 +56,7 @@ impl KeySet {
                 continue;
             };
             if let Some(key) = usable(entry, allowed) {
-                keys.insert(kid.to_owned(), key);
+                keys.insert(kid.to_owned(), Arc::new(key));
             }
         }
         let skipped = entries.len() - keys.len();
@@ -69,14 +71,8 @@ fn family(jwk: &Value) -> &'static [Algorithm] {
         (Some("OKP"), Some("Ed25519")) => &[Algorithm::EdDSA],
         (Some("EC"), Some("P-256")) => &[Algorithm::ES256],
         (Some("EC"), Some("P-384")) => &[Algorithm::ES384],
-        (Some("RSA"), None) => &[
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
+        // Every RSA algorithm: the last six of the list.
+        (Some("RSA"), None) => &SUPPORTED[3..],
         _ => &[],
     }
 }

@@ -401,5 +401,5 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<(Arc<dyn KeySo
             return Err(ConnectError::InsecureEndpoint(url.clone()));
         }
     }
-    Ok((Arc::new(HttpKeys::new(jwks_uri)), algorithms, endpoints))
+    Ok((Arc::new(HttpKeys::with_client(http.clone(), jwks_uri)), algorithms, endpoints))
 }

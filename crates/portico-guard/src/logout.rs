@@ -122,7 +122,10 @@ impl Guard {
             });
         }
         self.signature(&parts).await.map_err(LogoutRefusal::Token)?;
-        if !i.logout.first_use(&c.jti, c.exp.saturating_add(i.leeway), now)? {
+        // Remembered while the token could still be accepted: until its `exp`, and never past the
+        // oldest `iat` accepted (whoever signed it chose `exp`).
+        let accepted_until = c.exp.min(c.iat.saturating_add(MAX_AGE)).saturating_add(i.leeway);
+        if !i.logout.first_use(&c.jti, accepted_until, now)? {
             return Err(LogoutRefusal::Replayed);
         }
         let until = now.saturating_add(i.mark_lifetime);

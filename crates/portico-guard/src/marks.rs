@@ -46,6 +46,8 @@ struct Marks {
     sessions: HashMap<String, i64>,
     /// sub → (ended at, kept until)
     subjects: HashMap<String, (i64, i64)>,
+    /// When expired marks are next dropped (at most once a minute, on a write).
+    next_sweep: i64,
 }
 
 impl Marks {
@@ -76,6 +78,10 @@ impl MemoryMarks {
 
     fn write(&self, now: i64, f: impl FnOnce(&mut Marks)) -> Result<(), MarkError> {
         let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        if now >= marks.next_sweep {
+            marks.sweep(now);
+            marks.next_sweep = now.saturating_add(60);
+        }
         if marks.len() >= self.capacity {
             marks.sweep(now);
             if marks.len() >= self.capacity {
@@ -133,7 +139,8 @@ impl PgMarks {
         Ok(())
     }
 
-    /// Deletes marks kept past `now`; the guard calls nothing itself, so run it now and then.
+    /// Deletes marks kept past `now`. Every new mark sweeps first, so the table holds only live
+    /// marks plus those that expired since the last logout; call this to clear those too.
     pub async fn sweep(&self, now: i64) -> Result<u64, MarkError> {
         Ok(sqlx::query("DELETE FROM portico.session_marks WHERE kept_until <= $1")
             .bind(now)
@@ -143,6 +150,8 @@ impl PgMarks {
     }
 
     async fn mark(&self, kind: &str, value: &str, at: i64, until: i64) -> Result<(), MarkError> {
+        // Bounded by lifetime without the product's help: expired marks go as new ones arrive.
+        self.sweep(at).await?;
         sqlx::query(
             "INSERT INTO portico.session_marks (kind, value, ended_at, kept_until) VALUES ($1, $2, $3, $4)
              ON CONFLICT (kind, value) DO UPDATE SET ended_at = GREATEST(portico.session_marks.ended_at, EXCLUDED.ended_at),

@@ -136,10 +136,12 @@ pub struct HttpKeys {
 impl HttpKeys {
     /// Keys at `jwks_uri` (the guard reads it from the issuer's discovery).
     pub fn new(jwks_uri: impl Into<String>) -> Self {
-        Self {
-            client: client(),
-            uri: jwks_uri.into(),
-        }
+        Self::with_client(client(), jwks_uri)
+    }
+
+    /// Keys at `jwks_uri`, fetched with the guard's own client (one connection pool).
+    pub(crate) fn with_client(client: reqwest::Client, jwks_uri: impl Into<String>) -> Self {
+        Self { client, uri: jwks_uri.into() }
     }
 }
 

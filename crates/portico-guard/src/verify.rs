@@ -26,8 +26,11 @@ pub(crate) struct Parts<'t, T> {
 /// RFC 7515 §4.1.9: `typ` compares case-insensitively and may omit `application/`.
 fn typ_is(header: &Header, expected: &str) -> bool {
     header.typ.as_deref().is_some_and(|t| {
-        let t = t.to_ascii_lowercase();
-        t == expected || t.strip_prefix("application/") == Some(expected)
+        let media = match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        };
+        media.eq_ignore_ascii_case(expected)
     })
 }
 
@@ -52,26 +55,28 @@ pub(crate) fn parse<'t, T: DeserializeOwned>(token: &'t str, typ: &str, allowed:
         return Err(Reason::Algorithm);
     }
     let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| Reason::Malformed)?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| Reason::Malformed)?;
-    if !value.is_object() {
-        return Err(Reason::Malformed);
-    }
-    // `aud`: one string, or an array of exactly one string; anything else is the audience's fault.
-    let one_aud = match value.get("aud") {
-        Some(serde_json::Value::String(_)) => true,
-        Some(serde_json::Value::Array(a)) => a.len() == 1 && a[0].is_string(),
-        _ => false,
-    };
-    if !one_aud {
-        return Err(Reason::Audience);
-    }
-    let claims = serde_json::from_value(value).map_err(|_| Reason::Claims)?;
+    // One parse into the claims type on the way that succeeds; only a refusal reads the payload
+    // again, to say why.
+    let claims = serde_json::from_slice(&bytes).map_err(|_| why_not(&bytes))?;
     Ok(Parts {
         header,
         claims,
         signed: &token[..head.len() + 1 + body.len()],
         signature,
     })
+}
+
+/// Why a payload did not deserialize: not a JSON object; an `aud` that is not one string or an
+/// array of exactly one string (the audience's fault); or another claim.
+fn why_not(payload: &[u8]) -> Reason {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(claims)) => match claims.get("aud") {
+            Some(serde_json::Value::String(_)) => Reason::Claims,
+            Some(serde_json::Value::Array(a)) if a.len() == 1 && a[0].is_string() => Reason::Claims,
+            _ => Reason::Audience,
+        },
+        _ => Reason::Malformed,
+    }
 }
 
 /// `iat`/`nbf` not in the future and `exp` not past, each with `leeway` seconds of skew.

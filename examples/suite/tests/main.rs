@@ -87,6 +87,20 @@ impl World {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Reports' front end posting a hand-off code to its backend: (status, JSON or null).
+    async fn land(&self, code: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url("reports", "/handoff"))
+            .header("content-type", "application/json")
+            .body(json!({"handoff_code": code}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, serde_json::from_str(&res.text().await.unwrap()).unwrap_or(Value::Null))
+    }
+
     async fn post_basic(&self, path: &str, client: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let res = self
             .http
@@ -292,16 +306,8 @@ async fn an_operator_moves_from_ops_to_reports_with_the_tenant_and_the_report() 
         let (status, h) = w.api("POST", "ops", "/reporting", &ops, Some(json!({"report_id": 7}))).await;
         assert_eq!(status, 200, "{h}");
         let code = h["handoff_code"].as_str().unwrap();
-        let landing = w
-            .http
-            .post(w.url("reports", "/handoff"))
-            .header("content-type", "application/json")
-            .body(json!({"handoff_code": code}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(landing.status(), 200);
-        let landed: Value = serde_json::from_str(&landing.text().await.unwrap()).unwrap();
+        let (status, landed) = w.land(code).await;
+        assert_eq!(status, 200);
         assert_eq!(landed["tenant"], id.as_str());
         assert_eq!(landed["permissions"], json!(["read:reports"]), "the operator's Reports permissions only");
         assert_eq!(
@@ -313,15 +319,7 @@ async fn an_operator_moves_from_ops_to_reports_with_the_tenant_and_the_report() 
             !rows.is_empty() && rows.iter().all(|(org, _)| *org == id),
             "an {tenant} hand-off shows only {tenant}: {rows:?}"
         );
-        let again = w
-            .http
-            .post(w.url("reports", "/handoff"))
-            .header("content-type", "application/json")
-            .body(json!({"handoff_code": code}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), 400, "a second redemption fails");
+        assert_eq!(w.land(code).await.0, 400, "a second redemption fails");
     }
     // A CRM token is not an Ops token: no hand-off from it.
     let crm = w.token("crm", "ada@acme.example.test", "acme").await;

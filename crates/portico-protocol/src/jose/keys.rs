@@ -51,7 +51,7 @@ pub struct KeyRing {
     /// The JWK Set last served, serialized, with the keys it published: the set changes only when
     /// a key activates or retires (or the ring reloads, which starts a new ring), so serving it
     /// is a comparison and a copy, not a JSON document built and written per request.
-    served: std::sync::Mutex<Option<(Vec<usize>, Arc<Vec<u8>>)>>,
+    served: std::sync::Mutex<Option<(Vec<usize>, Arc<[u8]>)>>,
 }
 
 /// Publishes a new signing key of `alg` that signs from `activate_at` (published at once, so
@@ -184,14 +184,15 @@ impl KeyRing {
     }
 
     /// [`KeyRing::jwks`], serialized, reused while the same keys are published.
-    pub fn jwks_bytes(&self, now: i64, retention: i64) -> Arc<Vec<u8>> {
-        let published: Vec<usize> = (0..self.keys.len()).filter(|&i| self.is_published(&self.keys[i], now, retention)).collect();
+    pub fn jwks_bytes(&self, now: i64, retention: i64) -> Arc<[u8]> {
+        let published = (0..self.keys.len()).filter(|&i| self.is_published(&self.keys[i], now, retention));
         let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
         match &*served {
-            Some((keys, bytes)) if *keys == published => bytes.clone(),
+            // Compared without collecting: a hit allocates nothing.
+            Some((keys, bytes)) if keys.iter().copied().eq(published.clone()) => bytes.clone(),
             _ => {
-                let bytes = Arc::new(serde_json::to_vec(&self.jwks(now, retention)).expect("a JWK Set serializes"));
-                *served = Some((published, bytes.clone()));
+                let bytes: Arc<[u8]> = serde_json::to_vec(&self.jwks(now, retention)).expect("a JWK Set serializes").into();
+                *served = Some((published.collect(), bytes.clone()));
                 bytes
             }
         }

@@ -87,7 +87,9 @@ pub async fn live(p: &Provider, c: &AccessClaims, now: i64) -> Result<Option<Liv
     let registered = config
         .client(client.as_str())
         .is_some_and(|e| e.client.product == product.slug || e.client.resources.contains(&product.slug));
-    if !registered {
+    // A token names a tenant exactly when its product has tenants (as `require_active_grant`
+    // decides for users): a product switched to or from tenants ends the other kind at once.
+    if !registered || product.tenant_aware != c.org_id.is_some() {
         return Ok(None);
     }
     // A client's token came from a grant to the client: revoking, expiring or narrowing it ends

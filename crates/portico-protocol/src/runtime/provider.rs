@@ -72,7 +72,7 @@ pub struct Provider {
     config: RwLock<Arc<Snapshot>>,
     keys: RwLock<Arc<KeyRing>>,
     /// The discovery document, serialized once: it depends on the issuer alone.
-    discovery: Vec<u8>,
+    discovery: Arc<[u8]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +85,8 @@ pub enum ProviderError {
 
 impl Provider {
     /// The discovery document (OIDC Discovery §3, RFC 8414 §2) as JSON bytes.
-    pub fn discovery_json(&self) -> &[u8] {
-        &self.discovery
+    pub fn discovery_json(&self) -> Arc<[u8]> {
+        self.discovery.clone()
     }
 
     /// The issuer's host (`id.example.test`): how pages, mails and authenticator apps name this
@@ -98,7 +98,7 @@ impl Provider {
     /// Loads configuration and keys; makes a first key for every algorithm that has none.
     pub async fn start(store: Store, issuer: String, settings: Settings, kek: Kek, writer: Writer, now: i64) -> Result<Self, ProviderError> {
         let webauthn = crate::passkey::relying_party(&issuer);
-        let discovery = serde_json::to_vec(&crate::discovery::metadata(&issuer)).expect("metadata serializes");
+        let discovery = serde_json::to_vec(&crate::discovery::metadata(&issuer)).expect("metadata serializes").into();
         let p = Self {
             store,
             issuer,

@@ -60,18 +60,19 @@ fn no_store(mut resp: Response) -> Response {
 
 /// A JSON document that caches may keep for five minutes (discovery, JWKS), from bytes serialized
 /// beforehand: these two answer far more often than they change.
-fn public_json(bytes: Vec<u8>) -> Response {
+fn public_json(bytes: std::sync::Arc<[u8]>) -> Response {
     let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")];
-    (headers, bytes).into_response()
+    // The body shares the cached bytes: no copy per request.
+    (headers, axum::body::Bytes::from_owner(bytes)).into_response()
 }
 
 pub async fn discovery(State(s): State<AppState>) -> Response {
-    public_json(s.provider.discovery_json().to_vec())
+    public_json(s.provider.discovery_json())
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
     let p = &s.provider;
-    public_json(p.keys().jwks_bytes(now(&s), p.key_retention()).as_ref().clone())
+    public_json(p.keys().jwks_bytes(now(&s), p.key_retention()))
 }
 
 /// Parses `application/x-www-form-urlencoded` keeping order and duplicates.

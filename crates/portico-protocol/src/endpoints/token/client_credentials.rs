@@ -28,10 +28,9 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let grants = p.store.grants_for(&Grantee::Client(client.id.clone()), &product.slug).await?;
     // Invariant 3 holds for clients too: no grant, no token (not even a token without roles).
     // An organization that does not exist meets the same refusal as one the grant does not cover.
+    // (`require_active_grant` refuses a tenant-aware product without a tenant, so an unknown
+    // organization takes the very path of a forbidden one.)
     let no_grant = || oauth!(InvalidGrant, "the client has no active grant for this product and organization");
-    if product.tenant_aware && tenant.is_none() {
-        return Err(no_grant());
-    }
     let grant = portico_model::require_active_grant(&grants, product, tenant.map(|t| &t.id), now).map_err(|_| no_grant())?;
     let held: Vec<&str> = grant.roles.iter().filter_map(|r| product.roles.get(r)).flatten().map(String::as_str).collect();
     // The scope is a list of the product's permissions the client holds; asking for more is refused.
