@@ -165,7 +165,8 @@ impl Config {
             None => fig = fig.merge(Toml::file("portico.toml")),
         }
         let cfg: Config = fig
-            .merge(Env::prefixed("PORTICO_").ignore(&["test_database_url"]))
+            // `PORTICO_LOG` is the log filter, read by the log subscriber before the configuration.
+            .merge(Env::prefixed("PORTICO_").ignore(&["test_database_url", "log"]))
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;

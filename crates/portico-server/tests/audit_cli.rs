@@ -146,3 +146,25 @@ fn audit_verify_proves_the_log_and_finds_tampering() {
     assert!(!ok && out.contains("record 2 is missing"), "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `PORTICO_LOG` sets the log filter (what the CLI's help says); the configuration, which refuses
+/// unknown `PORTICO_*` variables, must not refuse it. A misspelt variable is still refused.
+#[test]
+fn portico_log_sets_the_filter_and_a_misspelt_variable_is_still_refused() {
+    let dir = std::env::temp_dir().join(format!("portico-log-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |var: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(["migrate", "--data-dir", dir.to_str().unwrap()])
+            .env_remove("PORTICO_DATABASE_URL")
+            .env(var, "warn,portico=debug")
+            .output()
+            .expect("run portico");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run("PORTICO_LOG");
+    assert!(ok, "PORTICO_LOG is accepted: {err}");
+    let (ok, err) = run("PORTICO_LOGG");
+    assert!(!ok && err.contains("logg"), "an unknown variable is refused, by name: {err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
