@@ -14,6 +14,7 @@ mod audit;
 mod config;
 mod consents;
 mod grants;
+mod group;
 mod handoff;
 mod keys;
 mod mfa;

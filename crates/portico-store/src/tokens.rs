@@ -7,6 +7,7 @@
 use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, from_json, grants::grant as grant_row, on_pool, on_read, users::user as user_row};
 use portico_model::{ClientId, FamilyId, Grant, Grantee, ProductSlug, Sid, TenantId, User, UserId};
+use sqlx::QueryBuilder;
 use std::sync::LazyLock;
 
 /// One family of tokens, issued to one user through one client for one product (and, when the
@@ -340,29 +341,21 @@ impl Tx<'_> {
     /// presentations of one token, in one batch or in two, exactly one gets `Rotated`. Results are
     /// in the order given.
     pub async fn rotate_refresh_batch(&mut self, rotations: &[Rotation]) -> Result<Vec<RefreshRotation>> {
-        let mut results = Vec::with_capacity(rotations.len());
+        let mut spent = std::collections::HashSet::new();
         on_tx!(self, t => {
-            // One UPDATE per chunk; the hashes it returns are the tokens this batch spent.
-            let mut spent = std::collections::HashSet::new();
-            for chunk in rotations.chunks(512) {
-                let mut q = sqlx::QueryBuilder::new("UPDATE refresh_tokens SET rotated_at = ");
-                q.push_bind(chunk[0].now).push(" WHERE rotated_at IS NULL AND hash IN (");
-                let mut list = q.separated(", ");
-                for r in chunk {
-                    list.push_bind(r.old_hash.clone());
-                }
-                q.push(") RETURNING hash");
+            for chunk in rotations.chunks(ROTATIONS_PER_STATEMENT) {
+                let mut q = QueryBuilder::new("");
+                push_spend(&mut q, chunk);
                 let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut **t).await?;
                 spent.extend(rows.into_iter().map(|(h,)| h));
             }
-            // A token presented twice in one batch was spent once: the first presentation gets it.
-            results.extend(rotations.iter().map(|r| if spent.remove(&r.old_hash) { RefreshRotation::Rotated } else { RefreshRotation::Reused }));
-            let fresh: Vec<&Rotation> = rotations.iter().zip(&results).filter(|(_, o)| **o == RefreshRotation::Rotated).map(|(r, _)| r).collect();
-            for chunk in fresh.chunks(512) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) ");
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.new_hash.clone()).push_bind(r.family_id.as_str().to_owned()).push_bind(r.new_data.clone()).push_bind(r.now).push_bind(r.new_expires_at);
-                });
+        });
+        let results = outcomes(rotations, spent);
+        let fresh = fresh(rotations, &results);
+        on_tx!(self, t => {
+            for chunk in fresh.chunks(ROTATIONS_PER_STATEMENT) {
+                let mut q = QueryBuilder::new("");
+                push_successors(&mut q, chunk);
                 q.build().execute(&mut **t).await?;
             }
         });
@@ -375,4 +368,67 @@ impl Tx<'_> {
             .bind(jti).bind(expires_at).execute(&mut **t).await.map(|_| ()))?;
         Ok(())
     }
+}
+
+/// Rotations per statement (five values each in the `INSERT`: well under both back ends'
+/// bind-parameter limits).
+pub(crate) const ROTATIONS_PER_STATEMENT: usize = 512;
+
+/// `UPDATE … RETURNING hash` spending each rotation's old token that was not spent before: the
+/// hashes it returns are the tokens this statement spent.
+pub(crate) fn push_spend<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, chunk: &'a [Rotation])
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let Some(first) = chunk.first() else { return };
+    q.push("UPDATE refresh_tokens SET rotated_at = ")
+        .push_bind(first.now)
+        .push(" WHERE rotated_at IS NULL AND hash IN (");
+    let mut list = q.separated(", ");
+    for r in chunk {
+        list.push_bind(r.old_hash.as_str());
+    }
+    q.push(") RETURNING hash");
+}
+
+/// Each rotation's outcome, in the order given, from the set of tokens the batch spent. A token
+/// presented twice in one batch was spent once: the first presentation gets it.
+pub(crate) fn outcomes(rotations: &[Rotation], mut spent: std::collections::HashSet<String>) -> Vec<RefreshRotation> {
+    rotations
+        .iter()
+        .map(|r| {
+            if spent.remove(&r.old_hash) {
+                RefreshRotation::Rotated
+            } else {
+                RefreshRotation::Reused
+            }
+        })
+        .collect()
+}
+
+/// The rotations that spent their token: their successors are stored.
+pub(crate) fn fresh<'r>(rotations: &'r [Rotation], outcomes: &[RefreshRotation]) -> Vec<&'r Rotation> {
+    rotations
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == RefreshRotation::Rotated)
+        .map(|(r, _)| r)
+        .collect()
+}
+
+/// One multi-row `INSERT` of the successors of `chunk` (at most [`ROTATIONS_PER_STATEMENT`]).
+pub(crate) fn push_successors<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, chunk: &[&'a Rotation])
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) ");
+    q.push_values(chunk.iter().copied(), |mut b, r| {
+        b.push_bind(r.new_hash.as_str())
+            .push_bind(r.family_id.as_str())
+            .push_bind(r.new_data.as_str())
+            .push_bind(r.now)
+            .push_bind(r.new_expires_at);
+    });
 }

@@ -595,6 +595,39 @@ async fn a_pending_state_is_named_by_its_kind_and_taken_once(s: &TestServer) {
 }
 both_stores!(a_pending_state_is_named_by_its_kind_and_taken_once);
 
+/// The chain hash covers exactly the bytes stored chains were hashed over when it was written
+/// through `serde_json::Value` (`json!([seq, prev, at, kind, actor, product, tenant, ip,
+/// data.to_string()])`): a cheaper encoding that drifted by one byte would make every existing
+/// record fail verification.
+#[test]
+fn the_chain_hash_covers_the_bytes_existing_chains_were_hashed_over() {
+    let mut event = AuditEvent::new(1_765_000_000, "token.issued", "client:cr\"m\u{2028}\n")
+        .product("crm")
+        .tenant(Some("t\u{e9}nant/\u{1f600}"))
+        .data(serde_json::json!({"z": [1, 2.5, null], "a": "quote \" and \\ and \u{7}", "m": {"k": true}}));
+    for ip in [None, Some("203.0.113.9".to_owned())] {
+        event.ip = ip;
+        for prev in ["", "h2:00ff", "0123456789abcdef"] {
+            let seq = 41_i64;
+            let old = serde_json::json!([
+                seq,
+                prev,
+                event.at,
+                event.kind,
+                event.actor,
+                event.product,
+                event.tenant,
+                event.ip,
+                event.data.to_string()
+            ])
+            .to_string();
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, old.as_bytes());
+            let expected: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(chain_hash(seq, &event, prev), expected, "ip {:?}, prev {prev:?}", event.ip);
+        }
+    }
+}
+
 /// Migration 0011 moves the short-lived states out of `auth_requests`: a mailed link, a ceremony,
 /// a waiting second factor and a factor permit made before the upgrade still work after it,
 /// under their new kind and the same hash; a pending authorization request is dropped.

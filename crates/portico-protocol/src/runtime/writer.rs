@@ -99,15 +99,7 @@ impl Writer {
 
 /// One batch in one transaction: the rotations, then `events` (drained) appended to the chain.
 async fn commit_batch(store: &Store, rotations: &[Rotation], events: &mut Vec<AuditEvent>) -> Result<Vec<RefreshRotation>, StoreError> {
-    let mut tx = store.write().await?;
-    let results = if rotations.is_empty() {
-        Vec::new()
-    } else {
-        tx.rotate_refresh_batch(rotations).await?
-    };
-    for e in events.drain(..) {
-        tx.audit(e);
-    }
-    tx.commit().await?;
-    Ok(results)
+    let outcomes = store.commit_group(rotations, events).await;
+    events.clear();
+    outcomes
 }

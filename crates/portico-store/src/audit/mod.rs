@@ -13,6 +13,7 @@ use crate::tx::{Tx, on_tx};
 use crate::{Result, Store, StoreError, on_read};
 use aws_lc_rs::{digest, hmac};
 use serde::Serialize;
+use sqlx::QueryBuilder;
 
 /// A security-relevant act, before it is appended.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -89,35 +90,47 @@ const KEYED: &str = "h2:";
 
 /// A record's hash as this store writes it: keyed when it has the key.
 pub(crate) fn record_hash(key: Option<&ChainKey>, seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
+    record_hash_of(key, seq, event, &event.data.to_string(), prev_hash)
+}
+
+/// [`record_hash`] with the event's `data` already serialized (the append serializes it once, for
+/// the hash and the row).
+fn record_hash_of(key: Option<&ChainKey>, seq: i64, event: &AuditEvent, data: &str, prev_hash: &str) -> String {
+    let content = chain_content(seq, event, data, prev_hash);
     match key {
         Some(k) => {
-            let tag = hmac::sign(&k.0, chain_content(seq, event, prev_hash).as_bytes());
-            format!("{KEYED}{}", hex(tag.as_ref()))
+            let tag = hmac::sign(&k.0, content.as_bytes());
+            let mut out = String::with_capacity(KEYED.len() + 64);
+            out.push_str(KEYED);
+            push_hex(&mut out, tag.as_ref());
+            out
         }
-        None => chain_hash(seq, event, prev_hash),
+        None => hex(digest::digest(&digest::SHA256, content.as_bytes()).as_ref()),
     }
 }
 
 /// The unkeyed chain hash of one record: SHA-256 over the previous hash and the record's fields
 /// (what anyone can recompute; records before the chain key, and tests).
 pub fn chain_hash(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
-    let d = digest::digest(&digest::SHA256, chain_content(seq, event, prev_hash).as_bytes());
-    hex(d.as_ref())
+    record_hash_of(None, seq, event, &event.data.to_string(), prev_hash)
 }
 
-fn chain_content(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
-    let content = serde_json::json!([
+/// What a record's hash covers: the JSON array `[seq, prev_hash, at, kind, actor, product, tenant,
+/// ip, data]`, `data` as a JSON string of its serialization. Stored chains were hashed over exactly
+/// these bytes (written through `serde_json::Value` before), so the encoding must never change.
+fn chain_content(seq: i64, event: &AuditEvent, data: &str, prev_hash: &str) -> String {
+    let fields = (
         seq,
         prev_hash,
         event.at,
-        event.kind,
-        event.actor,
-        event.product,
-        event.tenant,
-        event.ip,
-        event.data.to_string()
-    ]);
-    content.to_string()
+        &event.kind,
+        &event.actor,
+        &event.product,
+        &event.tenant,
+        &event.ip,
+        data,
+    );
+    serde_json::to_string(&fields).expect("strings and numbers serialize")
 }
 
 impl Tx<'_> {
@@ -136,37 +149,95 @@ impl Tx<'_> {
         }
         let key = self.store.audit_key.get();
         on_tx!(self, t => {
-            let (last_seq, mut prev): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq - $1, hash")
-                .bind(events.len() as i64)
-                .fetch_one(&mut **t)
-                .await?;
-            let mut rows = Vec::with_capacity(events.len());
-            for (i, e) in events.iter().enumerate() {
-                let seq = last_seq + 1 + i as i64;
-                let hash = record_hash(key, seq, e, &prev);
-                rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
-            }
-            // One multi-row INSERT per chunk (well under both back ends' bind-parameter limits).
-            for chunk in rows.chunks(512) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO audit_events (seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash) ");
-                q.push_values(chunk, |mut b, (seq, e, prev_hash, hash)| {
-                    b.push_bind(*seq)
-                        .push_bind(e.at)
-                        .push_bind(e.kind.clone())
-                        .push_bind(e.actor.clone())
-                        .push_bind(e.product.clone())
-                        .push_bind(e.tenant.clone())
-                        .push_bind(e.ip.clone())
-                        .push_bind(e.data.to_string())
-                        .push_bind(prev_hash.clone())
-                        .push_bind(hash.clone());
-                });
+            let mut q = QueryBuilder::new("");
+            push_claim_head(&mut q, events.len());
+            let (last_seq, prev): (i64, String) = q.build_query_as().fetch_one(&mut **t).await?;
+            let records = chain(key, last_seq, prev, &events);
+            for chunk in records.chunks(RECORDS_PER_INSERT) {
+                let mut q = QueryBuilder::new("");
+                push_records(&mut q, chunk);
                 q.build().execute(&mut **t).await?;
             }
-            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&prev).execute(&mut **t).await?;
+            let mut q = QueryBuilder::new("");
+            push_set_head(&mut q, records.last().map_or("", |r| r.hash.as_str()));
+            q.build().execute(&mut **t).await?;
         });
         Ok(())
     }
+}
+
+/// Records per multi-row `INSERT` (ten values each: well under both back ends' bind-parameter
+/// limits).
+pub(crate) const RECORDS_PER_INSERT: usize = 512;
+
+/// `UPDATE audit_head … RETURNING`: claims the next `n` sequence numbers and answers the one before
+/// them and the head's hash. Concurrent writers serialize on this row.
+pub(crate) fn push_claim_head<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, n: usize)
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let n = n as i64;
+    q.push("UPDATE audit_head SET seq = seq + ").push_bind(n);
+    q.push(" WHERE id = 1 RETURNING seq - ").push_bind(n).push(", hash");
+}
+
+/// An event as the record it becomes: numbered, its data serialized once, chained to the one before.
+pub(crate) struct Chained<'e> {
+    seq: i64,
+    event: &'e AuditEvent,
+    data: String,
+    prev_hash: String,
+    pub(crate) hash: String,
+}
+
+/// `events` as the records that follow the head (`last_seq`, `prev`), in order.
+pub(crate) fn chain<'e>(key: Option<&ChainKey>, last_seq: i64, mut prev: String, events: &'e [AuditEvent]) -> Vec<Chained<'e>> {
+    let mut records = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let seq = last_seq + 1 + i as i64;
+        let data = event.data.to_string();
+        let hash = record_hash_of(key, seq, event, &data, &prev);
+        let prev_hash = std::mem::replace(&mut prev, hash.clone());
+        records.push(Chained {
+            seq,
+            event,
+            data,
+            prev_hash,
+            hash,
+        });
+    }
+    records
+}
+
+/// One multi-row `INSERT` of `records` (at most [`RECORDS_PER_INSERT`]).
+pub(crate) fn push_records<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, records: &'a [Chained<'_>])
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push("INSERT INTO audit_events (seq, at, kind, actor, product, tenant, ip, data, prev_hash, hash) ");
+    q.push_values(records, |mut b, r| {
+        let e = r.event;
+        b.push_bind(r.seq)
+            .push_bind(e.at)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.actor.as_str())
+            .push_bind(e.product.as_deref())
+            .push_bind(e.tenant.as_deref())
+            .push_bind(e.ip.as_deref())
+            .push_bind(r.data.as_str())
+            .push_bind(r.prev_hash.as_str())
+            .push_bind(r.hash.as_str());
+    });
+}
+
+/// `UPDATE audit_head SET hash`: the last appended record's hash becomes the head's.
+pub(crate) fn push_set_head<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, hash: &'a str)
+where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push("UPDATE audit_head SET hash = ").push_bind(hash).push(" WHERE id = 1");
 }
 
 type Row = (i64, i64, String, String, Option<String>, Option<String>, Option<String>, String, String, String);
@@ -185,7 +256,17 @@ fn keyed_mark(key: &ChainKey, from_seq: i64, prev_hash: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {
