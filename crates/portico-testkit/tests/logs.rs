@@ -63,3 +63,36 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         assert!(!text.contains(secret), "a secret reached the logs: {secret}");
     }
 }
+
+/// A client names its own request id (`x-request-id` is kept when sent): quotes, backslashes and
+/// JSON punctuation in it stay inside the span's `request_id` string, so a line cannot be given
+/// fields (or a level) by the client, and every line is still one JSON object.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_request_id_cannot_break_or_forge_a_json_line() {
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let _guard = tracing::subscriber::set_default(portico_server::cli::log_subscriber(LogFormat::Json, move || writer.clone()));
+    let s = TestServer::start(Backend::Sqlite, SUITE).await.expect("server");
+    let forged = r#"x","level":"ERROR","path":"/admin\"}{\\"#;
+    let resp = openidconnect::reqwest::Client::new()
+        .post(format!("{}/oauth2/token", s.base))
+        .header("x-request-id", forged)
+        .basic_auth("crm-web", Some("wrong-secret-0123456789abcdef0123456789"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["x-request-id"], forged, "the id is echoed as sent");
+    s.stop().await;
+
+    let text = String::from_utf8(buf.0.lock().expect("buffer").clone()).expect("utf-8");
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    let refused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["fields"]["message"] == "request refused").collect();
+    assert_eq!(refused.len(), 1, "one refusal: {text}");
+    let line = refused[0];
+    assert_eq!(line["span"]["request_id"], forged, "the id is one string, byte for byte: {line}");
+    assert_eq!(line["span"]["path"], "/oauth2/token", "{line}");
+    assert_eq!(line["span"]["method"], "POST", "{line}");
+    assert_ne!(line["level"], "ERROR", "{line}");
+}

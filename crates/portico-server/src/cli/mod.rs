@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod dev;
+mod span_fields;
 
 use crate::config::{Config, LogFormat, Overrides};
 use crate::suite::Suite;
@@ -211,7 +212,7 @@ where
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
-        LogFormat::Json => Box::new(b.json().finish()),
+        LogFormat::Json => Box::new(b.json().fmt_fields(span_fields::JsonSpanFields).finish()),
         LogFormat::Text => Box::new(b.finish()),
     }
 }

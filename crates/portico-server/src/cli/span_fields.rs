@@ -1,0 +1,135 @@
+//! The fields of a span as a JSON object, written straight into the span's buffer.
+//!
+//! With JSON logs, tracing-subscriber formats a span's fields when the span is made and keeps the
+//! text, to copy into every line logged inside it. Its own formatter (`JsonFields`) builds a map of
+//! `serde_json::Value`s first and serializes that: every request's span paid for it, though most
+//! requests log nothing. This one writes the same object directly. Values are escaped as JSON
+//! strings (a client sends its own `x-request-id`): quotes, backslashes and control characters.
+
+use std::fmt::{self, Write};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::FormattedFields;
+use tracing_subscriber::fmt::format::Writer;
+
+/// Span fields as one JSON object (see the module).
+pub struct JsonSpanFields;
+
+impl<'w> FormatFields<'w> for JsonSpanFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        writer.write_char('{')?;
+        let mut v = Visitor {
+            out: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result?;
+        writer.write_char('}')
+    }
+
+    /// Fields recorded later go inside the same object (a repeated name: the last one wins when
+    /// the line is read back).
+    fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &tracing::span::Record<'_>) -> fmt::Result {
+        let text = &mut current.fields;
+        let first = match text.pop() {
+            Some('}') => text.ends_with('{'),
+            _ => {
+                text.clear();
+                text.push('{');
+                true
+            }
+        };
+        let mut v = Visitor {
+            out: text,
+            first,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result?;
+        text.push('}');
+        Ok(())
+    }
+}
+
+struct Visitor<'a, W: Write> {
+    out: &'a mut W,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<W: Write> Visitor<'_, W> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_char(',')?;
+        }
+        quoted_str(self.out, field.name())?;
+        self.out.write_char(':')
+    }
+
+    fn entry(&mut self, field: &Field, value: fmt::Arguments<'_>, as_string: bool) {
+        if self.result.is_ok() {
+            self.result = self
+                .key(field)
+                .and_then(|()| if as_string { quoted(self.out, value) } else { self.out.write_fmt(value) });
+        }
+    }
+}
+
+/// Writes `value` as a JSON string (a `&str` field: no formatting machinery).
+fn quoted_str<W: Write>(out: &mut W, value: &str) -> fmt::Result {
+    out.write_char('"')?;
+    Escaping(out).write_str(value)?;
+    out.write_char('"')
+}
+
+impl<W: Write> Visit for Visitor<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| quoted_str(self.out, value));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.entry(field, format_args!("{value}"), false);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.entry(field, format_args!("{value}"), false);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.entry(field, format_args!("{value}"), false);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.entry(field, format_args!("{value:?}"), true);
+    }
+}
+
+/// Writes `value` as a JSON string.
+fn quoted<W: Write>(out: &mut W, value: fmt::Arguments<'_>) -> fmt::Result {
+    out.write_char('"')?;
+    Escaping(out).write_fmt(value)?;
+    out.write_char('"')
+}
+
+/// Escapes what it is given as the inside of a JSON string (RFC 8259 §7).
+struct Escaping<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().expect("found a char there");
+            match c {
+                '"' => self.0.write_str("\\\"")?,
+                '\\' => self.0.write_str("\\\\")?,
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c => write!(self.0, "\\u{:04x}", c as u32)?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
