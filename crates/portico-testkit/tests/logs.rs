@@ -17,12 +17,31 @@ impl std::io::Write for Buf {
     }
 }
 
+/// Portico's JSON log lines of whatever this thread runs while the guard lives.
+fn json_logs() -> (Buf, tracing::subscriber::DefaultGuard) {
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let guard = tracing::subscriber::set_default(portico_server::cli::log_subscriber(LogFormat::Json, move || writer.clone()));
+    (buf, guard)
+}
+
+impl Buf {
+    /// Everything logged, and the "request refused" lines, each parsed (every line must be JSON).
+    fn refusals(&self) -> (String, Vec<serde_json::Value>) {
+        let text = String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf-8");
+        let refused = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON"))
+            .filter(|l| l["fields"]["message"] == "request refused")
+            .collect();
+        (text, refused)
+    }
+}
+
 // One thread runs the server and the client, so the thread-local subscriber sees every request.
 #[tokio::test(flavor = "current_thread")]
 async fn json_logs_carry_request_ids_and_no_secrets() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let _guard = tracing::subscriber::set_default(portico_server::cli::log_subscriber(LogFormat::Json, move || writer.clone()));
+    let (buf, _guard) = json_logs();
     let s = TestServer::start(Backend::Sqlite, SUITE).await.expect("server");
 
     let tokens = code_flow_tokens(&s).await;
@@ -49,9 +68,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     }
     s.stop().await;
 
-    let text = String::from_utf8(buf.0.lock().expect("buffer").clone()).expect("utf-8");
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
-    let refused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["fields"]["message"] == "request refused").collect();
+    let (text, refused) = buf.refusals();
     assert!(refused.len() >= 2, "refusals are logged: {text}");
     for l in &refused {
         let id = l["span"]["request_id"].as_str().unwrap_or("");
@@ -69,9 +86,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
 /// fields (or a level) by the client, and every line is still one JSON object.
 #[tokio::test(flavor = "current_thread")]
 async fn a_client_request_id_cannot_break_or_forge_a_json_line() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let _guard = tracing::subscriber::set_default(portico_server::cli::log_subscriber(LogFormat::Json, move || writer.clone()));
+    let (buf, _guard) = json_logs();
     let s = TestServer::start(Backend::Sqlite, SUITE).await.expect("server");
     let forged = r#"x","level":"ERROR","path":"/admin\"}{\\"#;
     let resp = openidconnect::reqwest::Client::new()
@@ -86,11 +101,9 @@ async fn a_client_request_id_cannot_break_or_forge_a_json_line() {
     assert_eq!(resp.headers()["x-request-id"], forged, "the id is echoed as sent");
     s.stop().await;
 
-    let text = String::from_utf8(buf.0.lock().expect("buffer").clone()).expect("utf-8");
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
-    let refused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["fields"]["message"] == "request refused").collect();
+    let (text, refused) = buf.refusals();
     assert_eq!(refused.len(), 1, "one refusal: {text}");
-    let line = refused[0];
+    let line = &refused[0];
     assert_eq!(line["span"]["request_id"], forged, "the id is one string, byte for byte: {line}");
     assert_eq!(line["span"]["path"], "/oauth2/token", "{line}");
     assert_eq!(line["span"]["method"], "POST", "{line}");

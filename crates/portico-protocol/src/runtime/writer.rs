@@ -45,15 +45,14 @@ impl Writer {
                     }
                 }
                 if !events.is_empty() || !rotations.is_empty() {
-                    let gathered = events.len();
-                    match commit_batch(&store, &rotations, &mut events).await {
+                    match store.commit_group(&rotations, &events).await {
                         Ok(results) => {
                             for (reply, outcome) in replies.drain(..).zip(results) {
                                 let _ = reply.send(Ok(outcome));
                             }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, events = gathered, rotations = rotations.len(), "group commit failed");
+                            tracing::error!(error = %e, events = events.len(), rotations = rotations.len(), "group commit failed");
                             for reply in replies.drain(..) {
                                 let _ = reply.send(Err(e.to_string()));
                             }
@@ -95,11 +94,4 @@ impl Writer {
             let _ = rx.await;
         }
     }
-}
-
-/// One batch in one transaction: the rotations, then `events` (drained) appended to the chain.
-async fn commit_batch(store: &Store, rotations: &[Rotation], events: &mut Vec<AuditEvent>) -> Result<Vec<RefreshRotation>, StoreError> {
-    let outcomes = store.commit_group(rotations, events).await;
-    events.clear();
-    outcomes
 }
