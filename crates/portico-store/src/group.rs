@@ -36,6 +36,9 @@ impl Store {
     }
 
     async fn commit_group_sqlite(&self, pool: &SqlitePool, rotations: &[Rotation], events: &[AuditEvent]) -> Result<Vec<RefreshRotation>> {
+        if rotations.is_empty() && events.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut held = Held(Some(pool.acquire().await?));
         // First trip: the write lock, the spends, the chain head.
         let mut q = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE");
@@ -47,13 +50,16 @@ impl Store {
             q.push("; ");
             push_claim_head(&mut q, events.len());
         }
-        let rows = q.build().fetch_all(&mut **held.conn()).await?;
+        // Each trip's text depends on the batch's sizes: prepared once, not kept in the
+        // connection's statement cache (it would push out the writer's fixed statements).
+        let rows = q.build().persistent(false).fetch_all(&mut **held.conn()).await?;
         let (mut spent, mut head) = (std::collections::HashSet::new(), None);
         for row in rows {
             // The spends answer one column (the hash), the head two (the number before, the hash).
             match row.len() {
                 1 => drop(spent.insert(row.try_get::<String, _>(0)?)),
-                _ => head = Some((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)),
+                2 => head = Some((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)),
+                n => return Err(StoreError::Corrupt(format!("a group commit read a row of {n} columns"))),
             }
         }
         let outcomes = outcomes(rotations, spent);
@@ -78,7 +84,7 @@ impl Store {
             q.push("; ");
         }
         q.push("COMMIT");
-        q.build().execute(&mut **held.conn()).await?;
+        q.build().persistent(false).execute(&mut **held.conn()).await?;
         held.release();
         Ok(outcomes)
     }

@@ -133,6 +133,52 @@ async fn a_refresh_token_rotates_exactly_once(s: &TestServer) {
 }
 both_stores!(a_refresh_token_rotates_exactly_once);
 
+/// The group commit (the writer's path: two trips on SQLite) keeps the same promises: one
+/// presentation of a token rotates, the batch's events are chained; and a batch that fails
+/// part-way leaves nothing — the token unspent, the audit head where it was — and the next batch
+/// commits.
+async fn a_group_commit_is_all_or_nothing(s: &TestServer) {
+    let store = s.store();
+    s.running.provider.writer.flush().await;
+    let user = ada(store).await;
+    let now = portico_testkit::now();
+    store.insert_family(&family("fam-g", &user)).await.expect("family");
+    store.insert_refresh("rt-g0", "fam-g", "{}", now, now + 3600).await.expect("insert");
+    store.insert_refresh("rt-taken", "fam-g", "{}", now, now + 3600).await.expect("insert");
+    let event = |kind: &str| AuditEvent::new(now, kind, "conformance");
+
+    // The successor's hash is already stored: the second trip's INSERT fails.
+    let head = store.audit_head().await.expect("head");
+    let failed = store.commit_group(&[rotation("rt-g0", "fam-g", "rt-taken")], &[event("test.lost")]).await;
+    assert!(failed.is_err(), "a conflicting successor fails the batch");
+    assert!(
+        store.refresh_context("rt-g0").await.expect("read").expect("row").token.rotated_at.is_none(),
+        "not spent"
+    );
+    assert_eq!(store.audit_head().await.expect("head"), head, "nothing appended");
+
+    let out = store
+        .commit_group(
+            &[rotation("rt-g0", "fam-g", "rt-g1"), rotation("rt-g0", "fam-g", "rt-g1b")],
+            &[event("test.group")],
+        )
+        .await
+        .expect("the next batch commits");
+    assert_eq!(out, [RefreshRotation::Rotated, RefreshRotation::Reused]);
+    assert!(store.refresh_context("rt-g1").await.expect("read").is_some());
+    assert!(store.refresh_context("rt-g1b").await.expect("read").is_none());
+    assert!(store.commit_group(&[], &[event("test.events-only")]).await.expect("events only").is_empty());
+    assert_eq!(
+        store.commit_group(&[rotation("rt-g1", "fam-g", "rt-g2")], &[]).await.expect("rotations only"),
+        [RefreshRotation::Rotated]
+    );
+    let records = store.audit_records(0, 10_000).await.expect("audit");
+    assert!(!records.iter().any(|r| r.event.kind == "test.lost"));
+    assert!(records.iter().any(|r| r.event.kind == "test.group") && records.iter().any(|r| r.event.kind == "test.events-only"));
+    assert!(matches!(store.verify_audit().await.unwrap(), portico_store::AuditCheck::Intact { .. }));
+}
+both_stores!(a_group_commit_is_all_or_nothing);
+
 async fn refresh_context_carries_user_and_grants(s: &TestServer) {
     let store = s.store();
     let user = ada(store).await;
