@@ -12,7 +12,7 @@ pub mod suite;
 
 use app::AppState;
 use config::Config;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use portico_protocol::Provider;
 use portico_protocol::kek::Kek;
 use portico_protocol::writer::Writer;
@@ -28,6 +28,12 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Latencies as histograms with fixed buckets (aggregable across nodes).
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .expect("buckets")
+                // Requests per group commit (runtime/writer.rs), up to its batch limit.
+                .set_buckets_for_metric(
+                    Matcher::Full("portico_group_commit_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
                 .expect("buckets")
                 .build_recorder();
             let handle = recorder.handle();

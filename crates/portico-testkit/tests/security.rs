@@ -634,6 +634,74 @@ async fn made_up_methods_do_not_become_metric_labels(s: &TestServer) {
 }
 both_stores!(made_up_methods_do_not_become_metric_labels, &SUITE);
 
+/// Each answer is counted once under its own route, method and status, whichever worker thread
+/// served it (the layer keeps handles per thread), and timed under its route.
+async fn requests_are_counted_by_route_method_and_status(s: &TestServer) {
+    let http = openidconnect::reqwest::Client::new();
+    let sent = (0..6).map(|_| http.get(format!("{}/oauth2/jwks", s.base)).send());
+    for r in futures_util::future::join_all(sent).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    for _ in 0..2 {
+        let r = http
+            .post(format!("{}/oauth2/token", s.base))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let issued = http
+        .post(format!("{}/oauth2/token", s.base))
+        .basic_auth("grants-bot", Some("grants-bot-secret-0123456789abcdef012345"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), 200);
+    // Its audit event goes through the group commit, which counts its batches.
+    assert_eq!(audited(s, "token.issued", "client:grants-bot").await, 1);
+    assert_eq!(http.get(format!("{}/nowhere", s.base)).send().await.unwrap().status(), 404);
+    assert_eq!(http.delete(format!("{}/oauth2/jwks", s.base)).send().await.unwrap().status(), 405);
+    let metrics = http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str, labels: &[&str]| -> Option<String> {
+        metrics
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    let jwks = ["route=\"/oauth2/jwks\"", "method=\"GET\"", "status=\"200\""];
+    assert_eq!(value("portico_http_requests_total", &jwks).as_deref(), Some("6"), "{metrics}");
+    let token = ["route=\"/oauth2/token\"", "method=\"POST\"", "status=\"401\""];
+    assert_eq!(value("portico_http_requests_total", &token).as_deref(), Some("2"), "{metrics}");
+    let unmatched = ["route=\"unmatched\"", "method=\"GET\"", "status=\"404\""];
+    assert_eq!(value("portico_http_requests_total", &unmatched).as_deref(), Some("1"), "{metrics}");
+    let refused = ["route=\"/oauth2/jwks\"", "method=\"DELETE\"", "status=\"405\""];
+    assert_eq!(value("portico_http_requests_total", &refused).as_deref(), Some("1"), "{metrics}");
+    assert_eq!(
+        value("portico_http_request_duration_seconds_count", &["route=\"/oauth2/jwks\""]).as_deref(),
+        Some("7"),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("portico_http_request_duration_seconds_count", &["route=\"/oauth2/token\""]).as_deref(),
+        Some("3"),
+        "{metrics}"
+    );
+    let commits: u64 = value("portico_group_commit_duration_seconds_count", &[])
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(commits >= 1, "no group commit counted: {metrics}");
+    let sizes: u64 = value("portico_group_commit_size_count", &[]).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert_eq!(sizes, commits, "{metrics}");
+    assert!(
+        metrics.contains("portico_group_commit_size_bucket{le=\"512\"}"),
+        "batch sizes in their own buckets: {metrics}"
+    );
+}
+both_stores!(requests_are_counted_by_route_method_and_status, &SUITE);
+
 // ---- 13. The data directory is private ------------------------------------------------------
 
 #[cfg(unix)]

@@ -45,7 +45,14 @@ impl Writer {
                     }
                 }
                 if !events.is_empty() || !rotations.is_empty() {
-                    match store.commit_group(&rotations, &events).await {
+                    // How many requests share a commit and how long it holds the store: where a
+                    // rotating refresh waits, in the operator's own figures.
+                    // (Looked up per batch, not held: the writer starts before the recorder.)
+                    metrics::histogram!("portico_group_commit_size").record((events.len() + rotations.len()) as f64);
+                    let started = std::time::Instant::now();
+                    let committed = store.commit_group(&rotations, &events).await;
+                    metrics::histogram!("portico_group_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+                    match committed {
                         Ok(results) => {
                             for (reply, outcome) in replies.drain(..).zip(results) {
                                 let _ = reply.send(Ok(outcome));

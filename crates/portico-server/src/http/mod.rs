@@ -19,6 +19,7 @@ pub mod password;
 pub mod proxy;
 pub mod second_factor;
 pub mod signup;
+pub mod track;
 
 use axum::http::HeaderMap;
 
