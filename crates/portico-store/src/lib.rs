@@ -161,7 +161,11 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("cache_size", "-8000")
+            // 2 MiB of page cache per connection (five of them): the hot pages are the indexes'
+            // upper levels and the last-written leaves; the rest is one read from the kernel's
+            // own cache away, which costs less than holding it in each connection's (8 MiB each
+            // grew the process by up to 40 MiB under load).
+            .pragma("cache_size", "-2048")
             // statement journals of multi-row writes stay in memory instead of temp files
             .pragma("temp_store", "memory");
         let write = SqlitePoolOptions::new()
