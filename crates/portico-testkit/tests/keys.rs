@@ -75,3 +75,64 @@ async fn rotation_is_seen_by_the_running_server(s: &TestServer) {
     assert!(jwks_kids(s).await.contains(&old_kid));
 }
 both_stores!(rotation_is_seen_by_the_running_server);
+
+/// Introspection remembers a token whose signature it checked; a remembered token is still
+/// matched by its exact text and checked again at the source. Tampering with any part of one
+/// (header, claims, signature) is a different token and fails its signature; fifty presentations
+/// at once all answer alike and are remembered once; a revoked grant ends it at once.
+async fn a_remembered_token_is_matched_exactly_and_checked_at_the_source(s: &TestServer) {
+    let p = &s.running.provider;
+    let creds = portico_protocol::client_auth::ClientCredentials {
+        basic: Some(("reports-web".into(), portico_model::Secret::new(REPORTS_SECRET))),
+        ..Default::default()
+    };
+    let token = cc_token(s).await;
+    let now = portico_testkit::now();
+    let active = |t: String| {
+        let creds = creds.clone();
+        async move { portico_protocol::introspect::introspect(p, &creds, Some(&t), now).await.expect("introspect")["active"] == true }
+    };
+    let at_once = futures_util::future::join_all((0..50).map(|_| active(token.clone()))).await;
+    assert!(at_once.iter().all(|a| *a), "{at_once:?}");
+    assert_eq!(p.verified.len(), 1, "remembered once");
+
+    let parts: Vec<&str> = token.split('.').collect();
+    // One character changed in each part: a base64url letter swapped for another.
+    let swap = |part: &str, at: usize| {
+        let mut b = part.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let tampered = [
+        format!("{}.{}.{}", swap(parts[0], 5), parts[1], parts[2]),
+        format!("{}.{}.{}", parts[0], swap(parts[1], parts[1].len() / 2), parts[2]),
+        format!("{}.{}.{}", parts[0], parts[1], swap(parts[2], 3)),
+        format!("{}.{}.", parts[0], parts[1]),
+        format!("{token}A"),
+    ];
+    for t in tampered {
+        assert!(!active(t.clone()).await, "a tampered token was taken: {t}");
+    }
+    assert_eq!(p.verified.len(), 1, "nothing tampered is remembered");
+    assert!(active(token.clone()).await, "the real one still is");
+
+    // The grant that let reports-web have its token, revoked: the remembered token is inactive.
+    let grants = s
+        .store()
+        .grants_for(
+            &portico_model::Grantee::Client(portico_model::ClientId::new("reports-web")),
+            &portico_model::ProductSlug::new("reports"),
+        )
+        .await
+        .unwrap();
+    assert!(!grants.is_empty(), "reports-web holds a grant");
+    for g in grants {
+        let store = s.store();
+        let revoked = committed!(store, t => t.revoke_grant(&g.grantee, &g.product, &g.scope, "test", now, &|_| false))
+            .await
+            .unwrap();
+        assert!(revoked);
+    }
+    assert!(!active(token.clone()).await, "a remembered token outlived its grant");
+}
+both_stores!(a_remembered_token_is_matched_exactly_and_checked_at_the_source);

@@ -20,6 +20,11 @@ fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
 /// The claims of a JWS Portico signed: a published key, the algorithm that key is for, the
 /// expected `typ`, Portico as issuer, and the `required` claims present. Expiry is the caller's.
 fn decode_own<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &str, required: &[&str], now: i64) -> Option<T> {
+    decode_own_by(p, token, typ, required, now).map(|(claims, _)| claims)
+}
+
+/// [`decode_own`], and the `kid` of the key that verified it.
+fn decode_own_by<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &str, required: &[&str], now: i64) -> Option<(T, String)> {
     let header = jsonwebtoken::decode_header(token).ok()?;
     if header.typ.as_deref() != Some(typ) {
         return None;
@@ -35,13 +40,75 @@ fn decode_own<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &s
     v.validate_exp = false;
     v.leeway = 0;
     v.set_required_spec_claims(required);
-    Some(jsonwebtoken::decode::<T>(token, key, &v).ok()?.claims)
+    let claims = jsonwebtoken::decode::<T>(token, key, &v).ok()?.claims;
+    Some((claims, header.kid?))
 }
 
 /// The claims of a well-formed, correctly signed, unexpired Portico access token.
+///
+/// A resource server introspects the same token on every call it receives, so a token whose
+/// signature checked out is remembered (by the SHA-256 of its exact text) until it expires: the
+/// next presentation skips the signature, never the rest. Its key must still be one that verifies
+/// (a key retired since is refused at once), expiry is checked every time, and liveness at the
+/// source is the caller's, every time.
 pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<AccessClaims> {
-    let claims: AccessClaims = decode_own(p, token, portico_claims::ACCESS_TOKEN_TYP, &["exp", "iss", "sub", "aud"], now)?;
-    (claims.exp > now).then_some(claims)
+    let digest = Verified::digest(token);
+    if let Some((kid, claims)) = p.verified.get(&digest) {
+        let keys = p.keys();
+        return (claims.exp > now && keys.verifier(&kid, now, p.key_retention()).is_some()).then_some(claims);
+    }
+    let (claims, kid): (AccessClaims, _) = decode_own_by(p, token, portico_claims::ACCESS_TOKEN_TYP, &["exp", "iss", "sub", "aud"], now)?;
+    if claims.exp <= now {
+        return None;
+    }
+    p.verified.put(digest, kid, claims.clone(), now);
+    Some(claims)
+}
+
+/// How many verified access tokens are remembered: the tokens in use right now by the resource
+/// servers that introspect (a few hundred bytes each).
+const VERIFIED_CAPACITY: usize = 2048;
+
+/// Access tokens whose signature Portico has checked, by the SHA-256 of their text, with the key
+/// that signed them and their claims. Bounded in size; an entry lasts until its token expires.
+#[derive(Default)]
+pub struct Verified {
+    tokens: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, AccessClaims)>>,
+}
+
+impl Verified {
+    fn digest(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<(String, AccessClaims)> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned()
+    }
+
+    fn put(&self, digest: [u8; 32], kid: String, claims: AccessClaims, now: i64) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if tokens.len() >= VERIFIED_CAPACITY {
+            tokens.retain(|_, (_, c)| c.exp > now);
+        }
+        // Still full of live tokens: forget all of them (they verify again on their next use)
+        // rather than sweep again on every new token.
+        if tokens.len() >= VERIFIED_CAPACITY {
+            tokens.clear();
+        }
+        tokens.insert(digest, (kid, claims));
+    }
+
+    /// How many tokens are remembered (for tests).
+    pub fn len(&self) -> usize {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The claims of an ID token Portico issued, expired or not (RP-Initiated Logout 1.0 §2: an

@@ -73,6 +73,8 @@ pub struct Provider {
     keys: RwLock<Arc<KeyRing>>,
     /// The discovery document, serialized once: it depends on the issuer alone.
     discovery: Arc<[u8]>,
+    /// Access tokens whose signature has been checked (`verify::decode_access_token`).
+    pub verified: crate::verify::Verified,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,7 @@ impl Provider {
             config: RwLock::default(),
             keys: RwLock::default(),
             discovery,
+            verified: Default::default(),
         };
         p.reload().await?;
         let missing = p.keys().missing_algs();
