@@ -92,7 +92,16 @@ async fn a_remembered_token_is_matched_exactly_and_checked_at_the_source(s: &Tes
         let creds = creds.clone();
         async move { portico_protocol::introspect::introspect(p, &creds, Some(&t), now).await.expect("introspect")["active"] == true }
     };
-    let at_once = futures_util::future::join_all((0..50).map(|_| active(token.clone()))).await;
+    // Fifty introspections at once over HTTP, on the server's two worker threads.
+    let http = openidconnect::reqwest::Client::new();
+    let sent = (0..50).map(|_| {
+        let req = http
+            .post(format!("{}/oauth2/introspect", s.base))
+            .basic_auth("reports-web", Some(REPORTS_SECRET))
+            .form(&[("token", token.as_str())]);
+        tokio::spawn(async move { serde_json::from_str::<serde_json::Value>(&req.send().await.unwrap().text().await.unwrap()).unwrap()["active"] == true })
+    });
+    let at_once: Vec<bool> = futures_util::future::join_all(sent).await.into_iter().map(Result::unwrap).collect();
     assert!(at_once.iter().all(|a| *a), "{at_once:?}");
     assert_eq!(p.verified.len(), 1, "remembered once");
 

@@ -635,21 +635,32 @@ async fn made_up_methods_do_not_become_metric_labels(s: &TestServer) {
 both_stores!(made_up_methods_do_not_become_metric_labels, &SUITE);
 
 /// Each answer is counted once under its own route, method and status, whichever worker thread
-/// served it (the layer keeps handles per thread), and timed under its route.
+/// served it (the layer keeps handles per thread), and timed under its route. The recorder is the
+/// process's, shared by every server a test binary starts: the test reads differences between two
+/// scrapes, on routes and methods no other test asks for.
 async fn requests_are_counted_by_route_method_and_status(s: &TestServer) {
     let http = openidconnect::reqwest::Client::new();
-    let sent = (0..6).map(|_| http.get(format!("{}/oauth2/jwks", s.base)).send());
+    let scrape = || async { http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap() };
+    let value = |metrics: &str, name: &str, labels: &[&str]| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let css = ["route=\"/static/portico.css\"", "method=\"GET\"", "status=\"200\""];
+    let refused = ["route=\"/static/portico.css\"", "method=\"DELETE\"", "status=\"405\""];
+    let unmatched = ["route=\"unmatched\"", "method=\"PATCH\"", "status=\"404\""];
+    let css_route = ["route=\"/static/portico.css\""];
+    let before = scrape().await;
+    // At once, on the server's two worker threads.
+    let sent = (0..6).map(|_| tokio::spawn(http.get(format!("{}/static/portico.css", s.base)).send()));
     for r in futures_util::future::join_all(sent).await {
-        assert_eq!(r.unwrap().status(), 200);
+        assert_eq!(r.unwrap().unwrap().status(), 200);
     }
+    assert_eq!(http.delete(format!("{}/static/portico.css", s.base)).send().await.unwrap().status(), 405);
     for _ in 0..2 {
-        let r = http
-            .post(format!("{}/oauth2/token", s.base))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
+        assert_eq!(http.patch(format!("{}/nowhere-counted", s.base)).send().await.unwrap().status(), 404);
     }
     let issued = http
         .post(format!("{}/oauth2/token", s.base))
@@ -661,46 +672,67 @@ async fn requests_are_counted_by_route_method_and_status(s: &TestServer) {
     assert_eq!(issued.status(), 200);
     // Its audit event goes through the group commit, which counts its batches.
     assert_eq!(audited(s, "token.issued", "client:grants-bot").await, 1);
-    assert_eq!(http.get(format!("{}/nowhere", s.base)).send().await.unwrap().status(), 404);
-    assert_eq!(http.delete(format!("{}/oauth2/jwks", s.base)).send().await.unwrap().status(), 405);
-    let metrics = http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
-    let value = |name: &str, labels: &[&str]| -> Option<String> {
-        metrics
-            .lines()
-            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && labels.iter().all(|x| l.contains(x)))
-            .and_then(|l| l.rsplit(' ').next())
-            .map(str::to_owned)
-    };
-    let jwks = ["route=\"/oauth2/jwks\"", "method=\"GET\"", "status=\"200\""];
-    assert_eq!(value("portico_http_requests_total", &jwks).as_deref(), Some("6"), "{metrics}");
-    let token = ["route=\"/oauth2/token\"", "method=\"POST\"", "status=\"401\""];
-    assert_eq!(value("portico_http_requests_total", &token).as_deref(), Some("2"), "{metrics}");
-    let unmatched = ["route=\"unmatched\"", "method=\"GET\"", "status=\"404\""];
-    assert_eq!(value("portico_http_requests_total", &unmatched).as_deref(), Some("1"), "{metrics}");
-    let refused = ["route=\"/oauth2/jwks\"", "method=\"DELETE\"", "status=\"405\""];
-    assert_eq!(value("portico_http_requests_total", &refused).as_deref(), Some("1"), "{metrics}");
-    assert_eq!(
-        value("portico_http_request_duration_seconds_count", &["route=\"/oauth2/jwks\""]).as_deref(),
-        Some("7"),
-        "{metrics}"
-    );
-    assert_eq!(
-        value("portico_http_request_duration_seconds_count", &["route=\"/oauth2/token\""]).as_deref(),
-        Some("3"),
-        "{metrics}"
-    );
-    let commits: u64 = value("portico_group_commit_duration_seconds_count", &[])
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(commits >= 1, "no group commit counted: {metrics}");
-    let sizes: u64 = value("portico_group_commit_size_count", &[]).and_then(|v| v.parse().ok()).unwrap_or(0);
-    assert_eq!(sizes, commits, "{metrics}");
+    let after = scrape().await;
+    let delta = |name: &str, labels: &[&str]| value(&after, name, labels) - value(&before, name, labels);
+    assert_eq!(delta("portico_http_requests_total", &css), 6, "{after}");
+    assert_eq!(delta("portico_http_requests_total", &refused), 1, "{after}");
+    assert_eq!(delta("portico_http_requests_total", &unmatched), 2, "{after}");
+    assert_eq!(delta("portico_http_request_duration_seconds_count", &css_route), 7, "{after}");
     assert!(
-        metrics.contains("portico_group_commit_size_bucket{le=\"512\"}"),
-        "batch sizes in their own buckets: {metrics}"
+        delta("portico_group_commit_duration_seconds_count", &[]) >= 1,
+        "no group commit counted: {after}"
+    );
+    assert!(delta("portico_group_commit_size_count", &[]) >= 1, "{after}");
+    assert!(
+        after.contains("portico_group_commit_size_bucket{le=\"512\"}"),
+        "batch sizes in their own buckets: {after}"
     );
 }
 both_stores!(requests_are_counted_by_route_method_and_status, &SUITE);
+
+// ---- 6b. Remembered signatures ---------------------------------------------------------------
+
+/// A key stays published for the retention after its successor starts signing: the longest
+/// lifetime of anything it signed, as configured now. An operator who shortens a product's token
+/// lifetime shortens the retention with it, and a token signed by the retired key is refused from
+/// then on though its own `exp` is later, even one introspection has remembered (on the main
+/// suite, where reports-web may use client_credentials).
+async fn a_remembered_token_is_refused_once_its_key_retires(s: &TestServer) {
+    let audience = "audience = \"https://reports.example.test\"";
+    let long = crate::SUITE.replacen(audience, &format!("{audience}\naccess_token_ttl = \"1h\""), 1);
+    assert_ne!(long, crate::SUITE);
+    reapply(s, &long).await;
+    let p = &s.running.provider;
+    let now = portico_testkit::now();
+    let req = TokenRequest {
+        grant_type: Some("client_credentials".into()),
+        ..Default::default()
+    };
+    let token = token_at(s, "reports-web", REPORTS_SECRET, req, now).await.unwrap().access_token;
+    let reports = creds("reports-web", REPORTS_SECRET);
+    let active = |at: i64| {
+        let (token, reports) = (token.clone(), reports.clone());
+        async move { portico_protocol::introspect::introspect(p, &reports, Some(&token), at).await.unwrap()["active"] == true }
+    };
+    assert!(active(now).await);
+    assert!(!p.verified.is_empty(), "remembered");
+    // The header, read as decode_payload reads a payload.
+    let kid = decode_payload(&format!("x.{}", token.split('.').next().unwrap()))["kid"]
+        .as_str()
+        .map(str::to_owned);
+    let alg = p.keys().verifier(kid.as_deref().unwrap(), now, p.key_retention()).expect("its key").0;
+    // A successor from the next second on; then the lifetime back to its default (10 minutes).
+    let next = portico_protocol::keys::generate(alg, &p.kek, now, now + 1);
+    let mut tx = s.store().write().await.unwrap();
+    tx.insert_key(&next).await.unwrap();
+    tx.commit().await.unwrap();
+    reapply(s, crate::SUITE).await;
+    let retired_at = now + 1 + p.key_retention();
+    assert!(retired_at < now + 3600, "the token outlives its key");
+    assert!(active(retired_at - 5).await, "its key is still published");
+    assert!(!active(retired_at + 5).await, "a token of a retired key was taken");
+}
+both_stores!(a_remembered_token_is_refused_once_its_key_retires, crate::SUITE);
 
 // ---- 13. The data directory is private ------------------------------------------------------
 

@@ -8,6 +8,8 @@ use crate::token::issue::family_of_jti;
 use jsonwebtoken::{Algorithm, Validation};
 use portico_model::{AccessClaims, Grantee, Product, Subject, TenantId, UserId};
 use portico_store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
     match alg {
@@ -47,33 +49,58 @@ fn decode_own_by<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ:
 /// The claims of a well-formed, correctly signed, unexpired Portico access token.
 ///
 /// A resource server introspects the same token on every call it receives, so a token whose
-/// signature checked out is remembered (by the SHA-256 of its exact text) until it expires: the
+/// signature checked out is remembered (by the SHA-256 of its exact text) while it is in use: the
 /// next presentation skips the signature, never the rest. Its key must still be one that verifies
 /// (a key retired since is refused at once), expiry is checked every time, and liveness at the
 /// source is the caller's, every time.
 pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<AccessClaims> {
     let digest = Verified::digest(token);
-    if let Some((kid, claims)) = p.verified.get(&digest) {
-        let keys = p.keys();
-        return (claims.exp > now && keys.verifier(&kid, now, p.key_retention()).is_some()).then_some(claims);
+    if let Some(entry) = p.verified.get(&digest) {
+        let (kid, claims) = &*entry;
+        if claims.exp > now && p.keys().verifier(kid, now, p.key_retention()).is_some() {
+            return Some(claims.clone());
+        }
+        p.verified.forget(&digest);
+        return None;
     }
     let (claims, kid): (AccessClaims, _) = decode_own_by(p, token, portico_claims::ACCESS_TOKEN_TYP, &["exp", "iss", "sub", "aud"], now)?;
     if claims.exp <= now {
         return None;
     }
-    p.verified.put(digest, kid, claims.clone(), now);
+    p.verified.put(digest, Arc::new((kid, claims.clone())));
     Some(claims)
 }
 
-/// How many verified access tokens are remembered: the tokens in use right now by the resource
-/// servers that introspect (a few hundred bytes each).
-const VERIFIED_CAPACITY: usize = 2048;
+/// How many verified access tokens one generation of [`Verified`] holds: the tokens in use right
+/// now by the resource servers that introspect (a few hundred bytes each; two generations).
+const VERIFIED_GENERATION: usize = 2048;
 
-/// Access tokens whose signature Portico has checked, by the SHA-256 of their text, with the key
-/// that signed them and their claims. Bounded in size; an entry lasts until its token expires.
+/// Access tokens whose signature Portico has checked, by the SHA-256 of their text, with the kid
+/// of the key that signed them and their claims. Two generations: new entries go into the current
+/// one, and when it is full it becomes the previous one (the one before is forgotten); a hit in the
+/// previous generation moves the entry back into the current one. So the tokens in use stay, at
+/// most twice [`VERIFIED_GENERATION`] are held, a token unused for two generations is forgotten,
+/// and no request ever sweeps the whole map. An expired entry goes when it is next presented.
 #[derive(Default)]
 pub struct Verified {
-    tokens: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, AccessClaims)>>,
+    generations: std::sync::Mutex<Generations>,
+}
+
+type Entry = Arc<(String, AccessClaims)>;
+
+#[derive(Default)]
+struct Generations {
+    current: HashMap<[u8; 32], Entry>,
+    previous: HashMap<[u8; 32], Entry>,
+}
+
+impl Generations {
+    fn insert(&mut self, digest: [u8; 32], entry: Entry) {
+        if self.current.len() >= VERIFIED_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(digest, entry);
+    }
 }
 
 impl Verified {
@@ -84,26 +111,34 @@ impl Verified {
         out
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<(String, AccessClaims)> {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.generations.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn put(&self, digest: [u8; 32], kid: String, claims: AccessClaims, now: i64) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if tokens.len() >= VERIFIED_CAPACITY {
-            tokens.retain(|_, (_, c)| c.exp > now);
+    fn get(&self, digest: &[u8; 32]) -> Option<Entry> {
+        let mut g = self.lock();
+        if let Some(entry) = g.current.get(digest) {
+            return Some(entry.clone());
         }
-        // Still full of live tokens: forget all of them (they verify again on their next use)
-        // rather than sweep again on every new token.
-        if tokens.len() >= VERIFIED_CAPACITY {
-            tokens.clear();
-        }
-        tokens.insert(digest, (kid, claims));
+        let entry = g.previous.remove(digest)?;
+        g.insert(*digest, entry.clone());
+        Some(entry)
+    }
+
+    fn put(&self, digest: [u8; 32], entry: Entry) {
+        self.lock().insert(digest, entry);
+    }
+
+    fn forget(&self, digest: &[u8; 32]) {
+        let mut g = self.lock();
+        g.current.remove(digest);
+        g.previous.remove(digest);
     }
 
     /// How many tokens are remembered (for tests).
     pub fn len(&self) -> usize {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let g = self.lock();
+        g.current.len() + g.previous.len()
     }
 
     pub fn is_empty(&self) -> bool {
