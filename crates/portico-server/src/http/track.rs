@@ -6,8 +6,13 @@
 //! per request, and each macro call builds its key (a label vector, the route and the status as
 //! new strings) and looks it up in the recorder's registry. Here the layer calls the inner service
 //! directly and wraps its future, and each worker thread keeps the handles it has used, so a
-//! request after the first of its kind touches no allocator and no shared map. Handles of one key
-//! are the same counter whichever thread holds them, so the figures are those of the macros.
+//! request after the first of its kind builds no key and looks up no shared map (the histogram
+//! still appends its sample to the recorder's buckets). Handles of one key are the same counter
+//! whichever thread holds them, so the figures are those of the macros.
+//!
+//! Two things this relies on: the recorder is installed before the first request (`app_state`
+//! calls `metrics_handle`; a thread that counted before it would keep no-op handles), and the
+//! exporter keeps every key it has seen (no idle timeout, which would orphan the held handles).
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
@@ -51,11 +56,12 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
         let method = method_label(req.method());
         Tracked {
             inner: self.inner.call(req),
-            start: Instant::now(),
+            start,
             route,
             method,
         }
