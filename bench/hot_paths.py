@@ -5,7 +5,10 @@ and checks each answer; for bench/instructions (which counts the server's instru
 usage: hot_paths.py BASE SCENARIO N [FILE]
   cc          client_credentials for bench-client
   refresh     one refresh grant per line of FILE (each token used once)
-  introspect  introspection of the token in FILE (first line) by bench-client
+  introspect  introspection of the token in FILE (first line) by bench-client: after the first,
+              its signature is remembered (what a resource server introspecting one bearer sees)
+  introspect_each  introspection of line i of FILE for request i: every token new to the server,
+              its signature verified (the first presentation of each token)
   jwks        GET /oauth2/jwks
 """
 import base64
@@ -48,8 +51,9 @@ for i in range(n):
         post("/oauth2/token", {"grant_type": "client_credentials"})
     elif scenario == "refresh":
         post("/oauth2/token", {"grant_type": "refresh_token", "refresh_token": lines[i]})
-    elif scenario == "introspect":
-        if not post("/oauth2/introspect", {"token": lines[0]}).get("active"):
-            sys.exit("introspect: inactive")
+    elif scenario in ("introspect", "introspect_each"):
+        token = lines[i] if scenario == "introspect_each" else lines[0]
+        if not post("/oauth2/introspect", {"token": token}).get("active"):
+            sys.exit(f"{scenario}: inactive")
     else:
         sys.exit(f"unknown scenario {scenario}")
