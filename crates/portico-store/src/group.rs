@@ -15,8 +15,12 @@ use crate::{AuditEvent, Backend, RefreshRotation, Result, Rotation, Store, Store
 use sqlx::pool::PoolConnection;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-/// Batches of at most this many rotations and this many events keep their prepared statements.
-const SMALL_BATCH: usize = 2;
+/// Batches of at most this many rotations and this many events keep their prepared statements
+/// (here, and on PostgreSQL's statement-by-statement path); a larger batch's statements are
+/// prepared for it alone. Their shapes are many: kept, they filled each connection's statement
+/// cache (and, on PostgreSQL, each server backend's prepared statements) with copies of statements
+/// of up to 512 rows, tens of megabytes across a pool.
+pub(crate) const SMALL_BATCH: usize = 2;
 
 impl Store {
     /// Commits `rotations` and `events` together: each rotation spends its token at most once (of
