@@ -2,8 +2,8 @@
 """Sends N sequential requests of one scenario to a running Portico over one keep-alive connection
 and checks each answer; for bench/instructions (which counts the server's instructions meanwhile).
 
-usage: hot_paths.py BASE SCENARIO N [FILE]
-  cc          client_credentials for bench-client
+usage: hot_paths.py BASE SCENARIO N [FILE | --print-tokens]
+  cc          client_credentials for bench-client (--print-tokens: each access token, one a line)
   refresh     one refresh grant per line of FILE (each token used once)
   introspect  introspection of the token in FILE (first line) by bench-client: after the first,
               its signature is remembered (what a resource server introspecting one bearer sees)
@@ -21,7 +21,8 @@ base, scenario, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 u = urllib.parse.urlsplit(base)
 assert u.hostname in ("127.0.0.1", "localhost"), "loopback only"
 auth = "Basic " + base64.b64encode(b"bench-client:bench-secret-0123456789abcdef0123456789abcdef").decode()
-lines = open(sys.argv[4]).read().split() if len(sys.argv) > 4 else []
+print_tokens = sys.argv[4:] == ["--print-tokens"]
+lines = open(sys.argv[4]).read().split() if len(sys.argv) > 4 and not print_tokens else []
 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
 
 
@@ -48,7 +49,9 @@ for i in range(n):
     if scenario == "jwks":
         get("/oauth2/jwks")
     elif scenario == "cc":
-        post("/oauth2/token", {"grant_type": "client_credentials"})
+        answer = post("/oauth2/token", {"grant_type": "client_credentials"})
+        if print_tokens:
+            print(answer["access_token"])
     elif scenario == "refresh":
         post("/oauth2/token", {"grant_type": "refresh_token", "refresh_token": lines[i]})
     elif scenario in ("introspect", "introspect_each"):

@@ -192,6 +192,8 @@ pub async fn start(cfg: &Config, store: Store, kek: Kek, listener: TcpListener, 
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     warn_about_permissions(cfg);
     anyhow::ensure!(store.is_keyed(), "the store was opened without its keys: open it with open_store");
+    // The recorder first: the writer and the request layer take their metric handles from it.
+    metrics_handle();
     let writer = Writer::spawn(store.clone());
     let provider = Arc::new(
         Provider::start(

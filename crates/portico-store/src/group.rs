@@ -15,13 +15,6 @@ use crate::{AuditEvent, Backend, RefreshRotation, Result, Rotation, Store, Store
 use sqlx::pool::PoolConnection;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-/// Batches of at most this many rotations and this many events keep their prepared statements
-/// (here, and on PostgreSQL's statement-by-statement path); a larger batch's statements are
-/// prepared for it alone. Their shapes are many: kept, they filled each connection's statement
-/// cache (and, on PostgreSQL, each server backend's prepared statements) with copies of statements
-/// of up to 512 rows, tens of megabytes across a pool.
-pub(crate) const SMALL_BATCH: usize = 2;
-
 impl Store {
     /// Commits `rotations` and `events` together: each rotation spends its token at most once (of
     /// two presentations of one token, in one batch or two, exactly one gets `Rotated`) and stores
@@ -57,14 +50,15 @@ impl Store {
             q.push("; ");
             push_claim_head(&mut q, events.len());
         }
-        // Each trip's text depends on the batch's sizes. The few shapes of a quiet server's
-        // batches (a token or two, an event or two: every request alone) stay in the connection's
-        // statement cache, which spares each such request the parse (about an eighth of a
-        // client_credentials request's instructions); a larger batch is prepared once and not
-        // kept (its shapes are many, and they would push out the writer's fixed statements),
-        // where the parse is shared by the batch's requests.
-        let keep = rotations.len() <= SMALL_BATCH && events.len() <= SMALL_BATCH;
-        let rows = q.build().persistent(keep).fetch_all(&mut **held.conn()).await?;
+        // Each trip's text depends on its rows (the first trip's on the rotations only: the head
+        // is claimed by one statement for any number of events). A quiet server's few shapes
+        // stay prepared (`keep_prepared`), sparing each lone request the parse; a larger batch's
+        // are prepared for it alone, the parse shared by its requests.
+        let rows = q
+            .build()
+            .persistent(crate::keep_prepared(rotations.len()))
+            .fetch_all(&mut **held.conn())
+            .await?;
         let (mut spent, mut head) = (std::collections::HashSet::new(), None);
         for row in rows {
             // The spends answer one column (the hash), the head two (the number before, the hash).
@@ -96,6 +90,7 @@ impl Store {
             q.push("; ");
         }
         q.push("COMMIT");
+        let keep = crate::keep_prepared(fresh.len()) && crate::keep_prepared(records.len());
         q.build().persistent(keep).execute(&mut **held.conn()).await?;
         held.release();
         Ok(outcomes)

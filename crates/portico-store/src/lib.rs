@@ -121,6 +121,16 @@ macro_rules! on_read {
 }
 pub(crate) use {on_pool, on_read};
 
+/// Whether a multi-row statement (its text grows with its rows: the audit records, the spends and
+/// successors of refresh rotations) stays in the connection's statement cache. Statements of a
+/// row or two — every request alone on a quiet server — do, and are parsed once; larger ones are
+/// prepared for their batch alone. Their shapes are many: kept, they filled each connection's
+/// cache (and, on PostgreSQL, each server backend's prepared statements) with statements of up to
+/// 512 rows, tens of megabytes across a pool.
+pub(crate) fn keep_prepared(rows: usize) -> bool {
+    rows <= 2
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -342,13 +342,11 @@ impl Tx<'_> {
     /// in the order given.
     pub async fn rotate_refresh_batch(&mut self, rotations: &[Rotation]) -> Result<Vec<RefreshRotation>> {
         let mut spent = std::collections::HashSet::new();
-        // Statements whose text depends on the batch's size (group.rs, SMALL_BATCH).
-        let keep = rotations.len() <= crate::group::SMALL_BATCH;
         on_tx!(self, t => {
             for chunk in rotations.chunks(ROTATIONS_PER_STATEMENT) {
                 let mut q = QueryBuilder::new("");
                 push_spend(&mut q, chunk);
-                let rows: Vec<(String,)> = q.build_query_as().persistent(keep).fetch_all(&mut **t).await?;
+                let rows: Vec<(String,)> = q.build_query_as().persistent(crate::keep_prepared(chunk.len())).fetch_all(&mut **t).await?;
                 spent.extend(rows.into_iter().map(|(h,)| h));
             }
         });
@@ -358,7 +356,7 @@ impl Tx<'_> {
             for chunk in fresh.chunks(ROTATIONS_PER_STATEMENT) {
                 let mut q = QueryBuilder::new("");
                 push_successors(&mut q, chunk);
-                q.build().persistent(keep).execute(&mut **t).await?;
+                q.build().persistent(crate::keep_prepared(chunk.len())).execute(&mut **t).await?;
             }
         });
         Ok(results)

@@ -21,7 +21,7 @@ async fn jwks_kids(s: &TestServer) -> Vec<String> {
         .collect()
 }
 
-fn kid_of(jwt: &str) -> String {
+pub(crate) fn kid_of(jwt: &str) -> String {
     use base64::Engine;
     let head = jwt.split('.').next().expect("header");
     let v: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).expect("b64")).expect("json");

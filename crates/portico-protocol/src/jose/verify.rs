@@ -1,6 +1,7 @@
-//! Verifying Portico's own access tokens (for introspection, userinfo and revocation): signature
-//! by a published key with the algorithm that key is for (so `alg: none` and algorithm swaps fail),
-//! `typ: at+jwt` (RFC 9068 §4), issuer and expiry, then liveness at the source.
+//! Verifying Portico's own access tokens (for introspection, userinfo, revocation, the admin API's
+//! bearer check, hand-off and token exchange): signature by a published key with the algorithm
+//! that key is for (so `alg: none` and algorithm swaps fail), `typ: at+jwt` (RFC 9068 §4), issuer
+//! and expiry, then liveness at the source.
 
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
@@ -21,18 +22,15 @@ fn algorithm(alg: portico_model::SigningAlg) -> Algorithm {
 
 /// The claims of a JWS Portico signed: a published key, the algorithm that key is for, the
 /// expected `typ`, Portico as issuer, and the `required` claims present. Expiry is the caller's.
-fn decode_own<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &str, required: &[&str], now: i64) -> Option<T> {
-    decode_own_by(p, token, typ, required, now).map(|(claims, _)| claims)
-}
-
-/// [`decode_own`], and the `kid` of the key that verified it.
-fn decode_own_by<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &str, required: &[&str], now: i64) -> Option<(T, String)> {
+/// Answers the claims with the `kid` of the key that verified them.
+fn decode_own<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ: &str, required: &[&str], now: i64) -> Option<(T, String)> {
     let header = jsonwebtoken::decode_header(token).ok()?;
     if header.typ.as_deref() != Some(typ) {
         return None;
     }
+    let kid = header.kid?;
     let keys = p.keys();
-    let (alg, key) = keys.verifier(header.kid.as_deref()?, now, p.key_retention())?;
+    let (alg, key) = keys.verifier(&kid, now, p.key_retention())?;
     if header.alg != algorithm(alg) {
         return None;
     }
@@ -43,7 +41,7 @@ fn decode_own_by<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ:
     v.leeway = 0;
     v.set_required_spec_claims(required);
     let claims = jsonwebtoken::decode::<T>(token, key, &v).ok()?.claims;
-    Some((claims, header.kid?))
+    Some((claims, kid))
 }
 
 /// The claims of a well-formed, correctly signed, unexpired Portico access token.
@@ -54,7 +52,7 @@ fn decode_own_by<T: serde::de::DeserializeOwned>(p: &Provider, token: &str, typ:
 /// (a key retired since is refused at once), expiry is checked every time, and liveness at the
 /// source is the caller's, every time.
 pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<AccessClaims> {
-    let digest = Verified::digest(token);
+    let digest = crate::random::sha256(token);
     if let Some(entry) = p.verified.get(&digest) {
         let (kid, claims) = &*entry;
         if claims.exp > now && p.keys().verifier(kid, now, p.key_retention()).is_some() {
@@ -63,7 +61,7 @@ pub fn decode_access_token(p: &Provider, token: &str, now: i64) -> Option<Access
         p.verified.forget(&digest);
         return None;
     }
-    let (claims, kid): (AccessClaims, _) = decode_own_by(p, token, portico_claims::ACCESS_TOKEN_TYP, &["exp", "iss", "sub", "aud"], now)?;
+    let (claims, kid): (AccessClaims, _) = decode_own(p, token, portico_claims::ACCESS_TOKEN_TYP, &["exp", "iss", "sub", "aud"], now)?;
     if claims.exp <= now {
         return None;
     }
@@ -95,22 +93,17 @@ struct Generations {
 }
 
 impl Generations {
-    fn insert(&mut self, digest: [u8; 32], entry: Entry) {
-        if self.current.len() >= VERIFIED_GENERATION {
-            self.previous = std::mem::take(&mut self.current);
-        }
+    /// Inserts `entry`; answers the generation it pushed out, for the caller to drop after
+    /// unlocking (up to a generation of claims freed outside the lock).
+    #[must_use]
+    fn insert(&mut self, digest: [u8; 32], entry: Entry) -> Option<HashMap<[u8; 32], Entry>> {
+        let retired = (self.current.len() >= VERIFIED_GENERATION).then(|| std::mem::replace(&mut self.previous, std::mem::take(&mut self.current)));
         self.current.insert(digest, entry);
+        retired
     }
 }
 
 impl Verified {
-    fn digest(token: &str) -> [u8; 32] {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        out
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
         self.generations.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -121,12 +114,15 @@ impl Verified {
             return Some(entry.clone());
         }
         let entry = g.previous.remove(digest)?;
-        g.insert(*digest, entry.clone());
+        let retired = g.insert(*digest, entry.clone());
+        drop(g);
+        drop(retired);
         Some(entry)
     }
 
     fn put(&self, digest: [u8; 32], entry: Entry) {
-        self.lock().insert(digest, entry);
+        let retired = self.lock().insert(digest, entry);
+        drop(retired);
     }
 
     fn forget(&self, digest: &[u8; 32]) {
@@ -149,7 +145,7 @@ impl Verified {
 /// The claims of an ID token Portico issued, expired or not (RP-Initiated Logout 1.0 §2: an
 /// `id_token_hint` is accepted after its `exp`), as long as its signing key is still published.
 pub fn decode_id_token_hint(p: &Provider, token: &str, now: i64) -> Option<crate::token::issue::IdClaims> {
-    decode_own(p, token, "JWT", &["iss", "sub", "aud", "iat"], now)
+    decode_own(p, token, "JWT", &["iss", "sub", "aud", "iat"], now).map(|(claims, _)| claims)
 }
 
 /// What a live token may do now: the roles and permissions it carries that the live grant still

@@ -24,7 +24,14 @@ pub fn id(prefix: &str) -> String {
 
 /// SHA-256 of a bearer value, hex: what the store keeps instead of the value.
 pub fn hash(value: &str) -> String {
-    hex(digest::digest(&digest::SHA256, value.as_bytes()).as_ref())
+    hex(&sha256(value))
+}
+
+/// SHA-256 of a value, as bytes (a map key in memory; [`hash`] is its hex for the store).
+pub fn sha256(value: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, value.as_bytes()).as_ref());
+    out
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -27,6 +27,10 @@ impl Writer {
     /// Starts the writer task on the current runtime.
     pub fn spawn(store: Store) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        // How many requests share a commit and how long it holds the store: where a rotating
+        // refresh waits, in the operator's own figures (from the recorder installed before).
+        let batch_size = metrics::histogram!("portico_group_commit_size");
+        let commit_seconds = metrics::histogram!("portico_group_commit_duration_seconds");
         tokio::spawn(async move {
             let (mut events, mut rotations, mut replies, mut waiters) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             while let Some(first) = rx.recv().await {
@@ -45,13 +49,10 @@ impl Writer {
                     }
                 }
                 if !events.is_empty() || !rotations.is_empty() {
-                    // How many requests share a commit and how long it holds the store: where a
-                    // rotating refresh waits, in the operator's own figures.
-                    // (Looked up per batch, not held: the writer starts before the recorder.)
-                    metrics::histogram!("portico_group_commit_size").record((events.len() + rotations.len()) as f64);
+                    batch_size.record((events.len() + rotations.len()) as f64);
                     let started = std::time::Instant::now();
                     let committed = store.commit_group(&rotations, &events).await;
-                    metrics::histogram!("portico_group_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+                    commit_seconds.record(started.elapsed().as_secs_f64());
                     match committed {
                         Ok(results) => {
                             for (reply, outcome) in replies.drain(..).zip(results) {

@@ -10,9 +10,9 @@
 //! still appends its sample to the recorder's buckets). Handles of one key are the same counter
 //! whichever thread holds them, so the figures are those of the macros.
 //!
-//! Two things this relies on: the recorder is installed before the first request (`app_state`
-//! calls `metrics_handle`; a thread that counted before it would keep no-op handles), and the
-//! exporter keeps every key it has seen (no idle timeout, which would orphan the held handles).
+//! Two things this relies on: the recorder is installed before the first request (`start` installs
+//! it first; a thread that counted before it would keep no-op handles), and the exporter keeps
+//! every key it has seen (no idle timeout, which would orphan the held handles).
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
@@ -127,11 +127,13 @@ thread_local! {
 fn record(route: &str, method: &'static str, status: u16, seconds: f64) {
     HANDLES.with(|cell| {
         let mut handles = cell.borrow_mut();
-        if !handles.contains_key(route) {
-            let duration = metrics::histogram!("portico_http_request_duration_seconds", "route" => route.to_owned());
-            handles.insert(route.into(), RouteHandles { duration, counts: Vec::new() });
-        }
-        let Some(h) = handles.get_mut(route) else { return };
+        let h = match handles.get_mut(route) {
+            Some(h) => h,
+            None => {
+                let duration = metrics::histogram!("portico_http_request_duration_seconds", "route" => route.to_owned());
+                handles.entry(route.into()).or_insert(RouteHandles { duration, counts: Vec::new() })
+            }
+        };
         h.duration.record(seconds);
         match h.counts.iter().find(|(m, s, _)| *m == method && *s == status) {
             Some((_, _, counter)) => counter.increment(1),

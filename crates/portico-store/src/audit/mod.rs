@@ -148,8 +148,6 @@ impl Tx<'_> {
             return Ok(());
         }
         let key = self.store.audit_key.get();
-        // The insert's text depends on how many records it carries (group.rs, SMALL_BATCH).
-        let keep = events.len() <= crate::group::SMALL_BATCH;
         on_tx!(self, t => {
             let mut q = QueryBuilder::new("");
             push_claim_head(&mut q, events.len());
@@ -158,7 +156,7 @@ impl Tx<'_> {
             for chunk in records.chunks(RECORDS_PER_INSERT) {
                 let mut q = QueryBuilder::new("");
                 push_records(&mut q, chunk);
-                q.build().persistent(keep).execute(&mut **t).await?;
+                q.build().persistent(crate::keep_prepared(chunk.len())).execute(&mut **t).await?;
             }
             let mut q = QueryBuilder::new("");
             push_set_head(&mut q, records.last().map_or("", |r| r.hash.as_str()));
