@@ -145,3 +145,43 @@ async fn a_remembered_token_is_matched_exactly_and_checked_at_the_source(s: &Tes
     assert!(!active(token.clone()).await, "a remembered token outlived its grant");
 }
 both_stores!(a_remembered_token_is_matched_exactly_and_checked_at_the_source);
+
+/// A user's access token remembered by introspection (its signature checked once) still ends at
+/// once (invariant 4) on every path that takes access tokens: after its refresh token is revoked
+/// (the family with it) introspection says inactive and userinfo refuses it; and for a second
+/// token, after its user is disabled, the same.
+async fn a_remembered_user_token_ends_with_its_family_and_its_user(s: &TestServer) {
+    use portico_protocol::{introspect, revoke, userinfo};
+    let p = &s.running.provider;
+    let crm = portico_protocol::client_auth::ClientCredentials {
+        basic: Some(("crm-web".into(), portico_model::Secret::new(SECRET))),
+        ..Default::default()
+    };
+    let now = portico_testkit::now();
+    let active = |t: String| {
+        let crm = crm.clone();
+        async move { introspect::introspect(p, &crm, Some(&t), now).await.expect("introspect")["active"] == true }
+    };
+
+    let tokens = code_flow_tokens(s).await;
+    let (at, rt) = (tokens["access_token"].as_str().unwrap().to_owned(), tokens["refresh_token"].as_str().unwrap());
+    assert!(active(at.clone()).await);
+    assert!(userinfo::userinfo(p, Some(&at), now).await.is_ok());
+    let remembered = p.verified.len();
+    revoke::revoke(p, &crm, Some(rt), None, now).await.expect("revoke");
+    assert!(!active(at.clone()).await, "a remembered token outlived its revoked family");
+    assert!(userinfo::userinfo(p, Some(&at), now).await.is_err(), "userinfo took it");
+    assert_eq!(p.verified.len(), remembered, "its signature is still remembered: only liveness ended it");
+
+    let tokens = code_flow_tokens(s).await;
+    let at = tokens["access_token"].as_str().unwrap().to_owned();
+    assert!(active(at.clone()).await);
+    let config = p.config();
+    let by = portico_protocol::admin::Caller::cli();
+    portico_protocol::admin::set_user_status(s.store(), &config, "ada@example.test", portico_model::UserStatus::Disabled, &by, now)
+        .await
+        .unwrap();
+    assert!(!active(at.clone()).await, "a remembered token outlived its user");
+    assert!(userinfo::userinfo(p, Some(&at), now).await.is_err(), "userinfo took it");
+}
+both_stores!(a_remembered_user_token_ends_with_its_family_and_its_user);
