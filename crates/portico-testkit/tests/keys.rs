@@ -28,6 +28,14 @@ pub(crate) fn kid_of(jwt: &str) -> String {
     v["kid"].as_str().expect("kid").to_owned()
 }
 
+/// HTTP Basic credentials of `client`, as the protocol functions take them.
+fn basic(client: &str, secret: &str) -> portico_protocol::client_auth::ClientCredentials {
+    portico_protocol::client_auth::ClientCredentials {
+        basic: Some((client.into(), portico_model::Secret::new(secret))),
+        ..Default::default()
+    }
+}
+
 async fn cc_token(s: &TestServer) -> String {
     let (status, body) = post_basic(s, "/oauth2/token", "reports-web", REPORTS_SECRET, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 200, "{body}");
@@ -58,10 +66,7 @@ async fn rotation_is_seen_by_the_running_server(s: &TestServer) {
     tx.insert_key(&soon).await.expect("insert");
     tx.commit().await.unwrap();
     p.reload_if_changed().await.expect("reload");
-    let creds = portico_protocol::client_auth::ClientCredentials {
-        basic: Some(("reports-web".into(), portico_model::Secret::new(REPORTS_SECRET))),
-        ..Default::default()
-    };
+    let creds = basic("reports-web", REPORTS_SECRET);
     let req = portico_protocol::token::TokenRequest {
         grant_type: Some("client_credentials".into()),
         ..Default::default()
@@ -82,10 +87,7 @@ both_stores!(rotation_is_seen_by_the_running_server);
 /// at once all answer alike and are remembered once; a revoked grant ends it at once.
 async fn a_remembered_token_is_matched_exactly_and_checked_at_the_source(s: &TestServer) {
     let p = &s.running.provider;
-    let creds = portico_protocol::client_auth::ClientCredentials {
-        basic: Some(("reports-web".into(), portico_model::Secret::new(REPORTS_SECRET))),
-        ..Default::default()
-    };
+    let creds = basic("reports-web", REPORTS_SECRET);
     let token = cc_token(s).await;
     let now = portico_testkit::now();
     let active = |t: String| {
@@ -153,10 +155,7 @@ both_stores!(a_remembered_token_is_matched_exactly_and_checked_at_the_source);
 async fn a_remembered_user_token_ends_with_its_family_and_its_user(s: &TestServer) {
     use portico_protocol::{introspect, revoke, userinfo};
     let p = &s.running.provider;
-    let crm = portico_protocol::client_auth::ClientCredentials {
-        basic: Some(("crm-web".into(), portico_model::Secret::new(SECRET))),
-        ..Default::default()
-    };
+    let crm = basic("crm-web", SECRET);
     let now = portico_testkit::now();
     let active = |t: String| {
         let crm = crm.clone();
