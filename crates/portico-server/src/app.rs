@@ -2,13 +2,10 @@
 
 use crate::http::{account, api, demo, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, second_factor, signup};
 use axum::Router;
-use axum::extract::Request;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use portico_protocol::Provider;
 use std::sync::Arc;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 /// What every handler reads: one `Arc`, so the per-request clone axum makes of the state is one
 /// reference count, not one per field (on two cores each contended count costs).
@@ -51,8 +48,9 @@ pub struct AppInner {
     pub trusted_proxies: Arc<crate::http::proxy::TrustedProxies>,
 }
 
+/// The routes, each counted in the request metrics (`crate::router` adds what every request
+/// passes through).
 pub fn app(state: AppState) -> Router {
-    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
@@ -114,13 +112,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        // Counted per route: the one layer that needs the matched route, so the one applied to
+        // each route (every layer given to `Router::layer` is boxed and cloned per request: the
+        // others wrap the whole router once, in `crate::served`).
         .layer(crate::http::track::TrackLayer)
-        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            // The path only: queries carry codes and state.
-            tracing::info_span!("request", method = req.method().as_str(), path = req.uri().path(), request_id = id)
-        }))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .with_state(state)
 }

@@ -156,7 +156,7 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     pub provider: Arc<Provider>,
     /// The routes with every layer, as served: for in-process requests (tests' `oneshot`).
-    pub router: axum::Router,
+    pub router: Served,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     logout_worker: tokio::task::JoinHandle<()>,
@@ -271,28 +271,53 @@ fn app_state(cfg: &Config, provider: Arc<Provider>, demo: Option<Arc<http::demo:
     }))
 }
 
-/// The routes with the layers every request passes: a body limit, the body timeout, the client's
-/// address behind trusted proxies, and HSTS when Portico serves TLS itself.
-fn router(state: AppState, tls: bool, read_timeout: std::time::Duration) -> axum::Router {
-    let trusted = state.trusted_proxies.clone();
-    // Every body is small (forms, JSON of the admin API, a passkey's answer): 64 KiB at most, and
-    // it must arrive within the read timeout.
-    let mut router = app::app(state)
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout));
+/// The router as served: one box around the routes and the layers every request passes, in
+/// order from the outside: HSTS when Portico serves TLS itself, the client's address behind
+/// trusted proxies, the body timeout and limit, the request id, the request's log span.
+pub type Served = tower::util::BoxCloneSyncService<axum::extract::Request, axum::response::Response, std::convert::Infallible>;
+
+/// The routes with the layers every request passes (see [`Served`]). They wrap the router once,
+/// as one concrete stack boxed once: layers given to `Router::layer` are applied to every route,
+/// each boxed in turn, and each request cloned and boxed them all again (a JWKS answer spent a
+/// tenth of its instructions there).
+fn router(state: AppState, tls: bool, read_timeout: std::time::Duration) -> Served {
+    use tower::ServiceBuilder;
+    use tower::util::option_layer;
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     // Behind trusted proxies, the client's address replaces the peer's before any handler runs
     // (only then: without proxies the layer would cost every request for nothing).
-    if trusted.is_configured() {
-        router = router.layer(axum::middleware::from_fn_with_state(trusted, http::proxy::resolve_client));
-    }
-    if tls {
-        // Served over TLS by Portico itself: browsers should never try plain HTTP again.
-        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+    let trusted = state.trusted_proxies.clone();
+    let proxies = trusted
+        .is_configured()
+        .then(|| axum::middleware::from_fn_with_state(trusted, http::proxy::resolve_client));
+    // Served over TLS by Portico itself: browsers should never try plain HTTP again.
+    let hsts = tls.then(|| {
+        tower_http::set_header::SetResponseHeaderLayer::if_not_present(
             axum::http::header::STRICT_TRANSPORT_SECURITY,
             axum::http::HeaderValue::from_static("max-age=31536000"),
-        ));
-    }
-    router
+        )
+    });
+    let stack = ServiceBuilder::new()
+        .layer(option_layer(hsts))
+        .layer(option_layer(proxies))
+        .map_response(axum::response::IntoResponse::into_response)
+        // Every body is small (forms, JSON of the admin API, a passkey's answer): 64 KiB at most,
+        // and it must arrive within the read timeout.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout))
+        .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::new(x_request_id))
+        .service(app::app(state));
+    Served::new(stack)
+}
+
+/// A request's log span: its method, path and id. The path only: queries carry codes and state.
+fn request_span(req: &axum::extract::Request) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", method = req.method().as_str(), path = req.uri().path(), request_id = id)
 }
 
 /// Once a second until shutdown: configuration changed by another node or the CLI is reloaded,

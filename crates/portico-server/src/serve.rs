@@ -11,8 +11,8 @@
 //!
 //! The same hyper connection builder `axum::serve` uses, with those limits set.
 
+use crate::Served;
 use crate::http::proxy::TrustedProxies;
-use axum::Router;
 use axum::extract::ConnectInfo;
 use axum_server::accept::Accept;
 use axum_server::tls_rustls::RustlsAcceptor;
@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tower::Service;
+use tower::ServiceExt;
 
 /// What clients may hold.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +43,7 @@ pub struct ConnectionLimits {
 /// (trusted proxies: every client behind one shares its address).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: Served,
     limits: ConnectionLimits,
     tls: Option<RustlsAcceptor>,
     exempt: Arc<TrustedProxies>,
@@ -132,7 +132,7 @@ const MAX_STREAMS: u32 = 32;
 async fn connection<I>(
     io: TokioIo<I>,
     peer: SocketAddr,
-    router: Router,
+    router: Served,
     builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -145,7 +145,7 @@ async fn connection<I>(
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let busy = seen.begin();
-        let answer = router.clone().call(req.map(axum::body::Body::new));
+        let answer = router.clone().oneshot(req.map(axum::body::Body::new));
         async move {
             let answer = answer.await;
             drop(busy);

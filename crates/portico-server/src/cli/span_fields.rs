@@ -116,19 +116,20 @@ struct Escaping<'a, W: Write>(&'a mut W);
 
 impl<W: Write> Write for Escaping<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // What must be escaped is ASCII, so a byte scan finds it (a UTF-8 sequence's bytes are all
+        // ≥ 0x80) and slicing at it stays on a char boundary: one pass over bytes, not chars.
         let mut rest = s;
-        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        while let Some(at) = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < b' ') {
             self.0.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().expect("found a char there");
-            match c {
-                '"' => self.0.write_str("\\\"")?,
-                '\\' => self.0.write_str("\\\\")?,
-                '\n' => self.0.write_str("\\n")?,
-                '\r' => self.0.write_str("\\r")?,
-                '\t' => self.0.write_str("\\t")?,
-                c => write!(self.0, "\\u{:04x}", c as u32)?,
+            match rest.as_bytes()[at] {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                b => write!(self.0, "\\u{b:04x}")?,
             }
-            rest = &rest[at + c.len_utf8()..];
+            rest = &rest[at + 1..];
         }
         self.0.write_str(rest)
     }
