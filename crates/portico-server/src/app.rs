@@ -48,7 +48,7 @@ pub struct AppInner {
     pub trusted_proxies: Arc<crate::http::proxy::TrustedProxies>,
 }
 
-/// The routes, each counted in the request metrics (`crate::router` adds what every request
+/// The routes, each counted in the request metrics (`crate::Served` adds what every request
 /// passes through).
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -114,7 +114,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         // Counted per route: the one layer that needs the matched route, so the one applied to
         // each route (every layer given to `Router::layer` is boxed and cloned per request: the
-        // others wrap the whole router once, in `crate::served`).
+        // others wrap the whole router once: `crate::Served`).
         .layer(crate::http::track::TrackLayer)
         .with_state(state)
 }
