@@ -63,13 +63,18 @@ impl Store {
     }
 }
 
+/// Moves `config_version`, which every process polls to reload what it holds in memory.
+pub(crate) const BUMP_CONFIG_VERSION: &str = "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'";
+
 impl Tx<'_> {
     /// Applies configuration changes and bumps `config_version`: with the caller's audit events,
     /// everything commits or nothing. Call it first in its transaction: it takes the write lock
     /// before anything else, so concurrent appliers serialize instead of deadlocking.
     pub async fn apply_config(&mut self, changes: &[ConfigChange], now: i64) -> Result<()> {
-        on_tx!(self, t => sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'")
-            .execute(&mut **t).await.map(|_| ()))?;
+        on_tx!(self, t => sqlx::query(BUMP_CONFIG_VERSION).execute(&mut **t).await.map(|_| ()))?;
+        // Configuration can end client grants (a removed tenant takes its grants along): the
+        // ones held in memory are forgotten when this commits.
+        self.client_grants_changed = true;
         for change in changes {
             apply_change(self, change, now).await?;
         }

@@ -55,8 +55,20 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// Before a change to `grantee`'s grants: a client's are held in memory by every process
+    /// (`grant_cache`), so its change moves `config_version` (once per transaction), which other
+    /// processes poll, and this process forgets them when it commits.
+    async fn client_grant_changes(&mut self, grantee: &Grantee) -> Result<()> {
+        if matches!(grantee, Grantee::Client(_)) && !self.client_grants_changed {
+            on_tx!(self, t => sqlx::query(crate::config::BUMP_CONFIG_VERSION).execute(&mut **t).await.map(|_| ()))?;
+            self.client_grants_changed = true;
+        }
+        Ok(())
+    }
+
     /// Creates or replaces a grant (making it active again).
     pub async fn put_grant(&mut self, g: &Grant) -> Result<()> {
+        self.client_grant_changes(&g.grantee).await?;
         on_tx!(self, t => sqlx::query(
             "INSERT INTO grants (grantee, product, tenant, roles, status, granted_by, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (grantee, product, tenant) DO UPDATE SET roles = excluded.roles, status = excluded.status,
@@ -83,6 +95,7 @@ impl Tx<'_> {
     ) -> Result<bool> {
         let who = grantee.key();
         let (who, product, scope) = (who.as_str(), product.as_str(), scope.key());
+        self.client_grant_changes(grantee).await?;
         let revoked = on_tx!(self, t => sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $4, revoked_by = $5
                              WHERE grantee = $1 AND product = $2 AND tenant = $3 AND status = 'active'")
             .bind(who).bind(product).bind(scope).bind(now).bind(by).execute(&mut **t).await.map(|r| r.rows_affected()))?

@@ -33,7 +33,7 @@ impl Tx<'_> {
                 .bind(&k.kid).bind(&k.alg).bind(&k.private_enc).bind(&k.public_jwk).bind(k.created_at).bind(k.activate_at)
                 .execute(&mut **tx).await?;
             // Key changes must reach every node's cache.
-            sqlx::query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'").execute(&mut **tx).await?;
+            sqlx::query(crate::config::BUMP_CONFIG_VERSION).execute(&mut **tx).await?;
             Ok(())
         })
     }

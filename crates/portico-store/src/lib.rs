@@ -13,6 +13,7 @@
 mod audit;
 mod config;
 mod consents;
+mod grant_cache;
 mod grants;
 mod group;
 mod handoff;
@@ -78,6 +79,8 @@ pub struct Store {
     audit_key: std::sync::Arc<std::sync::OnceLock<audit::ChainKey>>,
     /// Woken by a commit that queued back-channel logout notices ([`Tx::commit`]).
     logout_due: std::sync::Arc<tokio::sync::Notify>,
+    /// Client grants held in memory (`grant_cache`); every clone shares them.
+    client_grants: std::sync::Arc<grant_cache::ClientGrants>,
 }
 
 #[derive(Clone, Debug)]
@@ -199,6 +202,7 @@ impl Store {
             backend,
             audit_key: Default::default(),
             logout_due: Default::default(),
+            client_grants: Default::default(),
         }
     }
 

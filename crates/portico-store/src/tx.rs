@@ -20,6 +20,9 @@ pub struct Tx<'s> {
     pub(crate) audit: Vec<AuditEvent>,
     /// Back-channel logout notices this transaction queued.
     pub(crate) logouts: usize,
+    /// Whether it changed a client grant (or applied configuration): its commit then forgets
+    /// the client grants held in memory.
+    pub(crate) client_grants_changed: bool,
 }
 
 /// What a committed transaction did beyond its own rows.
@@ -58,6 +61,7 @@ impl Store {
             inner,
             audit: Vec::new(),
             logouts: 0,
+            client_grants_changed: false,
         })
     }
 }
@@ -76,6 +80,10 @@ impl Tx<'_> {
         match self.inner {
             Inner::Sqlite(t) => t.commit().await?,
             Inner::Postgres(t) => t.commit().await?,
+        }
+        // After the commit, not before: a read between the two would be held as current.
+        if self.client_grants_changed {
+            self.store.forget_client_grants();
         }
         if done.logouts_queued > 0 {
             self.store.logout_due.notify_one();

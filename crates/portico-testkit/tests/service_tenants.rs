@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 
 const BOT_SECRET: &str = "reports-bot-secret-0123456789abcdef012345";
 const FEED_SECRET: &str = "reports-feed-secret-0123456789abcdef01234";
+const SPARE_SECRET: &str = "reports-spare-secret-0123456789abcdef0123";
 
 static SUITE: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -26,6 +27,13 @@ id = "reports-feed"
 product = "reports"
 kind = "confidential"
 secret = "reports-feed-secret-0123456789abcdef01234"
+grant_types = ["client_credentials"]
+
+[[client]]
+id = "reports-spare"
+product = "reports"
+kind = "confidential"
+secret = "reports-spare-secret-0123456789abcdef0123"
 grant_types = ["client_credentials"]
 
 [[client]]
@@ -59,6 +67,18 @@ async fn cc(s: &TestServer, client: &str, secret: &str, extra: &[(&str, &str)]) 
     let mut form = vec![("grant_type", "client_credentials")];
     form.extend_from_slice(extra);
     post_basic(s, "/oauth2/token", client, secret, &form).await
+}
+
+/// reports-bot's token request for acme, on a connection of its own: its status.
+async fn cc_at(http: &openidconnect::reqwest::Client, base: &str) -> u16 {
+    let form = [("grant_type", "client_credentials"), ("organization", "acme")];
+    let resp = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth("reports-bot", Some(BOT_SECRET))
+        .form(&form)
+        .send()
+        .await;
+    resp.expect("POST").status().as_u16()
 }
 
 async fn a_service_token_names_the_one_tenant_its_grant_covers(s: &TestServer) {
@@ -138,3 +158,96 @@ async fn a_tenant_service_token_is_live_until_its_grant_is_revoked(s: &TestServe
     assert_eq!(introspect(s, &every).await["active"], true);
 }
 both_stores!(a_tenant_service_token_is_live_until_its_grant_is_revoked, &SUITE);
+
+/// A transaction that puts or revokes one of `client`'s grants for reports, committed.
+async fn change_grant(store: &portico_store::Store, client: &str, tenant: &portico_model::TenantId, put: bool) {
+    let grantee = portico_model::Grantee::Client(portico_model::ClientId::new(client));
+    let (product, scope) = (portico_model::ProductSlug::new("reports"), portico_model::GrantScope::One(tenant.clone()));
+    let mut tx = store.write().await.unwrap();
+    if put {
+        let grant = portico_model::Grant {
+            grantee,
+            product,
+            scope,
+            roles: vec!["analyst".into()],
+            status: portico_model::GrantStatus::Active,
+            granted_by: "test".into(),
+            granted_at: portico_testkit::now(),
+            expires_at: None,
+        };
+        tx.put_grant(&grant).await.unwrap();
+    } else {
+        assert!(
+            tx.revoke_grant(&grantee, &product, &scope, "test", portico_testkit::now(), &|_: &str| true)
+                .await
+                .unwrap()
+        );
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Service tokens are issued from client grants held in memory; a grant this process adds or
+/// revokes counts for the very next request, a refusal (no grant yet) included.
+async fn a_client_grant_added_or_revoked_here_counts_for_the_next_token(s: &TestServer) {
+    let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
+    let spare = || cc(s, "reports-spare", SPARE_SECRET, &[("organization", "acme")]);
+    assert_eq!(spare().await.0, 400, "no grant yet");
+    change_grant(s.store(), "reports-spare", &acme, true).await;
+    let (status, t) = spare().await;
+    assert_eq!(status, 200, "the new grant counts at once: {t}");
+    assert_eq!(spare().await.0, 200);
+    change_grant(s.store(), "reports-spare", &acme, false).await;
+    let (status, e) = spare().await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the revocation counts at once: {e}"
+    );
+}
+both_stores!(a_client_grant_added_or_revoked_here_counts_for_the_next_token, &SUITE);
+
+/// Another process (a second node, `portico apply`) has its own memory: its change to a client
+/// grant reaches this one with the configuration reload its commit set off (once a second).
+async fn a_client_grant_changed_by_another_process_counts_after_the_reload(s: &TestServer) {
+    let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
+    let bot = || cc(s, "reports-bot", BOT_SECRET, &[("organization", "acme")]);
+    assert_eq!(bot().await.0, 200);
+    let (other, _) = portico_server::open_store(&s.config, portico_server::NewKey::Refused)
+        .await
+        .expect("a second store");
+    change_grant(&other, "reports-bot", &acme, false).await;
+    assert!(s.running.provider.reload_if_changed().await.unwrap(), "the revocation moved config_version");
+    let (status, e) = bot().await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    change_grant(&other, "reports-bot", &acme, true).await;
+    assert!(s.running.provider.reload_if_changed().await.unwrap(), "the grant moved config_version");
+    assert_eq!(bot().await.0, 200);
+    other.close().await;
+}
+both_stores!(a_client_grant_changed_by_another_process_counts_after_the_reload, &SUITE);
+
+/// Fifty token requests racing a revocation: whatever they read while it committed, none issued
+/// after its commit returned gets a token.
+async fn no_token_after_a_revocation_returns_however_many_race_it(s: &TestServer) {
+    let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
+    let racing: Vec<_> = (0..50)
+        .map(|_| {
+            let (base, http) = (s.base.clone(), openidconnect::reqwest::Client::new());
+            tokio::spawn(async move { cc_at(&http, &base).await })
+        })
+        .collect();
+    change_grant(s.store(), "reports-bot", &acme, false).await;
+    for r in racing {
+        assert!(matches!(r.await.unwrap(), 200 | 400));
+    }
+    let after: Vec<_> = (0..50)
+        .map(|_| {
+            let (base, http) = (s.base.clone(), openidconnect::reqwest::Client::new());
+            tokio::spawn(async move { cc_at(&http, &base).await })
+        })
+        .collect();
+    for r in after {
+        assert_eq!(r.await.unwrap(), 400, "a token after the revocation returned");
+    }
+}
+both_stores!(no_token_after_a_revocation_returns_however_many_race_it, &SUITE);

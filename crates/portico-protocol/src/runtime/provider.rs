@@ -151,6 +151,9 @@ impl Provider {
         let ring = KeyRing::load(&rows, &self.kek)?;
         *self.config.write().expect("config lock") = Arc::new(Snapshot::build(docs, &self.issuer));
         *self.keys.write().expect("keys lock") = Arc::new(ring);
+        // The version moved, maybe for a client grant another process changed: the ones held
+        // in memory are read again.
+        self.store.forget_client_grants();
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use super::{TokenRequest, TokenResponse};
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
 use crate::random;
-use portico_model::{Client, Grantee, TokenContext, claims_for};
+use portico_model::{Client, TokenContext, claims_for};
 use portico_store::AuditEvent;
 
 pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
@@ -25,7 +25,8 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         (true, None) => return Err(oauth!(InvalidRequest, "organization is required for this product")),
         (true, Some(reference)) => crate::tenants::find(p, &config, reference, now),
     };
-    let grants = p.store.grants_for(&Grantee::Client(client.id.clone()), &product.slug).await?;
+    // From memory while no client grant changed (a revocation counts for the next request).
+    let grants = p.store.client_grants_for(&client.id, &product.slug).await?;
     // Invariant 3 holds for clients too: no grant, no token (not even a token without roles).
     // An organization that does not exist meets the same refusal as one the grant does not cover.
     // (`require_active_grant` refuses a tenant-aware product without a tenant, so an unknown

@@ -1,0 +1,89 @@
+//! Client grants held in memory for `client_credentials`: the one read a service token needed
+//! (the client itself comes from the configuration snapshot). Client grants change rarely, and
+//! every change is one of these:
+//!
+//! - a transaction of this process that puts or revokes a client grant, or applies
+//!   configuration (which may remove a tenant and its grants): its commit forgets every entry
+//!   before [`crate::Tx::commit`] returns, so a revocation counts at once for the next request;
+//! - a change by another process (a second node, `portico apply`): such a transaction also moves
+//!   `config_version`, so the configuration reload that notices it (once a second, the same poll
+//!   that picks up a removed client or a new secret) forgets them ([`Store::forget_client_grants`]).
+//!
+//! What an entry holds are the rows: expiry and tenant coverage are still judged per request.
+//! An entry is good only for the generation it was read under. A reader takes the generation
+//! before it reads the store, and a commit moves it after the rows are committed; a read that
+//! overlapped a commit is never used, because its generation has passed.
+
+use crate::{Result, Store};
+use portico_model::{ClientId, Grant, Grantee, ProductSlug};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The most (client, product) pairs held; past it the cache starts over. Clients and products
+/// both come from the configuration, so this bounds a misconfiguration, not an attacker.
+const MAX_ENTRIES: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(crate) struct ClientGrants {
+    generation: AtomicU64,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    /// client → product → (generation read under, the rows).
+    by_client: HashMap<Box<str>, HashMap<Box<str>, (u64, Arc<[Grant]>)>>,
+    len: usize,
+}
+
+impl ClientGrants {
+    fn get(&self, client: &str, product: &str) -> Option<Arc<[Grant]>> {
+        let now = self.generation.load(Ordering::Acquire);
+        let held = self.held.lock().expect("client grants lock");
+        match held.by_client.get(client)?.get(product)? {
+            (generation, grants) if *generation == now => Some(grants.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, client: &str, product: &str, read_under: u64, grants: Arc<[Grant]>) {
+        let mut held = self.held.lock().expect("client grants lock");
+        // Checked under the lock that `forget` takes too: a read that a commit overtook is dropped.
+        if read_under != self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        if held.len >= MAX_ENTRIES {
+            *held = Held::default();
+        }
+        let products = held.by_client.entry(client.into()).or_default();
+        let fresh = products.insert(product.into(), (read_under, grants)).is_none();
+        held.len += usize::from(fresh);
+    }
+
+    pub(crate) fn forget(&self) {
+        let mut held = self.held.lock().expect("client grants lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *held = Held::default();
+    }
+}
+
+impl Store {
+    /// A client's grants for one product (any status), as [`Store::grants_for`] reads them, from
+    /// memory while no client grant has changed since (see the module's text for what counts).
+    pub async fn client_grants_for(&self, client: &ClientId, product: &ProductSlug) -> Result<Arc<[Grant]>> {
+        if let Some(grants) = self.client_grants.get(client.as_str(), product.as_str()) {
+            return Ok(grants);
+        }
+        let read_under = self.client_grants.generation.load(Ordering::Acquire);
+        let grants: Arc<[Grant]> = self.grants_for(&Grantee::Client(client.clone()), product).await?.into();
+        self.client_grants.put(client.as_str(), product.as_str(), read_under, grants.clone());
+        Ok(grants)
+    }
+
+    /// Forgets every client grant held in memory: for when another process changed the
+    /// configuration (its `config_version` moved), which may have changed client grants.
+    pub fn forget_client_grants(&self) {
+        self.client_grants.forget();
+    }
+}
