@@ -1,18 +1,26 @@
-//! Client grants held in memory for `client_credentials`: the one read a service token needed
-//! (the client itself comes from the configuration snapshot). Client grants change rarely, and
-//! every change is one of these:
+//! Client grants held in memory for `client_credentials` on SQLite: the one read a service
+//! token needed (the client itself comes from the configuration snapshot). Client grants change
+//! rarely, and on SQLite every change is one of these:
 //!
 //! - a transaction of this process that puts or revokes a client grant, or applies
 //!   configuration (which may remove a tenant and its grants): its commit forgets every entry
-//!   before [`crate::Tx::commit`] returns, so a revocation counts at once for the next request;
-//! - a change by another process (a second node, `portico apply`): such a transaction also moves
-//!   `config_version`, so the configuration reload that notices it (once a second, the same poll
-//!   that picks up a removed client or a new secret) forgets them ([`Store::forget_client_grants`]).
+//!   before [`crate::Tx::commit`] returns (or fails, or is cancelled), so a revocation through
+//!   the admin API counts for the next request;
+//! - `portico apply` in another process (the only other writer of client grants: the CLI's
+//!   `grant` commands change users' grants): its transaction moves `config_version`, and the
+//!   once-a-second reload that picks up the rest of that change (a removed client or tenant, a
+//!   new secret) forgets them ([`Store::forget_client_grants`]), so the grants are never older
+//!   than the configuration they are judged with.
+//!
+//! On PostgreSQL nothing is held: several nodes share the database, and a revocation on one must
+//! count on the others at once. Holding them there waits for a cross-node notification (each
+//! node forgetting them on it, and whenever its listener reconnects).
 //!
 //! What an entry holds are the rows: expiry and tenant coverage are still judged per request.
 //! An entry is good only for the generation it was read under. A reader takes the generation
-//! before it reads the store, and a commit moves it after the rows are committed; a read that
-//! overlapped a commit is never used, because its generation has passed.
+//! before it reads the store, and a commit of this process moves it after the rows are
+//! committed; a read that overlapped such a commit is never used, because its generation has
+//! passed.
 
 use crate::{Result, Store};
 use portico_model::{ClientId, Grant, Grantee, ProductSlug};
@@ -69,9 +77,13 @@ impl ClientGrants {
 }
 
 impl Store {
-    /// A client's grants for one product (any status), as [`Store::grants_for`] reads them, from
-    /// memory while no client grant has changed since (see the module's text for what counts).
+    /// A client's grants for one product (any status), as [`Store::grants_for`] reads them; on
+    /// SQLite from memory while no client grant has changed since (the module's text says what
+    /// counts as a change).
     pub async fn client_grants_for(&self, client: &ClientId, product: &ProductSlug) -> Result<Arc<[Grant]>> {
+        if !matches!(self.backend, crate::Backend::Sqlite(_)) {
+            return Ok(self.grants_for(&Grantee::Client(client.clone()), product).await?.into());
+        }
         if let Some(grants) = self.client_grants.get(client.as_str(), product.as_str()) {
             return Ok(grants);
         }
@@ -82,8 +94,44 @@ impl Store {
     }
 
     /// Forgets every client grant held in memory: for when another process changed the
-    /// configuration (its `config_version` moved), which may have changed client grants.
+    /// configuration (its `config_version` moved), which may have changed client grants, or
+    /// when it could not be told whether it did.
     pub fn forget_client_grants(&self) {
         self.client_grants.forget();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Arc<[Grant]> {
+        Arc::from(Vec::new())
+    }
+
+    #[test]
+    fn a_read_overtaken_by_a_commit_is_not_held() {
+        let cache = ClientGrants::default();
+        let read_under = cache.generation.load(Ordering::Acquire);
+        cache.forget(); // a commit lands while the read is on its way
+        cache.put("bot", "reports", read_under, grants());
+        assert!(cache.get("bot", "reports").is_none());
+        // A read under the current generation is held, for its own pair only.
+        cache.put("bot", "reports", cache.generation.load(Ordering::Acquire), grants());
+        assert!(cache.get("bot", "reports").is_some());
+        assert!(cache.get("bot", "billing").is_none() && cache.get("feed", "reports").is_none());
+        cache.forget();
+        assert!(cache.get("bot", "reports").is_none());
+    }
+
+    #[test]
+    fn the_cache_starts_over_past_its_bound() {
+        let cache = ClientGrants::default();
+        for i in 0..=MAX_ENTRIES {
+            cache.put(&format!("client-{i}"), "reports", 0, grants());
+        }
+        let held = cache.held.lock().unwrap();
+        assert_eq!(held.len, 1);
+        assert_eq!(held.by_client.len(), 1);
     }
 }

@@ -77,17 +77,26 @@ impl Tx<'_> {
     pub async fn commit(mut self) -> Result<Committed> {
         self.append_audit().await?;
         let done = Committed { logouts_queued: self.logouts };
+        // Forgets the client grants held in memory once the commit is over, not before (a read
+        // between the two would be held as current): also when it failed or this future was
+        // dropped while it ran, for the commit may have landed all the same.
+        let _forget = self.client_grants_changed.then_some(ForgetClientGrants(self.store));
         match self.inner {
             Inner::Sqlite(t) => t.commit().await?,
             Inner::Postgres(t) => t.commit().await?,
-        }
-        // After the commit, not before: a read between the two would be held as current.
-        if self.client_grants_changed {
-            self.store.forget_client_grants();
         }
         if done.logouts_queued > 0 {
             self.store.logout_due.notify_one();
         }
         Ok(done)
+    }
+}
+
+/// Forgets the client grants held in memory when dropped ([`Tx::commit`]).
+struct ForgetClientGrants<'s>(&'s Store);
+
+impl Drop for ForgetClientGrants<'_> {
+    fn drop(&mut self) {
+        self.0.forget_client_grants();
     }
 }

@@ -158,9 +158,19 @@ impl Provider {
     }
 
     /// Reloads when another process (a second node, the CLI) changed the configuration or keys.
+    /// The client grants held in memory are forgotten as soon as the version is seen to move,
+    /// and whenever it cannot be read or the reload fails: they are never trusted past a change
+    /// this process could not take in.
     pub async fn reload_if_changed(&self) -> Result<bool, ProviderError> {
-        let version = self.store.config_version().await?;
-        if version != self.config().version {
+        let changed = match self.store.config_version().await {
+            Ok(version) => version != self.config().version,
+            Err(e) => {
+                self.store.forget_client_grants();
+                return Err(e.into());
+            }
+        };
+        if changed {
+            self.store.forget_client_grants();
             self.reload().await?;
             return Ok(true);
         }

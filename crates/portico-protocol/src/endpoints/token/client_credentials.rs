@@ -25,7 +25,8 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         (true, None) => return Err(oauth!(InvalidRequest, "organization is required for this product")),
         (true, Some(reference)) => crate::tenants::find(p, &config, reference, now),
     };
-    // From memory while no client grant changed (a revocation counts for the next request).
+    // On SQLite from memory while no client grant changed: `portico_store::grant_cache` says
+    // what counts as a change, and when it counts.
     let grants = p.store.client_grants_for(&client.id, &product.slug).await?;
     // Invariant 3 holds for clients too: no grant, no token (not even a token without roles).
     // An organization that does not exist meets the same refusal as one the grant does not cover.
