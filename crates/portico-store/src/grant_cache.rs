@@ -124,6 +124,40 @@ mod tests {
         assert!(cache.get("bot", "reports").is_none());
     }
 
+    /// Every statement that writes `grants` sits in a function that tells the cache: `put_grant`
+    /// and `revoke_grant` (grants.rs) and `apply_config`'s tenant removal (config.rs). A new
+    /// writer elsewhere must do the same, and then be added here.
+    #[test]
+    fn grants_are_written_only_where_the_cache_is_told() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut writers = Vec::new();
+        let mut dirs = vec![crates.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() && !path.ends_with("migrations") && !path.ends_with("tests") {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("grant_cache.rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for verb in ["INSERT INTO grants", "UPDATE grants", "DELETE FROM grants", "REPLACE INTO grants"] {
+                        let found = text.matches(verb).count();
+                        if found > 0 {
+                            let name = path.strip_prefix(crates).unwrap().display().to_string();
+                            writers.push((name, verb, found));
+                        }
+                    }
+                }
+            }
+        }
+        writers.sort();
+        let expected = [
+            ("portico-store/src/config.rs".to_owned(), "UPDATE grants", 1),
+            ("portico-store/src/grants.rs".to_owned(), "INSERT INTO grants", 1),
+            ("portico-store/src/grants.rs".to_owned(), "UPDATE grants", 1),
+        ];
+        assert_eq!(writers, expected);
+    }
+
     #[test]
     fn the_cache_starts_over_past_its_bound() {
         let cache = ClientGrants::default();
