@@ -17,10 +17,9 @@
 //! node forgetting them on it, and whenever its listener reconnects).
 //!
 //! What an entry holds are the rows: expiry and tenant coverage are still judged per request.
-//! An entry is good only for the generation it was read under. A reader takes the generation
-//! before it reads the store, and a commit of this process moves it after the rows are
-//! committed; a read that overlapped such a commit is never used, because its generation has
-//! passed.
+//! A reader takes the generation before it reads the store; forgetting (after a commit) empties
+//! the cache and moves the generation, both under the lock that holding a read takes too, so a
+//! read that overlapped a commit is dropped instead of held.
 
 use crate::{Result, Store};
 use portico_model::{ClientId, Grant, Grantee, ProductSlug};
@@ -40,32 +39,33 @@ pub(crate) struct ClientGrants {
 
 #[derive(Debug, Default)]
 struct Held {
-    /// client → product → (generation read under, the rows).
-    by_client: HashMap<Box<str>, HashMap<Box<str>, (u64, Arc<[Grant]>)>>,
+    /// client → product → the rows (nested, so a lookup by two `&str` allocates nothing).
+    by_client: HashMap<Box<str>, HashMap<Box<str>, Arc<[Grant]>>>,
     len: usize,
 }
 
 impl ClientGrants {
     fn get(&self, client: &str, product: &str) -> Option<Arc<[Grant]>> {
-        let now = self.generation.load(Ordering::Acquire);
         let held = self.held.lock().expect("client grants lock");
-        match held.by_client.get(client)?.get(product)? {
-            (generation, grants) if *generation == now => Some(grants.clone()),
-            _ => None,
-        }
+        held.by_client.get(client)?.get(product).cloned()
+    }
+
+    /// The generation a read about to start is held under ([`ClientGrants::put`]).
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn put(&self, client: &str, product: &str, read_under: u64, grants: Arc<[Grant]>) {
         let mut held = self.held.lock().expect("client grants lock");
         // Checked under the lock that `forget` takes too: a read that a commit overtook is dropped.
-        if read_under != self.generation.load(Ordering::Acquire) {
+        if read_under != self.generation() {
             return;
         }
         if held.len >= MAX_ENTRIES {
             *held = Held::default();
         }
         let products = held.by_client.entry(client.into()).or_default();
-        let fresh = products.insert(product.into(), (read_under, grants)).is_none();
+        let fresh = products.insert(product.into(), grants).is_none();
         held.len += usize::from(fresh);
     }
 
@@ -81,15 +81,15 @@ impl Store {
     /// SQLite from memory while no client grant has changed since (the module's text says what
     /// counts as a change).
     pub async fn client_grants_for(&self, client: &ClientId, product: &ProductSlug) -> Result<Arc<[Grant]>> {
-        if !matches!(self.backend, crate::Backend::Sqlite(_)) {
-            return Ok(self.grants_for(&Grantee::Client(client.clone()), product).await?.into());
-        }
-        if let Some(grants) = self.client_grants.get(client.as_str(), product.as_str()) {
+        let held = matches!(self.backend, crate::Backend::Sqlite(_));
+        if held && let Some(grants) = self.client_grants.get(client.as_str(), product.as_str()) {
             return Ok(grants);
         }
-        let read_under = self.client_grants.generation.load(Ordering::Acquire);
+        let read_under = self.client_grants.generation();
         let grants: Arc<[Grant]> = self.grants_for(&Grantee::Client(client.clone()), product).await?.into();
-        self.client_grants.put(client.as_str(), product.as_str(), read_under, grants.clone());
+        if held {
+            self.client_grants.put(client.as_str(), product.as_str(), read_under, grants.clone());
+        }
         Ok(grants)
     }
 
@@ -112,12 +112,12 @@ mod tests {
     #[test]
     fn a_read_overtaken_by_a_commit_is_not_held() {
         let cache = ClientGrants::default();
-        let read_under = cache.generation.load(Ordering::Acquire);
+        let read_under = cache.generation();
         cache.forget(); // a commit lands while the read is on its way
         cache.put("bot", "reports", read_under, grants());
         assert!(cache.get("bot", "reports").is_none());
         // A read under the current generation is held, for its own pair only.
-        cache.put("bot", "reports", cache.generation.load(Ordering::Acquire), grants());
+        cache.put("bot", "reports", cache.generation(), grants());
         assert!(cache.get("bot", "reports").is_some());
         assert!(cache.get("bot", "billing").is_none() && cache.get("feed", "reports").is_none());
         cache.forget();

@@ -138,21 +138,8 @@ async fn a_tenant_service_token_is_live_until_its_grant_is_revoked(s: &TestServe
     assert_eq!(introspect(s, &one).await["active"], true);
     assert_eq!(introspect(s, &every).await["active"], true);
     // Revoking the tenant's client grant ends its token at once; the other client's stays.
-    let bot = portico_model::Grantee::Client(portico_model::ClientId::new("reports-bot"));
     let acme = s.running.provider.config().tenant_by_ref("acme").unwrap().id.clone();
-    let mut tx = s.store().write().await.unwrap();
-    let scope = portico_model::GrantScope::One(acme);
-    tx.revoke_grant(
-        &bot,
-        &portico_model::ProductSlug::new("reports"),
-        &scope,
-        "test",
-        portico_testkit::now(),
-        &|_: &str| true,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    change_grant(s.store(), "reports-bot", &acme, false).await;
     assert_eq!(introspect(s, &one).await["active"], false);
     assert_eq!(cc(s, "reports-bot", BOT_SECRET, &[("organization", "acme")]).await.0, 400);
     assert_eq!(introspect(s, &every).await["active"], true);

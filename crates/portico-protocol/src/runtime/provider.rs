@@ -146,31 +146,24 @@ impl Provider {
 
     /// Rebuilds the caches from the store.
     pub async fn reload(&self) -> Result<(), ProviderError> {
+        // First, so a reload that fails part way has still forgotten them: the version may have
+        // moved for a client grant another process changed.
+        self.store.forget_client_grants();
         let docs = self.store.load_config().await?;
         let rows = self.store.list_keys().await?;
         let ring = KeyRing::load(&rows, &self.kek)?;
         *self.config.write().expect("config lock") = Arc::new(Snapshot::build(docs, &self.issuer));
         *self.keys.write().expect("keys lock") = Arc::new(ring);
-        // The version moved, maybe for a client grant another process changed: the ones held
-        // in memory are read again.
-        self.store.forget_client_grants();
         Ok(())
     }
 
     /// Reloads when another process (a second node, the CLI) changed the configuration or keys.
-    /// The client grants held in memory are forgotten as soon as the version is seen to move,
-    /// and whenever it cannot be read or the reload fails: they are never trusted past a change
-    /// this process could not take in.
+    /// The client grants held in memory are forgotten when the version moved ([`Provider::reload`])
+    /// and when it cannot be read: they are never trusted past a change this process could not
+    /// take in.
     pub async fn reload_if_changed(&self) -> Result<bool, ProviderError> {
-        let changed = match self.store.config_version().await {
-            Ok(version) => version != self.config().version,
-            Err(e) => {
-                self.store.forget_client_grants();
-                return Err(e.into());
-            }
-        };
-        if changed {
-            self.store.forget_client_grants();
+        let version = self.store.config_version().await.inspect_err(|_| self.store.forget_client_grants())?;
+        if version != self.config().version {
             self.reload().await?;
             return Ok(true);
         }
