@@ -67,11 +67,17 @@ impl Store {
 pub(crate) const BUMP_CONFIG_VERSION: &str = "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'config_version'";
 
 impl Tx<'_> {
+    /// Moves `config_version` in this transaction (see [`BUMP_CONFIG_VERSION`]).
+    pub(crate) async fn bump_config_version(&mut self) -> Result<()> {
+        on_tx!(self, t => sqlx::query(BUMP_CONFIG_VERSION).execute(&mut **t).await.map(|_| ()))?;
+        Ok(())
+    }
+
     /// Applies configuration changes and bumps `config_version`: with the caller's audit events,
     /// everything commits or nothing. Call it first in its transaction: it takes the write lock
     /// before anything else, so concurrent appliers serialize instead of deadlocking.
     pub async fn apply_config(&mut self, changes: &[ConfigChange], now: i64) -> Result<()> {
-        on_tx!(self, t => sqlx::query(BUMP_CONFIG_VERSION).execute(&mut **t).await.map(|_| ()))?;
+        self.bump_config_version().await?;
         // Configuration can end client grants (a removed tenant takes its grants along): the
         // ones held in memory are forgotten when this commits.
         self.client_grants_changed = true;

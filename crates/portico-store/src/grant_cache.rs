@@ -10,7 +10,8 @@
 //!   `grant` commands change users' grants): its transaction moves `config_version`, and the
 //!   once-a-second reload that picks up the rest of that change (a removed client or tenant, a
 //!   new secret) forgets them ([`Store::forget_client_grants`]), so the grants are never older
-//!   than the configuration they are judged with.
+//!   than the configuration they are judged with. That poll runs about once a second, after
+//!   the upkeep's sweep of expired rows when one is due (every minute).
 //!
 //! On PostgreSQL nothing is held: several nodes share the database, and a revocation on one must
 //! count on the others at once. Holding them there waits for a cross-node notification (each
@@ -45,8 +46,15 @@ struct Held {
 }
 
 impl ClientGrants {
+    /// The held rows. A panic while they were held leaves nothing half-done (each change is one
+    /// map operation), and `forget` runs in a drop guard, where a second panic would abort: so a
+    /// poisoned lock is taken over, not unwrapped.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn get(&self, client: &str, product: &str) -> Option<Arc<[Grant]>> {
-        let held = self.held.lock().expect("client grants lock");
+        let held = self.lock();
         held.by_client.get(client)?.get(product).cloned()
     }
 
@@ -56,7 +64,7 @@ impl ClientGrants {
     }
 
     fn put(&self, client: &str, product: &str, read_under: u64, grants: Arc<[Grant]>) {
-        let mut held = self.held.lock().expect("client grants lock");
+        let mut held = self.lock();
         // Checked under the lock that `forget` takes too: a read that a commit overtook is dropped.
         if read_under != self.generation() {
             return;
@@ -70,7 +78,7 @@ impl ClientGrants {
     }
 
     pub(crate) fn forget(&self) {
-        let mut held = self.held.lock().expect("client grants lock");
+        let mut held = self.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         *held = Held::default();
     }

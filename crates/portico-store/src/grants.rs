@@ -55,12 +55,12 @@ impl Store {
 }
 
 impl Tx<'_> {
-    /// Before a change to `grantee`'s grants: a client's are held in memory by every process
-    /// (`grant_cache`), so its change moves `config_version` (once per transaction), which other
-    /// processes poll, and this process forgets them when it commits.
+    /// Before a change to `grantee`'s grants: a client's are held in memory by a server on
+    /// SQLite (`grant_cache`), so its change moves `config_version` (once per transaction), which
+    /// other processes poll, and this process forgets them when it commits.
     async fn client_grant_changes(&mut self, grantee: &Grantee) -> Result<()> {
         if matches!(grantee, Grantee::Client(_)) && !self.client_grants_changed {
-            on_tx!(self, t => sqlx::query(crate::config::BUMP_CONFIG_VERSION).execute(&mut **t).await.map(|_| ()))?;
+            self.bump_config_version().await?;
             self.client_grants_changed = true;
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! The fields of a span as a JSON object, written straight into the span's buffer.
+//! The fields of a span as a JSON object, built in one buffer and handed to the span whole.
 //!
 //! With JSON logs, tracing-subscriber formats a span's fields when the span is made and keeps the
 //! text, to copy into every line logged inside it. Its own formatter (`JsonFields`) builds a map of
