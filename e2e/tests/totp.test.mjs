@@ -114,7 +114,7 @@ test('a product that requires two-step verification leads through setting it up'
   await page.goto(`${dev.base}/`);
   await page.getByRole('link', { name: 'Sign in to Payments' }).click();
   await page.waitForURL(/\/login\/second-factor/);
-  assert.match(await page.locator('main').textContent(), /requires two-step verification/);
+  assert.match(await page.locator('main').textContent(), /asks for two-step verification/);
   await page.screenshot({ path: `${shots}/18-mfa-required-setup.png`, fullPage: true });
   const secret = (await page.locator('#secret').textContent()).trim();
   await page.fill('input[name=code]', totp(secret, step()));

@@ -82,6 +82,18 @@ pub enum ClientKind {
     Public,
 }
 
+/// What kind of application a client is (OpenID Connect Dynamic Client Registration §2,
+/// `application_type`): a web application, or a native app on a device (RFC 8252), whose
+/// redirects come back through the loopback interface, a private-use URI scheme or a claimed
+/// `https` URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplicationType {
+    #[default]
+    Web,
+    Native,
+}
+
 /// RFC 6749 grant types a client may be allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GrantType {
@@ -181,6 +193,11 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     pub first_party: bool,
     pub signing_alg: SigningAlg,
+    #[serde(default)]
+    pub application_type: ApplicationType,
+    /// RFC 9126 §6: its authorization requests must be pushed (`/oauth2/par`) first.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl Client {
@@ -190,9 +207,14 @@ impl Client {
     pub fn is_public(&self) -> bool {
         self.kind == ClientKind::Public
     }
-    /// The exactly-registered redirect URI equal to `presented`, if any.
+    /// The registered redirect URI `presented` names, if any: exactly equal, character for
+    /// character — except that a native app's loopback IP redirect takes any port (RFC 8252 §7.3;
+    /// RFC 9700 §4.1.3 makes it the one exception to exact matching).
     pub fn registered_redirect(&self, presented: &str) -> Option<&RedirectUri> {
-        self.redirect_uris.iter().find(|r| r.is_exactly(presented))
+        let native = self.application_type == ApplicationType::Native;
+        self.redirect_uris
+            .iter()
+            .find(|r| r.is_exactly(presented) || (native && r.matches_loopback_any_port(presented)))
     }
 }
 
@@ -392,5 +414,65 @@ mod tests {
         assert_eq!(Subject::of_claim("ops-bot").actor(), "client:ops-bot");
         assert_eq!(Subject::of_claim("usr_abc").actor(), "usr_abc");
         assert!(crate::spec::RESERVED_ID_PREFIXES.contains(&USER_ID_PREFIX));
+    }
+
+    fn app(kind: ApplicationType, uris: &[&str]) -> Client {
+        Client {
+            application_type: kind,
+            redirect_uris: uris.iter().map(|u| RedirectUri::parse(u).unwrap()).collect(),
+            ..crate::policy::tests::client("crm", &[])
+        }
+    }
+
+    #[test]
+    fn a_native_apps_loopback_redirect_takes_any_port_and_nothing_else_moves() {
+        let native = app(
+            ApplicationType::Native,
+            &["http://127.0.0.1/cb", "http://[::1]/cb?x=1", "com.example.app:/oauth2redirect"],
+        );
+        for good in [
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:1/cb",
+            "http://127.0.0.1:51004/cb",
+            "http://127.0.0.1:65535/cb",
+            "http://[::1]:8000/cb?x=1",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert!(native.registered_redirect(good).is_some(), "{good}");
+        }
+        for bad in [
+            // Off by one character anywhere but the port.
+            "http://127.0.0.1:51004/cb/",
+            "http://127.0.0.1:51004/c",
+            "http://127.0.0.1:51004/cb?",
+            "http://127.0.0.1:51004/cb#x",
+            "http://127.0.0.1:51004/CB",
+            "https://127.0.0.1:51004/cb",
+            "HTTP://127.0.0.1:51004/cb",
+            "http://127.0.0.2:51004/cb",
+            "http://127.0.0.1.evil.test/cb",
+            "http://127.0.0.1@evil.test/cb",
+            "http://127.0.0.1:51004@evil.test/cb",
+            "http://localhost:51004/cb",
+            "http://[::1]:8000/cb",
+            "http://[::1]:8000/cb?x=2",
+            "http://127.0.0.1:8000/cb?x=1",
+            // A port that is no port, or another spelling of one.
+            "http://127.0.0.1:/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:080/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:123456/cb",
+            "http://127.0.0.1:+80/cb",
+            "com.example.app:/oauth2redirect/",
+            "com.example.app://oauth2redirect",
+        ] {
+            assert!(native.registered_redirect(bad).is_none(), "{bad}");
+        }
+        // A web application's loopback redirect is exact, port and all.
+        let web = app(ApplicationType::Web, &["http://127.0.0.1:9/cb"]);
+        assert!(web.registered_redirect("http://127.0.0.1:9/cb").is_some());
+        assert!(web.registered_redirect("http://127.0.0.1:10/cb").is_none());
+        assert!(web.registered_redirect("http://127.0.0.1/cb").is_none());
     }
 }

@@ -44,7 +44,7 @@ pub struct MintFacts<'a> {
     /// When and how the user signed in (the session's, the code's, the subject token's).
     pub auth_time: i64,
     pub amr: &'a [String],
-    /// This request asked for the multi-factor level (`acr_values`).
+    /// This request's `acr` preference is met only by a second factor the session lacks: step up.
     pub acr_mfa_requested: bool,
     /// The scope the token will carry, and what the user consented to for (client, product).
     pub scope: &'a str,

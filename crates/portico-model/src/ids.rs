@@ -93,6 +93,46 @@ impl RedirectUri {
     pub fn is_exactly(&self, presented: &str) -> bool {
         self.0 == presented
     }
+    /// Whether this is a loopback IP redirect (RFC 8252 §7.3): `http`, and the host exactly
+    /// `127.0.0.1` or `[::1]`. `localhost` is not one (§8.3).
+    pub fn is_loopback_ip(&self) -> bool {
+        loopback_parts(&self.0).is_some()
+    }
+    /// RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time
+    /// of the request for loopback IP redirect URIs". Everything but the port is compared
+    /// character for character; the port, when present, is 1 to 65535 in plain digits. For native
+    /// clients only: [`crate::Client::registered_redirect`] decides.
+    pub fn matches_loopback_any_port(&self, presented: &str) -> bool {
+        match (loopback_parts(&self.0), loopback_parts(presented)) {
+            (Some((host, _, rest)), Some((p_host, _, p_rest))) => host == p_host && rest == p_rest,
+            _ => false,
+        }
+    }
+}
+
+/// A loopback IP redirect split into its host prefix, its port and the rest (path, query), without
+/// any normalization: `http://127.0.0.1:51004/cb` → (`http://127.0.0.1`, Some(51004), `/cb`).
+fn loopback_parts(uri: &str) -> Option<(&'static str, Option<u16>, &str)> {
+    let host = ["http://127.0.0.1", "http://[::1]"].into_iter().find(|h| uri.starts_with(h))?;
+    let after = &uri[host.len()..];
+    let (port, rest) = match after.strip_prefix(':') {
+        None => (None, after),
+        Some(p) => {
+            let digits = p.bytes().take_while(u8::is_ascii_digit).count();
+            // No empty port, no leading zero (`:080` names port 80 in another spelling).
+            if digits == 0 || digits > 5 || p.starts_with('0') {
+                return None;
+            }
+            let port: u16 = p[..digits].parse().ok()?;
+            (Some(port), &p[digits..])
+        }
+    };
+    // The host ends here: what follows is the path or the query, never more authority
+    // (`http://127.0.0.1.evil.test`, `http://127.0.0.1@evil.test`).
+    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+        return None;
+    }
+    Some((host, port, rest))
 }
 
 impl fmt::Display for RedirectUri {

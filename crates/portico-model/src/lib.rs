@@ -12,7 +12,7 @@ pub mod scope;
 pub mod secret;
 pub mod spec;
 
-pub use amr::{Acr, Amr};
+pub use amr::{Acr, AcrOutcome, AcrRequest, Amr};
 pub use claims::{AccessClaims, Actor};
 pub use concepts::*;
 pub use gate::{MintFacts, Refusal, admit};

@@ -185,6 +185,8 @@ pub(crate) mod tests {
             backchannel_logout_uri: None,
             first_party: true,
             signing_alg: SigningAlg::EdDSA,
+            application_type: crate::ApplicationType::Web,
+            require_pushed_authorization_requests: false,
         }
     }
 

@@ -20,7 +20,7 @@ pub struct Mint<'a> {
     /// Whether the session the token comes from is still live.
     pub session_live: bool,
     pub auth: &'a AuthInfo,
-    /// This request asked for the multi-factor level (`acr_values`).
+    /// This request's `acr` preference is met only by a second factor the session lacks: step up.
     pub acr_mfa_requested: bool,
     pub scope: &'a str,
 }

@@ -58,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
         .route("/oauth2/authorize/resume", get(oauth::authorize_resume))
         .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/par", post(oauth::push_authorization_request))
         .route("/oauth2/handoff", post(oauth::handoff))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

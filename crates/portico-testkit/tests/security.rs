@@ -379,7 +379,7 @@ async fn a_sign_in_answered_after_a_logout_starts_nothing(s: &TestServer) {
         if prompt == "none" {
             params.push(("prompt".into(), "none".into()));
         }
-        let req = authorize::validate(p, &params, now).expect("valid");
+        let req = authorize::validate(p, &params, false, now).expect("valid");
         match (prompt, authorize::decide(p, req, Some(&session), &Origin::default(), now).await) {
             ("login_form", Ok(AuthorizeOutcome::ShowLogin(_))) => {}
             ("none", Ok(AuthorizeOutcome::Respond(r))) => {

@@ -136,8 +136,54 @@ fn a_redirect_uri_that_runs_or_embeds_content_is_refused() {
         let e = err(&suite(bad));
         assert!(e.contains("field redirect_uris") && e.contains("must not use the"), "{bad}: {e}");
     }
-    // A native app's private-use scheme (RFC 8252 §7.1) and loopback stay allowed.
-    for good in ["com.example.app:/oauth2redirect", "http://127.0.0.1:7000/cb", "https://app.example.test/cb"] {
+    for good in ["http://127.0.0.1:7000/cb", "https://app.example.test/cb"] {
         assert!(Suite::parse("suite.toml", &suite(good), &HashSet::new()).is_ok(), "{good}");
     }
+    // A private-use scheme reaches a native app only (RFC 8252 §7.1).
+    let e = err(&suite("com.example.app:/oauth2redirect"));
+    assert!(e.contains("field redirect_uris") && e.contains("application_type = \"native\""), "{e}");
+}
+
+/// A native app's client entry with these `redirect_uris` and extra lines.
+fn native(uris: &str, extra: &str) -> String {
+    format!(
+        "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n[[client]]\nid = \"app\"\nproduct = \"crm\"\napplication_type = \"native\"\nredirect_uris = [{uris}]\n{extra}"
+    )
+}
+
+#[test]
+fn a_native_app_registers_loopback_private_use_and_claimed_https_redirects() {
+    let good = native(
+        r#""http://127.0.0.1/cb", "http://[::1]/cb", "http://127.0.0.1:7000/cb", "com.example.app:/oauth2redirect", "https://app.example.test/cb""#,
+        "kind = \"public\"\n",
+    );
+    assert!(Suite::parse("suite.toml", &good, &HashSet::new()).is_ok());
+}
+
+#[test]
+fn a_native_app_with_a_secret_localhost_or_cleartext_redirect_is_refused() {
+    let public = "kind = \"public\"\n";
+    for (uri, says) in [
+        ("http://localhost/cb", "localhost"),
+        ("http://localhost:7000/cb", "localhost"),
+        ("https://localhost/cb", "localhost"),
+        ("http://app.localhost/cb", "localhost"),
+        ("http://app.example.test/cb", "not the loopback interface"),
+        ("http://127.0.0.2/cb", "not the loopback interface"),
+        ("myapp:/cb", "reverse domain name"),
+        ("javascript:alert(1)//", "must not use the"),
+    ] {
+        let e = err(&native(&format!("{uri:?}"), public));
+        assert!(
+            e.starts_with("suite.toml:5:") && e.contains("field redirect_uris") && e.contains(says),
+            "{uri}: {e}"
+        );
+    }
+    let e = err(&native(
+        "\"http://127.0.0.1/cb\"",
+        "kind = \"confidential\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+    ));
+    assert!(e.contains("field kind") && e.contains("RFC 8252 §8.5"), "{e}");
+    let e = err(&native("\"http://127.0.0.1/cb\"", "kind = \"public\"\n").replace("\"native\"", "\"desktop\""));
+    assert!(e.contains("desktop") && e.contains("native"), "{e}");
 }

@@ -244,7 +244,7 @@ async fn a_product_requiring_mfa_leads_through_setup_and_step_up(s: &TestServer)
         panic!("Billing gave a code without a second factor")
     };
     assert!(
-        page.contains("requires two-step verification") && page.contains("data:image/svg+xml;base64,"),
+        page.contains("asks for two-step verification") && page.contains("data:image/svg+xml;base64,"),
         "{page}"
     );
     let secret = page.split("<code id=\"secret\">").nth(1).and_then(|x| x.split('<').next()).unwrap().to_owned();
@@ -341,21 +341,117 @@ async fn acr_values_asks_for_a_second_factor_for_one_request(s: &TestServer) {
     let loc = follow_to_client(&mut a, s, &loc.unwrap()).await;
     let t = crate::tenancy::redeem(s, "crm-web", CRM_SECRET, &loc, &verifier).await;
     assert_eq!(decode_payload(t["id_token"].as_str().unwrap())["acr"], "urn:portico:acr:mfa");
-    // Silently, the same request cannot be met by a session without the factor.
+    // Silently, a voluntary preference a session cannot meet is no error (OIDC Core §5.5.1):
+    // the code's `acr` says what the session did reach.
     let mut b = Browser::new();
     tokens(&mut b, s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
-    let (step, _) = crate::tenancy::start(
-        &mut b,
-        s,
-        "crm-web",
-        &[("organization", "acme"), ("acr_values", "urn:portico:acr:mfa"), ("prompt", "none")],
-        "-",
-    )
-    .await;
-    let crate::tenancy::Step::AtClient(loc) = step else { panic!() };
-    assert_eq!(query_param(&loc, "error").as_deref(), Some("interaction_required"));
+    let silent = [("organization", "acme"), ("acr_values", "urn:portico:acr:mfa"), ("prompt", "none")];
+    assert_eq!(acr_of(&mut b, s, &silent).await, "urn:portico:acr:pwd");
+    // Made essential by the `claims` parameter, it needs the user: interaction_required.
+    let essential = r#"{"id_token":{"acr":{"essential":true,"values":["urn:portico:acr:mfa"]}}}"#;
+    let silent = [("organization", "acme"), ("claims", essential), ("prompt", "none")];
+    assert_eq!(at_client(&mut b, s, &silent).await.1.as_deref(), Some("interaction_required"));
 }
 both_stores!(acr_values_asks_for_a_second_factor_for_one_request, &MFA);
+
+/// Runs an authorization for crm-web in `b`'s session that must come back to the client; returns
+/// the redirect and its `error`, if any.
+async fn at_client(b: &mut Browser, s: &TestServer, extra: &[(&str, &str)]) -> (String, Option<String>) {
+    let (step, _) = crate::tenancy::start(b, s, "crm-web", extra, "-").await;
+    let crate::tenancy::Step::AtClient(loc) = step else {
+        panic!("a page for {extra:?}")
+    };
+    let error = query_param(&loc, "error");
+    (loc, error)
+}
+
+/// The `acr` of the ID token an authorization in `b`'s session gets, with no page on the way.
+async fn acr_of(b: &mut Browser, s: &TestServer, extra: &[(&str, &str)]) -> String {
+    let (step, verifier) = crate::tenancy::start(b, s, "crm-web", extra, "-").await;
+    let crate::tenancy::Step::AtClient(loc) = step else {
+        panic!("a page for {extra:?}")
+    };
+    assert_eq!(query_param(&loc, "error"), None, "{extra:?}: {loc}");
+    let t = crate::tenancy::redeem(s, "crm-web", CRM_SECRET, &loc, &verifier).await;
+    let id = decode_payload(t["id_token"].as_str().unwrap());
+    // Access and ID tokens say the same.
+    assert_eq!(decode_payload(t["access_token"].as_str().unwrap())["acr"], id["acr"]);
+    id["acr"].as_str().unwrap().to_owned()
+}
+
+async fn acr_values_is_a_preference_the_first_value_the_session_meets_wins(s: &TestServer) {
+    const PWD: &str = "urn:portico:acr:pwd";
+    const MFA_ACR: &str = "urn:portico:acr:mfa";
+    // Bob signs in with a password and has no second factor.
+    let mut b = Browser::new();
+    tokens(&mut b, s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
+    for listed in [format!("{PWD} {MFA_ACR}"), format!("{MFA_ACR} {PWD}"), format!("urn:other:gold {PWD}")] {
+        // No step-up, no page saying the application requires one: pwd is acceptable.
+        assert_eq!(acr_of(&mut b, s, &[("organization", "acme"), ("acr_values", &listed)]).await, PWD, "{listed}");
+    }
+    // Unknown values only: a voluntary request nobody can meet is no request.
+    assert_eq!(acr_of(&mut b, s, &[("organization", "acme"), ("acr_values", "urn:other:gold")]).await, PWD);
+    // Only the MFA level listed: step up.
+    let (step, _) = crate::tenancy::start(&mut b, s, "crm-web", &[("organization", "acme"), ("acr_values", MFA_ACR)], "-").await;
+    let crate::tenancy::Step::Page(page) = step else {
+        panic!("no step-up when no listed value is met")
+    };
+    assert!(page.contains("asks for two-step verification") && !page.contains("requires"), "{page}");
+
+    // Ada signs in with a second factor: the first listed value she meets is the one named.
+    let mut a = Browser::new();
+    tokens(&mut a, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let (app, step, _) = enrol(&mut Browser::new(), s).await;
+    let (first, _) = crate::tenancy::start(&mut a, s, "crm-web", &[("organization", "acme"), ("acr_values", MFA_ACR)], "-").await;
+    let crate::tenancy::Step::Page(page) = first else {
+        panic!("no second-factor step")
+    };
+    let req = hidden(&page, "req").unwrap();
+    let code = code_at(&app, (step + 1) * 30);
+    let (status, loc, _) = submit(&mut a, s, &page, "/login/second-factor", &[("req", &req), ("code", &code)]).await;
+    assert_eq!(status, 303);
+    follow_to_client(&mut a, s, &loc.unwrap()).await;
+    assert_eq!(
+        acr_of(&mut a, s, &[("organization", "acme"), ("acr_values", &format!("{MFA_ACR} {PWD}"))]).await,
+        MFA_ACR
+    );
+    assert_eq!(
+        acr_of(&mut a, s, &[("organization", "acme"), ("acr_values", &format!("{PWD} {MFA_ACR}"))]).await,
+        PWD
+    );
+    assert_eq!(
+        acr_of(&mut a, s, &[("organization", "acme")]).await,
+        MFA_ACR,
+        "nothing asked: the session's level"
+    );
+    // The `claims` parameter names the values itself, over acr_values.
+    let claims = format!(r#"{{"id_token":{{"acr":{{"essential":true,"values":["{MFA_ACR}"]}}}}}}"#);
+    let extra = [("organization", "acme"), ("acr_values", PWD), ("claims", claims.as_str())];
+    assert_eq!(acr_of(&mut a, s, &extra).await, MFA_ACR);
+}
+both_stores!(acr_values_is_a_preference_the_first_value_the_session_meets_wins, &MFA);
+
+async fn an_essential_acr_nobody_can_meet_or_a_malformed_claims_parameter_is_refused(s: &TestServer) {
+    let mut b = Browser::new();
+    tokens(&mut b, s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
+    for (claims, error) in [
+        (r#"{"id_token":{"acr":{"essential":true,"values":["urn:other:gold"]}}}"#, "access_denied"),
+        (r#"{"userinfo":{"acr":{"essential":true,"value":"urn:other:gold"}}}"#, "access_denied"),
+        ("not json", "invalid_request"),
+        ("[1]", "invalid_request"),
+        (r#"{"id_token":{"acr":"urn:portico:acr:mfa"}}"#, "invalid_request"),
+        (r#"{"id_token":{"acr":{"values":"urn:portico:acr:mfa"}}}"#, "invalid_request"),
+        (r#"{"id_token":{"acr":{"value":"a","values":["b"]}}}"#, "invalid_request"),
+    ] {
+        let (loc, got) = at_client(&mut b, s, &[("organization", "acme"), ("claims", claims)]).await;
+        assert_eq!(got.as_deref(), Some(error), "{claims}: {loc}");
+        assert_eq!(query_param(&loc, "code"), None);
+    }
+    // Other members are voluntary requests Portico may leave out: no error.
+    let other = r#"{"userinfo":{"email":{"essential":true}},"id_token":{"acr":null}}"#;
+    assert_eq!(acr_of(&mut b, s, &[("organization", "acme"), ("claims", other)]).await, "urn:portico:acr:pwd");
+}
+both_stores!(an_essential_acr_nobody_can_meet_or_a_malformed_claims_parameter_is_refused, &MFA);
 
 async fn a_session_alone_cannot_replace_the_authenticator(s: &TestServer) {
     // A session signed in with the password only, from before the authenticator existed (as a

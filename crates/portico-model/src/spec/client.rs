@@ -1,7 +1,7 @@
 //! A client's definition and its rules.
 
 use super::{FieldError, RESERVED_ID_PREFIXES};
-use crate::{AuthMethod, Client, ClientId, ClientKind, GrantType, ProductSlug, RedirectUri, Secret, SigningAlg};
+use crate::{ApplicationType, AuthMethod, Client, ClientId, ClientKind, GrantType, ProductSlug, RedirectUri, Secret, SigningAlg};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -27,6 +27,12 @@ pub struct ClientSpec {
     #[serde(default)]
     pub first_party: bool,
     pub signing_alg: Option<String>,
+    /// `web` (the default) or `native` (RFC 8252).
+    #[serde(default)]
+    pub application_type: ApplicationType,
+    /// RFC 9126 §6: authorization requests only through `/oauth2/par`.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// The shortest secret a confidential client may have.
@@ -57,20 +63,25 @@ impl ClientSpec {
         };
         self.check_logout_uri()?;
         self.check_web_origins()?;
+        let redirect_uris = uris("redirect_uris", &self.redirect_uris)?;
+        let post_logout_redirect_uris = uris("post_logout_redirect_uris", &self.post_logout_redirect_uris)?;
+        self.check_application_type()?;
         let client = Client {
             id: ClientId::new(&self.id),
             product: ProductSlug::new(&self.product),
             kind: self.kind,
             name: self.name.clone().unwrap_or_else(|| self.id.clone()),
             auth_method,
-            redirect_uris: uris("redirect_uris", &self.redirect_uris)?,
-            post_logout_redirect_uris: uris("post_logout_redirect_uris", &self.post_logout_redirect_uris)?,
+            redirect_uris,
+            post_logout_redirect_uris,
             web_origins: self.web_origins.clone(),
             grant_types,
             resources: self.resources.iter().map(ProductSlug::new).collect(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             first_party: self.first_party,
             signing_alg,
+            application_type: self.application_type,
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
         };
         Ok((client, secret))
     }
@@ -149,6 +160,44 @@ impl ClientSpec {
         }
     }
 
+    /// The redirect URIs (each already parsed) an application of its type can receive a
+    /// response at. A web
+    /// application's are `http(s)`. A native app (RFC 8252 §7) is a public client (§8.5: a secret
+    /// shipped in an app is no secret; PKCE is required of every public client) and its redirects
+    /// are one of:
+    /// - a loopback IP redirect, `http://127.0.0.1/…` or `http://[::1]/…`, best without a port:
+    ///   any port is accepted at request time (§7.3);
+    /// - a private-use URI scheme named after a domain the app's owner controls, in reverse order
+    ///   (`com.example.app:/oauth2redirect`, §7.1);
+    /// - a claimed `https` URL (§7.2).
+    ///
+    /// `localhost` is refused (§8.3: "NOT RECOMMENDED"): it is a name, which may resolve to another
+    /// interface or be overridden, and a listener on it may not be the app's. `http` to any other
+    /// host is refused too: the response carries a code in the clear.
+    fn check_application_type(&self) -> Result<(), FieldError> {
+        let native = self.application_type == ApplicationType::Native;
+        if native && self.kind == ClientKind::Confidential {
+            return Err(FieldError::new(
+                "kind",
+                "a native app cannot keep a secret (RFC 8252 §8.5): register it as kind = \"public\"",
+            ));
+        }
+        for field in ["redirect_uris", "post_logout_redirect_uris"] {
+            let list = if field == "redirect_uris" {
+                &self.redirect_uris
+            } else {
+                &self.post_logout_redirect_uris
+            };
+            for u in list {
+                let why = if native { native_redirect_problem(u) } else { web_redirect_problem(u) };
+                if let Some(why) = why {
+                    return Err(FieldError::new(field, format!("{u:?} {why}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// An origin exactly as browsers serialize it (`https://app.example.test`, a port when not
     /// the default, no path or trailing slash): web messages go to it verbatim.
     fn check_web_origins(&self) -> Result<(), FieldError> {
@@ -170,4 +219,31 @@ fn uris(field: &'static str, list: &[String]) -> Result<Vec<RedirectUri>, FieldE
     list.iter()
         .map(|u| RedirectUri::parse(u).map_err(|m| FieldError::new(field, format!("{u:?} {m}"))))
         .collect()
+}
+
+/// Why a web application cannot use `uri` as a redirect, if it cannot.
+fn web_redirect_problem(uri: &str) -> Option<&'static str> {
+    let url = url::Url::parse(uri).ok()?;
+    (!matches!(url.scheme(), "https" | "http"))
+        .then_some("is a private-use URI scheme, which only a native app receives: set application_type = \"native\" (RFC 8252 §7.1)")
+}
+
+/// Why a native app cannot use `uri` as a redirect (RFC 8252 §7, §8.3), if it cannot.
+fn native_redirect_problem(uri: &str) -> Option<&'static str> {
+    let url = url::Url::parse(uri).ok()?;
+    let localhost = url
+        .host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || h.to_ascii_lowercase().ends_with(".localhost"));
+    match url.scheme() {
+        _ if localhost => {
+            Some("names localhost, which may resolve to another interface or be overridden: use http://127.0.0.1/… or http://[::1]/… (RFC 8252 §8.3)")
+        }
+        "http" if RedirectUri::parse(uri).is_ok_and(|r| r.is_loopback_ip()) => None,
+        "http" => {
+            Some("uses http to a host that is not the loopback interface: use https (a claimed URL), a loopback IP or a private-use scheme (RFC 8252 §7, §8.3)")
+        }
+        "https" => None,
+        scheme if scheme.contains('.') => None,
+        _ => Some("uses a private-use URI scheme that is not a reverse domain name the app's owner controls, like com.example.app (RFC 8252 §7.1)"),
+    }
 }

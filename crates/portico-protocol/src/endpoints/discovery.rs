@@ -13,6 +13,9 @@ pub fn metadata(issuer: &str) -> Value {
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "handoff_endpoint": format!("{issuer}/oauth2/handoff"),
+        "pushed_authorization_request_endpoint": format!("{issuer}/oauth2/par"),
+        // RFC 9126 §5: whether every client must push; per client, its own registration says.
+        "require_pushed_authorization_requests": false,
         "end_session_endpoint": format!("{issuer}/oauth2/logout"),
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
@@ -26,7 +29,7 @@ pub fn metadata(issuer: &str) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "name", "email", "email_verified"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,

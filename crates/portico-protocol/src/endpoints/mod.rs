@@ -9,6 +9,7 @@ pub mod error;
 pub mod handoff;
 pub mod introspect;
 pub mod logout;
+pub mod par;
 pub mod params;
 pub mod revoke;
 pub mod token;

@@ -25,6 +25,8 @@ pub enum Kind {
     Link(LinkKind),
     /// An opened enrolment link: the session may set up its first factor.
     FactorPermit,
+    /// A pushed authorization request (RFC 9126), waiting for its `request_uri`.
+    Pushed,
 }
 
 /// How long the second factor may take after the password.
@@ -34,6 +36,9 @@ pub const CEREMONY_TTL: i64 = 300;
 /// How long an enrolment link works, and the permit it gives once opened.
 pub const ENROLMENT_LINK_TTL: i64 = 30 * 60;
 pub const FACTOR_PERMIT_TTL: i64 = 15 * 60;
+/// How long a pushed authorization request waits to be used (RFC 9126 §2.2: "a short lifetime",
+/// its example 60 seconds): the client sends the browser on at once.
+pub const PUSHED_REQUEST_TTL: i64 = 60;
 
 impl Kind {
     /// The name it is stored under.
@@ -47,6 +52,7 @@ impl Kind {
             Kind::Link(LinkKind::Verify) => "link_verify",
             Kind::Link(LinkKind::Enrolment) => "link_enrolment",
             Kind::FactorPermit => "factor_permit",
+            Kind::Pushed => "pushed_authorization",
         }
     }
 
@@ -60,6 +66,7 @@ impl Kind {
             Kind::Link(LinkKind::Signup | LinkKind::Verify) => s.verify_link_ttl,
             Kind::Link(LinkKind::Enrolment) => ENROLMENT_LINK_TTL,
             Kind::FactorPermit => FACTOR_PERMIT_TTL,
+            Kind::Pushed => PUSHED_REQUEST_TTL,
         }
     }
 }

@@ -15,7 +15,14 @@ const RESTART_LOOP: i64 = 10;
 
 /// `/oauth2/authorize`: validates the request, binds it to this browser and decides it.
 pub async fn authorize(cx: &Cx<'_>, params: &[(String, String)]) -> Interaction {
-    match authorize::validate(cx.p, params, cx.now) {
+    // A `request_uri` stands for the request its client pushed (RFC 9126 §4).
+    let (params, pushed) = match crate::par::resolve(cx.p, params, cx.now).await {
+        Ok(Ok(resolved)) => resolved,
+        Ok(Err(AuthorizeError::Page(msg))) => return Interaction::refuse(Refusal::BadRequest(msg)),
+        Ok(Err(AuthorizeError::Redirect(resp, _))) => return Then::Respond(*resp).into(),
+        Err(e) => return failed(Failed::Authorization, e),
+    };
+    match authorize::validate(cx.p, &params, pushed, cx.now) {
         Err(AuthorizeError::Page(msg)) => Interaction::refuse(Refusal::BadRequest(msg)),
         Err(AuthorizeError::Redirect(resp, _)) => Then::Respond(*resp).into(),
         Ok(mut req) => {

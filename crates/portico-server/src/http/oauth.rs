@@ -203,6 +203,30 @@ fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Opt
     Some(wait)
 }
 
+/// `POST /oauth2/par` (RFC 9126): a client pushes its authorization request; `201 Created`.
+pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = oauth_form(&body)?;
+        let creds = client_credentials(&headers, &form)?;
+        if let Some(wait) = over_limit(&s, &creds, &addr) {
+            return Ok(Err(wait));
+        }
+        // A public client authenticates with its id alone: what it pushes is a write anyone can
+        // cause, counted per address as the browser's pending requests are.
+        let unauthenticated = creds.basic.is_none() && creds.client_secret.is_none();
+        if let Some(wait) = client_ip(Some(&addr)).filter(|_| unauthenticated).and_then(|ip| s.pending_limits.check(&ip)) {
+            return Ok(Err(wait));
+        }
+        portico_protocol::par::push(&s.provider, &creds, &form, now(&s)).await.map(Ok)
+    }
+    .await;
+    match result {
+        Ok(Ok(r)) => no_store((StatusCode::CREATED, Json(r)).into_response()),
+        Ok(Err(wait)) => too_many(wait),
+        Err(e) => OAuthJsonError(e).into_response(),
+    }
+}
+
 /// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.
 pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {

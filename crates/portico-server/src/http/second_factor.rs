@@ -180,7 +180,7 @@ fn step_up_page(s: &AppState, flow: &Flow, v: StepUpView) -> Response {
                 title: "Two-step verification",
                 wide: false,
                 heading: "Two-step verification",
-                intro: Some("This application requires two-step verification."),
+                intro: Some("This application asks for two-step verification for this sign-in."),
                 offer,
             };
             let page = html::scripted(html::view(StatusCode::OK, &page));

@@ -56,7 +56,7 @@ pub(super) async fn issue_code(
         code_challenge: req.code_challenge.clone(),
         auth_time: session.auth_time,
         amr: session.amr.clone(),
-        acr: session.acr.clone(),
+        acr: req.acr_claim(session).to_owned(),
         sid: sid.clone(),
     };
     let family = Family {

@@ -8,7 +8,7 @@ use crate::gate;
 use crate::provider::Provider;
 use crate::snapshot::Snapshot;
 use crate::token::issue::AuthInfo;
-use portico_model::{Client, Grant, Grantee, Product, Refusal, Tenant};
+use portico_model::{AcrOutcome, Client, Grant, Grantee, Product, Refusal, Tenant};
 use portico_store::{AuditEvent, SsoSession};
 
 /// Decides a validated request for the browser's SSO session (if any): the request-level rules
@@ -50,10 +50,14 @@ pub async fn decide(p: &Provider, req: AuthRequest, session: Option<&SsoSession>
         product: &product,
         tenant: tenant.as_ref(),
     };
+    let step_up = match d.req.acr_outcome(session) {
+        AcrOutcome::Met(_) | AcrOutcome::Unmet(_) => false,
+        AcrOutcome::StepUp => true,
+        AcrOutcome::NeedsInteraction => return d.fail(oauth!(InteractionRequired, "the requested authentication context needs a second factor")),
+        AcrOutcome::Fails => return d.fail(oauth!(AccessDenied, "none of the requested authentication context values can be met")),
+    };
     let (auth, scope) = (d.auth(session), d.req.scope_string());
-    let refusal = gate::admit_with(p, &mint.facts(&auth, &scope, d.acr_mfa_requested()), user, &grants, now)
-        .await?
-        .err();
+    let refusal = gate::admit_with(p, &mint.facts(&auth, &scope, step_up), user, &grants, now).await?.err();
     d.after_gate(mint, refusal).await
 }
 
@@ -142,13 +146,6 @@ impl Deciding<'_> {
         let asked = req.has_prompt("login") || req.has_prompt("select_account");
         let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m) || product.is_some_and(|x| x.needs_fresh_login(s.auth_time, now));
         (asked || too_old) && !self.progress.login_done
-    }
-
-    /// A second factor: the product may always want one; this request may ask for the MFA level
-    /// (`acr_values`, OIDC Core §3.1.2.1), so a product can demand it for a sensitive action.
-    fn acr_mfa_requested(&self) -> bool {
-        let values = self.req.acr_values.as_deref().unwrap_or("");
-        values.split(' ').any(|a| a == portico_model::Acr::Mfa.as_str())
     }
 
     fn auth(&self, session: &SsoSession) -> AuthInfo {

@@ -46,7 +46,12 @@ pub struct AuthRequest {
     pub prompt: Vec<String>,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// The acceptable `acr` values, space-separated in order of preference: `acr_values`, or
+    /// those the `claims` parameter named.
     pub acr_values: Option<String>,
+    /// The `claims` parameter made `acr` an Essential Claim.
+    #[serde(default)]
+    pub acr_essential: bool,
     /// The product's audience (RFC 8707 `resource`), resolved at validation.
     pub audience: String,
     pub organization: Option<String>,
@@ -150,6 +155,27 @@ impl AuthRequest {
             ..self.clone()
         }
     }
+    /// The authentication context this request asked for.
+    pub fn acr_request(&self) -> portico_model::AcrRequest {
+        portico_model::AcrRequest::new(self.acr_values.as_deref().unwrap_or("").split(' '), self.acr_essential)
+    }
+
+    /// What the request's `acr` preference means for `session` (`prompt=none`: the user cannot
+    /// be asked to step up).
+    pub fn acr_outcome(&self, session: &SsoSession) -> portico_model::AcrOutcome {
+        self.acr_request().outcome(portico_model::Acr::of(&session.amr), !self.has_prompt("none"))
+    }
+
+    /// The `acr` claim of a code issued for this request in `session`: the first listed value the
+    /// session meets, or (nothing asked, or a voluntary preference unmet) the session's own level.
+    pub fn acr_claim(&self, session: &SsoSession) -> &'static str {
+        let level = portico_model::Acr::of(&session.amr);
+        match self.acr_request().outcome(level, false) {
+            portico_model::AcrOutcome::Met(a) | portico_model::AcrOutcome::Unmet(a) => a.as_str(),
+            _ => level.as_str(),
+        }
+    }
+
     fn has_prompt(&self, value: &str) -> bool {
         self.prompt.iter().any(|p| p == value)
     }

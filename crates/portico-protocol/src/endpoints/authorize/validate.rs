@@ -11,7 +11,7 @@ use portico_model::Client;
 
 /// The longest value Portico keeps of each parameter it stores with a pending request (bytes);
 /// a longer one is `invalid_request`. Nothing from outside is stored without a bound.
-pub const MAX_PARAM: [(&str, usize); 14] = [
+pub const MAX_PARAM: [(&str, usize); 15] = [
     ("client_id", 128),
     ("redirect_uri", 2048),
     ("response_type", 32),
@@ -26,6 +26,7 @@ pub const MAX_PARAM: [(&str, usize); 14] = [
     ("acr_values", 256),
     ("resource", 2048),
     ("organization", 128),
+    ("claims", 2048),
 ];
 const MAX_STATE: usize = 1024;
 /// Any other parameter (ignored, never stored), and all of them together.
@@ -48,15 +49,16 @@ fn oversized(params: &[(String, String)]) -> Option<String> {
         .map(|(k, _)| k.chars().take(64).collect())
 }
 
-/// Validates raw request parameters (query or form, in order, duplicates kept).
-pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<AuthRequest, AuthorizeError> {
+/// Validates raw request parameters (query or form, in order, duplicates kept). `pushed`: they
+/// come from a pushed authorization request (RFC 9126), authenticated when they were pushed.
+pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i64) -> Result<AuthRequest, AuthorizeError> {
     let q = Params(params);
     let (client, redirect_uri) = trusted_client(&p.config(), q)?;
     // An oversized state is not echoed back (the request is refused for it below).
     let state = q.get("state").filter(|v| v.len() <= MAX_STATE);
     let (mode, web_origin) = response_mode(p, q, &client, &redirect_uri, state.as_deref())?;
     let fail = |e: OAuthError| AuthorizeError::Redirect(Box::new(error_response(p, &redirect_uri, mode, web_origin.as_deref(), state.as_deref(), &e)), e);
-    check_request(q, &client).map_err(fail)?;
+    check_request(q, &client, pushed).map_err(fail)?;
     let scope = words(q.get("scope"));
     if scope.iter().any(|s| !SCOPES.contains(&s.as_str())) {
         return Err(fail(oauth!(InvalidScope, "unknown scope")));
@@ -72,6 +74,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
     let product = config
         .resolve_audience(&client, resources.first().map(|s| s.as_str()))
         .map_err(|_| fail(oauth!(InvalidTarget, "the resource is not a product this client may ask tokens for")))?;
+    let (acr_values, acr_essential) = acr(q).map_err(fail)?;
     Ok(AuthRequest {
         id: random::token(),
         client_id: client.id.as_str().to_owned(),
@@ -84,7 +87,8 @@ pub fn validate(p: &Provider, params: &[(String, String)], now: i64) -> Result<A
         prompt,
         max_age,
         login_hint: q.get("login_hint"),
-        acr_values: q.get("acr_values"),
+        acr_values,
+        acr_essential,
         audience: product.audience.as_str().to_owned(),
         organization: q.get("organization"),
         created_at: now,
@@ -154,7 +158,7 @@ fn response_mode(
 
 /// The rules of the request as a whole: sizes, repeats, the response type, what Portico does not
 /// support, and whether the client may use this grant.
-fn check_request(q: Params<'_>, client: &Client) -> Result<(), OAuthError> {
+fn check_request(q: Params<'_>, client: &Client, pushed: bool) -> Result<(), OAuthError> {
     if let Some(k) = oversized(q.0) {
         return Err(oauth!(InvalidRequest, "a parameter is longer than Portico accepts").detail(k));
     }
@@ -167,8 +171,18 @@ fn check_request(q: Params<'_>, client: &Client) -> Result<(), OAuthError> {
     if q.get("request").is_some() {
         return Err(oauth!(RequestNotSupported, "request objects are not supported"));
     }
+    // A `request_uri` Portico issued was resolved before validation (RFC 9126 §4); any other is
+    // a request object by reference (OIDC Core §6.2), which Portico does not fetch.
     if q.get("request_uri").is_some() {
-        return Err(oauth!(RequestUriNotSupported, "request_uri is not supported"));
+        return Err(oauth!(
+            RequestUriNotSupported,
+            "only a request_uri from the pushed authorization request endpoint is supported"
+        ));
+    }
+    // RFC 9126 §6, `require_pushed_authorization_requests`: for such a client, a pushed request
+    // is the only way to start an authorization.
+    if client.require_pushed_authorization_requests && !pushed {
+        return Err(oauth!(InvalidRequest, "this client must push its authorization requests (RFC 9126)"));
     }
     if !client.allows(portico_model::GrantType::AuthorizationCode) {
         return Err(oauth!(UnauthorizedClient, "this client may not use the authorization code grant"));
@@ -220,6 +234,49 @@ fn prompt_and_max_age(q: Params<'_>) -> Result<(Vec<String>, Option<i64>), OAuth
         ),
     };
     Ok((prompt, max_age))
+}
+
+/// The authentication context asked for: `acr_values` (voluntary, OIDC Core §3.1.2.1), or the
+/// `acr` member of the `claims` parameter (§5.5), which may make it essential and name the values
+/// itself. No other member of `claims` changes what Portico returns: each is voluntary, and
+/// leaving a voluntary claim out "is not an error condition" (§5.5.1).
+fn acr(q: Params<'_>) -> Result<(Option<String>, bool), OAuthError> {
+    let acr_values = q.get("acr_values");
+    let Some(claims) = q.get("claims") else {
+        return Ok((acr_values, false));
+    };
+    let bad = || oauth!(InvalidRequest, "claims must be a JSON object of id_token and userinfo requests");
+    let claims: serde_json::Value = serde_json::from_str(&claims).map_err(|_| bad())?;
+    let Some(claims) = claims.as_object() else { return Err(bad()) };
+    let mut essential = false;
+    let mut values: Option<Vec<String>> = None;
+    for (member, request) in claims {
+        if !["id_token", "userinfo"].contains(&member.as_str()) {
+            continue;
+        }
+        let Some(request) = request.as_object() else { return Err(bad()) };
+        // `"acr": null` asks for it in the default manner.
+        let Some(acr) = request.get("acr").filter(|a| !a.is_null()) else { continue };
+        let Some(acr) = acr.as_object() else { return Err(bad()) };
+        essential |= acr.get("essential").and_then(|e| e.as_bool()).unwrap_or(false);
+        let listed: Option<Vec<String>> = match (acr.get("value"), acr.get("values")) {
+            (Some(v), None) => Some(vec![v.as_str().ok_or_else(bad)?.to_owned()]),
+            (None, Some(vs)) => Some(
+                vs.as_array()
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err(oauth!(InvalidRequest, "the acr claim request names both value and values")),
+        };
+        if listed.is_some() {
+            values = listed;
+        }
+    }
+    // Values named in `claims` are the request's; without them, `acr_values` lists them.
+    Ok((values.map(|v| v.join(" ")).or(acr_values), essential))
 }
 
 /// The origin (scheme, host, port) of a URL, as browsers serialize it.
