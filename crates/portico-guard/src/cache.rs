@@ -8,9 +8,9 @@
 //! without one usable key, counts as a failure (it would otherwise refuse every token).
 
 use crate::clock::Clock;
-use crate::keys::{Key, KeySet};
 use crate::source::{KeySource, SourceError};
 use jsonwebtoken::Algorithm;
+use portico_jose::jwks::{Key, KeySet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;

@@ -23,7 +23,7 @@ mod cache;
 pub mod clock;
 pub mod gate;
 pub mod handoff;
-mod keys;
+use portico_jose::jwks as keys;
 pub mod logout;
 pub mod marks;
 mod principal;

@@ -71,8 +71,9 @@ pub struct AcrRequest {
 /// What a request's `acr` preference means for a session at `level`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcrOutcome {
-    /// Met: the first listed value the session meets, which the `acr` claim names. With nothing
-    /// asked, the session's own level.
+    /// Met: the strongest listed value the session meets, which the `acr` claim names (a session
+    /// that passed a second factor meets the password level too; its claim still says the most it
+    /// did of what was asked). With nothing asked, the session's own level.
     Met(Acr),
     /// No listed value is met, but a second factor would meet one: step up.
     StepUp,
@@ -98,8 +99,9 @@ impl AcrRequest {
         }
     }
 
-    /// Satisfies the first value the session can meet; steps up only when none is met and a
-    /// second factor would meet one (`interactive`: the user can be asked).
+    /// Satisfies the request with what the session did, when any listed value is met; steps up
+    /// only when none is met and a second factor would meet one (`interactive`: the user can be
+    /// asked). The order of preference never makes a session that meets a value step up.
     pub fn outcome(&self, level: Acr, interactive: bool) -> AcrOutcome {
         if self.values.is_empty() {
             return match self.none_known && self.essential {
@@ -107,7 +109,7 @@ impl AcrRequest {
                 false => AcrOutcome::Met(level),
             };
         }
-        if let Some(met) = self.values.iter().find(|v| level >= **v) {
+        if let Some(met) = self.values.iter().filter(|v| level >= **v).max() {
             return AcrOutcome::Met(*met);
         }
         match (interactive, self.essential) {
@@ -129,15 +131,16 @@ mod tests {
     const MFA: &str = "urn:portico:acr:mfa";
 
     #[test]
-    fn acr_values_are_a_preference_the_first_met_value_wins() {
-        let both = asked(&format!("{PWD} {MFA}"), false);
-        // A password session meets pwd: no step-up, and the claim says pwd.
-        assert_eq!(both.outcome(Acr::Pwd, true), AcrOutcome::Met(Acr::Pwd));
-        // An MFA session meets both; the first listed is what was asked for first.
-        assert_eq!(both.outcome(Acr::Mfa, true), AcrOutcome::Met(Acr::Pwd));
-        let mfa_first = asked(&format!("{MFA} {PWD}"), false);
-        assert_eq!(mfa_first.outcome(Acr::Mfa, true), AcrOutcome::Met(Acr::Mfa));
-        assert_eq!(mfa_first.outcome(Acr::Pwd, true), AcrOutcome::Met(Acr::Pwd));
+    fn acr_values_are_a_preference_any_met_value_satisfies_it() {
+        for listed in [format!("{PWD} {MFA}"), format!("{MFA} {PWD}")] {
+            let both = asked(&listed, false);
+            // A password session meets pwd: no step-up, and the claim says pwd.
+            assert_eq!(both.outcome(Acr::Pwd, true), AcrOutcome::Met(Acr::Pwd), "{listed}");
+            // An MFA session meets both; the claim names the most it did.
+            assert_eq!(both.outcome(Acr::Mfa, true), AcrOutcome::Met(Acr::Mfa), "{listed}");
+        }
+        // Asked for the password level only, an MFA session's claim says what was asked.
+        assert_eq!(asked(PWD, false).outcome(Acr::Mfa, true), AcrOutcome::Met(Acr::Pwd));
     }
 
     #[test]

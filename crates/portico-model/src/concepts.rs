@@ -163,6 +163,8 @@ impl SigningAlg {
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with one of the client's own keys (RFC 7523 §2.2, OIDC Core §9).
+    PrivateKeyJwt,
     None,
 }
 
@@ -171,9 +173,20 @@ impl AuthMethod {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
         }
     }
+}
+
+/// Where a `private_key_jwt` client's public keys are: registered with it, or published at a URL
+/// it controls (fetched with a timeout and a size limit, and cached).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKeys {
+    /// A JWK Set (`{"keys": […]}`), as registered.
+    Jwks(serde_json::Value),
+    JwksUri(String),
 }
 
 /// An OAuth client of one product. Its secret is kept only as a keyed hash.
@@ -198,6 +211,9 @@ pub struct Client {
     /// RFC 9126 §6: its authorization requests must be pushed (`/oauth2/par`) first.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// For `private_key_jwt`: the keys its assertions are signed with.
+    #[serde(default)]
+    pub keys: Option<ClientKeys>,
 }
 
 impl Client {
@@ -207,6 +223,24 @@ impl Client {
     pub fn is_public(&self) -> bool {
         self.kind == ClientKind::Public
     }
+    /// Whether a response sent to `redirect` reaches this client and no other (RFC 8252 §8.6).
+    /// A web application's redirect is its own. A native app's loopback port or private-use
+    /// scheme can be taken by any app on the device; only a claimed `https` URL is verified by the
+    /// operating system. Where it does not, "the request SHOULD be processed as if no previous
+    /// request had been approved": the user is asked every time.
+    pub fn redirect_proves_identity(&self, redirect: &str) -> bool {
+        self.application_type == ApplicationType::Web || redirect.starts_with("https://")
+    }
+
+    /// The registered post-logout redirect URI `presented` names, by the rule of
+    /// [`Client::registered_redirect`].
+    pub fn registered_post_logout_redirect(&self, presented: &str) -> Option<&RedirectUri> {
+        let native = self.application_type == ApplicationType::Native;
+        self.post_logout_redirect_uris
+            .iter()
+            .find(|r| r.is_exactly(presented) || (native && r.matches_loopback_any_port(presented)))
+    }
+
     /// The registered redirect URI `presented` names, if any: exactly equal, character for
     /// character — except that a native app's loopback IP redirect takes any port (RFC 8252 §7.3;
     /// RFC 9700 §4.1.3 makes it the one exception to exact matching).

@@ -187,6 +187,7 @@ pub(crate) mod tests {
             signing_alg: SigningAlg::EdDSA,
             application_type: crate::ApplicationType::Web,
             require_pushed_authorization_requests: false,
+            keys: None,
         }
     }
 

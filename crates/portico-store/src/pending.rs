@@ -13,6 +13,17 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the state `kind`/`key` until `expires_at` unless a live one is there: `true` when
+    /// this call stored it. Of two concurrent callers only one stores it (the row's uniqueness
+    /// decides); a dead state in the way is replaced.
+    pub async fn put_pending_once(&self, kind: &str, key: &str, data: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query("INSERT INTO pending (kind, key, data, expires_at) VALUES ($1, $2, $3, $4)
+                                            ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
+                                            WHERE pending.expires_at <= $5")
+            .bind(kind).bind(key).bind(data).bind(expires_at).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
     /// The live state `kind`/`key`, left in place.
     pub async fn pending(&self, kind: &str, key: &str, now: i64) -> Result<Option<String>> {
         let row: Option<(String,)> = on_read!(self, pool => sqlx::query_as(

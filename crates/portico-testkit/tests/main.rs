@@ -316,6 +316,7 @@ mod native_apps;
 mod negatives;
 mod par;
 mod passkeys;
+mod private_key_jwt;
 mod security;
 mod service_tenants;
 mod session_limits;

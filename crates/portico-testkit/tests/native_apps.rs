@@ -19,6 +19,7 @@ kind = "public"
 application_type = "native"
 first_party = true
 redirect_uris = ["http://127.0.0.1/callback", "http://[::1]/callback", "com.example.crm:/oauth2redirect", "https://app.crm.example.test/native"]
+post_logout_redirect_uris = ["http://127.0.0.1/logged-out"]
 
 [[client]]
 id = "crm-web"
@@ -38,27 +39,57 @@ product = "crm"
 roles = ["editor"]
 "#;
 
-/// Signs ada in for the native app at `redirect_uri`; returns (authorization response, verifier).
+/// Signs ada in for the native app at `redirect_uri` in a new browser; returns (authorization
+/// response, verifier).
 async fn sign_in(s: &TestServer, redirect_uri: &str) -> (String, String) {
-    let mut b = Browser::new();
+    sign_in_with(&mut Browser::new(), s, redirect_uri, &[]).await
+}
+
+/// The authorization URL of the native app at `redirect_uri`, and its PKCE verifier.
+fn authorize_url(s: &TestServer, redirect_uri: &str, extra: &[(&str, &str)]) -> (String, String) {
     let (verifier, challenge) = pkce();
-    let resp = authorize(
-        &mut b,
-        s,
-        &[
-            ("response_type", "code"),
-            ("client_id", "crm-desktop"),
-            ("redirect_uri", redirect_uri),
-            ("scope", "openid offline_access"),
-            ("state", "n1"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-        "ada@example.test",
-        "correct horse battery staple",
-    )
-    .await;
-    (resp, verifier)
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", "crm-desktop"),
+        ("redirect_uri", redirect_uri),
+        ("scope", "openid offline_access"),
+        ("state", "n1"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend_from_slice(extra);
+    let url = format!(
+        "{}/oauth2/authorize?{}",
+        s.base,
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&query).finish()
+    );
+    (url, verifier)
+}
+
+/// Signs ada in (when `b` is not yet) and allows the app on the consent page, which a native app
+/// whose redirect proves nothing always gets (RFC 8252 §8.6).
+async fn sign_in_with(b: &mut Browser, s: &TestServer, redirect_uri: &str, extra: &[(&str, &str)]) -> (String, String) {
+    let (url, verifier) = authorize_url(s, redirect_uri, extra);
+    let (mut status, mut loc, mut page) = b.follow(&s.base, url).await;
+    if status == 200 && page.contains("name=\"password\"") {
+        (status, loc, page) = b.login(&s.base, &page, "ada@example.test", "correct horse battery staple").await;
+    }
+    if status == 200 && page.contains("Allow access?") {
+        (status, loc, page) = allow(b, s, &page).await;
+    }
+    assert!((300..400).contains(&status), "no authorization response ({status}): {page}");
+    (loc.expect("authorization response"), verifier)
+}
+
+async fn allow(b: &mut Browser, s: &TestServer, page: &str) -> (u16, Option<String>, String) {
+    let (csrf, req) = (hidden(page, "csrf").unwrap(), hidden(page, "req").unwrap());
+    let (status, loc, body) = b
+        .post_form(&format!("{}/consent", s.base), &[("csrf", &csrf), ("req", &req), ("decision", "allow")])
+        .await;
+    match loc {
+        Some(l) if l.starts_with('/') => b.follow(&s.base, format!("{}{l}", s.base)).await,
+        other => (status, other, body),
+    }
 }
 
 async fn redeem(s: &TestServer, code: &str, redirect_uri: &str, verifier: &str) -> (u16, serde_json::Value) {
@@ -186,3 +217,55 @@ async fn a_native_app_must_use_pkce_and_has_no_secret(s: &TestServer) {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
 }
 both_stores!(a_native_app_must_use_pkce_and_has_no_secret, crate::native_apps::NATIVE_SUITE);
+
+async fn a_native_app_whose_redirect_proves_nothing_is_asked_every_time(s: &TestServer) {
+    // Any app on the device can listen on a loopback port or claim a private-use scheme, and send
+    // this client_id with a PKCE pair of its own: the user is asked each time, first-party or not.
+    let mut b = Browser::new();
+    sign_in_with(&mut b, s, "http://127.0.0.1:53412/callback", &[]).await;
+    for uri in ["http://127.0.0.1:40001/callback", "com.example.crm:/oauth2redirect"] {
+        let (url, _) = authorize_url(s, uri, &[]);
+        let (status, loc, page) = b.follow(&s.base, url).await;
+        assert_eq!((status, loc), (200, None), "{uri}");
+        assert!(page.contains("Allow access?") && page.contains("crm-desktop"), "{uri}: {page}");
+        // Silently, it cannot be: consent_required, no code.
+        let (url, _) = authorize_url(s, uri, &[("prompt", "none")]);
+        let (_, loc, _) = b.follow(&s.base, url).await;
+        let loc = loc.expect("an error at the redirect URI");
+        assert_eq!(query_param(&loc, "error").as_deref(), Some("consent_required"), "{loc}");
+        assert_eq!(query_param(&loc, "code"), None);
+    }
+    // A claimed https redirect is the app's own (the operating system verified the claim): a
+    // first-party app signs in silently there.
+    let (url, _) = authorize_url(s, "https://app.crm.example.test/native", &[("prompt", "none")]);
+    let (_, loc, _) = b.follow(&s.base, url).await;
+    assert!(query_param(&loc.unwrap(), "code").is_some());
+}
+both_stores!(a_native_app_whose_redirect_proves_nothing_is_asked_every_time, crate::native_apps::NATIVE_SUITE);
+
+async fn a_native_app_signs_out_to_its_loopback_redirect_at_any_port(s: &TestServer) {
+    let mut b = Browser::new();
+    let (resp, verifier) = sign_in_with(&mut b, s, "http://127.0.0.1:53412/callback", &[]).await;
+    let code = query_param(&resp, "code").unwrap();
+    let (_, tokens) = redeem(s, &code, "http://127.0.0.1:53412/callback", &verifier).await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    let logout = |redirect: &str| {
+        format!(
+            "{}/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri={}&state=bye",
+            s.base,
+            urlenc(redirect)
+        )
+    };
+    // Off by one character: an error page, and still signed in.
+    for bad in [
+        "http://127.0.0.1:53412/logged-ou",
+        "http://localhost:53412/logged-out",
+        "http://127.0.0.1:053412/logged-out",
+    ] {
+        let (status, loc, _) = b.get(&logout(bad)).await;
+        assert!(status >= 400 && loc.is_none(), "{bad}: {status}");
+    }
+    let (status, loc, _) = b.get(&logout("http://127.0.0.1:53412/logged-out")).await;
+    assert_eq!((status, loc.as_deref()), (303, Some("http://127.0.0.1:53412/logged-out?state=bye")));
+}
+both_stores!(a_native_app_signs_out_to_its_loopback_redirect_at_any_port, crate::native_apps::NATIVE_SUITE);

@@ -129,7 +129,16 @@ async fn a_request_uri_is_single_use_short_lived_and_its_clients_alone(s: &TestS
     let params = vec![("client_id".to_owned(), "crm-web".to_owned()), ("request_uri".to_owned(), uri.clone())];
     let later = portico_testkit::now() + portico_protocol::interaction::pending::PUSHED_REQUEST_TTL + 1;
     let resolved = portico_protocol::par::resolve(&s.running.provider, &params, later).await.unwrap();
-    assert!(matches!(resolved, Err(portico_protocol::authorize::AuthorizeError::Page(_))));
+    assert!(matches!(resolved, Err(portico_protocol::authorize::AuthorizeError::Page(m)) if m.contains("expired or was used already")));
+    // The request it started, opened in another browser, is refused there, never started over:
+    // the request_uri was good once.
+    let uri = push().await;
+    let (status, loc, _) = Browser::new().get(&authorize_url(s, "crm-web", &uri)).await;
+    let step = loc.filter(|l| status == 303 && l.starts_with("/login?req=")).expect("the login step");
+    let mut other = Browser::new();
+    let (status, loc, page) = other.get(&format!("{}{step}", s.base)).await;
+    assert_eq!((status, loc), (403, None), "{page}");
+    assert!(!page.contains("name=\"password\""), "{page}");
 }
 both_stores!(a_request_uri_is_single_use_short_lived_and_its_clients_alone, &crate::par::PAR_SUITE);
 

@@ -187,3 +187,69 @@ fn a_native_app_with_a_secret_localhost_or_cleartext_redirect_is_refused() {
     let e = err(&native("\"http://127.0.0.1/cb\"", "kind = \"public\"\n").replace("\"native\"", "\"desktop\""));
     assert!(e.contains("desktop") && e.contains("native"), "{e}");
 }
+
+/// A `private_key_jwt` client with these extra lines.
+fn keyed(extra: &str) -> String {
+    format!(
+        "[[product]]\nslug = \"crm\"\nname = \"CRM\"\naudience = \"https://crm.example.test\"\n[[client]]\nid = \"bot\"\nproduct = \"crm\"\nkind = \"confidential\"\nauth_method = \"private_key_jwt\"\ngrant_types = [\"client_credentials\"]\n{extra}"
+    )
+}
+
+const X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+#[test]
+fn a_private_key_jwt_client_registers_public_keys_it_can_sign_with() {
+    let good = keyed(&format!(
+        "jwks = {{ keys = [{{ kty = \"OKP\", crv = \"Ed25519\", x = \"{X}\", kid = \"k1\" }}] }}\n"
+    ));
+    assert!(Suite::parse("suite.toml", &good, &HashSet::new()).is_ok());
+    assert!(Suite::parse("suite.toml", &keyed("jwks_uri = \"https://bot.example.test/jwks\"\n"), &HashSet::new()).is_ok());
+    for (extra, field, says) in [
+        (String::new(), "jwks", "needs jwks or jwks_uri"),
+        (
+            format!("jwks = {{ keys = [{{ kty = \"OKP\", crv = \"Ed25519\", x = \"{X}\", kid = \"k1\", d = \"{X}\" }}] }}\n"),
+            "jwks",
+            "private member \"d\"",
+        ),
+        (
+            format!("jwks = {{ keys = [{{ kty = \"OKP\", crv = \"Ed25519\", x = \"{X}\" }}] }}\n"),
+            "jwks",
+            "no kid",
+        ),
+        ("jwks = { keys = [] }\n".to_owned(), "jwks", "must be a JWK Set"),
+        (
+            "jwks = { keys = [{ kty = \"oct\", kid = \"h\", alg = \"HS256\" }] }\n".to_owned(),
+            "jwks",
+            "no key that verifies",
+        ),
+        (
+            format!(
+                "jwks = {{ keys = [{{ kty = \"OKP\", crv = \"X25519\", x = \"{X}\", kid = \"a\" }}, {{ kty = \"OKP\", crv = \"Ed25519\", x = \"{X}\", kid = \"b\" }}] }}\n"
+            ),
+            "jwks",
+            "1 of its keys cannot verify",
+        ),
+        (
+            format!("jwks_uri = \"https://bot.example.test/jwks\"\njwks = {{ keys = [{{ kty = \"OKP\", crv = \"Ed25519\", x = \"{X}\", kid = \"k\" }}] }}\n"),
+            "jwks_uri",
+            "not both",
+        ),
+        ("jwks_uri = \"http://bot.example.test/jwks\"\n".to_owned(), "jwks_uri", "https"),
+        (
+            "jwks_uri = \"https://bot.example.test/jwks\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n".to_owned(),
+            "secret",
+            "not a secret",
+        ),
+    ] {
+        let e = err(&keyed(&extra));
+        assert!(
+            e.starts_with("suite.toml:5:") && e.contains(&format!("field {field}")) && e.contains(says),
+            "{extra}: {e}"
+        );
+    }
+    // Keys belong to private_key_jwt clients only.
+    let e = err(&keyed("jwks_uri = \"https://bot.example.test/jwks\"\n")
+        .replace("private_key_jwt", "client_secret_basic")
+        .replace("grant_types", "secret = \"0123456789abcdef0123456789abcdef\"\ngrant_types"));
+    assert!(e.contains("field jwks_uri") && e.contains("only a client with auth_method"), "{e}");
+}

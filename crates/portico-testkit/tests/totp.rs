@@ -379,7 +379,7 @@ async fn acr_of(b: &mut Browser, s: &TestServer, extra: &[(&str, &str)]) -> Stri
     id["acr"].as_str().unwrap().to_owned()
 }
 
-async fn acr_values_is_a_preference_the_first_value_the_session_meets_wins(s: &TestServer) {
+async fn acr_values_is_a_preference_a_session_that_meets_a_listed_value_is_not_stepped_up(s: &TestServer) {
     const PWD: &str = "urn:portico:acr:pwd";
     const MFA_ACR: &str = "urn:portico:acr:mfa";
     // Bob signs in with a password and has no second factor.
@@ -415,9 +415,15 @@ async fn acr_values_is_a_preference_the_first_value_the_session_meets_wins(s: &T
         acr_of(&mut a, s, &[("organization", "acme"), ("acr_values", &format!("{MFA_ACR} {PWD}"))]).await,
         MFA_ACR
     );
+    // Whatever the order, the claim names the most the session did of what was asked.
     assert_eq!(
         acr_of(&mut a, s, &[("organization", "acme"), ("acr_values", &format!("{PWD} {MFA_ACR}"))]).await,
-        PWD
+        MFA_ACR
+    );
+    assert_eq!(
+        acr_of(&mut a, s, &[("organization", "acme"), ("acr_values", PWD)]).await,
+        PWD,
+        "only pwd was asked"
     );
     assert_eq!(
         acr_of(&mut a, s, &[("organization", "acme")]).await,
@@ -429,14 +435,13 @@ async fn acr_values_is_a_preference_the_first_value_the_session_meets_wins(s: &T
     let extra = [("organization", "acme"), ("acr_values", PWD), ("claims", claims.as_str())];
     assert_eq!(acr_of(&mut a, s, &extra).await, MFA_ACR);
 }
-both_stores!(acr_values_is_a_preference_the_first_value_the_session_meets_wins, &MFA);
+both_stores!(acr_values_is_a_preference_a_session_that_meets_a_listed_value_is_not_stepped_up, &MFA);
 
 async fn an_essential_acr_nobody_can_meet_or_a_malformed_claims_parameter_is_refused(s: &TestServer) {
     let mut b = Browser::new();
     tokens(&mut b, s, "crm-web", CRM_SECRET, "bob@example.test", Some("acme")).await;
     for (claims, error) in [
         (r#"{"id_token":{"acr":{"essential":true,"values":["urn:other:gold"]}}}"#, "access_denied"),
-        (r#"{"userinfo":{"acr":{"essential":true,"value":"urn:other:gold"}}}"#, "access_denied"),
         ("not json", "invalid_request"),
         ("[1]", "invalid_request"),
         (r#"{"id_token":{"acr":"urn:portico:acr:mfa"}}"#, "invalid_request"),
@@ -447,9 +452,29 @@ async fn an_essential_acr_nobody_can_meet_or_a_malformed_claims_parameter_is_ref
         assert_eq!(got.as_deref(), Some(error), "{claims}: {loc}");
         assert_eq!(query_param(&loc, "code"), None);
     }
-    // Other members are voluntary requests Portico may leave out: no error.
-    let other = r#"{"userinfo":{"email":{"essential":true}},"id_token":{"acr":null}}"#;
-    assert_eq!(acr_of(&mut b, s, &[("organization", "acme"), ("claims", other)]).await, "urn:portico:acr:pwd");
+    // Other members are voluntary requests Portico may leave out: no error. Userinfo returns no
+    // acr, so its request for one is one of them.
+    for other in [
+        r#"{"userinfo":{"email":{"essential":true}},"id_token":{"acr":null}}"#,
+        r#"{"userinfo":{"acr":{"essential":true,"value":"urn:other:gold"}}}"#,
+    ] {
+        assert_eq!(
+            acr_of(&mut b, s, &[("organization", "acme"), ("claims", other)]).await,
+            "urn:portico:acr:pwd",
+            "{other}"
+        );
+    }
+    // The ID token's request is the one: a userinfo member beside it changes nothing of it.
+    let both = r#"{"id_token":{"acr":{"essential":true,"values":["urn:portico:acr:mfa"]}},"userinfo":{"acr":{"values":["urn:portico:acr:pwd"]}}}"#;
+    let (loc, error) = at_client(&mut b, s, &[("organization", "acme"), ("claims", both), ("prompt", "none")]).await;
+    assert_eq!(error.as_deref(), Some("interaction_required"), "{loc}");
+    // Refused before anyone signs in: a new browser gets the error, not the login page.
+    let claims = r#"{"id_token":{"acr":{"essential":true,"values":["urn:other:gold"]}}}"#;
+    let (step, _) = crate::tenancy::start(&mut Browser::new(), s, "crm-web", &[("claims", claims)], "-").await;
+    let crate::tenancy::Step::AtClient(loc) = step else {
+        panic!("a page before an error nobody can fix")
+    };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
 }
 both_stores!(an_essential_acr_nobody_can_meet_or_a_malformed_claims_parameter_is_refused, &MFA);
 

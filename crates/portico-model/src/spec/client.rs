@@ -33,6 +33,9 @@ pub struct ClientSpec {
     /// RFC 9126 §6: authorization requests only through `/oauth2/par`.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// For `private_key_jwt`: the client's JWK Set, or the URL it publishes it at (one of them).
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
 }
 
 /// The shortest secret a confidential client may have.
@@ -51,8 +54,9 @@ impl ClientSpec {
         if !product_known(&self.product) {
             return Err(FieldError::new("product", format!("unknown product {:?}", self.product)));
         }
-        let secret = self.check_secret(resolve)?;
         let auth_method = self.auth_method()?;
+        let secret = self.check_secret(resolve, auth_method)?;
+        let keys = self.check_keys(auth_method)?;
         let grant_types = self.grant_types()?;
         if let Some(bad) = self.resources.iter().find(|r| !product_known(r)) {
             return Err(FieldError::new("resources", format!("unknown product {bad:?}")));
@@ -82,6 +86,7 @@ impl ClientSpec {
             signing_alg,
             application_type: self.application_type,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
+            keys,
         };
         Ok((client, secret))
     }
@@ -102,7 +107,13 @@ impl ClientSpec {
         Ok(())
     }
 
-    fn check_secret(&self, resolve: impl Fn(&str) -> Result<String, String>) -> Result<Option<Secret>, FieldError> {
+    fn check_secret(&self, resolve: impl Fn(&str) -> Result<String, String>, method: AuthMethod) -> Result<Option<Secret>, FieldError> {
+        if method == AuthMethod::PrivateKeyJwt {
+            return match self.secret {
+                Some(_) => Err(FieldError::new("secret", "a private_key_jwt client authenticates with its keys, not a secret")),
+                None => Ok(None),
+            };
+        }
         match (self.kind, &self.secret) {
             (ClientKind::Public, Some(_)) => Err(FieldError::new("secret", "a public client has no secret")),
             (ClientKind::Public, None) => Ok(None),
@@ -124,6 +135,52 @@ impl ClientSpec {
             (ClientKind::Confidential, None) => Ok(AuthMethod::ClientSecretBasic),
             (ClientKind::Confidential, Some(AuthMethod::None)) => Err(FieldError::new("auth_method", "a confidential client must authenticate")),
             (ClientKind::Confidential, Some(m)) => Ok(m),
+        }
+    }
+
+    /// RFC 7523 §2.2 and OIDC Core §9: a `private_key_jwt` client registers its public keys,
+    /// `jwks` or `jwks_uri`, one of them. A registered set holds public keys only, each with a
+    /// `kid` (an assertion names the key it is signed with); a private member means a private key
+    /// was pasted where a public one belongs, and is refused rather than skipped. Whether the
+    /// keys are usable (their types, algorithms) the caller checks with `portico-jose`.
+    fn check_keys(&self, method: AuthMethod) -> Result<Option<crate::ClientKeys>, FieldError> {
+        let private_key_jwt = method == AuthMethod::PrivateKeyJwt;
+        match (&self.jwks, &self.jwks_uri) {
+            (None, None) if private_key_jwt => Err(FieldError::new("jwks", "a private_key_jwt client needs jwks or jwks_uri")),
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(FieldError::new("jwks_uri", "give jwks or jwks_uri, not both")),
+            (Some(_), _) | (_, Some(_)) if !private_key_jwt => Err(FieldError::new(
+                if self.jwks.is_some() { "jwks" } else { "jwks_uri" },
+                "only a client with auth_method = \"private_key_jwt\" has keys",
+            )),
+            (Some(set), None) => {
+                let keys = set.get("keys").and_then(|k| k.as_array()).filter(|k| !k.is_empty());
+                let Some(keys) = keys else {
+                    return Err(FieldError::new("jwks", "must be a JWK Set: { keys = [ { kty = …, kid = …, … } ] }"));
+                };
+                for (i, key) in keys.iter().enumerate() {
+                    if key.get("kid").and_then(|k| k.as_str()).is_none_or(str::is_empty) {
+                        return Err(FieldError::new("jwks", format!("key {} has no kid", i + 1)));
+                    }
+                    if let Some(m) = ["d", "p", "q", "dp", "dq", "qi", "k"].iter().find(|m| key.get(**m).is_some()) {
+                        return Err(FieldError::new(
+                            "jwks",
+                            format!("key {} holds the private member {m:?}: register the public key only", i + 1),
+                        ));
+                    }
+                }
+                Ok(Some(crate::ClientKeys::Jwks(set.clone())))
+            }
+            (None, Some(uri)) => {
+                let ok = url::Url::parse(uri).is_ok_and(|u| {
+                    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+                    u.fragment().is_none() && (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+                });
+                if !ok {
+                    return Err(FieldError::new("jwks_uri", "must be an https URL (http only on loopback, for development)"));
+                }
+                Ok(Some(crate::ClientKeys::JwksUri(uri.clone())))
+            }
         }
     }
 

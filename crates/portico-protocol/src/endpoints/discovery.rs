@@ -3,6 +3,9 @@
 use crate::authorize::SCOPES;
 use serde_json::{Value, json};
 
+/// The algorithms a `private_key_jwt` assertion may be signed with (`portico_jose::jwks::SUPPORTED`).
+const ASSERTION_ALGS: [&str; 9] = ["EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+
 pub fn metadata(issuer: &str) -> Value {
     json!({
         "issuer": issuer,
@@ -23,9 +26,12 @@ pub fn metadata(issuer: &str) -> Value {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "name", "email", "email_verified"],

@@ -62,7 +62,7 @@ pub struct HandoffData {
 }
 
 pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest, now: i64) -> Result<HandoffResponse, OAuthError> {
-    let entry = authenticate_client(p, creds)?;
+    let entry = authenticate_client(p, creds, now).await?;
     let client = &entry.client;
     if client.is_public() {
         return Err(oauth!(UnauthorizedClient, "only a confidential client's backend may hand a user off"));

@@ -10,7 +10,7 @@ use crate::verify::{decode_access_token, live};
 use serde_json::{Value, json};
 
 pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&str>, now: i64) -> Result<Value, OAuthError> {
-    let entry = authenticate_client(p, creds)?;
+    let entry = authenticate_client(p, creds, now).await?;
     // Discovery advertises no `none` for this endpoint: a public client holds no secret that
     // could keep others from reading tokens through it.
     if entry.client.is_public() {

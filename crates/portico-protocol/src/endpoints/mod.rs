@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod backchannel;
+pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;

@@ -39,24 +39,27 @@ struct Pushed {
 /// `POST /oauth2/par`: authenticates the client, validates the request as the authorization
 /// endpoint would, and keeps it.
 pub async fn push(p: &Provider, creds: &ClientCredentials, form: &[(String, String)], now: i64) -> Result<PushedResponse, OAuthError> {
-    let client = authenticate_client(p, creds)?.client;
+    let client = authenticate_client(p, creds, now).await?.client;
     // §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT
     // be provided."
-    if Params(form).get("request_uri").is_some() {
+    if Params(form).count("request_uri") > 0 {
         return Err(oauth!(InvalidRequest, "a pushed request cannot name a request_uri"));
     }
     // The client as authenticated names the request's client_id (§2.1); the credentials are not
     // part of the request, and are not kept.
+    // Only parameters the authorization endpoint reads are kept: any other it ignores, and
+    // nothing is stored that nothing reads.
+    let read = |k: &str| authorize::MAX_PARAM.iter().any(|(n, _)| *n == k) || ["code_challenge_method", "request"].contains(&k);
     let mut params: Vec<(String, String)> = form
         .iter()
-        .filter(|(k, _)| k != "client_id" && !CLIENT_AUTHENTICATION.contains(&k.as_str()))
+        .filter(|(k, _)| k != "client_id" && !CLIENT_AUTHENTICATION.contains(&k.as_str()) && read(k))
         .cloned()
         .collect();
     params.push(("client_id".into(), client.id.as_str().to_owned()));
     // §2.1: "The authorization server MUST validate the request in the same way as at the
     // authorization endpoint."
     authorize::validate(p, &params, true, now).map_err(|e| match e {
-        AuthorizeError::Page(why) => oauth!(InvalidRequest, "the authorization request is not valid").detail(why),
+        AuthorizeError::Page(why) => OAuthError::new(crate::ErrorCode::InvalidRequest, why),
         AuthorizeError::Redirect(_, e) => e,
     })?;
     let handle = random::token();

@@ -10,7 +10,7 @@ use crate::verify::decode_access_token;
 use portico_store::AuditEvent;
 
 pub async fn revoke(p: &Provider, creds: &ClientCredentials, token: Option<&str>, ip: Option<String>, now: i64) -> Result<(), OAuthError> {
-    let entry = authenticate_client(p, creds)?;
+    let entry = authenticate_client(p, creds, now).await?;
     let client = &entry.client;
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| oauth!(InvalidRequest, "token is required"))?;
     let actor = format!("client:{}", client.id);

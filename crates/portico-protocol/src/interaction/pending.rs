@@ -27,6 +27,8 @@ pub enum Kind {
     FactorPermit,
     /// A pushed authorization request (RFC 9126), waiting for its `request_uri`.
     Pushed,
+    /// A client assertion's `jti`, seen (RFC 7523 §3): kept until the assertion expires.
+    AssertionJti,
 }
 
 /// How long the second factor may take after the password.
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Link(LinkKind::Enrolment) => "link_enrolment",
             Kind::FactorPermit => "factor_permit",
             Kind::Pushed => "pushed_authorization",
+            Kind::AssertionJti => "assertion_jti",
         }
     }
 
@@ -67,6 +70,9 @@ impl Kind {
             Kind::Link(LinkKind::Enrolment) => ENROLMENT_LINK_TTL,
             Kind::FactorPermit => FACTOR_PERMIT_TTL,
             Kind::Pushed => PUSHED_REQUEST_TTL,
+            // Each is kept until its own assertion can no longer be accepted ([`put_once`]): its
+            // `exp` is at most this far away, and it is accepted until `exp` + leeway.
+            Kind::AssertionJti => crate::client_assertion::MAX_LIFETIME + 2 * crate::client_assertion::LEEWAY,
         }
     }
 }
@@ -79,6 +85,24 @@ fn key(handle: &str) -> String {
 pub async fn put<T: Serialize>(store: &Store, settings: &Settings, kind: Kind, handle: &str, value: &T, since: i64) -> Result<(), StoreError> {
     let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
     store.put_pending(kind.name(), &key(handle), &data, since + kind.ttl(settings)).await
+}
+
+/// Stores `value` under `handle` until `expires_at` unless a live state is there already: `true`
+/// the first time. Of two concurrent callers, one gets `true` (a replay cache). `expires_at` is
+/// bounded by the kind's lifetime.
+pub async fn put_once<T: Serialize>(
+    store: &Store,
+    kind: Kind,
+    handle: &str,
+    value: &T,
+    expires_at: i64,
+    now: i64,
+    settings: &Settings,
+) -> Result<bool, StoreError> {
+    let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
+    store
+        .put_pending_once(kind.name(), &key(handle), &data, expires_at.min(now + kind.ttl(settings)), now)
+        .await
 }
 
 /// The live state under `handle`, left in place; `None` when there is none (or it does not read

@@ -78,6 +78,8 @@ pub async fn page_request(cx: &Cx<'_>, id: &str) -> Result<AuthRequest, Interact
         Loaded::OtherBrowser(req) if req.restarted && !cx.browser.sent_cookies && cx.now - req.created_at < RESTART_LOOP => {
             Err(Interaction::refuse(Refusal::NeedsCookies))
         }
+        // A pushed request was good once, in the browser its request_uri reached first.
+        Loaded::OtherBrowser(req) if req.pushed => Err(Interaction::refuse(Refusal::OtherBrowser)),
         Loaded::OtherBrowser(req) => {
             let fresh = req.restarted(cx.browser.binding.clone(), cx.now);
             Err(bound(cx, proceed(cx, fresh).await))

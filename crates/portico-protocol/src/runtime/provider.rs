@@ -75,6 +75,8 @@ pub struct Provider {
     discovery: Arc<[u8]>,
     /// Access tokens whose signature has been checked (`verify::decode_access_token`).
     pub verified: crate::verify::Verified,
+    /// The public keys of `private_key_jwt` clients.
+    pub client_keys: crate::client_keys::ClientKeys,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,7 @@ impl Provider {
             keys: RwLock::default(),
             discovery,
             verified: Default::default(),
+            client_keys: Default::default(),
         };
         p.reload().await?;
         let missing = p.keys().missing_algs();

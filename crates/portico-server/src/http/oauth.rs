@@ -123,6 +123,8 @@ fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<
         basic,
         client_id: field("client_id"),
         client_secret: field("client_secret").map(Secret::new),
+        client_assertion: field("client_assertion"),
+        client_assertion_type: field("client_assertion_type"),
     })
 }
 
@@ -190,7 +192,8 @@ fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Opt
     if !s.client_limits.enabled() {
         return None;
     }
-    let id = creds.basic.as_ref().map(|(id, _)| id.as_str()).or(creds.client_id.as_deref())?;
+    let id = creds.claimed_id()?;
+    let id = id.as_str();
     s.provider.config().client(id)?;
     let (wait, audit) = s.client_limits.check(id)?;
     metrics::counter!("portico_token_requests_throttled_total").increment(1);
@@ -213,7 +216,7 @@ pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(a
         }
         // A public client authenticates with its id alone: what it pushes is a write anyone can
         // cause, counted per address as the browser's pending requests are.
-        let unauthenticated = creds.basic.is_none() && creds.client_secret.is_none();
+        let unauthenticated = creds.basic.is_none() && creds.client_secret.is_none() && creds.client_assertion.is_none();
         if let Some(wait) = client_ip(Some(&addr)).filter(|_| unauthenticated).and_then(|ip| s.pending_limits.check(&ip)) {
             return Ok(Err(wait));
         }

@@ -221,9 +221,31 @@ fn clients(src: &Source<'_>, defs: &[Spanned<ClientSpec>], product_known: &dyn F
         if !seen.insert(d.id.clone()) {
             return Err(fail(FieldError::new("id", "duplicate client")));
         }
-        clients.push(d.check(resolve_secret, product_known).map_err(fail)?);
+        let (client, secret) = d.check(resolve_secret, product_known).map_err(fail)?;
+        usable_keys(&client).map_err(fail)?;
+        clients.push((client, secret));
     }
     Ok(clients)
+}
+
+/// A registered JWK Set must hold a key Portico can verify assertions with: the rules the
+/// assertions are checked by (`portico-jose`), so a set that parses here verifies there.
+fn usable_keys(client: &Client) -> Result<(), FieldError> {
+    let Some(portico_model::ClientKeys::Jwks(set)) = &client.keys else {
+        return Ok(());
+    };
+    let (keys, skipped) = portico_jose::jwks::KeySet::parse(set, &portico_jose::jwks::SUPPORTED);
+    match (keys.keys.is_empty(), skipped) {
+        (true, _) => Err(FieldError::new(
+            "jwks",
+            "holds no key that verifies signatures (an OKP Ed25519, EC P-256/P-384 or RSA public key, use \"sig\", a kid of its own)",
+        )),
+        (false, 0) => Ok(()),
+        (false, n) => Err(FieldError::new(
+            "jwks",
+            format!("{n} of its keys cannot verify signatures (type, use, alg or a shared kid)"),
+        )),
+    }
 }
 
 fn tenants(src: &Source<'_>, defs: &[Spanned<TenantSpec>]) -> Result<Vec<(String, String, Vec<String>)>, SuiteError> {

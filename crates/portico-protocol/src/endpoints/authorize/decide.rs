@@ -183,8 +183,11 @@ impl Deciding<'_> {
     async fn after_gate(self, m: Minting<'_>, refusal: Option<Refusal>) -> Result<AuthorizeOutcome, OAuthError> {
         let prompt_none = self.req.has_prompt("none");
         let tenant_id = m.tenant.map(|t| t.id.as_str().to_owned());
-        // `prompt=consent`: ask again even when a consent on record covers the scope.
-        let reconsent = !m.client.first_party && self.req.has_prompt("consent") && !self.progress.consent_done;
+        // `prompt=consent`: ask again even when a consent on record covers the scope. A native
+        // app whose redirect any app on the device could receive is asked every time, first-party
+        // or not (RFC 8252 §8.6).
+        let asked = (!m.client.first_party && self.req.has_prompt("consent")) || !m.client.redirect_proves_identity(&self.req.redirect_uri);
+        let reconsent = asked && !self.progress.consent_done;
         match refusal {
             None if reconsent => {}
             None => {

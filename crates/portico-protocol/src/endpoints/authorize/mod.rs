@@ -73,6 +73,10 @@ pub struct AuthRequest {
     /// registered); `None` posts nothing.
     #[serde(default)]
     pub web_origin: Option<String>,
+    /// Pushed by its client (RFC 9126): its `request_uri` was good once, so another browser that
+    /// presents the request's id is refused, never started over with it.
+    #[serde(default)]
+    pub pushed: bool,
     /// The stored record this request was read from, exactly: a step takes the request out only
     /// if the store still holds it ([`crate::interaction::pending::take_if_unchanged`]).
     #[serde(skip)]
@@ -166,8 +170,9 @@ impl AuthRequest {
         self.acr_request().outcome(portico_model::Acr::of(&session.amr), !self.has_prompt("none"))
     }
 
-    /// The `acr` claim of a code issued for this request in `session`: the first listed value the
-    /// session meets, or (nothing asked, or a voluntary preference unmet) the session's own level.
+    /// The `acr` claim of a code issued for this request in `session`: the strongest listed value
+    /// the session meets, or (nothing asked, or a voluntary preference unmet) the session's own
+    /// level.
     pub fn acr_claim(&self, session: &SsoSession) -> &'static str {
         let level = portico_model::Acr::of(&session.amr);
         match self.acr_request().outcome(level, false) {

@@ -75,6 +75,11 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         .resolve_audience(&client, resources.first().map(|s| s.as_str()))
         .map_err(|_| fail(oauth!(InvalidTarget, "the resource is not a product this client may ask tokens for")))?;
     let (acr_values, acr_essential) = acr(q).map_err(fail)?;
+    // Essential, and no value Portico could ever meet: refused before anyone signs in.
+    let asked = portico_model::AcrRequest::new(acr_values.as_deref().unwrap_or("").split(' '), acr_essential);
+    if asked.essential && asked.none_known {
+        return Err(fail(oauth!(AccessDenied, "none of the requested authentication context values can be met")));
+    }
     Ok(AuthRequest {
         id: random::token(),
         client_id: client.id.as_str().to_owned(),
@@ -97,6 +102,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         waiting: None,
         restarted: false,
         web_origin,
+        pushed,
         stored: None,
     })
 }
@@ -237,9 +243,10 @@ fn prompt_and_max_age(q: Params<'_>) -> Result<(Vec<String>, Option<i64>), OAuth
 }
 
 /// The authentication context asked for: `acr_values` (voluntary, OIDC Core §3.1.2.1), or the
-/// `acr` member of the `claims` parameter (§5.5), which may make it essential and name the values
-/// itself. No other member of `claims` changes what Portico returns: each is voluntary, and
-/// leaving a voluntary claim out "is not an error condition" (§5.5.1).
+/// `acr` member of the `claims` parameter's `id_token` request (§5.5.1.1), which may make it
+/// essential and name the values itself. Userinfo does not return `acr`, so its request for one is
+/// a voluntary claim left out; no other member changes what Portico returns either: leaving a
+/// voluntary claim out "is not an error condition" (§5.5.1).
 fn acr(q: Params<'_>) -> Result<(Option<String>, bool), OAuthError> {
     let acr_values = q.get("acr_values");
     let Some(claims) = q.get("claims") else {
@@ -250,15 +257,19 @@ fn acr(q: Params<'_>) -> Result<(Option<String>, bool), OAuthError> {
     let Some(claims) = claims.as_object() else { return Err(bad()) };
     let mut essential = false;
     let mut values: Option<Vec<String>> = None;
+    // One member (`id_token`) sets these: which of the two comes first is not the question.
     for (member, request) in claims {
         if !["id_token", "userinfo"].contains(&member.as_str()) {
             continue;
         }
         let Some(request) = request.as_object() else { return Err(bad()) };
+        if member != "id_token" {
+            continue;
+        }
         // `"acr": null` asks for it in the default manner.
         let Some(acr) = request.get("acr").filter(|a| !a.is_null()) else { continue };
         let Some(acr) = acr.as_object() else { return Err(bad()) };
-        essential |= acr.get("essential").and_then(|e| e.as_bool()).unwrap_or(false);
+        essential = acr.get("essential").and_then(|e| e.as_bool()).unwrap_or(false);
         let listed: Option<Vec<String>> = match (acr.get("value"), acr.get("values")) {
             (Some(v), None) => Some(vec![v.as_str().ok_or_else(bad)?.to_owned()]),
             (None, Some(vs)) => Some(

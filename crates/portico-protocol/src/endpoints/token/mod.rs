@@ -96,7 +96,7 @@ pub async fn exchange(p: &Provider, creds: &ClientCredentials, req: TokenRequest
     let ip = req.ip.clone();
     let outcome = exchange_inner(p, creds, grant, req, now).await;
     if let Err(e) = &outcome {
-        let claimed = creds.basic.as_ref().map(|(id, _)| id.as_str()).or(creds.client_id.as_deref()).unwrap_or("");
+        let claimed = creds.claimed_id().unwrap_or_default();
         // The name is the caller's input: bounded, and no client is made up from it.
         let claimed: String = claimed.chars().take(128).collect();
         let mut event = AuditEvent::new(now, "token.refused", format!("client:{claimed}"))
@@ -116,7 +116,7 @@ async fn exchange_inner(p: &Provider, creds: &ClientCredentials, grant: Option<G
     if req.grant_type.is_none() {
         return Err(oauth!(InvalidRequest, "grant_type is required"));
     }
-    let entry = authenticate_client(p, creds)?;
+    let entry = authenticate_client(p, creds, now).await?;
     let Some(grant) = grant else {
         return Err(oauth!(UnsupportedGrantType, "unsupported grant_type"));
     };

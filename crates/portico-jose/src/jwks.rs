@@ -1,4 +1,4 @@
-//! The issuer's public keys (RFC 7517 JWK Set), read defensively: a key is usable only for the
+//! Public keys of a JWK Set (RFC 7517), read defensively: a key is usable only for the
 //! algorithms its own type admits (RFC 7518 §3: `EdDSA` needs an `OKP`/`Ed25519` key, `ES256` an
 //! `EC`/`P-256` key, `RS*`/`PS*` an `RSA` key) and the guard's allow-list permits. Keys meant for
 //! encryption, of unknown types, without a `kid`, carrying private members or sharing a `kid` are
@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The asymmetric signature algorithms the guard can verify. `none` and `HS*` are not among them:
+/// The asymmetric signature algorithms that can be verified. `none` and `HS*` are not among them:
 /// a symmetric "key" in a public JWK Set would let anyone who reads it sign. The RSA algorithms
 /// come last ([`family`] relies on it).
 pub const SUPPORTED: [Algorithm; 9] = [
@@ -24,25 +24,44 @@ pub const SUPPORTED: [Algorithm; 9] = [
     Algorithm::PS512,
 ];
 
-/// Reads an algorithm name from discovery, if it is one the guard verifies.
+/// Reads an algorithm name (from discovery, a JWT header), if it is one that can be verified.
 pub fn supported(name: &str) -> Option<Algorithm> {
     name.parse::<Algorithm>().ok().filter(|a| SUPPORTED.contains(a))
 }
 
 /// One usable verification key.
 #[derive(Clone)]
-pub(crate) struct Key {
+pub struct Key {
+    /// The algorithms it verifies: its type's, narrowed by its own `alg` and the caller's list.
     pub algs: Vec<Algorithm>,
+    /// The key, ready to verify with.
     pub decoding: DecodingKey,
 }
 
 /// The usable keys of one JWK Set answer, by `kid`.
 #[derive(Clone, Default)]
-pub(crate) struct KeySet {
+pub struct KeySet {
+    /// By `kid`: a set's keys without one, or sharing one, are not here.
     pub keys: HashMap<String, Arc<Key>>,
 }
 
 impl KeySet {
+    /// The key `kid` names for `alg`, or — a JWT without `kid` — the one key of the set that
+    /// verifies `alg`, when there is exactly one.
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Key> {
+        let key = match kid {
+            Some(kid) => self.keys.get(kid).map(|k| &**k),
+            None => {
+                let mut able = self.keys.values().filter(|k| k.algs.contains(&alg));
+                match (able.next(), able.next()) {
+                    (Some(one), None) => Some(&**one),
+                    _ => None,
+                }
+            }
+        };
+        key.filter(|k| k.algs.contains(&alg))
+    }
+
     /// The usable keys of `jwks` for the algorithms in `allowed`; `skipped` counts the rest.
     pub fn parse(jwks: &Value, allowed: &[Algorithm]) -> (KeySet, usize) {
         let entries = jwks.get("keys").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
