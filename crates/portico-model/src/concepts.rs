@@ -105,14 +105,18 @@ pub enum GrantType {
     ClientCredentials,
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
+    /// RFC 8628: a device without a browser polls while its user approves elsewhere.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 4] = [
+    pub const ALL: [GrantType; 5] = [
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
         GrantType::TokenExchange,
+        GrantType::DeviceCode,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -120,6 +124,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         }
     }
     pub fn parse(value: &str) -> Option<Self> {
@@ -129,6 +134,7 @@ impl GrantType {
     pub fn label(self) -> &'static str {
         match self {
             GrantType::TokenExchange => "token_exchange",
+            GrantType::DeviceCode => "device_code",
             other => other.as_str(),
         }
     }

@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{account, api, demo, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, second_factor, signup};
+use crate::http::{account, api, demo, device, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, second_factor, signup};
 use axum::Router;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -44,6 +44,8 @@ pub struct AppInner {
     /// sign-in ceremonies (each its own allowance).
     pub pending_limits: Arc<crate::http::limits::AddressLimits>,
     pub ceremony_limits: Arc<crate::http::limits::AddressLimits>,
+    /// User codes typed at `/device`, per client IP (RFC 8628 §5.1).
+    pub device_limits: Arc<crate::http::limits::AddressLimits>,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Arc<crate::http::proxy::TrustedProxies>,
 }
@@ -59,6 +61,9 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/authorize/resume", get(oauth::authorize_resume))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/par", post(oauth::push_authorization_request))
+        .route("/oauth2/device_authorization", post(device::authorize_device))
+        .route("/device", get(device::device_form).post(device::device_submit))
+        .route("/device/done", get(device::device_done))
         .route("/oauth2/handoff", post(oauth::handoff))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

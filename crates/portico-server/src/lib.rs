@@ -174,6 +174,9 @@ impl Running {
 
 /// Seconds between sweeps of expired rows.
 const SWEEP_EVERY: u64 = 60;
+/// User codes one address may try at `/device` per minute (RFC 8628 §5.1): a live code is one of
+/// 20^8, so guessing one takes far longer than codes live.
+pub const DEVICE_CODES_PER_MINUTE: u32 = 10;
 
 /// How long in-flight requests may take to finish after a stop.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -267,6 +270,7 @@ fn app_state(cfg: &Config, provider: Arc<Provider>, demo: Option<Arc<http::demo:
         strength_limits: per_minute(http::password::STRENGTH_PER_MINUTE),
         pending_limits: per_minute(cfg.pending_requests_per_minute),
         ceremony_limits: per_minute(cfg.pending_requests_per_minute),
+        device_limits: per_minute(DEVICE_CODES_PER_MINUTE),
         trusted_proxies: Arc::new(trusted),
     }))
 }
@@ -336,7 +340,7 @@ fn spawn_upkeep(state: &AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
                 _ = stop.changed() => break,
             }
             metrics.run_upkeep();
-            for limits in [&s.mail_limits, &s.strength_limits, &s.pending_limits, &s.ceremony_limits] {
+            for limits in [&s.mail_limits, &s.strength_limits, &s.pending_limits, &s.ceremony_limits, &s.device_limits] {
                 limits.sweep();
             }
             ticks += 1;

@@ -49,6 +49,15 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Replaces the live state `kind`/`key` with `new` only if it still holds `old`: of two
+    /// callers that read the same state, one moves it on.
+    pub async fn replace_pending_if(&self, kind: &str, key: &str, old: &str, new: &str, now: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE pending SET data = $4 WHERE kind = $1 AND key = $2 AND data = $3 AND expires_at > $5")
+            .bind(kind).bind(key).bind(old).bind(new).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
     /// Removes the state `kind`/`key`, live or not.
     pub async fn forget_pending(&self, kind: &str, key: &str) -> Result<()> {
         on_pool!(self, pool => sqlx::query("DELETE FROM pending WHERE kind = $1 AND key = $2")

@@ -302,6 +302,7 @@ pub async fn code_flow_tokens(s: &TestServer) -> serde_json::Value {
 mod account_mail;
 mod admin_api;
 mod backchannel;
+mod device_flow;
 mod escaping;
 mod expiry;
 mod flow;

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-/// Error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 8707 §2, RFC 7009 §2.2.1 and
-/// OpenID Connect Core §3.1.2.6.
+/// Error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 8707 §2, RFC 7009 §2.2.1,
+/// RFC 8628 §3.5 and OpenID Connect Core §3.1.2.6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -26,6 +26,12 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     /// RFC 6749 §4.1.2.1: the server cannot handle the request now (a rate limit).
     TemporarilyUnavailable,
+    /// RFC 8628 §3.5: the user has not yet approved the device.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code has expired.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -50,6 +56,9 @@ impl ErrorCode {
             InvalidToken => "invalid_token",
             UnsupportedTokenType => "unsupported_token_type",
             TemporarilyUnavailable => "temporarily_unavailable",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            ExpiredToken => "expired_token",
         }
     }
 

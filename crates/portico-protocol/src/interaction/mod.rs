@@ -19,7 +19,7 @@ pub use second_factor::{
     FactorAnswer, FactorError, FactorView, StepUpView, second_factor, second_factor_options, second_factor_page, step_up, step_up_options, step_up_page,
 };
 pub use sign_in::{LoginError, LoginView, PasskeyRefused, local_next, login_page, passkey_sign_in, sign_in};
-pub use steps::{ConsentView, TenantView, authorize, choose_tenant, consent, consent_page, form_request, page_request, resume, tenant_page};
+pub use steps::{ConsentView, TenantView, authorize, choose_tenant, consent, consent_page, enter_device_code, form_request, page_request, resume, tenant_page};
 
 use crate::authorize::{AuthResponse, Origin, Step};
 use crate::provider::Provider;
@@ -131,6 +131,8 @@ pub enum Place {
     SecondFactor,
     /// A local page: `/account` or `/`.
     Local(&'static str),
+    /// A device's approval is recorded: approved, or denied.
+    DeviceDone(bool),
 }
 
 /// Why a step did not go on. The server words each.
@@ -151,6 +153,8 @@ pub enum Refusal {
     BadLogout(&'static str),
     /// The store failed; what could not be done.
     Unavailable(Failed),
+    /// A user code at `/device` that names no device waiting for approval.
+    BadDeviceCode,
 }
 
 /// What the store failure stopped.

@@ -29,6 +29,11 @@ pub enum Kind {
     Pushed,
     /// A client assertion's `jti`, seen (RFC 7523 §3): kept until the assertion expires.
     AssertionJti,
+    /// A device authorization (RFC 8628), under its user code: what the device asked for, and
+    /// whether its user approved.
+    DeviceGrant,
+    /// A device code, naming the user code of its authorization.
+    DeviceCode,
 }
 
 /// How long the second factor may take after the password.
@@ -56,6 +61,8 @@ impl Kind {
             Kind::FactorPermit => "factor_permit",
             Kind::Pushed => "pushed_authorization",
             Kind::AssertionJti => "assertion_jti",
+            Kind::DeviceGrant => "device_grant",
+            Kind::DeviceCode => "device_code",
         }
     }
 
@@ -73,6 +80,8 @@ impl Kind {
             // Each is kept until its own assertion can no longer be accepted ([`put_once`]): its
             // `exp` is at most this far away, and it is accepted until `exp` + leeway.
             Kind::AssertionJti => crate::client_assertion::MAX_LIFETIME + 2 * crate::client_assertion::LEEWAY,
+            // Kept a while past the code's own expiry, so a late poll learns `expired_token`.
+            Kind::DeviceGrant | Kind::DeviceCode => crate::device::DEVICE_TTL + crate::device::EXPIRED_KEPT,
         }
     }
 }
@@ -130,6 +139,13 @@ pub async fn get_with_record<T: DeserializeOwned>(store: &Store, kind: Kind, han
 /// it, and none takes a state another step has moved on since.
 pub async fn take_if_unchanged(store: &Store, kind: Kind, handle: &str, record: &str, now: i64) -> Result<bool, StoreError> {
     store.take_pending_if(kind.name(), &key(handle), record, now).await
+}
+
+/// Replaces the state under `handle` with `value` only if the store still holds `record`, the
+/// exact record it was read from.
+pub async fn replace_if_unchanged<T: Serialize>(store: &Store, kind: Kind, handle: &str, record: &str, value: &T, now: i64) -> Result<bool, StoreError> {
+    let data = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kind.name())))?;
+    store.replace_pending_if(kind.name(), &key(handle), record, &data, now).await
 }
 
 /// Removes the state under `handle`, live or not.

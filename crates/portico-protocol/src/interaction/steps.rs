@@ -105,12 +105,13 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
     // A request not yet stored (just validated, or restarted): saving it is a new row anyone can
     // cause. Later saves of the same request (after each step) are not counted again.
     let first_save = req.waiting.is_none();
+    let device = req.device.clone();
     let (req, step) = match authorize::decide(p, req, session.as_ref(), &cx.browser.from, now).await {
         Ok(AuthorizeOutcome::Respond(resp)) => {
             if let Err(e) = request::finish(&p.store, &id).await {
                 tracing::warn!(error = %e, "an answered authorization request stays until it expires");
             }
-            return Then::Respond(resp).into();
+            return answer(cx, device.as_deref(), resp).await;
         }
         Ok(AuthorizeOutcome::ShowLogin(req)) => (req, Step::Login),
         Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, Step::Consent),
@@ -127,12 +128,51 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
             ErrorCode::TemporarilyUnavailable,
             "too many sign-ins from this address: try again later",
         );
-        return Then::Respond(resp).into();
+        return answer(cx, req.device.as_deref(), resp).await;
     }
     if let Err(e) = request::save(&p.store, &p.settings, &req).await {
         return failed(Failed::Authorization, e);
     }
     Interaction::go(Place::Step(step, req.id))
+}
+
+/// The answer to a request: the authorization response, sent to the client — or, for a device's
+/// approval (`device`: its user code), recorded on the device's authorization (the code it will
+/// redeem by polling, or the denial) and a page that says so. An answer that is neither (a rate
+/// limit) records nothing: the device goes on waiting.
+async fn answer(cx: &Cx<'_>, device: Option<&str>, resp: authorize::AuthResponse) -> Interaction {
+    let Some(user_code) = device else {
+        return Then::Respond(resp).into();
+    };
+    let param = |name: &str| resp.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let code = param("code");
+    if code.is_none() && param("error").as_deref() != Some(ErrorCode::AccessDenied.as_str()) {
+        return Interaction::refuse(Refusal::Unavailable(Failed::Authorization));
+    }
+    let approved = code.is_some();
+    match crate::device::record_answer(cx.p, user_code, code, cx.now).await {
+        Ok(true) => Interaction::go(Place::DeviceDone(approved)),
+        Ok(false) => Interaction::refuse(Refusal::Expired),
+        Err(e) => failed(Failed::Authorization, e),
+    }
+}
+
+/// A user code typed at `/device`: the device's authorization it names, approved through the
+/// same steps as a sign-in for an application (sign-in, second factor, tenant, consent), in this
+/// browser. A code that names nothing waiting is [`Refusal::BadDeviceCode`], looked up only when
+/// it has the form of one.
+pub async fn enter_device_code(cx: &Cx<'_>, typed: &str) -> Interaction {
+    let Some(code) = crate::device::normalize_user_code(typed) else {
+        return Interaction::refuse(Refusal::BadDeviceCode);
+    };
+    match crate::device::waiting(cx.p, &code, cx.now).await {
+        Ok(Some(grant)) => {
+            let req = crate::device::approval_request(&grant, &code, cx.browser.binding.clone(), cx.now);
+            bound(cx, proceed(cx, req).await)
+        }
+        Ok(None) => Interaction::refuse(Refusal::BadDeviceCode),
+        Err(e) => failed(Failed::Authorization, e),
+    }
 }
 
 /// The request a step's page or form names, waiting at `step` for the browser's session; otherwise
@@ -157,6 +197,8 @@ pub struct ConsentView {
     pub client: String,
     pub product: String,
     pub tenant: Option<String>,
+    /// For a device's approval: the user code, as the device shows it.
+    pub device: Option<String>,
 }
 
 /// The consent page, shown only to the session the request waits for; anyone else gets the
@@ -179,6 +221,7 @@ pub async fn consent_page(cx: &Cx<'_>, id: &str) -> Interaction<ConsentView> {
         client: client.unwrap_or_else(|| req.client_id.clone()),
         product,
         tenant,
+        device: req.device.as_deref().map(crate::device::display_user_code),
         req,
     })
 }
@@ -197,7 +240,8 @@ pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
         Err(e) => return failed(Failed::Consent, e),
     }
     if !allow {
-        return Then::Respond(authorize::deny(p, &req, ErrorCode::AccessDenied, "the user denied the request")).into();
+        let resp = authorize::deny(p, &req, ErrorCode::AccessDenied, "the user denied the request");
+        return answer(cx, req.device.as_deref(), resp).await;
     }
     let Some(product) = p.config().product_by_audience(&req.audience).map(|x| x.slug.clone()) else {
         return Interaction::refuse(Refusal::Expired);

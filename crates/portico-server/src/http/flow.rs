@@ -111,6 +111,7 @@ pub fn url(place: &Place) -> String {
         Place::Resume(id) => format!("/oauth2/authorize/resume?req={id}"),
         Place::SecondFactor => "/login/mfa".to_owned(),
         Place::Local(path) => (*path).to_owned(),
+        Place::DeviceDone(approved) => format!("/device/done?approved={}", u8::from(*approved)),
     }
 }
 
@@ -146,6 +147,10 @@ pub fn refusal(r: Refusal) -> Response {
                 .page(StatusCode::BAD_REQUEST);
         }
         Refusal::Unavailable(what) => (StatusCode::INTERNAL_SERVER_ERROR, unavailable(what)),
+        Refusal::BadDeviceCode => (
+            StatusCode::BAD_REQUEST,
+            "That code is not right, or it has expired. Check the code on your device.",
+        ),
     };
     html::error_page(status, message)
 }

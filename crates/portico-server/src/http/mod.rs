@@ -4,6 +4,7 @@ pub mod account;
 pub mod api;
 pub mod cookies;
 pub mod demo;
+pub mod device;
 pub mod enrolment;
 pub mod flow;
 pub mod html;

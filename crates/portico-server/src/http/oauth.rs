@@ -52,7 +52,7 @@ impl IntoResponse for OAuthJsonError {
     }
 }
 
-fn no_store(mut resp: Response) -> Response {
+pub(super) fn no_store(mut resp: Response) -> Response {
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
@@ -101,7 +101,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: both parts form-url-encoded)
 /// and the body.
-fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
+pub(super) fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
     let invalid = || OAuthError {
         basic_challenge: true,
         ..OAuthError::new(portico_protocol::ErrorCode::InvalidClient, "client authentication failed")
@@ -130,7 +130,7 @@ fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<
 
 /// A form-encoded OAuth request's parameters, refused when one is repeated
 /// ([`portico_protocol::params::Params::reject_repeated`], the rule every endpoint shares).
-fn oauth_form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+pub(super) fn oauth_form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     let form = form_pairs(body)?;
     portico_protocol::params::Params(&form).reject_repeated()?;
     Ok(form)
@@ -158,6 +158,7 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
             requested_token_type: field("requested_token_type"),
             actor_token: field("actor_token"),
             organization: field("organization"),
+            device_code: field("device_code"),
             ip: client_ip(Some(&addr)),
         };
         let (grant, outcome) = token::exchange(&s.provider, &creds, req, now(&s)).await;
@@ -179,7 +180,7 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
 /// `429 Too Many Requests` with `Retry-After` (RFC 6585 §4). The body is an OAuth error;
 /// RFC 6749 defines none for a rate limit at the token endpoint, so it borrows
 /// `temporarily_unavailable` from the authorization endpoint's (§4.1.2.1).
-fn too_many(wait: u64) -> Response {
+pub(super) fn too_many(wait: u64) -> Response {
     let body = serde_json::json!({"error": "temporarily_unavailable", "error_description": "too many requests from this client: try again later"});
     let mut resp = no_store((StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response());
     resp.headers_mut().insert(header::RETRY_AFTER, wait.max(1).into());
@@ -187,7 +188,7 @@ fn too_many(wait: u64) -> Response {
 }
 
 /// Seconds a registered client over its request rate must wait; audited (sampled).
-fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Option<u64> {
+pub(super) fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Option<u64> {
     // No limit configured: not even the registry lookup on this hot path.
     if !s.client_limits.enabled() {
         return None;

@@ -186,7 +186,10 @@ impl Deciding<'_> {
         // `prompt=consent`: ask again even when a consent on record covers the scope. A native
         // app whose redirect any app on the device could receive is asked every time, first-party
         // or not (RFC 8252 §8.6).
-        let asked = (!m.client.first_party && self.req.has_prompt("consent")) || !m.client.redirect_proves_identity(&self.req.redirect_uri);
+        // A device's approval always asks too: the user must see what they let in (RFC 8628 §5.4).
+        let asked = (!m.client.first_party && self.req.has_prompt("consent"))
+            || !m.client.redirect_proves_identity(&self.req.redirect_uri)
+            || self.req.device.is_some();
         let reconsent = asked && !self.progress.consent_done;
         match refusal {
             None if reconsent => {}

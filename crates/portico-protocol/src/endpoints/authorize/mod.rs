@@ -77,6 +77,10 @@ pub struct AuthRequest {
     /// presents the request's id is refused, never started over with it.
     #[serde(default)]
     pub pushed: bool,
+    /// For a device's approval (RFC 8628): the user code of the device authorization it answers.
+    /// Its answer goes to that record, never to a redirect URI.
+    #[serde(default)]
+    pub device: Option<String>,
     /// The stored record this request was read from, exactly: a step takes the request out only
     /// if the store still holds it ([`crate::interaction::pending::take_if_unchanged`]).
     #[serde(skip)]

@@ -103,6 +103,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         restarted: false,
         web_origin,
         pushed,
+        device: None,
         stored: None,
     })
 }

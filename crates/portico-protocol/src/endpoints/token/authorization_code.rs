@@ -17,11 +17,38 @@ use portico_store::{AuditEvent, CodeConsumption, Store};
 pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
     let code = req.code.as_deref().ok_or_else(|| oauth!(InvalidRequest, "code is required"))?;
     let (family, data) = consume(&p.store, client, code, req.ip.as_deref(), now).await?;
+    // A device's code is redeemed by its device's poll, never here (it never left Portico).
+    if data.redirect_uri == crate::device::DEVICE_REDIRECT {
+        return Err(oauth!(InvalidGrant, BAD_CODE).detail("a device's code"));
+    }
     // "ensure that the redirect_uri parameter is present if [it] was included in the initial authorization request … and if included ensure that their values are identical."
     if req.redirect_uri.as_deref() != Some(data.redirect_uri.as_str()) {
         return Err(oauth!(InvalidGrant, "redirect_uri does not match the authorization request"));
     }
     issue::verify_pkce(data.code_challenge.as_deref(), req.code_verifier.as_deref())?;
+    tokens(p, client, family, data, req.ip, "authorization_code", now).await
+}
+
+/// Redeems the code a device's approval issued to its record (RFC 8628 §3.4, by
+/// `token::device_code`): spent once, as any code, and minted through the same gate.
+pub(super) async fn redeem_for_device(p: &Provider, client: &Client, code: &str, ip: Option<String>, now: i64) -> Result<TokenResponse, OAuthError> {
+    let (family, data) = consume(&p.store, client, code, ip.as_deref(), now).await?;
+    if data.redirect_uri != crate::device::DEVICE_REDIRECT {
+        return Err(oauth!(InvalidGrant, BAD_CODE).detail("not a device's code"));
+    }
+    tokens(p, client, family, data, ip, "device_code", now).await
+}
+
+/// The tokens a spent code stands for, if the policy gate still admits them.
+async fn tokens(
+    p: &Provider,
+    client: &Client,
+    family: FamilyId,
+    data: CodeData,
+    ip: Option<String>,
+    grant_type: &'static str,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
     let config = p.config();
     let product = config
         .product_by_audience(&data.audience)
@@ -58,7 +85,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         nonce: data.nonce.as_deref(),
         act: None,
     };
-    issue::user_token_response(p, &t, "authorization_code", req.ip, now).await
+    issue::user_token_response(p, &t, grant_type, ip, now).await
 }
 
 const BAD_CODE: &str = "the authorization code is invalid, expired or already used";

@@ -3,6 +3,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod issue;
 pub mod refresh_token;
 pub mod token_exchange;
@@ -33,6 +34,8 @@ pub struct TokenRequest {
     /// Portico's extension for `client_credentials` at a tenant-aware product: the one tenant
     /// (its id, slug or handle) the service's token is for.
     pub organization: Option<String>,
+    /// RFC 8628 §3.4.
+    pub device_code: Option<String>,
     pub ip: Option<String>,
 }
 
@@ -132,5 +135,6 @@ async fn exchange_inner(p: &Provider, creds: &ClientCredentials, grant: Option<G
         GrantType::RefreshToken => refresh_token::grant(p, &entry.client, req, now).await,
         GrantType::ClientCredentials => client_credentials::grant(p, &entry.client, req, now).await,
         GrantType::TokenExchange => token_exchange::grant(p, &entry.client, req, now).await,
+        GrantType::DeviceCode => device_code::grant(p, &entry.client, req, now).await,
     }
 }
