@@ -70,6 +70,17 @@ pub struct AccessClaims {
     /// RFC 8693 §4.1: the party acting on the subject's behalf (token exchange).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// RFC 9449 §6.1: the key the token is bound to. A token with it is good only with a DPoP
+    /// proof signed by that key, never as a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 `cnf`, as DPoP uses it (RFC 9449 §6.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The JWK SHA-256 thumbprint (RFC 7638) of the key.
+    pub jkt: String,
 }
 
 /// RFC 8693 §4.1 `act`: who acts for the subject; a chain of delegation nests.

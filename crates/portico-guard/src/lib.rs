@@ -210,6 +210,10 @@ impl Guard {
         if c.sub.is_empty() || c.client_id.is_empty() || c.jti.is_empty() {
             return Err(Reason::Claims);
         }
+        // RFC 9449 §7.1: a bound token is never accepted as a bearer token.
+        if c.cnf.is_some() {
+            return Err(Reason::DpopBound);
+        }
         verify::times(i.clock.now(), i.leeway, c.iat, c.nbf, c.exp)?;
         self.signature(&parts).await?;
         match i.marks.ended(c.sid.as_deref(), &c.sub, c.iat, i.clock.now()).await {

@@ -44,6 +44,9 @@ pub enum Reason {
     Inactive,
     /// A check that needs a service (introspection, the session marks) could not be made: refused.
     Unavailable,
+    /// The token is bound to a DPoP key (`cnf.jkt`, RFC 9449 §6.1) and came as a bearer token:
+    /// without a proof of that key it is worth nothing (§7.1).
+    DpopBound,
 }
 
 impl Reason {
@@ -66,6 +69,7 @@ impl Reason {
             Reason::SessionEnded => "session_ended",
             Reason::Inactive => "inactive",
             Reason::Unavailable => "unavailable",
+            Reason::DpopBound => "dpop_bound",
         }
     }
 
@@ -76,6 +80,7 @@ impl Reason {
             Reason::SessionEnded | Reason::Inactive => "the access token is no longer valid",
             Reason::Audience => "the access token is not meant for this API",
             Reason::Unavailable | Reason::StaleKeys => "the access token cannot be checked right now",
+            Reason::DpopBound => "the access token is DPoP-bound: present it with a DPoP proof",
             _ => "the access token is invalid",
         }
     }

@@ -158,6 +158,7 @@ impl TestIssuer {
             roles: Vec::new(),
             permissions: Vec::new(),
             act: None,
+            cnf: None,
         }
     }
 

@@ -96,6 +96,12 @@ fn family(jwk: &Value) -> &'static [Algorithm] {
     }
 }
 
+/// One public key (a JWT header's `jwk`, as DPoP proofs carry it), usable for the algorithms its
+/// type admits and `allowed` permits, by the rules a set's keys follow; `kid` plays no part.
+pub fn public_key(jwk: &Value, allowed: &[Algorithm]) -> Option<Key> {
+    usable(jwk, allowed)
+}
+
 fn usable(jwk: &Value, allowed: &[Algorithm]) -> Option<Key> {
     // RFC 7517 §4.2/§4.3: a key for encryption, or one whose operations exclude verifying, is not ours.
     if jwk.get("use").is_some_and(|u| u != "sig") {

@@ -2,5 +2,6 @@
 //! Set from a client (`private_key_jwt`, RFC 7523) or from the issuer (a product verifying access
 //! tokens).
 
+pub mod dpop;
 pub mod fetch;
 pub mod jwks;

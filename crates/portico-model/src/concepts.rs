@@ -220,6 +220,10 @@ pub struct Client {
     /// For `private_key_jwt`: the keys its assertions are signed with.
     #[serde(default)]
     pub keys: Option<ClientKeys>,
+    /// RFC 9449 §5.2: its access tokens are always DPoP-bound; a token request without a proof is
+    /// refused.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {

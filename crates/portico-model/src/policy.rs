@@ -87,6 +87,8 @@ pub struct TokenContext<'a> {
     pub amr: Option<&'a [String]>,
     /// The acting client, for a token made by token exchange.
     pub act: Option<crate::claims::Actor>,
+    /// The DPoP key the token is bound to (its JWK thumbprint), if any.
+    pub jkt: Option<&'a str>,
 }
 
 /// Builds access-token claims: the only way to make them.
@@ -125,6 +127,7 @@ pub fn claims_for(ctx: &TokenContext<'_>, product: &Product, tenant: Option<&Ten
         roles: roles.into_iter().collect(),
         permissions: permissions.into_iter().collect(),
         act: ctx.act.clone(),
+        cnf: ctx.jkt.map(|jkt| portico_claims::Confirmation { jkt: jkt.to_owned() }),
     }
 }
 
@@ -188,6 +191,7 @@ pub(crate) mod tests {
             application_type: crate::ApplicationType::Web,
             require_pushed_authorization_requests: false,
             keys: None,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -253,6 +257,7 @@ pub(crate) mod tests {
             acr: None,
             amr: None,
             act: None,
+            jkt: None,
         };
         let claims = claims_for(&ctx, &crm, None, Some(&g));
         assert_eq!(claims.aud, "https://crm.example.test");

@@ -73,6 +73,8 @@ pub struct Config {
     pub reset_link_lifetime: String,
     /// How long a sign-up or email verification link works ("24h").
     pub verify_link_lifetime: String,
+    /// RFC 9449 §8: DPoP proofs must carry a nonce Portico gave (`DPoP-Nonce`).
+    pub dpop_require_nonce: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -116,6 +118,7 @@ impl Default for Config {
             max_connections_per_address: 256,
             reset_link_lifetime: "30m".into(),
             verify_link_lifetime: "24h".into(),
+            dpop_require_nonce: false,
         }
     }
 }
@@ -352,6 +355,7 @@ impl Config {
             password: self.password_policy()?,
             reset_link_ttl: self.link_lifetimes().0.unwrap_or(1800),
             verify_link_ttl: self.link_lifetimes().1.unwrap_or(86_400),
+            dpop_nonces: self.dpop_require_nonce,
             ..Default::default()
         })
     }

@@ -246,8 +246,8 @@ async fn fifty_polls_at_once_after_approval_get_one_token(s: &TestServer) {
 }
 both_stores!(fifty_polls_at_once_after_approval_get_one_token, &crate::device_flow::DEVICE_SUITE);
 
-async fn a_user_without_a_grant_cannot_approve_a_device(s: &TestServer) {
-    // Bob holds no CRM grant: the gate refuses, and the device hears access_denied.
+async fn a_user_without_a_grant_cannot_approve_a_device_nor_end_its_flow(s: &TestServer) {
+    // Bob holds no CRM grant: the gate refuses him, and says so; the device goes on waiting.
     let d = start(s, "crm-cli").await;
     let mut b = Browser::new();
     let (_, _, page) = b.get(&format!("{}/device", s.base)).await;
@@ -260,12 +260,51 @@ async fn a_user_without_a_grant_cannot_approve_a_device(s: &TestServer) {
         .await;
     let (_, _, login) = b.follow(&s.base, format!("{}{}", s.base, loc.unwrap())).await;
     let (status, loc, page) = b.login(&s.base, &login, "bob@example.test", "bob's long enough password").await;
-    let done = match loc {
-        Some(l) => b.follow(&s.base, format!("{}{l}", s.base)).await.2,
-        None => page,
-    };
-    assert!(done.contains("was not signed in"), "{status}: {done}");
+    assert_eq!((status, loc), (400, None), "{page}");
+    assert!(page.contains("This account cannot sign that device in"), "{page}");
+    let code = d["device_code"].as_str().unwrap();
+    assert_eq!(error(&poll(s, "crm-cli", code).await).1, Some("authorization_pending"));
+    // Ada, who holds one, approves it after all.
+    let (_, done, _) = approve(&mut Browser::new(), s, d["user_code"].as_str().unwrap(), "allow").await;
+    assert!(done.contains("Your device is signed in"), "{done}");
     wait(s, 6);
-    assert_eq!(error(&poll(s, "crm-cli", d["device_code"].as_str().unwrap()).await).1, Some("access_denied"));
+    assert_eq!(poll(s, "crm-cli", code).await.0, 200);
 }
-both_stores!(a_user_without_a_grant_cannot_approve_a_device, &crate::device_flow::DEVICE_SUITE);
+both_stores!(
+    a_user_without_a_grant_cannot_approve_a_device_nor_end_its_flow,
+    &crate::device_flow::DEVICE_SUITE
+);
+
+async fn an_approved_device_that_polls_late_still_gets_its_tokens(s: &TestServer) {
+    let d = start(s, "crm-cli").await;
+    approve(&mut Browser::new(), s, d["user_code"].as_str().unwrap(), "allow").await;
+    // Five minutes on (a device asleep, or slowed down a lot), within the code's ten.
+    wait(s, 300);
+    let (status, tokens) = poll(s, "crm-cli", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{tokens}");
+}
+both_stores!(an_approved_device_that_polls_late_still_gets_its_tokens, &crate::device_flow::DEVICE_SUITE);
+
+async fn a_device_approval_goes_on_only_in_the_browser_its_code_was_typed_in(s: &TestServer) {
+    let d = start(s, "crm-cli").await;
+    let mut a = Browser::new();
+    let (_, _, page) = a.get(&format!("{}/device", s.base)).await;
+    let csrf = hidden(&page, "csrf").unwrap();
+    let (_, loc, _) = a
+        .post_form(
+            &format!("{}/device", s.base),
+            &[("csrf", &csrf), ("user_code", d["user_code"].as_str().unwrap())],
+        )
+        .await;
+    let step = loc.expect("the sign-in step");
+    assert!(step.starts_with("/login?req="), "{step}");
+    // The step's link, opened elsewhere (sent to a victim, say), is refused there: it neither
+    // restarts nor skips the code form and its count.
+    let (status, loc, page) = Browser::new().get(&format!("{}{step}", s.base)).await;
+    assert_eq!((status, loc), (403, None), "{page}");
+    assert!(!page.contains("name=\"password\""));
+}
+both_stores!(
+    a_device_approval_goes_on_only_in_the_browser_its_code_was_typed_in,
+    &crate::device_flow::DEVICE_SUITE
+);

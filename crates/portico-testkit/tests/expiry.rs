@@ -51,10 +51,12 @@ async fn access_tokens_expire_with_their_ttl(s: &TestServer) {
     let crm = basic("crm-web", SECRET);
     // Within its ten minutes the token is active and opens userinfo...
     assert_eq!(introspect::introspect(p, &crm, Some(at), t + 590).await.expect("introspect")["active"], true);
-    assert!(userinfo::userinfo(p, Some(at), t + 590).await.is_ok());
+    assert!(userinfo::userinfo(p, &userinfo::Presented::bearer(at), t + 590).await.is_ok());
     // ...after them it is inactive, and userinfo answers invalid_token.
     assert_eq!(introspect::introspect(p, &crm, Some(at), t + 601).await.expect("introspect")["active"], false);
-    let err = userinfo::userinfo(p, Some(at), t + 601).await.expect_err("expired token");
+    let err = userinfo::userinfo(p, &userinfo::Presented::bearer(at), t + 601)
+        .await
+        .expect_err("expired token");
     assert_eq!(err.code.as_str(), "invalid_token");
 }
 both_stores!(access_tokens_expire_with_their_ttl);

@@ -165,11 +165,11 @@ async fn a_remembered_user_token_ends_with_its_family_and_its_user(s: &TestServe
     let tokens = code_flow_tokens(s).await;
     let (at, rt) = (tokens["access_token"].as_str().unwrap().to_owned(), tokens["refresh_token"].as_str().unwrap());
     assert!(active(at.clone()).await);
-    assert!(userinfo::userinfo(p, Some(&at), now).await.is_ok());
+    assert!(userinfo::userinfo(p, &userinfo::Presented::bearer(&at), now).await.is_ok());
     let remembered = p.verified.len();
     revoke::revoke(p, &crm, Some(rt), None, now).await.expect("revoke");
     assert!(!active(at.clone()).await, "a remembered token outlived its revoked family");
-    assert!(userinfo::userinfo(p, Some(&at), now).await.is_err(), "userinfo took it");
+    assert!(userinfo::userinfo(p, &userinfo::Presented::bearer(&at), now).await.is_err(), "userinfo took it");
     assert_eq!(p.verified.len(), remembered, "its signature is still remembered: only liveness ended it");
 
     let tokens = code_flow_tokens(s).await;
@@ -181,6 +181,6 @@ async fn a_remembered_user_token_ends_with_its_family_and_its_user(s: &TestServe
         .await
         .unwrap();
     assert!(!active(at.clone()).await, "a remembered token outlived its user");
-    assert!(userinfo::userinfo(p, Some(&at), now).await.is_err(), "userinfo took it");
+    assert!(userinfo::userinfo(p, &userinfo::Presented::bearer(&at), now).await.is_err(), "userinfo took it");
 }
 both_stores!(a_remembered_user_token_ends_with_its_family_and_its_user);

@@ -303,6 +303,7 @@ mod account_mail;
 mod admin_api;
 mod backchannel;
 mod device_flow;
+mod dpop;
 mod escaping;
 mod expiry;
 mod flow;

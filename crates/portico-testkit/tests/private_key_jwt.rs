@@ -16,6 +16,8 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 struct Published {
     jwks: Arc<Mutex<Value>>,
     fetches: Arc<AtomicUsize>,
+    /// Requests for anything else (answered 404).
+    misses: Arc<AtomicUsize>,
     port: u16,
 }
 
@@ -26,6 +28,7 @@ impl Published {
         let me = Self {
             jwks: Arc::new(Mutex::new(jwks)),
             fetches: Default::default(),
+            misses: Default::default(),
             port,
         };
         let served = me.clone();
@@ -43,7 +46,17 @@ impl Published {
             .route(
                 "/huge",
                 axum::routing::get(|| async { format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(300 * 1024)) }),
-            );
+            )
+            .fallback({
+                let served = me.clone();
+                move || {
+                    let served = served.clone();
+                    async move {
+                        served.misses.fetch_add(1, Ordering::SeqCst);
+                        axum::http::StatusCode::NOT_FOUND
+                    }
+                }
+            });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         me
     }
@@ -223,14 +236,25 @@ async fn replayed_expired_wrong_audience_and_wrong_key_assertions_are_invalid_cl
     refused(service_token(setup, &once).await, "replayed");
     // Each claim broken in turn, signed by the right key.
     let now = now(s);
-    let broken: [(&str, Box<dyn Fn(&mut Value)>); 11] = [
+    let broken: [(&str, Box<dyn Fn(&mut Value)>); 13] = [
         ("expired", Box::new(move |c| c["exp"] = json!(now - 31))),
         ("exp an hour away", Box::new(move |c| c["exp"] = json!(now + 3600))),
         ("no exp", Box::new(|c| drop(c.as_object_mut().unwrap().remove("exp")))),
         ("not yet valid", Box::new(move |c| c["nbf"] = json!(now + 120))),
         ("issued in the future", Box::new(move |c| c["iat"] = json!(now + 120))),
         ("another audience", Box::new(|c| c["aud"] = json!("https://crm.example.test"))),
+        (
+            "portico among others",
+            Box::new(|c| {
+                let token = c["aud"].clone();
+                c["aud"] = json!([token, "https://other-as.example.test"]);
+            }),
+        ),
         ("no audience", Box::new(|c| drop(c.as_object_mut().unwrap().remove("aud")))),
+        (
+            "another endpoint of Portico's",
+            Box::new(|c| c["aud"] = json!(c["aud"].as_str().unwrap().replace("/token", "/introspect"))),
+        ),
         ("iss another client", Box::new(|c| c["iss"] = json!("ops-remote"))),
         ("no jti", Box::new(|c| drop(c.as_object_mut().unwrap().remove("jti")))),
         ("a jti too long", Box::new(|c| c["jti"] = json!("j".repeat(300)))),
@@ -366,6 +390,15 @@ both!(a_jwks_uri_is_fetched_once_held_and_fetched_again_for_a_rotated_key);
 
 async fn a_jwks_uri_that_answers_too_much_or_nothing_authenticates_nobody(setup: &Setup) {
     let s = &setup.s;
+    // A URL that answers 404: refused, and the next requests within the cooldown fetch nothing.
+    let changed = suite(&setup.signer, &format!("http://127.0.0.1:{}/gone", setup.published.port));
+    let parsed = portico_server::suite::Suite::parse("suite.toml", &changed, &Default::default()).unwrap();
+    parsed.apply(s.store(), &s.running.provider.kek, "test", now(s)).await.unwrap();
+    s.running.provider.reload().await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(service_token(setup, &sign(&setup.remote, &claims(s, "ops-remote"))).await.0, 401);
+    }
+    assert_eq!(setup.published.misses.load(Ordering::SeqCst), 1, "one fetch per cooldown, failed or not");
     // The same client pointed at an answer over the size limit, then at a port nobody listens on.
     for uri in [format!("http://127.0.0.1:{}/huge", setup.published.port), "http://127.0.0.1:9/jwks".to_owned()] {
         let changed = suite(&setup.signer, &uri);

@@ -36,6 +36,9 @@ pub struct ClientSpec {
     /// For `private_key_jwt`: the client's JWK Set, or the URL it publishes it at (one of them).
     pub jwks: Option<serde_json::Value>,
     pub jwks_uri: Option<String>,
+    /// RFC 9449 §5.2: every access token it gets is DPoP-bound.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// The shortest secret a confidential client may have.
@@ -87,6 +90,7 @@ impl ClientSpec {
             application_type: self.application_type,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             keys,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         };
         Ok((client, secret))
     }

@@ -3,7 +3,7 @@
 //!
 //! An assertion is good when it is signed by a key of the client's set with an algorithm that
 //! key's type admits (never `none` or `HS*`); `iss` and `sub` are both the client id (§3, items 1
-//! and 2); `aud` names Portico — its issuer or one of its endpoints (item 3); `exp` has not passed
+//! and 2); `aud` names Portico alone — its issuer or its token endpoint (item 3); `exp` has not passed
 //! and is at most [`MAX_LIFETIME`] away (item 4: "The authorization server MUST reject any JWT with
 //! an expiration time that has passed"); `nbf` and `iat` are not in the future; and its `jti` has
 //! not been seen from that client before (item 7: the server "MAY ensure that JWTs are not
@@ -32,6 +32,7 @@ const MAX_JTI: usize = 256;
 struct Claims {
     iss: String,
     sub: String,
+    aud: serde_json::Value,
     exp: i64,
     #[serde(default)]
     nbf: Option<i64>,
@@ -108,22 +109,31 @@ fn verify(p: &Provider, assertion: &str, alg: Algorithm, key: &jsonwebtoken::Dec
     let mut v = Validation::new(alg);
     v.set_issuer(&[id]);
     v.sub = Some(id.to_owned());
-    v.set_audience(&audiences(&p.issuer));
+    // `aud` is checked below: one value, not a list that merely contains one.
+    v.validate_aud = false;
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     v.validate_exp = false;
     v.validate_nbf = false;
     let claims = jsonwebtoken::decode::<Claims>(assertion, key, &v).map_err(|e| refused(format!("the assertion of {id} does not verify: {e}")))?;
     let claims = claims.claims;
     debug_assert!(claims.iss == id && claims.sub == id);
+    let aud = match &claims.aud {
+        serde_json::Value::String(a) => Some(a.as_str()),
+        serde_json::Value::Array(a) if a.len() == 1 => a[0].as_str(),
+        _ => None,
+    };
+    if !aud.is_some_and(|a| audiences(&p.issuer).iter().any(|x| x == a)) {
+        return Err(refused(format!("the assertion of {id} is not for this server alone (aud)")));
+    }
     Ok(claims)
 }
 
-/// What an assertion's `aud` may name: the issuer, or an endpoint that takes client
-/// authentication (OIDC Core §9: "SHOULD be the URL of the Authorization Server's Token Endpoint").
-fn audiences(issuer: &str) -> Vec<String> {
-    let mut a = vec![issuer.to_owned()];
-    a.extend(["token", "introspect", "revoke", "handoff", "par"].map(|e| format!("{issuer}/oauth2/{e}")));
-    a
+/// What an assertion's `aud` may name, as its one value: the issuer, or the token endpoint (OIDC
+/// Core §9: "SHOULD be the URL of the Authorization Server's Token Endpoint"), whichever endpoint
+/// it is presented at. An assertion naming another endpoint, or listing other audiences beside
+/// Portico, is refused: one made for another server must never pass here.
+fn audiences(issuer: &str) -> [String; 2] {
+    [issuer.to_owned(), format!("{issuer}/oauth2/token")]
 }
 
 fn check_times(c: &Claims, now: i64) -> Result<(), OAuthError> {

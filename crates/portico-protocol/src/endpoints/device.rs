@@ -55,9 +55,9 @@ pub struct DeviceGrant {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeviceState {
     Pending,
-    /// Approved: the authorization code issued for it, redeemed by the next poll.
+    /// Approved: the hash of the authorization code issued for it, redeemed by the next poll.
     Approved {
-        code: String,
+        code_hash: String,
     },
     Denied,
 }
@@ -200,19 +200,26 @@ pub fn approval_request(grant: &DeviceGrant, user_code: &str, binding: String, n
     }
 }
 
-/// Records the user's answer for the device: approved with the code issued for it, or denied.
-/// `false` when the authorization is no longer waiting (it expired, or was answered already).
-pub async fn record_answer(p: &Provider, user_code: &str, code: Option<String>, now: i64) -> Result<bool, StoreError> {
-    let Some((grant, record)) = pending::get_with_record::<DeviceGrant>(&p.store, Kind::DeviceGrant, user_code, now).await? else {
-        return Ok(false);
-    };
-    if grant.state != DeviceState::Pending || now >= grant.expires_at {
-        return Ok(false);
+/// Records the user's answer for the device: approved with the code issued for it (kept as its
+/// hash), or denied. `false` when the authorization is no longer waiting (it expired, or was
+/// answered already). A poll that changed the record meanwhile (its bookkeeping) does not lose
+/// the answer: it is recorded on the record as the poll left it.
+pub async fn record_answer(p: &Provider, user_code: &str, code: Option<&str>, now: i64) -> Result<bool, StoreError> {
+    for _ in 0..8 {
+        let Some((grant, record)) = pending::get_with_record::<DeviceGrant>(&p.store, Kind::DeviceGrant, user_code, now).await? else {
+            return Ok(false);
+        };
+        if grant.state != DeviceState::Pending || now >= grant.expires_at {
+            return Ok(false);
+        }
+        let state = match code {
+            Some(code) => DeviceState::Approved { code_hash: random::hash(code) },
+            None => DeviceState::Denied,
+        };
+        let answered = DeviceGrant { state, ..grant };
+        if pending::replace_if_unchanged(&p.store, Kind::DeviceGrant, user_code, &record, &answered, now).await? {
+            return Ok(true);
+        }
     }
-    let state = match code {
-        Some(code) => DeviceState::Approved { code },
-        None => DeviceState::Denied,
-    };
-    let answered = DeviceGrant { state, ..grant };
-    pending::replace_if_unchanged(&p.store, Kind::DeviceGrant, user_code, &record, &answered, now).await
+    Ok(false)
 }

@@ -34,6 +34,7 @@ pub fn metadata(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": crate::dpop::ALGS.split(' ').collect::<Vec<_>>(),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "name", "email", "email_verified"],
         "claims_parameter_supported": true,

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 8707 §2, RFC 7009 §2.2.1,
-/// RFC 8628 §3.5 and OpenID Connect Core §3.1.2.6.
+/// RFC 8628 §3.5, RFC 9449 §5 and §8, and OpenID Connect Core §3.1.2.6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -32,6 +32,10 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 8628 §3.5: the device code has expired.
     ExpiredToken,
+    /// RFC 9449 §5: the DPoP proof is missing where required, or invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the nonce the answer's `DPoP-Nonce` gives.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -59,6 +63,8 @@ impl ErrorCode {
             AuthorizationPending => "authorization_pending",
             SlowDown => "slow_down",
             ExpiredToken => "expired_token",
+            InvalidDpopProof => "invalid_dpop_proof",
+            UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -84,6 +90,10 @@ pub struct OAuthError {
     /// A protected resource asked without any access token: RFC 6750 §3.1, the challenge carries
     /// no error code or other error information.
     pub no_credentials: bool,
+    /// RFC 9449 §8: a nonce the client must put in its next proof (`DPoP-Nonce`).
+    pub dpop_nonce: Option<String>,
+    /// The protected resource's challenge is `DPoP` (RFC 9449 §7.1), not `Bearer`.
+    pub dpop_challenge: bool,
 }
 
 impl OAuthError {
@@ -94,6 +104,8 @@ impl OAuthError {
             detail: String::new(),
             basic_challenge: false,
             no_credentials: false,
+            dpop_nonce: None,
+            dpop_challenge: false,
         }
     }
     pub fn detail(mut self, detail: impl Into<String>) -> Self {

@@ -34,8 +34,10 @@ pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&
             return Ok(inactive);
         };
         // What the token may do now: its roles as the live grant still gives them.
+        // RFC 9449 §6.2: a bound token's introspection names its key and its type.
+        let token_type = if c.cnf.is_some() { "DPoP" } else { "Bearer" };
         let mut out = json!({
-            "active": true, "token_type": "Bearer", "iss": c.iss, "sub": c.sub, "aud": c.aud,
+            "active": true, "token_type": token_type, "iss": c.iss, "sub": c.sub, "aud": c.aud,
             "client_id": c.client_id, "exp": c.exp, "iat": c.iat, "jti": c.jti,
             "roles": held.roles, "permissions": held.permissions,
         });
@@ -47,6 +49,9 @@ pub async fn introspect(p: &Provider, creds: &ClientCredentials, token: Option<&
         }
         if let Some(sid) = c.sid {
             out["sid"] = json!(sid);
+        }
+        if let Some(cnf) = c.cnf {
+            out["cnf"] = json!({"jkt": cnf.jkt});
         }
         return Ok(out);
     }

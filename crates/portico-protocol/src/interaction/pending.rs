@@ -34,6 +34,8 @@ pub enum Kind {
     DeviceGrant,
     /// A device code, naming the user code of its authorization.
     DeviceCode,
+    /// A DPoP proof's `jti`, seen (RFC 9449 §11.1), under its key's thumbprint.
+    DpopJti,
 }
 
 /// How long the second factor may take after the password.
@@ -63,6 +65,7 @@ impl Kind {
             Kind::AssertionJti => "assertion_jti",
             Kind::DeviceGrant => "device_grant",
             Kind::DeviceCode => "device_code",
+            Kind::DpopJti => "dpop_jti",
         }
     }
 
@@ -82,6 +85,8 @@ impl Kind {
             Kind::AssertionJti => crate::client_assertion::MAX_LIFETIME + 2 * crate::client_assertion::LEEWAY,
             // Kept a while past the code's own expiry, so a late poll learns `expired_token`.
             Kind::DeviceGrant | Kind::DeviceCode => crate::device::DEVICE_TTL + crate::device::EXPIRED_KEPT,
+            // A proof is accepted from `iat` - skew to `iat` + max age: its jti is kept until then.
+            Kind::DpopJti => portico_jose::dpop::MAX_AGE + 2 * portico_jose::dpop::SKEW,
         }
     }
 }

@@ -78,8 +78,9 @@ pub async fn page_request(cx: &Cx<'_>, id: &str) -> Result<AuthRequest, Interact
         Loaded::OtherBrowser(req) if req.restarted && !cx.browser.sent_cookies && cx.now - req.created_at < RESTART_LOOP => {
             Err(Interaction::refuse(Refusal::NeedsCookies))
         }
-        // A pushed request was good once, in the browser its request_uri reached first.
-        Loaded::OtherBrowser(req) if req.pushed => Err(Interaction::refuse(Refusal::OtherBrowser)),
+        // A pushed request was good once, in the browser its request_uri reached first; a
+        // device's approval starts only where its code was typed (and counted).
+        Loaded::OtherBrowser(req) if req.pushed || req.device.is_some() => Err(Interaction::refuse(Refusal::OtherBrowser)),
         Loaded::OtherBrowser(req) => {
             let fresh = req.restarted(cx.browser.binding.clone(), cx.now);
             Err(bound(cx, proceed(cx, fresh).await))
@@ -111,7 +112,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
             if let Err(e) = request::finish(&p.store, &id).await {
                 tracing::warn!(error = %e, "an answered authorization request stays until it expires");
             }
-            return answer(cx, device.as_deref(), resp).await;
+            return answer(cx, device.as_deref(), resp, false).await;
         }
         Ok(AuthorizeOutcome::ShowLogin(req)) => (req, Step::Login),
         Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, Step::Consent),
@@ -128,7 +129,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
             ErrorCode::TemporarilyUnavailable,
             "too many sign-ins from this address: try again later",
         );
-        return answer(cx, req.device.as_deref(), resp).await;
+        return answer(cx, req.device.as_deref(), resp, false).await;
     }
     if let Err(e) = request::save(&p.store, &p.settings, &req).await {
         return failed(Failed::Authorization, e);
@@ -140,17 +141,23 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
 /// approval (`device`: its user code), recorded on the device's authorization (the code it will
 /// redeem by polling, or the denial) and a page that says so. An answer that is neither (a rate
 /// limit) records nothing: the device goes on waiting.
-async fn answer(cx: &Cx<'_>, device: Option<&str>, resp: authorize::AuthResponse) -> Interaction {
+async fn answer(cx: &Cx<'_>, device: Option<&str>, resp: authorize::AuthResponse, denied_by_user: bool) -> Interaction {
     let Some(user_code) = device else {
         return Then::Respond(resp).into();
     };
     let param = |name: &str| resp.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let code = param("code");
-    if code.is_none() && param("error").as_deref() != Some(ErrorCode::AccessDenied.as_str()) {
-        return Interaction::refuse(Refusal::Unavailable(Failed::Authorization));
+    // Only the user's own answer is the device's: a refusal of this account (no grant, say) or a
+    // rate limit leaves the device waiting, for this user to retry or another to approve.
+    if code.is_none() && !denied_by_user {
+        return Interaction::refuse(if param("error").as_deref() == Some(ErrorCode::TemporarilyUnavailable.as_str()) {
+            Refusal::BadRequest("Too many sign-ins from this address. Try again in a minute.")
+        } else {
+            Refusal::BadRequest("This account cannot sign that device in to this application. Sign in with another account, or ask for access.")
+        });
     }
     let approved = code.is_some();
-    match crate::device::record_answer(cx.p, user_code, code, cx.now).await {
+    match crate::device::record_answer(cx.p, user_code, code.as_deref(), cx.now).await {
         Ok(true) => Interaction::go(Place::DeviceDone(approved)),
         Ok(false) => Interaction::refuse(Refusal::Expired),
         Err(e) => failed(Failed::Authorization, e),
@@ -241,7 +248,7 @@ pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
     }
     if !allow {
         let resp = authorize::deny(p, &req, ErrorCode::AccessDenied, "the user denied the request");
-        return answer(cx, req.device.as_deref(), resp).await;
+        return answer(cx, req.device.as_deref(), resp, true).await;
     }
     let Some(product) = p.config().product_by_audience(&req.audience).map(|x| x.slug.clone()) else {
         return Interaction::refuse(Refusal::Expired);

@@ -27,6 +27,7 @@ pub struct Kek {
     /// started with another key is refused before it seals or hashes anything.
     check: String,
     handle_mac: hmac::Key,
+    dpop_nonces: hmac::Key,
     /// v1: the KEK itself as the AEAD key (private keys, TOTP secrets), and the one MAC key that
     /// hashed client secrets and recovery codes alike. Read only.
     v1_aead: LessSafeKey,
@@ -86,6 +87,7 @@ impl Kek {
             totp: aead_key(&derive(&prk, "totp-secret sealing")),
             client_secrets: mac("client-secret hashing"),
             recovery_codes: mac("recovery-code hashing"),
+            dpop_nonces: mac("dpop nonces"),
             audit_chain: derive(&prk, "audit-chain keying"),
             check: crate::random::hex(&derive(&prk, "key check value")),
             handle_mac: hmac::Key::new(hmac::HMAC_SHA256, handle_key.as_ref()),
@@ -193,6 +195,12 @@ impl Kek {
     /// it reveals nothing of it).
     pub fn check_value(&self) -> &str {
         &self.check
+    }
+
+    /// HMAC-SHA256 under the key for DPoP nonces (RFC 9449 §8): every node computes the same, so
+    /// a nonce one node gave is good at every other.
+    pub fn dpop_nonce_tag(&self, data: &[u8]) -> hmac::Tag {
+        hmac::sign(&self.dpop_nonces, data)
     }
 
     /// HMAC-SHA256 under the key for tenant handles (every node sharing the KEK derives the same).

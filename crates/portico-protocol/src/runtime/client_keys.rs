@@ -3,9 +3,12 @@
 //! `Cache-Control` allows (between [`MIN_HOLD`] and [`MAX_HOLD`], [`DEFAULT_HOLD`] when it says
 //! nothing). An assertion naming a `kid` the held set lacks fetches again — the client rotated —
 //! at most once per [`REFETCH_COOLDOWN`], so made-up key ids cannot make Portico fetch on every
-//! request. A fetch that fails keeps the set held before, until it is [`STALE_LIMIT`] old.
+//! request; a failed fetch waits as long before the next. A URL that cannot be reached (or whose
+//! server fails) keeps the set held before, until it is [`STALE_LIMIT`] old; one that answers that
+//! the set is gone is believed.
 
 use jsonwebtoken::Algorithm;
+use portico_jose::fetch::SourceError;
 use portico_jose::jwks::{KeySet, SUPPORTED};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -14,15 +17,18 @@ pub const DEFAULT_HOLD: i64 = 300;
 pub const MIN_HOLD: i64 = 30;
 pub const MAX_HOLD: i64 = 3600;
 pub const REFETCH_COOLDOWN: i64 = 30;
-pub const STALE_LIMIT: i64 = 24 * 3600;
+pub const STALE_LIMIT: i64 = 3600;
 /// The most sets held at once (registered and fetched): the keys are the configuration's, so
 /// past this the registry has changed a great deal, and everything is read again.
 const MAX_HELD: usize = 1024;
 
 struct Held {
-    set: Arc<KeySet>,
+    /// `None` after a failed fetch with nothing worth keeping.
+    set: Option<Arc<KeySet>>,
     fetched_at: i64,
     fresh_until: i64,
+    /// The last fetch started, whatever came of it.
+    attempted_at: i64,
 }
 
 #[derive(Default)]
@@ -49,45 +55,71 @@ impl ClientKeys {
     }
 
     /// The usable keys published at `uri`, fetched when none are held fresh, or when `kid` is not
-    /// among them (at most once per cooldown). The error says why, for the logs.
+    /// among them — at most once per cooldown, successful or not, so neither made-up key ids nor
+    /// a URL that is down make Portico fetch on every request (an attempt is marked before it is
+    /// made: requests that arrive meanwhile do not fetch too). The error says why, for the logs.
     pub async fn fetched(&self, uri: &str, kid: Option<&str>, alg: Algorithm, now: i64) -> Result<Arc<KeySet>, String> {
         let held = {
-            let held = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
-            held.get(uri).map(|h| (h.set.clone(), h.fetched_at, h.fresh_until))
-        };
-        if let Some((set, fetched_at, fresh_until)) = &held {
-            let has_key = set.find(kid, alg).is_some();
-            if now < *fresh_until && (has_key || now - fetched_at < REFETCH_COOLDOWN) {
-                return Ok(set.clone());
+            let mut all = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
+            let held = all.get(uri).map(|h| (h.set.clone(), h.fetched_at, h.fresh_until, h.attempted_at));
+            let fresh_with_key = held
+                .as_ref()
+                .is_some_and(|(set, _, fresh_until, _)| now < *fresh_until && set.as_ref().is_some_and(|s| s.find(kid, alg).is_some()));
+            let cooling = held.as_ref().is_some_and(|(_, _, _, attempted)| now - attempted < REFETCH_COOLDOWN);
+            if fresh_with_key || cooling {
+                return match held.and_then(|h| h.0) {
+                    Some(set) => Ok(set),
+                    None => Err("the client's jwks_uri failed moments ago".into()),
+                };
             }
-        }
+            if all.len() >= MAX_HELD {
+                all.clear();
+            }
+            let entry = all.entry(uri.to_owned()).or_insert(Held {
+                set: None,
+                fetched_at: 0,
+                fresh_until: 0,
+                attempted_at: now,
+            });
+            entry.attempted_at = now;
+            held
+        };
         let http = self.http.get_or_init(portico_jose::fetch::client);
-        match portico_jose::fetch::get_json(http, uri).await {
+        let result = portico_jose::fetch::get_json(http, uri).await;
+        let mut all = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = all.entry(uri.to_owned()).or_insert(Held {
+            set: None,
+            fetched_at: 0,
+            fresh_until: 0,
+            attempted_at: now,
+        });
+        match result {
             Ok((jwks, max_age)) => {
                 let set = Arc::new(KeySet::parse(&jwks, &SUPPORTED).0);
                 let hold = max_age.map_or(DEFAULT_HOLD, |a| i64::try_from(a).unwrap_or(MAX_HOLD)).clamp(MIN_HOLD, MAX_HOLD);
-                let mut held = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
-                if held.len() >= MAX_HELD {
-                    held.clear();
-                }
-                held.insert(
-                    uri.to_owned(),
-                    Held {
-                        set: set.clone(),
-                        fetched_at: now,
-                        fresh_until: now + hold,
-                    },
-                );
+                *entry = Held {
+                    set: Some(set.clone()),
+                    fetched_at: now,
+                    fresh_until: now + hold,
+                    attempted_at: now,
+                };
                 Ok(set)
             }
-            // The keys held before still verify what they verified, for a while.
-            Err(e) => match held {
-                Some((set, fetched_at, _)) if now - fetched_at < STALE_LIMIT => {
-                    tracing::warn!(error = %e, "a client's jwks_uri could not be fetched; its keys held before are used");
-                    Ok(set)
+            Err(e) => {
+                // The keys held before still verify what they verified, for a while, when the URL
+                // could not be reached or its server failed; an answer that says the set is gone
+                // (404, not a JWK Set, too large) is taken at its word.
+                let outage = matches!(e, SourceError::Unreachable { .. }) || matches!(e, SourceError::Status { status, .. } if status >= 500);
+                let kept = held.and_then(|(set, fetched_at, _, _)| set.filter(|_| outage && now - fetched_at < STALE_LIMIT));
+                entry.set = kept.clone();
+                match kept {
+                    Some(set) => {
+                        tracing::warn!(error = %e, "a client's jwks_uri could not be fetched; its keys held before are used");
+                        Ok(set)
+                    }
+                    None => Err(format!("the client's jwks_uri could not be fetched: {e}")),
                 }
-                _ => Err(format!("the client's jwks_uri could not be fetched: {e}")),
-            },
+            }
         }
     }
 }

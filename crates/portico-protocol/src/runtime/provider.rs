@@ -35,6 +35,8 @@ pub struct Settings {
     pub reset_link_ttl: i64,
     /// How long an email verification (or sign-up confirmation) link works.
     pub verify_link_ttl: i64,
+    /// RFC 9449 §8: DPoP proofs must carry a nonce Portico gave (`DPoP-Nonce`).
+    pub dpop_nonces: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             password: Default::default(),
             reset_link_ttl: 1800,
             verify_link_ttl: 86_400,
+            dpop_nonces: false,
         }
     }
 }

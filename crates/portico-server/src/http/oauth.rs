@@ -30,7 +30,11 @@ impl IntoResponse for OAuthJsonError {
         } else if !e.detail.is_empty() {
             tracing::info!(error = e.code.as_str(), detail = %e.detail, "request refused");
         }
-        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        // RFC 9449 §7.1: a protected resource refuses a DPoP request with 401 and a DPoP challenge.
+        if e.dpop_challenge {
+            status = StatusCode::UNAUTHORIZED;
+        }
         // RFC 6750 §3.1: a request without any access token learns only that one is needed.
         if e.no_credentials {
             let mut resp = no_store(StatusCode::UNAUTHORIZED.into_response());
@@ -42,7 +46,18 @@ impl IntoResponse for OAuthJsonError {
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if e.code == portico_protocol::ErrorCode::InvalidToken {
+        if let Some(nonce) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            h.insert(DPOP_NONCE, nonce);
+        }
+        if e.dpop_challenge {
+            let v = format!(
+                "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",
+                e.code.as_str(),
+                e.description,
+                portico_protocol::dpop::ALGS
+            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
+        } else if e.code == portico_protocol::ErrorCode::InvalidToken {
             let v = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", e.description);
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
         } else if status == StatusCode::UNAUTHORIZED && e.basic_challenge {
@@ -159,6 +174,8 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
             actor_token: field("actor_token"),
             organization: field("organization"),
             device_code: field("device_code"),
+            dpop: dpop_presented(&headers),
+            dpop_jkt: None,
             ip: client_ip(Some(&addr)),
         };
         let (grant, outcome) = token::exchange(&s.provider, &creds, req, now(&s)).await;
@@ -170,10 +187,28 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
         outcome.map(Ok)
     }
     .await;
-    match result {
+    let mut resp = match result {
         Ok(Ok(t)) => no_store(Json(t).into_response()),
         Ok(Err(wait)) => too_many(wait),
         Err(e) => OAuthJsonError(e).into_response(),
+    };
+    // RFC 9449 §8.2: a fresh nonce with every answer, when nonces are required.
+    if s.provider.settings.dpop_nonces && !resp.headers().contains_key(DPOP_NONCE) {
+        let nonce = portico_protocol::dpop::nonce(&s.provider, now(&s));
+        resp.headers_mut().insert(DPOP_NONCE, HeaderValue::from_str(&nonce).expect("base64url"));
+    }
+    resp
+}
+
+const DPOP_NONCE: &str = "dpop-nonce";
+
+/// The request's `DPoP` header (RFC 9449 §4.1), and whether it came more than once.
+fn dpop_presented(headers: &HeaderMap) -> portico_protocol::dpop::Presented {
+    let mut all = headers.get_all("dpop").iter();
+    let first = all.next().and_then(|v| v.to_str().ok()).map(str::to_owned);
+    portico_protocol::dpop::Presented {
+        several: all.next().is_some(),
+        proof: first,
     }
 }
 
@@ -281,18 +316,30 @@ pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<So
     }
 }
 
-/// RFC 6750 §2.1 header or §2.2 form body; never the query (invariant 7).
-pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let from_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
-        .map(|v| v[7..].trim().to_owned());
+/// RFC 6750 §2.1 header or §2.2 form body, or RFC 9449 §7.1's `DPoP` scheme; never the query
+/// (invariant 7).
+pub async fn userinfo(State(s): State<AppState>, method: axum::http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let scheme = |name: &str| {
+        authorization
+            .filter(|v| v.len() > name.len() && v[..name.len()].eq_ignore_ascii_case(name))
+            .map(|v| v[name.len()..].trim().to_owned())
+    };
+    let (from_header, dpop_scheme) = match (scheme("bearer "), scheme("dpop ")) {
+        (Some(t), _) => (Some(t), false),
+        (None, Some(t)) => (Some(t), true),
+        (None, None) => (None, false),
+    };
     let from_body = form_pairs(&body)
         .ok()
         .and_then(|f| f.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v));
-    let bearer = from_header.or(from_body);
-    match user_info::userinfo(&s.provider, bearer.as_deref(), now(&s)).await {
+    let presented = user_info::Presented {
+        token: from_header.or(from_body),
+        dpop_scheme,
+        proof: dpop_presented(&headers),
+        method: if method == axum::http::Method::POST { "POST" } else { "GET" },
+    };
+    match user_info::userinfo(&s.provider, &presented, now(&s)).await {
         Ok(v) => no_store(Json(v).into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
     }

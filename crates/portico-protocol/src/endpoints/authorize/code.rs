@@ -70,7 +70,14 @@ pub(super) async fn issue_code(
         revoked_at: None,
     };
     let record = serde_json::to_string(&data).expect("serializes");
-    tx.issue_code(&random::hash(&code), &family, &record, now + p.settings.code_ttl).await?;
+    // A device's code waits in its record for the device's next poll, which may come as late as
+    // the device authorization lasts; it never leaves Portico.
+    let ttl = if req.device.is_some() {
+        crate::device::DEVICE_TTL
+    } else {
+        p.settings.code_ttl
+    };
+    tx.issue_code(&random::hash(&code), &family, &record, now + ttl).await?;
     tx.audit(
         AuditEvent::new(now, "authorize.code_issued", session.user_id.as_str())
             .product(product.slug.as_str())

@@ -16,7 +16,7 @@ use portico_store::{AuditEvent, CodeConsumption, Store};
 
 pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
     let code = req.code.as_deref().ok_or_else(|| oauth!(InvalidRequest, "code is required"))?;
-    let (family, data) = consume(&p.store, client, code, req.ip.as_deref(), now).await?;
+    let (family, data) = consume(&p.store, client, &random::hash(code), req.ip.as_deref(), now).await?;
     // A device's code is redeemed by its device's poll, never here (it never left Portico).
     if data.redirect_uri == crate::device::DEVICE_REDIRECT {
         return Err(oauth!(InvalidGrant, BAD_CODE).detail("a device's code"));
@@ -26,25 +26,34 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         return Err(oauth!(InvalidGrant, "redirect_uri does not match the authorization request"));
     }
     issue::verify_pkce(data.code_challenge.as_deref(), req.code_verifier.as_deref())?;
-    tokens(p, client, family, data, req.ip, "authorization_code", now).await
+    tokens(p, client, family, data, req.dpop_jkt.as_deref(), req.ip, "authorization_code", now).await
 }
 
 /// Redeems the code a device's approval issued to its record (RFC 8628 §3.4, by
 /// `token::device_code`): spent once, as any code, and minted through the same gate.
-pub(super) async fn redeem_for_device(p: &Provider, client: &Client, code: &str, ip: Option<String>, now: i64) -> Result<TokenResponse, OAuthError> {
-    let (family, data) = consume(&p.store, client, code, ip.as_deref(), now).await?;
+pub(super) async fn redeem_for_device(
+    p: &Provider,
+    client: &Client,
+    code_hash: &str,
+    jkt: Option<&str>,
+    ip: Option<String>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    let (family, data) = consume(&p.store, client, code_hash, ip.as_deref(), now).await?;
     if data.redirect_uri != crate::device::DEVICE_REDIRECT {
         return Err(oauth!(InvalidGrant, BAD_CODE).detail("not a device's code"));
     }
-    tokens(p, client, family, data, ip, "device_code", now).await
+    tokens(p, client, family, data, jkt, ip, "device_code", now).await
 }
 
 /// The tokens a spent code stands for, if the policy gate still admits them.
+#[allow(clippy::too_many_arguments)] // what one redemption needs; a struct would only rename them
 async fn tokens(
     p: &Provider,
     client: &Client,
     family: FamilyId,
     data: CodeData,
+    jkt: Option<&str>,
     ip: Option<String>,
     grant_type: &'static str,
     now: i64,
@@ -84,6 +93,7 @@ async fn tokens(
         auth: &auth,
         nonce: data.nonce.as_deref(),
         act: None,
+        jkt,
     };
     issue::user_token_response(p, &t, grant_type, ip, now).await
 }
@@ -95,9 +105,9 @@ const BAD_CODE: &str = "the authorization code is invalid, expired or already us
 ///
 /// A refusal that must be remembered commits before it answers (STYLE.md rule 7): consume →
 /// already consumed → revoke the family → audit → commit → `invalid_grant`.
-async fn consume(store: &Store, client: &Client, code: &str, ip: Option<&str>, now: i64) -> Result<(FamilyId, CodeData), OAuthError> {
+async fn consume(store: &Store, client: &Client, code_hash: &str, ip: Option<&str>, now: i64) -> Result<(FamilyId, CodeData), OAuthError> {
     let mut tx = store.write().await?;
-    let (family, data, expires_at) = match tx.consume_code(&random::hash(code), now).await? {
+    let (family, data, expires_at) = match tx.consume_code(code_hash, now).await? {
         CodeConsumption::Consumed { family, data, expires_at } => (family, data, expires_at),
         CodeConsumption::AlreadyConsumed { family } => {
             tx.revoke_family(&family, "code_replayed", now).await?;

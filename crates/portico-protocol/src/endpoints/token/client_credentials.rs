@@ -53,6 +53,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         acr: None,
         amr: None,
         act: None,
+        jkt: req.dpop_jkt.as_deref(),
     };
     let claims = claims_for(&ctx, product, tenant, Some(grant));
     let access_token = p.keys().sign(client.signing_alg, portico_claims::ACCESS_TOKEN_TYP, &claims, now)?;
@@ -63,5 +64,5 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
             .ip(req.ip)
             .data(serde_json::json!({"grant_type": "client_credentials", "jti": claims.jti})),
     );
-    Ok(TokenResponse::bearer(access_token, product.access_token_ttl, scope))
+    Ok(TokenResponse::bearer(access_token, product.access_token_ttl, scope).bound(req.dpop_jkt.as_deref()))
 }

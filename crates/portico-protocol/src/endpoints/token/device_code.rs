@@ -27,7 +27,11 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let (grant, record) = pending::get_with_record::<DeviceGrant>(&p.store, Kind::DeviceGrant, &user_code, now)
         .await?
         .ok_or_else(unknown)?;
-    if grant.device_code_hash != crate::random::hash(device_code) || grant.client_id != client.id.as_str() {
+    let same_code = bool::from(subtle::ConstantTimeEq::ct_eq(
+        grant.device_code_hash.as_bytes(),
+        crate::random::hash(device_code).as_bytes(),
+    ));
+    if !same_code || grant.client_id != client.id.as_str() {
         return Err(unknown().detail("a device code of another client"));
     }
     if now >= grant.expires_at {
@@ -40,13 +44,13 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
             forget(p, device_code, &user_code).await;
             Err(oauth!(AccessDenied, "the user denied the request"))
         }
-        DeviceState::Approved { code } => {
+        DeviceState::Approved { code_hash } => {
             // Taken once: of two polls at once, one redeems.
             if !pending::take_if_unchanged(&p.store, Kind::DeviceGrant, &user_code, &record, now).await? {
                 return Err(unknown());
             }
             forget(p, device_code, &user_code).await;
-            redeem_for_device(p, client, code, req.ip, now).await
+            redeem_for_device(p, client, code_hash, req.dpop_jkt.as_deref(), req.ip, now).await
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct UserTokens<'a> {
     pub nonce: Option<&'a str>,
     /// The acting client (RFC 8693 `act`), for a token made by token exchange.
     pub act: Option<Actor>,
+    /// The DPoP key the tokens are bound to (RFC 9449), if the request proved one.
+    pub jkt: Option<&'a str>,
 }
 
 /// Signs an access token for a user (RFC 9068). Its `jti` names its family, so revoking the
@@ -87,6 +89,7 @@ pub fn mint_user_access(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<St
         acr: Some(&t.auth.acr),
         amr: Some(&t.auth.amr),
         act: t.act.clone(),
+        jkt: t.jkt,
     };
     let claims = claims_for(&ctx, t.product, tenant, Some(t.grant));
     Ok(p.keys().sign(t.client.signing_alg, portico_claims::ACCESS_TOKEN_TYP, &claims, now)?)
@@ -145,6 +148,10 @@ pub fn mint_id_token(p: &Provider, t: &UserTokens<'_>, now: i64) -> Result<Optio
 pub struct RefreshData {
     pub scope: String,
     pub auth: AuthInfo,
+    /// RFC 9449 §5: a public client's refresh token is bound to the DPoP key it was issued
+    /// with, and is refreshed only with a proof of that key (rotation keeps the binding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// Whether this grant earns a refresh token: the client may refresh and asked for `offline_access`.
@@ -168,6 +175,8 @@ pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &
         let rd = RefreshData {
             scope: t.scope.to_owned(),
             auth: t.auth.clone(),
+            // A confidential client's refresh tokens are bound by its authentication instead.
+            jkt: t.jkt.filter(|_| t.client.is_public()).map(str::to_owned),
         };
         p.store
             .insert_refresh(
@@ -192,7 +201,9 @@ pub async fn user_token_response(p: &Provider, t: &UserTokens<'_>, grant_type: &
     Ok(TokenResponse {
         refresh_token,
         id_token,
-        ..TokenResponse::bearer(access_token, t.product.access_token_ttl, t.scope.to_owned()).with_tenant(p, t.tenant, now)
+        ..TokenResponse::bearer(access_token, t.product.access_token_ttl, t.scope.to_owned())
+            .bound(t.jkt)
+            .with_tenant(p, t.tenant, now)
     })
 }
 

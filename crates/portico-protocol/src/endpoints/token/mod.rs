@@ -9,7 +9,7 @@ pub mod refresh_token;
 pub mod token_exchange;
 
 use crate::client_auth::{ClientCredentials, authenticate_client};
-use crate::error::{OAuthError, oauth};
+use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::provider::Provider;
 use portico_model::GrantType;
 use portico_store::AuditEvent;
@@ -36,6 +36,11 @@ pub struct TokenRequest {
     pub organization: Option<String>,
     /// RFC 8628 §3.4.
     pub device_code: Option<String>,
+    /// The `DPoP` header (RFC 9449 §5).
+    pub dpop: crate::dpop::Presented,
+    /// The thumbprint of the key a verified proof was signed with: the tokens are bound to it.
+    /// Set by the endpoint once the proof checked out, never by the caller.
+    pub dpop_jkt: Option<String>,
     pub ip: Option<String>,
 }
 
@@ -81,6 +86,14 @@ impl TokenResponse {
         }
     }
 
+    /// The token type of an access token bound to `jkt` (RFC 9449 §5: `DPoP`), or `Bearer`.
+    pub fn bound(self, jkt: Option<&str>) -> Self {
+        Self {
+            token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
+            ..self
+        }
+    }
+
     /// Names the token's tenant: its id and its current handle.
     pub fn with_tenant(self, p: &Provider, tenant: Option<&portico_model::TenantId>, now: i64) -> Self {
         Self {
@@ -98,7 +111,13 @@ pub async fn exchange(p: &Provider, creds: &ClientCredentials, req: TokenRequest
     let grant = req.grant_type.as_deref().and_then(GrantType::parse);
     let ip = req.ip.clone();
     let outcome = exchange_inner(p, creds, grant, req, now).await;
-    if let Err(e) = &outcome {
+    // A device polling while its user has not answered is no refusal (RFC 8628 §3.5): not
+    // audited, or every poll of anyone's public client would be a record.
+    let refused = outcome
+        .as_ref()
+        .err()
+        .filter(|e| !matches!(e.code, ErrorCode::AuthorizationPending | ErrorCode::SlowDown));
+    if let Some(e) = refused {
         let claimed = creds.claimed_id().unwrap_or_default();
         // The name is the caller's input: bounded, and no client is made up from it.
         let claimed: String = claimed.chars().take(128).collect();
@@ -115,7 +134,13 @@ pub async fn exchange(p: &Provider, creds: &ClientCredentials, req: TokenRequest
     (grant, outcome)
 }
 
-async fn exchange_inner(p: &Provider, creds: &ClientCredentials, grant: Option<GrantType>, req: TokenRequest, now: i64) -> Result<TokenResponse, OAuthError> {
+async fn exchange_inner(
+    p: &Provider,
+    creds: &ClientCredentials,
+    grant: Option<GrantType>,
+    mut req: TokenRequest,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
     if req.grant_type.is_none() {
         return Err(oauth!(InvalidRequest, "grant_type is required"));
     }
@@ -130,6 +155,13 @@ async fn exchange_inner(p: &Provider, creds: &ClientCredentials, grant: Option<G
     if req.resource.len() > 1 {
         return Err(oauth!(InvalidTarget, "a token is for exactly one resource"));
     }
+    // RFC 9449 §5: a proof binds what this request gets to its key; a client registered for
+    // bound tokens (§5.2, `dpop_bound_access_tokens`) gets none without one.
+    let proof = crate::dpop::verify(p, &req.dpop, "POST", &format!("{}/oauth2/token", p.issuer), None, now).await?;
+    if proof.is_none() && entry.client.dpop_bound_access_tokens {
+        return Err(oauth!(InvalidDpopProof, "this client's tokens are DPoP-bound: send a DPoP proof"));
+    }
+    req.dpop_jkt = proof.map(|proof| proof.jkt);
     match grant {
         GrantType::AuthorizationCode => authorization_code::grant(p, &entry.client, req, now).await,
         GrantType::RefreshToken => refresh_token::grant(p, &entry.client, req, now).await,

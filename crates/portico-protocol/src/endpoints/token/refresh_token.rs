@@ -30,6 +30,10 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         now,
     };
     let data = live_token(&by, &ctx.token).await?;
+    // RFC 9449 §5: a bound refresh token needs a proof of its key; refused before it is spent.
+    if data.jkt.is_some() && data.jkt != req.dpop_jkt {
+        return Err(oauth!(InvalidDpopProof, "this refresh token is bound to a DPoP key: prove it").detail("refresh without the bound key's proof"));
+    }
     let scope =
         portico_model::Scope::narrow(&data.scope, req.scope.as_deref()).ok_or_else(|| oauth!(InvalidScope, "the scope exceeds what was originally granted"))?;
     let config = p.config();
@@ -63,13 +67,16 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         auth: &data.auth,
         nonce: None,
         act: None,
+        jkt: req.dpop_jkt.as_deref(),
     };
     let (access_token, id_token) = (issue::mint_user_access(p, &t, now)?, issue::mint_id_token(p, &t, now)?);
     by.issued(&t);
     Ok(TokenResponse {
         refresh_token: Some(new_rt),
         id_token,
-        ..TokenResponse::bearer(access_token, product.access_token_ttl, scope).with_tenant(p, tenant, now)
+        ..TokenResponse::bearer(access_token, product.access_token_ttl, scope)
+            .bound(req.dpop_jkt.as_deref())
+            .with_tenant(p, tenant, now)
     })
 }
 

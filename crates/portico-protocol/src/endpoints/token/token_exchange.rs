@@ -214,6 +214,7 @@ async fn redeem_handoff(p: &Provider, client: &Client, code: &str, req: TokenReq
         auth: &data.auth,
         nonce: None,
         act: None,
+        jkt: req.dpop_jkt.as_deref(),
     };
     let resp = issue::user_token_response(p, &t, "token_exchange", req.ip.clone(), now).await?;
     Ok(TokenResponse {
@@ -270,12 +271,15 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
             sub: client.id.as_str().to_owned(),
             act: claims.act.map(Box::new),
         }),
+        jkt: req.dpop_jkt.as_deref(),
     };
     let access_token = issue::mint_user_access(p, &t, now)?;
     exchange.audit("token.exchanged", &user.id, serde_json::json!({"from": source.slug.as_str(), "family": family}));
     Ok(TokenResponse {
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
-        ..TokenResponse::bearer(access_token, target.access_token_ttl, scope).with_tenant(p, tenant.as_ref(), now)
+        ..TokenResponse::bearer(access_token, target.access_token_ttl, scope)
+            .bound(req.dpop_jkt.as_deref())
+            .with_tenant(p, tenant.as_ref(), now)
     })
 }
 

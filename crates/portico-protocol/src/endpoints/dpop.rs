@@ -1,0 +1,75 @@
+//! DPoP at Portico's own endpoints (RFC 9449): a proof presented at the token endpoint binds the
+//! tokens it gets to the proof's key (§5); at userinfo a bound token is good only with a proof
+//! of that key (§7). Proofs are checked by `portico-jose` (the guard checks them by the same
+//! rules); here each `jti` is remembered in the store until the proof could no longer be
+//! accepted (§11.1), and, when the deployment asks for them, nonces are given and required (§8).
+//!
+//! A nonce is an HMAC of the current five-minute window under a key every node derives from the
+//! KEK: good for that window and the one before, at every node, with nothing stored.
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::interaction::pending::{self, Kind};
+use crate::provider::Provider;
+use portico_jose::dpop::{self, Expected, Proof};
+
+/// Seconds a nonce window lasts; a nonce is accepted in its window and the next.
+pub const NONCE_WINDOW: i64 = 300;
+/// The algorithms a proof may be signed with (`portico_jose::jwks::SUPPORTED`), as discovery
+/// (`dpop_signing_alg_values_supported`) and the `DPoP` challenge name them.
+pub const ALGS: &str = "EdDSA ES256 ES384 RS256 RS384 RS512 PS256 PS384 PS512";
+
+/// What a request brought for DPoP: its `DPoP` header(s).
+#[derive(Clone, Debug, Default)]
+pub struct Presented {
+    /// The `DPoP` header's value.
+    pub proof: Option<String>,
+    /// More than one `DPoP` header came (§4.3, item 1: refused).
+    pub several: bool,
+}
+
+fn invalid(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP proof is invalid").detail(detail)
+}
+
+/// The nonce for `now`'s window.
+pub fn nonce(p: &Provider, now: i64) -> String {
+    nonce_for(p, now.div_euclid(NONCE_WINDOW))
+}
+
+fn nonce_for(p: &Provider, window: i64) -> String {
+    let tag = p.kek.dpop_nonce_tag(format!("dpop-nonce:{window}").as_bytes());
+    crate::random::b64url(&tag.as_ref()[..16])
+}
+
+/// The request's proof, verified against the request (`htm`, `htu`, the access token it came
+/// with), its nonce checked when nonces are required, and its `jti` recorded: `None` when there is
+/// no proof. A replayed proof is refused.
+pub async fn verify(p: &Provider, presented: &Presented, htm: &str, htu: &str, access_token: Option<&str>, now: i64) -> Result<Option<Proof>, OAuthError> {
+    if presented.several {
+        return Err(invalid("more than one DPoP header"));
+    }
+    let Some(proof) = presented.proof.as_deref() else {
+        return Ok(None);
+    };
+    let proof = dpop::verify(proof, &Expected { htm, htu, access_token, now }).map_err(invalid)?;
+    if p.settings.dpop_nonces {
+        let window = now.div_euclid(NONCE_WINDOW);
+        let good = proof
+            .nonce
+            .as_deref()
+            .is_some_and(|n| n == nonce_for(p, window) || n == nonce_for(p, window - 1));
+        if !good {
+            return Err(OAuthError {
+                dpop_nonce: Some(nonce(p, now)),
+                ..OAuthError::new(ErrorCode::UseDpopNonce, "the DPoP proof must carry the server's nonce")
+            });
+        }
+    }
+    // §11.1: a proof is good once. It is remembered as long as its iat is accepted.
+    let handle = format!("{}\u{0}{}", proof.jkt, proof.jti);
+    let until = proof.iat + dpop::MAX_AGE + dpop::SKEW;
+    if !pending::put_once(&p.store, Kind::DpopJti, &handle, &(), until, now, &p.settings).await? {
+        return Err(invalid("a DPoP proof presented again (jti replayed)"));
+    }
+    Ok(Some(proof))
+}
