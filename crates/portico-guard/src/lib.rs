@@ -21,6 +21,7 @@
 
 mod cache;
 pub mod clock;
+mod dpop;
 pub mod gate;
 pub mod handoff;
 use portico_jose::jwks as keys;
@@ -69,6 +70,9 @@ struct Inner {
     client: Option<handoff::ClientCredentials>,
     http: reqwest::Client,
     introspection: handoff::IntrospectionCache,
+    /// Where clients reach this API: DPoP proofs name URLs under it.
+    public_origin: Option<String>,
+    dpop_seen: dpop::SeenProofs,
 }
 
 /// The issuer's endpoints the guard uses beyond its keys (from discovery).
@@ -144,6 +148,7 @@ pub struct GuardBuilder {
     mark_lifetime: i64,
     logout_audiences: Vec<String>,
     client: Option<handoff::ClientCredentials>,
+    public_origin: Option<String>,
 }
 
 impl Guard {
@@ -168,6 +173,7 @@ impl Guard {
             mark_lifetime: 24 * 3600,
             logout_audiences: Vec::new(),
             client: None,
+            public_origin: None,
         }
     }
 
@@ -188,7 +194,24 @@ impl Guard {
 
     /// Verifies an access token for this product and returns the caller.
     pub async fn verify(&self, token: &str) -> Result<Principal, Refusal> {
-        let outcome = self.check(token).await;
+        self.counted(self.check(token, None).await)
+    }
+
+    /// Verifies a DPoP-bound access token (RFC 9449 §7): `Authorization: DPoP <token>` with the
+    /// request's `DPoP` proof, for the request's `method` and `path` (its query is not part of
+    /// it). The token must be bound (`cnf.jkt`) to the key that signed the proof; the proof must
+    /// be for this request and this token (`ath`), recent, and new. An unbound token is refused
+    /// here: it is a bearer token, for [`Guard::verify`].
+    pub async fn verify_dpop(&self, token: &str, proof: &str, method: &str, path: &str) -> Result<Principal, Refusal> {
+        let Some(origin) = &self.inner.public_origin else {
+            tracing::error!("portico-guard: a DPoP request, and no public_origin to check its proof against; refusing");
+            return self.counted(Err(Reason::DpopProof));
+        };
+        let htu = format!("{origin}{path}");
+        self.counted(self.check(token, Some((proof, method, &htu))).await)
+    }
+
+    fn counted(&self, outcome: Result<Principal, Reason>) -> Result<Principal, Refusal> {
         let label = match &outcome {
             Ok(_) => "ok",
             Err(reason) => reason.as_str(),
@@ -197,7 +220,7 @@ impl Guard {
         outcome.map_err(Refusal::Unauthorized)
     }
 
-    async fn check(&self, token: &str) -> Result<Principal, Reason> {
+    async fn check(&self, token: &str, dpop: Option<(&str, &str, &str)>) -> Result<Principal, Reason> {
         let i = &self.inner;
         let parts = verify::parse::<AccessClaims>(token, portico_claims::ACCESS_TOKEN_TYP, &i.algorithms)?;
         let c = &parts.claims;
@@ -210,12 +233,31 @@ impl Guard {
         if c.sub.is_empty() || c.client_id.is_empty() || c.jti.is_empty() {
             return Err(Reason::Claims);
         }
-        // RFC 9449 §7.1: a bound token is never accepted as a bearer token.
-        if c.cnf.is_some() {
-            return Err(Reason::DpopBound);
+        // RFC 9449 §7.1: a bound token is never accepted as a bearer token, and an unbound one
+        // is no DPoP token.
+        match (&c.cnf, dpop) {
+            (Some(_), None) => return Err(Reason::DpopBound),
+            (None, Some(_)) => return Err(Reason::DpopProof),
+            _ => {}
         }
         verify::times(i.clock.now(), i.leeway, c.iat, c.nbf, c.exp)?;
         self.signature(&parts).await?;
+        if let (Some(cnf), Some((proof, htm, htu))) = (&c.cnf, dpop) {
+            let now = i.clock.now();
+            let expected = portico_jose::dpop::Expected {
+                htm,
+                htu,
+                access_token: Some(token),
+                now,
+            };
+            let proof = portico_jose::dpop::verify(proof, &expected).map_err(|why| {
+                tracing::debug!(why, "portico-guard: a DPoP proof is refused");
+                Reason::DpopProof
+            })?;
+            if proof.jkt != cnf.jkt || !i.dpop_seen.first(&proof.jkt, &proof.jti, proof.iat, now) {
+                return Err(Reason::DpopProof);
+            }
+        }
         match i.marks.ended(c.sid.as_deref(), &c.sub, c.iat, i.clock.now()).await {
             Ok(false) => Ok(Principal::of(parts.claims)),
             Ok(true) => Err(Reason::SessionEnded),
@@ -299,6 +341,14 @@ impl GuardBuilder {
         self
     }
 
+    /// Where clients reach this API (`https://api.crm.example.test`): a DPoP proof's `htu` is this
+    /// origin and the request's path (RFC 9449 §4.3). Default: the audience's origin, when the
+    /// audience is a URL. Behind a proxy that changes the host or path, set what clients see.
+    pub fn public_origin(mut self, origin: &str) -> Self {
+        self.public_origin = Some(origin.trim_end_matches('/').to_owned());
+        self
+    }
+
     /// This product's confidential client, for hand-off redemption and introspection.
     pub fn client_credentials(mut self, client_id: &str, secret: &str) -> Self {
         self.client = Some(handoff::ClientCredentials::new(client_id, secret));
@@ -331,6 +381,7 @@ impl GuardBuilder {
             .await
             .map_err(ConnectError::Keys)?;
         cache.spawn_refresher();
+        let public_origin = self.public_origin.or_else(|| dpop::origin_of(&self.audience));
         let inner = Inner {
             issuer: self.issuer,
             audience: self.audience,
@@ -345,6 +396,8 @@ impl GuardBuilder {
             client: self.client,
             http,
             introspection: handoff::IntrospectionCache::default(),
+            public_origin,
+            dpop_seen: dpop::SeenProofs::default(),
         };
         Ok(Guard { inner: Arc::new(inner) })
     }

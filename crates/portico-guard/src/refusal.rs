@@ -47,6 +47,9 @@ pub enum Reason {
     /// The token is bound to a DPoP key (`cnf.jkt`, RFC 9449 §6.1) and came as a bearer token:
     /// without a proof of that key it is worth nothing (§7.1).
     DpopBound,
+    /// A DPoP request whose proof is missing, malformed, for another request, key or token, too
+    /// old or seen before — or whose token is not bound.
+    DpopProof,
 }
 
 impl Reason {
@@ -70,6 +73,7 @@ impl Reason {
             Reason::Inactive => "inactive",
             Reason::Unavailable => "unavailable",
             Reason::DpopBound => "dpop_bound",
+            Reason::DpopProof => "dpop_proof",
         }
     }
 
@@ -81,6 +85,7 @@ impl Reason {
             Reason::Audience => "the access token is not meant for this API",
             Reason::Unavailable | Reason::StaleKeys => "the access token cannot be checked right now",
             Reason::DpopBound => "the access token is DPoP-bound: present it with a DPoP proof",
+            Reason::DpopProof => "the DPoP proof is invalid",
             _ => "the access token is invalid",
         }
     }
@@ -124,6 +129,9 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// The algorithms a DPoP proof may be signed with, as the challenge names them.
+const DPOP_ALGS: &str = "EdDSA ES256 ES384 RS256 RS384 RS512 PS256 PS384 PS512";
+
 fn answer(status: StatusCode, challenge: String, error: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": error, "error_description": description });
     let mut response = (status, axum::Json(body)).into_response();
@@ -145,6 +153,16 @@ impl IntoResponse for Refusal {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 response
+            }
+            // RFC 9449 §7.1: a DPoP refusal challenges with the DPoP scheme.
+            Refusal::Unauthorized(r @ (Reason::DpopBound | Reason::DpopProof)) => {
+                let error = if r == Reason::DpopProof { "invalid_dpop_proof" } else { "invalid_token" };
+                answer(
+                    StatusCode::UNAUTHORIZED,
+                    format!("DPoP error=\"{error}\", error_description=\"{}\", algs=\"{}\"", r.description(), DPOP_ALGS),
+                    error,
+                    r.description(),
+                )
             }
             Refusal::Unauthorized(r @ (Reason::Unavailable | Reason::StaleKeys)) => {
                 answer(StatusCode::SERVICE_UNAVAILABLE, "Bearer".into(), "temporarily_unavailable", r.description())

@@ -1,5 +1,6 @@
-//! axum integration: the bearer token of a request (RFC 6750 §2.1, the `Authorization` header
-//! only — never a query parameter: no bearer token in a URL), and [`Principal`] as an extractor.
+//! axum integration: the access token of a request — a bearer token (RFC 6750 §2.1) or a
+//! DPoP-bound one with its proof (RFC 9449 §7.1), from the `Authorization` header only, never a
+//! query parameter: no bearer token in a URL — and [`Principal`] as an extractor.
 
 use crate::{Guard, Principal, Reason, Refusal};
 use axum::extract::{FromRef, FromRequestParts};
@@ -34,6 +35,28 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
     Ok(token)
 }
 
+/// The token of `Authorization: DPoP <token>` (RFC 9449 §7.1), if that is the scheme.
+pub fn dpop_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Refusal::Unauthorized(Reason::Malformed))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => Ok(Some(token.trim_start_matches(' '))),
+        _ => Ok(None),
+    }
+}
+
+/// The request's one `DPoP` header (RFC 9449 §4.3: not more than one).
+fn one_proof(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.to_str().map_err(|_| Refusal::Unauthorized(Reason::DpopProof)),
+        _ => Err(Refusal::Unauthorized(Reason::DpopProof)),
+    }
+}
+
 /// A principal verified earlier in this request (by a gate), and for which audience.
 #[derive(Clone)]
 struct Verified {
@@ -47,7 +70,13 @@ pub(crate) async fn authenticate(guard: &Guard, parts: &mut Parts) -> Result<Pri
     if let Some(v) = parts.extensions.get::<Verified>().filter(|v| v.audience == guard.audience()) {
         return Ok(v.principal.clone());
     }
-    let principal = guard.verify(bearer(&parts.headers)?).await?;
+    let principal = match dpop_token(&parts.headers)? {
+        Some(token) => {
+            let proof = one_proof(&parts.headers)?;
+            guard.verify_dpop(token, proof, parts.method.as_str(), parts.uri.path()).await?
+        }
+        None => guard.verify(bearer(&parts.headers)?).await?,
+    };
     parts.extensions.insert(Verified {
         audience: guard.audience().to_owned(),
         principal: principal.clone(),

@@ -295,15 +295,157 @@ both_stores_with!(
     |c: &mut portico_server::config::Config| c.dpop_require_nonce = true
 );
 
+/// Signs ada in for crm-app with these extra parameters; returns the authorization response.
+async fn app_authorize(s: &TestServer, challenge: &str, extra: &[(&str, &str)]) -> String {
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", "crm-app"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend_from_slice(extra);
+    authorize(&mut Browser::new(), s, &query, "ada@example.test", "correct horse battery staple").await
+}
+
+async fn redeem_with(s: &TestServer, code: &str, verifier: &str, proof: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "crm-app"),
+        ("code", code),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", verifier),
+    ];
+    let (status, _, body) = token_request(s, None, &[proof], &form).await;
+    (status, body)
+}
+
+async fn a_code_bound_with_dpop_jkt_or_a_pushed_proof_is_redeemed_only_with_that_key(s: &TestServer) {
+    let (holder, thief) = (Holder::new(), Holder::new());
+    let url = token_url(s);
+    let jkt = holder.jkt();
+    for (who, ok) in [(&thief, false), (&holder, true)] {
+        let (verifier, challenge) = pkce();
+        let resp = app_authorize(s, &challenge, &[("dpop_jkt", &jkt)]).await;
+        let (status, body) = redeem_with(s, &query_param(&resp, "code").unwrap(), &verifier, &who.proof("POST", &url)).await;
+        if ok {
+            assert_eq!((status, body["token_type"].as_str()), (200, Some("DPoP")), "{body}");
+        } else {
+            assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+        }
+    }
+    // Not a thumbprint: an error at the redirect URI.
+    let (_, challenge) = pkce();
+    let resp = app_authorize(s, &challenge, &[("dpop_jkt", "short")]).await;
+    assert_eq!(query_param(&resp, "error").as_deref(), Some("invalid_request"));
+    // A proof at the PAR endpoint binds the same way (RFC 9449 §10.1).
+    let (verifier, challenge) = pkce();
+    let form = [
+        ("client_id", "crm-app"),
+        ("response_type", "code"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let resp = openidconnect::reqwest::Client::new()
+        .post(format!("{}/oauth2/par", s.base))
+        .header("DPoP", holder.proof("POST", &format!("{}/oauth2/par", s.base)))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let pushed: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let url_par = format!(
+        "{}/oauth2/authorize?client_id=crm-app&request_uri={}",
+        s.base,
+        crate::flow::urlenc(pushed["request_uri"].as_str().unwrap())
+    );
+    let mut b = Browser::new();
+    let (_, _, page) = b.follow(&s.base, url_par).await;
+    let (_, loc, _) = b.login(&s.base, &page, "ada@example.test", "correct horse battery staple").await;
+    let code = query_param(&loc.unwrap(), "code").unwrap();
+    let (status, body) = redeem_with(s, &code, &verifier, &thief.proof("POST", &url)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+both_stores!(
+    a_code_bound_with_dpop_jkt_or_a_pushed_proof_is_redeemed_only_with_that_key,
+    &crate::dpop::DPOP_SUITE
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn portico_guard_refuses_a_bound_token_presented_as_a_bearer_token() {
+async fn portico_guard_takes_a_bound_token_only_with_a_proof_of_its_key_for_the_request() {
+    use portico_guard::{Reason, Refusal};
     let s = TestServer::start(Backend::Sqlite, &DPOP_SUITE).await.unwrap();
     let holder = Holder::new();
     let t = bound_tokens(&s, &holder).await;
+    let at = t["access_token"].as_str().unwrap();
     let guard = portico_guard::Guard::connect(&s.base, "https://crm.example.test").await.unwrap();
+    let url = "https://crm.example.test/contacts";
+    let refused = Err(Refusal::Unauthorized(Reason::DpopProof));
+    // As a bearer token: refused.
+    assert_eq!(guard.verify(at).await, Err(Refusal::Unauthorized(Reason::DpopBound)));
+    let good = holder.proof_for("GET", url, at);
+    let p = guard.verify_dpop(at, &good, "GET", "/contacts").await.expect("a bound token with its proof");
+    assert!(p.sub.starts_with("usr_"));
+    assert_eq!(guard.verify_dpop(at, &good, "GET", "/contacts").await.map(|_| ()), refused.clone(), "replayed");
+    for (why, proof, method, path) in [
+        (
+            "another path",
+            holder.proof_for("GET", "https://crm.example.test/other", at),
+            "GET",
+            "/contacts",
+        ),
+        (
+            "another origin",
+            holder.proof_for("GET", "https://evil.example.test/contacts", at),
+            "GET",
+            "/contacts",
+        ),
+        ("another method", holder.proof_for("POST", url, at), "GET", "/contacts"),
+        ("no ath", holder.proof("GET", url), "GET", "/contacts"),
+        ("another key", Holder::new().proof_for("GET", url, at), "GET", "/contacts"),
+        ("not a proof", "garbage".to_owned(), "GET", "/contacts"),
+    ] {
+        assert_eq!(guard.verify_dpop(at, &proof, method, path).await.map(|_| ()), refused.clone(), "{why}");
+    }
+    // An unbound token is a bearer token, not a DPoP one.
+    let plain = code_flow_tokens(&s).await;
+    let plain_at = plain["access_token"].as_str().unwrap();
     assert_eq!(
-        guard.verify(t["access_token"].as_str().unwrap()).await,
-        Err(portico_guard::Refusal::Unauthorized(portico_guard::Reason::DpopBound))
+        guard
+            .verify_dpop(plain_at, &holder.proof_for("GET", url, plain_at), "GET", "/contacts")
+            .await
+            .map(|_| ()),
+        refused
     );
+
+    // Through the axum extractor: the scheme and the DPoP header of the request.
+    use tower::ServiceExt;
+    let app = axum::Router::new()
+        .route("/contacts", axum::routing::get(|p: portico_guard::Principal| async move { p.sub.clone() }))
+        .with_state(guard);
+    let call = |auth: String, proofs: Vec<String>| {
+        let app = app.clone();
+        async move {
+            let mut req = axum::http::Request::get("/contacts").header("authorization", auth);
+            for p in proofs {
+                req = req.header("dpop", p);
+            }
+            let resp = app.oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+            let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), challenge)
+        }
+    };
+    assert_eq!(call(format!("DPoP {at}"), vec![holder.proof_for("GET", url, at)]).await.0, 200);
+    let (status, challenge) = call(format!("Bearer {at}"), vec![]).await;
+    assert_eq!(status, 401);
+    assert!(challenge.is_some_and(|c| c.starts_with("DPoP error=\"invalid_token\"")));
+    let (status, challenge) = call(format!("DPoP {at}"), vec![holder.proof_for("GET", url, at), holder.proof_for("GET", url, at)]).await;
+    assert_eq!(status, 401, "two proofs");
+    assert!(challenge.is_some_and(|c| c.starts_with("DPoP error=\"invalid_dpop_proof\"")));
+    assert_eq!(call(format!("DPoP {at}"), vec![]).await.0, 401, "no proof");
     s.stop().await;
 }

@@ -196,6 +196,7 @@ pub fn approval_request(grant: &DeviceGrant, user_code: &str, binding: String, n
         web_origin: None,
         pushed: false,
         device: Some(user_code.to_owned()),
+        dpop_jkt: None,
         stored: None,
     }
 }

@@ -38,8 +38,17 @@ struct Pushed {
 
 /// `POST /oauth2/par`: authenticates the client, validates the request as the authorization
 /// endpoint would, and keeps it.
-pub async fn push(p: &Provider, creds: &ClientCredentials, form: &[(String, String)], now: i64) -> Result<PushedResponse, OAuthError> {
+pub async fn push(
+    p: &Provider,
+    creds: &ClientCredentials,
+    dpop: &crate::dpop::Presented,
+    form: &[(String, String)],
+    now: i64,
+) -> Result<PushedResponse, OAuthError> {
     let client = authenticate_client(p, creds, now).await?.client;
+    // RFC 9449 §10.1: a DPoP proof here binds the code to its key, as `dpop_jkt` would; both must
+    // then name the same key.
+    let proof = crate::dpop::verify(p, dpop, "POST", &format!("{}/oauth2/par", p.issuer), None, now).await?;
     // §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT
     // be provided."
     if Params(form).count("request_uri") > 0 {
@@ -56,6 +65,13 @@ pub async fn push(p: &Provider, creds: &ClientCredentials, form: &[(String, Stri
         .cloned()
         .collect();
     params.push(("client_id".into(), client.id.as_str().to_owned()));
+    if let Some(proof) = proof {
+        match Params(&params).get("dpop_jkt") {
+            Some(named) if named != proof.jkt => return Err(oauth!(InvalidDpopProof, "dpop_jkt names another key than the DPoP proof's")),
+            Some(_) => {}
+            None => params.push(("dpop_jkt".into(), proof.jkt)),
+        }
+    }
     // §2.1: "The authorization server MUST validate the request in the same way as at the
     // authorization endpoint."
     authorize::validate(p, &params, true, now).map_err(|e| match e {

@@ -256,7 +256,9 @@ pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(a
         if let Some(wait) = client_ip(Some(&addr)).filter(|_| unauthenticated).and_then(|ip| s.pending_limits.check(&ip)) {
             return Ok(Err(wait));
         }
-        portico_protocol::par::push(&s.provider, &creds, &form, now(&s)).await.map(Ok)
+        portico_protocol::par::push(&s.provider, &creds, &dpop_presented(&headers), &form, now(&s))
+            .await
+            .map(Ok)
     }
     .await;
     match result {

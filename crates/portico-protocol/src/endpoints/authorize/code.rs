@@ -24,6 +24,9 @@ pub struct CodeData {
     pub amr: Vec<String>,
     pub acr: String,
     pub sid: Sid,
+    /// RFC 9449 §10: the DPoP key the code may be redeemed with only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// Starts (or continues) the product session of the code and issues the code; the response
@@ -58,6 +61,7 @@ pub(super) async fn issue_code(
         amr: session.amr.clone(),
         acr: req.acr_claim(session).to_owned(),
         sid: sid.clone(),
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     let family = Family {
         id: FamilyId::new(random::id("fam_")),

@@ -81,6 +81,10 @@ pub struct AuthRequest {
     /// Its answer goes to that record, never to a redirect URI.
     #[serde(default)]
     pub device: Option<String>,
+    /// RFC 9449 §10: the DPoP key (its thumbprint) the code is bound to; the token request must
+    /// prove it.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
     /// The stored record this request was read from, exactly: a step takes the request out only
     /// if the store still holds it ([`crate::interaction::pending::take_if_unchanged`]).
     #[serde(skip)]

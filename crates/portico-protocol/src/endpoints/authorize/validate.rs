@@ -11,7 +11,7 @@ use portico_model::Client;
 
 /// The longest value Portico keeps of each parameter it stores with a pending request (bytes);
 /// a longer one is `invalid_request`. Nothing from outside is stored without a bound.
-pub const MAX_PARAM: [(&str, usize); 15] = [
+pub const MAX_PARAM: [(&str, usize); 16] = [
     ("client_id", 128),
     ("redirect_uri", 2048),
     ("response_type", 32),
@@ -27,6 +27,7 @@ pub const MAX_PARAM: [(&str, usize); 15] = [
     ("resource", 2048),
     ("organization", 128),
     ("claims", 2048),
+    ("dpop_jkt", 64),
 ];
 const MAX_STATE: usize = 1024;
 /// Any other parameter (ignored, never stored), and all of them together.
@@ -75,6 +76,14 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         .resolve_audience(&client, resources.first().map(|s| s.as_str()))
         .map_err(|_| fail(oauth!(InvalidTarget, "the resource is not a product this client may ask tokens for")))?;
     let (acr_values, acr_essential) = acr(q).map_err(fail)?;
+    // RFC 9449 §10: the code is bound to this key; a JWK SHA-256 thumbprint is 43 base64url chars.
+    let dpop_jkt = q.get("dpop_jkt");
+    if dpop_jkt
+        .as_deref()
+        .is_some_and(|j| j.len() != 43 || !j.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(fail(oauth!(InvalidRequest, "dpop_jkt is not a JWK SHA-256 thumbprint")));
+    }
     // Essential, and no value Portico could ever meet: refused before anyone signs in.
     let asked = portico_model::AcrRequest::new(acr_values.as_deref().unwrap_or("").split(' '), acr_essential);
     if asked.essential && asked.none_known {
@@ -104,6 +113,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         web_origin,
         pushed,
         device: None,
+        dpop_jkt,
         stored: None,
     })
 }

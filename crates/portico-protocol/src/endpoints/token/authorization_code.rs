@@ -26,6 +26,10 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         return Err(oauth!(InvalidGrant, "redirect_uri does not match the authorization request"));
     }
     issue::verify_pkce(data.code_challenge.as_deref(), req.code_verifier.as_deref())?;
+    // RFC 9449 §10.1: a code bound to a key is redeemed only with a proof of that key.
+    if data.dpop_jkt.is_some() && data.dpop_jkt != req.dpop_jkt {
+        return Err(oauth!(InvalidGrant, "the authorization code is bound to a DPoP key: prove it").detail("code redeemed without its dpop_jkt's proof"));
+    }
     tokens(p, client, family, data, req.dpop_jkt.as_deref(), req.ip, "authorization_code", now).await
 }
 
