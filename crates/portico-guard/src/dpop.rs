@@ -10,14 +10,32 @@ use portico_jose::dpop::{MAX_AGE, SKEW};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// The most proofs remembered at once. Past it, expired ones are forgotten; if none has expired,
-/// new proofs are refused rather than old ones forgotten (a replay must never pass).
+/// The most proofs remembered at once, and for one key. Past either, expired ones are forgotten;
+/// if none has expired, new proofs are refused rather than old ones forgotten (a replay must never
+/// pass). The cap per key keeps one holder of a bound token from filling the memory for everyone.
 const MAX_SEEN: usize = 100_000;
+const MAX_SEEN_PER_KEY: usize = 2_000;
 
-/// The proofs seen, by key thumbprint and `jti`, with the time each may be forgotten.
+/// The proofs seen, by key thumbprint, then `jti`, with the time each may be forgotten.
 #[derive(Default)]
 pub(crate) struct SeenProofs {
-    held: Mutex<HashMap<String, i64>>,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    by_key: HashMap<String, HashMap<String, i64>>,
+    len: usize,
+}
+
+impl Held {
+    fn forget_expired(&mut self, now: i64) {
+        for jtis in self.by_key.values_mut() {
+            jtis.retain(|_, until| *until > now);
+        }
+        self.by_key.retain(|_, jtis| !jtis.is_empty());
+        self.len = self.by_key.values().map(HashMap::len).sum();
+    }
 }
 
 impl SeenProofs {
@@ -25,17 +43,25 @@ impl SeenProofs {
     /// it).
     pub fn first(&self, jkt: &str, jti: &str, iat: i64, now: i64) -> bool {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.len() >= MAX_SEEN {
-            held.retain(|_, until| *until > now);
-            if held.len() >= MAX_SEEN {
+        let of_key = held.by_key.get(jkt).map_or(0, HashMap::len);
+        if held.len >= MAX_SEEN || of_key >= MAX_SEEN_PER_KEY {
+            held.forget_expired(now);
+            let of_key = held.by_key.get(jkt).map_or(0, HashMap::len);
+            if held.len >= MAX_SEEN || of_key >= MAX_SEEN_PER_KEY {
+                metrics::counter!("portico_guard_dpop_proofs_refused_full_total").increment(1);
                 return false;
             }
         }
-        let key = format!("{jkt}\u{0}{jti}");
-        match held.get(&key) {
+        let jtis = held.by_key.entry(jkt.to_owned()).or_default();
+        match jtis.get(jti) {
             Some(until) if *until > now => false,
-            _ => {
-                held.insert(key, iat + MAX_AGE + SKEW);
+            Some(_) => {
+                jtis.insert(jti.to_owned(), iat + MAX_AGE + SKEW);
+                true
+            }
+            None => {
+                jtis.insert(jti.to_owned(), iat + MAX_AGE + SKEW);
+                held.len += 1;
                 true
             }
         }
@@ -47,4 +73,24 @@ pub(crate) fn origin_of(audience: &str) -> Option<String> {
     let url = url::Url::parse(audience).ok()?;
     let origin = url.origin();
     origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_is_good_once_and_one_key_cannot_fill_the_memory_for_all() {
+        let seen = SeenProofs::default();
+        assert!(seen.first("k", "j", 100, 100));
+        assert!(!seen.first("k", "j", 100, 200), "replayed within its life");
+        for i in 0..MAX_SEEN_PER_KEY - 1 {
+            assert!(seen.first("flood", &i.to_string(), 100, 100));
+        }
+        assert!(seen.first("flood", "last", 100, 100));
+        assert!(!seen.first("flood", "one more", 100, 100), "the flooding key is refused");
+        assert!(seen.first("other", "j", 100, 100), "other keys are not");
+        // Once the flood's proofs can no longer be accepted, they are forgotten.
+        assert!(seen.first("flood", "later", 1000, 1000));
+    }
 }

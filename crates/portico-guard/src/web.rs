@@ -73,7 +73,12 @@ pub(crate) async fn authenticate(guard: &Guard, parts: &mut Parts) -> Result<Pri
     let principal = match dpop_token(&parts.headers)? {
         Some(token) => {
             let proof = one_proof(&parts.headers)?;
-            guard.verify_dpop(token, proof, parts.method.as_str(), parts.uri.path()).await?
+            // The path the client asked for: under `Router::nest`, `parts.uri` has lost its prefix.
+            let path = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| parts.uri.path().to_owned(), |o| o.0.path().to_owned());
+            guard.verify_dpop(token, proof, parts.method.as_str(), &path).await?
         }
         None => guard.verify(bearer(&parts.headers)?).await?,
     };

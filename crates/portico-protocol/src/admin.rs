@@ -78,11 +78,29 @@ impl Caller {
 
 /// Checks the bearer token for the admin API and that it carries `permission`: the permissions
 /// its live grant gives it now, not those it was minted with (invariant 4).
-pub async fn authenticate(p: &Provider, bearer: Option<&str>, permission: &'static str, ip: Option<String>, now: i64) -> Result<Caller, AdminError> {
-    let claims = bearer.and_then(|t| decode_access_token(p, t, now)).ok_or(AdminError::Unauthenticated)?;
+/// A DPoP-bound token (RFC 9449 §7) only with the `DPoP` scheme and a proof of its key for this
+/// request (`at`); never as a bearer token.
+pub async fn authenticate(
+    p: &Provider,
+    bearer: Option<&str>,
+    at: &crate::dpop::AtResource,
+    permission: &'static str,
+    ip: Option<String>,
+    now: i64,
+) -> Result<Caller, AdminError> {
+    let token = bearer.ok_or(AdminError::Unauthenticated)?;
+    let claims = decode_access_token(p, token, now).ok_or(AdminError::Unauthenticated)?;
     let audience = admin::product(&p.issuer).audience;
     if claims.aud != audience.as_str() {
         return Err(AdminError::Unauthenticated);
+    }
+    match crate::dpop::bound_request(p, at, token, claims.cnf.as_ref(), now).await {
+        Ok(()) => {}
+        Err(e) if e.code == crate::ErrorCode::ServerError => return Err(AdminError::Store(portico_store::StoreError::Corrupt(e.detail))),
+        Err(e) => {
+            tracing::info!(detail = %e.detail, "admin API: a DPoP-bound token without its proof");
+            return Err(AdminError::Unauthenticated);
+        }
     }
     let live = live(p, &claims, now).await?.ok_or(AdminError::Unauthenticated)?;
     if !live.permissions.iter().any(|x| x == permission) {

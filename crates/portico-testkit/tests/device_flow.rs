@@ -308,3 +308,52 @@ both_stores!(
     a_device_approval_goes_on_only_in_the_browser_its_code_was_typed_in,
     &crate::device_flow::DEVICE_SUITE
 );
+
+async fn a_device_has_a_session_of_its_own_that_outlives_the_browsers_sign_out(s: &TestServer) {
+    let d = start(s, "crm-cli").await;
+    let mut b = Browser::new();
+    approve(&mut b, s, d["user_code"].as_str().unwrap(), "allow").await;
+    wait(s, 6);
+    let (status, tokens) = poll(s, "crm-cli", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    // The account page lists the device.
+    let (_, _, account) = b.get(&format!("{}/account", s.base)).await;
+    assert!(account.contains("Device: CRM command line"), "{account}");
+    // The browser signs out (confirming on the logout page): the device stays signed in.
+    let (_, _, page) = b.get(&format!("{}/oauth2/logout", s.base)).await;
+    let form: Vec<(String, String)> = ["csrf", "confirm"]
+        .iter()
+        .map(|n| (n.to_string(), hidden(&page, n).unwrap_or_default()))
+        .collect();
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, _, _) = b.post_form(&format!("{}/oauth2/logout", s.base), &form).await;
+    assert!((200..400).contains(&status));
+    let (_, _, after) = b.follow(&s.base, format!("{}/account", s.base)).await;
+    assert!(after.contains("name=\"password\""), "the browser is signed out");
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "crm-cli"),
+        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+    ];
+    let (status, _, renewed) = form_post(s, &refresh).await;
+    assert_eq!(status, 200, "the device's session lives on: {renewed}");
+    // Signing out everywhere ends it too.
+    let (ada, _) = s.store().user_by_email("ada@example.test").await.unwrap().unwrap();
+    let mut tx = s.store().write().await.unwrap();
+    tx.end_user_sessions(&ada.id, portico_testkit::now(), &|_: &str| false).await.unwrap();
+    tx.commit().await.unwrap();
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "crm-cli"),
+        ("refresh_token", renewed["refresh_token"].as_str().unwrap()),
+    ];
+    assert_eq!(form_post(s, &refresh).await.2["error"], "invalid_grant");
+}
+both_stores!(
+    a_device_has_a_session_of_its_own_that_outlives_the_browsers_sign_out,
+    &crate::device_flow::DEVICE_SUITE
+);
+
+async fn form_post(s: &TestServer, f: &[(&str, &str)]) -> (u16, Option<String>, Value) {
+    form(s, "/oauth2/token", f).await
+}

@@ -449,3 +449,98 @@ async fn portico_guard_takes_a_bound_token_only_with_a_proof_of_its_key_for_the_
     assert_eq!(call(format!("DPoP {at}"), vec![]).await.0, 401, "no proof");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_takes_a_bound_token_only_with_a_proof_of_its_key() {
+    let s = TestServer::start(Backend::Sqlite, &crate::admin_api::ADMIN).await.unwrap();
+    let holder = Holder::new();
+    let (status, _, t) = token_request(
+        &s,
+        Some(("ops-bot", crate::admin_api::OPS_SECRET)),
+        &[&holder.proof("POST", &token_url(&s))],
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!((status, t["token_type"].as_str()), (200, Some("DPoP")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let url = format!("{}/api/v1/grants", s.base);
+    let get = |auth: String, proof: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut req = openidconnect::reqwest::Client::new().get(&url).header("Authorization", auth);
+            if let Some(p) = proof {
+                req = req.header("DPoP", p);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    // A stolen bound token, as a bearer token: nothing.
+    assert_eq!(get(format!("Bearer {at}"), None).await, 401);
+    assert_eq!(get(format!("DPoP {at}"), None).await, 401, "no proof");
+    assert_eq!(
+        get(format!("DPoP {at}"), Some(Holder::new().proof_for("GET", &url, at))).await,
+        401,
+        "another key"
+    );
+    assert_eq!(
+        get(format!("DPoP {at}"), Some(holder.proof_for("DELETE", &url, at))).await,
+        401,
+        "another method"
+    );
+    assert_eq!(get(format!("DPoP {at}"), Some(holder.proof_for("GET", &url, at))).await, 200);
+    s.stop().await;
+}
+
+async fn a_bound_token_is_not_traded_for_an_unbound_one_without_its_proof(s: &TestServer) {
+    // crm-web's backend hands its user's bound token to the hand-off endpoint: without a proof
+    // of the key it is refused (a thief could otherwise launder it into unbound tokens).
+    let holder = Holder::new();
+    let (code, verifier) = crm_code(s).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", &verifier),
+    ];
+    let (status, _, t) = token_request(s, Some(("crm-web", SECRET)), &[&holder.proof("POST", &token_url(s))], &form).await;
+    assert_eq!((status, t["token_type"].as_str()), (200, Some("DPoP")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let (status, body) = post_basic(
+        s,
+        "/oauth2/handoff",
+        "crm-web",
+        SECRET,
+        &[("subject_token", at), ("resource", "https://reports.example.test")],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("DPoP-bound"), "{body}");
+}
+both_stores!(a_bound_token_is_not_traded_for_an_unbound_one_without_its_proof, &crate::dpop::DPOP_SUITE);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portico_guard_checks_the_path_the_client_asked_for_under_a_nested_router() {
+    use tower::ServiceExt;
+    let s = TestServer::start(Backend::Sqlite, &DPOP_SUITE).await.unwrap();
+    let holder = Holder::new();
+    let at = bound_tokens(&s, &holder).await["access_token"].as_str().unwrap().to_owned();
+    let guard = portico_guard::Guard::connect(&s.base, "https://crm.example.test").await.unwrap();
+    let api = axum::Router::new().route("/contacts", axum::routing::get(|p: portico_guard::Principal| async move { p.sub.clone() }));
+    let app = axum::Router::new().nest("/api", api).with_state(guard);
+    let call = |proof: String| {
+        let (app, at) = (app.clone(), at.clone());
+        async move {
+            let req = axum::http::Request::get("/api/contacts")
+                .header("authorization", format!("DPoP {at}"))
+                .header("dpop", proof);
+            app.oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(
+        call(holder.proof_for("GET", "https://crm.example.test/contacts", &at)).await,
+        401,
+        "the path without its prefix"
+    );
+    assert_eq!(call(holder.proof_for("GET", "https://crm.example.test/api/contacts", &at)).await, 200);
+    s.stop().await;
+}

@@ -132,8 +132,10 @@ fn verify(p: &Provider, assertion: &str, alg: Algorithm, key: &jsonwebtoken::Dec
 /// Core §9: "SHOULD be the URL of the Authorization Server's Token Endpoint"), whichever endpoint
 /// it is presented at. An assertion naming another endpoint, or listing other audiences beside
 /// Portico, is refused: one made for another server must never pass here.
-fn audiences(issuer: &str) -> [String; 2] {
-    [issuer.to_owned(), format!("{issuer}/oauth2/token")]
+fn audiences(issuer: &str) -> [String; 3] {
+    // RFC 9126 §2: at the PAR endpoint, the server "MUST accept its issuer identifier, token
+    // endpoint URL, or pushed authorization request endpoint URL".
+    [issuer.to_owned(), format!("{issuer}/oauth2/token"), format!("{issuer}/oauth2/par")]
 }
 
 fn check_times(c: &Claims, now: i64) -> Result<(), OAuthError> {

@@ -45,6 +45,19 @@ fn nonce_for(p: &Provider, window: i64) -> String {
 /// with), its nonce checked when nonces are required, and its `jti` recorded: `None` when there is
 /// no proof. A replayed proof is refused.
 pub async fn verify(p: &Provider, presented: &Presented, htm: &str, htu: &str, access_token: Option<&str>, now: i64) -> Result<Option<Proof>, OAuthError> {
+    verify_for_key(p, presented, htm, htu, access_token, None, now).await
+}
+
+/// As [`verify`]; with `key`, a proof of another key is refused before anything is recorded.
+async fn verify_for_key(
+    p: &Provider,
+    presented: &Presented,
+    htm: &str,
+    htu: &str,
+    access_token: Option<&str>,
+    key: Option<&str>,
+    now: i64,
+) -> Result<Option<Proof>, OAuthError> {
     if presented.several {
         return Err(invalid("more than one DPoP header"));
     }
@@ -52,6 +65,9 @@ pub async fn verify(p: &Provider, presented: &Presented, htm: &str, htu: &str, a
         return Ok(None);
     };
     let proof = dpop::verify(proof, &Expected { htm, htu, access_token, now }).map_err(invalid)?;
+    if key.is_some_and(|k| k != proof.jkt) {
+        return Err(invalid("a proof of another key than the token's"));
+    }
     if p.settings.dpop_nonces {
         let window = now.div_euclid(NONCE_WINDOW);
         let good = proof
@@ -72,4 +88,49 @@ pub async fn verify(p: &Provider, presented: &Presented, htm: &str, htu: &str, a
         return Err(invalid("a DPoP proof presented again (jti replayed)"));
     }
     Ok(Some(proof))
+}
+
+/// How a protected resource of Portico's (userinfo, the admin API) received an access token.
+#[derive(Clone, Debug, Default)]
+pub struct AtResource {
+    /// `Authorization: DPoP …` rather than `Bearer`.
+    pub dpop_scheme: bool,
+    /// The `DPoP` proof header.
+    pub proof: Presented,
+    /// The request's method, which the proof must name.
+    pub method: String,
+    /// The request's URL (Portico's issuer and the path), which the proof must name.
+    pub htu: String,
+}
+
+/// RFC 9449 §7 at a protected resource: a bound token (`cnf`) only with the `DPoP` scheme and a
+/// proof of its key for this request (with `ath` the token's hash); an unbound one only as
+/// `Bearer`. Every refusal challenges with the DPoP scheme.
+pub async fn bound_request(p: &Provider, at: &AtResource, token: &str, cnf: Option<&portico_claims::Confirmation>, now: i64) -> Result<(), OAuthError> {
+    let refused = |why: &str| OAuthError {
+        dpop_challenge: true,
+        ..OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token is DPoP-bound: present it with the DPoP scheme and a proof of its key",
+        )
+        .detail(why.to_owned())
+    };
+    let challenged = |e: OAuthError| OAuthError { dpop_challenge: true, ..e };
+    match (cnf, at.dpop_scheme) {
+        (None, false) => Ok(()),
+        (None, true) => Err(challenged(
+            OAuthError::new(ErrorCode::InvalidToken, "the access token is not DPoP-bound").detail("an unbound token with the DPoP scheme"),
+        )),
+        (Some(_), false) => Err(refused("a bound token as a bearer token")),
+        (Some(cnf), true) => {
+            let proof = verify_for_key(p, &at.proof, &at.method, &at.htu, Some(token), Some(&cnf.jkt), now).await;
+            match proof {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(refused("no DPoP proof")),
+                // A store failure stays a server error, never a challenge to drop the token.
+                Err(e) if e.code == ErrorCode::ServerError => Err(e),
+                Err(e) => Err(challenged(e)),
+            }
+        }
+    }
 }

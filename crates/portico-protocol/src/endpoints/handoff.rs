@@ -31,6 +31,8 @@ pub const TOKEN_TYPE: &str = "urn:portico:token-type:handoff";
 #[derive(Clone, Debug, Default)]
 pub struct HandoffRequest {
     pub subject_token: Option<String>,
+    /// The `DPoP` header: a DPoP-bound subject token needs a proof of its key (RFC 9449).
+    pub dpop: crate::dpop::Presented,
     pub resource: Vec<String>,
     pub organization: Option<String>,
     pub context: Option<String>,
@@ -71,7 +73,8 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
     let source = config
         .product(&client.product)
         .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
-    let claims = own_user_token(p, req.subject_token.as_deref(), source, now).await?;
+    let proof = crate::dpop::verify(p, &req.dpop, "POST", &format!("{}/oauth2/handoff", p.issuer), None, now).await?;
+    let claims = own_user_token(p, req.subject_token.as_deref(), source, proof.as_ref().map(|x| x.jkt.as_str()), now).await?;
     let target = handoff_target(&config, source, &req)?;
     let tenant = target_tenant(p, &config, target, &req, &claims, now)?;
     let user_id = UserId::new(&claims.sub);

@@ -227,7 +227,11 @@ pub async fn is_live(p: &Provider, c: &AccessClaims, now: i64) -> Result<bool, p
 /// The subject a product's backend presents for its own user (hand-off, token exchange): a live
 /// access token for `product` whose subject is a user. Anything else is `invalid_request`
 /// (RFC 8693 §2.2.2: a subject_token "invalid for any reason").
-pub async fn own_user_token(p: &Provider, token: Option<&str>, product: &Product, now: i64) -> Result<AccessClaims, OAuthError> {
+///
+/// A DPoP-bound token (RFC 9449) is accepted only from a request that proves its key
+/// (`proven_key`, the thumbprint of a proof verified with this request): otherwise whoever stole
+/// it could trade it here for tokens no key binds.
+pub async fn own_user_token(p: &Provider, token: Option<&str>, product: &Product, proven_key: Option<&str>, now: i64) -> Result<AccessClaims, OAuthError> {
     let token = token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| oauth!(InvalidRequest, "subject_token is required"))?;
@@ -235,6 +239,12 @@ pub async fn own_user_token(p: &Provider, token: Option<&str>, product: &Product
     let claims = decode_access_token(p, token, now).ok_or_else(bad)?;
     if claims.aud != product.audience.as_str() || Subject::of_claim(&claims.sub).user().is_none() || !is_live(p, &claims, now).await? {
         return Err(bad());
+    }
+    if claims.cnf.as_ref().is_some_and(|cnf| proven_key != Some(cnf.jkt.as_str())) {
+        return Err(oauth!(
+            InvalidRequest,
+            "the subject_token is DPoP-bound: send a DPoP proof of its key with this request"
+        ));
     }
     Ok(claims)
 }

@@ -35,6 +35,8 @@ struct Held {
 pub struct ClientKeys {
     http: OnceLock<portico_jose::fetch::Client>,
     fetched: Mutex<HashMap<String, Held>>,
+    /// One fetch of a URL at a time: requests that arrive meanwhile wait for its answer.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     registered: Mutex<HashMap<String, Arc<KeySet>>>,
 }
 
@@ -56,9 +58,17 @@ impl ClientKeys {
 
     /// The usable keys published at `uri`, fetched when none are held fresh, or when `kid` is not
     /// among them — at most once per cooldown, successful or not, so neither made-up key ids nor
-    /// a URL that is down make Portico fetch on every request (an attempt is marked before it is
-    /// made: requests that arrive meanwhile do not fetch too). The error says why, for the logs.
+    /// a URL that is down make Portico fetch on every request. Requests that arrive during a
+    /// fetch wait for it and use its answer. The error says why, for the logs.
     pub async fn fetched(&self, uri: &str, kid: Option<&str>, alg: Algorithm, now: i64) -> Result<Arc<KeySet>, String> {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            if flights.len() >= MAX_HELD {
+                flights.clear();
+            }
+            flights.entry(uri.to_owned()).or_default().clone()
+        };
+        let _one_at_a_time = flight.lock().await;
         let held = {
             let mut all = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
             let held = all.get(uri).map(|h| (h.set.clone(), h.fetched_at, h.fresh_until, h.attempted_at));

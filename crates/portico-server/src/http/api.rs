@@ -76,17 +76,39 @@ impl From<AdminError> for Problem {
     }
 }
 
-/// RFC 6750 §2.1: the bearer token from the `Authorization` header (never from the URL).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
-        .map(|v| v[7..].trim())
+/// What a request brings to authenticate at the admin API: its method, path and headers (a
+/// DPoP proof names the first two).
+pub struct Request {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 }
 
-async fn caller(s: &AppState, addr: SocketAddr, headers: &HeaderMap, permission: &'static str) -> Result<Caller, Problem> {
-    Ok(admin::authenticate(&s.provider, bearer(headers), permission, client_ip(Some(&addr)), now(s)).await?)
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Request {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Request {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// RFC 6750 §2.1 (`Bearer`) or RFC 9449 §7.1 (`DPoP`): the access token from the `Authorization`
+/// header (never from the URL).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+    ["bearer ", "dpop "]
+        .iter()
+        .find(|s| v.len() > s.len() && v[..s.len()].eq_ignore_ascii_case(s))
+        .map(|s| v[s.len()..].trim())
+}
+
+async fn caller(s: &AppState, addr: SocketAddr, request: &Request, permission: &'static str) -> Result<Caller, Problem> {
+    let at = super::oauth::dpop_at(s, &request.method, &request.headers, request.uri.path());
+    Ok(admin::authenticate(&s.provider, bearer(&request.headers), &at, permission, client_ip(Some(&addr)), now(s)).await?)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
@@ -109,11 +131,11 @@ pub struct ListQuery {
 pub async fn list_grants(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    request: Request,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        caller(&s, addr, &headers, perm::READ_GRANTS).await?;
+        caller(&s, addr, &request, perm::READ_GRANTS).await?;
         let Query(q) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
         let grants = admin::list_grants(&s.provider.store, &s.provider.config(), q.user.as_deref()).await?;
         Ok::<_, Problem>(Json(serde_json::json!({ "grants": grants })).into_response())
@@ -121,10 +143,10 @@ pub async fn list_grants(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn add_grant(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn add_grant(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, request: Request, body: Bytes) -> Response {
     let result = async {
-        let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
-        let new: NewGrant = json_body(&headers, &body)?;
+        let by = caller(&s, addr, &request, perm::WRITE_GRANTS).await?;
+        let new: NewGrant = json_body(&request.headers, &body)?;
         let view = admin::add_grant(&s.provider.store, &s.provider.config(), &new, &by, now(&s)).await?;
         Ok::<_, Problem>((StatusCode::CREATED, Json(view)).into_response())
     };
@@ -134,11 +156,11 @@ pub async fn add_grant(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo
 pub async fn revoke_grant(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    request: Request,
     q: Result<Query<GrantKey>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        let by = caller(&s, addr, &headers, perm::WRITE_GRANTS).await?;
+        let by = caller(&s, addr, &request, perm::WRITE_GRANTS).await?;
         let Query(key) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
         admin::revoke_grant(&s.provider.store, &s.provider.config(), &key, &by, now(&s)).await?;
         Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
@@ -146,35 +168,35 @@ pub async fn revoke_grant(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn set_status(s: AppState, addr: SocketAddr, headers: HeaderMap, id: String, status: UserStatus) -> Response {
+async fn set_status(s: AppState, addr: SocketAddr, request: Request, id: String, status: UserStatus) -> Response {
     let result = async {
-        let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
+        let by = caller(&s, addr, &request, perm::DISABLE_USERS).await?;
         let (user, _) = admin::set_user_status(&s.provider.store, &s.provider.config(), &id, status, &by, now(&s)).await?;
         Ok::<_, Problem>(Json(serde_json::json!({"id": user.id.as_str(), "email": user.email, "status": user.status.as_str()})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn disable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    set_status(s, addr, headers, id, UserStatus::Disabled).await
+pub async fn disable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, request: Request, Path(id): Path<String>) -> Response {
+    set_status(s, addr, request, id, UserStatus::Disabled).await
 }
 
-pub async fn enable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    set_status(s, addr, headers, id, UserStatus::Active).await
+pub async fn enable_user(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, request: Request, Path(id): Path<String>) -> Response {
+    set_status(s, addr, request, id, UserStatus::Active).await
 }
 
-pub async fn list_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn list_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, request: Request, Path(id): Path<String>) -> Response {
     let result = async {
-        caller(&s, addr, &headers, perm::READ_USERS).await?;
+        caller(&s, addr, &request, perm::READ_USERS).await?;
         let sessions = admin::list_sessions(&s.provider.store, &id, now(&s)).await?;
         Ok::<_, Problem>(Json(serde_json::json!({ "sessions": sessions })).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn end_all_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn end_all_sessions(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, request: Request, Path(id): Path<String>) -> Response {
     let result = async {
-        let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
+        let by = caller(&s, addr, &request, perm::DISABLE_USERS).await?;
         let ended = admin::end_sessions(&s.provider, &id, None, &by, now(&s)).await?;
         Ok::<_, Problem>(Json(serde_json::json!({ "ended": ended })).into_response())
     };
@@ -184,11 +206,11 @@ pub async fn end_all_sessions(State(s): State<AppState>, ConnectInfo(addr): Conn
 pub async fn end_session(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    request: Request,
     Path((id, session)): Path<(String, String)>,
 ) -> Response {
     let result = async {
-        let by = caller(&s, addr, &headers, perm::DISABLE_USERS).await?;
+        let by = caller(&s, addr, &request, perm::DISABLE_USERS).await?;
         admin::end_sessions(&s.provider, &id, Some(&session), &by, now(&s)).await?;
         Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
     };

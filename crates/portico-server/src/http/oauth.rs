@@ -202,10 +202,26 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
 
 const DPOP_NONCE: &str = "dpop-nonce";
 
+/// What a protected resource of Portico's needs to check a DPoP-bound token: the scheme, the
+/// proof, and the request's method and URL.
+pub(super) fn dpop_at(s: &AppState, method: &axum::http::Method, headers: &HeaderMap, path: &str) -> portico_protocol::dpop::AtResource {
+    let dpop_scheme = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 5 && v[..5].eq_ignore_ascii_case("dpop "));
+    portico_protocol::dpop::AtResource {
+        dpop_scheme,
+        proof: dpop_presented(headers),
+        method: method.as_str().to_owned(),
+        htu: format!("{}{path}", s.provider.issuer),
+    }
+}
+
 /// The request's `DPoP` header (RFC 9449 §4.1), and whether it came more than once.
 fn dpop_presented(headers: &HeaderMap) -> portico_protocol::dpop::Presented {
     let mut all = headers.get_all("dpop").iter();
-    let first = all.next().and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // A header that is not text is a proof all the same, one that fails: never "no proof".
+    let first = all.next().map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
     portico_protocol::dpop::Presented {
         several: all.next().is_some(),
         proof: first,
@@ -276,6 +292,7 @@ pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<S
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let req = portico_protocol::handoff::HandoffRequest {
             subject_token: field("subject_token"),
+            dpop: dpop_presented(&headers),
             resource: form.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.clone()).collect(),
             organization: field("organization"),
             context: field("context"),
@@ -321,25 +338,24 @@ pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<So
 /// RFC 6750 §2.1 header or §2.2 form body, or RFC 9449 §7.1's `DPoP` scheme; never the query
 /// (invariant 7).
 pub async fn userinfo(State(s): State<AppState>, method: axum::http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    // RFC 6750 §2 and RFC 9449 §4.3: one way of presenting the token, once.
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        let e = portico_protocol::OAuthError::new(portico_protocol::ErrorCode::InvalidRequest, "send one Authorization header");
+        return OAuthJsonError(e).into_response();
+    }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let scheme = |name: &str| {
         authorization
             .filter(|v| v.len() > name.len() && v[..name.len()].eq_ignore_ascii_case(name))
             .map(|v| v[name.len()..].trim().to_owned())
     };
-    let (from_header, dpop_scheme) = match (scheme("bearer "), scheme("dpop ")) {
-        (Some(t), _) => (Some(t), false),
-        (None, Some(t)) => (Some(t), true),
-        (None, None) => (None, false),
-    };
+    let from_header = scheme("bearer ").or_else(|| scheme("dpop "));
     let from_body = form_pairs(&body)
         .ok()
         .and_then(|f| f.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v));
     let presented = user_info::Presented {
         token: from_header.or(from_body),
-        dpop_scheme,
-        proof: dpop_presented(&headers),
-        method: if method == axum::http::Method::POST { "POST" } else { "GET" },
+        at: dpop_at(&s, &method, &headers, "/oauth2/userinfo"),
     };
     match user_info::userinfo(&s.provider, &presented, now(&s)).await {
         Ok(v) => no_store(Json(v).into_response()),

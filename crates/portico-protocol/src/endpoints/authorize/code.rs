@@ -43,7 +43,14 @@ pub(super) async fn issue_code(
 ) -> Result<Option<AuthResponse>, OAuthError> {
     // The product session, the code and its audit event commit together.
     let mut tx = p.store.write().await?;
-    let Some(sid) = product_session(p, &mut tx, req, session, product, from, now).await? else {
+    // A device signs in to a session of its own: signing out of the browser that approved it
+    // does not sign the television out, and the account page lists it to end (as does signing
+    // out everywhere).
+    let sso_id = match &req.device {
+        Some(_) => device_session(p, &mut tx, req, session, from, now).await?,
+        None => session.id.clone(),
+    };
+    let Some(sid) = product_session(p, &mut tx, req, &sso_id, product, from, now).await? else {
         return Ok(None);
     };
     let code = random::token();
@@ -93,13 +100,50 @@ pub(super) async fn issue_code(
     Ok(Some(code_response(p, req, code)))
 }
 
-/// The product session the code belongs to: this client's in this SSO session, or a new one
+/// A session for a device the user approved (RFC 8628): the approving session's sign-in (its
+/// time and factors) carried over, no cookie anyone holds, named after the application.
+async fn device_session(
+    p: &Provider,
+    tx: &mut portico_store::Tx<'_>,
+    req: &AuthRequest,
+    session: &SsoSession,
+    from: &Origin,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let name = p
+        .config()
+        .client(&req.client_id)
+        .map(|e| e.client.name.clone())
+        .unwrap_or_else(|| req.client_id.clone());
+    let new = portico_store::NewSsoSession {
+        id: random::id("sso_"),
+        // No cookie is ever made for it: the hash of a value nobody keeps.
+        token_hash: random::hash(&random::token()),
+        user_id: session.user_id.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        acr: session.acr.clone(),
+        idle_expires_at: now + p.settings.session_idle,
+        expires_at: now + p.settings.session_absolute,
+        user_agent: format!("Device: {name}").chars().take(256).collect(),
+        ip: from.ip.clone().unwrap_or_default(),
+    };
+    tx.create_sso_session(&new, now).await?;
+    tx.audit(
+        AuditEvent::new(now, "session.started", session.user_id.as_str())
+            .ip(from.ip.clone())
+            .data(serde_json::json!({"session": new.id, "device": req.client_id, "approved_in": session.id})),
+    );
+    Ok(new.id)
+}
+
+/// The product session the code belongs to: this client's in SSO session `sso_id`, or a new one
 /// (which, for a single-session product, ends the user's others and queues their logouts).
 async fn product_session(
     p: &Provider,
     tx: &mut portico_store::Tx<'_>,
     req: &AuthRequest,
-    session: &SsoSession,
+    sso_id: &str,
     product: &Product,
     from: &Origin,
     now: i64,
@@ -107,7 +151,7 @@ async fn product_session(
     let config = p.config();
     let notify = |c: &str| config.notifies_logout(c);
     let start = ProductSessionStart {
-        sso_id: &session.id,
+        sso_id,
         client_id: &req.client_id,
         product: product.slug.as_str(),
         new_sid: &Sid::new(random::id("sid_")),

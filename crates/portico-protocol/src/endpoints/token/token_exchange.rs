@@ -230,7 +230,7 @@ async fn on_behalf(p: &Provider, client: &Client, subject: &str, req: TokenReque
         .product(&client.product)
         .ok_or_else(|| oauth!(InvalidClient, "client authentication failed"))?;
     // A backend exchanges its own user's token: one made for its own product, for a user.
-    let claims = own_user_token(p, Some(subject), source, now).await?;
+    let claims = own_user_token(p, Some(subject), source, req.dpop_jkt.as_deref(), now).await?;
     // A user's access token always names its family; the exchanged token lives and dies with it.
     let bad_subject = || oauth!(InvalidRequest, "the subject_token is invalid, expired or not for this client's product");
     let family = FamilyId::new(issue::family_of_jti(&claims.jti).ok_or_else(bad_subject)?);
