@@ -72,18 +72,10 @@ fn token_url(s: &TestServer) -> String {
     format!("{}/oauth2/token", s.base)
 }
 
-/// Signs ada in for crm-app; returns (code, verifier).
+/// Signs ada in for crm-app (offline access); returns (code, verifier).
 async fn app_code(s: &TestServer) -> (String, String) {
     let (verifier, challenge) = pkce();
-    let query = [
-        ("response_type", "code"),
-        ("client_id", "crm-app"),
-        ("redirect_uri", CALLBACK),
-        ("scope", "openid offline_access"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
-    let resp = authorize(&mut Browser::new(), s, &query, "ada@example.test", "correct horse battery staple").await;
+    let resp = app_authorize(s, &challenge, &[("scope", "openid offline_access")]).await;
     (query_param(&resp, "code").unwrap(), verifier)
 }
 
@@ -301,10 +293,12 @@ async fn app_authorize(s: &TestServer, challenge: &str, extra: &[(&str, &str)]) 
         ("response_type", "code"),
         ("client_id", "crm-app"),
         ("redirect_uri", CALLBACK),
-        ("scope", "openid"),
         ("code_challenge", challenge),
         ("code_challenge_method", "S256"),
     ];
+    if !extra.iter().any(|(k, _)| *k == "scope") {
+        query.push(("scope", "openid"));
+    }
     query.extend_from_slice(extra);
     authorize(&mut Browser::new(), s, &query, "ada@example.test", "correct horse battery staple").await
 }

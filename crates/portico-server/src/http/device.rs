@@ -3,7 +3,7 @@
 //! usual sign-in and consent.
 
 use super::flow::{Checked, Flow, csrf_form};
-use super::oauth::{OAuthJsonError, client_credentials, no_store, oauth_form, over_limit, too_many};
+use super::oauth::{OAuthJsonError, client_credentials, no_store, oauth_form, pending_write_limit, too_many};
 use super::pages::with_cookie;
 use super::{client_ip, html, now};
 use crate::app::AppState;
@@ -20,12 +20,7 @@ pub async fn authorize_device(State(s): State<AppState>, ConnectInfo(addr): Conn
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
-        if let Some(wait) = over_limit(&s, &creds, &addr) {
-            return Ok(Err(wait));
-        }
-        // A public client names itself: what it asks to keep is a write anyone can cause.
-        let unauthenticated = creds.basic.is_none() && creds.client_secret.is_none() && creds.client_assertion.is_none();
-        if let Some(wait) = client_ip(Some(&addr)).filter(|_| unauthenticated).and_then(|ip| s.pending_limits.check(&ip)) {
+        if let Some(wait) = pending_write_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }
         portico_protocol::device::authorize_device(&s.provider, &creds, &form, now(&s)).await.map(Ok)

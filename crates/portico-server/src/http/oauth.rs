@@ -258,18 +258,23 @@ pub(super) fn over_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketA
     Some(wait)
 }
 
+/// Seconds to wait for a request that leaves a pending state behind (a pushed request, a device
+/// authorization): over its client's rate, or — for a public client, which names itself and so
+/// is a write anyone can cause — over its address's allowance of pending writes.
+pub(super) fn pending_write_limit(s: &AppState, creds: &ClientCredentials, addr: &SocketAddr) -> Option<u64> {
+    if let Some(wait) = over_limit(s, creds, addr) {
+        return Some(wait);
+    }
+    let unauthenticated = creds.basic.is_none() && creds.client_secret.is_none() && creds.client_assertion.is_none();
+    client_ip(Some(addr)).filter(|_| unauthenticated).and_then(|ip| s.pending_limits.check(&ip))
+}
+
 /// `POST /oauth2/par` (RFC 9126): a client pushes its authorization request; `201 Created`.
 pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
-        if let Some(wait) = over_limit(&s, &creds, &addr) {
-            return Ok(Err(wait));
-        }
-        // A public client authenticates with its id alone: what it pushes is a write anyone can
-        // cause, counted per address as the browser's pending requests are.
-        let unauthenticated = creds.basic.is_none() && creds.client_secret.is_none() && creds.client_assertion.is_none();
-        if let Some(wait) = client_ip(Some(&addr)).filter(|_| unauthenticated).and_then(|ip| s.pending_limits.check(&ip)) {
+        if let Some(wait) = pending_write_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }
         portico_protocol::par::push(&s.provider, &creds, &dpop_presented(&headers), &form, now(&s))
