@@ -42,6 +42,7 @@ test('a command-line tool signs in with a code its user approves in the browser'
   assert.match(main, /CRM command line/);
   assert.match(main, /Acme Bank/);
   assert.ok(main.includes(device.user_code), main);
+  assert.match(main, /signed in as margaret@example\.test/);
   await page.screenshot({ path: `${shots}/31-device-consent.png`, fullPage: true });
   await page.getByRole('button', { name: 'Allow' }).click();
   await page.waitForURL(/\/device\/done\?approved=1/);

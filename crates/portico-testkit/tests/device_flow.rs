@@ -102,6 +102,10 @@ async fn a_command_line_tool_signs_in_with_the_device_flow(s: &TestServer) {
         "{consent}"
     );
     assert!(consent.contains("This signs in a device"), "{consent}");
+    assert!(
+        consent.contains("signed in as <strong>ada@example.test</strong>"),
+        "the account it signs in to: {consent}"
+    );
     assert_eq!(status, 200);
     assert!(done.contains("Your device is signed in"), "{done}");
     wait(s, 6);

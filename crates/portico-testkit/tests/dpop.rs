@@ -263,6 +263,22 @@ async fn a_deployment_that_asks_for_nonces_gives_and_requires_them(s: &TestServe
     let (status, headers, body) = token_request(s, basic, &[&with], &cc).await;
     assert_eq!((status, body["token_type"].as_str()), (200, Some("DPoP")), "{body}");
     assert!(headers.get("dpop-nonce").is_some(), "each answer carries the nonce to use next");
+    // Userinfo too: a proof without the nonce is told to use one, and given it.
+    let at = body["access_token"].as_str().unwrap();
+    let resp = openidconnect::reqwest::Client::new()
+        .get(format!("{}/oauth2/userinfo", s.base))
+        .header("Authorization", format!("DPoP {at}"))
+        .header("DPoP", holder.proof_for("GET", &format!("{}/oauth2/userinfo", s.base), at))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.headers().get("dpop-nonce").is_some());
+    assert!(
+        resp.headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap().contains("use_dpop_nonce"))
+    );
     // The nonce of the window before is still good; older ones are not.
     s.running
         .provider

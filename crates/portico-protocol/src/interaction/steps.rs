@@ -206,14 +206,24 @@ pub struct ConsentView {
     pub tenant: Option<String>,
     /// For a device's approval: the user code, as the device shows it.
     pub device: Option<String>,
+    /// For a device's approval: the account it signs the device in to (a shared browser may be
+    /// signed in as someone else).
+    pub account: Option<String>,
 }
 
 /// The consent page, shown only to the session the request waits for; anyone else gets the
 /// request decided anew.
 pub async fn consent_page(cx: &Cx<'_>, id: &str) -> Interaction<ConsentView> {
-    let (req, _) = match waiting_at(cx, id, Step::Consent, false).await {
+    let (req, session) = match waiting_at(cx, id, Step::Consent, false).await {
         Ok(x) => x,
         Err(answer) => return answer.into_any(),
+    };
+    let account = match &req.device {
+        Some(_) => match cx.p.store.user_by_id(&session.user_id).await {
+            Ok(user) => user.map(|u| u.email),
+            Err(e) => return failed(Failed::Consent, e),
+        },
+        None => None,
     };
     let config = cx.p.config();
     let client = config.client(&req.client_id).map(|e| e.client.name.clone()).filter(|n| !n.is_empty());
@@ -229,6 +239,7 @@ pub async fn consent_page(cx: &Cx<'_>, id: &str) -> Interaction<ConsentView> {
         product,
         tenant,
         device: req.device.as_deref().map(crate::device::display_user_code),
+        account,
         req,
     })
 }

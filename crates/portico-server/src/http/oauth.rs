@@ -187,14 +187,19 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
         outcome.map(Ok)
     }
     .await;
-    let mut resp = match result {
+    let resp = match result {
         Ok(Ok(t)) => no_store(Json(t).into_response()),
         Ok(Err(wait)) => too_many(wait),
         Err(e) => OAuthJsonError(e).into_response(),
     };
-    // RFC 9449 §8.2: a fresh nonce with every answer, when nonces are required.
+    with_dpop_nonce(&s, resp)
+}
+
+/// RFC 9449 §8.2 and §9: when nonces are required, every answer of an endpoint that takes DPoP
+/// proofs carries the nonce to use next.
+pub(super) fn with_dpop_nonce(s: &AppState, mut resp: Response) -> Response {
     if s.provider.settings.dpop_nonces && !resp.headers().contains_key(DPOP_NONCE) {
-        let nonce = portico_protocol::dpop::nonce(&s.provider, now(&s));
+        let nonce = portico_protocol::dpop::nonce(&s.provider, now(s));
         resp.headers_mut().insert(DPOP_NONCE, HeaderValue::from_str(&nonce).expect("base64url"));
     }
     resp
@@ -282,11 +287,12 @@ pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(a
             .map(Ok)
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(Ok(r)) => no_store((StatusCode::CREATED, Json(r)).into_response()),
         Ok(Err(wait)) => too_many(wait),
         Err(e) => OAuthJsonError(e).into_response(),
-    }
+    };
+    with_dpop_nonce(&s, resp)
 }
 
 /// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.
@@ -306,10 +312,11 @@ pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<S
         portico_protocol::handoff::create(&s.provider, &creds, req, now(&s)).await
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(r) => no_store(Json(r).into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
-    }
+    };
+    with_dpop_nonce(&s, resp)
 }
 
 pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -362,10 +369,11 @@ pub async fn userinfo(State(s): State<AppState>, method: axum::http::Method, hea
         token: from_header.or(from_body),
         at: dpop_at(&s, &method, &headers, "/oauth2/userinfo"),
     };
-    match user_info::userinfo(&s.provider, &presented, now(&s)).await {
+    let resp = match user_info::userinfo(&s.provider, &presented, now(&s)).await {
         Ok(v) => no_store(Json(v).into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
-    }
+    };
+    with_dpop_nonce(&s, resp)
 }
 
 pub async fn authorize_get(State(s): State<AppState>, flow: Flow, RawQuery(q): RawQuery) -> Response {
