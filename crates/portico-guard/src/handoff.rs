@@ -227,6 +227,18 @@ impl Guard {
     /// cannot be asked the request is refused (fails closed).
     pub async fn verify_introspected(&self, token: &str) -> Result<Principal, Refusal> {
         let principal = self.verify(token).await?;
+        self.still_active(token, principal).await
+    }
+
+    /// As [`Guard::verify_introspected`], for a DPoP-bound token and its proof
+    /// ([`Guard::verify_dpop`]).
+    pub async fn verify_dpop_introspected(&self, token: &str, proof: &str, method: &str, path: &str) -> Result<Principal, Refusal> {
+        let principal = self.verify_dpop(token, proof, method, path).await?;
+        self.still_active(token, principal).await
+    }
+
+    /// Whether the issuer still holds a verified token active.
+    async fn still_active(&self, token: &str, principal: Principal) -> Result<Principal, Refusal> {
         let now = self.now();
         let key = sha256(token);
         let active = match self.inner.introspection.get(&key, now) {

@@ -361,3 +361,40 @@ both_stores!(
 async fn form_post(s: &TestServer, f: &[(&str, &str)]) -> (u16, Option<String>, Value) {
     form(s, "/oauth2/token", f).await
 }
+
+async fn two_browsers_approving_one_code_make_one_device_session(s: &TestServer) {
+    let d = start(s, "crm-cli").await;
+    let code = d["user_code"].as_str().unwrap();
+    // Both reach the consent page.
+    let mut pages = Vec::new();
+    for _ in 0..2 {
+        let mut b = Browser::new();
+        let (_, _, page) = b.get(&format!("{}/device", s.base)).await;
+        let csrf = hidden(&page, "csrf").unwrap();
+        let (_, loc, _) = b.post_form(&format!("{}/device", s.base), &[("csrf", &csrf), ("user_code", code)]).await;
+        let (_, _, login) = b.follow(&s.base, format!("{}{}", s.base, loc.unwrap())).await;
+        let (status, _, consent) = b.login(&s.base, &login, "ada@example.test", "correct horse battery staple").await;
+        assert!(status == 200 && consent.contains("Allow access?"), "{consent}");
+        pages.push((b, consent));
+    }
+    let mut answers = Vec::new();
+    for (b, consent) in &mut pages {
+        let (csrf, req) = (hidden(consent, "csrf").unwrap(), hidden(consent, "req").unwrap());
+        let (_, loc, body) = b
+            .post_form(&format!("{}/consent", s.base), &[("csrf", &csrf), ("req", &req), ("decision", "allow")])
+            .await;
+        let answer = match loc {
+            Some(l) => b.follow(&s.base, format!("{}{l}", s.base)).await,
+            None => (400, None, body),
+        };
+        answers.push(answer);
+    }
+    assert!(answers[0].2.contains("Your device is signed in"), "{}", answers[0].2);
+    assert_eq!(answers[1].0, 400, "the second is told it is taken: {}", answers[1].2);
+    // One device session, not two.
+    let (_, _, account) = pages[0].0.get(&format!("{}/account", s.base)).await;
+    assert_eq!(account.matches("Device: CRM command line").count(), 1, "{account}");
+    wait(s, 6);
+    assert_eq!(poll(s, "crm-cli", d["device_code"].as_str().unwrap()).await.0, 200);
+}
+both_stores!(two_browsers_approving_one_code_make_one_device_session, &crate::device_flow::DEVICE_SUITE);

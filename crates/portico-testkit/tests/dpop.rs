@@ -421,6 +421,20 @@ async fn portico_guard_takes_a_bound_token_only_with_a_proof_of_its_key_for_the_
     ] {
         assert_eq!(guard.verify_dpop(at, &proof, method, path).await.map(|_| ()), refused.clone(), "{why}");
     }
+    // Asked of the issuer too (introspection as crm-web): active while live, with a fresh proof.
+    let introspecting = portico_guard::Guard::builder(&s.base, "https://crm.example.test")
+        .client_credentials("crm-web", SECRET)
+        .connect()
+        .await
+        .unwrap();
+    let p = introspecting
+        .verify_dpop_introspected(at, &holder.proof_for("GET", url, at), "GET", "/contacts")
+        .await;
+    assert!(p.is_ok(), "{p:?}");
+    assert_eq!(
+        introspecting.verify_introspected(at).await.map(|_| ()),
+        Err(Refusal::Unauthorized(Reason::DpopBound))
+    );
     // An unbound token is a bearer token, not a DPoP one.
     let plain = code_flow_tokens(&s).await;
     let plain_at = plain["access_token"].as_str().unwrap();

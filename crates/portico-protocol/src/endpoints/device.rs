@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 /// How long a device code and its user code live (RFC 8628 §3.2 `expires_in`).
 pub const DEVICE_TTL: i64 = 600;
+/// How long a browser holds a device authorization while it makes its approval.
+pub const APPROVING: i64 = 60;
 /// How long a device authorization is kept after it expired, so a late poll hears
 /// `expired_token` rather than `invalid_grant`.
 pub const EXPIRED_KEPT: i64 = 600;
@@ -55,6 +57,12 @@ pub struct DeviceGrant {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeviceState {
     Pending,
+    /// A browser's approval is being made (its request id): no other browser may approve it
+    /// meanwhile, until `until` (an approval that never finished frees it again).
+    Approving {
+        request: String,
+        until: i64,
+    },
     /// Approved: the hash of the authorization code issued for it, redeemed by the next poll.
     Approved {
         code_hash: String,
@@ -166,7 +174,45 @@ pub async fn authorize_device(p: &Provider, creds: &ClientCredentials, form: &[(
 /// The device authorization a user typed the code of, while it waits for approval.
 pub async fn waiting(p: &Provider, user_code: &str, now: i64) -> Result<Option<DeviceGrant>, StoreError> {
     let grant: Option<DeviceGrant> = pending::get(&p.store, Kind::DeviceGrant, user_code, now).await?;
-    Ok(grant.filter(|g| g.state == DeviceState::Pending && now < g.expires_at))
+    Ok(grant.filter(|g| g.open_to(None, now)))
+}
+
+impl DeviceGrant {
+    /// Whether an approval may be made (by the request `request`, if named) now: the
+    /// authorization is live, and waiting — or held by that request, or by one that gave up.
+    fn open_to(&self, request: Option<&str>, now: i64) -> bool {
+        now < self.expires_at
+            && match &self.state {
+                DeviceState::Pending => true,
+                DeviceState::Approving { request: holder, until } => *until <= now || request == Some(holder.as_str()),
+                DeviceState::Approved { .. } | DeviceState::Denied => false,
+            }
+    }
+}
+
+/// Holds the device authorization for the approval `request` is about to make (its code is
+/// issued next): of two browsers approving the same device, one goes on and the other is told it
+/// is taken, before anything is made for it. `false` when it is no longer open to this request.
+pub async fn reserve(p: &Provider, user_code: &str, request: &str, now: i64) -> Result<bool, StoreError> {
+    for _ in 0..8 {
+        let Some((grant, record)) = pending::get_with_record::<DeviceGrant>(&p.store, Kind::DeviceGrant, user_code, now).await? else {
+            return Ok(false);
+        };
+        if !grant.open_to(Some(request), now) {
+            return Ok(false);
+        }
+        let held = DeviceGrant {
+            state: DeviceState::Approving {
+                request: request.to_owned(),
+                until: now + APPROVING,
+            },
+            ..grant
+        };
+        if pending::replace_if_unchanged(&p.store, Kind::DeviceGrant, user_code, &record, &held, now).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The authorization request the approval runs as, in the browser `binding` names: the device's
@@ -205,12 +251,12 @@ pub fn approval_request(grant: &DeviceGrant, user_code: &str, binding: String, n
 /// hash), or denied. `false` when the authorization is no longer waiting (it expired, or was
 /// answered already). A poll that changed the record meanwhile (its bookkeeping) does not lose
 /// the answer: it is recorded on the record as the poll left it.
-pub async fn record_answer(p: &Provider, user_code: &str, code: Option<&str>, now: i64) -> Result<bool, StoreError> {
+pub async fn record_answer(p: &Provider, user_code: &str, request: &str, code: Option<&str>, now: i64) -> Result<bool, StoreError> {
     for _ in 0..8 {
         let Some((grant, record)) = pending::get_with_record::<DeviceGrant>(&p.store, Kind::DeviceGrant, user_code, now).await? else {
             return Ok(false);
         };
-        if grant.state != DeviceState::Pending || now >= grant.expires_at {
+        if !grant.open_to(Some(request), now) {
             return Ok(false);
         }
         let state = match code {

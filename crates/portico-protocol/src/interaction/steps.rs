@@ -112,7 +112,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
             if let Err(e) = request::finish(&p.store, &id).await {
                 tracing::warn!(error = %e, "an answered authorization request stays until it expires");
             }
-            return answer(cx, device.as_deref(), resp, false).await;
+            return answer(cx, device.as_deref(), &id, resp, false).await;
         }
         Ok(AuthorizeOutcome::ShowLogin(req)) => (req, Step::Login),
         Ok(AuthorizeOutcome::ShowConsent(req, _)) => (req, Step::Consent),
@@ -129,7 +129,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
             ErrorCode::TemporarilyUnavailable,
             "too many sign-ins from this address: try again later",
         );
-        return answer(cx, req.device.as_deref(), resp, false).await;
+        return answer(cx, req.device.as_deref(), &req.id, resp, false).await;
     }
     if let Err(e) = request::save(&p.store, &p.settings, &req).await {
         return failed(Failed::Authorization, e);
@@ -141,7 +141,7 @@ pub(super) async fn proceed(cx: &Cx<'_>, req: AuthRequest) -> Interaction {
 /// approval (`device`: its user code), recorded on the device's authorization (the code it will
 /// redeem by polling, or the denial) and a page that says so. An answer that is neither (a rate
 /// limit) records nothing: the device goes on waiting.
-async fn answer(cx: &Cx<'_>, device: Option<&str>, resp: authorize::AuthResponse, denied_by_user: bool) -> Interaction {
+async fn answer(cx: &Cx<'_>, device: Option<&str>, request: &str, resp: authorize::AuthResponse, denied_by_user: bool) -> Interaction {
     let Some(user_code) = device else {
         return Then::Respond(resp).into();
     };
@@ -150,14 +150,16 @@ async fn answer(cx: &Cx<'_>, device: Option<&str>, resp: authorize::AuthResponse
     // Only the user's own answer is the device's: a refusal of this account (no grant, say) or a
     // rate limit leaves the device waiting, for this user to retry or another to approve.
     if code.is_none() && !denied_by_user {
-        return Interaction::refuse(if param("error").as_deref() == Some(ErrorCode::TemporarilyUnavailable.as_str()) {
-            Refusal::BadRequest("Too many sign-ins from this address. Try again in a minute.")
-        } else {
-            Refusal::BadRequest("This account cannot sign that device in to this application. Sign in with another account, or ask for access.")
+        let error = param("error");
+        return Interaction::refuse(match error.as_deref() {
+            Some(e) if e == ErrorCode::TemporarilyUnavailable.as_str() => Refusal::BadRequest("Too many sign-ins from this address. Try again in a minute."),
+            // Taken by another browser's approval, or answered or expired meanwhile.
+            Some(e) if e == ErrorCode::InvalidRequest.as_str() => Refusal::Expired,
+            _ => Refusal::BadRequest("This account cannot sign that device in to this application. Sign in with another account, or ask for access."),
         });
     }
     let approved = code.is_some();
-    match crate::device::record_answer(cx.p, user_code, code.as_deref(), cx.now).await {
+    match crate::device::record_answer(cx.p, user_code, request, code.as_deref(), cx.now).await {
         Ok(true) => Interaction::go(Place::DeviceDone(approved)),
         Ok(false) => Interaction::refuse(Refusal::Expired),
         Err(e) => failed(Failed::Authorization, e),
@@ -259,7 +261,7 @@ pub async fn consent(cx: &Cx<'_>, id: &str, allow: bool) -> Interaction {
     }
     if !allow {
         let resp = authorize::deny(p, &req, ErrorCode::AccessDenied, "the user denied the request");
-        return answer(cx, req.device.as_deref(), resp, true).await;
+        return answer(cx, req.device.as_deref(), &req.id, resp, true).await;
     }
     let Some(product) = p.config().product_by_audience(&req.audience).map(|x| x.slug.clone()) else {
         return Interaction::refuse(Refusal::Expired);

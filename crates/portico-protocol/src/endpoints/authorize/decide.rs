@@ -194,6 +194,13 @@ impl Deciding<'_> {
         match refusal {
             None if reconsent => {}
             None => {
+                // A device's approval holds the device first: a second browser approving the
+                // same code is told it is taken before anything is made for it.
+                if let Some(user_code) = &self.req.device
+                    && !crate::device::reserve(self.p, user_code, &self.req.id, self.now).await?
+                {
+                    return self.fail(oauth!(InvalidRequest, "the device is being signed in elsewhere, or no longer waits"));
+                }
                 return match issue_code(self.p, &self.req, m.session, m.product, m.tenant, self.from, self.now).await? {
                     Some(resp) => Ok(AuthorizeOutcome::Respond(resp)),
                     // Signed out since the session was read: as if it had never been there.

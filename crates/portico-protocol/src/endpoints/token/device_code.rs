@@ -39,7 +39,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         return Err(oauth!(ExpiredToken, "the device code has expired: start again"));
     }
     match &grant.state {
-        DeviceState::Pending => Err(poll(p, &user_code, &record, grant, now).await?),
+        DeviceState::Pending | DeviceState::Approving { .. } => Err(poll(p, &user_code, &record, grant, now).await?),
         DeviceState::Denied => {
             forget(p, device_code, &user_code).await;
             Err(oauth!(AccessDenied, "the user denied the request"))
