@@ -26,10 +26,16 @@ pub(crate) struct SeenProofs {
 struct Held {
     by_key: HashMap<String, HashMap<String, i64>>,
     len: usize,
+    /// When expired proofs were last forgotten: a full map is walked at most once a second.
+    swept_at: i64,
 }
 
 impl Held {
     fn forget_expired(&mut self, now: i64) {
+        if self.swept_at == now {
+            return;
+        }
+        self.swept_at = now;
         for jtis in self.by_key.values_mut() {
             jtis.retain(|_, until| *until > now);
         }

@@ -129,9 +129,6 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// The algorithms a DPoP proof may be signed with, as the challenge names them.
-const DPOP_ALGS: &str = "EdDSA ES256 ES384 RS256 RS384 RS512 PS256 PS384 PS512";
-
 fn answer(status: StatusCode, challenge: String, error: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": error, "error_description": description });
     let mut response = (status, axum::Json(body)).into_response();
@@ -159,7 +156,11 @@ impl IntoResponse for Refusal {
                 let error = if r == Reason::DpopProof { "invalid_dpop_proof" } else { "invalid_token" };
                 answer(
                     StatusCode::UNAUTHORIZED,
-                    format!("DPoP error=\"{error}\", error_description=\"{}\", algs=\"{}\"", r.description(), DPOP_ALGS),
+                    format!(
+                        "DPoP error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
+                        r.description(),
+                        portico_jose::jwks::supported_names()
+                    ),
                     error,
                     r.description(),
                 )

@@ -24,6 +24,14 @@ pub const SUPPORTED: [Algorithm; 9] = [
     Algorithm::PS512,
 ];
 
+/// [`SUPPORTED`]'s names, as discovery documents and `DPoP` challenges list them.
+pub const SUPPORTED_NAMES: [&str; 9] = ["EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+
+/// [`SUPPORTED_NAMES`], space-separated (a `WWW-Authenticate: DPoP` challenge's `algs`).
+pub fn supported_names() -> String {
+    SUPPORTED_NAMES.join(" ")
+}
+
 /// Reads an algorithm name (from discovery, a JWT header), if it is one that can be verified.
 pub fn supported(name: &str) -> Option<Algorithm> {
     name.parse::<Algorithm>().ok().filter(|a| SUPPORTED.contains(a))
@@ -179,6 +187,12 @@ mod tests {
         ]));
         assert!(kids.is_empty());
         assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn the_names_are_the_supported_algorithms() {
+        let parsed: Vec<Algorithm> = SUPPORTED_NAMES.iter().filter_map(|n| supported(n)).collect();
+        assert_eq!(parsed, SUPPORTED);
     }
 
     #[test]

@@ -117,17 +117,14 @@ pub async fn authorize_device(p: &Provider, creds: &ClientCredentials, form: &[(
         return Err(oauth!(UnauthorizedClient, "this client may not use the device authorization grant"));
     }
     let q = Params(form);
-    let long = |k: &str, max: usize| q.get(k).is_some_and(|v| v.len() > max);
-    if long("scope", 512) || long("organization", 128) || long("resource", 2048) {
+    // The authorization endpoint's limits, for the parameters it shares.
+    if ["scope", "organization", "resource"]
+        .iter()
+        .any(|k| q.all(k).iter().any(|v| v.len() > crate::authorize::limit_of(k)))
+    {
         return Err(oauth!(InvalidRequest, "a parameter is longer than Portico accepts"));
     }
-    let scope: Vec<String> = q
-        .get("scope")
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let scope = crate::authorize::words(q.get("scope"));
     if scope.iter().any(|s| !crate::authorize::SCOPES.contains(&s.as_str())) {
         return Err(oauth!(InvalidScope, "unknown scope"));
     }
@@ -152,13 +149,16 @@ pub async fn authorize_device(p: &Provider, creds: &ClientCredentials, form: &[(
         state: DeviceState::Pending,
     };
     // A user code names one live authorization: one already taken is drawn again.
-    let user_code = loop {
+    // Eight draws all taken would mean ~2^34 codes live: the store is not what it seems.
+    let mut user_code = None;
+    for _ in 0..8 {
         let code = new_user_code();
-        let ttl_end = now + DEVICE_TTL + EXPIRED_KEPT;
-        if pending::put_once(&p.store, Kind::DeviceGrant, &code, &grant, ttl_end, now, &p.settings).await? {
-            break code;
+        if pending::put_once(&p.store, Kind::DeviceGrant, &code, &grant, now + DEVICE_TTL + EXPIRED_KEPT, now, &p.settings).await? {
+            user_code = Some(code);
+            break;
         }
-    };
+    }
+    let user_code = user_code.ok_or_else(|| OAuthError::server("eight user codes drawn were all taken"))?;
     pending::put(&p.store, &p.settings, Kind::DeviceCode, &device_code, &user_code, now).await?;
     let shown = display_user_code(&user_code);
     Ok(DeviceAuthorization {

@@ -3,9 +3,6 @@
 use crate::authorize::SCOPES;
 use serde_json::{Value, json};
 
-/// The algorithms a `private_key_jwt` assertion may be signed with (`portico_jose::jwks::SUPPORTED`).
-const ASSERTION_ALGS: [&str; 9] = ["EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
-
 pub fn metadata(issuer: &str) -> Value {
     json!({
         "issuer": issuer,
@@ -28,13 +25,13 @@ pub fn metadata(issuer: &str) -> Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "token_endpoint_auth_signing_alg_values_supported": portico_jose::jwks::SUPPORTED_NAMES,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": portico_jose::jwks::SUPPORTED_NAMES,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": portico_jose::jwks::SUPPORTED_NAMES,
         "code_challenge_methods_supported": ["S256"],
-        "dpop_signing_alg_values_supported": crate::dpop::ALGS.split(' ').collect::<Vec<_>>(),
+        "dpop_signing_alg_values_supported": portico_jose::jwks::SUPPORTED_NAMES,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "name", "email", "email_verified"],
         "claims_parameter_supported": true,

@@ -14,9 +14,6 @@ use portico_jose::dpop::{self, Expected, Proof};
 
 /// Seconds a nonce window lasts; a nonce is accepted in its window and the next.
 pub const NONCE_WINDOW: i64 = 300;
-/// The algorithms a proof may be signed with (`portico_jose::jwks::SUPPORTED`), as discovery
-/// (`dpop_signing_alg_values_supported`) and the `DPoP` challenge name them.
-pub const ALGS: &str = "EdDSA ES256 ES384 RS256 RS384 RS512 PS256 PS384 PS512";
 
 /// What a request brought for DPoP: its `DPoP` header(s).
 #[derive(Clone, Debug, Default)]

@@ -1,5 +1,5 @@
-//! The public keys of `private_key_jwt` clients: a registered JWK Set read once per set, and a
-//! `jwks_uri` fetched with a timeout and a size limit (`portico-jose`), then held for what its
+//! The public keys of `private_key_jwt` clients published at a `jwks_uri` (a registered JWK Set is
+//! read with the configuration snapshot): fetched with a timeout and a size limit (`portico-jose`), then held for what its
 //! `Cache-Control` allows (between [`MIN_HOLD`] and [`MAX_HOLD`], [`DEFAULT_HOLD`] when it says
 //! nothing). An assertion naming a `kid` the held set lacks fetches again — the client rotated —
 //! at most once per [`REFETCH_COOLDOWN`], so made-up key ids cannot make Portico fetch on every
@@ -18,10 +18,11 @@ pub const MIN_HOLD: i64 = 30;
 pub const MAX_HOLD: i64 = 3600;
 pub const REFETCH_COOLDOWN: i64 = 30;
 pub const STALE_LIMIT: i64 = 3600;
-/// The most sets held at once (registered and fetched): the keys are the configuration's, so
+/// The most sets held at once: the URLs are the configuration's, so
 /// past this the registry has changed a great deal, and everything is read again.
 const MAX_HELD: usize = 1024;
 
+#[derive(Clone)]
 struct Held {
     /// `None` after a failed fetch with nothing worth keeping.
     set: Option<Arc<KeySet>>,
@@ -31,31 +32,27 @@ struct Held {
     attempted_at: i64,
 }
 
+impl Held {
+    /// Nothing held yet; a fetch started at `now`.
+    fn attempting(now: i64) -> Self {
+        Self {
+            set: None,
+            fetched_at: 0,
+            fresh_until: 0,
+            attempted_at: now,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ClientKeys {
     http: OnceLock<portico_jose::fetch::Client>,
     fetched: Mutex<HashMap<String, Held>>,
     /// One fetch of a URL at a time: requests that arrive meanwhile wait for its answer.
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    registered: Mutex<HashMap<String, Arc<KeySet>>>,
 }
 
 impl ClientKeys {
-    /// The usable keys of a registered set.
-    pub fn registered(&self, set: &serde_json::Value) -> Arc<KeySet> {
-        let text = set.to_string();
-        let mut held = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(keys) = held.get(&text) {
-            return keys.clone();
-        }
-        if held.len() >= MAX_HELD {
-            held.clear();
-        }
-        let keys = Arc::new(KeySet::parse(set, &SUPPORTED).0);
-        held.insert(text, keys.clone());
-        keys
-    }
-
     /// The usable keys published at `uri`, fetched when none are held fresh, or when `kid` is not
     /// among them — at most once per cooldown, successful or not, so neither made-up key ids nor
     /// a URL that is down make Portico fetch on every request. Requests that arrive during a
@@ -71,13 +68,13 @@ impl ClientKeys {
         let _one_at_a_time = flight.lock().await;
         let held = {
             let mut all = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
-            let held = all.get(uri).map(|h| (h.set.clone(), h.fetched_at, h.fresh_until, h.attempted_at));
+            let held = all.get(uri).cloned();
             let fresh_with_key = held
                 .as_ref()
-                .is_some_and(|(set, _, fresh_until, _)| now < *fresh_until && set.as_ref().is_some_and(|s| s.find(kid, alg).is_some()));
-            let cooling = held.as_ref().is_some_and(|(_, _, _, attempted)| now - attempted < REFETCH_COOLDOWN);
+                .is_some_and(|h| now < h.fresh_until && h.set.as_ref().is_some_and(|s| s.find(kid, alg).is_some()));
+            let cooling = held.as_ref().is_some_and(|h| now - h.attempted_at < REFETCH_COOLDOWN);
             if fresh_with_key || cooling {
-                return match held.and_then(|h| h.0) {
+                return match held.and_then(|h| h.set) {
                     Some(set) => Ok(set),
                     None => Err("the client's jwks_uri failed moments ago".into()),
                 };
@@ -85,24 +82,14 @@ impl ClientKeys {
             if all.len() >= MAX_HELD {
                 all.clear();
             }
-            let entry = all.entry(uri.to_owned()).or_insert(Held {
-                set: None,
-                fetched_at: 0,
-                fresh_until: 0,
-                attempted_at: now,
-            });
+            let entry = all.entry(uri.to_owned()).or_insert_with(|| Held::attempting(now));
             entry.attempted_at = now;
             held
         };
         let http = self.http.get_or_init(portico_jose::fetch::client);
         let result = portico_jose::fetch::get_json(http, uri).await;
         let mut all = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = all.entry(uri.to_owned()).or_insert(Held {
-            set: None,
-            fetched_at: 0,
-            fresh_until: 0,
-            attempted_at: now,
-        });
+        let entry = all.entry(uri.to_owned()).or_insert_with(|| Held::attempting(now));
         match result {
             Ok((jwks, max_age)) => {
                 let set = Arc::new(KeySet::parse(&jwks, &SUPPORTED).0);
@@ -120,7 +107,7 @@ impl ClientKeys {
                 // could not be reached or its server failed; an answer that says the set is gone
                 // (404, not a JWK Set, too large) is taken at its word.
                 let outage = matches!(e, SourceError::Unreachable { .. }) || matches!(e, SourceError::Status { status, .. } if status >= 500);
-                let kept = held.and_then(|(set, fetched_at, _, _)| set.filter(|_| outage && now - fetched_at < STALE_LIMIT));
+                let kept = held.and_then(|h| h.set.filter(|_| outage && now - h.fetched_at < STALE_LIMIT));
                 entry.set = kept.clone();
                 match kept {
                     Some(set) => {

@@ -10,6 +10,9 @@ use std::sync::Arc;
 pub struct ClientEntry {
     pub client: Arc<Client>,
     pub secret_hash: Option<String>,
+    /// A `private_key_jwt` client's registered JWK Set, read once when the snapshot is built (a
+    /// `jwks_uri` is fetched and held by [`crate::client_keys`] instead).
+    pub registered_keys: Option<Arc<portico_jose::jwks::KeySet>>,
 }
 
 #[derive(Default)]
@@ -38,11 +41,16 @@ impl Snapshot {
                 .clients
                 .into_iter()
                 .map(|(c, secret_hash)| {
+                    let registered_keys = match &c.keys {
+                        Some(portico_model::ClientKeys::Jwks(set)) => Some(Arc::new(portico_jose::jwks::KeySet::parse(set, &portico_jose::jwks::SUPPORTED).0)),
+                        _ => None,
+                    };
                     (
                         c.id.clone(),
                         ClientEntry {
                             client: Arc::new(c),
                             secret_hash,
+                            registered_keys,
                         },
                     )
                 })

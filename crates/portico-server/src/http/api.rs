@@ -96,19 +96,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Request {
     }
 }
 
-/// RFC 6750 §2.1 (`Bearer`) or RFC 9449 §7.1 (`DPoP`): the access token from the `Authorization`
-/// header (never from the URL).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
-    ["bearer ", "dpop "]
-        .iter()
-        .find(|s| v.len() > s.len() && v[..s.len()].eq_ignore_ascii_case(s))
-        .map(|s| v[s.len()..].trim())
-}
-
 async fn caller(s: &AppState, addr: SocketAddr, request: &Request, permission: &'static str) -> Result<Caller, Problem> {
     let at = super::oauth::dpop_at(s, &request.method, &request.headers, request.uri.path());
-    Ok(admin::authenticate(&s.provider, bearer(&request.headers), &at, permission, client_ip(Some(&addr)), now(s)).await?)
+    let token = super::oauth::access_token(&request.headers).map(|(token, _)| token);
+    Ok(admin::authenticate(&s.provider, token, &at, permission, client_ip(Some(&addr)), now(s)).await?)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {

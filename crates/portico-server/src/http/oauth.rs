@@ -54,7 +54,7 @@ impl IntoResponse for OAuthJsonError {
                 "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",
                 e.code.as_str(),
                 e.description,
-                portico_protocol::dpop::ALGS
+                portico_jose::jwks::supported_names()
             );
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
         } else if e.code == portico_protocol::ErrorCode::InvalidToken {
@@ -207,13 +207,22 @@ pub(super) fn with_dpop_nonce(s: &AppState, mut resp: Response) -> Response {
 
 const DPOP_NONCE: &str = "dpop-nonce";
 
+/// The access token of the `Authorization` header (RFC 6750 §2.1 `Bearer`, RFC 9449 §7.1 `DPoP`),
+/// and whether it came with the `DPoP` scheme. Never from the URL.
+pub(super) fn access_token(headers: &HeaderMap) -> Option<(&str, bool)> {
+    let v = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+    let scheme = |name: &str| v.len() > name.len() && v[..name.len()].eq_ignore_ascii_case(name);
+    match (scheme("bearer "), scheme("dpop ")) {
+        (true, _) => Some((v[7..].trim(), false)),
+        (false, true) => Some((v[5..].trim(), true)),
+        (false, false) => None,
+    }
+}
+
 /// What a protected resource of Portico's needs to check a DPoP-bound token: the scheme, the
 /// proof, and the request's method and URL.
 pub(super) fn dpop_at(s: &AppState, method: &axum::http::Method, headers: &HeaderMap, path: &str) -> portico_protocol::dpop::AtResource {
-    let dpop_scheme = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 5 && v[..5].eq_ignore_ascii_case("dpop "));
+    let dpop_scheme = access_token(headers).is_some_and(|(_, dpop)| dpop);
     portico_protocol::dpop::AtResource {
         dpop_scheme,
         proof: dpop_presented(headers),
@@ -355,13 +364,7 @@ pub async fn userinfo(State(s): State<AppState>, method: axum::http::Method, hea
         let e = portico_protocol::OAuthError::new(portico_protocol::ErrorCode::InvalidRequest, "send one Authorization header");
         return OAuthJsonError(e).into_response();
     }
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let scheme = |name: &str| {
-        authorization
-            .filter(|v| v.len() > name.len() && v[..name.len()].eq_ignore_ascii_case(name))
-            .map(|v| v[name.len()..].trim().to_owned())
-    };
-    let from_header = scheme("bearer ").or_else(|| scheme("dpop "));
+    let from_header = access_token(&headers).map(|(token, _)| token.to_owned());
     let from_body = form_pairs(&body)
         .ok()
         .and_then(|f| f.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v));

@@ -9,6 +9,7 @@ mod validate;
 pub use code::CodeData;
 pub use decide::decide;
 pub use validate::{MAX_OTHER_PARAM, MAX_PARAM, MAX_PARAMS, MAX_PARAMS_TOTAL, validate};
+pub(crate) use validate::{limit_of, words};
 
 use crate::error::{ErrorCode, OAuthError, oauth};
 use crate::provider::Provider;

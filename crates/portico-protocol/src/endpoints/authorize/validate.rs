@@ -35,6 +35,11 @@ pub const MAX_OTHER_PARAM: usize = 4096;
 pub const MAX_PARAMS_TOTAL: usize = 16 * 1024;
 pub const MAX_PARAMS: usize = 64;
 
+/// The longest value of parameter `name` Portico keeps ([`MAX_PARAM`], else [`MAX_OTHER_PARAM`]).
+pub(crate) fn limit_of(name: &str) -> usize {
+    MAX_PARAM.iter().find(|(n, _)| *n == name).map_or(MAX_OTHER_PARAM, |(_, l)| *l)
+}
+
 /// The parameter that breaks a length limit, if any.
 fn oversized(params: &[(String, String)]) -> Option<String> {
     let total: usize = params.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -43,10 +48,7 @@ fn oversized(params: &[(String, String)]) -> Option<String> {
     }
     params
         .iter()
-        .find(|(k, v)| {
-            let limit = MAX_PARAM.iter().find(|(n, _)| n == k).map_or(MAX_OTHER_PARAM, |(_, l)| *l);
-            k.len() > 64 || v.len() > limit
-        })
+        .find(|(k, v)| k.len() > 64 || v.len() > limit_of(k))
         .map(|(k, _)| k.chars().take(64).collect())
 }
 
@@ -208,7 +210,7 @@ fn check_request(q: Params<'_>, client: &Client, pushed: bool) -> Result<(), OAu
 }
 
 /// A space-separated list, without empty words.
-fn words(value: Option<String>) -> Vec<String> {
+pub(crate) fn words(value: Option<String>) -> Vec<String> {
     value.unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 

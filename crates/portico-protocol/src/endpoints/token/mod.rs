@@ -158,9 +158,10 @@ async fn exchange_inner(
     // RFC 9449 §5: a proof binds what this request gets to its key; a client registered for
     // bound tokens (§5.2, `dpop_bound_access_tokens`) gets none without one.
     // (No URL is built for the many requests that bring no proof.)
-    let proof = match req.dpop.proof.is_some() || req.dpop.several {
-        true => crate::dpop::verify(p, &req.dpop, "POST", &format!("{}/oauth2/token", p.issuer), None, now).await?,
-        false => None,
+    let proof = if req.dpop.proof.is_some() || req.dpop.several {
+        crate::dpop::verify(p, &req.dpop, "POST", &format!("{}/oauth2/token", p.issuer), None, now).await?
+    } else {
+        None
     };
     if proof.is_none() && entry.client.dpop_bound_access_tokens {
         return Err(oauth!(InvalidDpopProof, "this client's tokens are DPoP-bound: send a DPoP proof"));
