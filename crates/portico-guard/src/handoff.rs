@@ -65,6 +65,17 @@ pub enum HandoffError {
     Token(Reason),
 }
 
+/// A new hand-off code and the page of the target product it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffLink {
+    /// Single use, short-lived.
+    pub code: String,
+    /// Seconds the code is good for.
+    pub expires_in: i64,
+    /// The target's hand-off page with `?handoff_code=…`: open it in the user's browser.
+    pub url: Option<String>,
+}
+
 /// A redeemed hand-off: this product's own tokens for the user, and the context the other
 /// product sent (opaque to Portico, at most 1 KiB).
 #[derive(Debug)]
@@ -177,6 +188,20 @@ impl Guard {
         organization: Option<&str>,
         context: Option<&str>,
     ) -> Result<(String, i64), HandoffError> {
+        let link = self.handoff_link(subject_token, resource, organization, context).await?;
+        Ok((link.code, link.expires_in))
+    }
+
+    /// As [`Guard::create_handoff`], with where to send the user: the target product's registered
+    /// hand-off page with the code as its one parameter (`None` when the product registered no
+    /// page). This is what a browser SDK's `openProduct` navigates its new tab to.
+    pub async fn handoff_link(
+        &self,
+        subject_token: &str,
+        resource: &str,
+        organization: Option<&str>,
+        context: Option<&str>,
+    ) -> Result<HandoffLink, HandoffError> {
         let mut form = vec![("subject_token", subject_token), ("resource", resource)];
         form.extend(organization.map(|o| ("organization", o)));
         form.extend(context.map(|c| ("context", c)));
@@ -185,13 +210,25 @@ impl Guard {
             return Err(refused(status, &body));
         }
         let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| HandoffError::Unavailable(e.to_string()))?;
-        match (
+        let (Some(code), Some(expires_in)) = (
             answer.get("handoff_code").and_then(serde_json::Value::as_str),
             answer.get("expires_in").and_then(serde_json::Value::as_i64),
-        ) {
-            (Some(code), Some(ttl)) => Ok((code.to_owned(), ttl)),
-            _ => Err(HandoffError::Unavailable("the answer lacks handoff_code".into())),
-        }
+        ) else {
+            return Err(HandoffError::Unavailable("the answer lacks handoff_code".into()));
+        };
+        let url = match answer.get("handoff_uri").and_then(serde_json::Value::as_str) {
+            None => None,
+            Some(page) => {
+                let mut url = url::Url::parse(page).map_err(|_| HandoffError::Unavailable("the answer's handoff_uri is not a URL".into()))?;
+                url.query_pairs_mut().append_pair("handoff_code", code);
+                Some(url.to_string())
+            }
+        };
+        Ok(HandoffLink {
+            code: code.to_owned(),
+            expires_in,
+            url,
+        })
     }
 
     /// Redeems a hand-off code another product obtained for this one: one token-exchange call

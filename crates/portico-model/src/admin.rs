@@ -42,6 +42,7 @@ pub fn product(issuer: &str) -> Product {
         exchange_to: vec![],
         session_idle: None,
         session_absolute: None,
+        refresh_reuse_grace: 0,
         roles,
     }
 }

@@ -54,9 +54,18 @@ pub struct Product {
     /// (as `max_age` would) and refresh stops.
     #[serde(default)]
     pub session_absolute: Option<i64>,
+    /// Seconds after a refresh token's rotation during which presenting it again answers with its
+    /// successor instead of revoking the family (0: never, the default). For clients that cannot
+    /// serialize their refreshes; see `Product::REFRESH_REUSE_GRACE_MAX`.
+    #[serde(default)]
+    pub refresh_reuse_grace: i64,
 }
 
 impl Product {
+    /// The longest reuse grace a product may set: long enough for tabs that refresh together,
+    /// short enough that a stolen token is of little use.
+    pub const REFRESH_REUSE_GRACE_MAX: i64 = 60;
+
     /// When a refresh token issued or rotated at `now` expires: the deployment's refresh
     /// lifetime, tightened by this product's idle and absolute session limits.
     pub fn refresh_expiry(&self, refresh_ttl: i64, auth_time: i64, now: i64) -> i64 {
@@ -224,6 +233,11 @@ pub struct Client {
     /// refused.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// The page of this product's front end that receives a hand-off code (`?handoff_code=…`)
+    /// and has its backend redeem it: where another product sends a user it hands over. At most
+    /// one client of a product registers one; it redeems, so it is confidential.
+    #[serde(default)]
+    pub handoff_uri: Option<String>,
 }
 
 impl Client {

@@ -155,6 +155,7 @@ pub(crate) mod tests {
             exchange_to: vec![],
             session_idle: None,
             session_absolute: None,
+            refresh_reuse_grace: 0,
             roles,
         }
     }
@@ -192,6 +193,7 @@ pub(crate) mod tests {
             require_pushed_authorization_requests: false,
             keys: None,
             dpop_bound_access_tokens: false,
+            handoff_uri: None,
         }
     }
 

@@ -25,7 +25,8 @@ pub mod tenants;
 
 pub use account::{enrolment, login, mail, passkey, password, password_policy, reset, signup, throttle, totp};
 pub use endpoints::{
-    authorize, backchannel, client_assertion, client_auth, device, discovery, dpop, error, handoff, introspect, logout, par, params, revoke, token, userinfo,
+    authorize, backchannel, client_assertion, client_auth, cors, device, discovery, dpop, error, handoff, introspect, logout, par, params, revoke, token,
+    userinfo,
 };
 pub use jose::{kek, keys, verify};
 pub use runtime::{client_keys, clock, provider, random, snapshot, writer};

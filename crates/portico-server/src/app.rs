@@ -1,6 +1,6 @@
 //! The router: `app()` builds it so tests can call it without a socket.
 
-use crate::http::{account, api, demo, device, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, second_factor, signup};
+use crate::http::{account, api, cors, demo, device, enrolment, logout, mfa, oauth, openapi, ops, pages, passkey, password, second_factor, signup};
 use axum::Router;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -54,21 +54,21 @@ pub struct AppInner {
 /// passes through).
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/.well-known/openid-configuration", get(oauth::discovery))
-        .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
-        .route("/oauth2/jwks", get(oauth::jwks))
+        .route("/.well-known/openid-configuration", get(oauth::discovery).options(cors::public_preflight))
+        .route("/.well-known/oauth-authorization-server", get(oauth::discovery).options(cors::public_preflight))
+        .route("/oauth2/jwks", get(oauth::jwks).options(cors::public_preflight))
         .route("/oauth2/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
         .route("/oauth2/authorize/resume", get(oauth::authorize_resume))
-        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/token", post(oauth::token).options(cors::preflight_post))
         .route("/oauth2/par", post(oauth::push_authorization_request))
         .route("/oauth2/device_authorization", post(device::authorize_device))
         .route("/device", get(device::device_form).post(device::device_submit))
         .route("/device/done", get(device::device_done))
         .route("/oauth2/handoff", post(oauth::handoff))
         .route("/oauth2/introspect", post(oauth::introspect))
-        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/revoke", post(oauth::revoke).options(cors::preflight_post))
         .route("/oauth2/logout", get(logout::logout_get).post(logout::logout_post))
-        .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
+        .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo).options(cors::preflight_userinfo))
         .route("/api/v1/grants", get(api::list_grants).post(api::add_grant).delete(api::revoke_grant))
         .route("/api/v1/users/{id}/disable", post(api::disable_user))
         .route("/api/v1/users/{id}/enable", post(api::enable_user))

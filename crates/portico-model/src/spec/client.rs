@@ -39,6 +39,8 @@ pub struct ClientSpec {
     /// RFC 9449 §5.2: every access token it gets is DPoP-bound.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// The page that receives a hand-off code for this product (exactly as registered).
+    pub handoff_uri: Option<String>,
 }
 
 /// The shortest secret a confidential client may have.
@@ -69,6 +71,7 @@ impl ClientSpec {
             Some(a) => SigningAlg::parse(a).ok_or_else(|| FieldError::new("signing_alg", format!("{a:?} is not EdDSA, ES256 or RS256")))?,
         };
         self.check_logout_uri()?;
+        self.check_handoff_uri()?;
         self.check_web_origins()?;
         let redirect_uris = uris("redirect_uris", &self.redirect_uris)?;
         let post_logout_redirect_uris = uris("post_logout_redirect_uris", &self.post_logout_redirect_uris)?;
@@ -91,6 +94,7 @@ impl ClientSpec {
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             keys,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            handoff_uri: self.handoff_uri.clone(),
         };
         Ok((client, secret))
     }
@@ -218,6 +222,32 @@ impl ClientSpec {
             Ok(())
         } else {
             Err(FieldError::new("backchannel_logout_uri", "must be an absolute http(s) URI without a fragment"))
+        }
+    }
+
+    /// A hand-off page is an `https` URL (`http` only on a loopback address, for development)
+    /// without a fragment, of a confidential client: the code it receives is redeemed by the
+    /// product's backend, as that client. The user's browser is sent there, so it is a redirect
+    /// like any other and follows the same rules.
+    fn check_handoff_uri(&self) -> Result<(), FieldError> {
+        let Some(u) = &self.handoff_uri else { return Ok(()) };
+        if self.kind != ClientKind::Confidential {
+            return Err(FieldError::new(
+                "handoff_uri",
+                "only a confidential client redeems hand-off codes: register the page with the product's backend client",
+            ));
+        }
+        let url = RedirectUri::parse(u).and_then(|r| url::Url::parse(r.as_str()).map_err(|e| e.to_string()));
+        let url = url.map_err(|m| FieldError::new("handoff_uri", format!("{u:?} {m}")))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        };
+        if url.scheme() == "https" || (url.scheme() == "http" && loopback) {
+            Ok(())
+        } else {
+            Err(FieldError::new("handoff_uri", format!("{u:?} must be https (http only on a loopback address)")))
         }
     }
 

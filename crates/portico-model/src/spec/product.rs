@@ -28,6 +28,8 @@ pub struct ProductSpec {
     pub roles: BTreeMap<String, Vec<String>>,
     pub session_idle: Option<String>,
     pub session_absolute: Option<String>,
+    /// `"5s"`: see `Product::refresh_reuse_grace`.
+    pub refresh_reuse_grace: Option<String>,
 }
 
 /// The longest access token lifetime a product may set.
@@ -84,6 +86,12 @@ impl ProductSpec {
             roles: self.roles.clone(),
             session_idle: session_limit("session_idle", &self.session_idle)?,
             session_absolute: session_limit("session_absolute", &self.session_absolute)?,
+            refresh_reuse_grace: match &self.refresh_reuse_grace {
+                None => 0,
+                Some(t) => parse_duration(t)
+                    .filter(|s| *s <= Product::REFRESH_REUSE_GRACE_MAX)
+                    .ok_or_else(|| FieldError::new("refresh_reuse_grace", format!("{t:?} is not a duration like \"5s\" (at most 60s)")))?,
+            },
         })
     }
 }

@@ -94,6 +94,9 @@ pub struct OAuthError {
     pub dpop_nonce: Option<String>,
     /// The protected resource's challenge is `DPoP` (RFC 9449 §7.1), not `Bearer`.
     pub dpop_challenge: bool,
+    /// A cross-origin request from an origin its client did not register ([`crate::cors`]): the
+    /// answer carries no CORS header, so the page that sent it cannot read it.
+    pub origin_refused: bool,
 }
 
 impl OAuthError {
@@ -106,6 +109,7 @@ impl OAuthError {
             no_credentials: false,
             dpop_nonce: None,
             dpop_challenge: false,
+            origin_refused: false,
         }
     }
     pub fn detail(mut self, detail: impl Into<String>) -> Self {

@@ -43,6 +43,10 @@ pub struct HandoffRequest {
 pub struct HandoffResponse {
     pub handoff_code: String,
     pub expires_in: i64,
+    /// The target product's registered hand-off page, when it has one: the front end sends the
+    /// user there with the code (`?handoff_code=…`), and nothing else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_uri: Option<String>,
 }
 
 /// What a hand-off code stands for, stored under its hash.
@@ -178,8 +182,14 @@ async fn issue(
         .await?;
     tx.audit(event);
     tx.commit().await?;
+    let config = p.config();
+    let page = config
+        .clients()
+        .filter(|e| e.client.product == target.slug)
+        .find_map(|e| e.client.handoff_uri.clone());
     Ok(HandoffResponse {
         handoff_code: code,
         expires_in: p.settings.handoff_ttl,
+        handoff_uri: page,
     })
 }

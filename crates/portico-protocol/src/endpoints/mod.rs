@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod backchannel;
 pub mod client_assertion;
 pub mod client_auth;
+pub mod cors;
 pub mod device;
 pub mod discovery;
 pub mod dpop;

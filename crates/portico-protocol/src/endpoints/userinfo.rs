@@ -12,6 +12,8 @@ pub struct Presented {
     pub token: Option<String>,
     /// The scheme, the proof, the method and URL (for a DPoP-bound token).
     pub at: crate::dpop::AtResource,
+    /// The `Origin` of a cross-origin request: its token's client must have registered it.
+    pub origin: Option<String>,
 }
 
 impl Presented {
@@ -33,6 +35,8 @@ pub async fn userinfo(p: &Provider, presented: &Presented, now: i64) -> Result<V
         dpop_challenge: presented.at.dpop_scheme,
         ..oauth!(InvalidToken, "the access token is invalid or expired")
     })?;
+    // Before the proof's `jti` is recorded: a refused origin changes nothing.
+    crate::cors::check_client(p, Some(&c.client_id), presented.origin.as_deref())?;
     crate::dpop::bound_request(p, &presented.at, token, c.cnf.as_ref(), now).await?;
     // A refusal after this point challenges as the token came: DPoP for a bound one.
     let invalid = || OAuthError {

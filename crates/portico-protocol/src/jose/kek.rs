@@ -28,6 +28,7 @@ pub struct Kek {
     check: String,
     handle_mac: hmac::Key,
     dpop_nonces: hmac::Key,
+    refresh_successors: hmac::Key,
     /// v1: the KEK itself as the AEAD key (private keys, TOTP secrets), and the one MAC key that
     /// hashed client secrets and recovery codes alike. Read only.
     v1_aead: LessSafeKey,
@@ -88,6 +89,7 @@ impl Kek {
             client_secrets: mac("client-secret hashing"),
             recovery_codes: mac("recovery-code hashing"),
             dpop_nonces: mac("dpop nonces"),
+            refresh_successors: mac("refresh-token successors"),
             audit_chain: derive(&prk, "audit-chain keying"),
             check: crate::random::hex(&derive(&prk, "key check value")),
             handle_mac: hmac::Key::new(hmac::HMAC_SHA256, handle_key.as_ref()),
@@ -201,6 +203,14 @@ impl Kek {
     /// a nonce one node gave is good at every other.
     pub fn dpop_nonce_tag(&self, data: &[u8]) -> hmac::Tag {
         hmac::sign(&self.dpop_nonces, data)
+    }
+
+    /// The successor of a refresh token under a product's reuse grace: HMAC-SHA256 of the token
+    /// under a key of its own, base64url (as long as a random token). Only a holder of the KEK
+    /// computes it, so the successor need not be stored to be answered again; every node computes
+    /// the same.
+    pub fn refresh_successor(&self, parent: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac::sign(&self.refresh_successors, parent.as_bytes()).as_ref())
     }
 
     /// HMAC-SHA256 under the key for tenant handles (every node sharing the KEK derives the same).

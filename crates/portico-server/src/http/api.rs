@@ -97,6 +97,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Request {
 }
 
 async fn caller(s: &AppState, addr: SocketAddr, request: &Request, permission: &'static str) -> Result<Caller, Problem> {
+    // For backends and tools: a request a web page sent is refused before its token is looked at.
+    if super::cors::origin(&request.headers).is_some() {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "the admin API does not accept requests from web pages"));
+    }
     let at = super::oauth::dpop_at(s, &request.method, &request.headers, request.uri.path());
     let token = super::oauth::access_token(&request.headers).map(|(token, _)| token);
     Ok(admin::authenticate(&s.provider, token, &at, permission, client_ip(Some(&addr)), now(s)).await?)

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod api;
 pub mod cookies;
+pub mod cors;
 pub mod demo;
 pub mod device;
 pub mod enrolment;

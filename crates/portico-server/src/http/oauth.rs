@@ -2,7 +2,7 @@
 //! maps its outcome to a response.
 
 use super::flow::Flow;
-use super::{client_ip, html, now};
+use super::{client_ip, cors, html, now};
 use crate::app::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -82,12 +82,12 @@ fn public_json(bytes: std::sync::Arc<[u8]>) -> Response {
 }
 
 pub async fn discovery(State(s): State<AppState>) -> Response {
-    public_json(s.provider.discovery_json())
+    cors::public(public_json(s.provider.discovery_json()))
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
     let p = &s.provider;
-    public_json(p.keys().jwks_bytes(now(&s), p.key_retention()))
+    cors::public(public_json(p.keys().jwks_bytes(now(&s), p.key_retention())))
 }
 
 /// Parses `application/x-www-form-urlencoded` keeping order and duplicates.
@@ -152,9 +152,12 @@ pub(super) fn oauth_form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthErro
 }
 
 pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let cross = cors::origin(&headers);
+    let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
+        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
         if let Some(wait) = over_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }
@@ -192,7 +195,7 @@ pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<Soc
         Ok(Err(wait)) => too_many(wait),
         Err(e) => OAuthJsonError(e).into_response(),
     };
-    with_dpop_nonce(&s, resp)
+    cors::allow(with_dpop_nonce(&s, resp), allowed.as_deref())
 }
 
 /// RFC 9449 §8.2 and §9: when nonces are required, every answer of an endpoint that takes DPoP
@@ -307,6 +310,7 @@ pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(a
 /// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.
 pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
+        cors::backend_only(&headers)?;
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -330,6 +334,7 @@ pub async fn handoff(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<S
 
 pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
+        cors::backend_only(&headers)?;
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
@@ -343,17 +348,21 @@ pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let cross = cors::origin(&headers);
+    let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
+        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
         revocation::revoke(&s.provider, &creds, token, client_ip(Some(&addr)), now(&s)).await
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(()) => no_store(StatusCode::OK.into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
-    }
+    };
+    cors::allow(resp, allowed.as_deref())
 }
 
 /// RFC 6750 §2.1 header or §2.2 form body, or RFC 9449 §7.1's `DPoP` scheme; never the query
@@ -371,12 +380,20 @@ pub async fn userinfo(State(s): State<AppState>, method: axum::http::Method, hea
     let presented = user_info::Presented {
         token: from_header.or(from_body),
         at: dpop_at(&s, &method, &headers, "/oauth2/userinfo"),
+        origin: cors::origin(&headers),
     };
-    let resp = match user_info::userinfo(&s.provider, &presented, now(&s)).await {
+    let outcome = user_info::userinfo(&s.provider, &presented, now(&s)).await;
+    // A success means the token's client registered the origin; a refusal that names no client
+    // (the token did not verify) may be read by any origin some client registered.
+    let allowed = presented.origin.as_deref().filter(|o| match &outcome {
+        Ok(_) => true,
+        Err(e) => !e.origin_refused && portico_protocol::cors::any_client_allows(&s.provider, o),
+    });
+    let resp = match outcome {
         Ok(v) => no_store(Json(v).into_response()),
         Err(e) => OAuthJsonError(e).into_response(),
     };
-    with_dpop_nonce(&s, resp)
+    cors::allow(with_dpop_nonce(&s, resp), allowed)
 }
 
 pub async fn authorize_get(State(s): State<AppState>, flow: Flow, RawQuery(q): RawQuery) -> Response {

@@ -223,6 +223,20 @@ fn clients(src: &Source<'_>, defs: &[Spanned<ClientSpec>], product_known: &dyn F
         }
         let (client, secret) = d.check(resolve_secret, product_known).map_err(fail)?;
         usable_keys(&client).map_err(fail)?;
+        // Another product sends its users to *the* hand-off page of this one.
+        if let Some((other, _)) = clients
+            .iter()
+            .find(|(c, _): &&(Client, Option<Secret>)| client.handoff_uri.is_some() && c.product == client.product && c.handoff_uri.is_some())
+        {
+            return Err(fail(FieldError::new(
+                "handoff_uri",
+                format!(
+                    "client {:?} already registers product {:?}'s hand-off page: one page per product",
+                    other.id.as_str(),
+                    client.product.as_str()
+                ),
+            )));
+        }
         clients.push((client, secret));
     }
     Ok(clients)

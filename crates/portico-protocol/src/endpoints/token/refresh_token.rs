@@ -1,5 +1,12 @@
 //! `grant_type=refresh_token` (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): every use returns a
 //! new refresh token; presenting a rotated one revokes its whole family.
+//!
+//! A product may set a reuse grace (`refresh_reuse_grace`, off by default) for clients that cannot
+//! serialize their refreshes (tabs without Web Locks): within that many seconds of a rotation,
+//! the token's immediate parent answers with the current successor (the same refresh token, a new
+//! access token) instead of revoking the family. Anything older, or the parent once its successor
+//! has rotated in turn, still revokes. The successor is computed from its parent under a key of
+//! the KEK's ([`crate::kek::Kek::refresh_successor`]), so it is never stored in the clear.
 
 use super::issue::{self, RefreshData, UserTokens};
 use super::{TokenRequest, TokenResponse};
@@ -29,15 +36,16 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         ip: req.ip.as_deref(),
         now,
     };
-    let data = live_token(&by, &ctx.token).await?;
+    let config = p.config();
+    let product = own_product(&config, family, &req.resource)?;
+    let grace = product.refresh_reuse_grace;
+    let (data, current) = live_token(&by, &ctx.token, grace).await?;
     // RFC 9449 §5: a bound refresh token needs a proof of its key; refused before it is spent.
     if data.jkt.is_some() && data.jkt != req.dpop_jkt {
         return Err(oauth!(InvalidDpopProof, "this refresh token is bound to a DPoP key: prove it").detail("refresh without the bound key's proof"));
     }
     let scope =
         portico_model::Scope::narrow(&data.scope, req.scope.as_deref()).ok_or_else(|| oauth!(InvalidScope, "the scope exceeds what was originally granted"))?;
-    let config = p.config();
-    let product = own_product(&config, family, &req.resource)?;
     let tenant = family.tenant.as_ref();
     // The gate, on the user and grants read with the token (its subject is the family's). The
     // product's own session lifetime stops refresh here too.
@@ -54,7 +62,10 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     let admitted = gate::admit_with(p, &mint, ctx.user.clone(), &ctx.grants, now).await?;
     let (user, grant) = admitted.map_err(|r| gate::refused(ErrorCode::InvalidGrant, r))?;
     let expires_at = product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now);
-    let new_rt = rotate(&by, &ctx.token, &old_hash, &data, expires_at).await?;
+    let new_rt = match current {
+        true => rotate(&by, &ctx.token, (presented, &old_hash), &data, expires_at, grace).await?,
+        false => successor_again(&by, family, presented).await?,
+    };
     let t = UserTokens {
         client,
         product,
@@ -70,7 +81,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         jkt: req.dpop_jkt.as_deref(),
     };
     let (access_token, id_token) = (issue::mint_user_access(p, &t, now)?, issue::mint_id_token(p, &t, now)?);
-    by.issued(&t);
+    by.issued(&t, !current);
     Ok(TokenResponse {
         refresh_token: Some(new_rt),
         id_token,
@@ -98,33 +109,60 @@ struct By<'a> {
 }
 
 impl By<'_> {
-    fn issued(&self, t: &UserTokens<'_>) {
+    /// `again`: the answer repeats a successor under the product's reuse grace.
+    fn issued(&self, t: &UserTokens<'_>, again: bool) {
+        let mut data = serde_json::json!({"grant_type": "refresh_token", "client_id": self.client.id.as_str(), "family": t.family});
+        if again {
+            data["reuse_grace"] = serde_json::json!(true);
+        }
         self.p.writer.record(
             AuditEvent::new(self.now, "token.issued", t.user.id.as_str())
                 .product(t.product.slug.as_str())
                 .tenant(t.tenant.map(|t| t.as_str()))
                 .ip(self.ip.map(str::to_owned))
-                .data(serde_json::json!({"grant_type": "refresh_token", "client_id": self.client.id.as_str(), "family": t.family})),
+                .data(data),
         );
     }
 }
 
 /// The presented token's record, when it may be used: this client's, never rotated (a rotated
-/// one presented again revokes its family), its family live, not expired.
-async fn live_token(by: &By<'_>, found: &RefreshPeek) -> Result<RefreshData, OAuthError> {
+/// one presented again revokes its family), its family live, not expired. With it, whether it is
+/// the current token (`false`: rotated within the product's reuse `grace`, its successor still
+/// to be checked).
+async fn live_token(by: &By<'_>, found: &RefreshPeek, grace: i64) -> Result<(RefreshData, bool), OAuthError> {
     let (family, client, now) = (&found.family, by.client, by.now);
     // RFC 6749 §6: "validate the refresh token … and ensure that the refresh token was issued to the authenticated client".
     if family.client_id != client.id {
         return Err(oauth!(InvalidGrant, INVALID).detail("refresh token of another client"));
     }
-    if found.rotated_at.is_some() {
-        reused(by, family).await?;
-        return Err(oauth!(InvalidGrant, INVALID).detail("rotated refresh token presented again"));
-    }
-    if family.revoked_at.is_some() || now >= found.expires_at {
+    if family.revoked_at.is_some() {
         return Err(oauth!(InvalidGrant, INVALID));
     }
-    serde_json::from_str(&found.data).map_err(OAuthError::server)
+    let current = match found.rotated_at {
+        None => true,
+        Some(at) if grace > 0 && now - at <= grace => false,
+        Some(_) => {
+            reused(by, family).await?;
+            return Err(oauth!(InvalidGrant, INVALID).detail("rotated refresh token presented again"));
+        }
+    };
+    if current && now >= found.expires_at {
+        return Err(oauth!(InvalidGrant, INVALID));
+    }
+    Ok((serde_json::from_str(&found.data).map_err(OAuthError::server)?, current))
+}
+
+/// Under the reuse grace, a rotated token presented again: its successor, when that is still the
+/// family's current token; otherwise the family is revoked as for any reuse.
+async fn successor_again(by: &By<'_>, family: &Family, presented: &str) -> Result<String, OAuthError> {
+    let successor = by.p.kek.refresh_successor(presented);
+    match by.p.store.peek_refresh(&random::hash(&successor)).await? {
+        Some(s) if s.family.id == family.id && s.rotated_at.is_none() && s.family.revoked_at.is_none() && by.now < s.expires_at => Ok(successor),
+        _ => {
+            reused(by, family).await?;
+            Err(oauth!(InvalidGrant, INVALID).detail("reuse of a token older than the current one's parent"))
+        }
+    }
 }
 
 /// A spent token presented again: its whole family is revoked (RFC 9700 §4.14.2), audited.
@@ -141,10 +179,19 @@ async fn reused(by: &By<'_>, family: &Family) -> Result<(), OAuthError> {
 }
 
 /// Spends the presented token for a new one in its family, through the group-commit writer; of
-/// two concurrent rotations of one token the second is reuse. Returns the new token.
-async fn rotate(by: &By<'_>, found: &RefreshPeek, old_hash: &str, data: &RefreshData, new_expires_at: i64) -> Result<String, OAuthError> {
+/// two concurrent rotations of one token the second is reuse (under a reuse `grace`, it gets the
+/// first one's successor). Returns the new token.
+async fn rotate(
+    by: &By<'_>,
+    found: &RefreshPeek,
+    (presented, old_hash): (&str, &str),
+    data: &RefreshData,
+    new_expires_at: i64,
+    grace: i64,
+) -> Result<String, OAuthError> {
     let (p, now) = (by.p, by.now);
-    let new_rt = random::token();
+    // Under a grace the successor must be computable again from its parent.
+    let new_rt = if grace > 0 { p.kek.refresh_successor(presented) } else { random::token() };
     let rotation = p
         .writer
         .rotate_refresh(Rotation {
@@ -158,6 +205,9 @@ async fn rotate(by: &By<'_>, found: &RefreshPeek, old_hash: &str, data: &Refresh
         })
         .await?;
     if rotation == RefreshRotation::Reused {
+        if grace > 0 {
+            return successor_again(by, &found.family, presented).await;
+        }
         reused(by, &found.family).await?;
         return Err(oauth!(InvalidGrant, INVALID).detail("concurrent reuse"));
     }
