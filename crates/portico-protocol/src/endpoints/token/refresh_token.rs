@@ -7,6 +7,12 @@
 //! access token) instead of revoking the family. Anything older, or the parent once its successor
 //! has rotated in turn, still revokes. The successor is computed from its parent under a key of
 //! the KEK's ([`crate::kek::Kek::refresh_successor`]), so it is never stored in the clear.
+//!
+//! **Switching tenant.** With `organization` naming another tenant of a tenant-aware product, the
+//! grant answers tokens for that tenant, through the same gate, without a redirect: a new family
+//! in the same product session, with a refresh token of its own. The presented token is not spent
+//! (its tenant's tokens stay good, so a client keys its cache by tenant); naming no organization,
+//! or the family's own, refreshes the family's tenant as always.
 
 use super::issue::{self, RefreshData, UserTokens};
 use super::{TokenRequest, TokenResponse};
@@ -46,7 +52,11 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     }
     let scope =
         portico_model::Scope::narrow(&data.scope, req.scope.as_deref()).ok_or_else(|| oauth!(InvalidScope, "the scope exceeds what was originally granted"))?;
-    let tenant = family.tenant.as_ref();
+    let switch = other_tenant(p, &config, product, family, req.organization.as_deref(), now)?;
+    if switch.is_some() && !current {
+        return Err(oauth!(InvalidGrant, INVALID).detail("a tenant switch with a rotated refresh token"));
+    }
+    let tenant = switch.as_ref().or(family.tenant.as_ref());
     // The gate, on the user and grants read with the token (its subject is the family's). The
     // product's own session lifetime stops refresh here too.
     let mint = gate::Mint {
@@ -61,6 +71,9 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     };
     let admitted = gate::admit_with(p, &mint, ctx.user.clone(), &ctx.grants, now).await?;
     let (user, grant) = admitted.map_err(|r| gate::refused(ErrorCode::InvalidGrant, r))?;
+    if let Some(tenant) = &switch {
+        return switched(&by, family, tenant, product, &user, &grant, &scope, &data, req.dpop_jkt.as_deref()).await;
+    }
     let expires_at = product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now);
     let new_rt = match current {
         true => rotate(&by, &ctx.token, (presented, &old_hash), &data, expires_at, grace).await?,
@@ -89,6 +102,64 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
             .bound(req.dpop_jkt.as_deref())
             .with_tenant(p, tenant, now)
     })
+}
+
+/// The tenant `organization` names when it is not the family's own: a switch. An unknown tenant
+/// is refused as one the user holds no grant in.
+fn other_tenant(
+    p: &Provider,
+    config: &crate::snapshot::Snapshot,
+    product: &portico_model::Product,
+    family: &Family,
+    organization: Option<&str>,
+    now: i64,
+) -> Result<Option<portico_model::TenantId>, OAuthError> {
+    let Some(reference) = organization else { return Ok(None) };
+    if !product.tenant_aware {
+        return Err(oauth!(InvalidRequest, "this product has no organizations"));
+    }
+    let tenant = crate::tenants::find(p, config, reference, now).ok_or_else(|| gate::refused(ErrorCode::InvalidGrant, portico_model::Refusal::NoGrant))?;
+    Ok((family.tenant.as_ref() != Some(&tenant.id)).then(|| tenant.id.clone()))
+}
+
+/// Tokens for another tenant of the family's product (the gate admitted the user there): a new
+/// family in the same product session — signing out, a revoked grant or a replaced session end
+/// it with the first — and its own refresh token.
+#[allow(clippy::too_many_arguments)]
+async fn switched(
+    by: &By<'_>,
+    from: &Family,
+    tenant: &portico_model::TenantId,
+    product: &portico_model::Product,
+    user: &portico_model::User,
+    grant: &portico_model::Grant,
+    scope: &str,
+    data: &RefreshData,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let family = Family {
+        id: portico_model::FamilyId::new(random::id("fam_")),
+        tenant: Some(tenant.clone()),
+        created_at: by.now,
+        revoked_at: None,
+        ..from.clone()
+    };
+    by.p.store.insert_family(&family).await?;
+    let t = UserTokens {
+        client: by.client,
+        product,
+        tenant: Some(tenant),
+        user,
+        grant,
+        scope,
+        sid: family.sid.as_ref(),
+        family: &family.id,
+        auth: &data.auth,
+        nonce: None,
+        act: None,
+        jkt,
+    };
+    issue::user_token_response(by.p, &t, "refresh_token", by.ip.map(str::to_owned), by.now).await
 }
 
 /// The family's product, which `resource` may only name again: a refresh token is bound to it.
