@@ -238,6 +238,10 @@ pub struct Client {
     /// one client of a product registers one; it redeems, so it is confidential.
     #[serde(default)]
     pub handoff_uri: Option<String>,
+    /// Redirect URIs, post-logout redirect URIs and web origins that follow its tenants' own
+    /// domains (`https://{tenant_domain}/callback`); a URI matched through one names that tenant.
+    #[serde(default, skip_serializing_if = "crate::domains::DomainTemplates::is_empty")]
+    pub domain_templates: crate::domains::DomainTemplates,
 }
 
 impl Client {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod amr;
 pub mod claims;
 pub mod concepts;
+pub mod domains;
 pub mod gate;
 pub mod ids;
 pub mod policy;

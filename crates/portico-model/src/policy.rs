@@ -194,6 +194,7 @@ pub(crate) mod tests {
             keys: None,
             dpop_bound_access_tokens: false,
             handoff_uri: None,
+            domain_templates: Default::default(),
         }
     }
 

@@ -329,6 +329,7 @@ mod shutdown;
 mod store_conformance;
 mod suite_file;
 mod tenancy;
+mod tenant_domains;
 mod tenant_switch;
 mod throttle;
 mod tls;

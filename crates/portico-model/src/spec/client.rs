@@ -72,9 +72,19 @@ impl ClientSpec {
         };
         self.check_logout_uri()?;
         self.check_handoff_uri()?;
-        self.check_web_origins()?;
-        let redirect_uris = uris("redirect_uris", &self.redirect_uris)?;
-        let post_logout_redirect_uris = uris("post_logout_redirect_uris", &self.post_logout_redirect_uris)?;
+        let (web_origins, origin_templates) = split_templates(&self.web_origins);
+        check_web_origins(&web_origins)?;
+        let (redirects, redirect_templates) = split_templates(&self.redirect_uris);
+        let (post_logout, post_logout_templates) = split_templates(&self.post_logout_redirect_uris);
+        let redirect_uris = uris("redirect_uris", &redirects)?;
+        let post_logout_redirect_uris = uris("post_logout_redirect_uris", &post_logout)?;
+        let domain_templates = crate::domains::DomainTemplates {
+            redirect_uris: templates("redirect_uris", redirect_templates, |e| uris("redirect_uris", &[e]).map(|_| ()))?,
+            post_logout_redirect_uris: templates("post_logout_redirect_uris", post_logout_templates, |e| {
+                uris("post_logout_redirect_uris", &[e]).map(|_| ())
+            })?,
+            web_origins: templates("web_origins", origin_templates, |e| check_web_origins(&[e]))?,
+        };
         self.check_application_type()?;
         let client = Client {
             id: ClientId::new(&self.id),
@@ -84,7 +94,7 @@ impl ClientSpec {
             auth_method,
             redirect_uris,
             post_logout_redirect_uris,
-            web_origins: self.web_origins.clone(),
+            web_origins,
             grant_types,
             resources: self.resources.iter().map(ProductSlug::new).collect(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
@@ -95,6 +105,7 @@ impl ClientSpec {
             keys,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             handoff_uri: self.handoff_uri.clone(),
+            domain_templates,
         };
         Ok((client, secret))
     }
@@ -288,22 +299,39 @@ impl ClientSpec {
         }
         Ok(())
     }
+}
 
-    /// An origin exactly as browsers serialize it (`https://app.example.test`, a port when not
-    /// the default, no path or trailing slash): web messages go to it verbatim.
-    fn check_web_origins(&self) -> Result<(), FieldError> {
-        let bad = self
-            .web_origins
-            .iter()
-            .find(|o| url::Url::parse(o).map_or(true, |u| !matches!(u.scheme(), "https" | "http") || u.origin().ascii_serialization() != **o));
-        match bad {
-            Some(bad) => Err(FieldError::new(
-                "web_origins",
-                format!("{bad:?} is not an origin like \"https://app.example.test\""),
-            )),
-            None => Ok(()),
-        }
+/// An origin exactly as browsers serialize it (`https://app.example.test`, a port when not the
+/// default, no path or trailing slash): web messages go to it verbatim.
+fn check_web_origins(origins: &[String]) -> Result<(), FieldError> {
+    let bad = origins
+        .iter()
+        .find(|o| url::Url::parse(o).map_or(true, |u| !matches!(u.scheme(), "https" | "http") || u.origin().ascii_serialization() != **o));
+    match bad {
+        Some(bad) => Err(FieldError::new(
+            "web_origins",
+            format!("{bad:?} is not an origin like \"https://app.example.test\""),
+        )),
+        None => Ok(()),
     }
+}
+
+/// The entries of a list that hold `{tenant_domain}` (templates) apart from the others.
+fn split_templates(list: &[String]) -> (Vec<String>, Vec<String>) {
+    let (templates, plain): (Vec<String>, Vec<String>) = list.iter().cloned().partition(|u| u.contains(crate::domains::TENANT_DOMAIN));
+    (plain, templates)
+}
+
+/// Templates of `field`, each well formed and, expanded with a sample domain, what `check`
+/// accepts of the field's plain entries.
+fn templates(field: &'static str, list: Vec<String>, check: impl Fn(String) -> Result<(), FieldError>) -> Result<Vec<String>, FieldError> {
+    for t in &list {
+        if let Some(why) = crate::domains::template_problem(t) {
+            return Err(FieldError::new(field, format!("{t:?} {why}")));
+        }
+        check(crate::domains::expand(t, "tenant.example"))?;
+    }
+    Ok(list)
 }
 
 fn uris(field: &'static str, list: &[String]) -> Result<Vec<RedirectUri>, FieldError> {

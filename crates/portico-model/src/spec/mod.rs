@@ -71,6 +71,12 @@ impl TenantSpec {
         if !valid_slug(&self.slug) {
             return Err(FieldError::new("slug", "use lowercase letters, digits and '-'"));
         }
+        if let Some(bad) = self.domains.iter().find(|d| !crate::domains::valid_domain(d)) {
+            return Err(FieldError::new(
+                "domains",
+                format!("{bad:?} is not a host name like \"acme.example\" (lowercase, no scheme, port or wildcard)"),
+            ));
+        }
         Ok(())
     }
 }

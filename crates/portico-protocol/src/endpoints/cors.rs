@@ -14,17 +14,19 @@
 
 use crate::error::{OAuthError, oauth};
 use crate::provider::Provider;
+use crate::snapshot::Snapshot;
 use portico_model::Client;
 
 /// Whether `client` accepts browser requests from `origin` (the `Origin` header exactly as the
-/// browser serialized it).
-pub fn client_allows(client: &Client, origin: &str) -> bool {
-    client.web_origins.iter().any(|w| w == origin)
+/// browser serialized it): one of its `web_origins`, or one of them on a tenant's own domain.
+pub fn client_allows(config: &Snapshot, client: &Client, origin: &str) -> bool {
+    config.web_origin_of(client, origin).is_some()
 }
 
 /// Whether some client accepts `origin`: what a pre-flight, which names no client, can be told.
 pub fn any_client_allows(p: &Provider, origin: &str) -> bool {
-    p.config().clients().any(|e| client_allows(&e.client, origin))
+    let config = p.config();
+    config.clients().any(|e| client_allows(&config, &e.client, origin))
 }
 
 /// A cross-origin request to an endpoint that names its client (`client_id`, Basic or an
@@ -32,8 +34,9 @@ pub fn any_client_allows(p: &Provider, origin: &str) -> bool {
 /// when the client registered the origin; otherwise refused, and the answer carries no CORS header.
 pub fn check_client(p: &Provider, client_id: Option<&str>, origin: Option<&str>) -> Result<Option<String>, OAuthError> {
     let Some(origin) = origin else { return Ok(None) };
+    let config = p.config();
     let allowed = client_id
-        .and_then(|id| p.config().client(id).map(|e| client_allows(&e.client, origin)))
+        .and_then(|id| config.client(id).map(|e| client_allows(&config, &e.client, origin)))
         .unwrap_or(false);
     if allowed { Ok(Some(origin.to_owned())) } else { Err(refused(origin)) }
 }

@@ -243,6 +243,7 @@ pub fn approval_request(grant: &DeviceGrant, user_code: &str, binding: String, n
         pushed: false,
         device: Some(user_code.to_owned()),
         dpop_jkt: None,
+        tenant_pinned: false,
         stored: None,
     }
 }

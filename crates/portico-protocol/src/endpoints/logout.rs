@@ -59,7 +59,7 @@ pub fn validate(p: &Provider, req: &LogoutRequest, now: i64) -> Result<ValidLogo
         (None, _) => None,
         (Some(_), None) => return Err("A post_logout_redirect_uri needs client_id or id_token_hint to say whose it is."),
         (Some(uri), Some(c)) => {
-            if c.registered_post_logout_redirect(uri).is_none() {
+            if !config.post_logout_redirect_of(c, uri) {
                 return Err("The post_logout_redirect_uri is not registered for this client.");
             }
             let mut url = url::Url::parse(uri).map_err(|_| "The post_logout_redirect_uri is not a URL.")?;

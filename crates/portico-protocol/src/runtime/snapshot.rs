@@ -22,6 +22,8 @@ pub struct Snapshot {
     by_audience: HashMap<String, ProductSlug>,
     clients: HashMap<ClientId, ClientEntry>,
     pub tenants: Vec<Tenant>,
+    /// Each tenant domain and its tenant (a domain names one tenant: the suite file checks it).
+    by_domain: HashMap<String, TenantId>,
 }
 
 impl Snapshot {
@@ -55,6 +57,7 @@ impl Snapshot {
                     )
                 })
                 .collect(),
+            by_domain: docs.tenants.iter().flat_map(|t| t.domains.iter().map(|d| (d.clone(), t.id.clone()))).collect(),
             tenants: docs.tenants,
         }
     }
@@ -84,6 +87,35 @@ impl Snapshot {
     /// A tenant named by its id or its slug.
     pub fn tenant_by_ref(&self, reference: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.id.as_str() == reference || t.slug == reference)
+    }
+    /// The tenant whose domain `presented` carries in the place of `{tenant_domain}` in one of
+    /// `templates`, exactly.
+    pub fn tenant_through(&self, templates: &[String], presented: &str) -> Option<&Tenant> {
+        templates
+            .iter()
+            .filter_map(|t| portico_model::domains::domain_in(t, presented))
+            .find_map(|d| self.by_domain.get(d))
+            .and_then(|id| self.tenant(id))
+    }
+    /// Whether `presented` is one of `client`'s redirect URIs: `Some(None)` when registered as
+    /// such, `Some(Some(tenant))` through a `{tenant_domain}` template (it names that tenant).
+    pub fn redirect_of(&self, client: &Client, presented: &str) -> Option<Option<&Tenant>> {
+        if client.registered_redirect(presented).is_some() {
+            return Some(None);
+        }
+        self.tenant_through(&client.domain_templates.redirect_uris, presented).map(Some)
+    }
+    /// Whether `presented` is one of `client`'s post-logout redirect URIs.
+    pub fn post_logout_redirect_of(&self, client: &Client, presented: &str) -> bool {
+        client.registered_post_logout_redirect(presented).is_some()
+            || self.tenant_through(&client.domain_templates.post_logout_redirect_uris, presented).is_some()
+    }
+    /// Whether `origin` is one of `client`'s web origins, as [`Snapshot::redirect_of`] answers.
+    pub fn web_origin_of(&self, client: &Client, origin: &str) -> Option<Option<&Tenant>> {
+        if client.web_origins.iter().any(|w| w == origin) {
+            return Some(None);
+        }
+        self.tenant_through(&client.domain_templates.web_origins, origin).map(Some)
     }
     /// The longest access-token lifetime of any product.
     pub fn max_access_ttl(&self) -> i64 {

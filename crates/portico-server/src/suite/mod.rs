@@ -167,6 +167,22 @@ impl Suite {
         let builtin = admin::product("");
         let product = |slug: &str| products.iter().find(|p| p.slug.as_str() == slug).or((slug == admin::SLUG).then_some(&builtin));
         let clients = clients(&src, &doc.client, &|slug| product(slug).is_some())?;
+        // A client whose URIs follow tenant domains serves a product that has tenants.
+        for (sp, (c, _)) in doc.client.iter().zip(&clients) {
+            let t = &c.domain_templates;
+            if !t.is_empty() && !product(c.product.as_str()).is_some_and(|p| p.tenant_aware) {
+                let field = match (t.redirect_uris.is_empty(), t.post_logout_redirect_uris.is_empty()) {
+                    (false, _) => "redirect_uris",
+                    (true, false) => "post_logout_redirect_uris",
+                    (true, true) => "web_origins",
+                };
+                return Err(src.field(
+                    sp.span(),
+                    &format!("client {:?}", c.id.as_str()),
+                    FieldError::new(field, "{tenant_domain} needs a product with tenant_aware = true"),
+                ));
+            }
+        }
         let tenants = tenants(&src, &doc.tenant)?;
         let users = users(&src, &doc.user)?;
         let known = Known {
@@ -271,6 +287,16 @@ fn tenants(src: &Source<'_>, defs: &[Spanned<TenantSpec>]) -> Result<Vec<(String
         d.check().map_err(fail)?;
         if !seen.insert(d.slug.clone()) {
             return Err(fail(FieldError::new("slug", "duplicate tenant")));
+        }
+        // A domain names one tenant: a request from it yields that tenant's tokens only.
+        if let Some((other, _, _)) = tenants
+            .iter()
+            .find(|(_, _, domains): &&(String, String, Vec<String>)| domains.iter().any(|x| d.domains.contains(x)))
+        {
+            return Err(fail(FieldError::new(
+                "domains",
+                format!("a domain of tenant {other:?} too: a domain names one tenant"),
+            )));
         }
         tenants.push((d.slug.clone(), d.name.clone(), d.domains.clone()));
     }

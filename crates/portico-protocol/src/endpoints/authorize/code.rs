@@ -27,6 +27,9 @@ pub struct CodeData {
     /// RFC 9449 §10: the DPoP key the code may be redeemed with only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The request came through a tenant's own domain ([`super::AuthRequest::tenant_pinned`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tenant_pinned: bool,
 }
 
 /// Starts (or continues) the product session of the code and issues the code; the response
@@ -69,6 +72,7 @@ pub(super) async fn issue_code(
         acr: req.acr_claim(session).to_owned(),
         sid: sid.clone(),
         dpop_jkt: req.dpop_jkt.clone(),
+        tenant_pinned: req.tenant_pinned,
     };
     let family = Family {
         id: FamilyId::new(random::id("fam_")),

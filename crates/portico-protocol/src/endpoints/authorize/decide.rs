@@ -153,6 +153,7 @@ impl Deciding<'_> {
             auth_time: session.auth_time,
             amr: session.amr.clone(),
             acr: session.acr.clone(),
+            tenant_pinned: self.req.tenant_pinned,
         }
     }
 

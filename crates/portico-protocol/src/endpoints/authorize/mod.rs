@@ -86,6 +86,10 @@ pub struct AuthRequest {
     /// prove it.
     #[serde(default)]
     pub dpop_jkt: Option<String>,
+    /// The redirect URI is one of a tenant's own domains (a client's `{tenant_domain}` template):
+    /// `organization` is that tenant, and the session it starts cannot switch to another.
+    #[serde(default)]
+    pub tenant_pinned: bool,
     /// The stored record this request was read from, exactly: a step takes the request out only
     /// if the store still holds it ([`crate::interaction::pending::take_if_unchanged`]).
     #[serde(skip)]

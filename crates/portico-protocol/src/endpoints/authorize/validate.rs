@@ -7,7 +7,7 @@ use crate::params::Params;
 use crate::provider::Provider;
 use crate::random;
 use crate::snapshot::Snapshot;
-use portico_model::Client;
+use portico_model::{Client, TenantId};
 
 /// The longest value Portico keeps of each parameter it stores with a pending request (bytes);
 /// a longer one is `invalid_request`. Nothing from outside is stored without a bound.
@@ -56,10 +56,10 @@ fn oversized(params: &[(String, String)]) -> Option<String> {
 /// come from a pushed authorization request (RFC 9126), authenticated when they were pushed.
 pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i64) -> Result<AuthRequest, AuthorizeError> {
     let q = Params(params);
-    let (client, redirect_uri) = trusted_client(&p.config(), q)?;
+    let (client, redirect_uri, pinned) = trusted_client(&p.config(), q)?;
     // An oversized state is not echoed back (the request is refused for it below).
     let state = q.get("state").filter(|v| v.len() <= MAX_STATE);
-    let (mode, web_origin) = response_mode(p, q, &client, &redirect_uri, state.as_deref())?;
+    let (mode, web_origin) = response_mode(p, q, &client, &redirect_uri, pinned.as_ref(), state.as_deref())?;
     let fail = |e: OAuthError| AuthorizeError::Redirect(Box::new(error_response(p, &redirect_uri, mode, web_origin.as_deref(), state.as_deref(), &e)), e);
     check_request(q, &client, pushed).map_err(fail)?;
     let scope = words(q.get("scope"));
@@ -78,6 +78,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         .resolve_audience(&client, resources.first().map(|s| s.as_str()))
         .map_err(|_| fail(oauth!(InvalidTarget, "the resource is not a product this client may ask tokens for")))?;
     let (acr_values, acr_essential) = acr(q).map_err(fail)?;
+    let organization = pinned_organization(p, &config, q, pinned.as_ref(), now).map_err(fail)?;
     // RFC 9449 §10: the code is bound to this key; a JWK SHA-256 thumbprint is 43 base64url chars.
     let dpop_jkt = q.get("dpop_jkt");
     if dpop_jkt
@@ -106,7 +107,7 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         acr_values,
         acr_essential,
         audience: product.audience.as_str().to_owned(),
-        organization: q.get("organization"),
+        organization,
         created_at: now,
         browser: String::new(),
         progress: None,
@@ -116,13 +117,29 @@ pub fn validate(p: &Provider, params: &[(String, String)], pushed: bool, now: i6
         pushed,
         device: None,
         dpop_jkt,
+        tenant_pinned: pinned.is_some(),
         stored: None,
     })
 }
 
+/// The request's tenant when its redirect URI is one of a tenant's own domains: that tenant, which
+/// `organization` may only name again. Otherwise `organization` as sent.
+fn pinned_organization(p: &Provider, config: &Snapshot, q: Params<'_>, pinned: Option<&TenantId>, now: i64) -> Result<Option<String>, OAuthError> {
+    let asked = q.get("organization");
+    let Some(pinned) = pinned else { return Ok(asked) };
+    if asked.is_some_and(|o| crate::tenants::find(p, config, &o, now).is_none_or(|t| &t.id != pinned)) {
+        return Err(oauth!(
+            InvalidRequest,
+            "organization names another organization than the domain the request came from"
+        ));
+    }
+    Ok(Some(pinned.as_str().to_owned()))
+}
+
 /// The client and its redirect URI, once both can be trusted: until then an error is a page,
-/// never a redirect (RFC 6749 §4.1.2.1).
-fn trusted_client(config: &Snapshot, q: Params<'_>) -> Result<(std::sync::Arc<Client>, String), AuthorizeError> {
+/// never a redirect (RFC 6749 §4.1.2.1). With them, the tenant whose own domain the redirect URI
+/// is on, when a `{tenant_domain}` template matched it.
+fn trusted_client(config: &Snapshot, q: Params<'_>) -> Result<(std::sync::Arc<Client>, String, Option<TenantId>), AuthorizeError> {
     // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."
     if q.count("client_id") > 1 || q.count("redirect_uri") > 1 {
         return Err(AuthorizeError::Page("The request names its client or redirect URI more than once."));
@@ -137,10 +154,10 @@ fn trusted_client(config: &Snapshot, q: Params<'_>) -> Result<(std::sync::Arc<Cl
     let Some(redirect_uri) = q.get("redirect_uri") else {
         return Err(AuthorizeError::Page("The request has no redirect_uri."));
     };
-    if entry.client.registered_redirect(&redirect_uri).is_none() {
+    let Some(pinned) = config.redirect_of(&entry.client, &redirect_uri).map(|t| t.map(|t| t.id.clone())) else {
         return Err(AuthorizeError::Page("The redirect URI is not registered for this application."));
-    }
-    Ok((entry.client, redirect_uri))
+    };
+    Ok((entry.client, redirect_uri, pinned))
 }
 
 /// The response mode, and for `web_message` the origin the response is posted to: the redirect
@@ -151,6 +168,7 @@ fn response_mode(
     q: Params<'_>,
     client: &Client,
     redirect_uri: &str,
+    pinned: Option<&TenantId>,
     state: Option<&str>,
 ) -> Result<(ResponseMode, Option<String>), AuthorizeError> {
     let mode = match q.get("response_mode").as_deref() {
@@ -167,7 +185,12 @@ fn response_mode(
     let web_origin = match mode {
         ResponseMode::WebMessage => Some(
             origin_of(redirect_uri)
-                .filter(|o| client.web_origins.iter().any(|w| w == o))
+                .filter(|o| match p.config().web_origin_of(client, o) {
+                    Some(None) => true,
+                    // A tenant's own origin, for the tenant the redirect URI names.
+                    Some(Some(t)) => pinned == Some(&t.id),
+                    None => false,
+                })
                 .ok_or(AuthorizeError::Page("This application's origin is not registered for web messages."))?,
         ),
         _ => None,

@@ -56,6 +56,13 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
     if switch.is_some() && !current {
         return Err(oauth!(InvalidGrant, INVALID).detail("a tenant switch with a rotated refresh token"));
     }
+    // Signed in through one tenant's own domain: that tenant's tokens only.
+    if switch.is_some() && data.auth.tenant_pinned {
+        return Err(oauth!(
+            InvalidGrant,
+            "this session began on an organization's own domain and stays in that organization"
+        ));
+    }
     let tenant = switch.as_ref().or(family.tenant.as_ref());
     // The gate, on the user and grants read with the token (its subject is the family's). The
     // product's own session lifetime stops refresh here too.

@@ -1,0 +1,252 @@
+//! Tenant custom domains: a client's `{tenant_domain}` templates serve every customer's domain
+//! with one registration; matching stays exact; a request through a tenant's domain yields only
+//! that tenant's tokens, and the session it starts cannot switch tenant.
+
+use crate::flow::decode_payload;
+use crate::tenancy::{CRM_SECRET, PASSWORD, TENANTS};
+use crate::*;
+use std::sync::LazyLock;
+
+const ACME_CB: &str = "https://crm.acme.test/callback";
+const GLOBEX_CB: &str = "https://crm.globex.test/callback";
+
+static DOMAINS: LazyLock<String> = LazyLock::new(|| {
+    let suite = TENANTS
+        .replace(
+            "id = \"crm-web\"\nproduct = \"crm\"\nkind = \"confidential\"\nsecret = \"crm-secret-0123456789abcdef0123456789abcdef\"\nredirect_uris = [\"http://127.0.0.1:9/callback\"]",
+            "id = \"crm-web\"\nproduct = \"crm\"\nkind = \"confidential\"\nsecret = \"crm-secret-0123456789abcdef0123456789abcdef\"\nredirect_uris = [\"http://127.0.0.1:9/callback\", \"https://crm.{tenant_domain}/callback\"]\nweb_origins = [\"https://crm.{tenant_domain}\"]\npost_logout_redirect_uris = [\"https://crm.{tenant_domain}/signed-out\"]",
+        )
+        .replace("slug = \"acme\"\nname = \"Acme Bank\"\n", "slug = \"acme\"\nname = \"Acme Bank\"\ndomains = [\"acme.test\"]\n")
+        .replace("slug = \"globex\"\nname = \"Globex\"\n", "slug = \"globex\"\nname = \"Globex\"\ndomains = [\"globex.test\", \"globex-bank.test\"]\n");
+    assert_eq!(suite.matches("{tenant_domain}").count(), 3, "the suite is shaped as this test expects");
+    assert!(suite.contains("acme.test\"]") && suite.contains("globex-bank.test"));
+    suite
+});
+
+/// An authorization request for crm-web with `redirect_uri`; where it ends (a redirect away from
+/// Portico, or a page) and the PKCE verifier.
+async fn authorize_at(b: &mut Browser, s: &TestServer, redirect_uri: &str, email: &str, extra: &[(&str, &str)]) -> (u16, Option<String>, String, String) {
+    let (verifier, challenge) = pkce();
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", "crm-web"),
+        ("redirect_uri", redirect_uri),
+        ("scope", "openid offline_access"),
+        ("state", "st"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    q.extend_from_slice(extra);
+    let url = format!(
+        "{}/oauth2/authorize?{}",
+        s.base,
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&q).finish()
+    );
+    let (mut status, mut loc, mut page) = b.follow(&s.base, url).await;
+    if status == 200 && page.contains("name=\"password\"") {
+        (status, loc, page) = b.login(&s.base, &page, email, PASSWORD).await;
+    }
+    (status, loc, page, verifier)
+}
+
+async fn redeem_at(s: &TestServer, redirect_uri: &str, location: &str, verifier: &str) -> (u16, serde_json::Value) {
+    let code = query_param(location, "code").unwrap_or_else(|| panic!("no code in {location}"));
+    post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        CRM_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+fn org_name(t: &serde_json::Value) -> String {
+    decode_payload(t["access_token"].as_str().unwrap())["org_name"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn a_tenants_domain_yields_that_tenants_tokens_only(s: &TestServer) {
+    // Ada holds CRM in Acme and Globex: through Acme's domain there is no picker, only Acme.
+    let mut b = Browser::new();
+    let (status, loc, page, verifier) = authorize_at(&mut b, s, ACME_CB, "ada@example.test", &[]).await;
+    let loc = loc.unwrap_or_else(|| panic!("{status}: {page}"));
+    assert!(loc.starts_with(&format!("{ACME_CB}?code=")), "{loc}");
+    let (status, t) = redeem_at(s, ACME_CB, &loc, &verifier).await;
+    assert_eq!((status, org_name(&t).as_str()), (200, "Acme Bank"), "{t}");
+    // The code is bound to the redirect URI it went to, as always.
+    let (_, loc, _, verifier) = authorize_at(&mut b, s, ACME_CB, "ada@example.test", &[]).await;
+    let (status, e) = redeem_at(s, GLOBEX_CB, &loc.unwrap(), &verifier).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+
+    // Globex's domains, either of them: Globex.
+    for cb in [GLOBEX_CB, "https://crm.globex-bank.test/callback"] {
+        let (_, loc, page, verifier) = authorize_at(&mut b, s, cb, "ada@example.test", &[]).await;
+        let loc = loc.unwrap_or_else(|| panic!("{page}"));
+        assert!(loc.starts_with(&format!("{cb}?code=")), "{loc}");
+        let (status, t) = redeem_at(s, cb, &loc, &verifier).await;
+        assert_eq!((status, org_name(&t).as_str()), (200, "Globex"));
+    }
+
+    // Naming another tenant on Acme's domain is refused at the client's own redirect URI.
+    for other in ["globex", "initech", "no-such-tenant"] {
+        let (_, loc, _, _) = authorize_at(&mut b, s, ACME_CB, "ada@example.test", &[("organization", other)]).await;
+        let loc = loc.expect("an error redirect");
+        assert!(loc.starts_with(ACME_CB), "{loc}");
+        assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"), "{other}: {loc}");
+        assert!(query_param(&loc, "code").is_none());
+    }
+    // Naming Acme again is fine.
+    let (_, loc, _, _) = authorize_at(&mut b, s, ACME_CB, "ada@example.test", &[("organization", "acme")]).await;
+    assert!(query_param(&loc.unwrap(), "code").is_some());
+
+    // Bob holds CRM in Acme only: Globex's domain has nothing for him.
+    let (_, loc, page, _) = authorize_at(&mut Browser::new(), s, GLOBEX_CB, "bob@example.test", &[]).await;
+    let loc = loc.unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"), "{loc}");
+}
+both_stores!(a_tenants_domain_yields_that_tenants_tokens_only, &DOMAINS);
+
+async fn matching_stays_exact(s: &TestServer) {
+    let mut b = Browser::new();
+    for bad in [
+        "https://crm.acme.test/callback/",
+        "https://crm.acme.test/Callback",
+        "https://crm.acme.tes/callback",
+        "http://crm.acme.test/callback",
+        "https://crm.acme.test:443/callback",
+        "https://crm.ACME.test/callback",
+        "https://crm.initech.test/callback",
+        "https://crm.acme.test.evil.test/callback",
+        "https://crm.evil.test/callback",
+        "https://crm.acme.test/callback?x=1",
+        "https://crm.acme.test%2F@evil.test/callback",
+        "https://reports.acme.test/callback",
+        "https://crm.{tenant_domain}/callback",
+    ] {
+        let (status, loc, page, _) = authorize_at(&mut b, s, bad, "ada@example.test", &[]).await;
+        assert_eq!((status, loc.as_deref()), (400, None), "{bad} was taken");
+        assert!(page.contains("not registered"), "{bad}: {page}");
+    }
+}
+both_stores!(matching_stays_exact, &DOMAINS);
+
+async fn a_session_begun_on_a_tenants_domain_cannot_switch_tenant(s: &TestServer) {
+    let mut b = Browser::new();
+    let (_, loc, _, verifier) = authorize_at(&mut b, s, ACME_CB, "ada@example.test", &[]).await;
+    let (_, t) = redeem_at(s, ACME_CB, &loc.unwrap(), &verifier).await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    let switch = |rt: String| async move {
+        post_basic(
+            s,
+            "/oauth2/token",
+            "crm-web",
+            CRM_SECRET,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt), ("organization", "globex")],
+        )
+        .await
+    };
+    let (status, e) = switch(rt.to_owned()).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    // Refreshing within Acme still works, and stays pinned through rotation.
+    let (status, r) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        CRM_SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await;
+    assert_eq!((status, org_name(&r).as_str()), (200, "Acme Bank"));
+    let (status, _) = switch(r["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 400, "the pin survives rotation");
+
+    // The same user through the shared callback may switch.
+    let (_, loc, _, verifier) = authorize_at(&mut b, s, CALLBACK, "ada@example.test", &[("organization", "acme")]).await;
+    let (_, t) = redeem_at(s, CALLBACK, &loc.unwrap(), &verifier).await;
+    let (status, g) = switch(t["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!((status, org_name(&g).as_str()), (200, "Globex"), "{g}");
+}
+both_stores!(a_session_begun_on_a_tenants_domain_cannot_switch_tenant, &DOMAINS);
+
+async fn cors_and_logout_follow_the_tenant_domains(s: &TestServer) {
+    let http = openidconnect::reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .request(openidconnect::http::Method::OPTIONS, format!("{}/oauth2/token", s.base))
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", "POST")
+                .send()
+                .await
+                .unwrap();
+            r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(preflight("https://crm.acme.test").await.as_deref(), Some("https://crm.acme.test"));
+    assert_eq!(preflight("https://crm.globex-bank.test").await.as_deref(), Some("https://crm.globex-bank.test"));
+    for bad in [
+        "https://crm.initech.test",
+        "https://crm.acme.test:8443",
+        "https://acme.test",
+        "http://crm.acme.test",
+    ] {
+        assert_eq!(preflight(bad).await, None, "{bad}");
+    }
+
+    // Post-logout redirects follow the templates too, exactly.
+    let mut b = Browser::new();
+    let logout = |uri: &str| {
+        format!(
+            "{}/oauth2/logout?{}",
+            s.base,
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("client_id", "crm-web"), ("post_logout_redirect_uri", uri)])
+                .finish()
+        )
+    };
+    let (status, _, page) = b.get(&logout("https://crm.acme.test/signed-out")).await;
+    assert!(status < 400 && !page.contains("not registered"), "{status}: {page}");
+    let (status, _, page) = b.get(&logout("https://crm.evil.test/signed-out")).await;
+    assert!(status >= 400 && page.contains("not registered"), "{status}: {page}");
+}
+both_stores!(cors_and_logout_follow_the_tenant_domains, &DOMAINS);
+
+#[test]
+fn templates_and_domains_are_checked_when_the_suite_is_applied() {
+    let parse = |suite: &str| {
+        portico_server::suite::Suite::parse("suite.toml", suite, &std::collections::HashSet::new())
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(parse(&DOMAINS), None);
+    let cases: [(String, &str, &str); 7] = [
+        // A product without tenants has no tenant domains to follow.
+        (
+            DOMAINS.replace(
+                "id = \"billing-web\"\nproduct = \"billing\"\nkind = \"confidential\"\nsecret = \"billing-secret-0123456789abcdef0123456789a\"\nredirect_uris = [\"http://127.0.0.1:9/callback\"]",
+                "id = \"billing-web\"\nproduct = \"billing\"\nkind = \"confidential\"\nsecret = \"billing-secret-0123456789abcdef0123456789a\"\nredirect_uris = [\"https://{tenant_domain}/callback\"]",
+            ),
+            "redirect_uris",
+            "tenant_aware",
+        ),
+        (DOMAINS.replace("https://crm.{tenant_domain}/callback", "http://crm.{tenant_domain}/callback"), "redirect_uris", "https"),
+        (DOMAINS.replace("https://crm.{tenant_domain}/callback", "https://example.test/{tenant_domain}"), "redirect_uris", "host"),
+        (DOMAINS.replace("https://crm.{tenant_domain}/callback", "https://crm.{tenant_domain}/cb#x"), "redirect_uris", "fragment"),
+        (DOMAINS.replace("\"https://crm.{tenant_domain}\"", "\"https://crm.{tenant_domain}/\""), "web_origins", "origin"),
+        (DOMAINS.replace("domains = [\"acme.test\"]", "domains = [\"globex.test\"]"), "domains", "one tenant"),
+        (DOMAINS.replace("domains = [\"acme.test\"]", "domains = [\"https://acme.test\"]"), "domains", "host name"),
+    ];
+    for (suite, field, why) in cases {
+        let e = parse(&suite).unwrap_or_else(|| panic!("taken: {field} {why}"));
+        assert!(e.contains(&format!("field {field}")) && e.contains(why), "{field} {why}: {e}");
+    }
+}
