@@ -242,6 +242,11 @@ pub struct Client {
     /// domains (`https://{tenant_domain}/callback`); a URI matched through one names that tenant.
     #[serde(default, skip_serializing_if = "crate::domains::DomainTemplates::is_empty")]
     pub domain_templates: crate::domains::DomainTemplates,
+    /// OIDC Core §4: the page of this product that starts a sign-in when another party (the
+    /// account page's launcher) sends the user there with `iss`; may follow the tenants' domains
+    /// (`https://crm.{tenant_domain}/login`). At most one client of a product registers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiate_login_uri: Option<String>,
 }
 
 impl Client {

@@ -195,6 +195,7 @@ pub(crate) mod tests {
             dpop_bound_access_tokens: false,
             handoff_uri: None,
             domain_templates: Default::default(),
+            initiate_login_uri: None,
         }
     }
 

@@ -250,3 +250,119 @@ fn templates_and_domains_are_checked_when_the_suite_is_applied() {
         assert!(e.contains(&format!("field {field}")) && e.contains(why), "{field} {why}: {e}");
     }
 }
+
+/// The domains suite with each product's sign-in page: CRM's follows the tenant domains,
+/// Reports' is one page for every tenant, Billing's is local.
+static LAUNCH: LazyLock<String> = LazyLock::new(|| {
+    let suite = DOMAINS
+        .replace(
+            "id = \"crm-web\"\n",
+            "id = \"crm-web\"\ninitiate_login_uri = \"https://crm.{tenant_domain}/login\"\n",
+        )
+        .replace(
+            "id = \"reports-web\"\n",
+            "id = \"reports-web\"\ninitiate_login_uri = \"https://reports.example.test/start\"\n",
+        )
+        .replace(
+            "id = \"billing-web\"\n",
+            "id = \"billing-web\"\ninitiate_login_uri = \"http://127.0.0.1:7105/login\"\n",
+        );
+    assert_eq!(suite.matches("initiate_login_uri").count(), 3);
+    suite
+});
+
+async fn the_launcher_lists_exactly_what_the_grants_let_the_user_enter(s: &TestServer) {
+    let p = &s.running.provider;
+    let now = portico_testkit::now();
+    let id = |email: &'static str| async move { s.store().user_by_email(email).await.unwrap().unwrap().0.id };
+    let lines = portico_protocol::account::launcher(p, &id("ada@example.test").await, now).await.unwrap();
+    let seen: Vec<(String, Option<String>, Vec<String>)> = lines
+        .iter()
+        .map(|l| (l.product.clone(), l.tenant.clone(), l.links.iter().map(|k| k.host.clone()).collect()))
+        .collect();
+    let line = |product: &str, tenant: Option<&str>, hosts: &[&str]| {
+        (
+            product.to_owned(),
+            tenant.map(str::to_owned),
+            hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            line("Billing", None, &["127.0.0.1"]),
+            line("CRM", Some("Acme Bank"), &["crm.acme.test"]),
+            line("CRM", Some("Globex"), &["crm.globex.test", "crm.globex-bank.test"]),
+            line("Reports", Some("Acme Bank"), &["reports.example.test"]),
+        ]
+    );
+    assert_eq!(lines[2].domains, ["globex.test", "globex-bank.test"], "the permitted domains");
+    // OIDC Core §4: the page gets `iss`; one page for every tenant also gets the tenant (a handle).
+    let crm = url::Url::parse(&lines[1].links[0].url).unwrap();
+    assert_eq!(
+        (crm.path(), crm.query_pairs().collect::<Vec<_>>()),
+        ("/login", vec![("iss".into(), s.base.clone().into())])
+    );
+    let reports = url::Url::parse(&lines[3].links[0].url).unwrap();
+    let organization = reports.query_pairs().find(|(k, _)| k == "organization").unwrap().1.into_owned();
+    assert!(organization.starts_with("th_"), "a handle, not the tenant's id: {organization}");
+    assert_eq!(
+        portico_protocol::tenants::find(p, &p.config(), &organization, now)
+            .map(|t| t.slug.clone())
+            .as_deref(),
+        Some("acme")
+    );
+
+    // Bob holds CRM in Acme only; Olga holds CRM in every tenant ("*"), Initech has no domain.
+    let bob = portico_protocol::account::launcher(p, &id("bob@example.test").await, now).await.unwrap();
+    assert_eq!(
+        bob.iter().map(|l| (l.product.as_str(), l.tenant.as_deref())).collect::<Vec<_>>(),
+        [("CRM", Some("Acme Bank"))]
+    );
+    let olga = portico_protocol::account::launcher(p, &id("olga@example.test").await, now).await.unwrap();
+    let tenants: Vec<_> = olga.iter().map(|l| (l.tenant.as_deref().unwrap(), l.links.len())).collect();
+    assert_eq!(tenants, [("Acme Bank", 1), ("Globex", 2), ("Initech", 0)]);
+
+    // The account page shows it.
+    let mut b = Browser::new();
+    crate::tenancy::tokens(&mut b, s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let (status, _, page) = b.get(&format!("{}/account", s.base)).await;
+    assert_eq!(status, 200);
+    let table = page
+        .split("aria-label=\"Applications\"")
+        .nth(1)
+        .expect("the launcher")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(table.contains("href=\"https://crm.globex-bank.test/login?iss="), "{table}");
+    assert_eq!(table.matches("<a href=").count(), 5, "{table}");
+    assert!(!table.contains("Initech"));
+}
+both_stores!(the_launcher_lists_exactly_what_the_grants_let_the_user_enter, &LAUNCH);
+
+#[test]
+fn a_sign_in_page_is_https_and_one_per_product() {
+    let parse = |suite: &str| {
+        portico_server::suite::Suite::parse("suite.toml", suite, &std::collections::HashSet::new())
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(parse(&LAUNCH), None);
+    for (from, to, why) in [
+        ("https://reports.example.test/start", "http://reports.example.test/start", "https"),
+        ("https://reports.example.test/start", "https://reports.example.test/start#x", "fragment"),
+        ("https://reports.example.test/start", "start", "absolute"),
+        ("https://crm.{tenant_domain}/login", "https://{tenant_domain}.evil.test/login", "host labels"),
+        ("http://127.0.0.1:7105/login", "https://billing.{tenant_domain}/login", "tenant_aware"),
+    ] {
+        let e = parse(&LAUNCH.replace(from, to)).unwrap_or_else(|| panic!("{to} was taken"));
+        assert!(e.contains("field initiate_login_uri") && e.contains(why), "{to}: {e}");
+    }
+    let two = LAUNCH.replace(
+        "id = \"reports-spa\"\n",
+        "id = \"reports-spa\"\ninitiate_login_uri = \"https://reports.example.test/other\"\n",
+    );
+    let e = parse(&two).expect("two pages refused");
+    assert!(e.contains("field initiate_login_uri") && e.contains("one page per product"), "{e}");
+}

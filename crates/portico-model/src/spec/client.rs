@@ -41,6 +41,8 @@ pub struct ClientSpec {
     pub dpop_bound_access_tokens: bool,
     /// The page that receives a hand-off code for this product (exactly as registered).
     pub handoff_uri: Option<String>,
+    /// OIDC Core §4: the product's page that starts a sign-in (the launcher links to it).
+    pub initiate_login_uri: Option<String>,
 }
 
 /// The shortest secret a confidential client may have.
@@ -72,6 +74,7 @@ impl ClientSpec {
         };
         self.check_logout_uri()?;
         self.check_handoff_uri()?;
+        self.check_initiate_login_uri()?;
         let (web_origins, origin_templates) = split_templates(&self.web_origins);
         check_web_origins(&web_origins)?;
         let (redirects, redirect_templates) = split_templates(&self.redirect_uris);
@@ -106,6 +109,7 @@ impl ClientSpec {
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             handoff_uri: self.handoff_uri.clone(),
             domain_templates,
+            initiate_login_uri: self.initiate_login_uri.clone(),
         };
         Ok((client, secret))
     }
@@ -250,15 +254,34 @@ impl ClientSpec {
         }
         let url = RedirectUri::parse(u).and_then(|r| url::Url::parse(r.as_str()).map_err(|e| e.to_string()));
         let url = url.map_err(|m| FieldError::new("handoff_uri", format!("{u:?} {m}")))?;
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            _ => false,
-        };
-        if url.scheme() == "https" || (url.scheme() == "http" && loopback) {
+        if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) {
             Ok(())
         } else {
             Err(FieldError::new("handoff_uri", format!("{u:?} must be https (http only on a loopback address)")))
+        }
+    }
+
+    /// OIDC Core §4 (and Dynamic Client Registration §2): an `https` URI (`http` only on a
+    /// loopback address, for development), a `{tenant_domain}` template or a plain one.
+    fn check_initiate_login_uri(&self) -> Result<(), FieldError> {
+        const FIELD: &str = "initiate_login_uri";
+        let Some(u) = &self.initiate_login_uri else { return Ok(()) };
+        let plain = if u.contains(crate::domains::TENANT_DOMAIN) {
+            if let Some(why) = crate::domains::template_problem(u) {
+                return Err(FieldError::new(FIELD, format!("{u:?} {why}")));
+            }
+            crate::domains::expand(u, "tenant.example")
+        } else {
+            u.clone()
+        };
+        let url = url::Url::parse(&plain).map_err(|e| FieldError::new(FIELD, format!("{u:?} is not an absolute URI: {e}")))?;
+        if url.fragment().is_some() {
+            return Err(FieldError::new(FIELD, format!("{u:?} must not contain a fragment")));
+        }
+        if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) {
+            Ok(())
+        } else {
+            Err(FieldError::new(FIELD, format!("{u:?} must be https (http only on a loopback address)")))
         }
     }
 
@@ -313,6 +336,15 @@ fn check_web_origins(origins: &[String]) -> Result<(), FieldError> {
             format!("{bad:?} is not an origin like \"https://app.example.test\""),
         )),
         None => Ok(()),
+    }
+}
+
+/// Whether the URL's host is a loopback IP address.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
     }
 }
 

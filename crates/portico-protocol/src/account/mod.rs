@@ -18,7 +18,7 @@ pub mod totp;
 use crate::provider::Provider;
 use enrolment::FactorChange;
 use login::Factors;
-use portico_model::User;
+use portico_model::{Grantee, User, UserId, domains};
 use portico_store::{PasskeyRow, SessionInfo, SsoSession, StoreError};
 
 /// What the account page shows.
@@ -56,4 +56,82 @@ pub async fn overview(p: &Provider, session: &SsoSession, user: User, now: i64) 
         recovery_left,
         recovery_last_used,
     })
+}
+
+/// A line of the account page's launcher: a product the user may enter (an active grant), in one
+/// of its tenants for a product with tenants, and where to go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub product: String,
+    /// The tenant's name, for a product with tenants.
+    pub tenant: Option<String>,
+    /// The tenant's own domains (the permitted-domains list).
+    pub domains: Vec<String>,
+    /// The product's page that starts a sign-in (OIDC Core §4, with `iss`): one per tenant domain
+    /// when the page follows them, else one (with `organization`, a handle, for a tenant).
+    pub links: Vec<LaunchLink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchLink {
+    /// The host the link goes to.
+    pub host: String,
+    pub url: String,
+}
+
+/// The launcher: every product the user holds an active grant for (never Portico's own admin
+/// product), each tenant the grants let them enter, with the tenant's domains and links to the
+/// product's `initiate_login_uri`. Products by name, tenants by name.
+pub async fn launcher(p: &Provider, user: &UserId, now: i64) -> Result<Vec<Launch>, StoreError> {
+    let grants = p.store.grants_of(&Grantee::User(user.clone())).await?;
+    let config = p.config();
+    let mut products: Vec<_> = config
+        .products()
+        .filter(|x| x.slug.as_str() != portico_model::admin::SLUG)
+        .filter(|x| grants.iter().any(|g| g.product == x.slug && g.is_active_at(now)))
+        .collect();
+    products.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for product in products {
+        let page = config
+            .clients()
+            .filter(|e| e.client.product == product.slug)
+            .find_map(|e| e.client.initiate_login_uri.clone());
+        let link = |url: String, extra: Option<(&str, String)>| -> Option<LaunchLink> {
+            let mut url = url::Url::parse(&url).ok()?;
+            url.query_pairs_mut().append_pair("iss", &p.issuer);
+            if let Some((k, v)) = extra {
+                url.query_pairs_mut().append_pair(k, &v);
+            }
+            Some(LaunchLink {
+                host: url.host_str().unwrap_or("").to_owned(),
+                url: url.into(),
+            })
+        };
+        if !product.tenant_aware {
+            out.push(Launch {
+                product: product.name.clone(),
+                tenant: None,
+                domains: vec![],
+                links: page.and_then(|u| link(u, None)).into_iter().collect(),
+            });
+            continue;
+        }
+        for tenant in portico_model::enterable_tenants(&grants, product, &config.tenants, now) {
+            let links = match &page {
+                Some(u) if u.contains(domains::TENANT_DOMAIN) => tenant.domains.iter().filter_map(|d| link(domains::expand(u, d), None)).collect(),
+                Some(u) => link(u.clone(), Some(("organization", p.tenant_handles.handle(&p.kek, &tenant.id, now))))
+                    .into_iter()
+                    .collect(),
+                None => vec![],
+            };
+            out.push(Launch {
+                product: product.name.clone(),
+                tenant: Some(tenant.name.clone()),
+                domains: tenant.domains.clone(),
+                links,
+            });
+        }
+    }
+    Ok(out)
 }

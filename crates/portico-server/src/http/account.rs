@@ -78,6 +78,8 @@ struct AccountPage<'a> {
     mail: bool,
     csrf: &'a str,
     sessions: Vec<SessionRow>,
+    /// The launcher: the products the user may enter, per tenant, with links.
+    launcher: Vec<portico_protocol::account::Launch>,
     /// The mailed-link offer, when the first factor needs it (rendered from its template).
     factor_offer: Option<html::Fragment>,
     totp: bool,
@@ -142,6 +144,9 @@ fn session_rows(s: &AppState, o: &portico_protocol::account::Overview, current: 
 }
 
 pub async fn page(State(s): State<AppState>, Account { session: current, user }: Account, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let Ok(launcher) = portico_protocol::account::launcher(&s.provider, &user.id, now(&s)).await else {
+        return unavailable();
+    };
     let Ok(o) = portico_protocol::account::overview(&s.provider, &current, user, now(&s)).await else {
         return unavailable();
     };
@@ -177,6 +182,7 @@ pub async fn page(State(s): State<AppState>, Account { session: current, user }:
         mail: s.mailer.is_some(),
         csrf: &csrf,
         sessions,
+        launcher,
         factor_offer,
         totp: o.factors.totp,
         recovery_left: o.recovery_left,

@@ -170,11 +170,13 @@ impl Suite {
         // A client whose URIs follow tenant domains serves a product that has tenants.
         for (sp, (c, _)) in doc.client.iter().zip(&clients) {
             let t = &c.domain_templates;
-            if !t.is_empty() && !product(c.product.as_str()).is_some_and(|p| p.tenant_aware) {
-                let field = match (t.redirect_uris.is_empty(), t.post_logout_redirect_uris.is_empty()) {
-                    (false, _) => "redirect_uris",
-                    (true, false) => "post_logout_redirect_uris",
-                    (true, true) => "web_origins",
+            let login_template = c.initiate_login_uri.as_ref().is_some_and(|u| u.contains(domains::TENANT_DOMAIN));
+            if (!t.is_empty() || login_template) && !product(c.product.as_str()).is_some_and(|p| p.tenant_aware) {
+                let field = match (t.redirect_uris.is_empty(), t.post_logout_redirect_uris.is_empty(), t.web_origins.is_empty()) {
+                    (false, _, _) => "redirect_uris",
+                    (true, false, _) => "post_logout_redirect_uris",
+                    (true, true, false) => "web_origins",
+                    (true, true, true) => "initiate_login_uri",
                 };
                 return Err(src.field(
                     sp.span(),
@@ -239,19 +241,26 @@ fn clients(src: &Source<'_>, defs: &[Spanned<ClientSpec>], product_known: &dyn F
         }
         let (client, secret) = d.check(resolve_secret, product_known).map_err(fail)?;
         usable_keys(&client).map_err(fail)?;
-        // Another product sends its users to *the* hand-off page of this one.
-        if let Some((other, _)) = clients
-            .iter()
-            .find(|(c, _): &&(Client, Option<Secret>)| client.handoff_uri.is_some() && c.product == client.product && c.handoff_uri.is_some())
-        {
-            return Err(fail(FieldError::new(
-                "handoff_uri",
-                format!(
-                    "client {:?} already registers product {:?}'s hand-off page: one page per product",
-                    other.id.as_str(),
-                    client.product.as_str()
-                ),
-            )));
+        // Another product sends its users to *the* hand-off page of this one; the launcher to
+        // *the* page that starts its sign-in.
+        let pages: [(&'static str, fn(&Client) -> bool); 2] = [
+            ("handoff_uri", |c| c.handoff_uri.is_some()),
+            ("initiate_login_uri", |c| c.initiate_login_uri.is_some()),
+        ];
+        for (field, page) in pages {
+            if let Some((other, _)) = clients
+                .iter()
+                .find(|(c, _): &&(Client, Option<Secret>)| page(&client) && c.product == client.product && page(c))
+            {
+                return Err(fail(FieldError::new(
+                    field,
+                    format!(
+                        "client {:?} already registers product {:?}'s page: one page per product",
+                        other.id.as_str(),
+                        client.product.as_str()
+                    ),
+                )));
+            }
         }
         clients.push((client, secret));
     }
