@@ -53,6 +53,11 @@ async fn the_response_goes_only_to_the_registered_origin(s: &TestServer) {
     assert_eq!(message["response"]["state"], "st-1");
     assert_eq!(message["response"]["iss"], s.base.as_str());
     assert!(message["response"]["code"].as_str().is_some_and(|c| c.len() > 20));
+    // With neither opener nor parent (a popup its opener's COOP cut off) the page sends the same
+    // response to the registered redirect URI instead.
+    let code = message["response"]["code"].as_str().unwrap();
+    let fallback = format!("window.location.replace(\"http://127.0.0.1:9/callback?code={code}\\u0026state=st-1");
+    assert!(page.contains(&fallback), "{page}");
     // Only that origin may frame this page; the script runs by nonce only.
     let policy = csp(&h);
     assert!(

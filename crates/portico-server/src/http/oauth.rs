@@ -423,10 +423,7 @@ pub async fn authorize_resume(State(s): State<AppState>, flow: Flow, Query(q): Q
 pub fn respond(resp: AuthResponse) -> Response {
     let encoded = serde_urlencoded::to_string(&resp.params).expect("pairs encode");
     match resp.mode {
-        ResponseMode::Query => {
-            let sep = if resp.redirect_uri.contains('?') { '&' } else { '?' };
-            html::secure(Redirect::to(&format!("{}{sep}{encoded}", resp.redirect_uri)).into_response(), None)
-        }
+        ResponseMode::Query => html::secure(Redirect::to(&query_redirect(&resp)).into_response(), None),
         ResponseMode::Fragment => html::secure(Redirect::to(&format!("{}#{encoded}", resp.redirect_uri)).into_response(), None),
         ResponseMode::FormPost => {
             let nonce = portico_protocol::random::token();
@@ -442,6 +439,13 @@ pub fn respond(resp: AuthResponse) -> Response {
         }
         ResponseMode::WebMessage => web_message(&resp),
     }
+}
+
+/// The redirect URI with the response's parameters added to its query.
+fn query_redirect(resp: &AuthResponse) -> String {
+    let encoded = serde_urlencoded::to_string(&resp.params).expect("pairs encode");
+    let sep = if resp.redirect_uri.contains('?') { '&' } else { '?' };
+    format!("{}{sep}{encoded}", resp.redirect_uri)
 }
 
 /// The Form Post Response Mode answer: the parameters as hidden fields, posted to the redirect URI
@@ -489,12 +493,17 @@ struct WebMessagePage<'a> {
     message: ScriptJson,
     /// The client's registered origin; `None` when it has none (nothing is posted).
     origin: Option<ScriptJson>,
+    /// The same response as a redirect to the redirect URI, for a page with neither opener nor
+    /// parent: a popup its opener's `Cross-Origin-Opener-Policy` cut off lands back on the app.
+    fallback: ScriptJson,
 }
 
 /// The Web Message Response Mode answer: a page that posts `{type: "authorization_response",
 /// response: {…}}` to its opener (a popup) or parent (an iframe), with the target origin set to the
 /// client's registered origin, so no other page can read it; and that only that origin may frame.
-/// Without a registered origin it posts nothing.
+/// Without a registered origin it posts nothing. A page with neither opener nor parent (a popup
+/// whose opener sent `Cross-Origin-Opener-Policy: same-origin`, which severs the two) redirects
+/// to the registered redirect URI with the response in the query instead, as the code flow would.
 fn web_message(resp: &AuthResponse) -> Response {
     let nonce = portico_protocol::random::token();
     let response: serde_json::Map<String, serde_json::Value> = resp.params.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
@@ -505,6 +514,7 @@ fn web_message(resp: &AuthResponse) -> Response {
         nonce: &nonce,
         message: ScriptJson::of(&message),
         origin: resp.web_origin.as_ref().map(|o| ScriptJson::of(&serde_json::json!(o))),
+        fallback: ScriptJson::of(&serde_json::json!(query_redirect(resp))),
     };
     html::secure_framed_by(
         (StatusCode::OK, axum::response::Html(html::render(&page))).into_response(),
