@@ -10,7 +10,7 @@
 //  - no bearer token appears in any URL the browser requests.
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:https';
+import { createServer, request } from 'node:https';
 import { after, before, test } from 'node:test';
 import { freePort, launchChromium, shots, startServe, testCertificate } from './harness.mjs';
 
@@ -23,14 +23,64 @@ let appPort;
 let browser;
 
 const appOrigin = () => `https://app.example.test:${appPort}`;
+const CRM_API_SECRET = 'crm-api-secret-0123456789abcdef0123456789';
+const REPORTS_API_SECRET = 'reports-api-secret-0123456789abcdef01234567';
+
+/** A backend's form POST to Portico (over loopback, Portico's name for TLS and Host). */
+function porticoPost(path, form, client, secret) {
+  const body = new URLSearchParams(form).toString();
+  const host = new URL(portico.base);
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1', port: host.port, path, method: 'POST', servername: host.hostname, ca: readFileSync(tls.cert),
+      headers: { host: host.host, 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${client}:${secret}`).toString('base64')}` },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text || 'null') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** CRM's backend: a hand-off link for its signed-in user (the SPA's token as the subject). */
+async function crmHandoff(req, res) {
+  let raw = '';
+  for await (const chunk of req) raw += chunk;
+  const { context, organization } = JSON.parse(raw);
+  const subject = (req.headers.authorization ?? '').replace(/^Bearer /, '');
+  const answer = await porticoPost('/oauth2/handoff', { subject_token: subject, resource: 'https://reports.example.test', organization, context }, 'crm-api', CRM_API_SECRET);
+  if (answer.status !== 200) {
+    res.writeHead(403, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: answer.body.error }));
+    return;
+  }
+  const url = new URL(answer.body.handoff_uri);
+  url.searchParams.set('handoff_code', answer.body.handoff_code);
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ url: url.href }));
+}
+
+/** Reports' hand-off page: its backend redeems the code and shows where the user landed. */
+async function reportsLanding(url, res) {
+  const answer = await porticoPost('/oauth2/token', {
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: url.searchParams.get('handoff_code') ?? '',
+    subject_token_type: 'urn:portico:token-type:handoff',
+  }, 'reports-api', REPORTS_API_SECRET);
+  const claims = answer.status === 200 ? JSON.parse(Buffer.from(answer.body.access_token.split('.')[1], 'base64url').toString()) : {};
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  res.end(`<!doctype html><title>Reports</title><h1>Reports</h1><p id="landed">${answer.status === 200 ? `${claims.org_name}: ${answer.body.context}` : `refused: ${answer.body.error}`}</p>`);
+}
 
 // Every page of the app: the SDK, an event log, the callback handled on /callback.
 const page = (issuer) => `<!doctype html><meta charset="utf-8"><title>CRM</title>
-<h1>CRM</h1><p id="state">…</p><button id="popup">Sign in in a popup</button><pre id="log"></pre>
+<h1>CRM</h1><p id="state">…</p><button id="popup">Sign in in a popup</button><button id="reports">Open the report in Reports</button><pre id="log"></pre>
 <script type="module">
 import { createPortico } from '/portico.js';
 const portico = createPortico({ issuer: ${JSON.stringify(issuer)}, clientId: 'crm-spa', redirectUri: location.origin + '/callback',
-  singleSession: localStorage.getItem('test:single') === '1' });
+  singleSession: localStorage.getItem('test:single') === '1', handoffEndpoint: location.origin + '/api/handoff' });
 window.portico = portico;
 window.events = [];
 const show = async () => {
@@ -43,6 +93,7 @@ portico.onAuthStateChange((e) => {
   if (e.type === 'session_replaced') document.getElementById('state').textContent = 'Signed out: a newer session of CRM started in another tab';
   else show();
 });
+document.getElementById('reports').onclick = () => { window.opened = portico.openProduct('reports', { context: 'report=42' }).then(() => 'ok', (e) => e.reason); };
 document.getElementById('popup').onclick = () => { window.popupResult = portico.loginWithPopup({ organization: 'acme' }).then(() => 'ok', (e) => e.reason); };
 if (location.pathname === '/callback') {
   const url = location.href;
@@ -91,6 +142,7 @@ slug = "crm"
 name = "CRM"
 audience = "https://crm.example.test"
 tenant_aware = true
+handoff_to = ["reports"]
 [product.roles]
 viewer = ["read:contacts"]
 editor = ["read:contacts", "write:contacts"]
@@ -104,6 +156,36 @@ redirect_uris = ["https://app.example.test:${appPort}/callback"]
 web_origins = ["https://app.example.test:${appPort}"]
 grant_types = ["authorization_code", "refresh_token"]
 first_party = true
+
+[[product]]
+slug = "reports"
+name = "Reports"
+audience = "https://reports.example.test"
+tenant_aware = true
+[product.roles]
+analyst = ["read:reports"]
+
+[[client]]
+id = "crm-api"
+product = "crm"
+kind = "confidential"
+secret = "${CRM_API_SECRET}"
+grant_types = ["client_credentials"]
+
+[[client]]
+id = "reports-api"
+product = "reports"
+kind = "confidential"
+secret = "${REPORTS_API_SECRET}"
+grant_types = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+handoff_uri = "https://reports.example.test:${appPort}/handoff"
+first_party = true
+
+[[grant]]
+user = "ada@example.test"
+product = "reports"
+tenant = "acme"
+roles = ["analyst"]
 
 [[tenant]]
 slug = "acme"
@@ -134,6 +216,14 @@ roles = ["viewer"]
   const html = page(portico.base);
   app = createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, (req, res) => {
     const url = new URL(req.url, appOrigin());
+    if (url.pathname === '/api/handoff' && req.method === 'POST') {
+      crmHandoff(req, res);
+      return;
+    }
+    if ((req.headers.host ?? '').startsWith('reports.') && url.pathname === '/handoff') {
+      reportsLanding(url, res);
+      return;
+    }
     if (url.pathname === '/portico.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' });
       res.end(readFileSync(SDK));
@@ -348,5 +438,24 @@ test('one session per browser: a newer session signs the older tab out, and it s
   await older.screenshot({ path: `${shots}/43-sdk-session-replaced.png` });
   assert.ok(await newer.evaluate(() => window.portico.getAccessToken()), 'the newer tab goes on');
   assert.ok(!(await newer.evaluate(() => window.events)).includes('session_replaced'));
+  await context.close();
+});
+
+test('openProduct: a new tab of another product, signed in, with the context, and only a code in its URL', async () => {
+  const { context, urls } = await recordedContext();
+  const p = await signIn(context);
+  const [tab] = await Promise.all([context.waitForEvent('page'), p.click('#reports')]);
+  await tab.waitForURL(/reports\.example\.test.*\/handoff\?handoff_code=/);
+  await tab.waitForSelector('#landed');
+  assert.equal(await tab.textContent('#landed'), 'Acme Bank: report=42');
+  assert.equal(await p.evaluate(() => window.opened), 'ok');
+  const landing = new URL(tab.url());
+  assert.deepEqual([...landing.searchParams.keys()], ['handoff_code'], 'the code is the one parameter of the URL');
+  await tab.screenshot({ path: `${shots}/44-sdk-open-product.png` });
+  // The code was good once: the same URL again lands nowhere.
+  await tab.reload();
+  assert.match(await tab.textContent('#landed'), /^refused: invalid_request/);
+  const tokens = await p.evaluate(() => window.storedTokens());
+  for (const t of tokens) assert.ok(!urls.some((u) => u.includes(t.accessToken) || u.includes(t.refreshToken)), 'a token in a URL');
   await context.close();
 });
