@@ -383,7 +383,7 @@ test('switching tenant goes through the refresh grant, without a navigation', as
   // Each tenant's token is kept apart: asking for Acme is Acme's, from the cache.
   assert.equal(org(await p.evaluate(() => window.portico.getAccessToken({ organization: 'acme' }))), 'Acme Bank');
   assert.equal(org(await p.evaluate(() => window.portico.getAccessToken({ organization: 'globex' }))), 'Globex');
-  assert.equal(grants.length - before, 2, 'one switch to Globex, one refresh naming Acme again, nothing more');
+  assert.equal(grants.length - before, 1, 'one switch to Globex; Acme (signed in as "acme") and Globex from the cache');
   assert.ok((await p.evaluate(() => window.events)).includes('organization_switched'));
   // A tenant without a grant: refused, and nothing is signed out.
   assert.equal(await p.evaluate(() => window.portico.getAccessToken({ organization: 'initech' }).then(() => 'token', (e) => e.reason)), 'access_denied');
@@ -416,7 +416,7 @@ test('a popup sign-in, with and without Cross-Origin-Opener-Policy', async () =>
   const p = await open(context);
   const [popup] = await Promise.all([context.waitForEvent('page'), p.click('#popup')]);
   await popup.waitForURL(/\/login/);
-  await popup.waitForTimeout(1600);
+  await popup.waitForTimeout(5500); // past the window in which a closed popup reads as cut off by COOP
   await popup.close();
   await p.waitForFunction(() => window.popupResult !== undefined, null, { timeout: 5000 });
   assert.equal(await p.evaluate(() => window.popupResult), 'popup_closed');

@@ -22,6 +22,10 @@ pub struct Family {
     pub sid: Option<Sid>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The first family of the tree this one was switched from (`None`: it is a first family).
+    pub origin: Option<FamilyId>,
+    /// The tree began on a tenant's own domain: it stays in that tenant.
+    pub pinned: bool,
 }
 
 /// A `token_families` row as stored (`tenant` is `''` for none).
@@ -35,6 +39,8 @@ struct FamilyRow {
     sid: Option<String>,
     created_at: i64,
     revoked_at: Option<i64>,
+    origin: Option<String>,
+    pinned: bool,
 }
 
 impl From<FamilyRow> for Family {
@@ -48,6 +54,8 @@ impl From<FamilyRow> for Family {
             sid: r.sid.map(Sid::new),
             created_at: r.created_at,
             revoked_at: r.revoked_at,
+            origin: r.origin.map(FamilyId::new),
+            pinned: r.pinned,
         }
     }
 }
@@ -56,6 +64,10 @@ impl Family {
     /// The stored form of the tenant: `''` for none.
     fn tenant_key(&self) -> &str {
         self.tenant.as_ref().map_or("", TenantId::as_str)
+    }
+    /// The first family of this one's tree: its `origin`, or itself.
+    pub fn root(&self) -> &FamilyId {
+        self.origin.as_ref().unwrap_or(&self.id)
     }
 }
 
@@ -85,12 +97,14 @@ pub struct RefreshPeek {
 }
 
 /// A refresh token with everything its grant needs checked, read in one statement: the token, its
-/// family, the family's user and that user's grants for the family's product.
+/// family, the family's user and that user's grants for the family's product, and whether the
+/// family's product session has ended.
 #[derive(Clone, Debug)]
 pub struct RefreshContext {
     pub token: RefreshPeek,
     pub user: Option<User>,
     pub grants: Vec<Grant>,
+    pub session_ended: bool,
 }
 
 /// One refresh-token rotation: `old_hash` is spent, `new_hash` takes its place in the family.
@@ -111,7 +125,7 @@ pub enum RefreshRotation {
     Reused,
 }
 
-const FAMILY_COLUMNS: &str = "f.id, f.subject, f.client_id, f.product, f.tenant, f.sid, f.created_at, f.revoked_at";
+const FAMILY_COLUMNS: &str = "f.id, f.subject, f.client_id, f.product, f.tenant, f.sid, f.created_at, f.revoked_at, f.origin, f.pinned";
 const TOKEN_COLUMNS: &str = "r.data, r.expires_at, r.rotated_at";
 const TOKEN_FROM: &str = "FROM refresh_tokens r JOIN token_families f ON f.id = r.family";
 static PEEK_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS} {TOKEN_FROM} WHERE r.hash = $1"));
@@ -120,7 +134,8 @@ static PEEK_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {FAMILY_COL
 static CONTEXT_SQL: LazyLock<String> = LazyLock::new(|| {
     let prefixed = |columns: &str, t: &str| columns.split(", ").map(|c| format!("{t}.{c} AS {t}_{c}")).collect::<Vec<_>>().join(", ");
     format!(
-        "SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS}, {user}, {grant} {TOKEN_FROM}
+        "SELECT {FAMILY_COLUMNS}, {TOKEN_COLUMNS}, ps.ended_at AS ps_ended_at, {user}, {grant} {TOKEN_FROM}
+         LEFT JOIN product_sessions ps ON ps.sid = f.sid
          LEFT JOIN users u ON u.id = f.subject
          LEFT JOIN grants g ON g.grantee = f.subject AND g.product = f.product
          WHERE r.hash = $1",
@@ -155,6 +170,7 @@ impl From<PeekRow> for RefreshPeek {
 struct ContextRow {
     #[sqlx(flatten)]
     token: PeekRow,
+    ps_ended_at: Option<i64>,
     u_id: Option<String>,
     u_email: Option<String>,
     u_email_verified: Option<bool>,
@@ -238,10 +254,16 @@ impl Store {
         let rows: Vec<ContextRow> = on_read!(self, pool => sqlx::query_as(&CONTEXT_SQL).bind(hash).fetch_all(pool).await)?;
         let Some(first) = rows.first() else { return Ok(None) };
         let user = first.user();
+        let session_ended = first.ps_ended_at.is_some();
         let mut rows = rows;
         let grants = rows.iter_mut().filter_map(ContextRow::take_grant).collect::<Result<_>>()?;
         let token = rows.swap_remove(0).token.into();
-        Ok(Some(RefreshContext { token, user, grants }))
+        Ok(Some(RefreshContext {
+            token,
+            user,
+            grants,
+            session_ended,
+        }))
     }
 
     /// The roles of the grant behind a client's access token, in one read: `None` when its `jti`
@@ -298,11 +320,45 @@ impl Tx<'_> {
     }
 
     pub async fn insert_family(&mut self, f: &Family) -> Result<()> {
-        on_tx!(self, t => sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        on_tx!(self, t => sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at, origin, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(f.id.as_str()).bind(f.subject.as_str()).bind(f.client_id.as_str()).bind(f.product.as_str()).bind(f.tenant_key())
-            .bind(f.sid.as_ref().map(Sid::as_str)).bind(f.created_at)
+            .bind(f.sid.as_ref().map(Sid::as_str)).bind(f.created_at).bind(f.origin.as_ref().map(FamilyId::as_str)).bind(f.pinned)
             .execute(&mut **t).await.map(|_| ()))?;
         Ok(())
+    }
+
+    /// A family switched from `source` to another tenant (`new.origin` is the tree's first
+    /// family), with its first refresh token: made only while `source` is live, and in place of
+    /// any family of the tree already in that tenant (revoked), so a tree holds one live family per
+    /// tenant. `false` (nothing written) when `source` was revoked meanwhile.
+    pub async fn insert_switched_family(&mut self, new: &Family, source: &FamilyId, refresh_hash: &str, data: &str, expires_at: i64) -> Result<bool> {
+        let root = new.origin.as_ref().map_or(new.id.as_str(), FamilyId::as_str);
+        // The source's row is locked (PostgreSQL; SQLite has one writer): a sign-out that revoked
+        // it first is seen here. One that revokes it after may miss the new row, on PostgreSQL;
+        // the new family's refreshes then stop at its ended product session (`refresh_context`).
+        let sql = match self.inner {
+            crate::tx::Inner::Postgres(_) => "SELECT id FROM token_families WHERE id = $1 AND revoked_at IS NULL FOR UPDATE",
+            crate::tx::Inner::Sqlite(_) => "SELECT id FROM token_families WHERE id = $1 AND revoked_at IS NULL",
+        };
+        let inserted = on_tx!(self, t => {
+            let live: Option<(String,)> = sqlx::query_as(sql).bind(source.as_str()).fetch_optional(&mut **t).await?;
+            if live.is_none() {
+                false
+            } else {
+                sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'switched_again'
+                             WHERE (id = $1 OR origin = $1) AND tenant = $2 AND revoked_at IS NULL")
+                    .bind(root).bind(new.tenant_key()).bind(new.created_at).execute(&mut **t).await?;
+                sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at, origin, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(new.id.as_str()).bind(new.subject.as_str()).bind(new.client_id.as_str()).bind(new.product.as_str()).bind(new.tenant_key())
+                    .bind(new.sid.as_ref().map(Sid::as_str)).bind(new.created_at).bind(root).bind(new.pinned)
+                    .execute(&mut **t).await?;
+                sqlx::query("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(refresh_hash).bind(new.id.as_str()).bind(data).bind(new.created_at).bind(expires_at)
+                    .execute(&mut **t).await?;
+                true
+            }
+        });
+        Ok(inserted)
     }
 
     /// Marks a code consumed, atomically: of two concurrent presentations exactly one gets
@@ -328,10 +384,14 @@ impl Tx<'_> {
         })
     }
 
-    /// Revokes a family: its refresh tokens stop working and its access tokens introspect
-    /// inactive. Whether it was live.
+    /// Revokes a family and the rest of its tree (the families switched from it to other tenants,
+    /// or it from them): their refresh tokens stop working and their access tokens introspect
+    /// inactive. Whether any of them was live.
     pub async fn revoke_family(&mut self, id: &FamilyId, reason: &str, now: i64) -> Result<bool> {
-        let n = on_tx!(self, t => sqlx::query("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
+        let n = on_tx!(self, t => sqlx::query(
+            "UPDATE token_families SET revoked_at = $2, revoked_reason = $3
+             WHERE revoked_at IS NULL AND (id = $1 OR id = (SELECT COALESCE(origin, id) FROM token_families WHERE id = $1)
+                   OR origin = (SELECT COALESCE(origin, id) FROM token_families WHERE id = $1))")
             .bind(id.as_str()).bind(now).bind(reason).execute(&mut **t).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)
     }

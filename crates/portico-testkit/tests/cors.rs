@@ -281,7 +281,7 @@ async fn backend_endpoints_answer_no_web_page(s: &TestServer) {
     let form = [("subject_token", access), ("resource", "https://reports.example.test")];
     let (status, h, body) = send(s, "POST", "/oauth2/handoff", Some(OTHER_ORIGIN), &as_crm, &form).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.get("code").is_none());
+    assert!(body.get("handoff_code").is_none());
     unreadable(&h);
 
     // The admin API: refused before the token is looked at.

@@ -182,7 +182,7 @@ both_stores!(what_a_client_sends_comes_back_escaped);
 #[test]
 fn templates_embed_unescaped_only_fragments_and_script_json() {
     const FRAGMENTS: [&str; 6] = ["body", "offer", "passkey", "passkey_add", "password_field", "passwordless"];
-    const SCRIPT_JSON: [&str; 2] = ["message", "origin"];
+    const SCRIPT_JSON: [&str; 3] = ["message", "origin", "fallback"];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../portico-server/templates");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {

@@ -15,6 +15,8 @@ fn family(id: &str, user: &UserId) -> Family {
         sid: None,
         created_at: portico_testkit::now(),
         revoked_at: None,
+        origin: None,
+        pinned: false,
     }
 }
 
@@ -351,7 +353,7 @@ async fn a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_re
 both_stores!(a_client_token_lives_exactly_while_its_grant_is_active_and_it_is_not_revoked);
 
 /// Runs one SQL statement on the test server's database, behind the store's back: a tamperer.
-async fn behind_the_back(s: &TestServer, sql: &str) {
+pub async fn behind_the_back(s: &TestServer, sql: &str) {
     use sqlx::Connection;
     match &s.config.database_url {
         Some(url) => {

@@ -366,3 +366,39 @@ fn a_sign_in_page_is_https_and_one_per_product() {
     let e = parse(&two).expect("two pages refused");
     assert!(e.contains("field initiate_login_uri") && e.contains("one page per product"), "{e}");
 }
+
+async fn the_pin_holds_across_a_hand_off(s: &TestServer) {
+    use crate::tenancy::{REPORTS_SECRET, handoff, redeem_handoff};
+    // Olga holds CRM and Reports in every tenant; she signs in on Globex's own domain.
+    let mut b = Browser::new();
+    let (_, loc, page, verifier) = authorize_at(&mut b, s, GLOBEX_CB, "olga@example.test", &[]).await;
+    let (status, t) = redeem_at(s, GLOBEX_CB, &loc.unwrap_or_else(|| panic!("{page}")), &verifier).await;
+    assert_eq!((status, org_name(&t).as_str()), (200, "Globex"));
+    let access = t["access_token"].as_str().unwrap();
+    // A hand-off into another tenant is refused; into Globex it works.
+    let (status, e) = handoff(s, access, &[("resource", "https://reports.example.test"), ("organization", "acme")]).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
+    let (status, h) = handoff(s, access, &[("resource", "https://reports.example.test")]).await;
+    assert_eq!(status, 200, "{h}");
+    let (status, landed) = redeem_handoff(s, "reports-web", REPORTS_SECRET, h["handoff_code"].as_str().unwrap()).await;
+    assert_eq!((status, org_name(&landed).as_str()), (200, "Globex"), "{landed}");
+    // The Reports session it started is pinned too: no switch to Acme.
+    let rt = landed["refresh_token"].as_str().expect("a refresh token");
+    let (status, e) = post_basic(
+        s,
+        "/oauth2/token",
+        "reports-web",
+        REPORTS_SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt), ("organization", "acme")],
+    )
+    .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+}
+both_stores!(the_pin_holds_across_a_hand_off, &PIN_HANDOFF);
+
+static PIN_HANDOFF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}\n[[grant]]\nuser = \"olga@example.test\"\nproduct = \"reports\"\ntenant = \"*\"\nroles = [\"analyst\"]\n",
+        *DOMAINS
+    )
+});

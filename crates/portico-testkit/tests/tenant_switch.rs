@@ -96,3 +96,63 @@ async fn a_product_without_tenants_takes_no_organization(s: &TestServer) {
     assert_eq!(refresh(s, "billing-web", BILLING_SECRET, rt).await.0, 200, "refused before it was spent");
 }
 both_stores!(a_product_without_tenants_takes_no_organization, TENANTS);
+
+async fn a_switch_joins_the_tree_reuse_ends_all_of_it(s: &TestServer) {
+    // A thief switches with a stolen current token; the victim goes on rotating the original.
+    let acme = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let stolen = acme["refresh_token"].as_str().unwrap().to_owned();
+    let (status, thief) = switch(s, &stolen, "globex").await;
+    assert_eq!(status, 200, "{thief}");
+    let (status, victim) = refresh(s, "crm-web", CRM_SECRET, &stolen).await;
+    assert_eq!(status, 200);
+    // The thief replays the original (now rotated): reuse, and the whole tree ends — the
+    // thief's own Globex family with it.
+    assert_eq!(refresh(s, "crm-web", CRM_SECRET, &stolen).await.0, 400);
+    assert_eq!(
+        refresh(s, "crm-web", CRM_SECRET, thief["refresh_token"].as_str().unwrap()).await.0,
+        400,
+        "the switched family escaped reuse detection"
+    );
+    assert_eq!(refresh(s, "crm-web", CRM_SECRET, victim["refresh_token"].as_str().unwrap()).await.0, 400);
+    let (_, intro) = post_basic(
+        s,
+        "/oauth2/introspect",
+        "crm-web",
+        CRM_SECRET,
+        &[("token", thief["access_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(intro["active"], false);
+
+    // A tree holds one live family per tenant: switching to Globex again replaces the first.
+    let acme = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let rt = acme["refresh_token"].as_str().unwrap().to_owned();
+    let (_, first) = switch(s, &rt, "globex").await;
+    let (status, second) = switch(s, &rt, "globex").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        refresh(s, "crm-web", CRM_SECRET, first["refresh_token"].as_str().unwrap()).await.0,
+        400,
+        "replaced"
+    );
+    assert_eq!(refresh(s, "crm-web", CRM_SECRET, second["refresh_token"].as_str().unwrap()).await.0, 200);
+    // Revoking one family's token (RFC 7009) ends the tree too.
+    let (status, _) = post_basic(s, "/oauth2/revoke", "crm-web", CRM_SECRET, &[("token", rt.as_str())]).await;
+    assert_eq!(status, 200);
+    assert_eq!(refresh(s, "crm-web", CRM_SECRET, second["refresh_token"].as_str().unwrap()).await.0, 400);
+}
+both_stores!(a_switch_joins_the_tree_reuse_ends_all_of_it, TENANTS);
+
+async fn a_family_of_an_ended_product_session_refreshes_no_more(s: &TestServer) {
+    // The race a sign-out can lose on PostgreSQL (a switch committing after its UPDATE) leaves a
+    // live family in an ended product session: its refresh stops there.
+    let acme = tokens(&mut Browser::new(), s, "crm-web", CRM_SECRET, "ada@example.test", Some("acme")).await;
+    let rt = acme["refresh_token"].as_str().unwrap().to_owned();
+    let sid = decode_payload(acme["access_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+    let (_, globex) = switch(s, &rt, "globex").await;
+    // The product session ends, the switched family is left live: the race's outcome, by hand.
+    crate::store_conformance::behind_the_back(s, &format!("UPDATE product_sessions SET ended_at = 1 WHERE sid = '{sid}'")).await;
+    let (status, body) = refresh(s, "crm-web", CRM_SECRET, globex["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+both_stores!(a_family_of_an_ended_product_session_refreshes_no_more, TENANTS);

@@ -66,6 +66,10 @@ export type AuthEvent =
 type Broadcast = AuthEvent | { type: 'session_started'; sid: string } | { type: 'popup_done'; state: string; error?: string };
 
 const DEFAULT_SCOPE = 'openid profile email offline_access';
+/** A popup that reads as closed this soon after it left for Portico was cut off by the opener's
+ * `Cross-Origin-Opener-Policy` (it goes on, and reports through the redirect URI), not closed by
+ * the user: a user who closes it that fast waits for `popupTimeoutMs`. */
+const SEVERED_WITHIN_MS = 5000;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /** Callbacks in progress in this page, across instances (a double mount makes two). */
@@ -105,9 +109,9 @@ export class Portico {
     this.issuer = new URL(options.issuer);
     this.client = { client_id: options.clientId, token_endpoint_auth_method: 'none' };
     const kv = options.storage ?? (typeof indexedDB !== 'undefined' ? new IndexedDbStore() : new MemoryStore());
-    this.store = new Store(kv, `portico:${options.clientId}:`);
+    this.store = new Store(kv, `portico:${encodeURIComponent(options.clientId)}:`);
     if (typeof BroadcastChannel !== 'undefined') {
-      this.channel = new BroadcastChannel(`portico:${options.clientId}`);
+      this.channel = new BroadcastChannel(`portico:${encodeURIComponent(options.clientId)}`);
       this.channel.onmessage = (m: MessageEvent<Broadcast>) => this.heard(m.data);
     }
     this.started = this.store.session().then((s) => {
@@ -225,6 +229,8 @@ export class Portico {
   openProduct(slug: string, options: { context?: string; organization?: string } = {}): Promise<void> {
     const tab = window.open('about:blank', '_blank');
     if (!tab) return Promise.reject(new PorticoError('popup_blocked', 'the browser blocked the new tab'));
+    // The other product gets no handle on this one (reverse tabnabbing).
+    tab.opener = null;
     return (async () => {
       try {
         if (!this.o.handoffEndpoint) throw new PorticoError('server_error', 'openProduct needs handoffEndpoint');
@@ -238,7 +244,12 @@ export class Portico {
         if (!resp.ok || typeof body.url !== 'string') {
           throw new PorticoError(resp.status === 403 ? 'access_denied' : 'server_error', 'the hand-off was refused', { error: body.error });
         }
-        tab.location.href = body.url;
+        // Only a web page: a `javascript:` URL would run in a tab of this origin.
+        const target = new URL(body.url);
+        if (target.protocol !== 'https:' && !(target.protocol === 'http:' && isLoopback(target))) {
+          throw new PorticoError('server_error', 'the hand-off link is not an https URL');
+        }
+        tab.location.href = target.href;
       } catch (e) {
         tab.close();
         throw e instanceof PorticoError ? e : new PorticoError('network', 'the hand-off could not be asked for', { cause: e });
@@ -260,23 +271,8 @@ export class Portico {
     this.signedOut = true;
     this.emit({ type: 'signed_out' });
     this.broadcast({ type: 'signed_out' });
-    let as: oauth.AuthorizationServer | undefined;
-    try {
-      as = await this.discovery();
-      const server = as;
-      await Promise.all(
-        sets
-          .filter((s) => s.refreshToken)
-          .map((s) =>
-            oauth
-              .revocationRequest(server, this.client, oauth.None(), s.refreshToken as string, this.requestOptions())
-              .then((r) => oauth.processRevocationResponse(r))
-              .catch(() => undefined),
-          ),
-      );
-    } catch {
-      // Signed out here already; Portico's copy ends with its session.
-    }
+    await Promise.all(sets.map((s) => this.revoke(s.refreshToken)));
+    const as = await this.discovery().catch(() => undefined);
     if (options.everywhere && as?.end_session_endpoint) {
       const url = new URL(as.end_session_endpoint);
       url.searchParams.set('client_id', this.o.clientId);
@@ -297,14 +293,13 @@ export class Portico {
 
   private requestOptions(): { [oauth.allowInsecureRequests]?: boolean } {
     // `portico dev` runs on http://localhost: allowed for loopback issuers only.
-    const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(this.issuer.hostname);
-    return loopback && this.issuer.protocol === 'http:' ? { [oauth.allowInsecureRequests]: true } : {};
+    return isLoopback(this.issuer) && this.issuer.protocol === 'http:' ? { [oauth.allowInsecureRequests]: true } : {};
   }
 
   private discovery(): Promise<oauth.AuthorizationServer> {
     if (!this.metadata) {
       this.metadata = oauth
-        .discoveryRequest(this.issuer, { algorithm: 'oidc', ...this.requestOptions() })
+        .discoveryRequest(this.issuer, { algorithm: 'oidc', ...this.requestOptions(), signal: this.deadline() })
         .then((r) => oauth.processDiscoveryResponse(this.issuer, r))
         .catch((e: unknown) => {
           this.metadata = undefined;
@@ -373,15 +368,21 @@ export class Portico {
       }
       let result: oauth.TokenEndpointResponse;
       try {
-        const resp = await oauth.authorizationCodeGrantRequest(as, this.client, oauth.None(), checked, tx.redirectUri, tx.verifier, this.requestOptions());
+        const resp = await oauth.authorizationCodeGrantRequest(as, this.client, oauth.None(), checked, tx.redirectUri, tx.verifier, {
+          ...this.requestOptions(),
+          signal: this.deadline(),
+        });
         result = await oauth.processAuthorizationCodeResponse(as, this.client, resp, { expectedNonce: tx.nonce, requireIdToken: true });
       } catch (e) {
         await this.store.removeTransaction(state);
-        throw fromTokenError(e);
+        const err = fromTokenError(e);
+        // A popup finishing on the redirect URI tells its opener, which is waiting.
+        if (tx.mode === 'popup') this.broadcast({ type: 'popup_done', state, error: err.error ?? 'server_error' });
+        throw err;
       }
       const claims = oauth.getValidatedIdTokenClaims(result) as unknown as User;
       const set = toTokenSet(result);
-      await this.signedIn(set, claims, result.id_token);
+      await this.signedIn(set, claims, result.id_token, tx.organization);
       await this.store.removeTransaction(state);
       await this.store.putDone(state, tx.returnTo);
       return { returnTo: tx.returnTo, popup: tx.mode === 'popup' };
@@ -394,12 +395,14 @@ export class Portico {
     });
   }
 
-  private async signedIn(set: TokenSet, claims: User, idToken?: string): Promise<void> {
+  /** `organization`: how the sign-in named its tenant (a slug, say), remembered as naming it. */
+  private async signedIn(set: TokenSet, claims: User, idToken?: string, organization?: string): Promise<void> {
     this.memory.clear();
     this.replaced = false;
     this.signedOut = false;
     await this.save(set);
-    await this.store.putSession({ claims, tenant: set.tenant, sid: set.sid, idToken });
+    const aliases = organization && set.tenant ? { [organization]: set.tenant } : undefined;
+    await this.store.putSession({ claims, tenant: set.tenant, sid: set.sid, idToken, aliases });
     this.sid = set.sid;
     if (this.o.singleSession && set.sid) {
       this.holdSession(set.sid, true);
@@ -435,7 +438,7 @@ export class Portico {
         clearTimeout(timer);
       };
       const onMessage = (e: MessageEvent) => {
-        if (e.origin !== this.issuer.origin) return;
+        if (e.origin !== this.issuer.origin || e.source !== popup) return;
         const data = e.data as { type?: string; response?: Record<string, string> } | null;
         if (data?.type !== 'authorization_response' || data.response?.state !== state) return;
         cleanup();
@@ -451,7 +454,7 @@ export class Portico {
         if (!popup.closed || severed) return;
         // Closed at once after it left for Portico: the opener policy cut it off, and it goes on
         // by itself. Closed later: the user closed it.
-        if (Date.now() - opened < 1500) {
+        if (Date.now() - opened < SEVERED_WITHIN_MS) {
           severed = true;
           return;
         }
@@ -474,7 +477,7 @@ export class Portico {
   /** `prompt=none` in a hidden frame, answered by web message; settles within the timeout. */
   private async silentFrame(options: Omit<LoginOptions, 'prompt' | 'returnTo'>): Promise<void> {
     const as = await this.discovery();
-    const { url, state } = await this.begin(as, 'popup', { ...options, prompt: 'none', responseMode: 'web_message' });
+    const { url, state } = await this.begin(as, 'frame', { ...options, prompt: 'none', responseMode: 'web_message' });
     const frame = document.createElement('iframe');
     frame.style.display = 'none';
     const params = await new Promise<URLSearchParams>((resolve, reject) => {
@@ -507,7 +510,7 @@ export class Portico {
   }
 
   private lockName(what: string): string {
-    return `portico:${this.o.clientId}:${what}`;
+    return `portico:${encodeURIComponent(this.o.clientId)}:${what}`;
   }
 
   private fresh(set: TokenSet | undefined): boolean {
@@ -564,6 +567,12 @@ export class Portico {
         const used = set.refreshToken;
         try {
           const next = await this.refreshGrant(used);
+          // Signed out while the request was out (here or in another tab): the new token is not
+          // kept but revoked.
+          if (this.signedOut || !(await this.store.session())) {
+            await this.revoke(next.refreshToken);
+            throw new PorticoError('login_required', 'signed out during the refresh');
+          }
           await this.save(next);
           events.push({ type: 'token_refreshed', tenant: next.tenant });
           return next;
@@ -602,7 +611,11 @@ export class Portico {
       const source = await this.store.tokens(sourceKey);
       if (!source?.refreshToken) throw new PorticoError('login_required', 'no refresh token to switch with');
       try {
-        const next = await this.refreshGrant(source.refreshToken, organization);
+        const next = await this.refreshGrant(source.refreshToken, organization, false);
+        if (this.signedOut || !(await this.store.session())) {
+          await this.revoke(next.refreshToken);
+          throw new PorticoError('login_required', 'signed out during the switch');
+        }
         await this.save(next);
         const session = await this.store.session();
         if (next.tenant && session) await this.store.putSession({ ...session, aliases: { ...session.aliases, [organization]: next.tenant } });
@@ -617,13 +630,36 @@ export class Portico {
     });
   }
 
-  private async refreshGrant(refreshToken: string, organization?: string): Promise<TokenSet> {
+  /** The refresh grant. `keep`: without a new refresh token in the answer, the presented one
+   * stays (a rotation always answers one); never for a switch, whose answer is another family's. */
+  private async refreshGrant(refreshToken: string, organization?: string, keep = true): Promise<TokenSet> {
     const as = await this.discovery();
     const extra: Record<string, string> = {};
     if (organization) extra.organization = organization;
-    const resp = await oauth.refreshTokenGrantRequest(as, this.client, oauth.None(), refreshToken, { ...this.requestOptions(), additionalParameters: extra });
+    const resp = await oauth.refreshTokenGrantRequest(as, this.client, oauth.None(), refreshToken, {
+      ...this.requestOptions(),
+      additionalParameters: extra,
+      signal: this.deadline(),
+    });
     const result = await oauth.processRefreshTokenResponse(as, this.client, resp);
-    return toTokenSet(result, refreshToken);
+    return toTokenSet(result, keep ? refreshToken : undefined);
+  }
+
+  /** Revokes a refresh token, best effort (signing out goes on regardless). */
+  private async revoke(token: string | undefined): Promise<void> {
+    if (!token) return;
+    try {
+      const as = await this.discovery();
+      const resp = await oauth.revocationRequest(as, this.client, oauth.None(), token, { ...this.requestOptions(), signal: this.deadline() });
+      await oauth.processRevocationResponse(resp);
+    } catch {
+      // Portico's copy ends with its session.
+    }
+  }
+
+  /** Every request to Portico settles within the silent timeout: none holds a lock for ever. */
+  private deadline(): AbortSignal {
+    return AbortSignal.timeout(this.o.silentTimeoutMs);
   }
 
   private async signOutHere(): Promise<void> {
@@ -732,6 +768,10 @@ function fromTokenError(e: unknown): PorticoError {
 function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
   if (typeof navigator !== 'undefined' && navigator.locks) return navigator.locks.request(name, fn) as Promise<T>;
   return fn();
+}
+
+function isLoopback(u: URL): boolean {
+  return ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
 }
 
 /** Whether two URLs are same-site (same scheme, same last two host labels: an approximation of

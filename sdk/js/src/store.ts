@@ -1,5 +1,5 @@
-// What the SDK keeps in the browser's shared storage (localStorage by default: one store for every
-// tab, never sessionStorage, which `window.open` copies into the new tab and so forks a rotation).
+// What the SDK keeps in the browser: one store for every tab of the app (IndexedDB by default;
+// never sessionStorage, which `window.open` copies into the new tab and so forks a rotation).
 
 /**
  * Where the SDK keeps its records: asynchronous, and consistent across tabs (a write committed in
@@ -85,8 +85,8 @@ export interface LoginTransaction {
   returnTo: string;
   organization?: string;
   redirectUri: string;
-  /** `popup`: its callback page finishes it and closes itself. */
-  mode: 'redirect' | 'popup';
+  /** `popup`: its callback page finishes it and closes itself; `frame`: a hidden frame's. */
+  mode: 'redirect' | 'popup' | 'frame';
   createdAt: number;
 }
 

@@ -93,10 +93,7 @@ pub async fn launcher(p: &Provider, user: &UserId, now: i64) -> Result<Vec<Launc
     products.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
     for product in products {
-        let page = config
-            .clients()
-            .filter(|e| e.client.product == product.slug)
-            .find_map(|e| e.client.initiate_login_uri.clone());
+        let page = config.page_of(&product.slug, |c| c.initiate_login_uri.as_deref());
         let link = |url: String, extra: Option<(&str, String)>| -> Option<LaunchLink> {
             let mut url = url::Url::parse(&url).ok()?;
             url.query_pairs_mut().append_pair("iss", &p.issuer);

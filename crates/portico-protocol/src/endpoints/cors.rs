@@ -6,7 +6,8 @@
 //!   origin the client it names registered in `web_origins`. A request from any other origin is
 //!   refused **before anything changes** (a code stays unredeemed, a token unrevoked): a browser
 //!   sends a form-encoded POST cross-origin without asking first, so hiding the answer would not be
-//!   enough.
+//!   enough. (This binds browsers; a server presenting the same code or token is stopped by PKCE
+//!   and rotation, not by CORS.)
 //! - A pre-flight names no client (it carries no body), so it is allowed for an origin some client
 //!   registered; the request itself is then judged against its own client.
 //! - Credentials (cookies) never cross: no answer says `Access-Control-Allow-Credentials`.

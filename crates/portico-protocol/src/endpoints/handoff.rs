@@ -65,6 +65,10 @@ pub struct HandoffData {
     #[serde(default)]
     pub source_family: Option<portico_model::FamilyId>,
     pub context: Option<String>,
+    /// The source session began on its tenant's own domain: the code is for that tenant only, and
+    /// the session it starts stays there too.
+    #[serde(default)]
+    pub tenant_pinned: bool,
 }
 
 pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest, now: i64) -> Result<HandoffResponse, OAuthError> {
@@ -81,6 +85,18 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
     let claims = own_user_token(p, req.subject_token.as_deref(), source, proof.as_ref().map(|x| x.jkt.as_str()), now).await?;
     let target = handoff_target(&config, source, &req)?;
     let tenant = target_tenant(p, &config, target, &req, &claims, now)?;
+    let source_family = crate::token::issue::family_of_jti(&claims.jti).map(portico_model::FamilyId::new);
+    let pinned = match &source_family {
+        Some(id) => p.store.family(id).await?.is_some_and(|f| f.pinned),
+        None => false,
+    };
+    // A session pinned to its tenant hands off into that tenant only.
+    if pinned && target.tenant_aware && tenant.as_ref().map(|t| t.as_str()) != claims.org_id.as_deref() {
+        return Err(oauth!(
+            InvalidRequest,
+            "this session began on an organization's own domain and stays in that organization"
+        ));
+    }
     let user_id = UserId::new(&claims.sub);
     // The gate, for the target product, before any code exists: its grant (an unknown tenant is
     // refused too: a tenant-aware product's grants need one), its second-factor policy and session
@@ -116,8 +132,9 @@ pub async fn create(p: &Provider, creds: &ClientCredentials, req: HandoffRequest
         scope: claims.scope.clone(),
         auth,
         source_sid: claims.sid.clone(),
-        source_family: crate::token::issue::family_of_jti(&claims.jti).map(portico_model::FamilyId::new),
+        source_family,
         context: req.context,
+        tenant_pinned: pinned,
     };
     issue(p, &data, target, client, source, req.ip, now).await
 }
@@ -183,10 +200,7 @@ async fn issue(
     tx.audit(event);
     tx.commit().await?;
     let config = p.config();
-    let page = config
-        .clients()
-        .filter(|e| e.client.product == target.slug)
-        .find_map(|e| e.client.handoff_uri.clone());
+    let page = config.page_of(&target.slug, |c| c.handoff_uri.as_deref());
     Ok(HandoffResponse {
         handoff_code: code,
         expires_in: p.settings.handoff_ttl,

@@ -57,7 +57,7 @@ impl Snapshot {
                     )
                 })
                 .collect(),
-            by_domain: docs.tenants.iter().flat_map(|t| t.domains.iter().map(|d| (d.clone(), t.id.clone()))).collect(),
+            by_domain: domain_map(&docs.tenants),
             tenants: docs.tenants,
         }
     }
@@ -87,6 +87,16 @@ impl Snapshot {
     /// A tenant named by its id or its slug.
     pub fn tenant_by_ref(&self, reference: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.id.as_str() == reference || t.slug == reference)
+    }
+    /// A page a product registers once (`handoff_uri`, `initiate_login_uri`): the suite file allows
+    /// one client of a product to; should the store hold more, the lowest client id's, always.
+    pub fn page_of(&self, product: &ProductSlug, page: impl Fn(&Client) -> Option<&str>) -> Option<String> {
+        self.clients
+            .values()
+            .filter(|e| &e.client.product == product)
+            .filter_map(|e| page(&e.client).map(|u| (e.client.id.as_str(), u)))
+            .min()
+            .map(|(_, u)| u.to_owned())
     }
     /// The tenant whose domain `presented` carries in the place of `{tenant_domain}` in one of
     /// `templates`, exactly.
@@ -125,4 +135,22 @@ impl Snapshot {
     pub fn resolve_audience(&self, client: &Client, resource: Option<&str>) -> Result<&Product, portico_model::PolicyError> {
         portico_model::resolve_audience(client, resource, |a| self.product_by_audience(a), |s| self.product(s))
     }
+}
+
+/// Each tenant domain and its tenant. The suite file lets a domain name one tenant; should the
+/// store hold one named by two (tenants kept from an earlier file), it names none.
+fn domain_map(tenants: &[Tenant]) -> HashMap<String, TenantId> {
+    let mut map: HashMap<String, Option<TenantId>> = HashMap::new();
+    for t in tenants {
+        for d in &t.domains {
+            map.entry(d.clone())
+                .and_modify(|v| {
+                    if v.as_ref() != Some(&t.id) {
+                        *v = None;
+                    }
+                })
+                .or_insert_with(|| Some(t.id.clone()));
+        }
+    }
+    map.into_iter().filter_map(|(d, t)| t.map(|t| (d, t))).collect()
 }

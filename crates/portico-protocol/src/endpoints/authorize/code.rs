@@ -27,9 +27,6 @@ pub struct CodeData {
     /// RFC 9449 §10: the DPoP key the code may be redeemed with only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
-    /// The request came through a tenant's own domain ([`super::AuthRequest::tenant_pinned`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tenant_pinned: bool,
 }
 
 /// Starts (or continues) the product session of the code and issues the code; the response
@@ -72,7 +69,6 @@ pub(super) async fn issue_code(
         acr: req.acr_claim(session).to_owned(),
         sid: sid.clone(),
         dpop_jkt: req.dpop_jkt.clone(),
-        tenant_pinned: req.tenant_pinned,
     };
     let family = Family {
         id: FamilyId::new(random::id("fam_")),
@@ -83,6 +79,9 @@ pub(super) async fn issue_code(
         sid: Some(sid.clone()),
         created_at: now,
         revoked_at: None,
+        origin: None,
+        // Begun on a tenant's own domain: the tree stays in that tenant.
+        pinned: req.tenant_pinned,
     };
     let record = serde_json::to_string(&data).expect("serializes");
     // A device's code waits in its record for the device's next poll, which may come as late as

@@ -153,7 +153,6 @@ impl Deciding<'_> {
             auth_time: session.auth_time,
             amr: session.amr.clone(),
             acr: session.acr.clone(),
-            tenant_pinned: self.req.tenant_pinned,
         }
     }
 

@@ -71,7 +71,6 @@ async fn tokens(
         auth_time: data.auth_time,
         amr: data.amr.clone(),
         acr: data.acr.clone(),
-        tenant_pinned: data.tenant_pinned,
     };
     let mint = gate::Mint {
         user: &data.user_id,

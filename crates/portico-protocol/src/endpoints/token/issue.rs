@@ -36,10 +36,6 @@ pub struct AuthInfo {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub acr: String,
-    /// The sign-in came through a tenant's own domain: its tokens stay that tenant's (a refresh
-    /// cannot switch tenant).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tenant_pinned: bool,
 }
 
 impl AuthInfo {
@@ -49,7 +45,6 @@ impl AuthInfo {
             auth_time: c.auth_time.unwrap_or(c.iat),
             amr: c.amr.clone().unwrap_or_default(),
             acr: c.acr.clone().unwrap_or_default(),
-            tenant_pinned: false,
         }
     }
 }

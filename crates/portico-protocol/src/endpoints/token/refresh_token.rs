@@ -12,7 +12,10 @@
 //! grant answers tokens for that tenant, through the same gate, without a redirect: a new family
 //! in the same product session, with a refresh token of its own. The presented token is not spent
 //! (its tenant's tokens stay good, so a client keys its cache by tenant); naming no organization,
-//! or the family's own, refreshes the family's tenant as always.
+//! or the family's own, refreshes the family's tenant as always. The new family joins the
+//! presented one's tree (`origin`): revoking any family of a tree — reuse of a rotated token,
+//! revocation — revokes all of it, so a stolen token cannot escape reuse detection by switching;
+//! and a tree holds one live family per tenant (switching again replaces it).
 
 use super::issue::{self, RefreshData, UserTokens};
 use super::{TokenRequest, TokenResponse};
@@ -57,7 +60,7 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         return Err(oauth!(InvalidGrant, INVALID).detail("a tenant switch with a rotated refresh token"));
     }
     // Signed in through one tenant's own domain: that tenant's tokens only.
-    if switch.is_some() && data.auth.tenant_pinned {
+    if switch.is_some() && family.pinned {
         return Err(oauth!(
             InvalidGrant,
             "this session began on an organization's own domain and stays in that organization"
@@ -71,7 +74,9 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         product,
         tenant,
         client: Some(client),
-        session_live: family.revoked_at.is_none(),
+        // A sign-out ends the product session with its families; one made in a race with it
+        // still stops here.
+        session_live: family.revoked_at.is_none() && !ctx.session_ended,
         auth: &data.auth,
         acr_mfa_requested: false,
         scope: &data.scope,
@@ -130,8 +135,9 @@ fn other_tenant(
 }
 
 /// Tokens for another tenant of the family's product (the gate admitted the user there): a new
-/// family in the same product session — signing out, a revoked grant or a replaced session end
-/// it with the first — and its own refresh token.
+/// family of the same tree, in the same product session — signing out, a revoked grant or a
+/// replaced session end it with the first — with its own refresh token, written in one
+/// transaction and only while the presented family is live.
 #[allow(clippy::too_many_arguments)]
 async fn switched(
     by: &By<'_>,
@@ -144,16 +150,17 @@ async fn switched(
     data: &RefreshData,
     jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
+    let (p, client, now) = (by.p, by.client, by.now);
     let family = Family {
         id: portico_model::FamilyId::new(random::id("fam_")),
         tenant: Some(tenant.clone()),
-        created_at: by.now,
+        created_at: now,
         revoked_at: None,
+        origin: Some(from.root().clone()),
         ..from.clone()
     };
-    by.p.store.insert_family(&family).await?;
     let t = UserTokens {
-        client: by.client,
+        client,
         product,
         tenant: Some(tenant),
         user,
@@ -166,7 +173,40 @@ async fn switched(
         act: None,
         jkt,
     };
-    issue::user_token_response(by.p, &t, "refresh_token", by.ip.map(str::to_owned), by.now).await
+    let (access_token, id_token) = (issue::mint_user_access(p, &t, now)?, issue::mint_id_token(p, &t, now)?);
+    // Its refresh token carries what the presented one did (a public client's key binding too).
+    let refresh_token = random::token();
+    let record = RefreshData {
+        // As a rotation does: the refresh token keeps what was granted; `scope` narrows this
+        // access token only.
+        scope: data.scope.clone(),
+        auth: data.auth.clone(),
+        jkt: jkt.filter(|_| client.is_public()).map(str::to_owned),
+    };
+    let expires_at = product.refresh_expiry(p.settings.refresh_ttl, data.auth.auth_time, now);
+    let record = serde_json::to_string(&record).expect("serializes");
+    let mut tx = p.store.write().await?;
+    if !tx
+        .insert_switched_family(&family, &from.id, &random::hash(&refresh_token), &record, expires_at)
+        .await?
+    {
+        return Err(oauth!(InvalidGrant, INVALID).detail("the family was revoked during the switch"));
+    }
+    tx.audit(
+        AuditEvent::new(now, "token.issued", user.id.as_str())
+            .product(product.slug.as_str())
+            .tenant(Some(tenant.as_str()))
+            .ip(by.ip.map(str::to_owned))
+            .data(serde_json::json!({"grant_type": "refresh_token", "client_id": client.id.as_str(), "family": family.id, "switched_from": from.id})),
+    );
+    tx.commit().await?;
+    Ok(TokenResponse {
+        refresh_token: Some(refresh_token),
+        id_token,
+        ..TokenResponse::bearer(access_token, product.access_token_ttl, scope.to_owned())
+            .bound(jkt)
+            .with_tenant(p, Some(tenant), now)
+    })
 }
 
 /// The family's product, which `resource` may only name again: a refresh token is bound to it.
@@ -213,17 +253,18 @@ async fn live_token(by: &By<'_>, found: &RefreshPeek, grace: i64) -> Result<(Ref
     if family.client_id != client.id {
         return Err(oauth!(InvalidGrant, INVALID).detail("refresh token of another client"));
     }
-    if family.revoked_at.is_some() {
-        return Err(oauth!(InvalidGrant, INVALID));
-    }
     let current = match found.rotated_at {
         None => true,
-        Some(at) if grace > 0 && now - at <= grace => false,
+        Some(at) if grace > 0 && now - at <= grace && family.revoked_at.is_none() => false,
         Some(_) => {
+            // Audited even when the family is revoked already: a replay is worth knowing of.
             reused(by, family).await?;
             return Err(oauth!(InvalidGrant, INVALID).detail("rotated refresh token presented again"));
         }
     };
+    if family.revoked_at.is_some() {
+        return Err(oauth!(InvalidGrant, INVALID));
+    }
     if current && now >= found.expires_at {
         return Err(oauth!(InvalidGrant, INVALID));
     }

@@ -156,6 +156,9 @@ impl Redeemer<'_> {
             sid,
             created_at: self.now,
             revoked_at: None,
+            origin: None,
+            // Handed off from a session pinned to its tenant: this one is too.
+            pinned: data.tenant_pinned,
         };
         tx.insert_family(&family).await?;
         tx.audit(
