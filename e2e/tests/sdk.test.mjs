@@ -93,6 +93,7 @@ portico.onAuthStateChange((e) => {
   if (e.type === 'session_replaced') document.getElementById('state').textContent = 'Signed out: a newer session of CRM started in another tab';
   else show();
 });
+window.silent = () => portico.signInSilently({ organization: 'acme' }).then((ok) => ok, (e) => e.reason);
 document.getElementById('reports').onclick = () => { window.opened = portico.openProduct('reports', { context: 'report=42' }).then(() => 'ok', (e) => e.reason); };
 document.getElementById('popup').onclick = () => { window.popupResult = portico.loginWithPopup({ organization: 'acme' }).then(() => 'ok', (e) => e.reason); };
 if (location.pathname === '/callback') {
@@ -120,6 +121,7 @@ window.storedTokens = async () => {
   const values = await idb('readonly', (s) => s.getAll());
   return keys.map((k, i) => [k, values[i]]).filter(([k]) => k.includes(':tokens:')).map(([, v]) => JSON.parse(v));
 };
+window.clearStore = () => idb('readwrite', (s) => s.clear());
 window.expireTokens = async () => {
   const keys = (await idb('readonly', (s) => s.getAllKeys())).filter((k) => k.includes(':tokens:'));
   for (const k of keys) {
@@ -238,6 +240,8 @@ roles = ["viewer"]
   browser = await launchChromium([
     '--host-resolver-rules=MAP *.example.test 127.0.0.1',
     '--ignore-certificate-errors',
+    // Third-party cookies blocked, as browsers now do: nothing here may depend on them.
+    '--test-third-party-cookie-phaseout',
   ]);
 });
 
@@ -457,5 +461,46 @@ test('openProduct: a new tab of another product, signed in, with the context, an
   assert.match(await tab.textContent('#landed'), /^refused: invalid_request/);
   const tokens = await p.evaluate(() => window.storedTokens());
   for (const t of tokens) assert.ok(!urls.some((u) => u.includes(t.accessToken) || u.includes(t.refreshToken)), 'a token in a URL');
+  await context.close();
+});
+
+test('silent sign-in in a hidden frame, same-site, with third-party cookies blocked; it settles either way', { timeout: 60_000 }, async () => {
+  const { context, grants } = await recordedContext();
+  // Not signed in at Portico: answered false, quickly, without a navigation.
+  const p = await open(context);
+  const started = Date.now();
+  assert.equal(await p.evaluate(() => window.silent()), false);
+  assert.ok(Date.now() - started < 5000, 'settled by the answer, not by the timeout');
+  // Signed in at Portico (another tab's redirect sign-in), this app's store emptied: the frame
+  // signs the app in again, with one code exchange.
+  const other = await signIn(context);
+  await other.evaluate(() => window.clearStore());
+  const fresh = await open(context);
+  const exchanges = tokenGrants(grants, 'authorization_code').length;
+  assert.equal(await fresh.evaluate(() => window.silent()), true);
+  assert.equal(tokenGrants(grants, 'authorization_code').length, exchanges + 1);
+  assert.equal(await fresh.evaluate(() => window.portico.isAuthenticated()), true);
+  await context.close();
+});
+
+test('a refresh token revoked at Portico: the refresh fails and every tab is signed out', { timeout: 60_000 }, async () => {
+  const { context } = await recordedContext();
+  const one = await signIn(context);
+  const two = await open(context);
+  const [set] = await one.evaluate(() => window.storedTokens());
+  // Revoked behind the app's back (the user signed out of it from the account page, say).
+  const host = new URL(portico.base);
+  await new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: host.port, path: '/oauth2/revoke', method: 'POST', servername: host.hostname, ca: readFileSync(tls.cert),
+      headers: { host: host.host, 'content-type': 'application/x-www-form-urlencoded' } }, (res) => { res.resume(); res.on('end', resolve); });
+    req.on('error', reject);
+    req.end(new URLSearchParams({ client_id: 'crm-spa', token: set.refreshToken }).toString());
+  });
+  await one.evaluate(() => window.expireTokens());
+  await one.reload();
+  await one.waitForFunction(() => window.ready === true);
+  assert.equal(await one.evaluate(() => window.portico.getAccessToken().then(() => 'token', (e) => e.reason)), 'login_required');
+  await two.waitForFunction(() => document.getElementById('state').textContent === 'Signed out', null, { timeout: 1000 });
+  assert.deepEqual(await two.evaluate(() => window.storedTokens()), []);
   await context.close();
 });
