@@ -109,7 +109,13 @@ async fn preflights_name_no_client_so_they_pass_any_registered_origin(s: &TestSe
         ("Access-Control-Request-Method", "POST"),
         ("Access-Control-Request-Headers", "dpop, content-type"),
     ];
-    for path in ["/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo"] {
+    for path in [
+        "/oauth2/token",
+        "/oauth2/revoke",
+        "/oauth2/userinfo",
+        "/oauth2/par",
+        "/oauth2/device_authorization",
+    ] {
         for origin in [SPA_ORIGIN, OTHER_ORIGIN] {
             let (status, h, _) = send(s, "OPTIONS", path, Some(origin), &ask, &[]).await;
             assert_eq!(status, 204, "{path}");
@@ -305,3 +311,41 @@ async fn backend_endpoints_answer_no_web_page(s: &TestServer) {
     assert_eq!(status, 200);
 }
 both_stores!(backend_endpoints_answer_no_web_page, &CORS_SUITE);
+
+async fn requests_that_leave_state_behind_come_only_from_their_clients_origins(s: &TestServer) {
+    let (_, challenge) = pkce();
+    let push = [
+        ("client_id", "crm-browser"),
+        ("response_type", "code"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    // A pushed request from another site: refused, unreadable, nothing pushed.
+    for origin in [EVIL, OTHER_ORIGIN] {
+        let (status, h, body) = send(s, "POST", "/oauth2/par", Some(origin), &[], &push).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{origin}: {body}");
+        assert!(body.get("request_uri").is_none());
+        unreadable(&h);
+    }
+    let (status, h, body) = send(s, "POST", "/oauth2/par", Some(SPA_ORIGIN), &[], &push).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["request_uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("urn:ietf:params:oauth:request_uri:"))
+    );
+    readable_by(&h, SPA_ORIGIN);
+    // Device authorization: the same rule (this client may not use the grant: its own page reads
+    // why, another site's does not even get that far).
+    let ask = [("client_id", "crm-browser"), ("scope", "openid")];
+    let (status, h, body) = send(s, "POST", "/oauth2/device_authorization", Some(EVIL), &[], &ask).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body.get("device_code").is_none());
+    unreadable(&h);
+    let (status, h, body) = send(s, "POST", "/oauth2/device_authorization", Some(SPA_ORIGIN), &[], &ask).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+    readable_by(&h, SPA_ORIGIN);
+}
+both_stores!(requests_that_leave_state_behind_come_only_from_their_clients_origins, &CORS_SUITE);

@@ -2,8 +2,9 @@
 //! protocol; the HTTP layer writes the headers).
 //!
 //! - Discovery and JWKS are public documents: any origin reads them.
-//! - The token, revocation and UserInfo endpoints answer a cross-origin request only from an
-//!   origin the client it names registered in `web_origins`. A request from any other origin is
+//! - The token, revocation, UserInfo, pushed-authorization and device-authorization endpoints
+//!   answer a cross-origin request only from an origin the client it names registered in
+//!   `web_origins`. A request from any other origin is
 //!   refused **before anything changes** (a code stays unredeemed, a token unrevoked): a browser
 //!   sends a form-encoded POST cross-origin without asking first, so hiding the answer would not be
 //!   enough. (This binds browsers; a server presenting the same code or token is stopped by PKCE

@@ -288,9 +288,13 @@ pub(super) fn pending_write_limit(s: &AppState, creds: &ClientCredentials, addr:
 
 /// `POST /oauth2/par` (RFC 9126): a client pushes its authorization request; `201 Created`.
 pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let cross = cors::origin(&headers);
+    let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
+        // A web page only from an origin its client registered, as at the token endpoint.
+        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
         if let Some(wait) = pending_write_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }
@@ -304,7 +308,7 @@ pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(a
         Ok(Err(wait)) => too_many(wait),
         Err(e) => OAuthJsonError(e).into_response(),
     };
-    with_dpop_nonce(&s, resp)
+    cors::allow(with_dpop_nonce(&s, resp), allowed.as_deref())
 }
 
 /// `POST /oauth2/handoff`: a product's backend asks for a hand-off code for another product.
