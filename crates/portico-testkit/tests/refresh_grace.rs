@@ -140,3 +140,40 @@ fn the_grace_is_at_most_a_minute() {
         }
     }
 }
+
+async fn a_replay_revokes_the_family_whatever_resource_it_names(s: &TestServer) {
+    let rt1 = code_flow_tokens(s).await["refresh_token"].as_str().unwrap().to_owned();
+    let (status, t2) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The spent token again, naming another product: still reuse, and the family ends.
+    let (status, _) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt1),
+            ("resource", "https://reports.example.test"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = post_basic(
+        s,
+        "/oauth2/token",
+        "crm-web",
+        SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", t2["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(status, 400, "the replay did not revoke the family");
+}
+both_stores!(a_replay_revokes_the_family_whatever_resource_it_names);

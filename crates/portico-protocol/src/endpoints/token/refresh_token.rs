@@ -46,9 +46,10 @@ pub async fn grant(p: &Provider, client: &Client, req: TokenRequest, now: i64) -
         now,
     };
     let config = p.config();
-    let product = own_product(&config, family, &req.resource)?;
-    let grace = product.refresh_reuse_grace;
+    // Reuse is judged first: a replayed token revokes its family whatever else the request says.
+    let grace = config.product(&family.product).map_or(0, |x| x.refresh_reuse_grace);
     let (data, current) = live_token(&by, &ctx.token, grace).await?;
+    let product = own_product(&config, family, &req.resource)?;
     // RFC 9449 §5: a bound refresh token needs a proof of its key; refused before it is spent.
     if data.jkt.is_some() && data.jkt != req.dpop_jkt {
         return Err(oauth!(InvalidDpopProof, "this refresh token is bound to a DPoP key: prove it").detail("refresh without the bound key's proof"));
