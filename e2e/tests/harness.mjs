@@ -1,6 +1,7 @@
 // Starts the real `portico` binary and Debian's Chromium for browser tests.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -53,6 +54,19 @@ export async function launchChromium(extra = []) {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', ...extra],
   });
+}
+
+/** Chromium for tests across sites: every `*.example.test` and `*.acme.test` name is loopback,
+ * and the certificate made at test time is taken. `extra` adds flags. */
+export function launchAcrossSites(extra = []) {
+  return launchChromium(['--host-resolver-rules=MAP *.example.test 127.0.0.1, MAP *.acme.test 127.0.0.1', '--ignore-certificate-errors', ...extra]);
+}
+
+/** An HTTPS server on loopback `port` with the test certificate, answering with `handler`. */
+export async function listenHttps(tls, port, handler) {
+  const server = createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler);
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return server;
 }
 
 /** A throwaway certificate and key (PEM files) for `*.example.test` and `*.acme.test`, made now. */

@@ -10,9 +10,9 @@
 //  - no bearer token appears in any URL the browser requests.
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
-import { createServer, request } from 'node:https';
+import { request } from 'node:https';
 import { after, before, test } from 'node:test';
-import { freePort, launchChromium, shots, startServe, testCertificate } from './harness.mjs';
+import { freePort, launchAcrossSites, listenHttps, shots, startServe, testCertificate } from './harness.mjs';
 
 const SDK = new URL('../../sdk/js/dist/portico.js', import.meta.url);
 
@@ -26,14 +26,16 @@ const appOrigin = () => `https://app.example.test:${appPort}`;
 const CRM_API_SECRET = 'crm-api-secret-0123456789abcdef0123456789';
 const REPORTS_API_SECRET = 'reports-api-secret-0123456789abcdef01234567';
 
-/** A backend's form POST to Portico (over loopback, Portico's name for TLS and Host). */
+/** A backend's form POST to Portico (over loopback, Portico's name for TLS and Host), as a
+ * confidential client, or as none (a public client names itself in the form). */
 function porticoPost(path, form, client, secret) {
   const body = new URLSearchParams(form).toString();
   const host = new URL(portico.base);
+  const headers = { host: host.host, 'content-type': 'application/x-www-form-urlencoded' };
+  if (client) headers.authorization = `Basic ${Buffer.from(`${client}:${secret}`).toString('base64')}`;
   return new Promise((resolve, reject) => {
     const req = request({
-      host: '127.0.0.1', port: host.port, path, method: 'POST', servername: host.hostname, ca: readFileSync(tls.cert),
-      headers: { host: host.host, 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${client}:${secret}`).toString('base64')}` },
+      host: '127.0.0.1', port: host.port, path, method: 'POST', servername: host.hostname, ca: readFileSync(tls.cert), headers,
     }, (res) => {
       let text = '';
       res.on('data', (d) => { text += d; });
@@ -216,7 +218,7 @@ roles = ["viewer"]
 `,
   });
   const html = page(portico.base);
-  app = createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, (req, res) => {
+  app = await listenHttps(tls, appPort, (req, res) => {
     const url = new URL(req.url, appOrigin());
     if (url.pathname === '/api/handoff' && req.method === 'POST') {
       crmHandoff(req, res);
@@ -236,10 +238,7 @@ roles = ["viewer"]
     res.writeHead(200, headers);
     res.end(html);
   });
-  await new Promise((r) => app.listen(appPort, '127.0.0.1', r));
-  browser = await launchChromium([
-    '--host-resolver-rules=MAP *.example.test 127.0.0.1',
-    '--ignore-certificate-errors',
+  browser = await launchAcrossSites([
     // Third-party cookies blocked, as browsers now do: nothing here may depend on them.
     '--test-third-party-cookie-phaseout',
   ]);
@@ -489,13 +488,7 @@ test('a refresh token revoked at Portico: the refresh fails and every tab is sig
   const two = await open(context);
   const [set] = await one.evaluate(() => window.storedTokens());
   // Revoked behind the app's back (the user signed out of it from the account page, say).
-  const host = new URL(portico.base);
-  await new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: host.port, path: '/oauth2/revoke', method: 'POST', servername: host.hostname, ca: readFileSync(tls.cert),
-      headers: { host: host.host, 'content-type': 'application/x-www-form-urlencoded' } }, (res) => { res.resume(); res.on('end', resolve); });
-    req.on('error', reject);
-    req.end(new URLSearchParams({ client_id: 'crm-spa', token: set.refreshToken }).toString());
-  });
+  await porticoPost('/oauth2/revoke', { client_id: 'crm-spa', token: set.refreshToken });
   await one.evaluate(() => window.expireTokens());
   await one.reload();
   await one.waitForFunction(() => window.ready === true);

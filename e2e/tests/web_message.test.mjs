@@ -7,10 +7,9 @@
 //    the response, and nobody can frame the login page.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:https';
+import { rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { freePort, launchChromium, shots, startServe, testCertificate } from './harness.mjs';
+import { freePort, launchAcrossSites, listenHttps, shots, startServe, testCertificate } from './harness.mjs';
 
 let tls;
 let portico;
@@ -37,11 +36,10 @@ if (location.pathname === '/silent') {
 before(async () => {
   tls = testCertificate();
   appPort = await freePort();
-  app = createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, (req, res) => {
+  app = await listenHttps(tls, appPort, (req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end(PAGE);
   });
-  await new Promise((r) => app.listen(appPort, '127.0.0.1', r));
   portico = await startServe({
     host: 'id.example.test',
     tls,
@@ -73,10 +71,7 @@ product = "crm"
 roles = ["viewer"]
 `,
   });
-  browser = await launchChromium([
-    '--host-resolver-rules=MAP *.example.test 127.0.0.1, MAP *.acme.test 127.0.0.1',
-    '--ignore-certificate-errors',
-  ]);
+  browser = await launchAcrossSites();
 });
 
 after(async () => {

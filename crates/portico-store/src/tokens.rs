@@ -125,6 +125,7 @@ pub enum RefreshRotation {
     Reused,
 }
 
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
 const FAMILY_COLUMNS: &str = "f.id, f.subject, f.client_id, f.product, f.tenant, f.sid, f.created_at, f.revoked_at, f.origin, f.pinned";
 const TOKEN_COLUMNS: &str = "r.data, r.expires_at, r.rotated_at";
 const TOKEN_FROM: &str = "FROM refresh_tokens r JOIN token_families f ON f.id = r.family";
@@ -238,7 +239,7 @@ impl Store {
     }
 
     pub async fn insert_refresh(&self, hash: &str, family_id: &str, data: &str, now: i64, expires_at: i64) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        on_pool!(self, pool => sqlx::query(INSERT_REFRESH)
             .bind(hash).bind(family_id).bind(data).bind(now).bind(expires_at).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
@@ -319,6 +320,12 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// A family's refresh token (in this transaction; [`Store::insert_refresh`] outside one).
+    pub async fn insert_refresh(&mut self, hash: &str, family_id: &str, data: &str, now: i64, expires_at: i64) -> Result<()> {
+        on_tx!(self, t => sqlx::query(INSERT_REFRESH).bind(hash).bind(family_id).bind(data).bind(now).bind(expires_at).execute(&mut **t).await.map(|_| ()))?;
+        Ok(())
+    }
+
     pub async fn insert_family(&mut self, f: &Family) -> Result<()> {
         on_tx!(self, t => sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at, origin, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(f.id.as_str()).bind(f.subject.as_str()).bind(f.client_id.as_str()).bind(f.product.as_str()).bind(f.tenant_key())
@@ -332,7 +339,6 @@ impl Tx<'_> {
     /// any family of the tree already in that tenant (revoked), so a tree holds one live family per
     /// tenant. `false` (nothing written) when `source` was revoked meanwhile.
     pub async fn insert_switched_family(&mut self, new: &Family, source: &FamilyId, refresh_hash: &str, data: &str, expires_at: i64) -> Result<bool> {
-        let root = new.origin.as_ref().map_or(new.id.as_str(), FamilyId::as_str);
         // The source's row is locked (PostgreSQL; SQLite has one writer): a sign-out that revoked
         // it first is seen here. One that revokes it after may miss the new row, on PostgreSQL;
         // the new family's refreshes then stop at its ended product session (`refresh_context`).
@@ -340,25 +346,16 @@ impl Tx<'_> {
             crate::tx::Inner::Postgres(_) => "SELECT id FROM token_families WHERE id = $1 AND revoked_at IS NULL FOR UPDATE",
             crate::tx::Inner::Sqlite(_) => "SELECT id FROM token_families WHERE id = $1 AND revoked_at IS NULL",
         };
-        let inserted = on_tx!(self, t => {
-            let live: Option<(String,)> = sqlx::query_as(sql).bind(source.as_str()).fetch_optional(&mut **t).await?;
-            if live.is_none() {
-                false
-            } else {
-                sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'switched_again'
-                             WHERE (id = $1 OR origin = $1) AND tenant = $2 AND revoked_at IS NULL")
-                    .bind(root).bind(new.tenant_key()).bind(new.created_at).execute(&mut **t).await?;
-                sqlx::query("INSERT INTO token_families (id, subject, client_id, product, tenant, sid, created_at, origin, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                    .bind(new.id.as_str()).bind(new.subject.as_str()).bind(new.client_id.as_str()).bind(new.product.as_str()).bind(new.tenant_key())
-                    .bind(new.sid.as_ref().map(Sid::as_str)).bind(new.created_at).bind(root).bind(new.pinned)
-                    .execute(&mut **t).await?;
-                sqlx::query("INSERT INTO refresh_tokens (hash, family, data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(refresh_hash).bind(new.id.as_str()).bind(data).bind(new.created_at).bind(expires_at)
-                    .execute(&mut **t).await?;
-                true
-            }
-        });
-        Ok(inserted)
+        let live: Option<(String,)> = on_tx!(self, t => sqlx::query_as(sql).bind(source.as_str()).fetch_optional(&mut **t).await)?;
+        if live.is_none() {
+            return Ok(false);
+        }
+        on_tx!(self, t => sqlx::query("UPDATE token_families SET revoked_at = $3, revoked_reason = 'switched_again'
+                                      WHERE (id = $1 OR origin = $1) AND tenant = $2 AND revoked_at IS NULL")
+            .bind(new.root().as_str()).bind(new.tenant_key()).bind(new.created_at).execute(&mut **t).await.map(|_| ()))?;
+        self.insert_family(new).await?;
+        self.insert_refresh(refresh_hash, new.id.as_str(), data, new.created_at, expires_at).await?;
+        Ok(true)
     }
 
     /// Marks a code consumed, atomically: of two concurrent presentations exactly one gets

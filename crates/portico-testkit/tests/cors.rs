@@ -91,6 +91,22 @@ async fn browser_code(s: &TestServer) -> (String, String) {
     (query_param(&resp, "code").expect("code"), verifier)
 }
 
+/// A fresh code of crm-browser's, as the form that redeems it.
+async fn redeemable(s: &TestServer) -> Vec<(&'static str, String)> {
+    let (code, verifier) = browser_code(s).await;
+    vec![
+        ("grant_type", "authorization_code".into()),
+        ("client_id", "crm-browser".into()),
+        ("code", code),
+        ("redirect_uri", CALLBACK.into()),
+        ("code_verifier", verifier),
+    ]
+}
+
+fn as_pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    form.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 async fn public_documents_answer_any_origin(s: &TestServer) {
     for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", "/oauth2/jwks"] {
         let (status, h, body) = send(s, "GET", path, Some(EVIL), &[], &[]).await;
@@ -149,14 +165,8 @@ async fn preflights_name_no_client_so_they_pass_any_registered_origin(s: &TestSe
 both_stores!(preflights_name_no_client_so_they_pass_any_registered_origin, &CORS_SUITE);
 
 async fn the_token_endpoint_answers_only_its_clients_origins_and_a_refusal_changes_nothing(s: &TestServer) {
-    let (code, verifier) = browser_code(s).await;
-    let redeem = [
-        ("grant_type", "authorization_code"),
-        ("client_id", "crm-browser"),
-        ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", verifier.as_str()),
-    ];
+    let form = redeemable(s).await;
+    let redeem = as_pairs(&form);
     // Another client's origin, an unregistered one, two Origin headers at once: refused, unreadable.
     for origin in [OTHER_ORIGIN, EVIL, "null"] {
         let (status, h, body) = send(s, "POST", "/oauth2/token", Some(origin), &[], &redeem).await;
@@ -216,14 +226,8 @@ async fn the_token_endpoint_answers_only_its_clients_origins_and_a_refusal_chang
 both_stores!(the_token_endpoint_answers_only_its_clients_origins_and_a_refusal_changes_nothing, &CORS_SUITE);
 
 async fn revocation_and_userinfo_judge_the_origin_against_their_client(s: &TestServer) {
-    let (code, verifier) = browser_code(s).await;
-    let redeem = [
-        ("grant_type", "authorization_code"),
-        ("client_id", "crm-browser"),
-        ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", verifier.as_str()),
-    ];
+    let form = redeemable(s).await;
+    let redeem = as_pairs(&form);
     let (status, _, tokens) = send(s, "POST", "/oauth2/token", Some(SPA_ORIGIN), &[], &redeem).await;
     assert_eq!(status, 200);
     let access = tokens["access_token"].as_str().unwrap();

@@ -618,7 +618,7 @@ export class Portico {
         }
         await this.save(next);
         const session = await this.store.session();
-        if (next.tenant && session) await this.store.putSession({ ...session, aliases: { ...session.aliases, [organization]: next.tenant } });
+        if (next.tenant && session) await this.store.putSession({ ...session, aliases: remember(session.aliases, organization, next.tenant) });
         return next;
       } catch (e) {
         const err = fromTokenError(e);
@@ -732,6 +732,16 @@ export class Portico {
         if (this.sid === sid) this.replace();
       });
   }
+}
+
+/** Tenant references (a slug, an id, a handle — handles change with time) kept per session. */
+const MAX_ALIASES = 32;
+
+/** `aliases` with `reference` → `tenant` added last, the oldest dropped past [`MAX_ALIASES`]. */
+function remember(aliases: Record<string, string> | undefined, reference: string, tenant: string): Record<string, string> {
+  const entries = Object.entries(aliases ?? {}).filter(([k]) => k !== reference);
+  entries.push([reference, tenant]);
+  return Object.fromEntries(entries.slice(-MAX_ALIASES));
 }
 
 function toTokenSet(r: oauth.TokenEndpointResponse, previousRefresh?: string): TokenSet {

@@ -254,11 +254,7 @@ impl ClientSpec {
         }
         let url = RedirectUri::parse(u).and_then(|r| url::Url::parse(r.as_str()).map_err(|e| e.to_string()));
         let url = url.map_err(|m| FieldError::new("handoff_uri", format!("{u:?} {m}")))?;
-        if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) {
-            Ok(())
-        } else {
-            Err(FieldError::new("handoff_uri", format!("{u:?} must be https (http only on a loopback address)")))
-        }
+        https_or_loopback("handoff_uri", u, &url)
     }
 
     /// OIDC Core §4 (and Dynamic Client Registration §2): an `https` URI (`http` only on a
@@ -278,11 +274,7 @@ impl ClientSpec {
         if url.fragment().is_some() {
             return Err(FieldError::new(FIELD, format!("{u:?} must not contain a fragment")));
         }
-        if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) {
-            Ok(())
-        } else {
-            Err(FieldError::new(FIELD, format!("{u:?} must be https (http only on a loopback address)")))
-        }
+        https_or_loopback(FIELD, u, &url)
     }
 
     /// The redirect URIs (each already parsed) an application of its type can receive a
@@ -336,6 +328,16 @@ fn check_web_origins(origins: &[String]) -> Result<(), FieldError> {
             format!("{bad:?} is not an origin like \"https://app.example.test\""),
         )),
         None => Ok(()),
+    }
+}
+
+/// A page the browser is sent to that is not a redirect URI: `https`, or `http` on a loopback IP
+/// address (development).
+fn https_or_loopback(field: &'static str, u: &str, url: &url::Url) -> Result<(), FieldError> {
+    if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url)) {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, format!("{u:?} must be https (http only on a loopback address)")))
     }
 }
 

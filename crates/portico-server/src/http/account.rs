@@ -144,10 +144,12 @@ fn session_rows(s: &AppState, o: &portico_protocol::account::Overview, current: 
 }
 
 pub async fn page(State(s): State<AppState>, Account { session: current, user }: Account, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let Ok(launcher) = portico_protocol::account::launcher(&s.provider, &user.id, now(&s)).await else {
-        return unavailable();
-    };
-    let Ok(o) = portico_protocol::account::overview(&s.provider, &current, user, now(&s)).await else {
+    let user_id = user.id.clone();
+    let (launcher, o) = tokio::join!(
+        portico_protocol::account::launcher(&s.provider, &user_id, now(&s)),
+        portico_protocol::account::overview(&s.provider, &current, user, now(&s)),
+    );
+    let (Ok(launcher), Ok(o)) = (launcher, o) else {
         return unavailable();
     };
     let (csrf, cookie) = cookies::csrf_token(&s, &headers);

@@ -72,6 +72,17 @@ fn preflight(s: &AppState, headers: &HeaderMap, methods: &'static str) -> Respon
     resp
 }
 
+/// The origin of a request that names its client (token, revocation, PAR, device authorization),
+/// when that client registered it: `Ok(None)` for a request that is not cross-origin; refused
+/// (before anything changes) for any other origin.
+pub fn of_client(
+    s: &AppState,
+    headers: &HeaderMap,
+    creds: &portico_protocol::client_auth::ClientCredentials,
+) -> Result<Option<String>, portico_protocol::OAuthError> {
+    portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), origin(headers).as_deref())
+}
+
 /// The answer to a request from `origin`, which its client registered: that page may read it.
 pub fn allow(mut resp: Response, origin: Option<&str>) -> Response {
     let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) else {

@@ -17,13 +17,12 @@ use std::net::SocketAddr;
 
 /// `POST /oauth2/device_authorization` (RFC 8628 §3.1, §3.2).
 pub async fn authorize_device(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    let cross = super::cors::origin(&headers);
     let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         // A web page only from an origin its client registered, as at the token endpoint.
-        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
+        allowed = super::cors::of_client(&s, &headers, &creds)?;
         if let Some(wait) = pending_write_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }

@@ -152,12 +152,11 @@ pub(super) fn oauth_form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthErro
 }
 
 pub async fn token(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    let cross = cors::origin(&headers);
     let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
-        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
+        allowed = cors::of_client(&s, &headers, &creds)?;
         if let Some(wait) = over_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }
@@ -288,13 +287,12 @@ pub(super) fn pending_write_limit(s: &AppState, creds: &ClientCredentials, addr:
 
 /// `POST /oauth2/par` (RFC 9126): a client pushes its authorization request; `201 Created`.
 pub async fn push_authorization_request(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    let cross = cors::origin(&headers);
     let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
         // A web page only from an origin its client registered, as at the token endpoint.
-        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
+        allowed = cors::of_client(&s, &headers, &creds)?;
         if let Some(wait) = pending_write_limit(&s, &creds, &addr) {
             return Ok(Err(wait));
         }
@@ -352,12 +350,11 @@ pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 pub async fn revoke(State(s): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    let cross = cors::origin(&headers);
     let mut allowed = None;
     let result = async {
         let form = oauth_form(&body)?;
         let creds = client_credentials(&headers, &form)?;
-        allowed = portico_protocol::cors::check_client(&s.provider, creds.claimed_id().as_deref(), cross.as_deref())?;
+        allowed = cors::of_client(&s, &headers, &creds)?;
         let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
         revocation::revoke(&s.provider, &creds, token, client_ip(Some(&addr)), now(&s)).await
     }
@@ -425,10 +422,12 @@ pub async fn authorize_resume(State(s): State<AppState>, flow: Flow, Query(q): Q
 
 /// Sends an authorization response the way its response mode says.
 pub fn respond(resp: AuthResponse) -> Response {
-    let encoded = serde_urlencoded::to_string(&resp.params).expect("pairs encode");
     match resp.mode {
         ResponseMode::Query => html::secure(Redirect::to(&query_redirect(&resp)).into_response(), None),
-        ResponseMode::Fragment => html::secure(Redirect::to(&format!("{}#{encoded}", resp.redirect_uri)).into_response(), None),
+        ResponseMode::Fragment => {
+            let encoded = serde_urlencoded::to_string(&resp.params).expect("pairs encode");
+            html::secure(Redirect::to(&format!("{}#{encoded}", resp.redirect_uri)).into_response(), None)
+        }
         ResponseMode::FormPost => {
             let nonce = portico_protocol::random::token();
             let page = FormPostPage {
